@@ -1,0 +1,45 @@
+"""`slawatch` command line: one subcommand per module, each owning its own flags.
+
+Each subcommand module exposes ``add_arguments(parser)`` and ``run(args) -> int``; the
+dispatcher imports it only when chosen, so `slawatch check` never pays for importing Faust.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "worker": ("slawatch.agents.worker", "start one Faust worker (consume, compute, serve /metrics)"),
+    "publish": ("slawatch.agents.publish", "publish component events (JSON lines on stdin, or flags)"),
+    "check": ("slawatch.agents.check", "validate a catalog and print the internal-vs-external table"),
+    "demo": ("slawatch.agents.demo", "embedded broker + worker + failure simulator on this machine"),
+    "simulate": ("slawatch.agents.simulator", "publish realistic failures for a catalog"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="slawatch",
+        description="Business-service SLA monitoring from component up/down events.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module = importlib.import_module(module_name)
+        module.add_arguments(p)
+        p.set_defaults(_module=module_name)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module = importlib.import_module(args._module)
+    result: int = module.run(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
