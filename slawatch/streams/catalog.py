@@ -1,0 +1,404 @@
+"""The service catalog (CONTRACT §2): internal components, external services.
+
+Validation is strict on purpose: a misspelt component would count as "up" forever and
+a misspelt key would silently drop a promise, so every error names the file, the
+service (or component) and the field, and all errors are reported at once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from slawatch.streams.durations import parse_duration
+from slawatch.streams.events import COMPONENT_ID
+from slawatch.streams.requirements import (
+    AllOf,
+    AnyOf,
+    AtLeast,
+    Leaf,
+    Predicate,
+    Requirement,
+    ServiceRef,
+    blame,
+    compile_predicate,
+    leaves,
+    supported,
+)
+from slawatch.streams.states import State
+
+KINDS = ("internal", "external")
+_SERVICE_KEYS = {"kind", "customers", "sla", "restore_time", "requires", "description"}
+_COMPONENT_KEYS = {"team", "kpi", "description"}
+
+
+class CatalogError(ValueError):
+    """The catalog cannot be used; ``problems`` lists every reason found."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source}: invalid catalog ({len(problems)} problem(s)):\n{lines}")
+
+
+@dataclass(frozen=True, slots=True)
+class Component:
+    id: str
+    team: str | None = None
+    kpi: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """An SLA period: a rolling duration, or the calendar month so far (UTC)."""
+
+    seconds: float | None
+    calendar_month: bool = False
+
+    @property
+    def label(self) -> str:
+        from slawatch.streams.durations import format_duration
+
+        return "month" if self.calendar_month else format_duration(self.seconds or 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    name: str
+    kind: str
+    customers: tuple[str, ...]
+    target: float
+    period: Period
+    restore_time: float | None
+    requires: AllOf
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceModel:
+    """What a tracker needs to evaluate one service: compiled, catalog-derived, stateless."""
+
+    name: str
+    components: frozenset[str]
+    ok_unplanned: Predicate
+    ok_planned: Predicate
+    requires: AllOf
+    catalog: Catalog = field(repr=False, compare=False)
+
+    def state(self, states: Mapping[str, State]) -> State:
+        if not self.ok_unplanned(states):
+            return State.DOWN
+        if not self.ok_planned(states):
+            return State.MAINTENANCE
+        return State.UP
+
+    def blame(self, states: Mapping[str, State]) -> tuple[str, ...]:
+        return blame(self.requires, states, self.catalog.resolve)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    components: dict[str, Component]
+    services: dict[str, Service]
+    source: str = "<catalog>"
+
+    def resolve(self, name: str) -> Requirement:
+        return self.services[name].requires
+
+    @cached_property
+    def _components_of(self) -> dict[str, frozenset[str]]:
+        return {
+            name: frozenset(leaves(svc.requires, self.resolve))
+            for name, svc in self.services.items()
+        }
+
+    @cached_property
+    def _services_for(self) -> dict[str, tuple[str, ...]]:
+        index: dict[str, list[str]] = {}
+        for name in sorted(self.services):
+            for comp in self._components_of[name]:
+                index.setdefault(comp, []).append(name)
+        return {comp: tuple(names) for comp, names in index.items()}
+
+    @cached_property
+    def models(self) -> dict[str, ServiceModel]:
+        return {
+            name: ServiceModel(
+                name=name,
+                components=self._components_of[name],
+                ok_unplanned=compile_predicate(svc.requires, self.resolve, planned=False),
+                ok_planned=compile_predicate(svc.requires, self.resolve, planned=True),
+                requires=svc.requires,
+                catalog=self,
+            )
+            for name, svc in self.services.items()
+        }
+
+    def components_of(self, service: str) -> frozenset[str]:
+        """Every component the service reads, directly or through ``service:``."""
+        return self._components_of[service]
+
+    def services_for(self, component: str) -> tuple[str, ...]:
+        """Every service that depends on the component (the reverse index), sorted."""
+        return self._services_for.get(component, ())
+
+    def is_mapped(self, component: str) -> bool:
+        return component in self._services_for
+
+    @cached_property
+    def _kpis(self) -> dict[str, float]:
+        return {c.id: c.kpi for c in self.components.values() if c.kpi is not None}
+
+    def supported_availability(self, service: str) -> float:
+        return supported(self.services[service].requires, self._kpis, self.resolve)
+
+    def kpi_gap(self, service: str) -> bool:
+        return self.supported_availability(service) < self.services[service].target
+
+    def weakest_components(self, service: str, limit: int = 3) -> list[tuple[str, float]]:
+        """Components whose KPI costs the service most: (id, availability gained if perfect)."""
+        base = self.supported_availability(service)
+        gains: list[tuple[str, float]] = []
+        for comp in sorted(self.components_of(service)):
+            kpi = self._kpis.get(comp)
+            if kpi is None or kpi >= 1.0:
+                continue
+            better = dict(self._kpis)
+            better[comp] = 1.0
+            gain = supported(self.services[service].requires, better, self.resolve) - base
+            if gain > 0:
+                gains.append((comp, gain))
+        gains.sort(key=lambda item: (-item[1], item[0]))
+        return gains[:limit]
+
+
+def load_catalog(path: str | Path) -> Catalog:
+    """Read and validate a catalog file; raise CatalogError naming file, service, field."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CatalogError(source, [f"cannot read the file: {exc.strerror or exc}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise CatalogError(source, [f"not valid YAML: {exc}"]) from None
+    return parse_catalog(data, source)
+
+
+def parse_catalog(data: object, source: str = "<catalog>") -> Catalog:
+    return _Parser(source).parse(data)
+
+
+class _Parser:
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.problems: list[str] = []
+
+    def problem(self, where: str, text: str) -> None:
+        self.problems.append(f"{where}: {text}")
+
+    def parse(self, data: object) -> Catalog:
+        if not isinstance(data, dict):
+            raise CatalogError(self.source, ["the top level must be a mapping with "
+                                             "`components:` and `services:`"])
+        unknown = set(data) - {"components", "services"}
+        for key in sorted(map(str, unknown)):
+            self.problem(f"top level: field {key!r}", "unknown field (expected components, services)")
+        components = self.components(data.get("components"))
+        raw_services = data.get("services")
+        if not isinstance(raw_services, dict) or not raw_services:
+            self.problem("top level: field 'services'", "must be a non-empty mapping of services")
+            raw_services = {}
+        services: dict[str, Service] = {}
+        for name, spec in raw_services.items():
+            svc = self.service(str(name), spec, components, raw_services)
+            if svc is not None:
+                services[svc.name] = svc
+        if not self.problems:
+            self.check_cycles(services)
+        if self.problems:
+            raise CatalogError(self.source, self.problems)
+        return Catalog(components=components, services=services, source=self.source)
+
+    def components(self, raw: object) -> dict[str, Component]:
+        if not isinstance(raw, dict) or not raw:
+            self.problem("top level: field 'components'", "must be a non-empty mapping of components")
+            return {}
+        out: dict[str, Component] = {}
+        for cid, spec in raw.items():
+            cid = str(cid)
+            where = f"component {cid!r}"
+            if COMPONENT_ID.fullmatch(cid) is None:
+                self.problem(where, "id must be 1-200 characters of A-Za-z0-9._:/@-")
+                continue
+            spec = {} if spec is None else spec
+            if not isinstance(spec, dict):
+                self.problem(where, "must be a mapping like {team: servers, kpi: 0.99}")
+                continue
+            for key in sorted(map(str, set(spec) - _COMPONENT_KEYS)):
+                self.problem(f"{where}: field {key!r}", "unknown field (expected team, kpi)")
+            team = spec.get("team")
+            if team is not None and not isinstance(team, str):
+                self.problem(f"{where}: field 'team'", "must be a string")
+                team = None
+            kpi = spec.get("kpi")
+            if kpi is not None and not _ratio(kpi, upper_inclusive=True):
+                self.problem(f"{where}: field 'kpi'", f"{kpi!r} must be a number in (0, 1]")
+                kpi = None
+            out[cid] = Component(cid, team, None if kpi is None else float(kpi))
+        return out
+
+    def service(
+        self, name: str, spec: object, components: dict[str, Component], all_services: dict[Any, Any]
+    ) -> Service | None:
+        where = f"service {name!r}"
+        if not isinstance(spec, dict):
+            self.problem(where, "must be a mapping with kind, sla and requires")
+            return None
+        before = len(self.problems)
+        for key in sorted(map(str, set(spec) - _SERVICE_KEYS)):
+            self.problem(f"{where}: field {key!r}",
+                         "unknown field (expected kind, customers, sla, restore_time, requires)")
+        kind = spec.get("kind")
+        if kind not in KINDS:
+            self.problem(f"{where}: field 'kind'", f"{kind!r} must be internal or external")
+        customers = spec.get("customers", [])
+        if not isinstance(customers, list) or not all(isinstance(c, str) for c in customers):
+            self.problem(f"{where}: field 'customers'", "must be a list of strings")
+            customers = []
+        target, period = self.sla(where, spec.get("sla"))
+        restore: float | None = None
+        if spec.get("restore_time") is not None:
+            try:
+                restore = parse_duration(spec["restore_time"])
+            except ValueError as exc:
+                self.problem(f"{where}: field 'restore_time'", str(exc))
+        requires = spec.get("requires")
+        if not isinstance(requires, list) or not requires:
+            self.problem(f"{where}: field 'requires'", "must be a non-empty list of requirements")
+            top: AllOf | None = None
+        else:
+            items = [self.requirement(f"{where}: field 'requires[{i}]'", item, components, all_services)
+                     for i, item in enumerate(requires)]
+            top = AllOf(tuple(i for i in items if i is not None))
+        if len(self.problems) > before or top is None or target is None or period is None:
+            return None
+        return Service(name, str(kind), tuple(customers), target, period, restore, top)
+
+    def sla(self, where: str, raw: object) -> tuple[float | None, Period | None]:
+        if not isinstance(raw, dict):
+            self.problem(f"{where}: field 'sla'", "must be a mapping {target: 0.999, period: 30d}")
+            return None, None
+        for key in sorted(map(str, set(raw) - {"target", "period"})):
+            self.problem(f"{where}: field 'sla.{key}'", "unknown field (expected target, period)")
+        target = raw.get("target")
+        if not _ratio(target, upper_inclusive=False):
+            self.problem(f"{where}: field 'sla.target'", f"{target!r} must be a number in (0, 1)")
+            target = None
+        period_raw = raw.get("period")
+        period: Period | None
+        if period_raw == "month":
+            period = Period(None, calendar_month=True)
+        else:
+            try:
+                period = Period(parse_duration(period_raw))
+            except ValueError as exc:
+                self.problem(f"{where}: field 'sla.period'", f"{exc} or `month`")
+                period = None
+        return (None if target is None else float(target)), period
+
+    def requirement(
+        self, where: str, raw: object, components: dict[str, Component], services: dict[Any, Any]
+    ) -> Requirement | None:
+        if isinstance(raw, str):
+            if raw not in components:
+                self.problem(where, f"unknown component {raw!r} (not listed under components:)")
+                return None
+            return Leaf(raw)
+        if not isinstance(raw, dict) or not raw:
+            self.problem(where, "must be a component id or one of {any: [...]}, {all: [...]}, "
+                                "{at_least: k, of: [...]}, {service: name}")
+            return None
+        keys = set(raw)
+        if keys == {"service"}:
+            target = raw["service"]
+            if not isinstance(target, str) or target not in services:
+                self.problem(f"{where}.service", f"unknown service {target!r}")
+                return None
+            return ServiceRef(target)
+        if keys in ({"any"}, {"all"}):
+            (key,) = keys
+            items = self.items(f"{where}.{key}", raw[key], components, services)
+            if items is None:
+                return None
+            return AnyOf(items) if key == "any" else AllOf(items)
+        if keys == {"at_least", "of"}:
+            k = raw["at_least"]
+            items = self.items(f"{where}.of", raw["of"], components, services)
+            if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+                self.problem(f"{where}.at_least", f"{k!r} must be a whole number >= 1")
+                return None
+            if items is None:
+                return None
+            if k > len(items):
+                self.problem(f"{where}.at_least", f"{k} is larger than its list of {len(items)}")
+                return None
+            return AtLeast(k, items)
+        self.problem(where, f"unknown requirement keys {sorted(map(str, keys))} (expected any, all, "
+                            "at_least+of, or service)")
+        return None
+
+    def items(
+        self, where: str, raw: object, components: dict[str, Component], services: dict[Any, Any]
+    ) -> tuple[Requirement, ...] | None:
+        if not isinstance(raw, list) or not raw:
+            self.problem(where, "must be a non-empty list")
+            return None
+        parsed = [self.requirement(f"{where}[{i}]", item, components, services)
+                  for i, item in enumerate(raw)]
+        if any(p is None for p in parsed):
+            return None
+        return tuple(p for p in parsed if p is not None)
+
+    def check_cycles(self, services: dict[str, Service]) -> None:
+        deps = {name: _service_refs(svc.requires) for name, svc in services.items()}
+        state: dict[str, int] = {}  # 1 = on the stack, 2 = done
+
+        def visit(name: str, path: list[str]) -> None:
+            state[name] = 1
+            for dep in sorted(deps[name]):
+                if state.get(dep) == 1:
+                    cycle = [*path[path.index(dep):], dep] if dep in path else [name, dep]
+                    self.problem(f"service {name!r}: field 'requires'",
+                                 "cycle of services: " + " -> ".join(cycle))
+                elif dep not in state:
+                    visit(dep, [*path, dep])
+            state[name] = 2
+
+        for name in sorted(services):
+            if name not in state:
+                visit(name, [name])
+
+
+def _service_refs(req: Requirement) -> set[str]:
+    if isinstance(req, ServiceRef):
+        return {req.service}
+    if isinstance(req, Leaf):
+        return set()
+    out: set[str] = set()
+    for item in req.items:
+        out |= _service_refs(item)
+    return out
+
+
+def _ratio(value: object, *, upper_inclusive: bool) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return False
+    return 0.0 < value < 1.0 or (upper_inclusive and value == 1.0)

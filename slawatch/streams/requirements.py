@@ -1,0 +1,164 @@
+"""Requirement trees: what a service needs from its components (CONTRACT §2, §3).
+
+A tree is evaluated on every change of a component it depends on, twice (maintenance
+as up, then as down), so each service's tree is compiled once into two plain Python
+lambdas over a ``{component: State}`` mapping. Blame and supported availability are
+rarer and walk the tree directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from slawatch.streams.states import DOWN, UP, State
+
+
+@dataclass(frozen=True, slots=True)
+class Leaf:
+    component: str
+
+
+@dataclass(frozen=True, slots=True)
+class AllOf:
+    items: tuple[Requirement, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AnyOf:
+    items: tuple[Requirement, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AtLeast:
+    k: int
+    items: tuple[Requirement, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceRef:
+    service: str
+
+
+Requirement = Leaf | AllOf | AnyOf | AtLeast | ServiceRef
+
+#: Resolves ``service:`` references to the referenced service's top-level requirement.
+Resolver = Callable[[str], Requirement]
+Predicate = Callable[[Mapping[str, State]], bool]
+
+
+def leaves(req: Requirement, resolve: Resolver) -> set[str]:
+    """Every component the requirement reads, through ``service:`` references too."""
+    out: set[str] = set()
+    stack: list[Requirement] = [req]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Leaf):
+            out.add(node.component)
+        elif isinstance(node, ServiceRef):
+            stack.append(resolve(node.service))
+        else:
+            stack.extend(node.items)
+    return out
+
+
+def _source(req: Requirement, resolve: Resolver, planned: bool) -> str:
+    if isinstance(req, Leaf):
+        # planned=True: maintenance counts as down, so only UP passes.
+        return f"s[{req.component!r}]=={int(UP)}" if planned else f"s[{req.component!r}]!={int(DOWN)}"
+    if isinstance(req, ServiceRef):
+        return _source(resolve(req.service), resolve, planned)
+    parts = [f"({_source(item, resolve, planned)})" for item in req.items]
+    if isinstance(req, AllOf):
+        return " and ".join(parts) or "True"
+    if isinstance(req, AnyOf):
+        return " or ".join(parts) or "False"
+    return f"({' + '.join(parts)}) >= {req.k}"
+
+
+def compile_predicate(req: Requirement, resolve: Resolver, *, planned: bool) -> Predicate:
+    """A fast ``states -> bool``; ``planned`` treats maintenance as down.
+
+    The source is built only from validated component ids rendered with ``repr``, so
+    the generated code cannot contain anything but dict look-ups and comparisons.
+    """
+    code = compile(f"lambda s: bool({_source(req, resolve, planned)})", "<requires>", "eval")
+    fn: Predicate = eval(code, {"__builtins__": {"bool": bool}})
+    return fn
+
+
+def evaluate(req: Requirement, states: Mapping[str, State], resolve: Resolver, *, planned: bool) -> bool:
+    """Interpreted twin of compile_predicate, for blame walks and for the tests."""
+    if isinstance(req, Leaf):
+        st = states.get(req.component, UP)
+        return st == UP if planned else st != DOWN
+    if isinstance(req, ServiceRef):
+        return evaluate(resolve(req.service), states, resolve, planned=planned)
+    results = (evaluate(item, states, resolve, planned=planned) for item in req.items)
+    if isinstance(req, AllOf):
+        return all(results)
+    if isinstance(req, AnyOf):
+        return any(results)
+    return sum(results) >= req.k
+
+
+def blame(req: Requirement, states: Mapping[str, State], resolve: Resolver) -> tuple[str, ...]:
+    """Components blamed for an unplanned failure (CONTRACT §4 "Attribution").
+
+    Descend from the top only into requirements that fail with maintenance taken as
+    up; the ``down`` components reached are blamed.
+    """
+    found: set[str] = set()
+
+    def walk(node: Requirement) -> None:
+        if isinstance(node, Leaf):
+            if states.get(node.component, UP) == DOWN:
+                found.add(node.component)
+            return
+        if isinstance(node, ServiceRef):
+            walk(resolve(node.service))
+            return
+        for item in node.items:
+            if not evaluate(item, states, resolve, planned=False):
+                walk(item)
+
+    if not evaluate(req, states, resolve, planned=False):
+        walk(req)
+    return tuple(sorted(found))
+
+
+def supported(req: Requirement, kpi: Mapping[str, float], resolve: Resolver) -> float:
+    """Availability the requirement gets if every component just meets its KPI.
+
+    Independent failures: product for all, 1 - prod(1 - a) for any, the k-of-n
+    Poisson-binomial tail for at_least; components without a KPI count as 1.
+    """
+    if isinstance(req, Leaf):
+        return kpi.get(req.component, 1.0)
+    if isinstance(req, ServiceRef):
+        return supported(resolve(req.service), kpi, resolve)
+    probs = [supported(item, kpi, resolve) for item in req.items]
+    if isinstance(req, AllOf):
+        return _product(probs)
+    if isinstance(req, AnyOf):
+        return 1.0 - _product(1.0 - p for p in probs)
+    return _at_least(req.k, probs)
+
+
+def _product(values: Iterable[float]) -> float:
+    out = 1.0
+    for v in values:
+        out *= v
+    return out
+
+
+def _at_least(k: int, probs: list[float]) -> float:
+    # dist[j] = probability that exactly j of the items seen so far succeed.
+    dist = [1.0]
+    for p in probs:
+        nxt = [0.0] * (len(dist) + 1)
+        for j, q in enumerate(dist):
+            nxt[j] += q * (1.0 - p)
+            nxt[j + 1] += q * p
+        dist = nxt
+    return min(1.0, sum(dist[k:]))

@@ -1,0 +1,241 @@
+"""A step function of states over time, with exact integration over any interval.
+
+Both component histories and service histories are step functions: a sorted list of
+points ``(ts, state, tag)``, each holding from its ``ts`` until the next point; before
+the first point the state is UP ("no news is good news"). Several points may share a
+``ts``: the last one wins (callers keep them sorted by severity), and the others last
+zero seconds, so they do not disturb the integral.
+
+Integration uses prefix sums of up/down/maintenance seconds that are rebuilt lazily
+from the first modified index, so appending in time order costs O(1) amortised, a late
+correction costs O(points after it), and any window is two binary searches.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from slawatch.streams.states import DOWN, MAINTENANCE, UP, State
+
+Tag = tuple[str, ...]
+NO_TAG: Tag = ()
+
+
+class Timeline:
+    __slots__ = ("_cd", "_cm", "_cu", "_valid", "st", "tag", "ts")
+
+    def __init__(
+        self,
+        ts: list[float] | None = None,
+        st: list[int] | None = None,
+        tag: list[Tag] | None = None,
+    ) -> None:
+        self.ts: list[float] = ts if ts is not None else []
+        self.st: list[int] = st if st is not None else []
+        self.tag: list[Tag] = tag if tag is not None else [NO_TAG] * len(self.ts)
+        self._cu: list[float] = []
+        self._cd: list[float] = []
+        self._cm: list[float] = []
+        self._valid = 0  # prefix sums are right for indexes < _valid
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    @property
+    def last_state(self) -> State:
+        return State(self.st[-1]) if self.st else UP
+
+    @property
+    def last_ts(self) -> float:
+        return self.ts[-1] if self.ts else -math.inf
+
+    def state_at(self, t: float) -> State:
+        i = bisect_right(self.ts, t) - 1
+        return State(self.st[i]) if i >= 0 else UP
+
+    def point_at(self, t: float) -> tuple[State, Tag]:
+        i = bisect_right(self.ts, t) - 1
+        return (State(self.st[i]), self.tag[i]) if i >= 0 else (UP, NO_TAG)
+
+    def next_after(self, t: float) -> float:
+        """The first point strictly after ``t`` (where the value at ``t`` stops holding)."""
+        i = bisect_right(self.ts, t)
+        return self.ts[i] if i < len(self.ts) else math.inf
+
+    def points_between(self, start: float, end: float) -> Sequence[float]:
+        """Point times in the open interval (start, end)."""
+        return self.ts[bisect_right(self.ts, start) : bisect_left(self.ts, end)]
+
+    # -- editing -----------------------------------------------------------------------
+
+    def _touched(self, index: int) -> None:
+        if index < self._valid:
+            self._valid = index
+
+    def append_state(self, t: float, st: int, tag: Tag = NO_TAG) -> bool:
+        """Set the value from ``t`` on, for ``t`` at or after the last point.
+
+        Returns whether the function changed. This is the in-order fast path.
+        """
+        ts = self.ts
+        if ts and ts[-1] == t:
+            n = len(ts) - 1
+            prev_st, prev_tag = (self.st[n - 1], self.tag[n - 1]) if n > 0 else (UP, NO_TAG)
+            if self.st[n] == st and self.tag[n] == tag:
+                return False
+            self._touched(n)
+            if prev_st == st and prev_tag == tag:
+                del ts[n], self.st[n], self.tag[n]
+            else:
+                self.st[n] = st
+                self.tag[n] = tag
+            return True
+        if self.st:
+            if self.st[-1] == st and self.tag[-1] == tag:
+                return False
+        elif st == UP and not tag:
+            return False
+        ts.append(t)
+        self.st.append(st)
+        self.tag.append(tag)
+        return True
+
+    def assign(self, start: float, end: float, points: Sequence[tuple[float, int, Tag]]) -> None:
+        """Replace the function on [start, end) by ``points`` (the first at ``start``).
+
+        The value the function had at ``end`` keeps holding from ``end`` on. Redundant
+        points at the edges are merged away so equal functions have equal point lists.
+        """
+        ts, st, tag = self.ts, self.st, self.tag
+        if end != math.inf:
+            j = bisect_left(ts, end)
+            if j == len(ts) or ts[j] != end:
+                # Materialise the value at `end` before the interval is overwritten.
+                k = j - 1
+                old = (st[k], tag[k]) if k >= 0 else (UP, NO_TAG)
+                ts.insert(j, end)
+                st.insert(j, old[0])
+                tag.insert(j, old[1])
+        else:
+            j = len(ts)
+        i = bisect_left(ts, start)
+        ts[i:j] = [p[0] for p in points]
+        st[i:j] = [p[1] for p in points]
+        tag[i:j] = [p[2] for p in points]
+        self._touched(max(0, i - 1))
+        # Merge redundant points from just before `start` to just after `end`.
+        lo = max(0, i - 1)
+        hi = min(len(ts), i + len(points) + 1)
+        self._dedupe(lo, hi)
+
+    def _dedupe(self, lo: int, hi: int) -> None:
+        ts, st, tag = self.ts, self.st, self.tag
+        k = max(lo, 0)
+        while k < min(hi, len(ts)):
+            if k == 0:
+                redundant = st[0] == UP and not tag[0]
+            else:
+                redundant = st[k] == st[k - 1] and tag[k] == tag[k - 1] and ts[k] != ts[k - 1]
+            if redundant:
+                del ts[k], st[k], tag[k]
+                hi -= 1
+            else:
+                k += 1
+        self._touched(max(0, lo - 1))
+
+    def prune_before(self, cut: float) -> int:
+        """Forget points that no query from ``cut`` on can see; returns how many went.
+
+        The point in force at ``cut`` stays (with its original time), so the value on
+        [cut, ...) and the start of an ongoing run are unchanged.
+        """
+        i = bisect_right(self.ts, cut) - 1
+        if i <= 0:
+            return 0
+        del self.ts[:i], self.st[:i], self.tag[:i]
+        self._valid = 0
+        return i
+
+    # -- integration -------------------------------------------------------------------
+
+    def _build(self) -> None:
+        n = len(self.ts)
+        if self._valid >= n and len(self._cu) == n:
+            return
+        v = min(self._valid, n)
+        cu, cd, cm = self._cu, self._cd, self._cm
+        del cu[v:], cd[v:], cm[v:]
+        ts, st = self.ts, self.st
+        if v == 0 and n:
+            cu.append(0.0)
+            cd.append(0.0)
+            cm.append(0.0)
+            v = 1
+        for i in range(v, n):
+            dt = ts[i] - ts[i - 1]
+            prev = st[i - 1]
+            cu.append(cu[-1] + (dt if prev == UP else 0.0))
+            cd.append(cd[-1] + (dt if prev == DOWN else 0.0))
+            cm.append(cm[-1] + (dt if prev == MAINTENANCE else 0.0))
+        self._valid = n
+
+    def _cumulative(self, x: float) -> tuple[float, float, float]:
+        ts = self.ts
+        if not ts or x < ts[0]:
+            return (x - (ts[0] if ts else 0.0), 0.0, 0.0)
+        i = bisect_right(ts, x) - 1
+        dt = x - ts[i]
+        s = self.st[i]
+        return (
+            self._cu[i] + (dt if s == UP else 0.0),
+            self._cd[i] + (dt if s == DOWN else 0.0),
+            self._cm[i] + (dt if s == MAINTENANCE else 0.0),
+        )
+
+    def totals(self, start: float, end: float) -> tuple[float, float, float]:
+        """Seconds (up, down, maintenance) in [start, end]."""
+        if end <= start:
+            return (0.0, 0.0, 0.0)
+        self._build()
+        a = self._cumulative(start)
+        b = self._cumulative(end)
+        return (b[0] - a[0], b[1] - a[1], b[2] - a[2])
+
+    def segments(self, start: float, end: float) -> Iterator[tuple[float, float, int, Tag]]:
+        """The pieces (from, to, state, tag) of the function clipped to [start, end]."""
+        if end <= start:
+            return
+        ts, st, tag = self.ts, self.st, self.tag
+        i = bisect_right(ts, start) - 1
+        if i < 0:
+            first = ts[0] if ts else math.inf
+            if first > start:
+                yield (start, min(first, end), UP, NO_TAG)
+            i = 0
+        n = len(ts)
+        while i < n and ts[i] < end:
+            a = max(ts[i], start)
+            b = min(ts[i + 1], end) if i + 1 < n else end
+            if b > a:
+                yield (a, b, st[i], tag[i])
+            i += 1
+
+    # -- persistence ---------------------------------------------------------------------
+
+    def to_obj(self) -> dict[str, Any]:
+        obj: dict[str, Any] = {"t": self.ts, "s": self.st}
+        if any(self.tag):
+            obj["g"] = [list(t) for t in self.tag]
+        return obj
+
+    @classmethod
+    def from_obj(cls, obj: dict[str, Any]) -> Timeline:
+        tags = obj.get("g")
+        return cls(
+            list(obj["t"]),
+            list(obj["s"]),
+            [tuple(t) for t in tags] if tags is not None else None,
+        )
