@@ -285,8 +285,10 @@ class _Parser:
             self.problem(f"{where}: field 'requires'", "must be a non-empty list of requirements")
             top: AllOf | None = None
         else:
-            items = [self.requirement(f"{where}: field 'requires[{i}]'", item, components, all_services)
-                     for i, item in enumerate(requires)]
+            items = [
+                self.requirement(_Field(where, f"requires[{i}]"), item, components, all_services)
+                for i, item in enumerate(requires)
+            ]
             top = AllOf(tuple(i for i in items if i is not None))
         if len(self.problems) > before or top is None or target is None or period is None:
             return None
@@ -315,53 +317,53 @@ class _Parser:
         return (None if target is None else float(target)), period
 
     def requirement(
-        self, where: str, raw: object, components: dict[str, Component], services: dict[Any, Any]
+        self, where: _Field, raw: object, components: dict[str, Component], services: dict[Any, Any]
     ) -> Requirement | None:
         if isinstance(raw, str):
             if raw not in components:
-                self.problem(where, f"unknown component {raw!r} (not listed under components:)")
+                self.problem(str(where), f"unknown component {raw!r} (not listed under components:)")
                 return None
             return Leaf(raw)
         if not isinstance(raw, dict) or not raw:
-            self.problem(where, "must be a component id or one of {any: [...]}, {all: [...]}, "
+            self.problem(str(where), "must be a component id or one of {any: [...]}, {all: [...]}, "
                                 "{at_least: k, of: [...]}, {service: name}")
             return None
         keys = set(raw)
         if keys == {"service"}:
             target = raw["service"]
             if not isinstance(target, str) or target not in services:
-                self.problem(f"{where}.service", f"unknown service {target!r}")
+                self.problem(str(where + ".service"), f"unknown service {target!r}")
                 return None
             return ServiceRef(target)
         if keys in ({"any"}, {"all"}):
             (key,) = keys
-            items = self.items(f"{where}.{key}", raw[key], components, services)
+            items = self.items(where + f".{key}", raw[key], components, services)
             if items is None:
                 return None
             return AnyOf(items) if key == "any" else AllOf(items)
         if keys == {"at_least", "of"}:
             k = raw["at_least"]
-            items = self.items(f"{where}.of", raw["of"], components, services)
+            items = self.items(where + ".of", raw["of"], components, services)
             if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-                self.problem(f"{where}.at_least", f"{k!r} must be a whole number >= 1")
+                self.problem(str(where + ".at_least"), f"{k!r} must be a whole number >= 1")
                 return None
             if items is None:
                 return None
             if k > len(items):
-                self.problem(f"{where}.at_least", f"{k} is larger than its list of {len(items)}")
+                self.problem(str(where + ".at_least"), f"{k} is larger than its list of {len(items)}")
                 return None
             return AtLeast(k, items)
-        self.problem(where, f"unknown requirement keys {sorted(map(str, keys))} (expected any, all, "
+        self.problem(str(where), f"unknown requirement keys {sorted(map(str, keys))} (expected any, all, "
                             "at_least+of, or service)")
         return None
 
     def items(
-        self, where: str, raw: object, components: dict[str, Component], services: dict[Any, Any]
+        self, where: _Field, raw: object, components: dict[str, Component], services: dict[Any, Any]
     ) -> tuple[Requirement, ...] | None:
         if not isinstance(raw, list) or not raw:
-            self.problem(where, "must be a non-empty list")
+            self.problem(str(where), "must be a non-empty list")
             return None
-        parsed = [self.requirement(f"{where}[{i}]", item, components, services)
+        parsed = [self.requirement(where + f"[{i}]", item, components, services)
                   for i, item in enumerate(raw)]
         if any(p is None for p in parsed):
             return None
@@ -385,6 +387,20 @@ class _Parser:
         for name in sorted(services):
             if name not in state:
                 visit(name, [name])
+
+
+@dataclass(frozen=True, slots=True)
+class _Field:
+    """Where a problem is: ``service 'email': field 'requires[3].of[1]'``."""
+
+    owner: str
+    path: str
+
+    def __add__(self, suffix: str) -> _Field:
+        return _Field(self.owner, self.path + suffix)
+
+    def __str__(self) -> str:
+        return f"{self.owner}: field {self.path!r}"
 
 
 def _service_refs(req: Requirement) -> set[str]:
