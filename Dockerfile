@@ -1,0 +1,34 @@
+# slawatch worker image: `docker build -t slawatch .`, then `docker run slawatch slawatch worker`.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# Dependencies and the package first, the example catalog last: editing the catalog
+# does not reinstall anything.
+COPY pyproject.toml README.md ./
+COPY slawatch ./slawatch
+RUN pip install . \
+    && useradd --system --uid 10001 --user-group --home-dir /app --shell /usr/sbin/nologin slawatch \
+    && mkdir -p /data \
+    && chown slawatch:slawatch /data
+COPY config ./config
+
+USER slawatch
+
+ENV SLAWATCH_CATALOG=/app/config/services.yaml \
+    SLAWATCH_DATA_DIR=/data \
+    SLAWATCH_WEB_HOST=0.0.0.0 \
+    SLAWATCH_WEB_PORT=6066
+
+VOLUME ["/data"]
+EXPOSE 6066
+
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
+    CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/metrics' % os.environ.get('SLAWATCH_WEB_PORT', '6066'), timeout=4)"
+
+CMD ["slawatch", "worker"]
