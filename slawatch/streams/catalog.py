@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -22,12 +22,16 @@ from slawatch.streams.requirements import (
     AllOf,
     AnyOf,
     AtLeast,
+    Blamer,
     Leaf,
     Predicate,
     Requirement,
+    Resolver,
     ServiceRef,
     blame,
+    compile_blame,
     compile_predicate,
+    evaluate,
     leaves,
     supported,
 )
@@ -88,8 +92,8 @@ class ServiceModel:
     components: frozenset[str]
     ok_unplanned: Predicate
     ok_planned: Predicate
+    blame: Blamer
     requires: AllOf
-    catalog: Catalog = field(repr=False, compare=False)
 
     def state(self, states: Mapping[str, State]) -> State:
         if not self.ok_unplanned(states):
@@ -98,8 +102,44 @@ class ServiceModel:
             return State.MAINTENANCE
         return State.UP
 
-    def blame(self, states: Mapping[str, State]) -> tuple[str, ...]:
-        return blame(self.requires, states, self.catalog.resolve)
+    @classmethod
+    def build(cls, name: str, requires: AllOf, components: frozenset[str], resolve: Resolver) -> ServiceModel:
+        try:
+            return cls(
+                name,
+                components,
+                compile_predicate(requires, resolve, planned=False),
+                compile_predicate(requires, resolve, planned=True),
+                compile_blame(requires, resolve),
+                requires,
+            )
+        except (RecursionError, SyntaxError, MemoryError):
+            # Absurdly deep trees exceed the compiler's nesting limits: interpret them.
+            return cls(
+                name,
+                components,
+                lambda s: evaluate(requires, s, resolve, planned=False),
+                lambda s: evaluate(requires, s, resolve, planned=True),
+                lambda s: blame(requires, s, resolve),
+                requires,
+            )
+
+
+class _Models(dict[str, ServiceModel]):
+    """Service models compiled on first use: start-up stays fast for big catalogs."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        super().__init__()
+        self._catalog = catalog
+
+    def __missing__(self, name: str) -> ServiceModel:
+        cat = self._catalog
+        model = ServiceModel.build(name, cat.services[name].requires, cat.components_of(name), cat.resolve)
+        self[name] = model
+        return model
+
+    def get(self, name: str, default: ServiceModel | None = None) -> ServiceModel | None:  # type: ignore[override]
+        return self[name] if name in self._catalog.services else default
 
 
 @dataclass(frozen=True)
@@ -127,18 +167,8 @@ class Catalog:
         return {comp: tuple(names) for comp, names in index.items()}
 
     @cached_property
-    def models(self) -> dict[str, ServiceModel]:
-        return {
-            name: ServiceModel(
-                name=name,
-                components=self._components_of[name],
-                ok_unplanned=compile_predicate(svc.requires, self.resolve, planned=False),
-                ok_planned=compile_predicate(svc.requires, self.resolve, planned=True),
-                requires=svc.requires,
-                catalog=self,
-            )
-            for name, svc in self.services.items()
-        }
+    def models(self) -> _Models:
+        return _Models(self)
 
     def components_of(self, service: str) -> frozenset[str]:
         """Every component the service reads, directly or through ``service:``."""

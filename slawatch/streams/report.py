@@ -133,12 +133,18 @@ def _finite_or_none(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
+_WINDOW_NAMES = tuple(WINDOWS)
+_WINDOW_SIZES = tuple(WINDOWS.values())
+_ALL_UP = dict.fromkeys(_WINDOW_NAMES, 1.0)
+
+
 def _window_availability(tl: Timeline, now: float) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for name, size in WINDOWS.items():
-        up, down, _ = tl.totals(now - size, now)
-        out[name] = sla.availability(up, down)
-    return out
+    if not tl.ts or (len(tl.ts) == 1 and tl.st[0] == UP):
+        return dict(_ALL_UP)  # never anything but up: the common case, kept cheap
+    return {
+        name: sla.availability(up, down)
+        for name, (up, down, _) in zip(_WINDOW_NAMES, tl.window_totals(now, _WINDOW_SIZES), strict=True)
+    }
 
 
 def service_report(
@@ -160,12 +166,13 @@ def service_report(
     downtime_total = 0.0
     outage_seconds = 0.0
     if tracker is not None:
-        for a, b, st, tag in tl.segments(start, now):
-            if st == DOWN and tag:
-                share = (b - a) / len(tag)
-                for comp in tag:
-                    by_component[comp] = by_component.get(comp, 0.0) + share
-        outages, downtime_total, outage_seconds = _outage_counters(tl, now)
+        if down:
+            for a, b, tag in tl.down_points(start, now):
+                if tag:
+                    share = (b - a) / len(tag)
+                    for comp in tag:
+                        by_component[comp] = by_component.get(comp, 0.0) + share
+        outages, downtime_total, outage_seconds = tl.outage_counters(now)
         outages += tracker.pruned_outages
         downtime_total += tracker.pruned_downtime
 
@@ -194,27 +201,6 @@ def service_report(
         kpi_gap=supported_avail < svc.target,
         downtime_by_component=by_component,
     )
-
-
-def _outage_counters(tl: Timeline, now: float) -> tuple[int, float, float]:
-    """(outages begun, downtime of ended outages, length of the current one) up to now."""
-    count = 0
-    ended = 0.0
-    run_start: float | None = None
-    ts, st = tl.ts, tl.st
-    for i in range(len(ts)):
-        t = ts[i]
-        if t > now:
-            break
-        if st[i] == DOWN:
-            if run_start is None:
-                run_start = t
-                count += 1
-        elif run_start is not None:
-            ended += t - run_start
-            run_start = None
-    current = now - run_start if run_start is not None else 0.0
-    return count, ended, current
 
 
 def outages(svc: Service, tracker: ServiceTracker | None, now: float) -> list[Outage]:

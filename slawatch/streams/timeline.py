@@ -25,7 +25,7 @@ NO_TAG: Tag = ()
 
 
 class Timeline:
-    __slots__ = ("_cd", "_cm", "_cu", "_valid", "st", "tag", "ts")
+    __slots__ = ("_cd", "_cm", "_cr", "_cu", "_valid", "st", "tag", "ts")
 
     def __init__(
         self,
@@ -39,6 +39,7 @@ class Timeline:
         self._cu: list[float] = []
         self._cd: list[float] = []
         self._cm: list[float] = []
+        self._cr: list[int] = []  # down runs begun at or before each point
         self._valid = 0  # prefix sums are right for indexes < _valid
 
     def __len__(self) -> int:
@@ -166,13 +167,14 @@ class Timeline:
         if self._valid >= n and len(self._cu) == n:
             return
         v = min(self._valid, n)
-        cu, cd, cm = self._cu, self._cd, self._cm
-        del cu[v:], cd[v:], cm[v:]
+        cu, cd, cm, cr = self._cu, self._cd, self._cm, self._cr
+        del cu[v:], cd[v:], cm[v:], cr[v:]
         ts, st = self.ts, self.st
         if v == 0 and n:
             cu.append(0.0)
             cd.append(0.0)
             cm.append(0.0)
+            cr.append(1 if st[0] == DOWN else 0)
             v = 1
         for i in range(v, n):
             dt = ts[i] - ts[i - 1]
@@ -180,6 +182,7 @@ class Timeline:
             cu.append(cu[-1] + (dt if prev == UP else 0.0))
             cd.append(cd[-1] + (dt if prev == DOWN else 0.0))
             cm.append(cm[-1] + (dt if prev == MAINTENANCE else 0.0))
+            cr.append(cr[-1] + (1 if st[i] == DOWN and prev != DOWN else 0))
         self._valid = n
 
     def _cumulative(self, x: float) -> tuple[float, float, float]:
@@ -203,6 +206,45 @@ class Timeline:
         a = self._cumulative(start)
         b = self._cumulative(end)
         return (b[0] - a[0], b[1] - a[1], b[2] - a[2])
+
+    def window_totals(self, now: float, sizes: Sequence[float]) -> list[tuple[float, float, float]]:
+        """(up, down, maintenance) seconds in [now - size, now] for each size, in one go."""
+        if not self.ts:
+            return [(size, 0.0, 0.0) for size in sizes]
+        self._build()
+        b = self._cumulative(now)
+        out = []
+        for size in sizes:
+            a = self._cumulative(now - size)
+            out.append((b[0] - a[0], b[1] - a[1], b[2] - a[2]))
+        return out
+
+    def outage_counters(self, now: float) -> tuple[int, float, float]:
+        """(down runs begun, down seconds of runs ended, length of the current run) at ``now``.
+
+        O(log n) from the prefix sums: the ended runs' seconds are all down seconds up
+        to ``now`` minus the part of the run still going on.
+        """
+        ts = self.ts
+        i = bisect_right(ts, now) - 1
+        if i < 0:
+            return 0, 0.0, 0.0
+        self._build()
+        st = self.st
+        down_total = self._cumulative(now)[1] - self._cumulative(ts[0])[1]
+        current = 0.0
+        if st[i] == DOWN:
+            j = i
+            while j > 0 and st[j - 1] == DOWN:
+                j -= 1
+            current = now - ts[j]
+        return self._cr[i], down_total - current, current
+
+    def down_points(self, start: float, end: float) -> Iterator[tuple[float, float, Tag]]:
+        """Pieces (from, to, tag) of `down` within [start, end]."""
+        for a, b, state, tag in self.segments(start, end):
+            if state == DOWN:
+                yield a, b, tag
 
     def segments(self, start: float, end: float) -> Iterator[tuple[float, float, int, Tag]]:
         """The pieces (from, to, state, tag) of the function clipped to [start, end]."""
