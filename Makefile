@@ -1,0 +1,45 @@
+# slawatch: the two commands of a fresh machine are `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-fast lint typecheck check bench system-deps clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+## demo: embedded Kafka-compatible broker + worker + failure simulator (Ctrl-C stops all)
+demo: $(STAMP)
+	$(VENV)/bin/slawatch demo
+
+## system-deps: promtool, amtool, chromium, docker compose client (Debian packages) for the tests
+system-deps:
+	bash scripts/install-system-deps
+
+## test: the whole suite (starts its own brokers, workers and Prometheus)
+test: $(STAMP) system-deps
+	$(PY) -m pytest -q
+
+## test-fast: everything but the tests marked slow
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m 'not slow'
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check slawatch tests bench
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy slawatch
+
+## check: validate the example catalog and print the internal-vs-external table
+check: $(STAMP)
+	$(VENV)/bin/slawatch check config/services.yaml
+
+bench: $(STAMP)
+	$(PY) bench/engine.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
