@@ -172,9 +172,7 @@ def service_report(
                     share = (b - a) / len(tag)
                     for comp in tag:
                         by_component[comp] = by_component.get(comp, 0.0) + share
-        outages, downtime_total, outage_seconds = tl.outage_counters(now)
-        outages += tracker.pruned_outages
-        downtime_total += tracker.pruned_downtime
+        outages, downtime_total, outage_seconds = tracker.counters(now)
 
     supported_avail = catalog.supported_availability(svc.name)
     return ServiceReport(

@@ -22,8 +22,8 @@ from slawatch.streams.timeline import NO_TAG, Tag, Timeline
 
 
 class ServiceTracker:
-    __slots__ = ("components", "current", "frontier", "name", "pruned_downtime",
-                 "pruned_outages", "timeline")
+    __slots__ = ("components", "current", "frontier", "high_downtime", "high_outages", "name",
+                 "pruned_downtime", "pruned_outages", "timeline")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -35,6 +35,18 @@ class ServiceTracker:
         self.frontier = -math.inf  # latest point of any component timeline
         self.pruned_outages = 0
         self.pruned_downtime = 0.0
+        # Highest counter values reported so far: a late event that merges two outages
+        # must not make a Prometheus counter go down (it would read as a reset).
+        self.high_outages = 0
+        self.high_downtime = 0.0
+
+    def counters(self, now: float) -> tuple[int, float, float]:
+        """(outages begun, downtime of ended outages, current outage length), monotonic."""
+        count, ended, current = self.timeline.outage_counters(now)
+        count = max(count + self.pruned_outages, self.high_outages)
+        ended = max(ended + self.pruned_downtime, self.high_downtime)
+        self.high_outages, self.high_downtime = count, ended
+        return count, ended, current
 
     def bind(self, model: ServiceModel) -> None:
         """Make sure every component the (possibly reloaded) model reads has a state."""
@@ -126,6 +138,8 @@ class ServiceTracker:
             "f": None if self.frontier == -math.inf else self.frontier,
             "po": self.pruned_outages,
             "pd": self.pruned_downtime,
+            "ho": self.high_outages,
+            "hd": self.high_downtime,
         }
 
     @classmethod
@@ -137,4 +151,6 @@ class ServiceTracker:
         tracker.frontier = -math.inf if obj["f"] is None else float(obj["f"])
         tracker.pruned_outages = int(obj["po"])
         tracker.pruned_downtime = float(obj["pd"])
+        tracker.high_outages = int(obj.get("ho", 0))
+        tracker.high_downtime = float(obj.get("hd", 0.0))
         return tracker
