@@ -1,0 +1,505 @@
+"""A brute-force reference for the numbers of CONTRACT §1 and §3.
+
+Deliberately naive: it keeps every event, rebuilds each component's step function from
+scratch, and integrates a service's state by evaluating the whole `requires` tree at
+every breakpoint (every event time of every transitive component). No incremental
+state, no pruning, no cleverness — if the engine and this file disagree, read this
+file first: it should be obviously right.
+
+It works on the catalog in its raw (YAML-decoded) dict form, with its own tiny parser,
+so that it does not share code with the engine's catalog module.
+"""
+
+from __future__ import annotations
+
+import bisect
+import calendar
+import itertools
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+UP, MAINTENANCE, DOWN = "up", "maintenance", "down"
+RANK = {UP: 0, MAINTENANCE: 1, DOWN: 2}
+
+WINDOWS: dict[str, float] = {
+    "5m": 300.0,
+    "30m": 1800.0,
+    "1h": 3600.0,
+    "6h": 6 * 3600.0,
+    "1d": 86400.0,
+    "3d": 3 * 86400.0,
+    "7d": 7 * 86400.0,
+    "30d": 30 * 86400.0,
+}
+
+#: (long window, short window, fraction of the period's budget), CONTRACT §3.
+TREND_PAIRS: tuple[tuple[str, str, float], ...] = (
+    ("1h", "5m", 0.02),
+    ("6h", "30m", 0.05),
+    ("3d", "6h", 0.10),
+)
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def duration(text: str) -> float:
+    return float(text[:-1]) * _UNITS[text[-1]]
+
+
+# --------------------------------------------------------------------------- catalog
+
+# A normalized requirement: ("c", id) | ("all", reqs) | ("any", reqs)
+# | ("atl", k, reqs) | ("svc", name)
+Req = tuple
+
+
+def normalize(req: object) -> Req:
+    if isinstance(req, str):
+        return ("c", req)
+    assert isinstance(req, Mapping), req
+    if "any" in req:
+        return ("any", tuple(normalize(r) for r in req["any"]))
+    if "all" in req:
+        return ("all", tuple(normalize(r) for r in req["all"]))
+    if "at_least" in req:
+        return ("atl", int(req["at_least"]), tuple(normalize(r) for r in req["of"]))
+    if "service" in req:
+        return ("svc", str(req["service"]))
+    raise AssertionError(f"unknown requirement {req!r}")
+
+
+@dataclass
+class RefService:
+    name: str
+    target: float
+    period: float | None  # seconds, or None for the calendar month
+    restore_time: float | None  # None: no restore_time given
+    requires: tuple[Req, ...]
+
+
+@dataclass
+class RefCatalog:
+    kpi: dict[str, float | None]
+    services: dict[str, RefService]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> RefCatalog:
+        comps = data.get("components") or {}
+        assert isinstance(comps, Mapping)
+        kpi: dict[str, float | None] = {}
+        for cid, spec in comps.items():
+            k = (spec or {}).get("kpi") if isinstance(spec, Mapping) else None
+            kpi[str(cid)] = None if k is None else float(k)
+        services: dict[str, RefService] = {}
+        svcs = data.get("services") or {}
+        assert isinstance(svcs, Mapping)
+        for name, spec in svcs.items():
+            sla = spec["sla"]
+            period = None if sla["period"] == "month" else duration(sla["period"])
+            services[str(name)] = RefService(
+                name=str(name),
+                target=float(sla["target"]),
+                period=period,
+                restore_time=duration(spec["restore_time"]) if "restore_time" in spec else None,
+                requires=tuple(normalize(r) for r in spec["requires"]),
+            )
+        return cls(kpi, services)
+
+    def components_of(self, service: str) -> set[str]:
+        out: set[str] = set()
+
+        def walk(req: Req) -> None:
+            if req[0] == "c":
+                out.add(req[1])
+            elif req[0] == "svc":
+                for r in self.services[req[1]].requires:
+                    walk(r)
+            else:
+                for r in req[-1]:
+                    walk(r)
+
+        for r in self.services[service].requires:
+            walk(r)
+        return out
+
+    def mapped_components(self) -> set[str]:
+        out: set[str] = set()
+        for name in self.services:
+            out |= self.components_of(name)
+        return out
+
+    # ---- supported availability (independent failures, every kpi just met)
+    def supported(self, service: str) -> float:
+        return math.prod(self._supported(r) for r in self.services[service].requires)
+
+    def _supported(self, req: Req) -> float:
+        kind = req[0]
+        if kind == "c":
+            k = self.kpi.get(req[1])
+            return 1.0 if k is None else k
+        if kind == "svc":
+            return self.supported(req[1])
+        probs = [self._supported(r) for r in req[-1]]
+        if kind == "all":
+            return math.prod(probs)
+        if kind == "any":
+            return 1.0 - math.prod(1.0 - p for p in probs)
+        # at_least k of n: Poisson-binomial tail by dynamic programming
+        k = req[1]
+        dist = [1.0]  # dist[j] = P(exactly j up) among the children seen so far
+        for p in probs:
+            nxt = [0.0] * (len(dist) + 1)
+            for j, q in enumerate(dist):
+                nxt[j] += q * (1.0 - p)
+                nxt[j + 1] += q * p
+            dist = nxt
+        return sum(dist[k:])
+
+
+# --------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class Ev:
+    component: str
+    state: str  # up | maintenance | down
+    ts: float
+
+
+def classify(
+    catalog: RefCatalog, arrivals: Sequence[Ev], allowed_lateness: float = 600.0
+) -> tuple[list[str], list[Ev]]:
+    """§1 outcomes in arrival order (valid events only), and the events that shape
+    the step functions (accepted ones, and the in-order ones of unmapped components)."""
+    mapped = catalog.mapped_components()
+    newest: dict[str, float] = {}
+    applied_keys: dict[str, set[tuple[str, float]]] = {}
+    outcomes: list[str] = []
+    applied: list[Ev] = []
+    for e in arrivals:
+        outcome = "accepted"
+        top = newest.get(e.component)
+        keys = applied_keys.setdefault(e.component, set())
+        if top is not None and e.ts < top - allowed_lateness:
+            outcome = "late"
+        elif (e.state, e.ts) in keys:
+            outcome = "duplicate"
+        else:
+            # an unmapped component's state is still tracked, by the same rules
+            keys.add((e.state, e.ts))
+            newest[e.component] = e.ts if top is None else max(top, e.ts)
+            applied.append(e)
+        # order: unmapped -> late -> duplicate -> accepted
+        outcomes.append("unmapped" if e.component not in mapped else outcome)
+    return outcomes, applied
+
+
+# --------------------------------------------------------------------------- state
+
+
+class StepFunctions:
+    """Every component's state over time, from all its applied events."""
+
+    def __init__(self, events: Iterable[Ev]) -> None:
+        by_comp: dict[str, dict[float, str]] = {}
+        for e in events:
+            at = by_comp.setdefault(e.component, {})
+            old = at.get(e.ts)
+            # same instant, several states: the most severe one holds
+            if old is None or RANK[e.state] > RANK[old]:
+                at[e.ts] = e.state
+        self.times: dict[str, list[float]] = {}
+        self.states: dict[str, list[str]] = {}
+        for comp, at in by_comp.items():
+            ts = sorted(at)
+            self.times[comp] = ts
+            self.states[comp] = [at[t] for t in ts]
+
+    def at(self, comp: str, t: float) -> str:
+        ts = self.times.get(comp)
+        if not ts:
+            return UP  # no news is good news
+        i = bisect.bisect_right(ts, t) - 1
+        return UP if i < 0 else self.states[comp][i]
+
+    def breakpoints(self, comps: Iterable[str]) -> list[float]:
+        out: set[float] = set()
+        for c in comps:
+            out.update(self.times.get(c, ()))
+        return sorted(out)
+
+
+class Evaluator:
+    def __init__(self, catalog: RefCatalog, steps: StepFunctions) -> None:
+        self.cat = catalog
+        self.steps = steps
+
+    def holds(self, req: Req, t: float, maintenance_is_up: bool) -> bool:
+        kind = req[0]
+        if kind == "c":
+            s = self.steps.at(req[1], t)
+            return s == UP or (s == MAINTENANCE and maintenance_is_up)
+        if kind == "svc":
+            return all(
+                self.holds(r, t, maintenance_is_up) for r in self.cat.services[req[1]].requires
+            )
+        results = [self.holds(r, t, maintenance_is_up) for r in req[-1]]
+        if kind == "all":
+            return all(results)
+        if kind == "any":
+            return any(results)
+        return sum(results) >= req[1]
+
+    def service_state(self, service: str, t: float) -> str:
+        reqs = self.cat.services[service].requires
+        if not all(self.holds(r, t, True) for r in reqs):
+            return DOWN
+        if not all(self.holds(r, t, False) for r in reqs):
+            return MAINTENANCE
+        return UP
+
+    def blamed(self, service: str, t: float) -> set[str]:
+        """Walk from the top, descend only into failing requirements, collect `down`."""
+        out: set[str] = set()
+
+        def walk(req: Req) -> None:
+            kind = req[0]
+            if kind == "c":
+                if self.steps.at(req[1], t) == DOWN:
+                    out.add(req[1])
+                return
+            children = self.cat.services[req[1]].requires if kind == "svc" else req[-1]
+            for r in children:
+                if not self.holds(r, t, True):
+                    walk(r)
+
+        for r in self.cat.services[service].requires:
+            if not self.holds(r, t, True):
+                walk(r)
+        return out
+
+
+# --------------------------------------------------------------------------- integration
+
+
+@dataclass
+class Tally:
+    up: float = 0.0
+    down: float = 0.0
+    maintenance: float = 0.0
+    blame: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def availability(self) -> float:
+        total = self.up + self.down
+        return 1.0 if total == 0 else self.up / total
+
+
+def _pieces(breaks: list[float], start: float, end: float) -> list[tuple[float, float]]:
+    """[start, end] cut at every breakpoint strictly inside it."""
+    cuts = [start] + [b for b in breaks if start < b < end] + [end]
+    return [(a, b) for a, b in itertools.pairwise(cuts) if b > a]
+
+
+def service_tally(
+    ev: Evaluator, service: str, start: float, end: float, *, with_blame: bool = False
+) -> Tally:
+    tally = Tally()
+    if end <= start:
+        return tally
+    breaks = ev.steps.breakpoints(ev.cat.components_of(service))
+    for a, b in _pieces(breaks, start, end):
+        s = ev.service_state(service, a)
+        if s == UP:
+            tally.up += b - a
+        elif s == MAINTENANCE:
+            tally.maintenance += b - a
+        else:
+            tally.down += b - a
+            if with_blame:
+                who = ev.blamed(service, a)
+                assert who, f"{service} down at {a} with nobody to blame"
+                for c in who:
+                    tally.blame[c] = tally.blame.get(c, 0.0) + (b - a) / len(who)
+    return tally
+
+
+def component_tally(steps: StepFunctions, comp: str, start: float, end: float) -> Tally:
+    tally = Tally()
+    if end <= start:
+        return tally
+    for a, b in _pieces(steps.breakpoints([comp]), start, end):
+        s = steps.at(comp, a)
+        setattr(tally, s, getattr(tally, s) + (b - a))
+    return tally
+
+
+def down_runs(ev: Evaluator, service: str, now: float) -> list[tuple[float, float | None]]:
+    """Maximal unplanned-down runs of the service up to `now`: (start, end or None)."""
+    breaks = [b for b in ev.steps.breakpoints(ev.cat.components_of(service)) if b <= now]
+    runs: list[tuple[float, float | None]] = []
+    start: float | None = None
+    for b in breaks:  # before the first breakpoint everything is up
+        down = ev.service_state(service, b) == DOWN
+        if down and start is None:
+            start = b
+        elif not down and start is not None:
+            runs.append((start, b))
+            start = None
+    if start is not None:
+        runs.append((start, None))
+    return runs
+
+
+# --------------------------------------------------------------------------- SLA math
+
+
+def month_start(now: float) -> float:
+    d = datetime.fromtimestamp(now, UTC)
+    return datetime(d.year, d.month, 1, tzinfo=UTC).timestamp()
+
+
+def month_length(now: float) -> float:
+    d = datetime.fromtimestamp(now, UTC)
+    return calendar.monthrange(d.year, d.month)[1] * 86400.0
+
+
+@dataclass
+class RefServiceReport:
+    state: str
+    up: int  # 1 up or maintenance, 0 down
+    maintenance: int
+    availability: dict[str, float]
+    burn_rate: dict[str, float]
+    sla_availability: float
+    sla_target: float
+    error_budget_remaining: float
+    error_budget_exhaustion_seconds: float
+    trending_below_sla: int
+    sla_status: int
+    outage_seconds: float
+    restore_target_seconds: float | None
+    outages_total: int
+    downtime_seconds_total: float
+    supported_availability: float
+    kpi_gap: int
+    downtime_by_component: dict[str, float]
+    # raw seconds, handy in failure messages
+    sla_up: float
+    sla_down: float
+    sla_maintenance: float
+
+
+@dataclass
+class RefComponentReport:
+    state: str
+    up: int  # 1 up, 0 down or maintenance
+    availability: dict[str, float]
+    kpi: float | None
+
+
+@dataclass
+class RefReport:
+    services: dict[str, RefServiceReport]
+    components: dict[str, RefComponentReport]
+    events: dict[str, int]
+    unmapped: int
+
+
+def sla_window(svc: RefService, now: float) -> tuple[float, float]:
+    """(start of the SLA period, length used for the trending factor)."""
+    if svc.period is None:
+        return month_start(now), month_length(now)
+    return now - svc.period, svc.period
+
+
+def service_report(cat: RefCatalog, steps: StepFunctions, name: str, now: float) -> RefServiceReport:
+    ev = Evaluator(cat, steps)
+    svc = cat.services[name]
+    budget = 1.0 - svc.target
+    avail = {w: service_tally(ev, name, now - s, now).availability for w, s in WINDOWS.items()}
+    burn = {w: (1.0 - a) / budget for w, a in avail.items()}
+    start, period_len = sla_window(svc, now)
+    sla = service_tally(ev, name, start, now, with_blame=True)
+    sla_a = sla.availability
+    breached = sla_a < svc.target
+    trending = (not breached) and any(
+        burn[long] > frac * period_len / WINDOWS[long]
+        and burn[short] > frac * period_len / WINDOWS[long]
+        for long, short, frac in TREND_PAIRS
+    )
+    remaining_s = budget * (sla.up + sla.down) - sla.down
+    if remaining_s <= 0:
+        exhaustion = 0.0
+    elif avail["1h"] == 1.0:
+        exhaustion = math.inf
+    else:
+        exhaustion = remaining_s / (1.0 - avail["1h"])
+    state = ev.service_state(name, now)
+    runs = down_runs(ev, name, now)
+    current = runs[-1] if runs and runs[-1][1] is None else None
+    supported = cat.supported(name)
+    return RefServiceReport(
+        state=state,
+        up=0 if state == DOWN else 1,
+        maintenance=1 if state == MAINTENANCE else 0,
+        availability=avail,
+        burn_rate=burn,
+        sla_availability=sla_a,
+        sla_target=svc.target,
+        error_budget_remaining=1.0 - (1.0 - sla_a) / budget,
+        error_budget_exhaustion_seconds=exhaustion,
+        trending_below_sla=int(trending),
+        sla_status=2 if breached else (1 if trending else 0),
+        outage_seconds=0.0 if current is None else now - current[0],
+        restore_target_seconds=svc.restore_time,
+        outages_total=len(runs),
+        downtime_seconds_total=sum(e - s for s, e in runs if e is not None),
+        supported_availability=supported,
+        kpi_gap=int(supported < svc.target),
+        downtime_by_component=sla.blame,
+        sla_up=sla.up,
+        sla_down=sla.down,
+        sla_maintenance=sla.maintenance,
+    )
+
+
+def component_report(
+    cat: RefCatalog, steps: StepFunctions, comp: str, now: float
+) -> RefComponentReport:
+    state = steps.at(comp, now)
+    return RefComponentReport(
+        state=state,
+        up=int(state == UP),
+        availability={
+            w: component_tally(steps, comp, now - s, now).availability for w, s in WINDOWS.items()
+        },
+        kpi=cat.kpi.get(comp),
+    )
+
+
+def reference_report(
+    catalog: RefCatalog,
+    arrivals: Sequence[Ev],
+    now: float,
+    allowed_lateness: float = 600.0,
+    *,
+    components: Iterable[str] | None = None,
+) -> RefReport:
+    """Everything of §3 for `arrivals` (in arrival order), evaluated at `now`."""
+    outcomes, applied = classify(catalog, arrivals, allowed_lateness)
+    steps = StepFunctions(applied)
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        counts[o] = counts.get(o, 0) + 1
+    mapped = catalog.mapped_components()
+    unmapped = {e.component for e in arrivals if e.component not in mapped}
+    comps = sorted(mapped) if components is None else list(components)
+    return RefReport(
+        services={n: service_report(catalog, steps, n, now) for n in catalog.services},
+        components={c: component_report(catalog, steps, c, now) for c in comps},
+        events=counts,
+        unmapped=len(unmapped),
+    )
