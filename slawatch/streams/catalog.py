@@ -192,8 +192,13 @@ class Catalog:
         return self.supported_availability(service) < self.services[service].target
 
     def weakest_components(self, service: str, limit: int = 3) -> list[tuple[str, float]]:
-        """Components whose KPI costs the service most: (id, availability gained if perfect)."""
+        """Components whose KPI costs the service most: (id, availability gained if perfect).
+
+        Components that account for under 1% of the unavailability are left out: naming
+        a redundant DNS server next to a single mail server only muddies the message.
+        """
         base = self.supported_availability(service)
+        floor = 0.01 * (1.0 - base)
         gains: list[tuple[str, float]] = []
         for comp in sorted(self.components_of(service)):
             kpi = self._kpis.get(comp)
@@ -202,7 +207,7 @@ class Catalog:
             better = dict(self._kpis)
             better[comp] = 1.0
             gain = supported(self.services[service].requires, better, self.resolve) - base
-            if gain > 0:
+            if gain > floor:
                 gains.append((comp, gain))
         gains.sort(key=lambda item: (-item[1], item[0]))
         return gains[:limit]
