@@ -53,8 +53,21 @@ CONTRACT_METRICS = frozenset(
 CONTRACT_WINDOWS = ("5m", "30m", "1h", "6h", "1d", "3d", "7d", "30d")
 
 PROMQL_KEYWORDS = frozenset(
-    {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless",
-     "bool", "offset", "inf", "nan"}
+    {
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "and",
+        "or",
+        "unless",
+        "bool",
+        "offset",
+        "inf",
+        "nan",
+    }
 )
 GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)")
 IDENT = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
@@ -95,7 +108,7 @@ def metric_names(expr: str) -> set[str]:
     names = set()
     for m in IDENT.finditer(s):
         word = m.group(0)
-        rest = s[m.end():].lstrip()
+        rest = s[m.end() :].lstrip()
         if word.lower() in PROMQL_KEYWORDS or rest.startswith("("):
             continue  # a keyword, a function or an aggregation
         names.add(word)
@@ -106,7 +119,7 @@ def test_metric_name_extraction() -> None:
     expr = (
         'sum by (outcome) (rate(slawatch_events_total{outcome=~"a|b"}[$__rate_interval])) '
         "/ on (service) group_left (customers) max by (service, customers) (slawatch_service_info)"
-        " > 14.4 * 1e-3 or label_replace(up, \"x\", \"$1\", \"job\", \"(.*)\") offset 5m"
+        ' > 14.4 * 1e-3 or label_replace(up, "x", "$1", "job", "(.*)") offset 5m'
         ' or max(foo{a="b"}) by (x)'
     )
     assert metric_names(expr) == {"slawatch_events_total", "slawatch_service_info", "up", "foo"}
@@ -211,11 +224,11 @@ def test_external_services_come_first() -> None:
     """Range results are sorted by label set; `kind` sorts before `service` and "external"
     before "internal", so grouping by (kind, service) lists external services first."""
     board = dashboard()
-    status = [p for p in all_panels(board["panels"]) if p["title"] == "SLA status"][0]
+    status = next(p for p in all_panels(board["panels"]) if p["title"] == "SLA status")
     assert "max by (kind, service)" in status["targets"][0]["expr"]
     assert "external" < "internal" and "kind" < "service"
-    table = [p for p in all_panels(board["panels"]) if p["title"] == "Services"][0]
-    sort = [t for t in table["transformations"] if t["id"] == "sortBy"][0]
+    table = next(p for p in all_panels(board["panels"]) if p["title"] == "Services")
+    sort = next(t for t in table["transformations"] if t["id"] == "sortBy")
     assert sort["options"]["sort"][0] == {"field": "kind", "desc": False}
 
 
@@ -224,16 +237,15 @@ def test_queries_are_valid_promql(tmp_path: Path) -> None:
     promtool = require_tool("promtool", "prometheus")
     rules = []
     for i, (_where, expr) in enumerate(queries(dashboard())):
-        concrete = (
-            expr.replace("$__rate_interval", "1m")
-            .replace("$service", ".*")
-            .replace("$kind", ".*")
-        )
+        concrete = expr.replace("$__rate_interval", "1m").replace("$service", ".*").replace("$kind", ".*")
         rules.append({"record": f"grafana:query_{i}", "expr": concrete})
     path = tmp_path / "grafana-queries.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "grafana", "rules": rules}]}))
     res = subprocess.run(
-        [promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60,
+        [promtool, "check", "rules", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
         check=False,
     )
     assert res.returncode == 0, res.stdout + res.stderr

@@ -173,8 +173,6 @@ def test_amtool_check_config() -> None:
 )
 def test_alertmanager_routes_by_severity(labels: list[str], receiver: str) -> None:
     amtool = require_tool("amtool", "prometheus-alertmanager")
-    res = run(
-        [amtool, "config", "routes", "test", f"--config.file={ALERTMANAGER_CONFIG}", *labels]
-    )
+    res = run([amtool, "config", "routes", "test", f"--config.file={ALERTMANAGER_CONFIG}", *labels])
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.split() == [receiver]
