@@ -1,0 +1,155 @@
+"""The state one worker process shares between its agents, web views and reload task.
+
+Kept apart from the Faust app so the pieces that read it (collector, views, reload)
+can be written and type-checked against a small surface: the catalog in force, the
+trackers (via ``TrackerTable``), which partitions this worker actively owns, and a few
+process-local counters.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from slawatch.agents.partitioning import Partitioner
+from slawatch.agents.settings import WorkerSettings
+from slawatch.agents.state import (
+    PartitionStats,
+    TrackerTable,
+    decode_component,
+    decode_service,
+    encode_component,
+    encode_service,
+    encode_stats,
+    stats_key,
+)
+from slawatch.streams.catalog import Catalog
+from slawatch.streams.component import OUTCOMES, ComponentTracker
+from slawatch.streams.report import Report, component_report, service_report
+from slawatch.streams.service import ServiceTracker
+from slawatch.streams.windows import retention_for
+
+log = logging.getLogger("slawatch.worker")
+
+
+@dataclass
+class Counters:
+    """Process-local counters (not per partition): they describe this worker."""
+
+    catalog_reloads: int = 0
+    catalog_reload_errors: int = 0
+    catalog_loaded_at: float = field(default_factory=time.time)
+    rerouted: int = 0
+    batches: int = 0
+    events: int = 0
+
+
+class Runtime:
+    """Catalog + tables + ownership for one worker; built by ``app.build_app``."""
+
+    def __init__(self, settings: WorkerSettings, catalog: Catalog) -> None:
+        self.settings = settings
+        self._catalog = catalog
+        self.retention = retention_for([s.period for s in catalog.services.values()])
+        self.component_partition = Partitioner(settings.partitions)
+        self.service_partition = Partitioner(settings.partitions)
+        self.counters = Counters()
+        self.lock = threading.Lock()
+        self.app: Any = None
+        self.components: TrackerTable[ComponentTracker]
+        self.stats: TrackerTable[PartitionStats]
+        self.services: TrackerTable[ServiceTracker]
+        self.topics: Any = None
+
+    def bind_tables(self, components_table: Any, services_table: Any) -> None:
+        self.components = TrackerTable(components_table, decode_component, encode_component)
+        self.stats = TrackerTable(components_table, PartitionStats.from_bytes, encode_stats)
+        self.services = TrackerTable(services_table, decode_service, encode_service)
+
+    # -- catalog ---------------------------------------------------------------------
+
+    @property
+    def catalog(self) -> Catalog:
+        return self._catalog
+
+    def set_catalog(self, catalog: Catalog) -> None:
+        """Swap in a reloaded catalog: history stays, new requirements apply from now.
+
+        Decoded service trackers are re-bound to their new models (the bound state is
+        derived, so nothing needs writing); trackers decoded later bind on first use.
+        """
+        self._catalog = catalog
+        self.retention = retention_for([s.period for s in catalog.services.values()])
+        for key, (_, tracker) in list(self.services._cache.items()):
+            model = catalog.models.get(key)
+            if model is not None:
+                tracker.bind(model)
+        self.counters.catalog_reloads += 1
+        self.counters.catalog_loaded_at = time.time()
+
+    # -- ownership -------------------------------------------------------------------
+
+    def active_partitions(self, topic: str) -> set[int]:
+        """Partitions of ``topic`` this worker actively owns (never its standbys)."""
+        app = self.app
+        if app is None:
+            return set()
+        return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
+
+    def ready(self) -> bool:
+        """Assigned, recovered and not rebalancing: the tables are the truth."""
+        app = self.app
+        if app is None or app.rebalancing:
+            return False
+        recovery = app.tables.recovery
+        if not recovery.completed.is_set():
+            return False
+        return bool(app.assignor.assigned_actives())
+
+    def owned_services(self) -> list[str]:
+        parts = self.active_partitions(self.settings.segments_topic)
+        part = self.service_partition
+        return [name for name in self._catalog.services if part(name) in parts]
+
+    def owned_components(self) -> list[str]:
+        parts = self.active_partitions(self.settings.events_topic)
+        part = self.component_partition
+        return [cid for cid in self._catalog.components if part(cid) in parts]
+
+    def owned_stats(self) -> list[PartitionStats]:
+        out = []
+        for p in sorted(self.active_partitions(self.settings.events_topic)):
+            stats = self.stats.get(stats_key(p))
+            if stats is not None:
+                out.append(stats)
+        return out
+
+    # -- reports ---------------------------------------------------------------------
+
+    def report(self, now: float, services: Iterable[str] | None = None) -> Report:
+        """The engine's Report for what this worker owns (``services`` to narrow it)."""
+        catalog = self._catalog
+        report = Report(now=now)
+        counts: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
+        unmapped = 0
+        for stats in self.owned_stats():
+            for k, v in stats.counts.items():
+                counts[k] = counts.get(k, 0) + v
+            unmapped += stats.unmapped.count()
+        report.events = counts
+        report.unmapped_components = unmapped
+        names = self.owned_services() if services is None else list(services)
+        for name in names:
+            svc = catalog.services.get(name)
+            if svc is not None:
+                report.services[name] = service_report(svc, self.services.get(name), catalog, now)
+        if services is None:
+            for cid in self.owned_components():
+                report.components[cid] = component_report(
+                    catalog.components[cid], self.components.get(cid), now
+                )
+        return report

@@ -1,0 +1,188 @@
+"""Decoded trackers over Faust tables of raw bytes, and per-partition counters.
+
+Table values are kept as the engine's serialized bytes (orjson of ``to_obj``) so the
+changelog and RocksDB hold a stable, inspectable format, but decoding a tracker for
+every event would dominate the cost of the pipeline. ``TrackerTable`` therefore keeps a
+decoded object next to the exact bytes it came from: as long as the table still holds
+those bytes the object is the truth, and when recovery or a standby update replaced
+them it is decoded again. Changes are marked dirty and written once per batch.
+
+Table writes must carry the partition of the message they belong to (Faust sends the
+changelog record to that partition, and RocksDB picks its per-partition database by
+it), so every dirty key remembers an event of its partition and ``flush`` writes under
+that event's context.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
+
+import orjson
+
+from slawatch.streams.component import OUTCOMES, ComponentTracker
+from slawatch.streams.service import ServiceTracker
+from slawatch.streams.unmapped import UnmappedTracker
+
+T = TypeVar("T")
+
+#: Components table key of a partition's counters. '#' cannot occur in a component id
+#: (CONTRACT §1), so these keys never collide with a tracker.
+STATS_PREFIX = "#stats/"
+
+
+def stats_key(partition: int) -> str:
+    return f"{STATS_PREFIX}{partition}"
+
+
+@contextlib.contextmanager
+def event_context(event: Any) -> Iterator[None]:
+    """Make ``event`` Faust's current event, so table I/O uses its partition."""
+    from faust.streams import _current_event
+
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+def set_current_event(event: Any) -> None:
+    """Like ``event_context`` without restoring: for the tight per-event loop."""
+    from faust.streams import _current_event
+
+    _current_event.set(weakref.ref(event))
+
+
+class PartitionStats:
+    """Outcome counts and unmapped components seen in one input partition.
+
+    Kept in the components table so the counters survive restarts and move with their
+    partition: the sum over the workers' owned partitions is the whole count, each
+    message counted once.
+    """
+
+    __slots__ = ("counts", "unmapped")
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
+        self.unmapped = UnmappedTracker()
+
+    def to_bytes(self) -> bytes:
+        u = self.unmapped
+        # ADAPTER (engine has no UnmappedTracker persistence yet): the exact set while
+        # it is small, the HyperLogLog registers once it overflowed.
+        exact = u._exact
+        unmapped: dict[str, Any] = (
+            {"e": sorted(exact)} if exact is not None
+            else {"r": base64.b64encode(bytes(u._registers)).decode()}
+        )
+        return orjson.dumps({"c": self.counts, "u": unmapped})
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> PartitionStats:
+        obj = orjson.loads(raw)
+        stats = cls()
+        stats.counts.update({k: int(v) for k, v in obj["c"].items()})
+        u = obj["u"]
+        if "e" in u:
+            stats.unmapped._exact = set(u["e"])
+        else:
+            stats.unmapped._exact = None
+            stats.unmapped._registers = bytearray(base64.b64decode(u["r"]))
+        return stats
+
+
+def encode_component(tracker: ComponentTracker) -> bytes:
+    return orjson.dumps(tracker.to_obj())
+
+
+def decode_component(raw: bytes) -> ComponentTracker:
+    return ComponentTracker.from_obj(orjson.loads(raw))
+
+
+def encode_service(tracker: ServiceTracker) -> bytes:
+    return orjson.dumps(tracker.to_obj())
+
+
+def decode_service(raw: bytes) -> ServiceTracker:
+    return ServiceTracker.from_obj(orjson.loads(raw))
+
+
+def encode_stats(stats: PartitionStats) -> bytes:
+    return stats.to_bytes()
+
+
+class TrackerTable(Generic[T]):
+    """A Faust table of raw bytes seen as decoded objects, written once per batch."""
+
+    def __init__(
+        self, table: Any, decode: Callable[[bytes], T], encode: Callable[[T], bytes]
+    ) -> None:
+        self.table = table
+        self._decode = decode
+        self._encode = encode
+        self._cache: dict[str, tuple[bytes, T]] = {}
+        self._dirty: dict[str, Any] = {}  # key -> an event of the key's partition
+
+    def get(self, key: str) -> T | None:
+        """The current object for ``key``, or None if the table has none.
+
+        Outside the agent (in the collector) there is no current event; the store then
+        finds the key's partition itself.
+        """
+        if key in self._dirty:
+            return self._cache[key][1]
+        raw = self.table.data.get(key)
+        if raw is None:
+            self._cache.pop(key, None)
+            return None
+        hit = self._cache.get(key)
+        if hit is not None and (hit[0] is raw or hit[0] == raw):
+            return hit[1]
+        obj = self._decode(raw)
+        self._cache[key] = (raw, obj)
+        return obj
+
+    def put(self, key: str, obj: T, event: Any) -> None:
+        """Adopt a new object for ``key``; it is written at the next ``flush``."""
+        self._cache[key] = (b"", obj)
+        self._dirty[key] = event
+
+    def touch(self, key: str, event: Any) -> None:
+        """Mark an object returned by ``get`` as changed in place."""
+        self._dirty[key] = event
+
+    @property
+    def dirty(self) -> int:
+        return len(self._dirty)
+
+    def flush(self, before_write: Callable[[str, T], None] | None = None) -> int:
+        """Write every dirty key once (under its partition's event); returns how many."""
+        dirty, self._dirty = self._dirty, {}
+        if not dirty:
+            return 0
+        from faust.streams import _current_event
+
+        table, cache, encode = self.table, self._cache, self._encode
+        token = _current_event.set(None)
+        try:
+            for key, event in dirty.items():
+                obj = cache[key][1]
+                if before_write is not None:
+                    before_write(key, obj)
+                raw = encode(obj)
+                _current_event.set(weakref.ref(event))
+                table[key] = raw
+                cache[key] = (raw, obj)
+        finally:
+            _current_event.reset(token)
+        return len(dirty)
+
+    def forget(self) -> None:
+        """Drop the decoded cache (not dirty objects): after a rebalance, for memory."""
+        keep = {k: self._cache[k] for k in self._dirty if k in self._cache}
+        self._cache = keep
