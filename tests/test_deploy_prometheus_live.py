@@ -412,3 +412,21 @@ def test_alertmanager_receives_the_firing_alerts(stack: Stack) -> None:
 
     names = wait_for("the page at the webhook", paged, 45, stack.logs)
     assert "SlawatchServiceSLABreached" in names
+
+
+def test_every_grafana_query_runs_on_real_data(stack: Stack) -> None:
+    """The board's queries, with its variables at "All", against what the worker exports."""
+    from tests.test_deploy_grafana import dashboard, queries
+
+    # wait until a few scrapes exist, so that rate() and increase() have two samples
+    stack.query_one('count(count_over_time(up{job="slawatch"}[1m]) >= 3)')
+    may_be_empty = {"annotation 'Outages begun'"}  # outages began before Prometheus started
+    empty = []
+    for where, expr in queries(dashboard()):
+        promql = (
+            expr.replace("$__rate_interval", "1m").replace("$service", ".*").replace("$kind", ".*")
+        )
+        result = stack.query(promql)  # asserts status == success
+        if not result and where not in may_be_empty:
+            empty.append(where)
+    assert not empty, f"queries with no data although both services are down: {empty}"
