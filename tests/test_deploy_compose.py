@@ -172,6 +172,14 @@ def test_dockerfile() -> None:
     assert 'CMD ["slawatch", "worker"]' in lines
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert ".git" in ignored and ".venv" in ignored
+    # what the image copies must exist (and not be excluded from the build context)
+    for ln in lines:
+        if ln.startswith("COPY "):
+            for src in ln.split()[1:-1]:
+                assert (ROOT / src).exists(), f"Dockerfile copies {src}, which is missing"
+                assert src not in ignored, f"Dockerfile copies {src}, but .dockerignore drops it"
+    # the image's default catalog is the one the workers are told to use
+    assert (ROOT / "config" / "services.yaml").is_file(), "config/services.yaml is missing"
 
 
 def test_install_system_deps_script() -> None:
