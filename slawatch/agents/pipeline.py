@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -78,6 +79,7 @@ class Pipeline:
         self.topics = topics
         self.dlq_log = RateLimitedLog(log)
         self._pruned: dict[str, float] = {}
+        self._discard: dict[str, int] = defaultdict(int)
 
     # -- stage 1 -------------------------------------------------------------------
 
@@ -102,7 +104,13 @@ class Pipeline:
                 if stats is None:
                     stats = PartitionStats()
                 entry = stats_by_part[p] = (stats, ev)
-            counts = entry[0].counts
+            stats = entry[0]
+            offsets = stats.offsets
+            if msg.offset > offsets.get(msg.topic, -1):
+                offsets[msg.topic] = msg.offset
+                counts = stats.counts
+            else:
+                counts = self._discard  # redelivered after a crash: counted already
             raw = msg.value
             try:
                 event = parse_event(raw, now)
@@ -117,7 +125,8 @@ class Pipeline:
             services = catalog.services_for(comp)
             if not services:
                 counts["unmapped"] += 1
-                entry[0].unmapped.observe(comp, event.state, event.ts)
+                if counts is stats.counts:
+                    stats.unmapped.observe(comp, event.state, event.ts)
                 if comp in catalog.components:
                     tracker = self._component(comp, ev)
                     outcome, _ = tracker.apply(event, lateness)
@@ -125,7 +134,16 @@ class Pipeline:
                         comps.touch(comp, ev)
                 continue
             tracker = self._component(comp, ev)
-            outcome, segment = tracker.apply(event, lateness)
+            try:
+                outcome, segment = tracker.apply(event, lateness)
+            except Exception as exc:
+                # An engine bug must not stop the pipeline: the message gets an outcome
+                # (invalid), goes to the DLQ with the error, and the log has the trace.
+                comps.touch(comp, ev)
+                counts["invalid"] += 1
+                log.exception("internal error on %s[%d]@%d", msg.topic, p, msg.offset)
+                self._dead_letter(ev, f"internal error: {type(exc).__name__}: {exc}")
+                continue
             counts[outcome] += 1
             if outcome == "accepted":
                 comps.touch(comp, ev)
@@ -139,14 +157,16 @@ class Pipeline:
                 obj = segment.to_obj()
                 for name in services:
                     fanout.setdefault(name, []).append(obj)
-        for p, (stats, ev) in stats_by_part.items():
-            rt.stats.put(stats_key(p), stats, ev)
-        comps.flush(self._prune_component)
-        rt.stats.flush()
+        # Segments first, then each partition's counters, then its trackers (same
+        # changelog partition, so a crash keeps a prefix: see PartitionStats).
         send = self.topics.segments.send_soon
         part_svc = rt.service_partition
         for name, segs in fanout.items():
             send(key=name, value=orjson.dumps(segs), partition=part_svc(name))
+        for p, (stats, ev) in stats_by_part.items():
+            rt.stats.put(stats_key(p), stats, ev)
+        rt.stats.flush()
+        comps.flush(self._prune_component)
         rt.counters.batches += 1
         rt.counters.events += len(events)
 

@@ -63,12 +63,20 @@ class PartitionStats:
     Kept in the components table so the counters survive restarts and move with their
     partition: the sum over the workers' owned partitions is the whole count, each
     message counted once.
+
+    ``offsets`` is the highest input offset counted per source topic. After a crash
+    Kafka redelivers what was not committed; a redelivered message at or below that
+    offset was already counted, so it is classified again (re-applying is harmless and
+    re-sends the segment a crash may have lost) but not counted twice. This record is
+    written before the trackers of its batch, into the same changelog partition, so if
+    it survived a crash the counts it holds match what was applied.
     """
 
-    __slots__ = ("counts", "unmapped")
+    __slots__ = ("counts", "offsets", "unmapped")
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
+        self.offsets: dict[str, int] = {}
         self.unmapped = UnmappedTracker()
 
     def to_bytes(self) -> bytes:
@@ -80,13 +88,14 @@ class PartitionStats:
             {"e": sorted(exact)} if exact is not None
             else {"r": base64.b64encode(bytes(u._registers)).decode()}
         )
-        return orjson.dumps({"c": self.counts, "u": unmapped})
+        return orjson.dumps({"c": self.counts, "o": self.offsets, "u": unmapped})
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> PartitionStats:
         obj = orjson.loads(raw)
         stats = cls()
         stats.counts.update({k: int(v) for k, v in obj["c"].items()})
+        stats.offsets.update({k: int(v) for k, v in obj.get("o", {}).items()})
         u = obj["u"]
         if "e" in u:
             stats.unmapped._exact = set(u["e"])

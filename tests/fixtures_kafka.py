@@ -1,0 +1,473 @@
+"""Real-process fixtures for the worker tests: broker, worker processes, scrapes, DLQ.
+
+Nothing is mocked: a tansu broker on a free port (``EmbeddedBroker``), the worker as
+``python -m slawatch.agents.cli worker`` in a subprocess, events published with
+kafka-python, ``/metrics`` read over HTTP and parsed with prometheus_client's parser.
+The expected numbers come from the engine (``Engine``) fed the same messages and
+rendered by the same ``families`` function the collector uses, so a comparison is
+series by series.
+
+Every process started here is stopped by its PID in a ``finally``/fixture teardown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from slawatch.agents.broker import EmbeddedBroker, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+Series = tuple[str, frozenset[tuple[str, str]]]
+Samples = dict[Series, float]
+
+#: Worker-level series that describe the process, not the pipeline's numbers.
+WORKER_SERIES = ("slawatch_worker_ready", "slawatch_catalog_")
+
+EXAMPLE_CATALOG = """\
+components:
+  mail-srv-01: {team: servers, kpi: 0.99}
+  mail-srv-02: {team: servers, kpi: 0.99}
+  core-sw-1:   {team: network, kpi: 0.9995}
+  dns-1:       {team: network, kpi: 0.999}
+  dns-2:       {team: network, kpi: 0.999}
+  mx-1: {team: servers, kpi: 0.995}
+  mx-2: {team: servers, kpi: 0.995}
+  mx-3: {team: servers}
+  spare-1: {team: servers}
+services:
+  dns:
+    kind: internal
+    customers: [it-operations]
+    sla: {target: 0.9995, period: 30d}
+    restore_time: 30m
+    requires:
+      - any: [dns-1, dns-2]
+  email:
+    kind: external
+    customers: [all-staff, partners]
+    sla: {target: 0.999, period: 30d}
+    restore_time: 2h
+    requires:
+      - core-sw-1
+      - any: [mail-srv-01, mail-srv-02]
+      - service: dns
+      - at_least: 2
+        of: [mx-1, mx-2, mx-3]
+"""
+
+
+def wide_catalog(services: int = 12) -> str:
+    """A catalog with enough services that every partition of 4 owns some."""
+    lines = ["components:"]
+    for i in range(services):
+        lines.append(f"  app-{i}-a: {{team: t{i % 3}, kpi: 0.99}}")
+        lines.append(f"  app-{i}-b: {{team: t{i % 3}, kpi: 0.99}}")
+    lines.append("  shared-db: {team: db, kpi: 0.999}")
+    lines.append("services:")
+    for i in range(services):
+        lines += [
+            f"  svc-{i}:",
+            f"    kind: {'external' if i % 2 else 'internal'}",
+            f"    customers: [c{i}]",
+            "    sla: {target: 0.99, period: 30d}",
+            "    restore_time: 1h",
+            "    requires:",
+            "      - shared-db",
+            f"      - any: [app-{i}-a, app-{i}-b]",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+# -- broker ---------------------------------------------------------------------------
+
+
+TOPICS = ("component-events", "component-events-dlq", "slawatch-service-segments")
+
+
+def start_broker(tmp_path: Path, partitions: int) -> EmbeddedBroker:
+    """A fresh broker with the worker's topics created at ``partitions``."""
+    broker = EmbeddedBroker(log_path=tmp_path / "tansu.log").start()
+    try:
+        broker.create_topics(dict.fromkeys(TOPICS, partitions))
+    except BaseException:
+        broker.stop()
+        raise
+    return broker
+
+
+@pytest.fixture
+def kafka_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    """A tansu broker (4 partitions per topic) for one test."""
+    broker = start_broker(tmp_path, 4)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+# -- publishing -----------------------------------------------------------------------
+
+
+def event_bytes(component: str, state: str, ts: float, **extra: Any) -> bytes:
+    return orjson.dumps({"component": component, "state": state, "ts": ts, **extra})
+
+
+def read_topic(broker: EmbeddedBroker, topic: str, expected: int, timeout: float = 20.0) -> list[Any]:
+    """Read ``topic`` from the beginning until ``expected`` records or the timeout."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(topic, bootstrap_servers=broker.bootstrap,
+                             auto_offset_reset="earliest", enable_auto_commit=False,
+                             consumer_timeout_ms=1000, group_id=None)
+    records: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(records) < expected and time.monotonic() < deadline:
+            for rec in consumer:
+                records.append(rec)
+                if len(records) >= expected:
+                    break
+    finally:
+        consumer.close()
+    return records
+
+
+# -- worker processes -----------------------------------------------------------------
+
+
+class WorkerProcess:
+    """One `slawatch worker` subprocess with its own web port and data dir."""
+
+    def __init__(self, broker: EmbeddedBroker, catalog: Path, workdir: Path, *, name: str = "w",
+                 app_id: str = "slawatch-test", partitions: int = 4,
+                 extra: Iterable[str] = ()) -> None:
+        self.broker = broker
+        self.catalog = catalog
+        self.name = name
+        self.app_id = app_id
+        self.partitions = partitions
+        self.workdir = workdir
+        self.extra = list(extra)
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = workdir / f"worker-{name}.log"
+        self.starts = 0
+        self.started_at = 0.0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self) -> WorkerProcess:
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        self.starts += 1
+        cmd = [
+            sys.executable, "-m", "slawatch.agents.cli", "worker",
+            "--broker", self.broker.url,
+            "--catalog", str(self.catalog),
+            "--web-port", str(self.port),
+            "--web-host", "127.0.0.1",
+            "--data-dir", str(self.workdir / f"data-{self.name}"),
+            "--app-id", self.app_id,
+            "--partitions", str(self.partitions),
+            "--store", "memory",
+            *self.extra,
+        ]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SLAWATCH_")}
+        env["PYTHONUNBUFFERED"] = "1"
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
+        log.write(f"\n===== start #{self.starts}: {' '.join(cmd)}\n".encode())
+        log.flush()
+        self.started_at = time.monotonic()
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, env=env)
+        log.close()
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=timeout) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def wait_ready(self, timeout: float = 30.0) -> float:
+        """Seconds from start until /readyz says 200."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise AssertionError(f"worker {self.name} exited:\n{self.log_tail()}")
+            with contextlib.suppress(OSError):
+                status, _ = self.get("/readyz", timeout=1.0)
+                if status == 200:
+                    return time.monotonic() - self.started_at
+            time.sleep(0.2)
+        raise AssertionError(f"worker {self.name} not ready in {timeout} s:\n{self.log_tail()}")
+
+    def scrape(self) -> Samples:
+        status, body = self.get("/metrics")
+        assert status == 200, body[:500]
+        return parse_metrics(body.decode())
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
+        """Send ``sig`` to the worker's PID and reap it (SIGKILL after ``timeout``)."""
+        proc = self.proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(sig)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                proc.wait(timeout=10)
+        return proc.returncode
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+@pytest.fixture
+def worker_factory(tmp_path: Path) -> Iterator[Any]:
+    """``make(broker, catalog_path, **kw) -> WorkerProcess`` (started); all stopped after."""
+    made: list[WorkerProcess] = []
+
+    def make(broker: EmbeddedBroker, catalog: Path, **kw: Any) -> WorkerProcess:
+        w = WorkerProcess(broker, catalog, tmp_path, **kw)
+        made.append(w)
+        return w.start()
+
+    try:
+        yield make
+    finally:
+        for w in made:
+            w.stop(signal.SIGKILL if w.alive() else signal.SIGTERM, timeout=10)
+
+
+# -- metrics ----------------------------------------------------------------------------
+
+
+def parse_metrics(text: str) -> Samples:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: Samples = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            key = (s.name, frozenset(s.labels.items()))
+            assert key not in out, f"duplicate series {key}"
+            out[key] = float(s.value)
+    return out
+
+
+def reference_samples(engine: Any, now: float) -> Samples:
+    """The engine's report at ``now``, rendered exactly as the collector renders it."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from slawatch.agents.collector import families
+
+    report = engine.report(now)
+
+    class _C:
+        def collect(self) -> Iterator[Any]:
+            yield from families(report)
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_C())  # type: ignore[arg-type]
+    return parse_metrics(generate_latest(registry).decode())
+
+
+def pipeline_series(samples: Samples) -> Samples:
+    return {k: v for k, v in samples.items() if not k[0].startswith(WORKER_SERIES)}
+
+
+def compare(got: Samples, ref0: Samples, ref1: Samples, *, exact_events: bool = True) -> list[str]:
+    """Differences between scraped samples and the reference bracket [ref0, ref1].
+
+    The worker computed its numbers at some instant between the two reference times, so
+    a time-dependent value must lie between the two reference values.
+    """
+    problems: list[str] = []
+    got = pipeline_series(got)
+    missing = set(ref0) - set(got)
+    extra = set(got) - set(ref0)
+    for k in sorted(missing, key=str)[:10]:
+        problems.append(f"missing {k}")
+    for k in sorted(extra, key=str)[:10]:
+        problems.append(f"unexpected {k}")
+    for k, v in got.items():
+        if k not in ref0:
+            continue
+        a, b = ref0[k], ref1.get(k, ref0[k])
+        lo, hi = min(a, b), max(a, b)
+        if math.isinf(lo) or math.isinf(hi):
+            ok = v == a or v == b or (lo <= v <= hi)
+        else:
+            eps = 1e-9 * max(1.0, abs(lo), abs(hi))
+            ok = lo - eps <= v <= hi + eps
+        if not ok:
+            problems.append(f"{k[0]}{dict(k[1])}: got {v}, expected {a} .. {b}")
+    return problems
+
+
+def wait_matches(workers: list[WorkerProcess], engine: Any, timeout: float = 30.0) -> Samples:
+    """Poll the workers' /metrics until their union equals the engine's reference."""
+    deadline = time.monotonic() + timeout
+    problems: list[str] = ["never scraped"]
+    while time.monotonic() < deadline:
+        t0 = time.time()
+        union: Samples = {}
+        dup: list[Series] = []
+        try:
+            for w in workers:
+                for k, v in pipeline_series(w.scrape()).items():
+                    if k in union and not k[0].startswith(("slawatch_events", "slawatch_unmapped")):
+                        dup.append(k)
+                    if k[0].startswith(("slawatch_events", "slawatch_unmapped")):
+                        union[k] = union.get(k, 0.0) + v
+                    else:
+                        union[k] = v
+        except (OSError, AssertionError) as exc:
+            problems = [f"scrape failed: {exc}"]
+            time.sleep(0.5)
+            continue
+        t1 = time.time()
+        problems = [f"series exported by two workers: {k}" for k in dup[:5]]
+        problems += compare(union, reference_samples(engine, t0), reference_samples(engine, t1))
+        if not problems:
+            return union
+        time.sleep(0.5)
+    logs = "\n".join(f"--- {w.name}\n{w.log_tail(30)}" for w in workers)
+    raise AssertionError("metrics never matched the engine:\n  " + "\n  ".join(problems[:30])
+                         + "\n" + logs)
+
+
+def counted(samples: Samples) -> float:
+    """Messages that got an outcome (sum of slawatch_events_total)."""
+    return sum(v for k, v in samples.items() if k[0] == "slawatch_events_total")
+
+
+# -- scenarios --------------------------------------------------------------------------
+
+
+Message = tuple[bytes | None, bytes, int | None]  # key, value, explicit partition or None
+
+
+def scenario(components: list[str], n: int, *, seed: int, now: float, span: float = 7200.0,
+             unmapped: Iterable[str] = ("ghost-1", "ghost-2", "ghost-3")) -> list[Message]:
+    """A realistic, messy stream ending a minute ago: out of order within the allowed
+    lateness, re-sent duplicates, late events, invalid messages, unmapped components."""
+    import random
+
+    rnd = random.Random(seed)
+    ghosts = list(unmapped)
+    out: list[Message] = []
+    sent: list[Message] = []
+    start = now - span
+    step = (span - 60.0) / max(1, n)
+    for i in range(n):
+        base = start + i * step
+        roll = rnd.random()
+        if roll < 0.04 and sent:
+            out.append(rnd.choice(sent[-50:]))  # redelivered / re-sent: duplicate
+            continue
+        if roll < 0.07:
+            bad = rnd.choice([
+                b"not json",
+                b"[1, 2]",
+                b'{"component": "dns-1", "state": "up"}',
+                b'{"component": "dns-1", "state": "sideways", "ts": 1}',
+                orjson.dumps({"component": "dns-1", "state": "down", "ts": now + 3600}),
+                b'{"component": "bad id!", "state": "up", "ts": 1}',
+            ])
+            out.append((b"bad", bad, None))
+            continue
+        if roll < 0.10 and ghosts:
+            g = rnd.choice(ghosts)
+            out.append((g.encode(), event_bytes(g, "down", base), None))
+            continue
+        comp = rnd.choice(components)
+        if roll < 0.13:
+            ts = base - 1500.0  # beyond the 10 min allowed lateness: late
+        else:
+            ts = base + rnd.uniform(-200.0, 200.0)  # out of order, within the lateness
+        state = rnd.choices(["up", "down", "maintenance"], weights=[6, 3, 1])[0]
+        msg: Message = (comp.encode(), event_bytes(comp, state, round(min(ts, now - 1.0), 3)), None)
+        out.append(msg)
+        sent.append(msg)
+    return out
+
+
+def publish_messages(broker: EmbeddedBroker, messages: Iterable[Message],
+                     topic: str = "component-events") -> int:
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5,
+                             batch_size=256 * 1024)
+    n = 0
+    try:
+        for key, value, partition in messages:
+            producer.send(topic, key=key, value=value, partition=partition)
+            n += 1
+        producer.flush(timeout=30)
+    finally:
+        producer.close(timeout=10)
+    return n
+
+
+def reference_engine(catalog_text: str, messages: Iterable[Message]) -> tuple[Any, list[str]]:
+    """The engine fed the same messages in publish order; and the DLQ reasons expected."""
+    import yaml
+
+    from slawatch.streams.catalog import parse_catalog
+    from slawatch.streams.engine import Engine
+
+    engine = Engine(parse_catalog(yaml.safe_load(catalog_text), "test"), allowed_lateness=600.0)
+    reasons: list[str] = []
+    now = time.time()
+    for _, value, _ in messages:
+        outcome, reason = engine.apply_raw(value, now)
+        if reason is not None:
+            reasons.append(reason)
+    return engine, reasons
+
+
+def wait_counted(worker: WorkerProcess, n: float, timeout: float = 30.0) -> float:
+    """Wait until the worker counted ``n`` messages; returns seconds since its start."""
+    deadline = time.monotonic() + timeout
+    last = -1.0
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, AssertionError):
+            last = counted(worker.scrape())
+            if last >= n:
+                return time.monotonic() - worker.started_at
+        time.sleep(0.1)
+    raise AssertionError(f"worker counted {last} of {n} messages:\n{worker.log_tail()}")
