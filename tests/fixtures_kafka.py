@@ -329,7 +329,7 @@ def compare(got: Samples, ref0: Samples, ref1: Samples, *, exact_events: bool = 
         a, b = ref0[k], ref1.get(k, ref0[k])
         lo, hi = min(a, b), max(a, b)
         if math.isinf(lo) or math.isinf(hi):
-            ok = v == a or v == b or (lo <= v <= hi)
+            ok = v in (a, b) or lo <= v <= hi
         else:
             eps = 1e-9 * max(1.0, abs(lo), abs(hi))
             ok = lo - eps <= v <= hi + eps
@@ -415,10 +415,8 @@ def scenario(components: list[str], n: int, *, seed: int, now: float, span: floa
             out.append((g.encode(), event_bytes(g, "down", base), None))
             continue
         comp = rnd.choice(components)
-        if roll < 0.13:
-            ts = base - 1500.0  # beyond the 10 min allowed lateness: late
-        else:
-            ts = base + rnd.uniform(-200.0, 200.0)  # out of order, within the lateness
+        # Beyond the 10 min allowed lateness (late), or out of order within it.
+        ts = base - 1500.0 if roll < 0.13 else base + rnd.uniform(-200.0, 200.0)
         state = rnd.choices(["up", "down", "maintenance"], weights=[6, 3, 1])[0]
         msg: Message = (comp.encode(), event_bytes(comp, state, round(min(ts, now - 1.0), 3)), None)
         out.append(msg)
@@ -454,7 +452,7 @@ def reference_engine(catalog_text: str, messages: Iterable[Message]) -> tuple[An
     reasons: list[str] = []
     now = time.time()
     for _, value, _ in messages:
-        outcome, reason = engine.apply_raw(value, now)
+        _outcome, reason = engine.apply_raw(value, now)
         if reason is not None:
             reasons.append(reason)
     return engine, reasons
