@@ -239,3 +239,32 @@ def diff_engine_reports(a: Any, b: Any, *, counters: bool = True) -> list[str]:
         ):
             out.append(f"component {name}: {x} != {y}")
     return out
+
+
+@st.composite
+def long_streams(draw: st.DrawFn) -> Scenario:
+    """Few components, many events (50-300), spaced so that history leaves the
+    allowed-lateness horizon and the trackers compact; arrival order jittered within
+    the allowed lateness, some duplicates and late events. Built from a drawn seed:
+    hypothesis shrinks the seed and the sizes, not the individual events."""
+    import random
+
+    cat = draw(catalogs(max_components=3, max_services=2))
+    comps = list(cat["components"])
+    n = draw(st.integers(50, 300), label="n")
+    step = draw(st.sampled_from((1.0, 60.0, 400.0, 700.0, 3600.0)), label="step")
+    rng = random.Random(draw(st.integers(0, 2**32 - 1), label="seed"))
+    start = T0 - n * step / 2
+    now = start + n * step
+    timed: list[tuple[float, Ev]] = []
+    for i in range(n):
+        t = start + i * step
+        e = Ev(rng.choice(comps), rng.choice((UP, UP, DOWN, DOWN, MAINTENANCE)), t)
+        delay = rng.uniform(0, 600.0) if rng.random() < 0.3 else 0.0
+        if rng.random() < 0.03:
+            delay = 600.0 + step * rng.randint(1, 3)  # late (mostly)
+        timed.append((t + delay, e))
+        if rng.random() < 0.05:
+            timed.append((t + delay + rng.uniform(0, 600.0), e))  # redelivery
+    timed.sort(key=lambda p: p[0])
+    return Scenario(cat, [e for _, e in timed], now, step)

@@ -732,6 +732,15 @@ REGRESSIONS = [
 ]
 
 
+# 63 heartbeats spaced beyond the allowed lateness (so the tracker compacts), then an
+# event slightly out of order: ComponentTracker.apply raised IndexError (n = 63 mod 64).
+REGRESSIONS += [
+    (f"compaction-then-out-of-order-{n}",
+     [up("a", NOW - 1000 * (n - i)) for i in range(n)] + [down("a", NOW - 1000 - 23)])
+    for n in (62, 63, 64, 127)
+]
+
+
 @pytest.mark.parametrize("events", [pytest.param(e, id=i) for i, e in REGRESSIONS])
 def test_regressions_match_reference(events: list[Ev]) -> None:
     run(events)

@@ -26,6 +26,7 @@ from tests.strategies import (
     diff_engine_reports,
     diff_reports,
     jittered_order,
+    long_streams,
     scenarios,
 )
 
@@ -205,3 +206,10 @@ def test_f_pruning_mid_stream_changes_nothing(sc: Scenario, data: st.DataObject)
     ref = reference_report(RefCatalog.from_dict(sc.catalog), sc.events, sc.now, LATENESS)
     problems = diff_reports(ref, report)
     assert not problems, "\n".join([*problems, _explain(sc, sc.events)])
+
+
+@settings(ENGINE, max_examples=max(10, ENGINE.max_examples // 5))
+@given(sc=long_streams())
+def test_g_long_streams_match_reference(sc: Scenario) -> None:
+    """Long histories: trackers compact what is past the allowed lateness."""
+    _check_against_reference(sc, sc.events)
