@@ -184,6 +184,9 @@ class Stack:
         (sample,) = wait_for(promql, lambda: self.query(promql), timeout, self.logs)
         return sample
 
+    def query_one_or_more(self, promql: str, timeout: float = 30) -> list[dict[str, Any]]:
+        return wait_for(promql, lambda: self.query(promql), timeout, self.logs)
+
     def am_alerts(self) -> list[dict[str, Any]]:
         alerts: list[dict[str, Any]] = json.loads(http_get(f"{self.am_url}/api/v2/alerts"))
         return alerts
@@ -423,10 +426,20 @@ def test_every_grafana_query_runs_on_real_data(stack: Stack) -> None:
     may_be_empty = {"annotation 'Outages begun'"}  # outages began before Prometheus started
     empty = []
     for where, expr in queries(dashboard()):
-        promql = (
-            expr.replace("$__rate_interval", "1m").replace("$service", ".*").replace("$kind", ".*")
-        )
+        promql = expr.replace("$__rate_interval", "1m").replace("$service", ".*").replace("$kind", ".*")
         result = stack.query(promql)  # asserts status == success
         if not result and where not in may_be_empty:
             empty.append(where)
     assert not empty, f"queries with no data although both services are down: {empty}"
+
+
+def test_every_metric_the_rules_and_board_use_is_exported(stack: Stack) -> None:
+    """Rules and board name only series a real worker exports (a rename would silence them)."""
+    used: set[str] = set()
+    for path in [*RULES.glob("*.yml"), ROOT / "deploy" / "grafana" / "dashboards" / "slawatch.json"]:
+        used |= set(re.findall(r"\bslawatch_[a-z0-9_]*[a-z0-9]", path.read_text()))
+    exported = {
+        s["metric"]["__name__"]
+        for s in stack.query_one_or_more('group by (__name__) ({__name__=~"slawatch_.+"})')
+    }
+    assert used - exported == set()
