@@ -1,7 +1,8 @@
 """A real Prometheus scrapes a real worker; a real Alertmanager gets the alerts.
 
 On loopback: an embedded broker (tansu), one `slawatch worker`, Debian's `prometheus`
-(scrape and rule evaluation every second, the rules of deploy/prometheus/rules/) and
+(deploy/prometheus/prometheus.yml with its rules, targets pointed here, scrape and rule
+evaluation every second) and
 Debian's Alertmanager with deploy/alertmanager/alertmanager.yml, its webhook URLs pointed
 at a receiver in this test. Two services are driven below their SLA by `down` events with
 timestamps in the past:
@@ -34,6 +35,7 @@ from typing import Any, TypeVar
 
 import orjson
 import pytest
+import yaml
 
 from slawatch.agents.broker import EmbeddedBroker, free_port
 
@@ -303,24 +305,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         alerts = (RULES / "slawatch-alerts.yml").read_text()
         (rules / "slawatch-alerts.yml").write_text(re.sub(r"(?m)^(\s+for:) \S+", r"\1 0s", alerts))
         shutil.copy(RULES / "slawatch-slo.yml", rules / "slawatch-slo.yml")
-        prom_config = tmp / "prometheus.yml"
-        prom_config.write_text(
-            json.dumps(
-                {
-                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                    "rule_files": ["rules/*.yml"],
-                    "alerting": {
-                        "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]
-                    },
-                    "scrape_configs": [
-                        {
-                            "job_name": "slawatch",
-                            "static_configs": [{"targets": [f"127.0.0.1:{worker_port}"]}],
-                        }
-                    ],
-                }
-            )
-        )  # JSON is YAML
+        # the shipped prometheus.yml, pointed at this worker and Alertmanager, every 1 s
+        config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+        config["global"].update(scrape_interval="1s", evaluation_interval="1s")
+        (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "slawatch"]
+        job["static_configs"] = [{"targets": [f"127.0.0.1:{worker_port}"]}]
+        config["scrape_configs"] = [job]
+        config["alerting"]["alertmanagers"] = [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]
+        prom_config = tmp / "prometheus.yml"  # beside rules/, as in deploy/prometheus/
+        prom_config.write_text(yaml.safe_dump(config))
         prom_port = free_port()
         prom = Proc(
             "prometheus",
