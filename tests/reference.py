@@ -503,3 +503,39 @@ def reference_report(
         events=counts,
         unmapped=len(unmapped),
     )
+
+
+@dataclass
+class RefOutage:
+    start: float
+    end: float | None
+    seconds: float
+    planned: bool
+    components: tuple[str, ...]  # blamed at some point of an unplanned outage
+
+
+def outages(
+    catalog: RefCatalog, steps: StepFunctions, service: str, now: float
+) -> list[RefOutage]:
+    """Maximal runs of `down` (unplanned) or `maintenance` (planned) that overlap the
+    SLA period, oldest first; `seconds` is the whole run up to now."""
+    ev = Evaluator(catalog, steps)
+    period_start, _ = sla_window(catalog.services[service], now)
+    breaks = [b for b in steps.breakpoints(catalog.components_of(service)) if b <= now]
+    out: list[RefOutage] = []
+    cur: RefOutage | None = None
+    for b in breaks:
+        s = ev.service_state(service, b)
+        if cur is not None and (s == UP or (s == MAINTENANCE) != cur.planned):
+            cur.end = b
+            cur.seconds = b - cur.start
+            out.append(cur)
+            cur = None
+        if s != UP and cur is None:
+            cur = RefOutage(b, None, 0.0, s == MAINTENANCE, ())
+        if cur is not None and s == DOWN:
+            cur.components = tuple(sorted(set(cur.components) | ev.blamed(service, b)))
+    if cur is not None:
+        cur.seconds = now - cur.start
+        out.append(cur)
+    return [o for o in out if (o.end if o.end is not None else now) > period_start]

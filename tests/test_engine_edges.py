@@ -59,6 +59,7 @@ CATALOG: dict[str, Any] = {
         "email": service(["core", {"service": "dns"}], target=0.999),
         "mx": service([{"at_least": 2, "of": ["m1", "m2", "m3"]}]),
         "pair": service(["a", "b"]),
+        "hourly": service(["a"], period="1h"),
     },
 }
 
@@ -715,6 +716,37 @@ def test_contract_example_catalog_is_valid() -> None:
     assert set(cat.services) == {"dns", "email"}
     assert set(cat.services_for("dns-1")) == {"dns", "email"}
     assert cat.services["email"].period.seconds == 30 * DAY
+
+
+# --------------------------------------------------------------------------- outage list
+
+OUTAGES = [
+    # id, events, expected (start offset, end offset or None, seconds, planned, blamed)
+    ("none", [], []),
+    ("ongoing", [down("a", NOW - 90)], [(-90, None, 90, False, ("a",))]),
+    ("ended-inside", [down("a", NOW - 90), up("a", NOW - 30)], [(-90, -30, 60, False, ("a",))]),
+    ("began-before-period", [down("a", NOW - 2 * HOUR), up("a", NOW - 30 * MIN)],
+     [(-2 * HOUR, -30 * MIN, 1.5 * HOUR, False, ("a",))]),
+    ("ended-exactly-at-period-start", [down("a", NOW - 2 * HOUR), up("a", NOW - HOUR)], []),
+    ("ended-1s-into-period", [down("a", NOW - 2 * HOUR), up("a", NOW - HOUR + 1)],
+     [(-2 * HOUR, -HOUR + 1, HOUR + 1, False, ("a",))]),
+    ("planned-then-unplanned", [maint("a", NOW - 90), down("a", NOW - 60), up("a", NOW - 30)],
+     [(-90, -60, 30, True, None), (-60, -30, 30, False, ("a",))]),
+]
+
+
+@pytest.mark.parametrize(
+    ("events", "expected"), [pytest.param(*row[1:], id=row[0]) for row in OUTAGES]
+)
+def test_outage_list(events: list[Ev], expected: list[tuple[Any, ...]]) -> None:
+    engine = build_engine(CATALOG, LATENESS)
+    apply_all(engine, events)
+    got = [
+        (o.start - NOW, None if o.end is None else o.end - NOW, o.seconds, o.planned,
+         None if o.planned else tuple(o.components))
+        for o in engine.outages("hourly", NOW)
+    ]
+    assert got == [tuple(row) for row in expected]
 
 
 # --------------------------------------------------------------------------- regressions

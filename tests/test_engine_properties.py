@@ -18,7 +18,15 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.reference import RANK, Ev, RefCatalog, classify, reference_report
+from tests.reference import (
+    RANK,
+    Ev,
+    RefCatalog,
+    StepFunctions,
+    classify,
+    reference_report,
+)
+from tests.reference import outages as ref_outages
 from tests.strategies import (
     Scenario,
     apply_all,
@@ -213,3 +221,24 @@ def test_f_pruning_mid_stream_changes_nothing(sc: Scenario, data: st.DataObject)
 def test_g_long_streams_match_reference(sc: Scenario) -> None:
     """Long histories: trackers compact what is past the allowed lateness."""
     _check_against_reference(sc, sc.events)
+
+
+@ENGINE
+@given(sc=scenarios())
+def test_h_outage_list_matches_reference(sc: Scenario) -> None:
+    """GET /api/services/{name}/outages: runs of down (unplanned) or maintenance
+    (planned) overlapping the SLA period, with the components blamed."""
+    engine = build_engine(sc.catalog, LATENESS)
+    apply_all(engine, sc.events)
+    cat = RefCatalog.from_dict(sc.catalog)
+    steps = StepFunctions(classify(cat, sc.events, LATENESS)[1])
+    for name in sc.catalog["services"]:
+        want = [
+            (o.start, o.end, o.seconds, o.planned, o.components if not o.planned else ())
+            for o in ref_outages(cat, steps, name, sc.now)
+        ]
+        got = [
+            (o.start, o.end, o.seconds, o.planned, o.components if not o.planned else ())
+            for o in engine.outages(name, sc.now)
+        ]
+        assert got == want, f"outages of {name}\n{_explain(sc, sc.events)}"
