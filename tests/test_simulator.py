@@ -74,6 +74,17 @@ def test_auto_choice_is_payments_psp_link(catalog) -> None:  # type: ignore[no-u
         choose_flapper(catalog, "nope")
 
 
+def test_opening_incident_fails_a_redundant_mail_server_soon_after_going_live(catalog) -> None:  # type: ignore[no-untyped-def]
+    sim = Simulator(catalog, SimulationConfig(seed=1, backfill=3600.0), T0)
+    assert sim.opening_component == "mail-srv-01"
+    live = T0 + 3600
+    list(sim.events_until(live))
+    soon = [e for e in sim.events_until(live + 200) if e.component == "mail-srv-01"]
+    assert [(e.ts - live, e.state) for e in soon] == [(20.0, "down"), (140.0, "up")]
+    off = Simulator(catalog, SimulationConfig(seed=1, backfill=3600.0, opening_incident=None), T0)
+    assert off.opening_component is None
+
+
 def test_flapping_service_trends_but_is_not_breached(catalog) -> None:  # type: ignore[no-untyped-def]
     for seed in (1, 2, 3):
         sim, events = _schedule(catalog, seed, T0)

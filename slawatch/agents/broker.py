@@ -84,8 +84,8 @@ def resolve_binary() -> str:
     return path
 
 
-def _set_parent_death_signal() -> None:  # pragma: no cover - runs in the child
-    """Ask Linux to SIGTERM the broker if the process that started it dies."""
+def set_parent_death_signal() -> None:  # pragma: no cover - runs in the child
+    """Ask Linux to SIGTERM this child if the thread that started it dies (preexec_fn)."""
     try:
         import ctypes
 
@@ -203,7 +203,7 @@ class EmbeddedBroker:
         env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV}
         kwargs: dict[str, Any] = {}
         if sys.platform.startswith("linux"):
-            kwargs["preexec_fn"] = _set_parent_death_signal
+            kwargs["preexec_fn"] = set_parent_death_signal
         try:
             self._proc = subprocess.Popen(
                 cmd,

@@ -74,6 +74,11 @@ class SimulationConfig:
     backfill: float = 6 * 3600.0
     heartbeat_rate: float = 50.0
     unknown_components: tuple[str, ...] = DEFAULT_UNKNOWN
+    #: Seconds after going live at which a redundant component of an external service
+    #: fails (for ``opening_incident_duration`` s): something visibly happens in the
+    #: first minute, and the service stays up thanks to its redundancy. None: off.
+    opening_incident: float | None = 20.0
+    opening_incident_duration: float = 120.0
 
 
 def _kpi_factor(kpi: float | None) -> float:
@@ -83,16 +88,24 @@ def _kpi_factor(kpi: float | None) -> float:
 
 
 class _Process:
-    """One component's up/down/maintenance renewal process with its own RNG."""
+    """One component's up/down/maintenance renewal process with its own RNG.
+
+    ``forced`` = (down_at, up_at) scripts one outage (the demo's opening incident); it
+    is taken at the first up period it falls in, and dropped if the component is not up
+    then. The RNG draws do not depend on it, so the rest of the schedule is unchanged.
+    """
 
     def __init__(self, component: str, rng: random.Random, mtbf: float, mttr: float,
-                 maintenance_every: float, maintenance_duration: float, start: float) -> None:
+                 maintenance_every: float, maintenance_duration: float, start: float,
+                 forced: tuple[float, float] | None = None) -> None:
         self.component = component
         self.rng = rng
         self.mtbf = mtbf
         self.mttr = mttr
         self.maintenance_every = maintenance_every
         self.maintenance_duration = maintenance_duration
+        self._forced = forced
+        self._forced_up: float | None = None
         self.state = UP
         self.next_ts, self.next_state = self._plan(start)
 
@@ -101,9 +114,20 @@ class _Process:
         if self.state == UP:
             fail = rng.expovariate(1.0 / self.mtbf)
             maint = rng.expovariate(1.0 / self.maintenance_every) if self.maintenance_every > 0 else math.inf
-            return (now + fail, DOWN) if fail <= maint else (now + maint, MAINTENANCE)
+            planned = (now + fail, DOWN) if fail <= maint else (now + maint, MAINTENANCE)
+            if self._forced is not None:
+                down_at, up_at = self._forced
+                if down_at < now:
+                    self._forced = None  # it fell into a down or maintenance period
+                elif down_at <= planned[0]:
+                    self._forced, self._forced_up = None, up_at
+                    return down_at, DOWN
+            return planned
         if self.state == DOWN:
-            return now + max(5.0, rng.expovariate(1.0 / self.mttr)), UP
+            repair = now + max(5.0, rng.expovariate(1.0 / self.mttr))
+            if self._forced_up is not None:
+                repair, self._forced_up = max(self._forced_up, now + 1.0), None
+            return repair, UP
         return now + self.maintenance_duration * rng.uniform(0.5, 1.5), UP
 
     def step(self) -> SimEvent:
@@ -185,6 +209,23 @@ def choose_flapper(catalog: Catalog, trending: str | None,
     return best[1], best[2]
 
 
+def choose_opening(catalog: Catalog, exclude: str | None = None) -> str | None:
+    """A redundant component of an external service (a single point of failure of none),
+    the weakest first: one of the two 99% mail servers in the example catalog."""
+    spof = {c for s in catalog.services for c in single_points_of_failure(catalog, s)}
+    best: tuple[bool, float, str] | None = None
+    for c in sorted(catalog.components):
+        services = catalog.services_for(c)
+        if not services or c in spof or c == exclude:
+            continue
+        external = any(catalog.services[s].kind == "external" for s in services)
+        kpi = catalog.components[c].kpi
+        key = (not external, 1.0 if kpi is None else kpi, c)
+        if best is None or key < best:
+            best = key
+    return None if best is None else best[2]
+
+
 class Simulator:
     """Deterministic event schedule for a catalog, starting at wall-clock ``start``."""
 
@@ -198,14 +239,23 @@ class Simulator:
         self._procs: list[_Process] = []
         self.components = sorted(catalog.components)
         flap_start = max(start, start + config.backfill - config.flap_since)
+        self.opening_component = None if config.opening_incident is None else choose_opening(
+            catalog, exclude=self.flap_component
+        )
+        live = start + config.backfill
         for comp in self.components:
             rng = random.Random(f"{config.seed}:{comp}")
             if comp == self.flap_component:
                 self._procs.append(_Flapper(comp, rng, config.flap_period, config.flap_down, flap_start))
             else:
+                forced = None
+                if comp == self.opening_component and config.opening_incident is not None:
+                    down_at = live + config.opening_incident
+                    forced = (down_at, down_at + config.opening_incident_duration)
                 factor = _kpi_factor(catalog.components[comp].kpi)
                 self._procs.append(_Process(comp, rng, config.mtbf * factor, config.mttr,
-                                            config.maintenance_every, config.maintenance_duration, start))
+                                            config.maintenance_every, config.maintenance_duration, start,
+                                            forced))
         for comp in config.unknown_components:
             rng = random.Random(f"{config.seed}:{comp}")
             self._procs.append(_Process(comp, rng, 30 * 60.0, 300.0, 0.0, 0.0, start))
@@ -351,6 +401,8 @@ def add_simulation_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--flap-component", default=None, help="the component that flaps (default: chosen)")
     g.add_argument("--flap-period", type=_duration, default="4m", help="default %(default)s")
     g.add_argument("--flap-down", type=_duration, default="12s", help="default %(default)s")
+    g.add_argument("--no-opening-incident", action="store_true",
+                   help="do not fail a redundant component 20 s after going live")
     g.add_argument("--heartbeat-rate", type=float, default=d.heartbeat_rate,
                    help="heartbeats (current state, repeated) per second, for a steady load "
                         "(default %(default)s)")
@@ -372,6 +424,7 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
         flap_down=seconds(args.flap_down),
         backfill=seconds(args.backfill),
         heartbeat_rate=args.heartbeat_rate,
+        opening_incident=None if args.no_opening_incident else SimulationConfig.opening_incident,
     )
 
 
@@ -433,6 +486,9 @@ def run(args: argparse.Namespace) -> int:
     if sim.trending_service:
         print(f"simulating {len(sim.components)} components of {args.catalog}; "
               f"{sim.trending_service} will trend below its SLA ({sim.flap_component} flaps)", file=err)
+    if sim.opening_component:
+        print(f"{sim.opening_component} will fail {config.opening_incident:g} s after going live",
+              file=err)
 
     def on_live(p: Progress) -> None:
         print(f"backfilled {p.backfilled} events ({config.backfill / 3600:g} h); live now", file=err)
