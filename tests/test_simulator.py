@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
@@ -130,3 +131,29 @@ def test_simulate_dry_run_pipes_json_lines() -> None:
     assert len(events) > 32
     assert b"payments will trend below its SLA (psp-link flaps)" in proc.stderr
     assert {e.source for e in events} == {"slawatch-sim"}
+
+
+@pytest.mark.integration
+def test_simulate_publishes_to_a_broker() -> None:
+    from kafka import KafkaConsumer
+
+    from slawatch.agents.broker import EmbeddedBroker
+
+    with EmbeddedBroker() as broker:
+        broker.create_topics({"component-events": 4})
+        proc = subprocess.run(
+            [sys.executable, "-m", "slawatch.agents.cli", "simulate", "--broker", broker.url,
+             "--duration", "1", "--backfill", "1h", "--heartbeat-rate", "50", "--seed", "5"],
+            capture_output=True, timeout=60, cwd="/",  # the example catalog is found anyway
+        )
+        assert proc.returncode == 0, proc.stderr.decode()
+        m = re.search(rb"sent (\d+) events .*, 0 failed", proc.stderr)
+        assert m, proc.stderr.decode()
+        consumer = KafkaConsumer("component-events", bootstrap_servers=broker.bootstrap,
+                                 auto_offset_reset="earliest", consumer_timeout_ms=3000)
+        try:
+            got = list(consumer)
+        finally:
+            consumer.close()
+    assert len(got) == int(m.group(1)) > 40
+    assert all(parse_event(r.value, time.time()).component.encode() == r.key for r in got)

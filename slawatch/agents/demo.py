@@ -33,7 +33,7 @@ WORKER_STOP_TIMEOUT = 15.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from slawatch.agents.simulator import add_simulation_arguments
+    from slawatch.agents.simulator import add_simulation_arguments, default_catalog
 
     parser.description = (
         "Run an embedded Kafka-compatible broker, a worker and a failure simulator on this "
@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--web-port", type=int, default=None,
                         help=f"worker web port (default {DEFAULT_WEB_PORT}, or a free one if taken)")
-    parser.add_argument("--catalog", default=os.environ.get("SLAWATCH_CATALOG") or "config/services.yaml",
+    parser.add_argument("--catalog", default=default_catalog(),
                         help="service catalog (default %(default)s)")
     parser.add_argument("--duration", type=float, default=None,
                         help="stop after this many seconds (default: run until Ctrl-C)")

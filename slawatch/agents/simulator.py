@@ -428,6 +428,21 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
     )
 
 
+def default_catalog() -> str:
+    """$SLAWATCH_CATALOG, else config/services.yaml here, else the example next to the code.
+
+    The last one lets `slawatch demo` work from any directory of a source checkout.
+    """
+    env = os.environ.get("SLAWATCH_CATALOG")
+    if env:
+        return env
+    here = "config/services.yaml"
+    if os.path.exists(here):
+        return here
+    bundled = os.path.join(os.path.dirname(__file__), "..", "..", "config", "services.yaml")
+    return os.path.normpath(bundled) if os.path.exists(bundled) else here
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from slawatch.agents.publish import add_connection_arguments
 
@@ -436,7 +451,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "maintenance windows, one service trending below its SLA; a backfilled past first, "
         "then live events and heartbeats with wall-clock timestamps."
     )
-    parser.add_argument("--catalog", default=os.environ.get("SLAWATCH_CATALOG") or "config/services.yaml",
+    parser.add_argument("--catalog", default=default_catalog(),
                         help="service catalog (env SLAWATCH_CATALOG, default %(default)s)")
     parser.add_argument("--duration", type=float, default=None,
                         help="seconds to run live before stopping (default: until Ctrl-C)")
