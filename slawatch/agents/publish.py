@@ -43,6 +43,9 @@ _CODEC_ATTR = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
 #: records interface used by the sender) the batch path was checked against.
 _CHECKED_KAFKA_PYTHON = ("3.0.",)
 
+#: How often a long-running publisher looks for partitions added to its topic (seconds).
+METADATA_CHECK_INTERVAL = 30.0
+
 #: How many invalid lines are printed one by one before only counting them.
 MAX_REPORTED_INVALID = 50
 
@@ -613,14 +616,31 @@ class Publisher:
             oldest.wait(1.0)
 
     def _linger_loop(self) -> None:
+        next_metadata_check = time.monotonic() + METADATA_CHECK_INTERVAL
         while not self._closed:
             self._has_open.wait(0.5)
             if self._closed:
                 return
+            if time.monotonic() >= next_metadata_check:
+                next_metadata_check = time.monotonic() + METADATA_CHECK_INTERVAL
+                self._refresh_partitions()
             if not self._has_open.is_set():
                 continue
             time.sleep(self._linger)
             self._seal_all(older_than=time.monotonic() - self._linger)
+
+    def _refresh_partitions(self) -> None:
+        """Pick up partitions added to the topic, as the Java producer does."""
+        try:
+            parts = sorted(self._producer.partitions_for(self.topic) or ())
+        except Exception as exc:  # the sender thread reports real trouble; keep going
+            log.debug("partition refresh failed: %s", exc)
+            return
+        if parts and parts != self._partitions:
+            log.warning("topic %s now has %d partitions (was %d)",
+                        self.topic, len(parts), len(self._partitions))
+            self._partitions = parts
+            self._part_of = {}
 
     def flush(self, timeout: float | None = None) -> None:
         """Send everything queued and wait until each message is acknowledged or failed."""
