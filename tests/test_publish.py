@@ -208,6 +208,17 @@ def test_publisher_round_trip_keys_partitions_order(broker: EmbeddedBroker, per_
 
 
 @pytest.mark.integration
+def test_oversized_message_fails_alone(broker: EmbeddedBroker) -> None:
+    broker.create_topics({"big": 1})
+    with Publisher(KafkaSettings(broker=broker.url), "big") as p:
+        p.send(b"a", b"x" * (publish.MAX_MESSAGE_BYTES + 1))
+        p.send(b"a", b'{"component":"a","state":"up","ts":1}')
+        p.flush()
+        assert (p.sent, p.acked, p.failed) == (2, 1, 1)
+        assert p.first_error is not None and "bytes is over" in p.first_error
+
+
+@pytest.mark.integration
 def test_linger_sends_a_partial_batch_without_flush(broker: EmbeddedBroker) -> None:
     broker.create_topics({"linger": 2})
     with Publisher(KafkaSettings(broker=broker.url), "linger", linger_ms=20) as p:
@@ -267,3 +278,29 @@ def test_unknown_codec_is_refused_before_connecting(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(publish, "_codec_available", lambda codec: False)
     with pytest.raises(PublishError, match="codec"):
         Publisher(KafkaSettings(broker="kafka://127.0.0.1:1"), compression="zstd")
+
+
+@pytest.mark.integration
+def test_sigterm_sends_what_was_read_then_exits(broker: EmbeddedBroker) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    broker.create_topics({"term": 2})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "slawatch.agents.cli", "publish", "--broker", broker.url, "--topic", "term"],
+        stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stderr is not None
+    now = time.time()
+    for i in range(10):
+        proc.stdin.write(orjson.dumps({"component": f"c{i}", "state": "up", "ts": now}) + b"\n")
+    proc.stdin.flush()
+    got = _consume(broker, "term", 10, timeout=20)  # linger sends them while stdin stays open
+    assert len(got) == 10
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(timeout=30)
+    err = proc.stderr.read().decode()
+    proc.stdin.close()
+    assert code == 1, err
+    assert "interrupted" in err and "10 sent to term, 0 failed" in err

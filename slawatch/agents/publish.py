@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import logging
 import os
+import signal
 import struct
 import sys
 import threading
@@ -42,6 +43,9 @@ _CODEC_ATTR = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
 #: kafka-python versions whose producer internals (accumulator deque, ProducerBatch,
 #: records interface used by the sender) the batch path was checked against.
 _CHECKED_KAFKA_PYTHON = ("3.0.",)
+
+#: Largest message value sent (Kafka's default message.max.bytes is ~1 MiB per batch).
+MAX_MESSAGE_BYTES = 1_000_000
 
 #: How often a long-running publisher looks for partitions added to its topic (seconds).
 METADATA_CHECK_INTERVAL = 30.0
@@ -520,6 +524,11 @@ class Publisher:
             raise PublishError("publisher is closed")
         partition = self.partition_for(key)
         self.sent += 1
+        if len(value) > MAX_MESSAGE_BYTES:
+            # Brokers refuse it (message.max.bytes); better one clear failure than a
+            # batch split and retried until the delivery timeout.
+            self._record_failed(PublishError(f"message of {len(value)} bytes is over {MAX_MESSAGE_BYTES}"))
+            return
         if not self.batch_path:
             fut = self._producer.send(self.topic, key=key, value=value, partition=partition)
             fut.add_errback(self._record_failed)
@@ -810,6 +819,10 @@ def run(args: argparse.Namespace) -> int:
     except PublishError as exc:
         print(f"slawatch publish: {exc}", file=err)
         return 2
+    def _terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # a cron timeout's SIGTERM: flush what was read, then stop
+
+    signal.signal(signal.SIGTERM, _terminate)
     stats = _LineStats()
     started = time.monotonic()
     interrupted = False
