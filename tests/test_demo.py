@@ -127,3 +127,45 @@ def test_demo_reports_a_bad_catalog_without_starting_anything(tmp_path: Path) ->
     assert proc.returncode == 2
     assert str(bad).encode() in proc.stderr
     assert b"tansu pid" not in proc.stdout
+
+
+def test_demo_stops_the_rest_when_the_worker_dies(tmp_path: Path) -> None:
+    run_dir = tmp_path / "demo"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "slawatch.agents.cli", "demo", "--duration", "300",
+         "--web-port", str(free_port()), "--catalog", str(CATALOG), "--run-dir", str(run_dir),
+         "--heartbeat-rate", "10", "--backfill", "1h"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    lines: list[str] = []
+
+    def reader() -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            lines.append(raw.decode(errors="replace").rstrip())
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any("worker  pid" in line for line in lines):
+            time.sleep(0.2)
+        out = "\n".join(lines)
+        worker_pid = int(re.search(r"worker  pid (\d+)", out).group(1))  # type: ignore[union-attr]
+        broker_pid = int(re.search(r"tansu pid (\d+)", out).group(1))  # type: ignore[union-attr]
+        os.kill(worker_pid, signal.SIGKILL)
+        code = proc.wait(timeout=60)
+        t.join(timeout=5)
+        out = "\n".join(lines)
+        assert code == 1, out
+        assert "the worker exited with code -9; stopping the rest" in out
+        assert not _alive(broker_pid)
+        assert _processes_mentioning(str(run_dir)) == []
+    finally:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        for pid in _processes_mentioning(str(run_dir)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
