@@ -24,13 +24,13 @@ from slawatch.streams.requirements import (
     AtLeast,
     Blamer,
     Leaf,
-    Predicate,
     Requirement,
     Resolver,
     ServiceRef,
+    StateFn,
     blame,
     compile_blame,
-    compile_predicate,
+    compile_state,
     evaluate,
     leaves,
     supported,
@@ -90,17 +90,12 @@ class ServiceModel:
 
     name: str
     components: frozenset[str]
-    ok_unplanned: Predicate
-    ok_planned: Predicate
+    state_of: StateFn  # states -> int(State), compiled
     blame: Blamer
     requires: AllOf
 
     def state(self, states: Mapping[str, State]) -> State:
-        if not self.ok_unplanned(states):
-            return State.DOWN
-        if not self.ok_planned(states):
-            return State.MAINTENANCE
-        return State.UP
+        return State(self.state_of(states))
 
     @classmethod
     def build(cls, name: str, requires: AllOf, components: frozenset[str], resolve: Resolver) -> ServiceModel:
@@ -108,8 +103,7 @@ class ServiceModel:
             return cls(
                 name,
                 components,
-                compile_predicate(requires, resolve, planned=False),
-                compile_predicate(requires, resolve, planned=True),
+                compile_state(requires, resolve),
                 compile_blame(requires, resolve),
                 requires,
             )
@@ -118,11 +112,18 @@ class ServiceModel:
             return cls(
                 name,
                 components,
-                lambda s: evaluate(requires, s, resolve, planned=False),
-                lambda s: evaluate(requires, s, resolve, planned=True),
+                lambda s: _interpreted_state(requires, s, resolve),
                 lambda s: blame(requires, s, resolve),
                 requires,
             )
+
+
+def _interpreted_state(requires: AllOf, states: Mapping[str, State], resolve: Resolver) -> int:
+    if not evaluate(requires, states, resolve, planned=False):
+        return int(State.DOWN)
+    if not evaluate(requires, states, resolve, planned=True):
+        return int(State.MAINTENANCE)
+    return int(State.UP)
 
 
 class _Models(dict[str, ServiceModel]):

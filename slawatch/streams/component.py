@@ -84,12 +84,13 @@ class ComponentTracker:
         states.insert(pos, st)
         h.tag.insert(pos, ())
         h._touched(pos)
-        self._added(allowed_lateness)
         new = states[hi]  # the last point at ts, after the insertion
-        if new == old:
-            return "accepted", None
-        end = times[hi + 1] if hi + 1 < len(times) else math.inf
-        return "accepted", Segment(self.component, ts, end, State(new))
+        segment = None
+        if new != old:
+            end = times[hi + 1] if hi + 1 < len(times) else math.inf
+            segment = Segment(self.component, ts, end, State(new))
+        self._added(allowed_lateness)  # may compact, which moves indexes: keep it last
+        return "accepted", segment
 
     def segment_at(self, ts: float) -> Segment:
         """The current truth about the instant ``ts``, to re-send after a redelivery."""

@@ -32,7 +32,7 @@ class InvalidEvent(ValueError):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: frozen __init__ costs ~0.5 µs per event
 class ComponentEvent:
     component: str
     state: State
@@ -57,7 +57,8 @@ def parse_ts(value: object) -> float:
         if len(value) > 64:
             raise InvalidEvent(f"invalid: ts {value[:64]!r}... is not an RFC 3339 time")
         try:
-            dt = datetime.fromisoformat(value)
+            # RFC 3339 allows a lowercase "t" and "z"; Python's parser does not.
+            dt = datetime.fromisoformat(value.upper())
         except ValueError:
             raise InvalidEvent(f"invalid: ts {value!r} is not an RFC 3339 time") from None
         if dt.tzinfo is None:

@@ -226,7 +226,7 @@ def outages(svc: Service, tracker: ServiceTracker | None, now: float) -> list[Ou
             blamed.update(tags[j])
             j += 1
         end = ts[j] if j < n and ts[j] <= now else None
-        if (end if end is not None else now) >= start:
+        if (end if end is not None else now) > start:
             out.append(Outage(begin, end, (end if end is not None else now) - begin,
                               kind == MAINTENANCE, tuple(sorted(blamed))))
         i = j

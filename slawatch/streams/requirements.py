@@ -141,6 +141,19 @@ def compile_blame(req: Requirement, resolve: Resolver) -> Blamer:
     return fn
 
 
+StateFn = Callable[[Mapping[str, State]], int]
+
+
+def compile_state(req: Requirement, resolve: Resolver) -> StateFn:
+    """``states -> int(State)`` in one call: DOWN, else MAINTENANCE, else UP (§3)."""
+    unplanned = _source(req, resolve, planned=False)
+    planned = _source(req, resolve, planned=True)
+    down, maint, up = int(DOWN), int(State.MAINTENANCE), int(UP)
+    src = f"lambda s: {down} if not ({unplanned}) else ({maint} if not ({planned}) else {up})"
+    fn: StateFn = eval(compile(src, "<requires>", "eval"), {"__builtins__": {}})
+    return fn
+
+
 def evaluate(req: Requirement, states: Mapping[str, State], resolve: Resolver, *, planned: bool) -> bool:
     """Interpreted twin of compile_predicate, for blame walks and for the tests."""
     if isinstance(req, Leaf):

@@ -64,25 +64,22 @@ class ServiceTracker:
         if len(self.current) < len(model.components):
             self.bind(model)
         current = self.current
-        if seg.end == math.inf and seg.start >= self.frontier:
-            tl.append_state(seg.start, int(seg.state))
-            self.frontier = seg.start
+        start = seg.start
+        if seg.end == math.inf and start >= self.frontier:
+            # In order: one evaluation over the latest states (inlined: the hot path).
+            tl.append_state(start, seg.state)
+            self.frontier = start
             current[comp] = seg.state
-            self._set_from(seg.start, current, model)
+            st = model.state_of(current)
+            self.timeline.append_state(start, st, model.blame(current) if st == DOWN else NO_TAG)
             return
         tl.assign(seg.start, seg.end, [(seg.start, int(seg.state), NO_TAG)])
         current[comp] = tl.last_state
-        if seg.start > self.frontier:
-            self.frontier = seg.start
+        # The segment left points at its start and, when it ends, at its end.
+        last = seg.start if seg.end == math.inf else seg.end
+        if last > self.frontier:
+            self.frontier = last
         self._recompute(seg.start, seg.end, model)
-
-    def _set_from(self, t: float, states: dict[str, State], model: ServiceModel) -> None:
-        if not model.ok_unplanned(states):
-            self.timeline.append_state(t, DOWN, model.blame(states))
-        elif not model.ok_planned(states):
-            self.timeline.append_state(t, State.MAINTENANCE, NO_TAG)
-        else:
-            self.timeline.append_state(t, UP, NO_TAG)
 
     def _recompute(self, start: float, end: float, model: ServiceModel) -> None:
         times = {start}
@@ -94,11 +91,11 @@ class ServiceTracker:
         points: list[tuple[float, int, Tag]] = []
         for t in sorted(times):
             states = {c: (comps[c].state_at(t) if c in comps else UP) for c in model.components}
-            st = model.state(states)
+            st = model.state_of(states)
             tag = model.blame(states) if st == DOWN else NO_TAG
             if points and points[-1][1] == st and points[-1][2] == tag:
                 continue
-            points.append((t, int(st), tag))
+            points.append((t, st, tag))
         self.timeline.assign(start, end, points)
 
     def state_at(self, t: float) -> State:
