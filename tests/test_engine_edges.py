@@ -776,3 +776,44 @@ REGRESSIONS += [
 @pytest.mark.parametrize("events", [pytest.param(e, id=i) for i, e in REGRESSIONS])
 def test_regressions_match_reference(events: list[Ev]) -> None:
     run(events)
+
+
+# --------------------------------------------------------------------------- memory bounds
+
+
+def _points(tracker: Any) -> int:
+    """Retained points of a tracker, counted in its persisted form (what the changelog
+    and the memory hold)."""
+    return len(orjson.dumps(tracker.to_obj()))
+
+
+def test_heartbeats_do_not_grow_history() -> None:
+    engine = build_engine(CATALOG, LATENESS)
+    start = NOW - 7 * DAY
+    apply_all(engine, [down("a", start)])
+    small = (_points(engine.components["a"]), _points(engine.services["solo"]))
+    apply_all(engine, [down("a", start + 60 * i) for i in range(1, 10_000)])
+    big = (_points(engine.components["a"]), _points(engine.services["solo"]))
+    # the duplicate horizon keeps ~10 heartbeats (600 s / 60 s); nothing grows with count
+    assert big[0] < small[0] + 40 * 12
+    assert big[1] <= small[1] + 40
+    s = engine.report(NOW).services["solo"]
+    assert s.outage_seconds == pytest.approx(7 * DAY)
+
+
+def test_history_is_bounded_by_changes_in_the_longest_window() -> None:
+    engine = build_engine(CATALOG, LATENESS)
+    flaps = [e for i in range(0, 90 * 24) for e in (down("a", NOW - 90 * DAY + i * HOUR),
+                                                   up("a", NOW - 90 * DAY + i * HOUR + 60))]
+    apply_all(engine, flaps)
+    engine.prune(NOW)
+    size_90 = _points(engine.components["a"]), _points(engine.services["solo"])
+    engine2 = build_engine(CATALOG, LATENESS)
+    apply_all(engine2, [e for e in flaps if e.ts >= NOW - 33 * DAY])
+    size_33 = _points(engine2.components["a"]), _points(engine2.services["solo"])
+    # 90 days of flapping, pruned, holds no more than 33 days of flapping
+    assert size_90[0] <= size_33[0] * 1.05
+    assert size_90[1] <= size_33[1] * 1.05
+    assert engine.report(NOW).services["solo"].availability == pytest.approx(
+        engine2.report(NOW).services["solo"].availability
+    )
