@@ -43,11 +43,17 @@ def main() -> int:
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--partitions", type=int, default=8)
     ap.add_argument("--components", type=int, default=400)
+    ap.add_argument("--pure-python-crc", action="store_true",
+                    help="make kafka-python ignore the C crc32c module (what a venv without it gets)")
     opts = ap.parse_args()
     n = opts.events
 
     import kafka
     import kafka.record.util as kru
+
+    if opts.pure_python_crc:
+        kru.crc32c_c = None
+        kru.calc_crc32c.__defaults__ = (kru.crc32c_py,)
 
     print(f"kafka-python {kafka.__version__}; C crc32c: {'yes' if kru.crc32c_c else 'NO (pure Python)'}")
     now = time.time()

@@ -388,6 +388,14 @@ def _codec_available(codec: str) -> bool:
     return bool(check())
 
 
+def _has_c_crc32c() -> bool:
+    try:
+        from kafka.record import util
+    except ImportError:  # pragma: no cover
+        return False
+    return getattr(util, "crc32c_c", None) is not None
+
+
 def batch_path_supported() -> bool:
     """True when the installed kafka-python is one the batch path was checked against."""
     try:
@@ -445,6 +453,9 @@ class Publisher:
         self.batch_path = not per_record and batch_path_supported()
         if not per_record and not self.batch_path:
             log.warning("kafka-python version not checked for the batch path; using per-record send()")
+        if not _has_c_crc32c():
+            log.warning("the 'crc32c' package is not installed: kafka-python computes batch CRCs in "
+                        "pure Python, which caps publishing at ~45,000 events/s (pip install crc32c)")
         self._linger = max(0.0, linger_ms) / 1000.0
         self._batch_size = max(1024, batch_size)
         self._compression = compression
