@@ -186,8 +186,14 @@ class Catalog:
     def _kpis(self) -> dict[str, float]:
         return {c.id: c.kpi for c in self.components.values() if c.kpi is not None}
 
+    @cached_property
+    def _supported(self) -> dict[str, float]:
+        kpis, resolve = self._kpis, self.resolve
+        return {name: supported(svc.requires, kpis, resolve) for name, svc in self.services.items()}
+
     def supported_availability(self, service: str) -> float:
-        return supported(self.services[service].requires, self._kpis, self.resolve)
+        """A property of the catalog alone, so computed once per catalog."""
+        return self._supported[service]
 
     def kpi_gap(self, service: str) -> bool:
         return self.supported_availability(service) < self.services[service].target
