@@ -23,14 +23,15 @@ from slawatch.streams.requirements import (
     AnyOf,
     AtLeast,
     Blamer,
+    IndexedBlamer,
+    IndexedStateFn,
     Leaf,
     Requirement,
     Resolver,
     ServiceRef,
     StateFn,
     blame,
-    compile_blame,
-    compile_state,
+    compile_indexed,
     evaluate,
     leaves,
     supported,
@@ -86,13 +87,22 @@ class Service:
 
 @dataclass(frozen=True, slots=True)
 class ServiceModel:
-    """What a tracker needs to evaluate one service: compiled, catalog-derived, stateless."""
+    """What a tracker needs to evaluate one service: compiled, catalog-derived, stateless.
+
+    ``state_ix``/``blame_ix`` are the hot path: they read a list of states with one slot
+    per component, ``slots[i]`` being slot i's id (``index`` the reverse). ``state_of``
+    and ``blame`` take a ``{component: State}`` mapping instead.
+    """
 
     name: str
     components: frozenset[str]
-    state_of: StateFn  # states -> int(State), compiled
+    state_of: StateFn  # states -> int(State)
     blame: Blamer
     requires: AllOf
+    slots: tuple[str, ...]
+    index: dict[str, int]
+    state_ix: IndexedStateFn
+    blame_ix: IndexedBlamer
 
     def state(self, states: Mapping[str, State]) -> State:
         return State(self.state_of(states))
@@ -100,22 +110,34 @@ class ServiceModel:
     @classmethod
     def build(cls, name: str, requires: AllOf, components: frozenset[str], resolve: Resolver) -> ServiceModel:
         try:
-            return cls(
-                name,
-                components,
-                compile_state(requires, resolve),
-                compile_blame(requires, resolve),
-                requires,
-            )
+            slots, state_ix, blame_ix = compile_indexed(requires, resolve)
         except (RecursionError, SyntaxError, MemoryError):
             # Absurdly deep trees exceed the compiler's nesting limits: interpret them.
-            return cls(
-                name,
-                components,
-                lambda s: _interpreted_state(requires, s, resolve),
-                lambda s: blame(requires, s, resolve),
-                requires,
-            )
+            slots = tuple(sorted(components))
+
+            def state_of(s: Mapping[str, State]) -> int:
+                return _interpreted_state(requires, s, resolve)
+
+            def blame_of(s: Mapping[str, State]) -> tuple[str, ...]:
+                return blame(requires, s, resolve)
+
+            def state_ix(s: list[int]) -> int:
+                return state_of(dict(zip(slots, map(State, s), strict=True)))
+
+            def blame_ix(s: list[int], names: tuple[str, ...]) -> tuple[str, ...]:
+                return blame_of(dict(zip(names, map(State, s), strict=True)))
+
+            return cls(name, components, state_of, blame_of, requires, slots,
+                       {c: i for i, c in enumerate(slots)}, state_ix, blame_ix)
+
+        def state_of_mapping(s: Mapping[str, State]) -> int:
+            return state_ix([s[c] for c in slots])
+
+        def blame_of_mapping(s: Mapping[str, State]) -> tuple[str, ...]:
+            return blame_ix([s[c] for c in slots], slots)
+
+        return cls(name, components, state_of_mapping, blame_of_mapping, requires, slots,
+                   {c: i for i, c in enumerate(slots)}, state_ix, blame_ix)
 
 
 def _interpreted_state(requires: AllOf, states: Mapping[str, State], resolve: Resolver) -> int:

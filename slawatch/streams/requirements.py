@@ -229,3 +229,106 @@ def _at_least(k: int, probs: list[float]) -> float:
             nxt[j + 1] += q * p
         dist = nxt
     return min(1.0, sum(dist[k:]))
+
+
+# -- indexed evaluation (the trackers' hot path) -------------------------------------------
+
+#: ``states -> int(State)`` over a list of states, one slot per component of the model.
+IndexedStateFn = Callable[[list[int]], int]
+#: ``(states, names) -> blamed names, sorted``, same list; ``names[i]`` is slot i's id.
+IndexedBlamer = Callable[[list[int], tuple[str, ...]], tuple[str, ...]]
+
+_INDEXED: dict[str, tuple[IndexedStateFn, IndexedBlamer]] = {}
+_INDEXED_LIMIT = 20_000
+
+
+def compile_indexed(
+    req: Requirement, resolve: Resolver
+) -> tuple[tuple[str, ...], IndexedStateFn, IndexedBlamer]:
+    """(slot names, state, blame) over a list of states instead of a dict.
+
+    The same logic as :func:`compile_state` and :func:`compile_blame`, but a leaf reads
+    ``s[<slot>]`` (a list index with a constant: no hashing, no string compare) and
+    slots are numbered in order of first appearance, so services of one shape share
+    one compiled pair: a catalog of similar services compiles each shape once.
+    """
+    slots: dict[str, int] = {}
+
+    def slot(comp: str) -> int:
+        i = slots.get(comp)
+        if i is None:
+            i = slots[comp] = len(slots)
+        return i
+
+    def source(node: Requirement, planned: bool) -> str:
+        if isinstance(node, Leaf):
+            i = slot(node.component)
+            return f"s[{i}]=={int(UP)}" if planned else f"s[{i}]!={int(DOWN)}"
+        if isinstance(node, ServiceRef):
+            return source(resolve(node.service), planned)
+        parts = [f"({source(item, planned)})" for item in node.items]
+        if isinstance(node, AllOf):
+            return " and ".join(parts) or "True"
+        if isinstance(node, AnyOf):
+            return " or ".join(parts) or "False"
+        return f"({' + '.join(parts)}) >= {node.k}"
+
+    unplanned = source(req, False)
+    planned = source(req, True)
+
+    lines: list[str] = []
+    body: list[str] = []
+    names: dict[int, str] = {}
+    counter = [0]
+
+    def value(node: Requirement) -> str:
+        if isinstance(node, ServiceRef):
+            return value(resolve(node.service))
+        counter[0] += 1
+        name = f"n{counter[0]}"
+        if isinstance(node, Leaf):
+            lines.append(f"    {name} = s[{slot(node.component)}] != {int(DOWN)}")
+        else:
+            parts = [value(item) for item in node.items]
+            if isinstance(node, AllOf):
+                lines.append(f"    {name} = {' and '.join(parts) or 'True'}")
+            elif isinstance(node, AnyOf):
+                lines.append(f"    {name} = {' or '.join(parts) or 'False'}")
+            else:
+                lines.append(f"    {name} = ({' + '.join(parts)}) >= {node.k}")
+        names[id(node)] = name
+        return name
+
+    def descend(node: Requirement, indent: str) -> None:
+        if isinstance(node, ServiceRef):
+            descend(resolve(node.service), indent)
+            return
+        body.append(f"{indent}if not {names[id(node)]}:")
+        if isinstance(node, Leaf):
+            body.append(f"{indent}    out.add(n[{slot(node.component)}])")
+            return
+        body.append(f"{indent}    pass")
+        for item in node.items:
+            descend(item, indent + "    ")
+
+    value(req)
+    descend(req, "    ")
+    down, maint, up = int(DOWN), int(State.MAINTENANCE), int(UP)
+    src = "\n".join([
+        f"state = lambda s: {down} if not ({unplanned}) else ({maint} if not ({planned}) else {up})",
+        "def blame(s, n):",
+        *lines,
+        "    out = set()",
+        *body,
+        "    return tuple(sorted(out))",
+    ])
+    cached = _INDEXED.get(src)
+    if cached is not None:
+        return tuple(slots), cached[0], cached[1]
+    namespace: dict[str, object] = {"__builtins__": {"set": set, "tuple": tuple, "sorted": sorted}}
+    exec(compile(src, "<requires>", "exec"), namespace)
+    state_fn: IndexedStateFn = namespace["state"]  # type: ignore[assignment]
+    blame_fn: IndexedBlamer = namespace["blame"]  # type: ignore[assignment]
+    if len(_INDEXED) < _INDEXED_LIMIT:
+        _INDEXED[src] = (state_fn, blame_fn)
+    return tuple(slots), state_fn, blame_fn

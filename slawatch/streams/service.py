@@ -20,17 +20,22 @@ from slawatch.streams.component import Segment
 from slawatch.streams.states import DOWN, UP, State
 from slawatch.streams.timeline import NO_TAG, Tag, Timeline
 
+_INF = math.inf
+_UP, _DOWN = int(UP), int(DOWN)
+
 
 class ServiceTracker:
-    __slots__ = ("components", "current", "frontier", "high_downtime", "high_outages", "name",
+    __slots__ = ("_model", "components", "current", "frontier", "high_downtime", "high_outages", "name",
                  "pruned_downtime", "pruned_outages", "timeline")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.components: dict[str, Timeline] = {}
-        # Latest state of every component the model reads: the compiled predicates
-        # index this dict directly, so every key must be present.
-        self.current: dict[str, State] = {}
+        # Latest state of every component the bound model reads, one slot per component
+        # (``model.slots``): the compiled evaluators index this list directly. Always
+        # equal to the last state of the matching component timeline (UP without one).
+        self.current: list[int] = []
+        self._model: ServiceModel | None = None  # the model ``current`` is laid out for
         self.timeline = Timeline()  # service state, tag = blamed components when down
         self.frontier = -math.inf  # latest point of any component timeline
         self.pruned_outages = 0
@@ -49,50 +54,80 @@ class ServiceTracker:
         return count, ended, current
 
     def bind(self, model: ServiceModel) -> None:
-        """Make sure every component the (possibly reloaded) model reads has a state."""
-        current = self.current
-        for comp in model.components:
-            if comp not in current:
-                tl = self.components.get(comp)
-                current[comp] = tl.last_state if tl is not None else UP
+        """Lay out the latest component states for the (possibly reloaded) model."""
+        comps = self.components
+        current = []
+        for comp in model.slots:
+            tl = comps.get(comp)
+            current.append(int(tl.st[-1]) if tl is not None and tl.st else _UP)
+        self.current = current
+        self._model = model
 
     def apply(self, seg: Segment, model: ServiceModel) -> None:
-        comp = seg.component
-        tl = self.components.get(comp)
-        if tl is None:
-            tl = self.components[comp] = Timeline()
-        if len(self.current) < len(model.components):
+        if model is not self._model:
             self.bind(model)
-        current = self.current
+        comp = seg.component
+        comps = self.components
+        tl = comps.get(comp)
+        if tl is None:
+            tl = comps[comp] = Timeline()
         start = seg.start
-        if seg.end == math.inf and start >= self.frontier:
-            # In order: one evaluation over the latest states (inlined: the hot path).
-            tl.append_state(start, seg.state)
+        state = seg.state
+        if seg.end == _INF and start >= self.frontier:
+            # In order: one evaluation over the latest states. This is the hot path, so
+            # Timeline.append_state is inlined for the common case of a new instant
+            # (component copies never carry tags).
+            times = tl.ts
+            if times and times[-1] == start:
+                tl.append_state(start, state)
+            else:
+                states = tl.st
+                if (states[-1] != state) if states else (state != _UP):
+                    times.append(start)
+                    states.append(state)
+                    tl.tag.append(NO_TAG)
             self.frontier = start
-            current[comp] = seg.state
-            st = model.state_of(current)
-            self.timeline.append_state(start, st, model.blame(current) if st == DOWN else NO_TAG)
+            current = self.current
+            slot = model.index.get(comp)
+            if slot is not None:  # None: a component the (reloaded) model no longer reads
+                current[slot] = state
+            st = model.state_ix(current)
+            tag = model.blame_ix(current, model.slots) if st == _DOWN else NO_TAG
+            svc = self.timeline
+            times = svc.ts
+            if times and times[-1] == start:
+                svc.append_state(start, st, tag)
+                return
+            states = svc.st
+            if (states[-1] != st or svc.tag[-1] != tag) if states else (st != _UP or tag):
+                times.append(start)
+                states.append(st)
+                svc.tag.append(tag)
             return
-        tl.assign(seg.start, seg.end, [(seg.start, int(seg.state), NO_TAG)])
-        current[comp] = tl.last_state
+        tl.assign(start, seg.end, [(start, int(state), NO_TAG)])
+        slot = model.index.get(comp)
+        if slot is not None:
+            self.current[slot] = int(tl.st[-1]) if tl.st else _UP
         # The segment left points at its start and, when it ends, at its end.
-        last = seg.start if seg.end == math.inf else seg.end
+        last = start if seg.end == _INF else seg.end
         if last > self.frontier:
             self.frontier = last
-        self._recompute(seg.start, seg.end, model)
+        self._recompute(start, seg.end, model)
 
     def _recompute(self, start: float, end: float, model: ServiceModel) -> None:
         times = {start}
         comps = self.components
-        for comp in model.components:
+        for comp in model.slots:
             tl = comps.get(comp)
             if tl is not None and tl.ts:
                 times.update(tl.points_between(start, end))
+        timelines = [comps.get(c) for c in model.slots]
+        state_ix, blame_ix, names = model.state_ix, model.blame_ix, model.slots
         points: list[tuple[float, int, Tag]] = []
         for t in sorted(times):
-            states = {c: (comps[c].state_at(t) if c in comps else UP) for c in model.components}
-            st = model.state_of(states)
-            tag = model.blame(states) if st == DOWN else NO_TAG
+            states = [int(tl.state_at(t)) if tl is not None else _UP for tl in timelines]
+            st = state_ix(states)
+            tag = blame_ix(states, names) if st == _DOWN else NO_TAG
             if points and points[-1][1] == st and points[-1][2] == tag:
                 continue
             points.append((t, st, tag))
@@ -143,7 +178,6 @@ class ServiceTracker:
     def from_obj(cls, obj: dict[str, Any]) -> ServiceTracker:
         tracker = cls(obj["n"])
         tracker.components = {comp: Timeline.from_obj(o) for comp, o in obj["c"].items()}
-        tracker.current = {comp: tl.last_state for comp, tl in tracker.components.items()}
         tracker.timeline = Timeline.from_obj(obj["t"])
         tracker.frontier = -math.inf if obj["f"] is None else float(obj["f"])
         tracker.pruned_outages = int(obj["po"])
