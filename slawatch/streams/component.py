@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from slawatch.streams.events import ComponentEvent
 from slawatch.streams.states import UP, State
-from slawatch.streams.timeline import Timeline
+from slawatch.streams.timeline import NO_TAG, Timeline
 
 Outcome = Literal["accepted", "duplicate", "late", "unmapped", "invalid"]
 OUTCOMES: tuple[Outcome, ...] = ("accepted", "invalid", "duplicate", "late", "unmapped")
@@ -28,9 +27,13 @@ OUTCOMES: tuple[Outcome, ...] = ("accepted", "invalid", "duplicate", "late", "un
 #: Compact the history after this many points were added since the last compaction.
 _COMPACT_EVERY = 64
 
+_INF = math.inf
 
-@dataclass(frozen=True, slots=True)
-class Segment:
+
+class Segment(NamedTuple):
+    """Immutable; a NamedTuple because it is built once per state change on the hot path
+    (a frozen dataclass costs four ``object.__setattr__`` calls per instance)."""
+
     component: str
     start: float
     end: float  # math.inf: open-ended
@@ -42,6 +45,9 @@ class Segment:
     @classmethod
     def from_obj(cls, obj: list[Any]) -> Segment:
         return cls(obj[0], float(obj[1]), math.inf if obj[2] is None else float(obj[2]), State(obj[3]))
+
+
+_ACCEPTED_NO_CHANGE: tuple[Outcome, Segment | None] = ("accepted", None)
 
 
 class ComponentTracker:
@@ -56,20 +62,29 @@ class ComponentTracker:
         self._clean = 0  # points before this index are known to be compact
 
     def apply(self, event: ComponentEvent, allowed_lateness: float) -> tuple[Outcome, Segment | None]:
-        ts, st = event.ts, int(event.state)
+        ts = event.ts
+        if ts > self.newest:
+            # In-order fast path: appended after every point (_added inlined).
+            h = self.history
+            states = h.st
+            state = event.state
+            old = states[-1] if states else UP
+            h.ts.append(ts)
+            states.append(state)
+            h.tag.append(NO_TAG)
+            self.newest = ts
+            n = self._since_compact + 1
+            if n >= _COMPACT_EVERY:
+                self._since_compact = 0
+                self.compact(ts - allowed_lateness)
+            else:
+                self._since_compact = n
+            if old == state:
+                return _ACCEPTED_NO_CHANGE
+            return "accepted", Segment(self.component, ts, _INF, state)
+        st = int(event.state)
         h = self.history
         times, states = h.ts, h.st
-        if ts > self.newest:
-            # In-order fast path: appended after every point.
-            old = states[-1] if states else UP
-            times.append(ts)
-            states.append(st)
-            h.tag.append(())
-            self.newest = ts
-            self._added(allowed_lateness)
-            if old == st:
-                return "accepted", None
-            return "accepted", Segment(self.component, ts, math.inf, event.state)
         if ts < self.newest - allowed_lateness:
             return "late", None
         lo = bisect_left(times, ts)

@@ -51,16 +51,18 @@ class Engine:
         return outcome, None
 
     def apply(self, event: ComponentEvent) -> Outcome:
-        catalog = self.catalog
         comp = event.component
-        services = catalog.services_for(comp)
+        services = self.catalog._services_for.get(comp)  # catalog.services_for, inlined
         if not services:
             self.counts["unmapped"] += 1
             self.unmapped.observe(comp, event.state, event.ts)
-            if comp in catalog.components:
+            if comp in self.catalog.components:
                 self._tracker(comp).apply(event, self.allowed_lateness)
             return "unmapped"
-        outcome, segment = self._tracker(comp).apply(event, self.allowed_lateness)
+        tracker = self.components.get(comp)
+        if tracker is None:
+            tracker = self.components[comp] = ComponentTracker(comp)
+        outcome, segment = tracker.apply(event, self.allowed_lateness)
         self.counts[outcome] += 1
         if segment is not None:
             self.forward(segment, services)
