@@ -7,6 +7,7 @@ dataclasses, so the meaning of each number is computed in exactly one place.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,13 +139,60 @@ _WINDOW_SIZES = tuple(WINDOWS.values())
 _ALL_UP = dict.fromkeys(_WINDOW_NAMES, 1.0)
 
 
+_LONGEST = max(_WINDOW_SIZES)
+_WINDOWS_BY_SIZE = sorted(zip(_WINDOW_SIZES, _WINDOW_NAMES, strict=True))
+_IN_SIZE_ORDER = [name for _, name in _WINDOWS_BY_SIZE] == list(_WINDOW_NAMES)
+_UP_I, _DOWN_I = int(UP), int(DOWN)
+_CONSTANT = {  # availability in every window of a state held through all of them
+    int(UP): _ALL_UP,
+    int(MAINTENANCE): _ALL_UP,  # neither up nor down seconds: 1 by definition
+    int(DOWN): dict.fromkeys(_WINDOW_NAMES, 0.0),
+}
+
+
 def _window_availability(tl: Timeline, now: float) -> dict[str, float]:
-    if not tl.ts or (len(tl.ts) == 1 and tl.st[0] == UP):
+    """``sla.availability`` over each window ``[now - W, now]``.
+
+    The same arithmetic as ``tl.window_totals`` (prefix sums at ``now`` and at each
+    window start, subtracted), so the same floats, in one loop: the window starts are
+    visited from the nearest back, each binary search bounded by the previous one. A
+    timeline with no point inside the longest window held one state throughout, and
+    its availability is a constant of that state.
+    """
+    ts = tl.ts
+    if not ts:
         return dict(_ALL_UP)  # never anything but up: the common case, kept cheap
-    return {
-        name: sla.availability(up, down)
-        for name, (up, down, _) in zip(_WINDOW_NAMES, tl.window_totals(now, _WINDOW_SIZES), strict=True)
-    }
+    st = tl.st
+    j = bisect_right(ts, now) - 1
+    if j < 0:
+        return dict(_ALL_UP)  # every point is after now: up before the first one
+    if ts[j] <= now - _LONGEST or (j == 0 and st[0] == _UP_I):
+        return dict(_CONSTANT[st[j]])
+    tl._build()
+    cu, cd = tl._cu, tl._cd
+    first = ts[0]
+    dt = now - ts[j]
+    s = st[j]
+    bu = cu[j] + (dt if s == _UP_I else 0.0)
+    bd = cd[j] + (dt if s == _DOWN_I else 0.0)
+    out: dict[str, float] = {}
+    hi = j + 1
+    for size, name in _WINDOWS_BY_SIZE:
+        x = now - size
+        if x < first:
+            au = x - first
+            ad = 0.0
+        else:
+            i = bisect_right(ts, x, 0, hi) - 1
+            hi = i + 1
+            dt = x - ts[i]
+            s = st[i]
+            au = cu[i] + (dt if s == _UP_I else 0.0)
+            ad = cd[i] + (dt if s == _DOWN_I else 0.0)
+        up = bu - au
+        total = up + (bd - ad)
+        out[name] = 1.0 if total <= 0 else up / total
+    return out if _IN_SIZE_ORDER else {name: out[name] for name in _WINDOW_NAMES}
 
 
 def service_report(
@@ -167,11 +215,7 @@ def service_report(
     outage_seconds = 0.0
     if tracker is not None:
         if down:
-            for a, b, tag in tl.down_points(start, now):
-                if tag:
-                    share = (b - a) / len(tag)
-                    for comp in tag:
-                        by_component[comp] = by_component.get(comp, 0.0) + share
+            _attribute(tl, start, now, by_component)
         outages, downtime_total, outage_seconds = tracker.counters(now)
 
     supported_avail = catalog.supported_availability(svc.name)
@@ -199,6 +243,31 @@ def service_report(
         kpi_gap=supported_avail < svc.target,
         downtime_by_component=by_component,
     )
+
+
+def _attribute(tl: Timeline, start: float, end: float, by_component: dict[str, float]) -> None:
+    """Split each down second in [start, end] among its blamed components (§4).
+
+    ``tl.down_points(start, end)`` walked inline: the same pieces in the same order.
+    """
+    if end <= start:
+        return
+    ts, st, tags = tl.ts, tl.st, tl.tag
+    n = len(ts)
+    i = bisect_right(ts, start) - 1
+    if i < 0:
+        i = 0  # before the first point the service is up: nothing to attribute
+    while i < n and ts[i] < end:
+        if st[i] == _DOWN_I:
+            tag = tags[i]
+            if tag:
+                a = ts[i] if ts[i] > start else start
+                b = (ts[i + 1] if ts[i + 1] < end else end) if i + 1 < n else end
+                if b > a:
+                    share = (b - a) / len(tag)
+                    for comp in tag:
+                        by_component[comp] = by_component.get(comp, 0.0) + share
+        i += 1
 
 
 def outages(svc: Service, tracker: ServiceTracker | None, now: float) -> list[Outage]:
@@ -234,7 +303,10 @@ def outages(svc: Service, tracker: ServiceTracker | None, now: float) -> list[Ou
 
 
 def component_report(comp: Component, tracker: ComponentTracker | None, now: float) -> ComponentReport:
-    tl = tracker.history if tracker is not None else Timeline()
+    if tracker is None:  # no event yet: up all along
+        return ComponentReport(name=comp.id, team=comp.team, kpi=comp.kpi, state=UP,
+                               availability=dict(_ALL_UP))
+    tl = tracker.history
     return ComponentReport(
         name=comp.id,
         team=comp.team,

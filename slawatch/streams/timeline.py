@@ -23,6 +23,10 @@ from slawatch.streams.states import DOWN, MAINTENANCE, UP, State
 Tag = tuple[str, ...]
 NO_TAG: Tag = ()
 
+#: ``_STATE[i] is State(i)``, without the cost of ``EnumMeta.__call__``.
+_STATE = (UP, MAINTENANCE, DOWN)
+assert all(_STATE[int(s)] is s for s in State)
+
 
 class Timeline:
     __slots__ = ("_cd", "_cm", "_cr", "_cu", "_valid", "st", "tag", "ts")
@@ -47,7 +51,7 @@ class Timeline:
 
     @property
     def last_state(self) -> State:
-        return State(self.st[-1]) if self.st else UP
+        return _STATE[self.st[-1]] if self.st else UP
 
     @property
     def last_ts(self) -> float:
@@ -55,11 +59,11 @@ class Timeline:
 
     def state_at(self, t: float) -> State:
         i = bisect_right(self.ts, t) - 1
-        return State(self.st[i]) if i >= 0 else UP
+        return _STATE[self.st[i]] if i >= 0 else UP
 
     def point_at(self, t: float) -> tuple[State, Tag]:
         i = bisect_right(self.ts, t) - 1
-        return (State(self.st[i]), self.tag[i]) if i >= 0 else (UP, NO_TAG)
+        return (_STATE[self.st[i]], self.tag[i]) if i >= 0 else (UP, NO_TAG)
 
     def next_after(self, t: float) -> float:
         """The first point strictly after ``t`` (where the value at ``t`` stops holding)."""
