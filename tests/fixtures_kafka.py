@@ -382,9 +382,11 @@ Message = tuple[bytes | None, bytes, int | None]  # key, value, explicit partiti
 
 
 def scenario(components: list[str], n: int, *, seed: int, now: float, span: float = 7200.0,
-             unmapped: Iterable[str] = ("ghost-1", "ghost-2", "ghost-3")) -> list[Message]:
+             unmapped: Iterable[str] = ("ghost-1", "ghost-2", "ghost-3"),
+             jitter: float = 200.0) -> list[Message]:
     """A realistic, messy stream ending a minute ago: out of order within the allowed
-    lateness, re-sent duplicates, late events, invalid messages, unmapped components."""
+    lateness (``jitter`` seconds), re-sent duplicates, late events, invalid messages,
+    unmapped components."""
     import random
 
     rnd = random.Random(seed)
@@ -416,7 +418,7 @@ def scenario(components: list[str], n: int, *, seed: int, now: float, span: floa
             continue
         comp = rnd.choice(components)
         # Beyond the 10 min allowed lateness (late), or out of order within it.
-        ts = base - 1500.0 if roll < 0.13 else base + rnd.uniform(-200.0, 200.0)
+        ts = base - 1500.0 if roll < 0.13 else base + rnd.uniform(-jitter, jitter)
         state = rnd.choices(["up", "down", "maintenance"], weights=[6, 3, 1])[0]
         msg: Message = (comp.encode(), event_bytes(comp, state, round(min(ts, now - 1.0), 3)), None)
         out.append(msg)

@@ -7,7 +7,9 @@ built in one process (tests) and `slawatch --help` never imports Faust.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import socket
 from typing import Any
 
@@ -60,6 +62,10 @@ def faust_config(settings: WorkerSettings) -> dict[str, Any]:
         "web_router_enabled": True,
         **FAUST_TUNING,
     }
+    extra = os.environ.get("SLAWATCH_FAUST_SETTINGS")
+    if extra:
+        # Escape hatch for operators (and measurements): any faust.App setting as JSON.
+        conf.update(json.loads(extra))
     credentials = settings.faust_credentials()
     if credentials is not None:
         conf["broker_credentials"] = credentials
@@ -126,6 +132,8 @@ def build_app(settings: WorkerSettings, catalog: Catalog) -> Built:
         await reloader.run(settings.catalog_poll_interval)
 
     async def _forget(app: Any, revoked: Any, **kwargs: Any) -> None:
+        # Write and ack what is pending while the partitions are still ours.
+        await pipeline.commit()
         # Decoded trackers of partitions that may move are re-validated anyway; dropping
         # them keeps memory bounded to what this worker owns.
         rt.components.forget()

@@ -14,6 +14,7 @@ is too late to apply, go to the DLQ with the reason and their origin in headers.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import defaultdict
@@ -23,7 +24,7 @@ from typing import Any
 import orjson
 
 from slawatch.agents.runtime import Runtime
-from slawatch.agents.state import PartitionStats, set_current_event, stats_key
+from slawatch.agents.state import PartitionStats, first_time, set_current_event, stats_key
 from slawatch.streams.component import ComponentTracker, Segment
 from slawatch.streams.events import InvalidEvent, parse_event
 from slawatch.streams.service import ServiceTracker
@@ -80,95 +81,137 @@ class Pipeline:
         self.dlq_log = RateLimitedLog(log)
         self._pruned: dict[str, float] = {}
         self._discard: dict[str, int] = defaultdict(int)
+        self._now = 0.0
+        self._last_offset: dict[tuple[str, int], int] = {}
+        self._pending1: list[Any] = []
+        self._stats_by_part: dict[int, tuple[PartitionStats, Any]] = {}
+        self._fanout: dict[str, list[Any]] = {}
+        self._pending2: list[Any] = []
+        self._futures1: list[Any] = []  # DLQ and re-route sends of pending messages
 
     # -- stage 1 -------------------------------------------------------------------
 
-    def process_events(self, events: Sequence[Any]) -> None:
-        """Classify and apply one batch of component-event messages."""
+    async def process_events(self, events: Sequence[Any]) -> None:
+        """Classify and apply a batch of component-event messages, then commit."""
+        for ev in events:
+            self.handle_event(ev)
+        await self.commit_events()
+
+    @property
+    def pending_events(self) -> int:
+        return len(self._pending1)
+
+    def handle_event(self, ev: Any) -> None:
+        """Classify and apply one message; its effects are written at ``flush_events``."""
         rt = self.rt
-        now = time.time()
+        if not self._pending1:
+            self._now = time.time()
+        self._pending1.append(ev)
+        msg = ev.message
+        p = msg.partition
+        set_current_event(ev)
+        entry = self._stats_by_part.get(p)
+        if entry is None:
+            stats = rt.stats.get(stats_key(p))
+            if stats is None:
+                stats = PartitionStats()
+            entry = self._stats_by_part[p] = (stats, ev)
+        stats = entry[0]
+        ranges = stats.offsets.get(msg.topic)
+        if ranges is None:
+            ranges = stats.offsets[msg.topic] = []
+        # Redelivered after a crash (counted already): classify again, count nothing.
+        counts = stats.counts if first_time(ranges, msg.offset) else self._discard
+        tp = (msg.topic, p)
+        if msg.offset <= self._last_offset.get(tp, -1):
+            rt.counters.rewound += 1
+            log.info("offset went back on %s[%d]: %d after %d", msg.topic, p, msg.offset,
+                     self._last_offset[tp])
+        self._last_offset[tp] = msg.offset
+        raw = msg.value
+        try:
+            event = parse_event(raw, self._now)
+        except InvalidEvent as exc:
+            counts["invalid"] += 1
+            self._dead_letter(ev, exc.reason)
+            return
+        comp = event.component
+        if rt.component_partition(comp) != p and msg.topic != rt.settings.reroute_topic:
+            self._reroute(ev, comp)
+            return
         catalog = rt.catalog
         lateness = rt.settings.allowed_lateness
         comps = rt.components
-        part_of = rt.component_partition
-        reroute_topic = rt.settings.reroute_topic
-        stats_by_part: dict[int, tuple[PartitionStats, Any]] = {}
-        fanout: dict[str, list[Any]] = {}
-        for ev in events:
-            msg = ev.message
-            p = msg.partition
-            set_current_event(ev)
-            entry = stats_by_part.get(p)
-            if entry is None:
-                stats = rt.stats.get(stats_key(p))
-                if stats is None:
-                    stats = PartitionStats()
-                entry = stats_by_part[p] = (stats, ev)
-            stats = entry[0]
-            offsets = stats.offsets
-            if msg.offset > offsets.get(msg.topic, -1):
-                offsets[msg.topic] = msg.offset
-                counts = stats.counts
-            else:
-                counts = self._discard  # redelivered after a crash: counted already
-            raw = msg.value
-            try:
-                event = parse_event(raw, now)
-            except InvalidEvent as exc:
-                counts["invalid"] += 1
-                self._dead_letter(ev, exc.reason)
-                continue
-            comp = event.component
-            if part_of(comp) != p and msg.topic != reroute_topic:
-                self._reroute(ev, comp)
-                continue
-            services = catalog.services_for(comp)
-            if not services:
-                counts["unmapped"] += 1
-                if counts is stats.counts:
-                    stats.unmapped.observe(comp, event.state, event.ts)
-                if comp in catalog.components:
-                    tracker = self._component(comp, ev)
-                    outcome, _ = tracker.apply(event, lateness)
-                    if outcome == "accepted":
-                        comps.touch(comp, ev)
-                continue
-            tracker = self._component(comp, ev)
-            try:
-                outcome, segment = tracker.apply(event, lateness)
-            except Exception as exc:
-                # An engine bug must not stop the pipeline: the message gets an outcome
-                # (invalid), goes to the DLQ with the error, and the log has the trace.
-                comps.touch(comp, ev)
-                counts["invalid"] += 1
-                log.exception("internal error on %s[%d]@%d", msg.topic, p, msg.offset)
-                self._dead_letter(ev, f"internal error: {type(exc).__name__}: {exc}")
-                continue
-            counts[outcome] += 1
-            if outcome == "accepted":
-                comps.touch(comp, ev)
-            elif outcome == "late":
-                self._dead_letter(ev, "late")
-            elif outcome == "duplicate":
-                # The first delivery may have been applied and written before a crash
-                # lost its forward: re-send the truth around ts (an idempotent overwrite).
-                segment = tracker.segment_at(event.ts)
-            if segment is not None:
-                obj = segment.to_obj()
-                for name in services:
-                    fanout.setdefault(name, []).append(obj)
-        # Segments first, then each partition's counters, then its trackers (same
-        # changelog partition, so a crash keeps a prefix: see PartitionStats).
+        services = catalog.services_for(comp)
+        if not services:
+            counts["unmapped"] += 1
+            if counts is stats.counts:
+                stats.unmapped.observe(comp, event.state, event.ts)
+            if comp in catalog.components:
+                tracker = self._component(comp, ev)
+                outcome, _ = tracker.apply(event, lateness)
+                if outcome == "accepted":
+                    comps.touch(comp, ev)
+            return
+        tracker = self._component(comp, ev)
+        try:
+            outcome, segment = tracker.apply(event, lateness)
+        except Exception as exc:
+            # An engine bug must not stop the pipeline: the message gets an outcome
+            # (invalid), goes to the DLQ with the error, and the log has the trace.
+            comps.touch(comp, ev)
+            counts["invalid"] += 1
+            log.exception("internal error on %s[%d]@%d", msg.topic, p, msg.offset)
+            self._dead_letter(ev, f"internal error: {type(exc).__name__}: {exc}")
+            return
+        counts[outcome] += 1
+        if outcome == "accepted":
+            comps.touch(comp, ev)
+        elif outcome == "late":
+            self._dead_letter(ev, "late")
+        elif outcome == "duplicate":
+            # The first delivery may have been applied and written before a crash
+            # lost its forward: re-send the truth around ts (an idempotent overwrite).
+            segment = tracker.segment_at(event.ts)
+        if segment is not None:
+            obj = segment.to_obj()
+            fanout = self._fanout
+            for name in services:
+                fanout.setdefault(name, []).append(obj)
+
+    def flush_events(self) -> tuple[list[Any], list[Any]]:
+        """Write what the pending messages changed; returns (messages, send futures).
+
+        Order: segments first, then each partition's counters, then its trackers (same
+        changelog partition, so a crash keeps a prefix: see PartitionStats). The caller
+        acks the messages once the futures are done (``commit_events``), so an offset is
+        committed only after the broker has its effects.
+        """
+        pending = self._pending1
+        futures = self._futures1
+        if not pending:
+            return [], []
+        rt = self.rt
         send = self.topics.segments.send_soon
         part_svc = rt.service_partition
-        for name, segs in fanout.items():
-            send(key=name, value=orjson.dumps(segs), partition=part_svc(name))
-        for p, (stats, ev) in stats_by_part.items():
+        for name, segs in self._fanout.items():
+            futures.append(send(key=name, value=orjson.dumps(segs), partition=part_svc(name)))
+        for p, (stats, ev) in self._stats_by_part.items():
             rt.stats.put(stats_key(p), stats, ev)
-        rt.stats.flush()
-        comps.flush(self._prune_component)
+        futures += rt.stats.flush()
+        futures += rt.components.flush(self._prune_component)
+        self._pending1 = []
+        self._futures1 = []
+        self._fanout = {}
+        self._stats_by_part = {}
         rt.counters.batches += 1
-        rt.counters.events += len(events)
+        rt.counters.events += len(pending)
+        return pending, futures
+
+    async def commit_events(self) -> int:
+        """Flush stage 1, wait for the broker's acks, then ack the input messages."""
+        pending, futures = self.flush_events()
+        return await _ack_when_sent(pending, futures)
 
     def _component(self, comp: str, ev: Any) -> ComponentTracker:
         comps = self.rt.components
@@ -183,7 +226,7 @@ class Pipeline:
         self.dlq_log.warning(
             "rejected message %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, reason
         )
-        self.topics.dlq.send_soon(
+        fut = self.topics.dlq.send_soon(
             key=msg.key,
             value=msg.value,
             headers=[
@@ -193,6 +236,7 @@ class Pipeline:
                 (H_OFFSET, str(msg.offset).encode()),
             ],
         )
+        self._futures1.append(fut)
 
     def _reroute(self, ev: Any, comp: str) -> None:
         """Forward a message that arrived on the wrong partition to the right one.
@@ -202,9 +246,9 @@ class Pipeline:
         """
         rt = self.rt
         rt.counters.rerouted += 1
-        self.topics.reroute.send_soon(
+        self._futures1.append(self.topics.reroute.send_soon(
             key=comp.encode(), value=ev.message.value, partition=rt.component_partition(comp)
-        )
+        ))
 
     def _prune_component(self, key: str, tracker: ComponentTracker) -> None:
         now = time.time()
@@ -214,26 +258,51 @@ class Pipeline:
 
     # -- stage 2 -------------------------------------------------------------------
 
-    def process_segments(self, events: Sequence[Any]) -> None:
-        """Apply one batch of segment messages to the service trackers."""
-        rt = self.rt
-        models = rt.catalog.models
-        svcs = rt.services
+    async def process_segments(self, events: Sequence[Any]) -> None:
+        """Apply a batch of segment messages to the service trackers, then commit."""
         for ev in events:
-            set_current_event(ev)
-            key = ev.key
-            name = key.decode() if isinstance(key, bytes) else str(key)
-            model = models.get(name)
-            if model is None:
-                continue  # the service left the catalog since this was sent
-            tracker = svcs.get(name)
-            if tracker is None:
-                tracker = ServiceTracker(name)
-                svcs.put(name, tracker, ev)
-            for obj in orjson.loads(ev.message.value):
-                tracker.apply(Segment.from_obj(obj), model)
-            svcs.touch(name, ev)
-        svcs.flush(self._prune_service)
+            self.handle_segment(ev)
+        await self.commit_segments()
+
+    @property
+    def pending_segments(self) -> int:
+        return len(self._pending2)
+
+    def handle_segment(self, ev: Any) -> None:
+        """Apply one segment message; the tracker is written at ``flush_segments``."""
+        self._pending2.append(ev)
+        set_current_event(ev)
+        key = ev.key
+        name = key.decode() if isinstance(key, bytes) else str(key)
+        model = self.rt.catalog.models.get(name)
+        if model is None:
+            return  # the service left the catalog since this was sent
+        svcs = self.rt.services
+        tracker = svcs.get(name)
+        if tracker is None:
+            tracker = ServiceTracker(name)
+            svcs.put(name, tracker, ev)
+        for obj in orjson.loads(ev.message.value):
+            tracker.apply(Segment.from_obj(obj), model)
+        svcs.touch(name, ev)
+
+    def flush_segments(self) -> tuple[list[Any], list[Any]]:
+        """Write each changed service tracker once; returns (messages, send futures)."""
+        pending = self._pending2
+        if not pending:
+            return [], []
+        futures = self.rt.services.flush(self._prune_service)
+        self._pending2 = []
+        return pending, futures
+
+    async def commit_segments(self) -> int:
+        pending, futures = self.flush_segments()
+        return await _ack_when_sent(pending, futures)
+
+    async def commit(self) -> None:
+        """Flush and ack both stages (before a rebalance takes partitions away)."""
+        await self.commit_events()
+        await self.commit_segments()
 
     def _prune_service(self, key: str, tracker: ServiceTracker) -> None:
         now = time.time()
@@ -243,19 +312,75 @@ class Pipeline:
             tracker.prune(now - self.rt.retention)
 
 
+async def _ack_when_sent(pending: list[Any], futures: list[Any]) -> int:
+    """Ack ``pending`` input messages once every output future is done.
+
+    If a send failed, the exception propagates (the agent restarts) and the messages
+    stay unacked, so Kafka redelivers them: at-least-once, never at-most-once.
+    """
+    if futures:
+        await asyncio.gather(*futures)
+    for ev in pending:
+        ev.ack()
+    return len(pending)
+
+
+def _queue_of(stream: Any) -> Any:
+    """The in-memory queue that feeds ``stream`` (None if Faust changes its internals)."""
+    queue = getattr(getattr(stream, "channel", None), "queue", None)
+    return queue if hasattr(queue, "empty") else None
+
+
 def install_agents(app: Any, rt: Runtime, topics: Any) -> Pipeline:
-    """Register both agents on ``app``; returns the pipeline (for stats and tests)."""
+    """Register both agents on ``app``; returns the pipeline (for stats and tests).
+
+    Batching is done here rather than with Faust's ``take_events``: at shutdown that
+    helper restores auto-acks while its background drainer still runs, and the drainer
+    then acks buffered messages that were never processed (they were lost across a
+    SIGTERM restart in our tests). Here a message is acked only by ``flush_*``, after
+    its effects were written. A batch ends when it is full or when no further message
+    is waiting, so under load batches grow, idle latency stays at one message, and
+    nothing is left unacked when Faust stops the flow (it waits for all acks before a
+    rebalance or shutdown completes).
+    """
     pipeline = Pipeline(rt, topics)
     size = rt.settings.batch_size
-    within = rt.settings.batch_within
+    recovery = app.tables.recovery
+
+    async def recovered() -> None:
+        """Wait until the tables are restored before touching them.
+
+        At start-up Faust can deliver messages before it has applied the recovered
+        changelog and sought to the committed offsets (seen: ~70 ms); handled in that
+        window they would read empty trackers and counters and then overwrite the
+        recovered ones. ``completed`` is set once, after the first recovery and seek;
+        what arrived early is delivered again after the seek. (Faust never clears it,
+        so later rebalances are not covered by this guard.)
+        """
+        waited = 0.0
+        while (recovery.in_recovery or not recovery.completed.is_set()) and waited < 30.0:
+            await asyncio.sleep(0.02)
+            waited += 0.02
 
     async def component_events(stream: Any) -> None:
-        async for batch in stream.take_events(size, within=within):
-            pipeline.process_events(batch)
+        events = stream.noack()
+        queue = _queue_of(events)
+        async for ev in events.events():
+            if recovery.in_recovery or not recovery.completed.is_set():
+                await recovered()
+            pipeline.handle_event(ev)
+            if len(pipeline._pending1) >= size or queue is None or queue.empty():
+                await pipeline.commit_events()
 
     async def service_segments(stream: Any) -> None:
-        async for batch in stream.take_events(size, within=within):
-            pipeline.process_segments(batch)
+        events = stream.noack()
+        queue = _queue_of(events)
+        async for ev in events.events():
+            if recovery.in_recovery or not recovery.completed.is_set():
+                await recovered()
+            pipeline.handle_segment(ev)
+            if len(pipeline._pending2) >= size or queue is None or queue.empty():
+                await pipeline.commit_segments()
 
     app.agent(topics.events_in, name="slawatch.component_events")(component_events)
     app.agent(topics.segments, name="slawatch.service_segments")(service_segments)

@@ -44,6 +44,7 @@ class Counters:
     catalog_reload_errors: int = 0
     catalog_loaded_at: float = field(default_factory=time.time)
     rerouted: int = 0
+    rewound: int = 0  # input offsets seen again in this process (redelivery)
     batches: int = 0
     events: int = 0
 

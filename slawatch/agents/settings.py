@@ -94,7 +94,7 @@ class WorkerSettings:
     standby_replicas: int = 1
     catalog_poll_interval: float = 2.0
     batch_size: int = 1000
-    batch_within: float = 0.05
+    batch_within: float = 0.1
     log_level: str = "info"
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str = "PLAIN"

@@ -16,6 +16,7 @@ that event's context.
 from __future__ import annotations
 
 import base64
+import bisect
 import contextlib
 import weakref
 from collections.abc import Callable, Iterator
@@ -64,19 +65,21 @@ class PartitionStats:
     partition: the sum over the workers' owned partitions is the whole count, each
     message counted once.
 
-    ``offsets`` is the highest input offset counted per source topic. After a crash
-    Kafka redelivers what was not committed; a redelivered message at or below that
-    offset was already counted, so it is classified again (re-applying is harmless and
-    re-sends the segment a crash may have lost) but not counted twice. This record is
-    written before the trackers of its batch, into the same changelog partition, so if
-    it survived a crash the counts it holds match what was applied.
+    ``offsets`` holds, per source topic, the input offsets already counted, as sorted
+    closed ranges ``[[lo, hi], ...]`` (one range in the steady state). After a crash
+    Kafka redelivers what was not committed, and around a restart messages can even
+    arrive out of offset order; a message whose offset is in a range was counted
+    already, so it is classified again (re-applying is harmless and re-sends the
+    segment a crash may have lost) but not counted twice. This record is written
+    before the trackers of its batch, into the same changelog partition, so if it
+    survived a crash the counts it holds match what was applied.
     """
 
     __slots__ = ("counts", "offsets", "unmapped")
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
-        self.offsets: dict[str, int] = {}
+        self.offsets: dict[str, list[list[int]]] = {}
         self.unmapped = UnmappedTracker()
 
     def to_bytes(self) -> bytes:
@@ -95,7 +98,10 @@ class PartitionStats:
         obj = orjson.loads(raw)
         stats = cls()
         stats.counts.update({k: int(v) for k, v in obj["c"].items()})
-        stats.offsets.update({k: int(v) for k, v in obj.get("o", {}).items()})
+        for topic, ranges in obj.get("o", {}).items():
+            if isinstance(ranges, int):  # an older record: everything up to it
+                ranges = [[0, ranges]]
+            stats.offsets[topic] = [[int(a), int(b)] for a, b in ranges]
         u = obj["u"]
         if "e" in u:
             stats.unmapped._exact = set(u["e"])
@@ -103,6 +109,29 @@ class PartitionStats:
             stats.unmapped._exact = None
             stats.unmapped._registers = bytearray(base64.b64decode(u["r"]))
         return stats
+
+
+def first_time(ranges: list[list[int]], offset: int) -> bool:
+    """Add ``offset`` to the sorted disjoint ``ranges``; False if it was there already."""
+    if ranges:
+        last = ranges[-1]
+        if offset == last[1] + 1:  # the common case: the next offset
+            last[1] = offset
+            return True
+        if last[0] <= offset <= last[1]:
+            return False
+    i = bisect.bisect_right(ranges, [offset, float("inf")]) - 1  # range starting <= offset
+    if i >= 0 and ranges[i][1] >= offset:
+        return False
+    if i >= 0 and ranges[i][1] == offset - 1:
+        ranges[i][1] = offset
+    else:
+        i += 1
+        ranges.insert(i, [offset, offset])
+    if i + 1 < len(ranges) and ranges[i + 1][0] == ranges[i][1] + 1:
+        ranges[i][1] = ranges[i + 1][1]
+        del ranges[i + 1]
+    return True
 
 
 def encode_component(tracker: ComponentTracker) -> bytes:
@@ -169,14 +198,23 @@ class TrackerTable(Generic[T]):
     def dirty(self) -> int:
         return len(self._dirty)
 
-    def flush(self, before_write: Callable[[str, T], None] | None = None) -> int:
-        """Write every dirty key once (under its partition's event); returns how many."""
+    def flush(self, before_write: Callable[[str, T], None] | None = None) -> list[Any]:
+        """Write every dirty key once (to its partition); returns the send futures.
+
+        The changelog record is sent directly (not through ``table[key] = ...``) so the
+        caller gets its future and can wait for the broker's ack before acking the
+        input: Faust's own path drops that future, and its producer buffer flush gives
+        up after 0.1 s, so a commit could overtake the write.
+        """
         dirty, self._dirty = self._dirty, {}
         if not dirty:
-            return 0
+            return []
         from faust.streams import _current_event
 
         table, cache, encode = self.table, self._cache, self._encode
+        store = table.data
+        send = table.send_changelog
+        futures: list[Any] = []
         token = _current_event.set(None)
         try:
             for key, event in dirty.items():
@@ -185,11 +223,12 @@ class TrackerTable(Generic[T]):
                     before_write(key, obj)
                 raw = encode(obj)
                 _current_event.set(weakref.ref(event))
-                table[key] = raw
+                futures.append(send(event.message.partition, key, raw))
+                store[key] = raw
                 cache[key] = (raw, obj)
         finally:
             _current_event.reset(token)
-        return len(dirty)
+        return futures
 
     def forget(self) -> None:
         """Drop the decoded cache (not dirty objects): after a rebalance, for memory."""

@@ -48,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
     import faust
 
     from slawatch.agents.app import build_app
+    from slawatch.agents.compat import patch_aiokafka_leave_group
+
+    patch_aiokafka_leave_group()
 
     built = build_app(settings, catalog)
     log = logging.getLogger("slawatch.worker")
