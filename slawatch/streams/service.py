@@ -25,7 +25,7 @@ _UP, _DOWN = int(UP), int(DOWN)
 
 
 class ServiceTracker:
-    __slots__ = ("_model", "components", "current", "frontier", "high_downtime", "high_outages", "name",
+    __slots__ = ("_model", "components", "current", "frontier", "name",
                  "pruned_downtime", "pruned_outages", "timeline")
 
     def __init__(self, name: str) -> None:
@@ -40,18 +40,18 @@ class ServiceTracker:
         self.frontier = -math.inf  # latest point of any component timeline
         self.pruned_outages = 0
         self.pruned_downtime = 0.0
-        # Highest counter values reported so far: a late event that merges two outages
-        # must not make a Prometheus counter go down (it would read as a reset).
-        self.high_outages = 0
-        self.high_downtime = 0.0
 
     def counters(self, now: float) -> tuple[int, float, float]:
-        """(outages begun, downtime of ended outages, current outage length), monotonic."""
+        """(outages begun, downtime of ended outages, current outage length) at ``now``.
+
+        Derived from the timeline as it stands, so the final numbers are exact whatever
+        order the segments came in. The price: a late event that merges two outages
+        (or the repartition topic delivering one component's change after another's)
+        can step a counter back once, which Prometheus reads as a counter reset. A
+        high-water mark would hide that but keep transient values for ever.
+        """
         count, ended, current = self.timeline.outage_counters(now)
-        count = max(count + self.pruned_outages, self.high_outages)
-        ended = max(ended + self.pruned_downtime, self.high_downtime)
-        self.high_outages, self.high_downtime = count, ended
-        return count, ended, current
+        return count + self.pruned_outages, ended + self.pruned_downtime, current
 
     def bind(self, model: ServiceModel) -> None:
         """Lay out the latest component states for the (possibly reloaded) model."""
@@ -170,8 +170,6 @@ class ServiceTracker:
             "f": None if self.frontier == -math.inf else self.frontier,
             "po": self.pruned_outages,
             "pd": self.pruned_downtime,
-            "ho": self.high_outages,
-            "hd": self.high_downtime,
         }
 
     @classmethod
@@ -182,6 +180,4 @@ class ServiceTracker:
         tracker.frontier = -math.inf if obj["f"] is None else float(obj["f"])
         tracker.pruned_outages = int(obj["po"])
         tracker.pruned_downtime = float(obj["pd"])
-        tracker.high_outages = int(obj.get("ho", 0))
-        tracker.high_downtime = float(obj.get("hd", 0.0))
         return tracker
