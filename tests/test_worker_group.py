@@ -27,12 +27,6 @@ from tests.fixtures_kafka import (
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.slow,
-    # Open bug (worker report, issue 3): the split works (complete union, no series
-    # twice) but slawatch_service_downtime_seconds_total of one service differs from
-    # the engine by ~50 s while every availability window matches; the same shows in
-    # a single worker on 30k events (wide catalog). Non-strict xfail until fixed.
-    pytest.mark.xfail(reason="downtime_seconds_total mismatch under investigation",
-                      strict=False),
 ]
 
 
