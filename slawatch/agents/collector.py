@@ -21,6 +21,7 @@ from slawatch.streams.report import Report
 from slawatch.streams.windows import WINDOWS
 
 SVC = ["service", "kind"]
+INGEST_ENDPOINTS = ("events", "alertmanager")
 COMP = ["component", "team"]
 
 
@@ -58,6 +59,19 @@ class SlawatchCollector:
         ok = CounterMetricFamily("slawatch_catalog_reloads", "catalog reloads applied")
         ok.add_metric([], float(c.catalog_reloads))
         yield ok
+        req = CounterMetricFamily("slawatch_ingest_requests",
+                                  "HTTP ingestion requests by endpoint and status code",
+                                  labels=["endpoint", "code"])
+        for endpoint in INGEST_ENDPOINTS:  # export 0 for the series we know exist
+            for code in (202, 400, 413, 503):
+                req.add_metric([endpoint, str(code)], float(c.ingest_requests.get((endpoint, code), 0)))
+        yield req
+        ev = CounterMetricFamily("slawatch_ingest_events",
+                                 "events accepted over HTTP and published to the input topic",
+                                 labels=["endpoint"])
+        for endpoint in INGEST_ENDPOINTS:
+            ev.add_metric([endpoint], float(c.ingest_events.get(endpoint, 0)))
+        yield ev
         t = GaugeMetricFamily("slawatch_catalog_loaded_timestamp_seconds",
                               "when the catalog in force was loaded")
         t.add_metric([], c.catalog_loaded_at)

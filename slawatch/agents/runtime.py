@@ -47,6 +47,9 @@ class Counters:
     rewound: int = 0  # input offsets seen again in this process (redelivery)
     batches: int = 0
     events: int = 0
+    # HTTP ingestion: requests by (endpoint, HTTP status) and events published by endpoint.
+    ingest_requests: dict[tuple[str, int], int] = field(default_factory=dict)
+    ingest_events: dict[str, int] = field(default_factory=dict)
 
 
 class Runtime:

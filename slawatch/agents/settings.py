@@ -103,6 +103,7 @@ class WorkerSettings:
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
+    alertmanager_label: str = "instance"
 
     @property
     def reroute_topic(self) -> str:
@@ -213,6 +214,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--log-level", default=_env("SLAWATCH_LOG_LEVEL", "info"),
                    choices=("debug", "info", "warning", "error"), help="default %(default)s")
 
+    g.add_argument("--alertmanager-label", default=_env("SLAWATCH_ALERTMANAGER_LABEL", "instance"),
+                   help="alert label that names the component in POST /ingest/alertmanager "
+                        "(env SLAWATCH_ALERTMANAGER_LABEL, default %(default)s)")
     t = parser.add_argument_group("topics (all workers of a group must agree)")
     t.add_argument("--app-id", default=_env("SLAWATCH_APP_ID", DEFAULT_APP_ID),
                    help="consumer group and prefix of internal topics (env SLAWATCH_APP_ID, "
@@ -297,4 +301,5 @@ def from_args(args: argparse.Namespace) -> WorkerSettings:
         ssl_cafile=args.ssl_cafile,
         ssl_certfile=args.ssl_certfile,
         ssl_keyfile=args.ssl_keyfile,
+        alertmanager_label=args.alertmanager_label,
     )

@@ -9,6 +9,10 @@
   that is all of them, i.e. whether other workers share the group).
 * ``/api/services/{name}/outages`` — routed by Faust to the worker that owns the service,
   so any worker answers for any service.
+* ``/`` — the wall-screen status page (``statuspage.py``), polling ``/api/services``.
+* ``POST /ingest/events`` and ``POST /ingest/alertmanager`` — events over HTTP
+  (``ingest.py``), published to the input topic; answered 202 only once the broker has
+  acknowledged every event of the body, 400/413 with a reason otherwise.
 """
 
 from __future__ import annotations
@@ -83,7 +87,66 @@ def install_views(app: Any, rt: Runtime, registry: CollectorRegistry, services_t
             }
         )
 
+    async def status_page(self: Any, request: Any) -> Any:
+        from aiohttp.web import Response
+
+        from slawatch.agents.statuspage import PAGE
+
+        return Response(text=PAGE, content_type="text/html", charset="utf-8")
+
+    async def ingest(self: Any, request: Any, endpoint: str) -> Any:
+        from slawatch.agents.ingest import (
+            MAX_BODY_BYTES,
+            IngestError,
+            parse_alertmanager,
+            parse_events_body,
+        )
+
+        counts = rt.counters.ingest_requests
+
+        def answer(status: int, body: dict[str, Any]) -> Any:
+            counts[(endpoint, status)] = counts.get((endpoint, status), 0) + 1
+            return self.json(body, status=status)
+
+        if (request.content_length or 0) > MAX_BODY_BYTES:
+            return answer(413, {"error": f"body larger than the limit of {MAX_BODY_BYTES} bytes"})
+        try:
+            body = await _read_limited(request, MAX_BODY_BYTES)
+            if endpoint == "alertmanager":
+                batch = parse_alertmanager(body, label=rt.settings.alertmanager_label)
+            else:
+                batch = parse_events_body(body)
+        except IngestError as exc:
+            log.info("ingest %s refused (%d): %s", endpoint, exc.status, exc.reason)
+            return answer(exc.status, {"error": exc.reason})
+        producer = self.app.producer
+        topic = rt.settings.events_topic
+        try:
+            futures = [await producer.send(topic, key, value, None, None, None)
+                       for key, value in batch.messages]
+            for fut in futures:
+                await fut
+        except Exception as exc:  # the broker is unreachable or refused: retryable
+            log.warning("ingest %s: publishing failed: %r", endpoint, exc)
+            return answer(503, {"error": f"could not publish to {topic}: {exc}"})
+        done = rt.counters.ingest_events
+        done[endpoint] = done.get(endpoint, 0) + len(batch.messages)
+        return answer(202, {"accepted": len(batch.messages), "skipped": batch.skipped, "topic": topic})
+
+    from faust.web import View
+
+    class IngestEvents(View):
+        async def post(self, request: Any) -> Any:
+            return await ingest(self, request, "events")
+
+    class IngestAlertmanager(View):
+        async def post(self, request: Any) -> Any:
+            return await ingest(self, request, "alertmanager")
+
     # Registered by calls, not decorators: Faust's decorators are untyped.
+    app.page("/")(status_page)
+    app.page("/ingest/events")(IngestEvents)
+    app.page("/ingest/alertmanager")(IngestAlertmanager)
     app.page("/metrics")(metrics)
     app.page("/healthz")(healthz)
     app.page("/readyz")(readyz)
@@ -92,6 +155,22 @@ def install_views(app: Any, rt: Runtime, registry: CollectorRegistry, services_t
     app.page("/api/services/{name}/outages")(
         app.table_route(table=services_table, match_info="name")(outages)
     )
+
+
+async def _read_limited(request: Any, limit: int) -> bytes:
+    """The body, refused with 413 past ``limit`` bytes, also when it comes chunked."""
+    from slawatch.agents.ingest import IngestError
+
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.read(65536)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            raise IngestError(413, f"body larger than the limit of {limit} bytes")
+        chunks.append(chunk)
 
 
 def _pid() -> int:

@@ -1,0 +1,116 @@
+"""The status page at `/`, rendered by a real headless Chromium against a real worker.
+
+What a NOC screen shows must be what the API says: every service has a tile, and each
+tile's state and SLA status are the API's.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.fixtures_kafka import event_bytes, publish_messages
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CATALOG = """
+components:
+  web-1: {team: apps, kpi: 0.999}
+  db-1: {team: databases, kpi: 0.999}
+  vpn-gw: {team: network, kpi: 0.999}
+services:
+  shop:
+    kind: external
+    customers: [customers]
+    sla: {target: 0.999, period: 30d}
+    restore_time: 30m
+    requires: [web-1, db-1]
+  vpn:
+    kind: internal
+    customers: [staff]
+    sla: {target: 0.99, period: month}
+    requires: [vpn-gw]
+"""
+
+
+def chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        if os.environ.get("SLAWATCH_ALLOW_MISSING_TOOLS") == "1":
+            pytest.skip("chromium is not installed (SLAWATCH_ALLOW_MISSING_TOOLS=1)")
+        pytest.fail("chromium is not installed: run `make system-deps` (scripts/install-system-deps)")
+    return path
+
+
+def browse(url: str, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """Headless Chromium with the flags this sandbox needs (no network beyond loopback)."""
+    return subprocess.run(
+        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={tmp_path / 'chrome'}",
+         "--virtual-time-budget=8000", *extra, url],
+        capture_output=True, text=True, timeout=90,
+    )
+
+
+def tiles(dom: str) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for attrs in re.findall(r"<section ([^>]*)>", dom):
+        fields = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', attrs))
+        if "service" in fields:
+            out[fields["service"]] = fields
+    return out
+
+
+def test_page_renders_the_state_the_api_reports(
+    kafka_broker: Any, worker_factory: Any, tmp_path: Path
+) -> None:
+    catalog = tmp_path / "services.yaml"
+    catalog.write_text(CATALOG)
+    worker = worker_factory(kafka_broker, catalog)
+    worker.wait_ready(timeout=60)
+    now = time.time()
+    # db-1 has been down for 20 minutes: shop is down, and far below its SLA.
+    publish_messages(kafka_broker, [
+        (b"db-1", event_bytes("db-1", "down", now - 1200), None),
+        (b"vpn-gw", event_bytes("vpn-gw", "up", now - 600), None),
+    ])
+    deadline = time.monotonic() + 30
+    api: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status, body = worker.get("/api/services")
+        if status == 200:
+            api = {s["service"]: s for s in orjson.loads(body)["services"]}
+            if api.get("shop", {}).get("state") == "down":
+                break
+        time.sleep(0.5)
+    assert api["shop"]["state"] == "down", api
+
+    status, page = worker.get("/")
+    assert status == 200 and b"<title>slawatch" in page
+
+    result = browse(worker.url + "/", tmp_path, "--dump-dom")
+    assert result.returncode == 0, result.stderr[-2000:]
+    shown = tiles(result.stdout)
+    assert set(shown) == set(api) == {"shop", "vpn"}
+    for name, svc in api.items():
+        assert shown[name]["state"] == svc["state"], name
+        assert shown[name]["sla-status"] == svc["sla"]["status"], name
+    assert shown["shop"]["state"] == "down"
+    assert shown["vpn"]["state"] == "up"
+    # External services first: the customers' promise leads the wall.
+    assert result.stdout.index('data-service="shop"') < result.stdout.index('data-service="vpn"')
+    assert "Outage for 20m" in result.stdout
+    assert "db-1" in result.stdout  # blamed component named on the tile
+
+    shot = tmp_path / "status.png"
+    result = browse(worker.url + "/", tmp_path, f"--screenshot={shot}", "--window-size=1280,720")
+    assert result.returncode == 0 and shot.stat().st_size > 5000
