@@ -36,7 +36,7 @@ Series = tuple[str, frozenset[tuple[str, str]]]
 Samples = dict[Series, float]
 
 #: Worker-level series that describe the process, not the pipeline's numbers.
-WORKER_SERIES = ("slawatch_worker_ready", "slawatch_catalog_")
+WORKER_SERIES = ("slawatch_worker_ready", "slawatch_catalog_", "slawatch_ingest_")
 
 EXAMPLE_CATALOG = """\
 components:
