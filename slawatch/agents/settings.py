@@ -203,10 +203,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--data-dir", default=_env("SLAWATCH_DATA_DIR", "slawatch-data"),
                    help="local state directory (RocksDB tables) (env SLAWATCH_DATA_DIR, "
                         "default %(default)s)")
-    g.add_argument("--store", choices=STORES, default=_env("SLAWATCH_STORE", "auto"),
-                   help="table store: rocksdb (fast restarts), memory (rebuilt from the "
-                        "changelog on start), auto = rocksdb if rocksdict is installed "
-                        "(env SLAWATCH_STORE, default %(default)s)")
+    g.add_argument("--store", choices=STORES, default=_env("SLAWATCH_STORE", "memory"),
+                   help="table store: memory (rebuilt from the changelog topics on start), "
+                        "rocksdb (fast restarts; EXPERIMENTAL: a restart on the embedded "
+                        "broker fails Faust's changelog offset check, see README), auto = "
+                        "rocksdb if rocksdict is installed (env SLAWATCH_STORE, default "
+                        "%(default)s)")
     g.add_argument("--allowed-lateness", default=_env("SLAWATCH_ALLOWED_LATENESS",
                                                       DEFAULT_ALLOWED_LATENESS),
                    help="events older than the newest of their component minus this are "
