@@ -40,3 +40,77 @@ def patch_aiokafka_leave_group() -> None:
 
     GroupCoordinator._maybe_leave_group = _maybe_leave_group
     _patched = True
+
+
+_seek_patched = False
+
+
+def patch_faust_seek_to_committed() -> None:
+    """Make Faust's "seek stream partitions to committed offsets" a real restart point.
+
+    Faust resumes the stream partitions after table recovery and only then awaits
+    ``perform_seek``; records fetched in between are handed to the streams (where they
+    are dropped: the flow is still suspended, or the queues are cleared) and advance
+    the fetch position. aiokafka's ``seek_to_committed`` then moves only partitions
+    whose committed offset is > 0, so a partition that was never committed (or was
+    committed at 0) keeps the advanced position: the dropped records are never fetched
+    again, and once a later offset is acked Faust commits past them. That is how a
+    restarted worker lost the segments its predecessor had not yet applied (stage 2
+    restarted mid-topic) and how a few counts went missing.
+
+    Here every stream partition is moved explicitly: to its committed offset (also 0),
+    or, without one, where ``consumer_auto_offset_reset`` says. Changelog partitions
+    are left alone (Recovery positions them). After the seek the consumer forgets the
+    acks, gaps and read offsets recorded before it for those partitions: everything
+    from the committed offset is delivered again, and only acks of messages processed
+    from then on (or processed with recovered tables, which the pipeline waits for)
+    can move a commit.
+    """
+    global _seek_patched
+    if _seek_patched:
+        return
+    from faust.transport.consumer import Consumer
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    async def seek_to_committed(self: Any) -> Any:
+        consumer = self._ensure_consumer()
+        changelogs = set(self.app.tables.changelog_topics)
+        reset = str(self.app.conf.consumer_auto_offset_reset).lower()
+
+        async def _seek() -> dict[Any, Any]:
+            assigned = consumer.assignment()
+            committed: dict[Any, Any] = {}
+            to_reset: list[Any] = []
+            for tp in assigned:
+                offset = await consumer.committed(tp)
+                committed[tp] = offset
+                if tp.topic in changelogs:
+                    continue
+                if offset is not None and offset >= 0:
+                    consumer.seek(tp, offset)
+                else:
+                    to_reset.append(tp)
+            if to_reset:
+                if reset == "latest":
+                    await consumer.seek_to_end(*to_reset)
+                else:
+                    await consumer.seek_to_beginning(*to_reset)
+            return committed
+
+        return await self.call_thread(_seek)
+
+    original_perform_seek = Consumer.perform_seek
+
+    async def perform_seek(self: Any) -> None:
+        await original_perform_seek(self)
+        changelogs = set(self.app.tables.changelog_topics)
+        for tp in self.assignment():
+            if tp.topic in changelogs:
+                continue
+            self._acked.pop(tp, None)
+            self._acked_index.pop(tp, None)
+            self._gap.pop(tp, None)
+
+    AIOKafkaConsumerThread.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
+    Consumer.perform_seek = perform_seek  # type: ignore[method-assign]
+    _seek_patched = True
