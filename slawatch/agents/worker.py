@@ -48,10 +48,15 @@ def run(args: argparse.Namespace) -> int:
     import faust
 
     from slawatch.agents.app import build_app
-    from slawatch.agents.compat import patch_aiokafka_leave_group, patch_faust_seek_to_committed
+    from slawatch.agents.compat import (
+        patch_aiokafka_leave_group,
+        patch_faust_highwaters,
+        patch_faust_seek_to_committed,
+    )
 
     patch_aiokafka_leave_group()
     patch_faust_seek_to_committed()
+    patch_faust_highwaters()
 
     built = build_app(settings, catalog)
     log = logging.getLogger("slawatch.worker")
