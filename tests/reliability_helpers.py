@@ -1,0 +1,344 @@
+"""Helpers for the reliability tests (tests/test_reliability_*.py).
+
+Everything here drives real processes: a background publisher thread with a fixed
+rate, a scraper that records which services the union of the workers' /metrics
+covers over time, RSS and listening-socket probes read from /proc, a DLQ reader and a
+fast confluent-kafka producer (murmur2 partitioner, the Java/kafka-python default, so
+events land on the partition the worker expects and are not re-routed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from slawatch.agents.broker import EmbeddedBroker
+from tests.fixtures_kafka import (
+    ROOT,
+    Message,
+    Samples,
+    Series,
+    WorkerProcess,
+    pipeline_series,
+)
+
+#: Series whose values are summed over workers (per-partition counters).
+SUMMED = ("slawatch_events", "slawatch_unmapped")
+
+
+def wait_for(pred: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> float:
+    """Poll ``pred`` until true; returns the seconds it took."""
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, AssertionError):
+            if pred():
+                return time.monotonic() - t0
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def rss_kib(pid: int) -> int:
+    """VmRSS of ``pid`` in KiB, from /proc/PID/status."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+def series_keys(samples: Samples) -> set[Series]:
+    return set(samples)
+
+
+def service_names(samples: Samples) -> set[str]:
+    return {dict(k[1])["service"] for k in samples if k[0] == "slawatch_service_up"}
+
+
+def union_scrape(workers: Sequence[WorkerProcess], timeout: float = 2.0) -> tuple[Samples, list[Series]]:
+    """Union of the pipeline series of ``workers`` and the series exported twice.
+
+    A worker that does not answer (starting, killed) contributes nothing.
+    """
+    union: Samples = {}
+    dups: list[Series] = []
+    for w in workers:
+        if not w.alive():
+            continue
+        try:
+            status, body = w.get("/metrics", timeout=timeout)
+        except OSError:
+            continue
+        if status != 200:
+            continue
+        from tests.fixtures_kafka import parse_metrics
+
+        for k, v in pipeline_series(parse_metrics(body.decode())).items():
+            if k[0].startswith(SUMMED):
+                union[k] = union.get(k, 0.0) + v
+            elif k in union:
+                dups.append(k)
+            else:
+                union[k] = v
+    return union, dups
+
+
+def env_worker_start(worker: WorkerProcess, env_extra: dict[str, str]) -> WorkerProcess:
+    """Start ``worker`` like ``WorkerProcess.start`` but with extra environment variables.
+
+    ``WorkerProcess.start`` strips every ``SLAWATCH_*`` variable (so a developer's shell
+    cannot leak into a test); this is the one way to pass e.g. SLAWATCH_FAUST_SETTINGS.
+    """
+    assert worker.proc is None or worker.proc.poll() is not None, "already running"
+    worker.starts += 1
+    cmd = [
+        sys.executable, "-m", "slawatch.agents.cli", "worker",
+        "--broker", worker.broker.url,
+        "--catalog", str(worker.catalog),
+        "--web-port", str(worker.port),
+        "--web-host", "127.0.0.1",
+        "--data-dir", str(worker.workdir / f"data-{worker.name}"),
+        "--app-id", worker.app_id,
+        "--partitions", str(worker.partitions),
+        "--store", "memory",
+        *worker.extra,
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLAWATCH_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(env_extra)
+    with open(worker.log_path, "ab") as log:
+        log.write(f"\n===== start #{worker.starts} env={env_extra}: {' '.join(cmd)}\n".encode())
+        log.flush()
+        worker.started_at = time.monotonic()
+        worker.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, env=env)
+    return worker
+
+
+# -- publishing ---------------------------------------------------------------------------
+
+
+def confluent_producer(broker: EmbeddedBroker, **conf: Any) -> Any:
+    from confluent_kafka import Producer
+
+    base: dict[str, Any] = {
+        "bootstrap.servers": broker.bootstrap,
+        # The Java client's partitioner (kafka-python and the worker use it too).
+        "partitioner": "murmur2_random",
+        "linger.ms": 20,
+        "batch.num.messages": 10000,
+        "queue.buffering.max.messages": 2_000_000,
+        "enable.idempotence": False,
+        "acks": 1,
+    }
+    base.update(conf)
+    return Producer(base)
+
+
+def produce_all(producer: Any, topic: str, messages: Iterable[Message]) -> int:
+    """Produce with confluent-kafka, retrying on a full local queue; flushes at the end."""
+    n = 0
+    for key, value, partition in messages:
+        kw: dict[str, Any] = {"key": key, "value": value}
+        if partition is not None:
+            kw["partition"] = partition
+        while True:
+            try:
+                producer.produce(topic, **kw)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        n += 1
+        if n % 10000 == 0:
+            producer.poll(0)
+    left = producer.flush(60)
+    assert left == 0, f"{left} messages not delivered"
+    return n
+
+
+@dataclass
+class RatePublisher:
+    """Publish ``messages`` in a background thread at ``rate`` messages/s (kafka-python).
+
+    ``published`` is how many were handed to the producer and flushed so far.
+    """
+
+    broker: EmbeddedBroker
+    messages: list[Message]
+    rate: float
+    topic: str = "component-events"
+    chunk: int = 100
+    published: int = 0
+    error: BaseException | None = None
+    _thread: threading.Thread | None = field(default=None, repr=False)
+
+    def start(self) -> RatePublisher:
+        self._thread = threading.Thread(target=self._run, name="rate-publisher", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        from kafka import KafkaProducer
+
+        try:
+            producer = KafkaProducer(bootstrap_servers=self.broker.bootstrap, linger_ms=5,
+                                     batch_size=256 * 1024, retries=10)
+            try:
+                t0 = time.monotonic()
+                for i in range(0, len(self.messages), self.chunk):
+                    for key, value, partition in self.messages[i:i + self.chunk]:
+                        producer.send(self.topic, key=key, value=value, partition=partition)
+                    producer.flush(timeout=60)
+                    self.published = min(len(self.messages), i + self.chunk)
+                    ahead = t0 + self.published / self.rate - time.monotonic()
+                    if ahead > 0:
+                        time.sleep(ahead)
+            finally:
+                producer.close(timeout=10)
+        except BaseException as exc:  # reported by join()
+            self.error = exc
+
+    def done(self) -> bool:
+        return self._thread is not None and not self._thread.is_alive()
+
+    def join(self, timeout: float = 120.0) -> None:
+        assert self._thread is not None
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "publisher did not finish"
+        if self.error is not None:
+            raise AssertionError(f"publisher failed: {self.error!r}") from self.error
+
+
+# -- reading --------------------------------------------------------------------------------
+
+
+def read_all(broker: EmbeddedBroker, topic: str, *, idle: float = 3.0,
+             timeout: float = 60.0) -> list[Any]:
+    """Every record of ``topic`` (confluent-kafka), until ``idle`` s without a new one."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer({
+        "bootstrap.servers": broker.bootstrap,
+        "group.id": f"reliability-reader-{time.monotonic_ns()}",
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "fetch.message.max.bytes": 16 * 1024 * 1024,
+        "receive.message.max.bytes": 64 * 1024 * 1024,
+    })
+    from confluent_kafka import TopicPartition
+
+    meta = consumer.list_topics(topic, timeout=10)
+    parts = sorted(meta.topics[topic].partitions) if topic in meta.topics else []
+    # OFFSET_BEGINNING = -2; assigned, not subscribed: no group join to wait for.
+    consumer.assign([TopicPartition(topic, p, -2) for p in parts])
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout
+    last = time.monotonic()
+    try:
+        while time.monotonic() < deadline and time.monotonic() - last < idle:
+            batch = consumer.consume(num_messages=10000, timeout=0.5)
+            for rec in batch:
+                if rec.error() is None:
+                    out.append(rec)
+            if batch:
+                last = time.monotonic()
+    finally:
+        consumer.close()
+    return out
+
+
+# -- sockets ----------------------------------------------------------------------------------
+
+
+def listening_addresses(port: int) -> list[str]:
+    """Local addresses with a socket in LISTEN on ``port`` (from /proc/net/tcp and tcp6)."""
+    found: list[str] = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                parts = line.split()
+                local, state = parts[1], parts[3]
+                if state != "0A":  # LISTEN
+                    continue
+                addr_hex, port_hex = local.split(":")
+                if int(port_hex, 16) != port:
+                    continue
+                if len(addr_hex) == 8:
+                    addr = socket.inet_ntop(socket.AF_INET, bytes.fromhex(addr_hex)[::-1])
+                else:
+                    raw = bytes.fromhex(addr_hex)
+                    words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+                    addr = socket.inet_ntop(socket.AF_INET6, words)
+                found.append(addr)
+    return found
+
+
+def can_connect(host: str, port: int, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def post(url: str, body: bytes, content_type: str = "application/json",
+         timeout: float = 10.0) -> tuple[int, bytes]:
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, data=body, method="POST",
+                                 headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+class KnownBug(AssertionError):
+    """A failure caused by a bug reported on issue 6 (used with ``xfail(raises=KnownBug)``,
+    so that any other failure of the same test still fails the suite)."""
+
+
+# -- comparing with the engine ---------------------------------------------------------------
+
+#: Per-worker process series besides fixtures_kafka.WORKER_SERIES (HTTP ingestion counters).
+PROCESS_SERIES = ("slawatch_ingest_",)
+
+
+def engine_view(samples: Samples) -> Samples:
+    """The series the engine also computes (drops per-process series)."""
+    return {k: v for k, v in pipeline_series(samples).items() if not k[0].startswith(PROCESS_SERIES)}
+
+
+def wait_equal(workers: Sequence[WorkerProcess], engine: Any, timeout: float = 30.0) -> Samples:
+    """Like fixtures_kafka.wait_matches (union of /metrics == engine, each series once),
+    ignoring per-process series such as the HTTP ingestion counters."""
+    from tests.fixtures_kafka import compare, reference_samples
+
+    deadline = time.monotonic() + timeout
+    problems: list[str] = ["never scraped"]
+    while time.monotonic() < deadline:
+        t0 = time.time()
+        union, dups = union_scrape(workers, timeout=5.0)
+        t1 = time.time()
+        union = engine_view(union)
+        problems = [f"series exported by two workers: {k}" for k in dups[:5]]
+        if not union:
+            problems.append("no worker answered")
+        else:
+            problems += compare(union, reference_samples(engine, t0), reference_samples(engine, t1))
+        if not problems:
+            return union
+        time.sleep(0.5)
+    logs = "\n".join(f"--- {w.name}\n{w.log_tail(30)}" for w in workers)
+    raise AssertionError("metrics never matched the engine:\n  " + "\n  ".join(problems[:30])
+                         + "\n" + logs)
