@@ -16,8 +16,8 @@ Sizes: the 10 MiB messages need ``message.max.bytes`` raised on the test's produ
 worker's consumer fetches them with Faust's defaults. The worker's own producer must be
 allowed to re-send them to the DLQ: Faust's ``producer_max_request_size`` defaults to
 1,000,000 bytes and is raised explicitly (SLAWATCH_FAUST_SETTINGS) in the main test;
-with the default the worker crashes (``test_oversize_message_with_default_producer_settings``,
-xfail). The
+with the default, the DLQ record carries the message's head only
+(``test_oversize_message_with_default_producer_settings``). The
 made-up-id flood is ``FLOOD`` messages, not 1,000,000: the worker handles ~4,000
 unmapped events/s on the shared 2-core host, so a million would take ~4 minutes, more
 than the whole reliability suite may use. The bound that matters (memory and series
@@ -175,7 +175,7 @@ def _norm(reason: str) -> str:
 
 #: The worker's producer must be allowed to re-send the largest input to the DLQ. Faust's
 #: default ``producer_max_request_size`` is 1,000,000 bytes; raised here explicitly through
-#: the operators' escape hatch (SLAWATCH_FAUST_SETTINGS). Without it see the xfail below.
+#: the operators' escape hatch (SLAWATCH_FAUST_SETTINGS). Without it the DLQ record is truncated.
 BIG_PRODUCER = {"SLAWATCH_FAUST_SETTINGS": orjson.dumps({"producer_max_request_size": 4 * HUGE}).decode()}
 
 
@@ -265,11 +265,6 @@ def test_bad_input_never_stops_the_worker(kafka_broker: EmbeddedBroker, tmp_path
         del producer
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a message larger than the worker producer's max_request_size (Faust default 1,000,000 "
-    "bytes) crashes the whole worker when it is sent to the DLQ (ProducerSendError "
-    "MessageSizeTooLargeError), and it is never acked, so a restart crashes again; see "
-    "issue 6 note"))
 def test_oversize_message_with_default_producer_settings(
     kafka_broker: EmbeddedBroker, worker_factory: Any, tmp_path: Path
 ) -> None:

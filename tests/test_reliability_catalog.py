@@ -117,8 +117,6 @@ def test_bad_catalogs_are_refused_and_a_good_one_applied(
     assert worker.alive() and worker.starts == 1
 
 
-@pytest.mark.xfail(strict=True, reason="catalog deleted while running: the file watcher ignores a "
-                   "missing file (no log line, no reload error) until a SIGHUP; see issue 6 note")
 def test_deleted_catalog_is_reported_without_sighup(
     kafka_broker: EmbeddedBroker, worker_factory: Any, tmp_path: Path
 ) -> None:

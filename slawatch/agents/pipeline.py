@@ -36,6 +36,11 @@ H_REASON = "slawatch-reason"
 H_TOPIC = "slawatch-source-topic"
 H_PARTITION = "slawatch-source-partition"
 H_OFFSET = "slawatch-source-offset"
+#: Set (to the original size in bytes) when a DLQ record carries only the message's head.
+H_TRUNCATED = "slawatch-truncated"
+#: Largest key + value a DLQ record carries: under Faust's default producer request
+#: size (1,000,000 bytes) with room for headers and batch overhead.
+DLQ_MAX_BYTES = 900_000
 
 #: Prune a tracker's history at most this often (seconds) when it is written anyway.
 PRUNE_EVERY = 300.0
@@ -226,16 +231,22 @@ class Pipeline:
         self.dlq_log.warning(
             "rejected message %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, reason
         )
-        fut = self.topics.dlq.send_soon(
-            key=msg.key,
-            value=msg.value,
-            headers=[
-                (H_REASON, reason.encode()),
-                (H_TOPIC, str(msg.topic).encode()),
-                (H_PARTITION, str(msg.partition).encode()),
-                (H_OFFSET, str(msg.offset).encode()),
-            ],
-        )
+        headers = [
+            (H_REASON, reason.encode()),
+            (H_TOPIC, str(msg.topic).encode()),
+            (H_PARTITION, str(msg.partition).encode()),
+            (H_OFFSET, str(msg.offset).encode()),
+        ]
+        key, value = msg.key, msg.value
+        size = len(key or b"") + len(value or b"")
+        if size > DLQ_MAX_BYTES:
+            # A message larger than the producer may send would crash the worker on
+            # every restart (it is never acked). Keep its head; the source
+            # topic/partition/offset headers point at the original.
+            headers.append((H_TRUNCATED, str(size).encode()))
+            key = key[:1024] if key else key
+            value = (value or b"")[: DLQ_MAX_BYTES - 1024]
+        fut = self.topics.dlq.send_soon(key=key, value=value, headers=headers)
         self._futures1.append(fut)
 
     def _reroute(self, ev: Any, comp: str) -> None:

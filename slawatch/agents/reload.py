@@ -76,5 +76,7 @@ class CatalogReloader:
                 self.reload("SIGHUP")
                 continue
             fp = _fingerprint(self.path)
-            if fp is not None and fp != self._seen:
-                self.reload("file changed")
+            if fp != self._seen:
+                # A deleted or unreadable file is reported (and counted) once, like any
+                # refused catalog; the last good catalog stays in force.
+                self.reload("file changed" if fp is not None else "file missing or unreadable")
