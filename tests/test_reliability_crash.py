@@ -7,7 +7,8 @@ times at seeded random moments (alternately 0.5-4 s after it became ready, and 1
 after its start, i.e. possibly while joining or recovering) and restarted at once. After
 the stream, every series of /metrics must equal the pure engine fed the same messages
 once, in publish order, and ``slawatch_events_total`` must add up to the messages
-published. It does not today (xfail, see KILL_BUG); any other failure still fails.
+published. It does not reliably today (xfail, not strict, see KILL_BUG); any other
+failure still fails.
 
 ``test_full_redelivery_changes_nothing``: after a clean pass, the group's committed
 offsets on the input and segments topics are rewound to 0 and the whole stream is
@@ -95,7 +96,8 @@ KILL_BUG = (
 )
 
 
-@pytest.mark.xfail(strict=True, raises=KnownBug, reason=KILL_BUG)
+# Not strict: the loss depends on where the kills land, so a run may pass by luck.
+@pytest.mark.xfail(strict=False, raises=KnownBug, reason=KILL_BUG)
 def test_sigkill_five_times_under_load(tmp_path: Path, worker_factory: Any) -> None:
     broker = start_broker(tmp_path, 4)
     try:

@@ -12,7 +12,7 @@ exported at once. Afterwards:
   ever goes down in the union, and at the quiet points (after the join, after the
   leave) the union equals the engine fed the same messages, series by series. None of
   this holds today: these checks raise
-  ``KnownBug`` (xfail, strict); every other assertion fails the test normally.
+  ``KnownBug`` (xfail, not strict: timing-dependent); every other assertion fails the test normally.
 """
 
 from __future__ import annotations
@@ -107,7 +107,8 @@ class Sampler:
         return out
 
 
-@pytest.mark.xfail(strict=True, raises=KnownBug, reason=(
+# Not strict: the loss depends on timing, so a run may pass by luck.
+@pytest.mark.xfail(strict=False, raises=KnownBug, reason=(
     "after a partition moves under load, the new owner's trackers differ from the engine "
     "service counters go down, and messages are lost (the new owner skips messages after "
     "the committed offset, as after a SIGKILL); see issue 6 note. Coverage, duplicate "
