@@ -38,9 +38,8 @@ H_PARTITION = "slawatch-source-partition"
 H_OFFSET = "slawatch-source-offset"
 #: Set (to the original size in bytes) when a DLQ record carries only the message's head.
 H_TRUNCATED = "slawatch-truncated"
-#: Largest key + value a DLQ record carries: under Faust's default producer request
-#: size (1,000,000 bytes) with room for headers and batch overhead.
-DLQ_MAX_BYTES = 900_000
+#: Room left under the producer's max request size for headers and batch overhead.
+DLQ_HEADROOM = 64 * 1024
 
 #: Prune a tracker's history at most this often (seconds) when it is written anyway.
 PRUNE_EVERY = 300.0
@@ -239,13 +238,14 @@ class Pipeline:
         ]
         key, value = msg.key, msg.value
         size = len(key or b"") + len(value or b"")
-        if size > DLQ_MAX_BYTES:
+        limit = max(DLQ_HEADROOM, int(self.topics.dlq.app.conf.producer_max_request_size) - DLQ_HEADROOM)
+        if size > limit:
             # A message larger than the producer may send would crash the worker on
             # every restart (it is never acked). Keep its head; the source
             # topic/partition/offset headers point at the original.
             headers.append((H_TRUNCATED, str(size).encode()))
             key = key[:1024] if key else key
-            value = (value or b"")[: DLQ_MAX_BYTES - 1024]
+            value = (value or b"")[: limit - 1024]
         fut = self.topics.dlq.send_soon(key=key, value=value, headers=headers)
         self._futures1.append(fut)
 
