@@ -1,9 +1,10 @@
 """Requirement trees: what a service needs from its components (CONTRACT §2, §3).
 
 A tree is evaluated on every change of a component it depends on, twice (maintenance
-as up, then as down), so each service's tree is compiled once into two plain Python
-lambdas over a ``{component: State}`` mapping. Blame and supported availability are
-rarer and walk the tree directly.
+as up, then as down), so each service's tree is compiled once (``compile_indexed``) into
+plain Python functions over a list of component states: one for the service state, one
+for the blamed components. Supported availability is rarer and walks the tree directly;
+``evaluate`` and ``blame`` are the interpreted twins.
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ Requirement = Leaf | AllOf | AnyOf | AtLeast | ServiceRef
 
 #: Resolves ``service:`` references to the referenced service's top-level requirement.
 Resolver = Callable[[str], Requirement]
-Predicate = Callable[[Mapping[str, State]], bool]
 
 
 def leaves(req: Requirement, resolve: Resolver) -> set[str]:
@@ -62,100 +62,14 @@ def leaves(req: Requirement, resolve: Resolver) -> set[str]:
     return out
 
 
-def _source(req: Requirement, resolve: Resolver, planned: bool) -> str:
-    if isinstance(req, Leaf):
-        # planned=True: maintenance counts as down, so only UP passes.
-        return f"s[{req.component!r}]=={int(UP)}" if planned else f"s[{req.component!r}]!={int(DOWN)}"
-    if isinstance(req, ServiceRef):
-        return _source(resolve(req.service), resolve, planned)
-    parts = [f"({_source(item, resolve, planned)})" for item in req.items]
-    if isinstance(req, AllOf):
-        return " and ".join(parts) or "True"
-    if isinstance(req, AnyOf):
-        return " or ".join(parts) or "False"
-    return f"({' + '.join(parts)}) >= {req.k}"
-
-
-def compile_predicate(req: Requirement, resolve: Resolver, *, planned: bool) -> Predicate:
-    """A fast ``states -> bool``; ``planned`` treats maintenance as down.
-
-    The source is built only from validated component ids rendered with ``repr``, so
-    the generated code cannot contain anything but dict look-ups and comparisons.
-    """
-    code = compile(f"lambda s: bool({_source(req, resolve, planned)})", "<requires>", "eval")
-    fn: Predicate = eval(code, {"__builtins__": {"bool": bool}})
-    return fn
-
-
 Blamer = Callable[[Mapping[str, State]], tuple[str, ...]]
-
-
-def compile_blame(req: Requirement, resolve: Resolver) -> Blamer:
-    """A fast twin of :func:`blame`: node values are computed bottom-up into locals,
-    then nested ``if not`` blocks descend only into failing requirements."""
-    lines: list[str] = []
-    counter = [0]
-
-    def value(node: Requirement) -> str:
-        if isinstance(node, ServiceRef):
-            return value(resolve(node.service))
-        counter[0] += 1
-        name = f"n{counter[0]}"
-        if isinstance(node, Leaf):
-            lines.append(f"    {name} = s[{node.component!r}] != {int(DOWN)}")
-        else:
-            parts = [value(item) for item in node.items]
-            if isinstance(node, AllOf):
-                lines.append(f"    {name} = {' and '.join(parts) or 'True'}")
-            elif isinstance(node, AnyOf):
-                lines.append(f"    {name} = {' or '.join(parts) or 'False'}")
-            else:
-                lines.append(f"    {name} = ({' + '.join(parts)}) >= {node.k}")
-        names[id(node)] = name
-        return name
-
-    names: dict[int, str] = {}
-    root = value(req)
-    body: list[str] = []
-
-    def descend(node: Requirement, indent: str) -> None:
-        if isinstance(node, ServiceRef):
-            descend(resolve(node.service), indent)
-            return
-        name = names[id(node)]
-        body.append(f"{indent}if not {name}:")
-        if isinstance(node, Leaf):
-            body.append(f"{indent}    out.add({node.component!r})")
-            return
-        body.append(f"{indent}    pass")
-        for item in node.items:
-            descend(item, indent + "    ")
-
-    descend(req, "    ")
-    src = "\n".join(["def blame(s):", *lines, "    out = set()", *body,
-                     "    return tuple(sorted(out))"])
-    del root
-    namespace: dict[str, object] = {"__builtins__": {"set": set, "tuple": tuple, "sorted": sorted}}
-    exec(compile(src, "<blame>", "exec"), namespace)
-    fn: Blamer = namespace["blame"]  # type: ignore[assignment]
-    return fn
 
 
 StateFn = Callable[[Mapping[str, State]], int]
 
 
-def compile_state(req: Requirement, resolve: Resolver) -> StateFn:
-    """``states -> int(State)`` in one call: DOWN, else MAINTENANCE, else UP (§3)."""
-    unplanned = _source(req, resolve, planned=False)
-    planned = _source(req, resolve, planned=True)
-    down, maint, up = int(DOWN), int(State.MAINTENANCE), int(UP)
-    src = f"lambda s: {down} if not ({unplanned}) else ({maint} if not ({planned}) else {up})"
-    fn: StateFn = eval(compile(src, "<requires>", "eval"), {"__builtins__": {}})
-    return fn
-
-
 def evaluate(req: Requirement, states: Mapping[str, State], resolve: Resolver, *, planned: bool) -> bool:
-    """Interpreted twin of compile_predicate, for blame walks and for the tests."""
+    """Interpreted twin of the compiled evaluators, for blame walks, very deep trees and the tests."""
     if isinstance(req, Leaf):
         st = states.get(req.component, UP)
         return st == UP if planned else st != DOWN
@@ -247,7 +161,7 @@ def compile_indexed(
 ) -> tuple[tuple[str, ...], IndexedStateFn, IndexedBlamer]:
     """(slot names, state, blame) over a list of states instead of a dict.
 
-    The same logic as :func:`compile_state` and :func:`compile_blame`, but a leaf reads
+    The same logic as :func:`evaluate` and :func:`blame`, compiled: a leaf reads
     ``s[<slot>]`` (a list index with a constant: no hashing, no string compare) and
     slots are numbered in order of first appearance, so services of one shape share
     one compiled pair: a catalog of similar services compiles each shape once.
