@@ -14,7 +14,7 @@ import socket
 from typing import Any
 
 from slawatch.agents.collector import make_registry
-from slawatch.agents.pipeline import Pipeline, install_agents
+from slawatch.agents.pipeline import Pipeline, install_pipeline
 from slawatch.agents.reload import CatalogReloader
 from slawatch.agents.runtime import Runtime
 from slawatch.agents.settings import FAUST_TUNING, WorkerSettings
@@ -117,7 +117,8 @@ def build_app(settings: WorkerSettings, catalog: Catalog) -> Built:
     components_table = _raw_table(app, settings, "components")
     services_table = _raw_table(app, settings, "services")
     rt.bind_tables(components_table, services_table)
-    pipeline = install_agents(app, rt, topics)
+    pipeline = install_pipeline(app, rt, topics)
+    rt.pipeline = pipeline
     install_views(app, rt, make_registry(rt), services_table)
     reloader = CatalogReloader(rt)
 
@@ -132,10 +133,10 @@ def build_app(settings: WorkerSettings, catalog: Catalog) -> Built:
         await reloader.run(settings.catalog_poll_interval)
 
     async def _forget(app: Any, revoked: Any, **kwargs: Any) -> None:
-        # Write and ack what is pending while the partitions are still ours.
-        await pipeline.commit()
-        # Decoded trackers of partitions that may move are re-validated anyway; dropping
-        # them keeps memory bounded to what this worker owns.
+        # Nothing is pending here: a batch writes its state before it returns, and the
+        # consumer waited for those writes (wait_empty) before this signal. Decoded
+        # trackers of partitions that may move are re-validated anyway; dropping them
+        # keeps memory bounded to what this worker owns.
         rt.components.forget()
         rt.stats.forget()
         rt.services.forget()

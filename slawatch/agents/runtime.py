@@ -68,6 +68,7 @@ class Runtime:
         self.stats: TrackerTable[PartitionStats]
         self.services: TrackerTable[ServiceTracker]
         self.topics: Any = None
+        self.pipeline: Any = None  # the Pipeline, once built (for /api/worker)
 
     def bind_tables(self, components_table: Any, services_table: Any) -> None:
         self.components = TrackerTable(components_table, decode_component, encode_component)

@@ -7,19 +7,19 @@ decoded object next to the exact bytes it came from: as long as the table still 
 those bytes the object is the truth, and when recovery or a standby update replaced
 them it is decoded again. Changes are marked dirty and written once per batch.
 
-Table writes must carry the partition of the message they belong to (Faust sends the
-changelog record to that partition, and RocksDB picks its per-partition database by
-it), so every dirty key remembers an event of its partition and ``flush`` writes under
-that event's context.
+Table writes must carry the partition of the message they belong to (the changelog
+record goes to that partition, and RocksDB picks its per-partition database by it), so
+every dirty key remembers its partition and ``flush`` writes under that partition.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import bisect
 import contextlib
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 import orjson
@@ -39,23 +39,42 @@ def stats_key(partition: int) -> str:
     return f"{STATS_PREFIX}{partition}"
 
 
+class PartitionContext:
+    """Stands in for Faust's current event while a table is written outside an agent.
+
+    Faust's stores take the partition of a write from ``current_event().message``
+    (RocksDB keeps one database per partition); batch handlers have no Event, only
+    the partition, so this object carries just that.
+    """
+
+    __slots__ = ("__weakref__", "message")
+
+    class _Message:
+        __slots__ = ("partition",)
+
+        def __init__(self, partition: int) -> None:
+            self.partition = partition
+
+    def __init__(self, partition: int) -> None:
+        self.message = self._Message(partition)
+
+
+_contexts: dict[int, PartitionContext] = {}
+
+
 @contextlib.contextmanager
-def event_context(event: Any) -> Iterator[None]:
-    """Make ``event`` Faust's current event, so table I/O uses its partition."""
+def partition_context(partition: int) -> Iterator[None]:
+    """Make table I/O in this block belong to ``partition``."""
     from faust.streams import _current_event
 
-    token = _current_event.set(weakref.ref(event))
+    ctx = _contexts.get(partition)
+    if ctx is None:
+        ctx = _contexts[partition] = PartitionContext(partition)
+    token = _current_event.set(weakref.ref(ctx))  # type: ignore[arg-type]  # duck-typed
     try:
         yield
     finally:
         _current_event.reset(token)
-
-
-def set_current_event(event: Any) -> None:
-    """Like ``event_context`` without restoring: for the tight per-event loop."""
-    from faust.streams import _current_event
-
-    _current_event.set(weakref.ref(event))
 
 
 class PartitionStats:
@@ -154,6 +173,11 @@ def encode_stats(stats: PartitionStats) -> bytes:
     return stats.to_bytes()
 
 
+#: ``send(topic, key, value, partition)``: hands a record to the producer and returns
+#: the future of its delivery (``await``-ing it waits only for room in the producer).
+Send = Callable[[str, bytes, bytes, int], Awaitable["asyncio.Future[Any]"]]
+
+
 class TrackerTable(Generic[T]):
     """A Faust table of raw bytes seen as decoded objects, written once per batch."""
 
@@ -164,12 +188,12 @@ class TrackerTable(Generic[T]):
         self._decode = decode
         self._encode = encode
         self._cache: dict[str, tuple[bytes, T]] = {}
-        self._dirty: dict[str, Any] = {}  # key -> an event of the key's partition
+        self._dirty: dict[str, int] = {}  # key -> its partition
 
     def get(self, key: str) -> T | None:
         """The current object for ``key``, or None if the table has none.
 
-        Outside the agent (in the collector) there is no current event; the store then
+        Outside a batch (in the collector) there is no current event; the store then
         finds the key's partition itself.
         """
         if key in self._dirty:
@@ -185,52 +209,72 @@ class TrackerTable(Generic[T]):
         self._cache[key] = (raw, obj)
         return obj
 
-    def put(self, key: str, obj: T, event: Any) -> None:
+    def put(self, key: str, obj: T, partition: int) -> None:
         """Adopt a new object for ``key``; it is written at the next ``flush``."""
         self._cache[key] = (b"", obj)
-        self._dirty[key] = event
+        self._dirty[key] = partition
 
-    def touch(self, key: str, event: Any) -> None:
+    def touch(self, key: str, partition: int) -> None:
         """Mark an object returned by ``get`` as changed in place."""
-        self._dirty[key] = event
+        self._dirty[key] = partition
 
     @property
     def dirty(self) -> int:
         return len(self._dirty)
 
-    def flush(self, before_write: Callable[[str, T], None] | None = None) -> list[Any]:
-        """Write every dirty key once (to its partition); returns the send futures.
+    async def flush(
+        self, send: Send, before_write: Callable[[str, T], None] | None = None
+    ) -> list[Any]:
+        """Write every dirty key once (store + changelog); returns the send futures.
 
-        The changelog record is sent directly (not through ``table[key] = ...``) so the
-        caller gets its future and can wait for the broker's ack before acking the
-        input: Faust's own path drops that future, and its producer buffer flush gives
-        up after 0.1 s, so a commit could overtake the write.
+        The changelog record goes straight to the producer rather than through
+        ``table[key] = ...``: Faust's path queues one message per write in an unbounded
+        buffer drained one per loop iteration, and drops the future, so the caller could
+        not hold the input's commit until the write is on the broker. RocksDB's persisted
+        offset (which lets a restart recover only the tail) is set, as Faust does, from
+        the delivered record.
         """
         dirty, self._dirty = self._dirty, {}
         if not dirty:
             return []
-        from faust.streams import _current_event
-
         table, cache, encode = self.table, self._cache, self._encode
         store = table.data
-        send = table.send_changelog
-        futures: list[Any] = []
-        token = _current_event.set(None)
-        try:
-            for key, event in dirty.items():
-                obj = cache[key][1]
-                if before_write is not None:
-                    before_write(key, obj)
-                raw = encode(obj)
-                _current_event.set(weakref.ref(event))
-                futures.append(send(event.message.partition, key, raw))
+        # First every store write, with no await in between: readers (the collector)
+        # run between our awaits, and must find each key either dirty or stored.
+        records: list[tuple[bytes, bytes, int]] = []
+        for key, partition in dirty.items():
+            obj = cache[key][1]
+            if before_write is not None:
+                before_write(key, obj)
+            raw = encode(obj)
+            with partition_context(partition):
                 store[key] = raw
-                cache[key] = (raw, obj)
-        finally:
-            _current_event.reset(token)
+            cache[key] = (raw, obj)
+            records.append((key.encode(), raw, partition))
+        topic = table.changelog_topic.get_topic_name()
+        futures: list[Any] = []
+        last: dict[int, Any] = {}
+        for bkey, raw, partition in records:
+            fut = await send(topic, bkey, raw, partition)
+            futures.append(fut)
+            last[partition] = fut
+        for fut in last.values():
+            fut.add_done_callback(_persist_offset(store))
         return futures
 
     def forget(self) -> None:
         """Drop the decoded cache (not dirty objects): after a rebalance, for memory."""
         keep = {k: self._cache[k] for k in self._dirty if k in self._cache}
         self._cache = keep
+
+
+def _persist_offset(store: Any) -> Callable[[Any], None]:
+    def done(fut: Any) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            return
+        md = fut.result()
+        tp = getattr(md, "topic_partition", None)
+        if tp is not None:
+            store.set_persisted_offset(tp, md.offset)
+
+    return done

@@ -9,6 +9,8 @@
   that is all of them, i.e. whether other workers share the group).
 * ``/api/services/{name}/outages`` — routed by Faust to the worker that owns the service,
   so any worker answers for any service.
+* ``/api/worker`` — this worker's consumer positions, commit positions and batch
+  counters (how far each stage is; used by ``bench/throughput.py``).
 * ``/`` — the wall-screen status page (``statuspage.py``), polling ``/api/services``.
 * ``POST /ingest/events`` and ``POST /ingest/alertmanager`` — events over HTTP
   (``ingest.py``), published to the input topic; answered 202 only once the broker has
@@ -87,6 +89,20 @@ def install_views(app: Any, rt: Runtime, registry: CollectorRegistry, services_t
             }
         )
 
+    async def worker(self: Any, request: Any) -> Any:
+        consumer: Any = rt.app.consumer if rt.app is not None else None
+        status = consumer.status() if hasattr(consumer, "status") else {}
+        pipeline = rt.pipeline
+        ends = pipeline.segments_end if pipeline is not None else {}
+        return self.json({
+            "pid": _pid(),
+            "ready": rt.ready(),
+            "events": rt.counters.events,
+            "batches": rt.counters.batches,
+            **status,
+            "segments_produced": {rt.settings.segments_topic: {str(p): e for p, e in ends.items()}},
+        })
+
     async def status_page(self: Any, request: Any) -> Any:
         from aiohttp.web import Response
 
@@ -151,6 +167,7 @@ def install_views(app: Any, rt: Runtime, registry: CollectorRegistry, services_t
     app.page("/healthz")(healthz)
     app.page("/readyz")(readyz)
     app.page("/api/services")(services)
+    app.page("/api/worker")(worker)
     # table_route forwards the request to the worker that owns the service's partition.
     app.page("/api/services/{name}/outages")(
         app.table_route(table=services_table, match_info="name")(outages)

@@ -1,0 +1,453 @@
+"""Pipeline throughput, backlog, latency and memory: slawatch's worker vs the raw client.
+
+    .venv/bin/python bench/throughput.py                 # 200k events, ~2 min
+    .venv/bin/python bench/throughput.py --events 1000000 --skip-latency
+    .venv/bin/python bench/throughput.py --scale         # 100k components, 10k services
+
+Everything runs here, nothing to install: an embedded tansu broker, real worker
+processes, kafka-python (the product's publisher) and aiokafka (the raw baseline).
+Measured in one run, so ratios are comparable even on a busy machine:
+
+(a) raw       aiokafka ``getmany()`` in a consumer group + ``orjson.loads`` per record
+              + a commit per batch: the ceiling of any Python consumer here.
+(b) pipeline  a `slawatch worker` working off the same backlog: decode, classify,
+              component trackers, the repartition to services, service ledgers, both
+              changelogs and the commits. Rate = events / (last batch - first batch), as
+              the worker reports it (/api/worker); "backlog" adds the start-up.
+(c) latency   events published at a steady rate (default 2,000/s); an event counts as
+              visible when /metrics shows it: each down event of a latency component
+              opens an outage of its own one-component service, so the sum of
+              ``slawatch_service_outages_total`` over those services counts visible
+              events. Latency = first scrape that shows event k - its publish time
+              (scrapes every 10 ms, so figures are up to 10 ms pessimistic).
+(d) memory    the worker's peak RSS (VmHWM), and with --scale the RSS and the /metrics
+              scrape time of a catalog of 100,000 components and 10,000 services.
+
+The event mix is an alert storm by default: every event changes its component's state
+(``--change-ratio 1``), and each component feeds 2 services, so every event produces
+2 segments on the repartition topic. ``--change-ratio 0.1`` is a calmer day.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import orjson  # noqa: E402
+
+from slawatch.agents.broker import EmbeddedBroker, free_port  # noqa: E402
+from slawatch.agents.partitioning import Partitioner  # noqa: E402
+
+# -- catalog and events -------------------------------------------------------------
+
+
+def make_catalog(components: int, services: int, fanout: int, latency_services: int) -> str:
+    """A catalog (JSON, which is YAML too): ``services`` services over ``components``
+    components, each component in about ``fanout`` services (any-of and k-of-n groups),
+    plus one-component services for the latency probe."""
+    comps: dict[str, Any] = {f"c{i}": {"team": "bench", "kpi": 0.99} for i in range(components)}
+    comps.update({f"lat{i}": {"team": "probe", "kpi": 0.99} for i in range(latency_services)})
+    svcs: dict[str, Any] = {}
+    per = max(1, components * fanout // max(1, services))
+    for s in range(services):
+        start = s * components // max(1, services)
+        members = list(dict.fromkeys(f"c{(start + j) % components}" for j in range(per)))
+        if s % 2 == 0 or len(members) < 2:
+            req: Any = {"any": members}
+        else:
+            req = {"at_least": len(members) - 1, "of": members}
+        svcs[f"s{s}"] = {"kind": "external", "customers": ["bench"],
+                         "sla": {"target": 0.999, "period": "30d"}, "requires": [req]}
+    for i in range(latency_services):
+        svcs[f"lat{i}"] = {"kind": "internal", "customers": ["bench"],
+                           "sla": {"target": 0.99, "period": "30d"}, "requires": [f"lat{i}"]}
+    return orjson.dumps({"components": comps, "services": svcs}).decode()
+
+
+def make_events(n: int, components: int, change_ratio: float, start: float,
+                seed: int = 1) -> list[tuple[bytes, bytes]]:
+    rng = random.Random(seed)
+    state = ["up"] * components
+    out = []
+    span = 3600.0
+    for i in range(n):
+        c = rng.randrange(components)
+        if rng.random() < change_ratio:
+            state[c] = "down" if state[c] == "up" else "up"
+        ts = start + span * i / n
+        cid = f"c{c}"
+        out.append((cid.encode(), orjson.dumps({"component": cid, "state": state[c],
+                                                "ts": round(ts, 3), "source": "bench"})))
+    return out
+
+
+def publish(broker: EmbeddedBroker, topic: str, partitions: int,
+            msgs: list[tuple[bytes, bytes]]) -> float:
+    """Publish with slawatch's own publisher; returns events/s."""
+    from slawatch.agents.publish import KafkaSettings, Publisher
+
+    pub = Publisher(KafkaSettings(broker=broker.url), topic)
+    t0 = time.perf_counter()
+    pub.send_many(msgs)
+    pub.flush()
+    rate = len(msgs) / (time.perf_counter() - t0)
+    if pub.failed:
+        raise SystemExit(f"publishing failed: {pub.first_error}")
+    pub.close()
+    return rate
+
+
+# -- (a) the raw client -------------------------------------------------------------
+
+
+async def raw_getmany(bootstrap: str, topic: str, n: int) -> float:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"raw-{time.time()}",
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                session_timeout_ms=10_000, heartbeat_interval_ms=1_000)
+    await consumer.start()
+    loads = orjson.loads
+    seen = 0
+    t0 = 0.0
+    try:
+        while seen < n:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            if batch and not t0:
+                t0 = time.perf_counter()
+            for records in batch.values():
+                for r in records:
+                    loads(r.value)
+                seen += sum(len(r) for r in batch.values())
+            if batch:
+                await consumer.commit()
+        return n / (time.perf_counter() - t0)
+    finally:
+        await consumer.stop()
+
+
+# -- the worker ---------------------------------------------------------------------
+
+
+class Worker:
+    def __init__(self, broker: EmbeddedBroker, catalog: Path, workdir: Path, partitions: int,
+                 app_id: str, events_topic: str = "component-events") -> None:
+        self.segments_topic = f"{app_id}-segments"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = workdir / f"{app_id}.log"
+        cmd = [sys.executable, "-m", "slawatch.agents.cli", "worker", "--broker", broker.url,
+               "--catalog", str(catalog), "--web-port", str(self.port), "--web-host", "127.0.0.1",
+               "--data-dir", str(workdir / app_id), "--app-id", app_id,
+               "--partitions", str(partitions), "--store", "memory", "--log-level", "warning",
+               "--events-topic", events_topic, "--segments-topic", self.segments_topic,
+               "--dlq-topic", f"{app_id}-dlq"]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SLAWATCH_")}
+        if os.environ.get("BENCH_FAUST_SETTINGS"):  # measuring a setting
+            env["SLAWATCH_FAUST_SETTINGS"] = os.environ["BENCH_FAUST_SETTINGS"]
+        spy = os.environ.get("BENCH_PY_SPY")  # e.g. /tmp/worker.txt: profile the worker
+        if spy:
+            cmd = [str(Path(sys.executable).parent / "py-spy"), "record", "-r", "100", "-f", "raw",
+                   "-o", spy, "--", *cmd]
+        self.started = time.monotonic()
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, env=env)
+
+    def get(self, path: str, timeout: float = 10.0) -> bytes:
+        with urllib.request.urlopen(self.url + path, timeout=timeout) as resp:
+            return bytes(resp.read())
+
+    def status(self) -> dict[str, Any]:
+        return dict(orjson.loads(self.get("/api/worker")))
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait_ready(self, timeout: float = 120.0) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise SystemExit(f"worker exited:\n{self.log.read_text()[-3000:]}")
+            with contextlib.suppress(OSError):
+                if self.get("/readyz", 2.0):
+                    return time.monotonic() - self.started
+            time.sleep(0.1)
+        raise SystemExit(f"worker not ready in {timeout} s:\n{self.log.read_text()[-3000:]}")
+
+    def rss(self) -> tuple[float, float]:
+        """(current, peak) resident set size in MiB."""
+        text = Path(f"/proc/{self.proc.pid}/status").read_text()
+        cur = int(re.search(r"VmRSS:\s+(\d+)", text).group(1)) / 1024  # type: ignore[union-attr]
+        peak = int(re.search(r"VmHWM:\s+(\d+)", text).group(1)) / 1024  # type: ignore[union-attr]
+        return cur, peak
+
+    def stop(self) -> None:
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def caught_up(status: dict[str, Any], topic: str, ends: dict[int, int]) -> bool:
+    pos = status.get("position", {}).get(topic, {})
+    return all(pos.get(str(p), 0) >= end for p, end in ends.items() if end)
+
+
+def wait_pipeline(worker: Worker, events_topic: str, segments_topic: str,
+                  input_ends: dict[int, int], timeout: float) -> dict[str, Any]:
+    """Wait until both stages processed everything; returns the last status."""
+    deadline = time.monotonic() + timeout
+    last_print = 0.0
+    while time.monotonic() < deadline:
+        if not worker.alive():
+            raise SystemExit(f"worker exited:\n{worker.log.read_text()[-3000:]}")
+        with contextlib.suppress(OSError):
+            st = worker.status()
+            done1 = caught_up(st, events_topic, input_ends)
+            seg_ends = {int(p): e for p, e in st.get("segments_produced", {})
+                        .get(segments_topic, {}).items()}
+            if done1 and st.get("inflight_batches", 1) == 0 and caught_up(st, segments_topic, seg_ends):
+                return st
+            if time.monotonic() - last_print > 5:
+                last_print = time.monotonic()
+                print(f"    ... {st.get('events', 0):,} events through stage 1", flush=True)
+        time.sleep(0.05)
+    raise SystemExit(f"pipeline did not catch up in {timeout} s:\n{worker.log.read_text()[-3000:]}")
+
+
+def input_end_offsets(broker: EmbeddedBroker, topic: str, partitions: int,
+                      msgs: list[tuple[bytes, bytes]]) -> dict[int, int]:
+    """The end offset per partition: the publisher partitions by murmur2(key), and the
+    topic was empty, so it is the number of messages per partition."""
+    part = Partitioner(partitions)
+    ends: dict[int, int] = {}
+    for key, _ in msgs:
+        p = part(key.decode())
+        ends[p] = ends.get(p, 0) + 1
+    return ends
+
+
+# -- (c) latency --------------------------------------------------------------------
+
+
+def outages_sum(worker: Worker, prefix: str) -> float:
+    total = 0.0
+    for line in worker.get("/metrics").decode().splitlines():
+        if line.startswith("slawatch_service_outages_total{") and f'service="{prefix}' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def latency_run(broker: EmbeddedBroker, worker: Worker, topic: str, rate: int, seconds: float,
+                latency_services: int) -> tuple[list[float], int]:
+    """Publish ``rate`` events/s for ``seconds``; returns per-down-event latencies (s)."""
+    import threading
+
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=1, acks=1)
+    base = outages_sum(worker, "lat")
+    pub_times: list[float] = []  # publish time of the k-th down event
+    seen_at: list[float] = []  # scrape time at which the k-th down event became visible
+    stop = threading.Event()
+
+    def scrape() -> None:
+        visible = 0
+        while not stop.is_set() or visible < len(pub_times):
+            t = time.perf_counter()
+            try:
+                now_visible = int(outages_sum(worker, "lat") - base)
+            except OSError:
+                now_visible = visible
+            while visible < now_visible:
+                seen_at.append(t)
+                visible += 1
+            if stop.is_set() and time.perf_counter() - stop_at[0] > 10:
+                break
+            time.sleep(0.01)
+
+    stop_at = [0.0]
+    th = threading.Thread(target=scrape, daemon=True)
+    th.start()
+    state = ["up"] * latency_services
+    t0 = time.perf_counter()
+    n = int(rate * seconds)
+    ts0 = time.time() - 60
+    for i in range(n):
+        target = t0 + i / rate
+        delay = target - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        c = i % latency_services
+        state[c] = "down" if state[c] == "up" else "up"
+        cid = f"lat{c}"
+        value = orjson.dumps({"component": cid, "state": state[c], "ts": ts0 + i / rate})
+        if state[c] == "down":
+            pub_times.append(time.perf_counter())
+        producer.send(topic, key=cid.encode(), value=value)
+        if i % 20 == 19:
+            producer.flush()
+    producer.flush()
+    stop_at[0] = time.perf_counter()
+    stop.set()
+    th.join(30)
+    producer.close()
+    lat = [s - p for s, p in zip(seen_at, pub_times, strict=False)]
+    return lat, len(pub_times) - len(lat)
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+# -- main ---------------------------------------------------------------------------
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--components", type=int, default=400)
+    ap.add_argument("--services", type=int, default=400)
+    ap.add_argument("--fanout", type=int, default=2, help="services per component")
+    ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--change-ratio", type=float, default=1.0)
+    ap.add_argument("--latency-rate", type=int, default=2000)
+    ap.add_argument("--latency-seconds", type=float, default=20.0)
+    ap.add_argument("--skip-latency", action="store_true")
+    ap.add_argument("--scale", action="store_true",
+                    help="also: RSS and scrape time with 100k components / 10k services")
+    ap.add_argument("--scale-components", type=int, default=100_000)
+    ap.add_argument("--scale-services", type=int, default=10_000)
+    opts = ap.parse_args()
+
+    lat_n = 50
+    results: list[tuple[str, str]] = []
+    work = Path(tempfile.mkdtemp(prefix="slawatch-bench-"))
+    catalog = work / "catalog.yaml"
+    catalog.write_text(make_catalog(opts.components, opts.services, opts.fanout, lat_n))
+    print(f"{opts.events:,} events over {opts.components} components, {opts.services} services "
+          f"(fan-out {opts.fanout}), change ratio {opts.change_ratio}, "
+          f"{opts.partitions} partitions; work dir {work}", flush=True)
+    msgs = make_events(opts.events, opts.components, opts.change_ratio, time.time() - 7200)
+    workers: list[Worker] = []
+    with EmbeddedBroker(log_path=work / "broker.log") as broker:
+        try:
+            topic = "component-events"
+            broker.create_topics({topic: opts.partitions})
+            pub_rate = publish(broker, topic, opts.partitions, msgs)
+            ends = input_end_offsets(broker, topic, opts.partitions, msgs)
+            print(f"published {len(msgs):,} events at {pub_rate:,.0f}/s", flush=True)
+
+            raw = asyncio.run(raw_getmany(broker.bootstrap, topic, len(msgs)))
+            print(f"(a) raw getmany + orjson: {raw:,.0f} events/s", flush=True)
+
+            w = Worker(broker, catalog, work, opts.partitions, "bench-pipeline")
+            workers.append(w)
+            ready = w.wait_ready()
+            st = wait_pipeline(w, topic, w.segments_topic, ends, timeout=1800)
+            backlog = time.monotonic() - w.started
+            stats = st["stats"]
+            span = max(1e-9, stats["last_at"] - stats["first_at"])
+            pipe = opts.events / span
+            print(f"(b) pipeline: {pipe:,.0f} events/s; backlog worked off {backlog:.1f} s after "
+                  f"start (ready after {ready:.1f} s)", flush=True)
+            _, peak = w.rss()
+            results += [
+                ("publisher (slawatch publish path)", f"{pub_rate:,.0f} events/s"),
+                ("(a) raw aiokafka getmany + orjson", f"{raw:,.0f} events/s"),
+                ("(b) slawatch pipeline (both stages, changelogs)", f"{pipe:,.0f} events/s"),
+                ("    ratio pipeline / raw", f"{pipe / raw:.3f}  (target >= 0.25)"),
+                (f"    backlog of {opts.events:,} from worker start", f"{backlog:.1f} s "
+                 f"(ready {ready:.1f} s)"),
+                ("    fetches / batches / records", f"{stats['fetches']:,} / {stats['batches']:,} / "
+                 f"{stats['records']:,}"),
+                ("    time in handlers / waiting for fetches", f"{stats['handle_seconds']:.1f} s / "
+                 f"{stats['wait_seconds']:.1f} s"),
+            ]
+            if not opts.skip_latency:
+                lat, missing = latency_run(broker, w, topic, opts.latency_rate,
+                                           opts.latency_seconds, lat_n)
+                results += [
+                    (f"(c) latency at {opts.latency_rate:,}/s, p50", f"{pct(lat, 0.5) * 1000:.0f} ms"),
+                    ("    p99", f"{pct(lat, 0.99) * 1000:.0f} ms  (target < 1000 ms)"),
+                    ("    max", f"{max(lat, default=float('nan')) * 1000:.0f} ms "
+                     f"({len(lat)} down events measured, {missing} not seen)"),
+                ]
+            cur, peak = w.rss()
+            results.append(("(d) worker RSS now / peak", f"{cur:.0f} / {peak:.0f} MiB"))
+            w.stop()
+
+            if opts.scale:
+                results += scale_run(broker, work, opts)
+        finally:
+            for w in workers:
+                w.stop()
+    width = max(len(k) for k, _ in results)
+    print()
+    for k, v in results:
+        print(f"{k:<{width}}  {v}")
+    return 0
+
+
+def scale_run(broker: EmbeddedBroker, work: Path, opts: argparse.Namespace) -> list[tuple[str, str]]:
+    """RSS and scrape time with a production-sized catalog, every component reported."""
+    nc, ns = opts.scale_components, opts.scale_services
+    catalog = work / "scale.yaml"
+    catalog.write_text(make_catalog(nc, ns, 1, 0))
+    topic = "scale-events"
+    broker.create_topics({topic: opts.partitions})
+    msgs = make_events(nc * 2, nc, 0.2, time.time() - 7200, seed=2)
+    for i in range(nc):  # every component once at least
+        cid = f"c{i}"
+        msgs.append((cid.encode(), orjson.dumps({"component": cid, "state": "up",
+                                                 "ts": time.time() - 60})))
+    publish(broker, topic, opts.partitions, msgs)
+    ends = input_end_offsets(broker, topic, opts.partitions, msgs)
+    w = Worker(broker, catalog, work, opts.partitions, "bench-scale", events_topic=topic)
+    try:
+        ready = w.wait_ready(300)
+        wait_pipeline(w, topic, w.segments_topic, ends, timeout=1800)
+        done = time.monotonic() - w.started
+        times = []
+        size = 0
+        for _ in range(3):
+            t0 = time.perf_counter()
+            size = len(w.get("/metrics", timeout=120))
+            times.append(time.perf_counter() - t0)
+        cur, peak = w.rss()
+        return [
+            (f"(d) scale: {nc:,} components, {ns:,} services", f"{len(msgs):,} events in "
+             f"{done:.1f} s (ready {ready:.1f} s)"),
+            ("    /metrics scrape (best / worst of 3)", f"{min(times) * 1000:.0f} / "
+             f"{max(times) * 1000:.0f} ms, {size / 1e6:.1f} MB  (target < 1000 ms)"),
+            ("    worker RSS now / peak", f"{cur:.0f} / {peak:.0f} MiB  (target < 500 MiB)"),
+        ]
+    finally:
+        w.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

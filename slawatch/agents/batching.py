@@ -1,0 +1,376 @@
+"""A Faust consumer that hands whole fetched batches to a handler.
+
+Why: Faust delivers every record one at a time. ``Consumer._drain_messages`` wraps each
+message in ``Service.wait_first(callback(message), suspend_flow.wait())`` (two tasks and
+an ``asyncio.wait`` per message), the conductor decodes it into an ``Event``, puts it on
+the stream's queue, and the agent takes it off again with sensors and an ack per
+message: 100-300 us of CPU per record, against ~3 us for aiokafka's ``getmany``
+underneath (docs/perf/faust-throughput-findings.md). Settings, ``take()`` and
+``concurrency`` all sit downstream of that hand-off and do not help.
+
+``BatchConsumer`` keeps everything Faust owns -- the consumer thread, group membership,
+the Faust assignor (so changelog partitions stay co-partitioned with their source and
+recovery works), the rebalance callbacks, flow control, table recovery and the commit
+timer -- and changes one thing: records of topics registered with
+``register_batch_topic`` go to an async handler as ``(tp, [ConsumerRecord, ...])`` per
+fetched batch. Every other topic (changelogs during recovery) still takes Faust's
+per-message path, unchanged.
+
+The handler returns the send futures of everything the batch wrote (table changelog
+records, forwarded messages, DLQ records). The consumer keeps its own commit position
+for batch topics instead of Faust's list of acked offsets:
+
+* ``_expect[tp]``: the next offset to process. Set from the committed offset (or the
+  log start) every time Faust seeks to committed; records before it are dropped, and a
+  batch that starts *after* it (records fetched before the seek, delivered after it) is
+  not processed: the partition is sought back. Only a gap seen twice in a row at the same
+  place is accepted as a real hole in the log.
+* ``_done[tp]``: the commit position. It moves to the end of a batch only when every
+  future of that batch and of all earlier batches succeeded, so a committed offset
+  always has its state in the changelog. A failed send stops the worker (the offsets
+  stay uncommitted, Kafka redelivers: at-least-once).
+
+Faust's own bookkeeping has two holes this avoids (found by the restart tests): it
+treats a committed offset of 0 as "none" and then commits whatever run of acks comes
+first, and its producer buffer flush gives up after 0.1 s and lets a commit overtake a
+changelog write.
+
+Rebalances: a batch holds ``batch_lock`` and ``wait_empty`` (Faust calls it on revoke
+and stop) takes the lock and waits for in-flight sends, so partitions are never revoked
+in the middle of a batch. Batches fetched under an older generation, or while the flow
+is stopped, are dropped; Faust seeks back to the committed offsets before resuming.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from time import perf_counter
+from typing import Any
+
+from faust.transport.consumer import CONSUMER_FETCHING
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+
+log = logging.getLogger("slawatch.batching")
+
+#: What a batch handler returns: futures that must succeed before the batch's offsets
+#: may be committed.
+Futures = Sequence["asyncio.Future[Any]"]
+BatchHandler = Callable[[TP, Sequence[Any]], Awaitable[Futures]]
+
+#: Batches of one partition whose sends may be in flight at once (back-pressure).
+MAX_INFLIGHT = 32
+#: Longest wait (s) for the seek to committed that ends a rebalance.
+SEEK_WAIT = 30.0
+#: "Accept any first offset" (auto offset reset to latest: there is no fixed start).
+ANY = -1
+
+
+@dataclass
+class BatchStats:
+    """Counters of the batch path, for /metrics, the bench and the tests."""
+
+    fetches: int = 0
+    batches: int = 0
+    records: int = 0
+    dropped: int = 0  # records fetched before a seek or a rebalance (delivered again)
+    gaps: int = 0  # times a batch started after the expected offset
+    wait_seconds: float = 0.0  # in the fetch
+    handle_seconds: float = 0.0  # in handlers
+    first_at: float = 0.0  # wall clock of the first and the last batch handled
+    last_at: float = 0.0
+
+
+class BatchConsumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer with a batch path for registered topics."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.batch_handlers: dict[str, BatchHandler] = {}
+        self.batch_lock = asyncio.Lock()
+        self.batch_stats = BatchStats()
+        self._expect: dict[TP, int] = {}
+        self._done: dict[TP, int] = {}
+        self._inflight: dict[TP, deque[tuple[int, int, asyncio.Future[Any]]]] = {}
+        self._gap_at: dict[TP, tuple[int, int]] = {}
+        self._send_error: BaseException | None = None
+        # Set once the seek to committed that ends a rebalance has set ``_expect``.
+        self._sought = asyncio.Event()
+
+    # -- positions -----------------------------------------------------------------
+
+    def _is_batch(self, tp: TP) -> bool:
+        return tp.topic in self.batch_handlers
+
+    async def perform_seek(self) -> None:
+        """Seek to committed (Faust), then take the committed offsets as the start."""
+        await super().perform_seek()
+        tps = [tp for tp in self.assignment() if self._is_batch(tp)]
+        if not tps:
+            return
+        reset = str(self.app.conf.consumer_auto_offset_reset).lower()
+        start: dict[TP, int] = {}
+        unset = []
+        for tp in tps:
+            committed = self._committed_offset.get(tp)
+            if committed is not None and committed > 0:
+                start[tp] = committed
+            else:
+                unset.append(tp)
+        if unset:
+            if reset == "latest":
+                start.update(dict.fromkeys(unset, ANY))
+            else:
+                earliest = await self.earliest_offsets(*unset)
+                for tp in unset:
+                    start[tp] = max(0, int(earliest.get(tp) or 0))
+        for tp, offset in start.items():
+            self._expect[tp] = offset
+            self._gap_at.pop(tp, None)
+            self._read_offset[tp] = offset - 1 if offset > 0 else None
+        self._sought.set()
+
+    async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        # Nothing may be processed before the seek to committed that ends a rebalance.
+        self._sought.clear()
+        for tp in assigned:
+            self._forget(tp)
+        await super().on_partitions_assigned(assigned, generation_id)
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        self._sought.clear()
+        for tp in revoked:
+            self._forget(tp)
+        await super().on_partitions_revoked(revoked)
+
+    def _forget(self, tp: TP) -> None:
+        self._expect.pop(tp, None)
+        self._done.pop(tp, None)
+        self._inflight.pop(tp, None)
+        self._gap_at.pop(tp, None)
+
+    # -- commit --------------------------------------------------------------------
+
+    def _filter_tps_with_pending_acks(self, topics: Any = None) -> Iterator[TP]:
+        yield from super()._filter_tps_with_pending_acks(topics)
+        for tp in list(self._done):
+            if topics is None or tp in topics or tp.topic in topics:
+                yield tp
+
+    def _new_offset(self, tp: TP) -> int | None:
+        if self._is_batch(tp):
+            return self._done.get(tp)
+        result: int | None = super()._new_offset(tp)
+        return result
+
+    def _track(self, tp: TP, end: int, count: int, futures: Futures) -> None:
+        """Make ``end`` committable once ``futures`` (and earlier batches') succeeded."""
+        queue = self._inflight.setdefault(tp, deque())
+        if not futures and not queue:
+            self._done[tp] = end
+            self._n_acked += count
+            return
+        fut: asyncio.Future[Any] = (
+            asyncio.gather(*futures) if futures else asyncio.get_running_loop().create_future()
+        )
+        if not futures:
+            fut.set_result(None)
+        queue.append((end, count, fut))
+        fut.add_done_callback(lambda _f: self._advance(tp, queue))
+
+    def _advance(self, tp: TP, queue: deque[tuple[int, int, asyncio.Future[Any]]]) -> None:
+        if self._inflight.get(tp) is not queue:
+            # Revoked (or re-sought) since: retrieve the outcome, commit nothing.
+            for _, _, f in queue:
+                if f.done() and not f.cancelled():
+                    f.exception()
+            return
+        while queue and queue[0][2].done():
+            end, count, fut = queue[0]
+            exc = fut.exception() if not fut.cancelled() else asyncio.CancelledError()
+            if exc is not None:
+                if self._send_error is None:
+                    self._send_error = exc
+                    log.error("a write of %s failed; its offsets stay uncommitted: %r", tp, exc)
+                return
+            queue.popleft()
+            self._done[tp] = end
+            self._n_acked += count
+
+    async def _wait_inflight(self, tps: Iterable[TP] | None = None) -> None:
+        futs = [
+            f for tp, q in list(self._inflight.items()) if tps is None or tp in tps for _, _, f in q
+        ]
+        if futs:
+            await asyncio.gather(*futs, return_exceptions=True)
+
+    async def wait_empty(self) -> None:
+        # Called on revoke and stop: never in the middle of a batch, and only once what
+        # the batches wrote has reached the broker (so the commit that follows counts it).
+        async with self.batch_lock:
+            await self._wait_inflight()
+            await super().wait_empty()
+
+    def status(self) -> dict[str, Any]:
+        """Positions of the batch partitions, for ``/api/worker`` and the benchmarks."""
+
+        def by_topic(offsets: dict[TP, int] | Any) -> dict[str, dict[str, int]]:
+            out: dict[str, dict[str, int]] = {}
+            for tp, off in offsets.items():
+                if self._is_batch(tp) and off is not None:
+                    out.setdefault(tp.topic, {})[str(tp.partition)] = int(off)
+            return out
+
+        return {
+            "stats": asdict(self.batch_stats),
+            "position": by_topic(self._expect),
+            "committable": by_topic(self._done),
+            "committed": by_topic(dict(self._committed_offset)),
+            "inflight_batches": sum(len(q) for q in self._inflight.values()),
+        }
+
+    # -- the drain loop ------------------------------------------------------------
+
+    async def _drain_messages(self, fetcher: Any) -> None:
+        callback = self.callback
+        handlers = self.batch_handlers
+        set_flag, unset_flag = self.diag.set_flag, self.diag.unset_flag
+        to_message = self._to_message
+        read_offset = self._read_offset
+        monitor = self.app.monitor
+        stats = self.batch_stats
+        acks_enabled_for = self.app.topics.acks_enabled_for
+
+        def should_stop() -> bool:
+            return bool(self._stopped.is_set() or fetcher._stopped.is_set())
+
+        try:
+            while not should_stop():
+                set_flag(CONSUMER_FETCHING)
+                t0 = perf_counter()
+                records, active = await self._wait_next_records(1.0)
+                stats.wait_seconds += perf_counter() - t0
+                stats.fetches += 1
+                if self._send_error is not None:
+                    raise self._send_error
+                await asyncio.sleep(0)
+                if not records or self.should_stop:
+                    continue
+                if not self.flow_active:
+                    await self.perform_seek()
+                    continue
+                generation = self.app.consumer_generation_id
+                for tp, recs in records.items():
+                    if not recs:
+                        continue
+                    if not (active is None or tp in active or tp in self._buffered_partitions):
+                        continue
+                    if self.app.consumer_generation_id != generation or not self.flow_active:
+                        break  # a rebalance started: Faust seeks back before resuming
+                    monitor.track_tp_end_offset(tp, self.highwater(tp))
+                    handler = handlers.get(tp.topic)
+                    if handler is not None:
+                        await self._batch(tp, recs, handler, generation)
+                        continue
+                    # Faust's per-message path (changelogs during recovery, other agents).
+                    for rec in recs:
+                        offset = rec.offset
+                        r_offset = read_offset[tp]
+                        if r_offset is None or offset >= r_offset:
+                            if offset - (r_offset or 0) > 1 and r_offset and acks_enabled_for(tp.topic):
+                                await self._add_gap(tp, r_offset + 1, offset)
+                            await self.wait_first(callback(to_message(tp, rec)),
+                                                  self.suspend_flow.wait())
+                            read_offset[tp] = offset
+                if self._commit_every is not None and self._n_acked >= self._commit_every:
+                    self._n_acked = 0
+                    await self.commit()
+                unset_flag(CONSUMER_FETCHING)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                return
+            raise
+        finally:
+            unset_flag(CONSUMER_FETCHING)
+
+    async def _batch(self, tp: TP, recs: Sequence[Any], handler: BatchHandler,
+                     generation: int) -> None:
+        stats = self.batch_stats
+        expect = self._expect.get(tp)
+        if expect is None:
+            # Fetched before this assignment's seek to committed has set the start (the
+            # partition is resumed just before that seek): wait for it, then judge the
+            # records against it. Dropping them would lose them: the seek may be done
+            # already, and nothing would fetch them again.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._sought.wait(), SEEK_WAIT)
+            expect = self._expect.get(tp)
+            if expect is None or self.app.consumer_generation_id != generation:
+                stats.dropped += len(recs)  # no longer ours: the next owner reads them
+                log.info("%s: %d records fetched outside an assignment: dropped", tp, len(recs))
+                return
+        first = recs[0].offset
+        if expect != ANY and first > expect:
+            if self._gap_at.get(tp) != (expect, first):
+                # Most likely records fetched before a seek, delivered after it.
+                self._gap_at[tp] = (expect, first)
+                stats.gaps += 1
+                stats.dropped += len(recs)
+                log.info("%s: batch starts at %d, expected %d: seeking back", tp, first, expect)
+                await self.seek(tp, expect)
+                return
+            log.warning("%s: offsets %d..%d are missing from the log; going on at %d",
+                        tp, expect, first - 1, first)
+        self._gap_at.pop(tp, None)
+        if expect != ANY and first < expect:
+            recs = [r for r in recs if r.offset >= expect]
+            if not recs:
+                return
+        queue = self._inflight.get(tp)
+        if queue is not None and len(queue) >= MAX_INFLIGHT:
+            await asyncio.wait([queue[0][2]])
+        async with self.batch_lock:
+            if self.app.consumer_generation_id != generation or self._expect.get(tp) != expect:
+                stats.dropped += len(recs)
+                return  # revoked or sought while we waited
+            t1 = perf_counter()
+            futures = await handler(tp, recs)
+            stats.handle_seconds += perf_counter() - t1
+            last = recs[-1].offset
+            self._expect[tp] = last + 1
+            self._read_offset[tp] = last
+            stats.batches += 1
+            stats.records += len(recs)
+            stats.last_at = time.time()
+            if not stats.first_at:
+                stats.first_at = stats.last_at
+            self._track(tp, last + 1, len(recs), futures)
+
+
+def install(app: Any) -> None:
+    """Make ``app`` build a BatchConsumer (call before the app starts)."""
+    app.transport.Consumer = BatchConsumer
+
+
+def register_batch_topic(app: Any, topic: Any, handler: BatchHandler) -> None:
+    """Deliver ``topic``'s records in batches to ``handler(tp, records)``.
+
+    The topic is added to the app's subscriptions (the conductor declares it); no agent
+    iterates it.
+    """
+    app.topics.add(topic)
+    consumer = app.consumer
+    if not isinstance(consumer, BatchConsumer):
+        raise TypeError("call batching.install(app) before registering batch topics")
+    for name in topic.topics:
+        consumer.batch_handlers[name] = handler
