@@ -7,9 +7,10 @@ service (or component) and the field, and all errors are reported at once.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -26,19 +27,32 @@ from slawatch.streams.requirements import (
     IndexedBlamer,
     IndexedStateFn,
     Leaf,
+    MaskBlamer,
+    MaskStateFn,
     Requirement,
     Resolver,
     ServiceRef,
     StateFn,
     blame,
     compile_indexed,
+    compile_masks,
     evaluate,
     leaves,
+    masks_via_list,
     supported,
 )
 from slawatch.streams.states import State
 
 KINDS = ("internal", "external")
+_BLAME_CACHE_MAX = 4096
+
+
+def _unset_state(down: int, bad: int) -> int:
+    raise AssertionError("ServiceModel.__post_init__ replaces this")
+
+
+def _unset_blame(down: int) -> int:
+    raise AssertionError("ServiceModel.__post_init__ replaces this")
 _SERVICE_KEYS = {"kind", "customers", "sla", "restore_time", "requires", "description"}
 _COMPONENT_KEYS = {"team", "kpi", "description"}
 
@@ -103,9 +117,49 @@ class ServiceModel:
     index: dict[str, int]
     state_ix: IndexedStateFn
     blame_ix: IndexedBlamer
+    #: The batch path's form (``ServiceTracker.apply_many``): ``bits[c]`` is component c's
+    #: bit, bits numbered in sorted order of the ids (``mask_names``), so a mask of blamed
+    #: components reads out sorted; ``state_mask(down, bad)`` and ``blame_bits(down)`` are
+    #: ``state_ix``/``blame_ix`` over bitmasks (see ``compile_masks``), ``up_state`` the
+    #: state with every component up. Derived from the above when not given.
+    mask_names: tuple[str, ...] = ()
+    bits: dict[str, int] = field(default_factory=dict)
+    state_mask: MaskStateFn = _unset_state
+    blame_bits: MaskBlamer = _unset_blame
+    up_state: int = 0
+    blame_cache: dict[int, tuple[str, ...]] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.mask_names:
+            object.__setattr__(self, "mask_names", tuple(sorted(self.slots)))
+        if not self.bits:
+            object.__setattr__(self, "bits", {c: 1 << i for i, c in enumerate(self.mask_names)})
+        if self.state_mask is _unset_state or self.blame_bits is _unset_blame:
+            state_fn, blame_fn = masks_via_list(self.state_ix, self.blame_ix, self.slots, self.mask_names)
+            object.__setattr__(self, "state_mask", state_fn)
+            object.__setattr__(self, "blame_bits", blame_fn)
+        object.__setattr__(self, "up_state", self.state_mask(0, 0))
 
     def state(self, states: Mapping[str, State]) -> State:
         return State(self.state_of(states))
+
+    def blame_mask(self, down: int) -> tuple[str, ...]:
+        """The components blamed when those whose bit is set in ``down`` are down (blame
+        reads nothing else), sorted; memoised, as the same few sets recur."""
+        cache = self.blame_cache
+        tag = cache.get(down)
+        if tag is None:
+            out = self.blame_bits(down)
+            names = self.mask_names
+            found = []
+            while out:
+                low = out & -out
+                found.append(names[low.bit_length() - 1])
+                out ^= low
+            tag = tuple(found)
+            if len(cache) < _BLAME_CACHE_MAX:
+                cache[down] = tag
+        return tag
 
     @classmethod
     def build(cls, name: str, requires: AllOf, components: frozenset[str], resolve: Resolver) -> ServiceModel:
@@ -136,8 +190,14 @@ class ServiceModel:
         def blame_of_mapping(s: Mapping[str, State]) -> tuple[str, ...]:
             return blame_ix([s[c] for c in slots], slots)
 
+        names = tuple(sorted(slots))
+        state_mask: MaskStateFn = _unset_state  # __post_init__ wraps the list-based ones
+        blame_bits: MaskBlamer = _unset_blame
+        with contextlib.suppress(RecursionError, SyntaxError, MemoryError):
+            state_mask, blame_bits = compile_masks(requires, resolve, names)
         return cls(name, components, state_of_mapping, blame_of_mapping, requires, slots,
-                   {c: i for i, c in enumerate(slots)}, state_ix, blame_ix)
+                   {c: i for i, c in enumerate(slots)}, state_ix, blame_ix,
+                   mask_names=names, state_mask=state_mask, blame_bits=blame_bits)
 
 
 def _interpreted_state(requires: AllOf, states: Mapping[str, State], resolve: Resolver) -> int:

@@ -246,3 +246,151 @@ def compile_indexed(
     if len(_INDEXED) < _INDEXED_LIMIT:
         _INDEXED[src] = (state_fn, blame_fn)
     return tuple(slots), state_fn, blame_fn
+
+
+# -- bitmask evaluation (the trackers' batch path) -------------------------------------------
+
+#: ``(down, bad) -> int(State)``: ``down`` has bit i set when component i is DOWN, ``bad``
+#: when it is not UP (DOWN or MAINTENANCE).
+MaskStateFn = Callable[[int, int], int]
+#: ``down -> mask of the blamed components`` (a subset of ``down``).
+MaskBlamer = Callable[[int], int]
+
+_MASKED: dict[str, tuple[MaskStateFn, MaskBlamer]] = {}
+
+
+@dataclass(slots=True)
+class _Walk:
+    node: Leaf | AllOf | AnyOf | AtLeast
+    var: str
+    kids: list[_Walk]
+
+
+def compile_masks(
+    req: Requirement, resolve: Resolver, names: tuple[str, ...]
+) -> tuple[MaskStateFn, MaskBlamer]:
+    """The service state and the blamed components as functions of bitmasks, component
+    ``names[i]`` being bit i.
+
+    Same logic as :func:`evaluate` and :func:`blame`: a leaf holds when its bit is clear
+    in ``down`` (maintenance taken as up) or in ``bad`` (maintenance taken as down). The
+    leaves of one any/all/at_least list are tested together with one mask (``at_least``
+    counts them with ``int.bit_count``), so the cost is per list, not per component.
+    Blame descends into failing requirements only; the failing leaves of a list are
+    exactly its down ones, ``down & <its mask>``.
+    """
+    index = {c: i for i, c in enumerate(names)}
+
+    def split(node: AllOf | AnyOf | AtLeast) -> tuple[int, int, list[Requirement]]:
+        """(mask of the leaf items, how many, the other items); leaves listed twice
+        count twice, so then every item stays separate."""
+        leaf_bits = [1 << index[i.component] for i in node.items if isinstance(i, Leaf)]
+        if len(set(leaf_bits)) != len(leaf_bits):
+            return 0, 0, list(node.items)
+        group = 0
+        for b in leaf_bits:
+            group |= b
+        return group, len(leaf_bits), [i for i in node.items if not isinstance(i, Leaf)]
+
+    def combine(node: AllOf | AnyOf | AtLeast, var: str, others: list[str]) -> str:
+        group, n, _ = split(node)
+        if isinstance(node, AllOf):
+            parts = ([f"not ({var} & {group})"] if group else []) + others
+            return " and ".join(parts) or "True"
+        if isinstance(node, AnyOf):
+            parts = ([f"({var} & {group}) != {group}"] if group else []) + others
+            return " or ".join(parts) or "False"
+        count = ([f"{n} - ({var} & {group}).bit_count()"] if group else []) + others
+        return f"({' + '.join(count) or '0'}) >= {node.k}"
+
+    def source(node: Requirement, var: str) -> str:
+        if isinstance(node, Leaf):
+            return f"not ({var} & {1 << index[node.component]})"
+        if isinstance(node, ServiceRef):
+            return source(resolve(node.service), var)
+        return combine(node, var, [f"({source(i, var)})" for i in split(node)[2]])
+
+    lines: list[str] = []
+    body: list[str] = []
+    counter = [0]
+    post: list[str] = []
+
+    # number() gives every node a variable, children first (post-order) ...
+    def number(node: Requirement) -> str:
+        while isinstance(node, ServiceRef):
+            node = resolve(node.service)
+        if isinstance(node, Leaf):
+            counter[0] += 1
+            name = f"n{counter[0]}"
+            lines.append(f"    {name} = not (d & {1 << index[node.component]})")
+        else:
+            kids = [number(i) for i in split(node)[2]]
+            counter[0] += 1
+            name = f"n{counter[0]}"
+            lines.append(f"    {name} = {combine(node, 'd', kids)}")
+        post.append(name)
+        return name
+
+    number(req)
+    # ... and the blame walk visits them parents first: the same traversal again, taking
+    # the names in the order number() gave them.
+    post_names = iter(post)
+
+    def walk(node: Requirement) -> _Walk:
+        while isinstance(node, ServiceRef):
+            node = resolve(node.service)
+        kids = [] if isinstance(node, Leaf) else [walk(i) for i in split(node)[2]]
+        return _Walk(node, next(post_names), kids)
+
+    def emit(entry: _Walk, indent: str) -> None:
+        node = entry.node
+        body.append(f"{indent}if not {entry.var}:")
+        if isinstance(node, Leaf):
+            body.append(f"{indent}    out |= {1 << index[node.component]}")
+            return
+        group = split(node)[0]
+        body.append(f"{indent}    out |= d & {group}" if group else f"{indent}    pass")
+        for kid in entry.kids:
+            emit(kid, indent + "    ")
+
+    emit(walk(req), "    ")
+
+    down, maint, up = int(DOWN), int(State.MAINTENANCE), int(UP)
+    src = "\n".join([
+        f"state = lambda d, m: {down} if not ({source(req, 'd')}) else "
+        f"({maint} if not ({source(req, 'm')}) else {up})",
+        "def blame(d):",
+        *lines,
+        "    out = 0",
+        *body,
+        "    return out",
+    ])
+    cached = _MASKED.get(src)
+    if cached is not None:
+        return cached
+    namespace: dict[str, object] = {"__builtins__": {}}
+    exec(compile(src, "<requires-masks>", "exec"), namespace)
+    pair: tuple[MaskStateFn, MaskBlamer] = (namespace["state"], namespace["blame"])  # type: ignore[assignment]
+    if len(_MASKED) < _INDEXED_LIMIT:
+        _MASKED[src] = pair
+    return pair
+
+
+def masks_via_list(
+    state_ix: IndexedStateFn, blame_ix: IndexedBlamer, slots: tuple[str, ...], names: tuple[str, ...]
+) -> tuple[MaskStateFn, MaskBlamer]:
+    """Mask-based functions over the list-based ones (the interpreted fallbacks)."""
+    down, maint, up = int(DOWN), int(State.MAINTENANCE), int(UP)
+    bit_of = [1 << names.index(c) for c in slots]
+    bit_by_name = dict(zip(slots, bit_of, strict=True))
+
+    def state(d: int, m: int) -> int:
+        return state_ix([down if d & b else (maint if m & b else up) for b in bit_of])
+
+    def blame_fn(d: int) -> int:
+        out = 0
+        for c in blame_ix([down if d & b else up for b in bit_of], slots):
+            out |= bit_by_name[c]
+        return out
+
+    return state, blame_fn

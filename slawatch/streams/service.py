@@ -13,33 +13,49 @@ so a late correction costs the changes inside the lateness window, not a replay.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
+from collections.abc import Iterable
 from typing import Any
 
 from slawatch.streams.catalog import ServiceModel
-from slawatch.streams.component import Segment
-from slawatch.streams.states import DOWN, UP, State
+from slawatch.streams.states import DOWN, MAINTENANCE, UP, State
 from slawatch.streams.timeline import NO_TAG, Tag, Timeline
 
 _INF = math.inf
-_UP, _DOWN = int(UP), int(DOWN)
+_UP, _MAINT, _DOWN = int(UP), int(MAINTENANCE), int(DOWN)
+#: ``_PLAIN[s]`` is ``int(s)`` for a state or a plain int, without a call.
+_PLAIN = (0, 1, 2)
+
+#: ``(component, start, end, state)``: a ``Segment``, or a plain tuple on the batch path.
+SegmentLike = tuple[str, float, float, int]
 
 
 class ServiceTracker:
-    __slots__ = ("_model", "components", "current", "frontier", "name",
+    __slots__ = ("_bad", "_down", "_model", "components", "frontier", "name",
                  "pruned_downtime", "pruned_outages", "timeline")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.components: dict[str, Timeline] = {}
-        # Latest state of every component the bound model reads, one slot per component
-        # (``model.slots``): the compiled evaluators index this list directly. Always
-        # equal to the last state of the matching component timeline (UP without one).
-        self.current: list[int] = []
-        self._model: ServiceModel | None = None  # the model ``current`` is laid out for
+        # Latest state of every component the bound model reads, as two bitmasks over
+        # its slots (``model.bits``): bit set in ``_down`` when DOWN, in ``_bad`` when not
+        # UP. Always equal to the last state of the matching component timeline.
+        self._down = 0
+        self._bad = 0
+        self._model: ServiceModel | None = None  # the model the masks are laid out for
         self.timeline = Timeline()  # service state, tag = blamed components when down
         self.frontier = -math.inf  # latest point of any component timeline
         self.pruned_outages = 0
         self.pruned_downtime = 0.0
+
+    @property
+    def current(self) -> list[int]:
+        """Latest state of every slot of the bound model (a view of the bitmasks)."""
+        model = self._model
+        if model is None:
+            return []
+        d, m, bits = self._down, self._bad, model.bits
+        return [_DOWN if d & bits[c] else (_MAINT if m & bits[c] else _UP) for c in model.slots]
 
     def counters(self, now: float) -> tuple[int, float, float]:
         """(outages begun, downtime of ended outages, current outage length) at ``now``.
@@ -56,81 +72,166 @@ class ServiceTracker:
     def bind(self, model: ServiceModel) -> None:
         """Lay out the latest component states for the (possibly reloaded) model."""
         comps = self.components
-        current = []
-        for comp in model.slots:
+        d = m = 0
+        for comp, bit in model.bits.items():
             tl = comps.get(comp)
-            current.append(int(tl.st[-1]) if tl is not None and tl.st else _UP)
-        self.current = current
+            if tl is not None and tl.st:
+                s = tl.st[-1]
+                if s == _DOWN:
+                    d |= bit
+                    m |= bit
+                elif s:
+                    m |= bit
+        self._down, self._bad = d, m
         self._model = model
 
-    def apply(self, seg: Segment, model: ServiceModel) -> None:
+    def apply(self, seg: SegmentLike, model: ServiceModel) -> None:
+        """Apply one segment: ``apply_many`` of a batch of one."""
+        self.apply_many((seg,), model)
+
+    def apply_many(self, segments: Iterable[SegmentLike], model: ServiceModel) -> None:
+        """Apply segments in the order given; the same result as ``apply`` on each in turn.
+
+        In time order (each segment open-ended, starting at or after every point seen)
+        the service state is evaluated once per segment, from the bitmasks of the latest
+        component states. From the first segment that lands in the past on, the rest of
+        the batch only updates the component copies, and the service is re-evaluated
+        once over the union of the intervals they cover: a late correction and whatever
+        follows it in the batch cost one sweep, not one per segment.
+
+        A segment is any ``(component, start, end, state)`` tuple, a ``Segment`` too.
+        """
         if model is not self._model:
             self.bind(model)
-        comp = seg.component
         comps = self.components
-        tl = comps.get(comp)
-        if tl is None:
-            tl = comps[comp] = Timeline()
-        start = seg.start
-        state = seg.state
-        if seg.end == _INF and start >= self.frontier:
-            # In order: one evaluation over the latest states. This is the hot path, so
-            # Timeline.append_state is inlined for the common case of a new instant
-            # (component copies never carry tags).
-            times = tl.ts
-            if times and times[-1] == start:
-                tl.append_state(start, state)
-            else:
-                states = tl.st
-                if (states[-1] != state) if states else (state != _UP):
-                    times.append(start)
-                    states.append(state)
-                    tl.tag.append(NO_TAG)
-            self.frontier = start
-            current = self.current
-            slot = model.index.get(comp)
-            if slot is not None:  # None: a component the (reloaded) model no longer reads
-                current[slot] = state
-            st = model.state_ix(current)
-            tag = model.blame_ix(current, model.slots) if st == _DOWN else NO_TAG
-            svc = self.timeline
-            times = svc.ts
-            if times and times[-1] == start:
-                svc.append_state(start, st, tag)
-                return
-            states = svc.st
-            if (states[-1] != st or svc.tag[-1] != tag) if states else (st != _UP or tag):
-                times.append(start)
-                states.append(st)
-                svc.tag.append(tag)
-            return
-        tl.assign(start, seg.end, [(start, int(state), NO_TAG)])
-        slot = model.index.get(comp)
-        if slot is not None:
-            self.current[slot] = int(tl.st[-1]) if tl.st else _UP
-        # The segment left points at its start and, when it ends, at its end.
-        last = start if seg.end == _INF else seg.end
-        if last > self.frontier:
-            self.frontier = last
-        self._recompute(start, seg.end, model)
+        bits = model.bits
+        state_mask = model.state_mask
+        up_state = model.up_state
+        blame_mask = model.blame_mask
+        frontier = self.frontier
+        d, m = self._down, self._bad
+        svc = self.timeline
+        sts, sst, stag = svc.ts, svc.st, svc.tag
+        dirty: list[tuple[float, float]] | None = None
+        for comp, start, end, state in segments:
+            state = _PLAIN[state]  # plain ints in the lists (a State is an IntEnum)
+            tl = comps.get(comp)
+            if tl is None:
+                tl = comps[comp] = Timeline()
+            if end == _INF and start >= frontier:
+                # In order: the component's value from `start` on (append_state inlined
+                # for a new instant; component copies never carry tags).
+                times = tl.ts
+                if times and times[-1] == start:
+                    tl.append_state(start, state)
+                else:
+                    states = tl.st
+                    if (states[-1] != state) if states else state:
+                        times.append(start)
+                        states.append(state)
+                        tl.tag.append(NO_TAG)
+                frontier = start
+                bit = bits.get(comp)
+                if bit is not None:  # None: a component the (reloaded) model no longer reads
+                    if state == _DOWN:
+                        d |= bit
+                        m |= bit
+                    elif state:
+                        d &= ~bit
+                        m |= bit
+                    else:
+                        d &= ~bit
+                        m &= ~bit
+                if dirty is not None:
+                    dirty.append((start, _INF))
+                    continue
+                st = state_mask(d, m) if m else up_state
+                tag = blame_mask(d) if st == _DOWN else NO_TAG
+                if sts and sts[-1] == start:
+                    svc.append_state(start, st, tag)
+                elif (sst[-1] != st or stag[-1] != tag) if sst else (st or tag):
+                    sts.append(start)
+                    sst.append(st)
+                    stag.append(tag)
+                continue
+            # In the past: overwrite the copy; the service is re-evaluated at the end.
+            tl.assign(start, end, [(start, state, NO_TAG)])
+            bit = bits.get(comp)
+            if bit is not None:
+                last = tl.st[-1] if tl.st else _UP
+                d = d | bit if last == _DOWN else d & ~bit
+                m = m | bit if last else m & ~bit
+            # The segment left points at its start and, when it ends, at its end.
+            reach = start if end == _INF else end
+            if reach > frontier:
+                frontier = reach
+            if dirty is None:
+                dirty = []
+            dirty.append((start, end))
+        self._down, self._bad = d, m
+        self.frontier = frontier
+        if dirty:
+            dirty.sort()
+            a, b = dirty[0]
+            for x, y in dirty:
+                if x > b:
+                    self._recompute(a, b, model)
+                    a, b = x, y
+                elif y > b:
+                    b = y
+            self._recompute(a, b, model)
 
     def _recompute(self, start: float, end: float, model: ServiceModel) -> None:
-        times = {start}
+        """Re-evaluate the service on [start, end) from the component copies: one sweep
+        over their points in the interval, the bitmasks updated point by point."""
         comps = self.components
-        for comp in model.slots:
+        d = m = 0
+        changes: list[tuple[float, int, int]] = []
+        for comp, bit in model.bits.items():
             tl = comps.get(comp)
-            if tl is not None and tl.ts:
-                times.update(tl.points_between(start, end))
-        timelines = [comps.get(c) for c in model.slots]
-        state_ix, blame_ix, names = model.state_ix, model.blame_ix, model.slots
-        points: list[tuple[float, int, Tag]] = []
-        for t in sorted(times):
-            states = [int(tl.state_at(t)) if tl is not None else _UP for tl in timelines]
-            st = state_ix(states)
-            tag = blame_ix(states, names) if st == _DOWN else NO_TAG
-            if points and points[-1][1] == st and points[-1][2] == tag:
+            if tl is None:
                 continue
-            points.append((t, st, tag))
+            ts = tl.ts
+            if not ts:
+                continue
+            sts = tl.st
+            i = bisect_right(ts, start)
+            s = sts[i - 1] if i else _UP
+            if s:
+                m |= bit
+                if s == _DOWN:
+                    d |= bit
+            n = len(ts)
+            while i < n and ts[i] < end:
+                changes.append((ts[i], bit, sts[i]))
+                i += 1
+        state_mask, up_state, blame_mask = model.state_mask, model.up_state, model.blame_mask
+        st = state_mask(d, m) if m else up_state
+        last_tag = blame_mask(d) if st == _DOWN else NO_TAG
+        last_st = st
+        points: list[tuple[float, int, Tag]] = [(start, st, last_tag)]
+        if changes:
+            changes.sort()
+            k, n = 0, len(changes)
+            while k < n:
+                t = changes[k][0]
+                while k < n and changes[k][0] == t:
+                    _, bit, s = changes[k]
+                    if s == _DOWN:
+                        d |= bit
+                        m |= bit
+                    elif s:
+                        d &= ~bit
+                        m |= bit
+                    else:
+                        d &= ~bit
+                        m &= ~bit
+                    k += 1
+                st = state_mask(d, m) if m else up_state
+                tag = blame_mask(d) if st == _DOWN else NO_TAG
+                if st != last_st or tag != last_tag:
+                    points.append((t, st, tag))
+                    last_st, last_tag = st, tag
         self.timeline.assign(start, end, points)
 
     def state_at(self, t: float) -> State:
@@ -144,8 +245,6 @@ class ServiceTracker:
         down run it would split, so a run is always counted in one piece.
         """
         tl = self.timeline
-        from bisect import bisect_right
-
         i = bisect_right(tl.ts, cut) - 1
         while i > 0 and tl.st[i] == DOWN and tl.st[i - 1] == DOWN:
             i -= 1

@@ -1,0 +1,225 @@
+"""Exactness of the batch paths: ``ServiceTracker.apply_many`` against ``apply`` one
+segment at a time, and the bitmask evaluators against the tree walk.
+
+``apply_many`` must leave a tracker exactly where applying the same segments one by one
+does (the same points, bit for bit), whatever the batch boundaries, for segment streams
+as the engine emits them, interleaved and replayed as the repartition topic delivers them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from slawatch.streams.catalog import ServiceModel
+from slawatch.streams.requirements import (
+    AllOf,
+    AnyOf,
+    AtLeast,
+    Leaf,
+    Requirement,
+    ServiceRef,
+    blame,
+    compile_masks,
+    evaluate,
+)
+from slawatch.streams.states import DOWN, MAINTENANCE, UP, State
+from tests.strategies import Scenario, apply_all, build_engine, long_streams, scenarios
+
+ENGINE = settings(
+    max_examples=int(os.environ.get("SLAWATCH_PROPERTY_EXAMPLES", "150")),
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+COMPS = ("a", "b", "c", "d", "e")
+STATES = (UP, MAINTENANCE, DOWN)
+
+
+def _trees() -> st.SearchStrategy[Requirement]:
+    leaf: st.SearchStrategy[Requirement] = st.sampled_from(COMPS).map(Leaf)
+    leaf = leaf | st.just(ServiceRef("base"))
+
+    def extend(children: st.SearchStrategy[Requirement]) -> st.SearchStrategy[Requirement]:
+        items = st.lists(children, min_size=1, max_size=4).map(tuple)
+        return (
+            items.map(AllOf)
+            | items.map(AnyOf)
+            | items.flatmap(lambda xs: st.integers(1, len(xs)).map(lambda k: AtLeast(k, xs)))
+        )
+
+    return st.recursive(leaf, extend, max_leaves=10)
+
+
+BASE: Requirement = AllOf((AnyOf((Leaf("d"), Leaf("e"))), Leaf("e")))
+
+
+def _resolve(name: str) -> Requirement:
+    assert name == "base"
+    return BASE
+
+
+def _masks(names: tuple[str, ...], by_name: dict[str, State]) -> tuple[int, int]:
+    d = m = 0
+    for i, c in enumerate(names):
+        if by_name[c] == DOWN:
+            d |= 1 << i
+        if by_name[c] != UP:
+            m |= 1 << i
+    return d, m
+
+
+@settings(max_examples=400, deadline=None)
+@given(tree=_trees(), states=st.lists(st.sampled_from(STATES), min_size=5, max_size=5),
+       order=st.permutations(COMPS))
+def test_mask_evaluators_match_the_tree_walk(
+    tree: Requirement, states: list[State], order: list[str]
+) -> None:
+    req = tree if isinstance(tree, AllOf) else AllOf((tree,))
+    by_name = dict(zip(COMPS, states, strict=True))
+    names = tuple(order)  # any bit numbering
+    state_fn, blame_fn = compile_masks(req, _resolve, names)
+    d, m = _masks(names, by_name)
+    if not evaluate(req, by_name, _resolve, planned=False):
+        want = int(DOWN)
+    elif not evaluate(req, by_name, _resolve, planned=True):
+        want = int(MAINTENANCE)
+    else:
+        want = int(UP)
+    assert state_fn(d, m) == want
+    blamed = blame_fn(d)
+    assert {c for i, c in enumerate(names) if blamed >> i & 1} == set(blame(req, by_name, _resolve))
+    # the model's wrappers: sorted names, memoised, and the list-based fallback agrees
+    model = ServiceModel.build("s", req, frozenset(COMPS), _resolve)
+    md, mm = _masks(model.mask_names, by_name)
+    assert model.state_mask(md, mm) == want
+    assert model.blame_mask(md) == blame(req, by_name, _resolve)
+    assert model.blame_mask(md) == blame(req, by_name, _resolve)  # from the cache
+    slow = ServiceModel(model.name, model.components, model.state_of, model.blame, model.requires,
+                        model.slots, model.index, model.state_ix, model.blame_ix)
+    assert slow.state_mask(md, mm) == want
+    assert slow.blame_mask(md) == blame(req, by_name, _resolve)
+
+
+def _segments_by_service(sc: Scenario) -> tuple[Any, dict[str, list[Any]]]:
+    """The segments the engine forwards to each service, in order."""
+    engine = build_engine(sc.catalog, 600.0)
+    sent: dict[str, list[Any]] = {}
+    forward = engine.forward
+
+    def record(segment: Any, services: tuple[str, ...]) -> None:
+        for name in services:
+            sent.setdefault(name, []).append(segment)
+        forward(segment, services)
+
+    engine.forward = record
+    apply_all(engine, sc.events)
+    return engine, sent
+
+
+def _dump(tracker: Any) -> bytes:
+    return orjson.dumps(tracker.to_obj(), option=orjson.OPT_SORT_KEYS)
+
+
+class _PlainTracker:
+    """The definition, with no fast path: overwrite the component's copy on the
+    segment's interval, then evaluate the list-based requirement at every point of
+    every copy inside it (what ``ServiceTracker`` did for out-of-order segments)."""
+
+    def __init__(self) -> None:
+        from slawatch.streams.timeline import Timeline
+
+        self.components: dict[str, Timeline] = {}
+        self.timeline = Timeline()
+
+    def apply(self, seg: Any, model: ServiceModel) -> None:
+        from slawatch.streams.timeline import Timeline
+
+        comp, start, end, state = seg
+        tl = self.components.setdefault(comp, Timeline())
+        tl.assign(start, end, [(start, int(state), ())])
+        times = {start}
+        for c in model.slots:
+            if c in self.components:
+                times.update(self.components[c].points_between(start, end))
+        points: list[tuple[float, int, tuple[str, ...]]] = []
+        for t in sorted(times):
+            states = [int(self.components[c].state_at(t)) if c in self.components else int(UP)
+                      for c in model.slots]
+            st_ = model.state_ix(states)
+            tag = model.blame_ix(states, model.slots) if st_ == int(DOWN) else ()
+            if not points or points[-1][1:] != (st_, tag):
+                points.append((t, st_, tag))
+        self.timeline.assign(start, end, points)
+
+    def dump(self) -> Any:
+        return ({c: (tl.ts, tl.st) for c, tl in self.components.items()},
+                (self.timeline.ts, self.timeline.st, self.timeline.tag))
+
+
+def _points(tracker: Any) -> Any:
+    return ({c: (tl.ts, [int(s) for s in tl.st]) for c, tl in tracker.components.items()},
+            (tracker.timeline.ts, [int(s) for s in tracker.timeline.st], tracker.timeline.tag))
+
+
+def _check_batches(sc: Scenario, data: st.DataObject) -> None:
+    from slawatch.streams.component import Segment
+    from slawatch.streams.service import ServiceTracker
+
+    engine, sent = _segments_by_service(sc)
+    catalog = engine.catalog
+    for name, segments in sent.items():
+        model = catalog.models[name]
+        # interleave components and replay suffixes, as the repartition topic may
+        queues: dict[str, list[Any]] = {}
+        for seg in segments:
+            queues.setdefault(seg.component, []).append(seg)
+        order: list[Any] = []
+        while any(queues.values()):
+            comp = data.draw(st.sampled_from(sorted(c for c, q in queues.items() if q)))
+            order.append(queues[comp].pop(0))
+        if order and data.draw(st.booleans(), label="replay"):
+            order += order[data.draw(st.integers(0, len(order) - 1), label="from"):]
+        for stream in (segments, order):
+            one = ServiceTracker(name)
+            for seg in stream:
+                one.apply(seg, model)
+            many = ServiceTracker(name)
+            done = 0
+            while done < len(stream):
+                upto = data.draw(st.integers(done + 1, len(stream)), label="batch")
+                batch = stream[done:upto]
+                if data.draw(st.booleans(), label="plain tuples"):
+                    batch = [(s.component, s.start, s.end, int(s.state)) for s in batch]
+                many.apply_many(batch, model)
+                done = upto
+            assert _dump(many) == _dump(one), name
+            plain = _PlainTracker()
+            for seg in stream:
+                plain.apply(seg, model)
+            assert _points(one) == plain.dump(), name
+            assert many.current == one.current
+            if stream is segments:  # in engine order: the engine's own tracker
+                assert _dump(one) == _dump(engine.services[name]), name
+            # and Segment objects through the wire format give the same
+            wire = ServiceTracker(name)
+            wire.apply_many([Segment.from_obj(orjson.loads(orjson.dumps(s.to_obj()))) for s in stream],
+                            model)
+            assert _dump(wire) == _dump(one), name
+
+
+@ENGINE
+@given(sc=scenarios(allow_unknown=False), data=st.data())
+def test_apply_many_equals_apply_one_by_one(sc: Scenario, data: st.DataObject) -> None:
+    _check_batches(sc, data)
+
+
+@settings(ENGINE, max_examples=max(10, (ENGINE.max_examples or 100) // 5))
+@given(sc=long_streams(), data=st.data())
+def test_apply_many_equals_apply_on_long_streams(sc: Scenario, data: st.DataObject) -> None:
+    _check_batches(sc, data)
