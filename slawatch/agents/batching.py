@@ -12,9 +12,9 @@ underneath (docs/perf/faust-throughput-findings.md). Settings, ``take()`` and
 the Faust assignor (so changelog partitions stay co-partitioned with their source and
 recovery works), the rebalance callbacks, flow control, table recovery and the commit
 timer -- and changes one thing: records of topics registered with
-``register_batch_topic`` go to an async handler as ``(tp, [ConsumerRecord, ...])`` per
-fetched batch. Every other topic (changelogs during recovery) still takes Faust's
-per-message path, unchanged.
+``register_batch_topic`` go to an async handler as ``{tp: [ConsumerRecord, ...]}``, one
+call per fetch for all partitions of the handler's topics. Every other topic (changelogs
+during recovery) still takes Faust's per-message path, unchanged.
 
 The handler returns the send futures of everything the batch wrote (table changelog
 records, forwarded messages, DLQ records). The consumer keeps its own commit position
@@ -62,7 +62,12 @@ log = logging.getLogger("slawatch.batching")
 #: What a batch handler returns: futures that must succeed before the batch's offsets
 #: may be committed.
 Futures = Sequence["asyncio.Future[Any]"]
-BatchHandler = Callable[[TP, Sequence[Any]], Awaitable[Futures]]
+BatchHandler = Callable[[dict[TP, Sequence[Any]]], Awaitable[Futures]]
+#: Writes what the batches since the last checkpoint changed; returns the futures.
+Checkpoint = Callable[[], Awaitable[Futures]]
+
+#: Seconds between checkpoints (table writes) while batches keep coming.
+CHECKPOINT_INTERVAL = 0.5
 
 #: Batches of one partition whose sends may be in flight at once (back-pressure).
 MAX_INFLIGHT = 32
@@ -81,6 +86,7 @@ class BatchStats:
     records: int = 0
     dropped: int = 0  # records fetched before a seek or a rebalance (delivered again)
     gaps: int = 0  # times a batch started after the expected offset
+    checkpoints: int = 0  # table writes of the batches since the one before
     wait_seconds: float = 0.0  # in the fetch
     handle_seconds: float = 0.0  # in handlers
     first_at: float = 0.0  # wall clock of the first and the last batch handled
@@ -102,6 +108,10 @@ class BatchConsumer(faust_aiokafka.Consumer):
         self._send_error: BaseException | None = None
         # Set once the seek to committed that ends a rebalance has set ``_expect``.
         self._sought = asyncio.Event()
+        self.checkpoint_fn: Checkpoint | None = None
+        self.checkpoint_interval = CHECKPOINT_INTERVAL
+        self._unsaved: list[tuple[TP, int, int, asyncio.Future[Any] | None]] = []
+        self._last_checkpoint = perf_counter()
 
     # -- positions -----------------------------------------------------------------
 
@@ -169,17 +179,15 @@ class BatchConsumer(faust_aiokafka.Consumer):
         result: int | None = super()._new_offset(tp)
         return result
 
-    def _track(self, tp: TP, end: int, count: int, futures: Futures) -> None:
-        """Make ``end`` committable once ``futures`` (and earlier batches') succeeded."""
+    def _track(self, tp: TP, end: int, count: int, fut: asyncio.Future[Any] | None) -> None:
+        """Make ``end`` committable once ``fut`` (and earlier batches') succeeded."""
         queue = self._inflight.setdefault(tp, deque())
-        if not futures and not queue:
-            self._done[tp] = end
-            self._n_acked += count
-            return
-        fut: asyncio.Future[Any] = (
-            asyncio.gather(*futures) if futures else asyncio.get_running_loop().create_future()
-        )
-        if not futures:
+        if fut is None:
+            if not queue:
+                self._done[tp] = end
+                self._n_acked += count
+                return
+            fut = asyncio.get_running_loop().create_future()
             fut.set_result(None)
         queue.append((end, count, fut))
         fut.add_done_callback(lambda _f: self._advance(tp, queue))
@@ -210,10 +218,39 @@ class BatchConsumer(faust_aiokafka.Consumer):
         if futs:
             await asyncio.gather(*futs, return_exceptions=True)
 
+    async def checkpoint(self) -> asyncio.Future[Any] | None:
+        """Write the tables now; the batches since the last checkpoint become committable
+        once those writes (and the batches' own sends) succeeded. Call with
+        ``batch_lock`` held. Returns the future of the writes.
+        """
+        self._last_checkpoint = perf_counter()
+        if not self._unsaved:
+            return None
+        entries, self._unsaved = self._unsaved, []
+        futures = await self.checkpoint_fn() if self.checkpoint_fn is not None else []
+        saved = self._gather(futures)
+        self.batch_stats.checkpoints += 1
+        for tp, end, count, fut in entries:
+            if tp not in self._expect:
+                continue  # revoked since: its offsets are the next owner's
+            if saved is not None:
+                fut = saved if fut is None else asyncio.gather(fut, saved)
+            self._track(tp, end, count, fut)
+        return saved
+
+    async def _maybe_checkpoint(self) -> None:
+        if self._unsaved and perf_counter() - self._last_checkpoint >= self.checkpoint_interval:
+            async with self.batch_lock:
+                await self.checkpoint()
+
     async def wait_empty(self) -> None:
         # Called on revoke and stop: never in the middle of a batch, and only once what
-        # the batches wrote has reached the broker (so the commit that follows counts it).
+        # the batches changed is written and on the broker (so the commit that follows,
+        # or the next owner's recovery, has it).
         async with self.batch_lock:
+            saved = await self.checkpoint()
+            if saved is not None:
+                await asyncio.gather(saved, return_exceptions=True)
             await self._wait_inflight()
             await super().wait_empty()
 
@@ -259,6 +296,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 stats.fetches += 1
                 if self._send_error is not None:
                     raise self._send_error
+                await self._maybe_checkpoint()
                 await asyncio.sleep(0)
                 if not records or self.should_stop:
                     continue
@@ -266,6 +304,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
                     await self.perform_seek()
                     continue
                 generation = self.app.consumer_generation_id
+                groups: dict[BatchHandler, dict[TP, Sequence[Any]]] = {}
                 for tp, recs in records.items():
                     if not recs:
                         continue
@@ -276,7 +315,9 @@ class BatchConsumer(faust_aiokafka.Consumer):
                     monitor.track_tp_end_offset(tp, self.highwater(tp))
                     handler = handlers.get(tp.topic)
                     if handler is not None:
-                        await self._batch(tp, recs, handler, generation)
+                        admitted = await self._admit(tp, recs, generation)
+                        if admitted:
+                            groups.setdefault(handler, {})[tp] = admitted
                         continue
                     # Faust's per-message path (changelogs during recovery, other agents).
                     for rec in recs:
@@ -288,6 +329,9 @@ class BatchConsumer(faust_aiokafka.Consumer):
                             await self.wait_first(callback(to_message(tp, rec)),
                                                   self.suspend_flow.wait())
                             read_offset[tp] = offset
+                for handler, batch in groups.items():
+                    await self._run(handler, batch, generation)
+                await self._maybe_checkpoint()
                 if self._commit_every is not None and self._n_acked >= self._commit_every:
                     self._n_acked = 0
                     await self.commit()
@@ -303,8 +347,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
         finally:
             unset_flag(CONSUMER_FETCHING)
 
-    async def _batch(self, tp: TP, recs: Sequence[Any], handler: BatchHandler,
-                     generation: int) -> None:
+    async def _admit(self, tp: TP, recs: Sequence[Any], generation: int) -> Sequence[Any]:
+        """The records of ``recs`` to process now, judged against the expected offset."""
         stats = self.batch_stats
         expect = self._expect.get(tp)
         if expect is None:
@@ -318,7 +362,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
             if expect is None or self.app.consumer_generation_id != generation:
                 stats.dropped += len(recs)  # no longer ours: the next owner reads them
                 log.info("%s: %d records fetched outside an assignment: dropped", tp, len(recs))
-                return
+                return ()
         first = recs[0].offset
         if expect != ANY and first > expect:
             if self._gap_at.get(tp) != (expect, first):
@@ -328,33 +372,53 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 stats.dropped += len(recs)
                 log.info("%s: batch starts at %d, expected %d: seeking back", tp, first, expect)
                 await self.seek(tp, expect)
-                return
+                return ()
             log.warning("%s: offsets %d..%d are missing from the log; going on at %d",
                         tp, expect, first - 1, first)
         self._gap_at.pop(tp, None)
         if expect != ANY and first < expect:
             recs = [r for r in recs if r.offset >= expect]
-            if not recs:
-                return
-        queue = self._inflight.get(tp)
-        if queue is not None and len(queue) >= MAX_INFLIGHT:
-            await asyncio.wait([queue[0][2]])
+        if recs:
+            queue = self._inflight.get(tp)
+            if queue is not None and len(queue) >= MAX_INFLIGHT:
+                await asyncio.wait([queue[0][2]])
+        return recs
+
+    async def _run(self, handler: BatchHandler, batch: dict[TP, Sequence[Any]],
+                   generation: int) -> None:
+        """One handler call for every admitted partition of its topics in this fetch."""
+        stats = self.batch_stats
+        expected = {tp: self._expect.get(tp) for tp in batch}
         async with self.batch_lock:
-            if self.app.consumer_generation_id != generation or self._expect.get(tp) != expect:
-                stats.dropped += len(recs)
-                return  # revoked or sought while we waited
+            for tp in list(batch):
+                if self._expect.get(tp) != expected[tp]:
+                    stats.dropped += len(batch.pop(tp))  # sought while we waited
+            if self.app.consumer_generation_id != generation or not batch:
+                stats.dropped += sum(len(r) for r in batch.values())
+                return  # a rebalance started: Faust seeks back before resuming
             t1 = perf_counter()
-            futures = await handler(tp, recs)
+            futures = await handler(batch)
             stats.handle_seconds += perf_counter() - t1
-            last = recs[-1].offset
-            self._expect[tp] = last + 1
-            self._read_offset[tp] = last
-            stats.batches += 1
-            stats.records += len(recs)
+            fut = self._gather(futures)
+            for tp, recs in batch.items():
+                last = recs[-1].offset
+                self._expect[tp] = last + 1
+                self._read_offset[tp] = last
+                stats.batches += 1
+                stats.records += len(recs)
+                # Committable after the next checkpoint has written the tables.
+                self._unsaved.append((tp, last + 1, len(recs), fut))
             stats.last_at = time.time()
             if not stats.first_at:
                 stats.first_at = stats.last_at
-            self._track(tp, last + 1, len(recs), futures)
+
+    @staticmethod
+    def _gather(futures: Futures) -> asyncio.Future[Any] | None:
+        if not futures:
+            return None
+        if len(futures) == 1:
+            return futures[0]
+        return asyncio.gather(*futures)
 
 
 def install(app: Any) -> None:
@@ -362,8 +426,18 @@ def install(app: Any) -> None:
     app.transport.Consumer = BatchConsumer
 
 
+def register_checkpoint(app: Any, fn: Checkpoint, interval: float = CHECKPOINT_INTERVAL) -> None:
+    """Make ``fn`` write the tables every ``interval`` seconds, and before a commit that
+    ends an assignment; offsets are committed only once it has."""
+    consumer = app.consumer
+    if not isinstance(consumer, BatchConsumer):
+        raise TypeError("call batching.install(app) before registering a checkpoint")
+    consumer.checkpoint_fn = fn
+    consumer.checkpoint_interval = interval
+
+
 def register_batch_topic(app: Any, topic: Any, handler: BatchHandler) -> None:
-    """Deliver ``topic``'s records in batches to ``handler(tp, records)``.
+    """Deliver ``topic``'s records in batches to ``handler({tp: records})``.
 
     The topic is added to the app's subscriptions (the conductor declares it); no agent
     iterates it.
