@@ -87,3 +87,34 @@ def test_broker_hung_for_30s_worker_survives_and_resumes(tmp_path: Path, worker_
             with contextlib.suppress(ProcessLookupError):
                 os.kill(broker.pid, signal.SIGCONT)
         broker.stop()
+
+
+def test_stop_while_the_broker_is_gone_still_exits(tmp_path: Path, worker_factory: Any) -> None:
+    """SIGTERM with the broker dead: the worker exits within its stop deadline.
+
+    Faust's stop waits for the broker (commit, LeaveGroup, flush) and retries forever;
+    a supervisor stopping a worker during a Kafka outage must not have to SIGKILL it.
+    Exiting loses nothing: what was not committed is delivered again.
+    """
+    from slawatch.agents.worker import EXIT_STOP_TIMEOUT, STOP_DEADLINE
+
+    broker = start_broker(tmp_path, 4)
+    try:
+        catalog = tmp_path / "services.yaml"
+        catalog.write_text(EXAMPLE_CATALOG)
+        messages = scenario(COMPONENTS, 500, seed=12, now=time.time(), jitter=0.0)
+        publish_messages(broker, messages)
+        worker = worker_factory(broker, catalog)
+        wait_counted(worker, len(messages), timeout=60)
+    finally:
+        broker.stop()
+    t0 = time.monotonic()
+    assert worker.proc is not None
+    worker.proc.send_signal(signal.SIGTERM)
+    code = worker.proc.wait(timeout=STOP_DEADLINE + 30)
+    took = time.monotonic() - t0
+    print(f"\nstopped {took:.1f} s after SIGTERM with the broker gone (exit {code})")
+    assert code in (0, EXIT_STOP_TIMEOUT), worker.log_tail()
+    assert took < STOP_DEADLINE + 10
+    if code == EXIT_STOP_TIMEOUT:
+        assert "stop did not finish" in worker.log_path.read_text()

@@ -17,6 +17,13 @@ from typing import Any
 from slawatch.agents import settings as settings_mod
 
 EXIT_CONFIG = 2
+#: Exit status when a stop did not finish within ``STOP_DEADLINE`` seconds.
+EXIT_STOP_TIMEOUT = 3
+#: Seconds a SIGTERM/SIGINT may take before the process exits anyway. Faust's stop waits
+#: for the broker (commit, LeaveGroup, producer flush) and retries forever while it is
+#: unreachable; a supervisor's stop must still work then. Nothing is lost by exiting:
+#: what was not committed is delivered again.
+STOP_DEADLINE = 30.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
     app.on_rebalance_complete.connect(_first_ready)
     app.task(_hello)
-    worker = faust.Worker(
+    worker = _worker_class(faust.Worker)(
         app,
         loglevel=settings.log_level,
         redirect_stdouts=False,
@@ -85,6 +92,36 @@ def run(args: argparse.Namespace) -> int:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
     return 0
+
+
+def _worker_class(base: Any) -> Any:
+    """``faust.Worker`` with a deadline on stopping, and a second signal exits at once."""
+    import os
+    import threading
+
+    class Worker(base):  # type: ignore[misc]
+        _deadline: threading.Timer | None = None
+
+        def _schedule_shutdown(self, signal: Any) -> None:
+            log = logging.getLogger("slawatch.worker")
+            if self._deadline is not None:
+                log.warning("second %s: exiting now (uncommitted input is redelivered)",
+                            getattr(signal, "name", signal))
+                logging.shutdown()
+                os._exit(EXIT_STOP_TIMEOUT)
+
+            def give_up() -> None:
+                log.error("stop did not finish in %.0f s (broker unreachable?): exiting; "
+                          "uncommitted input is delivered again", STOP_DEADLINE)
+                logging.shutdown()
+                os._exit(EXIT_STOP_TIMEOUT)
+
+            self._deadline = threading.Timer(STOP_DEADLINE, give_up)
+            self._deadline.daemon = True
+            self._deadline.start()
+            super()._schedule_shutdown(signal)
+
+    return Worker
 
 
 def main(argv: list[str] | None = None) -> int:
