@@ -8,6 +8,8 @@ the cached component-id check of ``parse_event`` (vs the regex alone).
 
 from __future__ import annotations
 
+import math
+
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -121,3 +123,51 @@ def test_parse_event_id_check_is_stable_across_repeats(component: str) -> None:
     valid = COMPONENT_ID.fullmatch(component) is not None
     assert results == [component if valid else results[0]] * 3
     assert (results[0] == component) == valid
+
+
+def _attribute_by_walking(tl: Timeline, start: float, end: float) -> dict[str, float]:
+    """The definition: every down piece in [start, end], its seconds split over its tag."""
+    out: dict[str, float] = {}
+    for a, b, tag in tl.down_points(start, end):
+        if tag and b > a:
+            for comp in tag:
+                out[comp] = out.get(comp, 0.0) + (b - a) / len(tag)
+    return out
+
+
+TAGS = ((), ("a",), ("b",), ("a", "b"), ("a", "b", "c"))
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    steps=st.lists(st.tuples(
+        st.sampled_from(("append", "append", "assign", "prune")),
+        st.floats(0.0, 100.0, allow_nan=False),
+        st.floats(0.0, 30.0, allow_nan=False),
+        st.sampled_from(STATES),
+        st.sampled_from(TAGS),
+    ), max_size=25),
+    windows=st.lists(st.tuples(st.floats(-10.0, 130.0), st.floats(0.0, 140.0)), min_size=1, max_size=4),
+)
+def test_attribution_index_matches_the_walk(
+    steps: list[tuple[str, float, float, State, tuple[str, ...]]],
+    windows: list[tuple[float, float]],
+) -> None:
+    """Timeline.attribute (running sums per component, kept up to date through appends,
+    overwrites and pruning) equals walking the pieces, for any window, between edits."""
+    tl = Timeline()
+    for op, t, length, state, tag in steps:
+        tag = tag if state == DOWN else ()
+        if op == "append":
+            tl.append_state(max(t, tl.last_ts if tl.ts else t), int(state), tag)
+        elif op == "assign":
+            tl.assign(t, t + length if length else math.inf, [(t, int(state), tag)])
+        else:
+            tl.prune_before(t)
+        for start, width in windows:
+            got: dict[str, float] = {}
+            tl.attribute(start, start + width, got)
+            want = _attribute_by_walking(tl, start, start + width)
+            assert got.keys() == want.keys()
+            for comp, value in want.items():
+                assert got[comp] == pytest.approx(value, rel=1e-12, abs=1e-9)

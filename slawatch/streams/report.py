@@ -202,7 +202,7 @@ def service_report(
     tl = tracker.timeline if tracker is not None else Timeline()
     avail = _window_availability(tl, now)
     start, period_len = period_bounds(svc.period, now)
-    up, down, _ = tl.totals(start, now)
+    up, down = tl.up_down(start, now)
     sla_avail = sla.availability(up, down)
     burn = {w: sla.burn_rate(a, svc.target) for w, a in avail.items()}
     breached = sla_avail < svc.target
@@ -246,28 +246,8 @@ def service_report(
 
 
 def _attribute(tl: Timeline, start: float, end: float, by_component: dict[str, float]) -> None:
-    """Split each down second in [start, end] among its blamed components (§4).
-
-    ``tl.down_points(start, end)`` walked inline: the same pieces in the same order.
-    """
-    if end <= start:
-        return
-    ts, st, tags = tl.ts, tl.st, tl.tag
-    n = len(ts)
-    i = bisect_right(ts, start) - 1
-    if i < 0:
-        i = 0  # before the first point the service is up: nothing to attribute
-    while i < n and ts[i] < end:
-        if st[i] == _DOWN_I:
-            tag = tags[i]
-            if tag:
-                a = ts[i] if ts[i] > start else start
-                b = (ts[i + 1] if ts[i + 1] < end else end) if i + 1 < n else end
-                if b > a:
-                    share = (b - a) / len(tag)
-                    for comp in tag:
-                        by_component[comp] = by_component.get(comp, 0.0) + share
-        i += 1
+    """Split each down second in [start, end] among its blamed components (§4)."""
+    tl.attribute(start, end, by_component)
 
 
 def outages(svc: Service, tracker: ServiceTracker | None, now: float) -> list[Outage]:

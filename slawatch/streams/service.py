@@ -255,7 +255,7 @@ class ServiceTracker:
                         self.pruned_outages += 1
                     self.pruned_downtime += tl.ts[k + 1] - tl.ts[k]
             del tl.ts[:i], tl.st[:i], tl.tag[:i]
-            tl._valid = 0
+            tl._touched(0)
         for comp_tl in self.components.values():
             comp_tl.prune_before(cut)
 

@@ -13,15 +13,26 @@ correction costs O(points after it), and any window is two binary searches.
 
 from __future__ import annotations
 
+import itertools
 import math
+import operator
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from slawatch.streams.states import DOWN, MAINTENANCE, UP, State
 
+_N = TypeVar("_N", int, float)
 Tag = tuple[str, ...]
 NO_TAG: Tag = ()
+
+_UP, _MAINT, _DOWN = int(UP), int(MAINTENANCE), int(DOWN)
+_sub = operator.sub
+
+
+def _accumulate(values: list[_N], initial: _N) -> list[_N]:
+    return list(itertools.accumulate(values, initial=initial))
+
 
 #: ``_STATE[i] is State(i)``, without the cost of ``EnumMeta.__call__``.
 _STATE = (UP, MAINTENANCE, DOWN)
@@ -29,7 +40,8 @@ assert all(_STATE[int(s)] is s for s in State)
 
 
 class Timeline:
-    __slots__ = ("_cd", "_cm", "_cr", "_cu", "_valid", "st", "tag", "ts")
+    __slots__ = ("_att", "_att_n", "_cd", "_cm", "_cr", "_cu", "_valid", "_valid2", "_valid3",
+                 "st", "tag", "ts")
 
     def __init__(
         self,
@@ -44,7 +56,13 @@ class Timeline:
         self._cd: list[float] = []
         self._cm: list[float] = []
         self._cr: list[int] = []  # down runs begun at or before each point
-        self._valid = 0  # prefix sums are right for indexes < _valid
+        self._valid = 0  # _cu and _cd are right for indexes < _valid
+        self._valid2 = 0  # _cm and _cr for indexes < _valid2 (only some readers need them)
+        # Attribution of down seconds (``attribute``): per blamed component, the indexes of
+        # the closed pieces that blame it and the running sum of its shares of them.
+        self._att: dict[str, tuple[list[int], list[float]]] = {}
+        self._att_n = 0  # pieces indexed so far
+        self._valid3 = 0  # pieces before this index are indexed right
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -79,6 +97,10 @@ class Timeline:
     def _touched(self, index: int) -> None:
         if index < self._valid:
             self._valid = index
+        if index < self._valid2:
+            self._valid2 = index
+        if index <= self._valid3:  # piece index - 1 ends at point index
+            self._valid3 = index - 1 if index > 0 else 0
 
     def append_state(self, t: float, st: int, tag: Tag = NO_TAG) -> bool:
         """Set the value from ``t`` on, for ``t`` at or after the last point.
@@ -161,33 +183,58 @@ class Timeline:
         if i <= 0:
             return 0
         del self.ts[:i], self.st[:i], self.tag[:i]
-        self._valid = 0
+        self._touched(0)
         return i
 
     # -- integration -------------------------------------------------------------------
 
     def _build(self) -> None:
+        """Bring the prefix sums of up and down seconds up to date (``_cu``, ``_cd``)."""
         n = len(self.ts)
         if self._valid >= n and len(self._cu) == n:
             return
         v = min(self._valid, n)
-        cu, cd, cm, cr = self._cu, self._cd, self._cm, self._cr
-        del cu[v:], cd[v:], cm[v:], cr[v:]
+        cu, cd = self._cu, self._cd
+        del cu[v:], cd[v:]
         ts, st = self.ts, self.st
         if v == 0 and n:
             cu.append(0.0)
             cd.append(0.0)
-            cm.append(0.0)
-            cr.append(1 if st[0] == DOWN else 0)
             v = 1
-        for i in range(v, n):
-            dt = ts[i] - ts[i - 1]
-            prev = st[i - 1]
-            cu.append(cu[-1] + (dt if prev == UP else 0.0))
-            cd.append(cd[-1] + (dt if prev == DOWN else 0.0))
-            cm.append(cm[-1] + (dt if prev == MAINTENANCE else 0.0))
-            cr.append(cr[-1] + (1 if st[i] == DOWN and prev != DOWN else 0))
+        if v < n:
+            # cu[i] = cu[i-1] + (seconds of piece i-1 if it was up), ...: the same sums in
+            # the same order as a loop would add them (accumulate adds left to right), built
+            # a column at a time because that is several times faster in CPython.
+            prev = st[v - 1:n - 1]
+            dts = list(map(_sub, ts[v:n], ts[v - 1:n - 1]))
+            cu += _accumulate([d if p == _UP else 0.0 for d, p in zip(dts, prev, strict=True)],
+                              initial=cu[-1])[1:]
+            cd += _accumulate([d if p == _DOWN else 0.0 for d, p in zip(dts, prev, strict=True)],
+                              initial=cd[-1])[1:]
         self._valid = n
+
+    def _build_all(self) -> None:
+        """``_build``, and the maintenance seconds and down runs (``_cm``, ``_cr``) too."""
+        self._build()
+        n = len(self.ts)
+        if self._valid2 >= n and len(self._cm) == n:
+            return
+        v = min(self._valid2, n)
+        cm, cr = self._cm, self._cr
+        del cm[v:], cr[v:]
+        ts, st = self.ts, self.st
+        if v == 0 and n:
+            cm.append(0.0)
+            cr.append(1 if st[0] == _DOWN else 0)
+            v = 1
+        if v < n:
+            prev = st[v - 1:n - 1]
+            dts = list(map(_sub, ts[v:n], ts[v - 1:n - 1]))
+            cm += _accumulate([d if p == _MAINT else 0.0 for d, p in zip(dts, prev, strict=True)],
+                              initial=cm[-1])[1:]
+            cr += _accumulate([1 if s == _DOWN and p != _DOWN else 0
+                               for s, p in zip(st[v:n], prev, strict=True)], initial=cr[-1])[1:]
+        self._valid2 = n
 
     def _cumulative(self, x: float) -> tuple[float, float, float]:
         ts = self.ts
@@ -206,16 +253,96 @@ class Timeline:
         """Seconds (up, down, maintenance) in [start, end]."""
         if end <= start:
             return (0.0, 0.0, 0.0)
-        self._build()
+        self._build_all()
         a = self._cumulative(start)
         b = self._cumulative(end)
         return (b[0] - a[0], b[1] - a[1], b[2] - a[2])
+
+    def _build_attribution(self) -> None:
+        ts, st, tags = self.ts, self.st, self.tag
+        closed = len(ts) - 1  # the last piece has no end yet
+        v = self._valid3
+        att = self._att
+        if self._att_n > v:  # forget the pieces from v on
+            for idx, cum in att.values():
+                k = bisect_left(idx, v)
+                del idx[k:], cum[k + 1:]
+            self._att_n = v
+        for i in range(v, closed):
+            if st[i] == _DOWN and ts[i + 1] > ts[i]:
+                tag = tags[i]
+                if tag:
+                    share = (ts[i + 1] - ts[i]) / len(tag)
+                    for comp in tag:
+                        entry = att.get(comp)
+                        if entry is None:
+                            entry = att[comp] = ([], [0.0])
+                        entry[0].append(i)
+                        cum = entry[1]
+                        cum.append(cum[-1] + share)
+        if closed > v:
+            self._att_n = self._valid3 = closed
+
+    def attribute(self, start: float, end: float, out: dict[str, float]) -> None:
+        """Add each blamed component's share of the down seconds in [start, end] to ``out``.
+
+        Each second of a down piece is split equally among its tag. Whole pieces come from
+        running sums per component (two binary searches each); the pieces cut by ``start``
+        and ``end`` are added directly.
+        """
+        if end <= start or not self.ts:
+            return
+        self._build_attribution()
+        ts, st, tags = self.ts, self.st, self.tag
+        lo = bisect_left(ts, start)  # first piece starting at or after start
+        hi = bisect_right(ts, end) - 1  # the piece that holds end
+        if hi < 0:
+            return  # before the first point: up
+        if lo > hi:  # start and end inside one piece
+            i = hi
+            if st[i] == _DOWN and tags[i]:
+                share = (end - start) / len(tags[i])
+                for comp in tags[i]:
+                    out[comp] = out.get(comp, 0.0) + share
+            return
+        if lo > 0 and ts[lo] > start and st[lo - 1] == _DOWN and tags[lo - 1]:  # cut by start
+            share = (ts[lo] - start) / len(tags[lo - 1])
+            for comp in tags[lo - 1]:
+                out[comp] = out.get(comp, 0.0) + share
+        if hi > lo:  # whole pieces lo .. hi-1 (all closed: hi <= n - 1)
+            for comp, (idx, cum) in self._att.items():
+                a = bisect_left(idx, lo)
+                b = bisect_left(idx, hi, a)
+                if b > a:
+                    out[comp] = out.get(comp, 0.0) + (cum[b] - cum[a])
+        if end > ts[hi] and st[hi] == _DOWN and tags[hi]:  # the piece that holds end
+            share = (end - ts[hi]) / len(tags[hi])
+            for comp in tags[hi]:
+                out[comp] = out.get(comp, 0.0) + share
+
+    def up_down(self, start: float, end: float) -> tuple[float, float]:
+        """Seconds (up, down) in [start, end]: ``totals`` without maintenance, the same floats."""
+        if end <= start:
+            return (0.0, 0.0)
+        self._build()
+        ts, st, cu, cd = self.ts, self.st, self._cu, self._cd
+        out = []
+        for x in (start, end):
+            if not ts or x < ts[0]:
+                out.append((x - (ts[0] if ts else 0.0), 0.0))
+                continue
+            i = bisect_right(ts, x) - 1
+            dt = x - ts[i]
+            s = st[i]
+            out.append((cu[i] + (dt if s == _UP else 0.0), cd[i] + (dt if s == _DOWN else 0.0)))
+        (au, ad), (bu, bd) = out
+        return (bu - au, bd - ad)
 
     def window_totals(self, now: float, sizes: Sequence[float]) -> list[tuple[float, float, float]]:
         """(up, down, maintenance) seconds in [now - size, now] for each size, in one go."""
         if not self.ts:
             return [(size, 0.0, 0.0) for size in sizes]
-        self._build()
+        self._build_all()
         b = self._cumulative(now)
         out = []
         for size in sizes:
@@ -233,7 +360,7 @@ class Timeline:
         i = bisect_right(ts, now) - 1
         if i < 0:
             return 0, 0.0, 0.0
-        self._build()
+        self._build_all()
         st = self.st
         down_total = self._cumulative(now)[1] - self._cumulative(ts[0])[1]
         current = 0.0
