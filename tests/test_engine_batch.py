@@ -24,8 +24,10 @@ from slawatch.streams.requirements import (
     Requirement,
     ServiceRef,
     blame,
+    compile_indexed,
     compile_masks,
     evaluate,
+    indexed_slots,
 )
 from slawatch.streams.states import DOWN, MAINTENANCE, UP, State
 from tests.strategies import Scenario, apply_all, build_engine, long_streams, scenarios
@@ -95,6 +97,7 @@ def test_mask_evaluators_match_the_tree_walk(
     blamed = blame_fn(d)
     assert {c for i, c in enumerate(names) if blamed >> i & 1} == set(blame(req, by_name, _resolve))
     # the model's wrappers: sorted names, memoised, and the list-based fallback agrees
+    assert indexed_slots(req, _resolve) == compile_indexed(req, _resolve)[0]
     model = ServiceModel.build("s", req, frozenset(COMPS), _resolve)
     md, mm = _masks(model.mask_names, by_name)
     assert model.state_mask(md, mm) == want

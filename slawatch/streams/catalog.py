@@ -37,6 +37,7 @@ from slawatch.streams.requirements import (
     compile_indexed,
     compile_masks,
     evaluate,
+    indexed_slots,
     leaves,
     masks_via_list,
     supported,
@@ -163,26 +164,9 @@ class ServiceModel:
 
     @classmethod
     def build(cls, name: str, requires: AllOf, components: frozenset[str], resolve: Resolver) -> ServiceModel:
-        try:
-            slots, state_ix, blame_ix = compile_indexed(requires, resolve)
-        except (RecursionError, SyntaxError, MemoryError):
-            # Absurdly deep trees exceed the compiler's nesting limits: interpret them.
-            slots = tuple(sorted(components))
-
-            def state_of(s: Mapping[str, State]) -> int:
-                return _interpreted_state(requires, s, resolve)
-
-            def blame_of(s: Mapping[str, State]) -> tuple[str, ...]:
-                return blame(requires, s, resolve)
-
-            def state_ix(s: list[int]) -> int:
-                return state_of(dict(zip(slots, map(State, s), strict=True)))
-
-            def blame_ix(s: list[int], names: tuple[str, ...]) -> tuple[str, ...]:
-                return blame_of(dict(zip(names, map(State, s), strict=True)))
-
-            return cls(name, components, state_of, blame_of, requires, slots,
-                       {c: i for i, c in enumerate(slots)}, state_ix, blame_ix)
+        slots = indexed_slots(requires, resolve)
+        lazy = _LazyIndexed(requires, resolve, slots)
+        state_ix, blame_ix = lazy.state, lazy.blame
 
         def state_of_mapping(s: Mapping[str, State]) -> int:
             return state_ix([s[c] for c in slots])
@@ -198,6 +182,42 @@ class ServiceModel:
         return cls(name, components, state_of_mapping, blame_of_mapping, requires, slots,
                    {c: i for i, c in enumerate(slots)}, state_ix, blame_ix,
                    mask_names=names, state_mask=state_mask, blame_bits=blame_bits)
+
+
+class _LazyIndexed:
+    """``compile_indexed``'s pair, compiled on first use: the trackers' hot path runs on
+    the bitmask functions, so most models never need these (and compiling costs ~0.5 ms
+    a service at start-up). Absurdly deep trees exceed the compiler's nesting limits:
+    those are interpreted."""
+
+    __slots__ = ("fns", "requires", "resolve", "slots")
+
+    def __init__(self, requires: AllOf, resolve: Resolver, slots: tuple[str, ...]) -> None:
+        self.requires, self.resolve, self.slots = requires, resolve, slots
+        self.fns: tuple[IndexedStateFn, IndexedBlamer] | None = None
+
+    def _load(self) -> tuple[IndexedStateFn, IndexedBlamer]:
+        requires, resolve, slots = self.requires, self.resolve, self.slots
+        try:
+            compiled_slots, state_fn, blame_fn = compile_indexed(requires, resolve)
+            if compiled_slots != slots:
+                raise AssertionError(f"slot order {compiled_slots} != {slots}")
+        except (RecursionError, SyntaxError, MemoryError):
+
+            def state_fn(s: list[int]) -> int:
+                return _interpreted_state(requires, dict(zip(slots, map(State, s), strict=True)), resolve)
+
+            def blame_fn(s: list[int], names: tuple[str, ...]) -> tuple[str, ...]:
+                return blame(requires, dict(zip(names, map(State, s), strict=True)), resolve)
+
+        self.fns = (state_fn, blame_fn)
+        return self.fns
+
+    def state(self, s: list[int]) -> int:
+        return (self.fns or self._load())[0](s)
+
+    def blame(self, s: list[int], names: tuple[str, ...]) -> tuple[str, ...]:
+        return (self.fns or self._load())[1](s, names)
 
 
 def _interpreted_state(requires: AllOf, states: Mapping[str, State], resolve: Resolver) -> int:

@@ -9,7 +9,7 @@ for the blamed components. Supported availability is rarer and walks the tree di
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from slawatch.streams.states import DOWN, UP, State
@@ -154,6 +154,24 @@ IndexedBlamer = Callable[[list[int], tuple[str, ...]], tuple[str, ...]]
 
 _INDEXED: dict[str, tuple[IndexedStateFn, IndexedBlamer]] = {}
 _INDEXED_LIMIT = 20_000
+
+
+def indexed_slots(req: Requirement, resolve: Resolver) -> tuple[str, ...]:
+    """The slot order of :func:`compile_indexed` without compiling: components in order of
+    first appearance, depth first (iterative, so any depth)."""
+    seen: dict[str, int] = {}
+    stack: list[Iterator[Requirement]] = [iter((req,))]
+    while stack:
+        node = next(stack[-1], None)
+        if node is None:
+            stack.pop()
+        elif isinstance(node, Leaf):
+            seen.setdefault(node.component, len(seen))
+        elif isinstance(node, ServiceRef):
+            stack.append(iter((resolve(node.service),)))
+        else:
+            stack.append(iter(node.items))
+    return tuple(seen)
 
 
 def compile_indexed(
