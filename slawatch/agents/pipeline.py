@@ -113,7 +113,7 @@ class Pipeline:
                    partition: int | None, headers: list[tuple[str, bytes]] | None = None) -> Any:
         return await self._producer_send(topic, key, value, partition, None, headers)
 
-    async def _send_table(self, topic: str, key: bytes, value: bytes, partition: int) -> Any:
+    async def _send_table(self, topic: str, key: bytes, value: bytes | None, partition: int) -> Any:
         return await self._producer_send(topic, key, value, partition, None, None)
 
     # -- stage 1 -------------------------------------------------------------------

@@ -19,6 +19,7 @@ import base64
 import bisect
 import contextlib
 import weakref
+import zlib
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -173,9 +174,24 @@ def encode_stats(stats: PartitionStats) -> bytes:
     return stats.to_bytes()
 
 
+#: A table value larger than this is stored in parts (Kafka refuses messages over
+#: ``max.message.bytes``, 1 MB by default; a service with a long, busy history can
+#: serialize to more).
+CHUNK_SIZE = 512 * 1024
+#: First bytes of the head record of a value stored in parts (a JSON value never
+#: starts with a NUL).
+CHUNKED = b"\x00slawatch-parts\x00"
+
+
+def _part_key(key: str, version: int, index: int) -> str:
+    # \x1f cannot occur in a component id, and a service name with a control
+    # character in it would be odd; the parts are never read as trackers.
+    return f"{key}\x1f{version}.{index}"
+
+
 #: ``send(topic, key, value, partition)``: hands a record to the producer and returns
 #: the future of its delivery (``await``-ing it waits only for room in the producer).
-Send = Callable[[str, bytes, bytes, int], Awaitable["asyncio.Future[Any]"]]
+Send = Callable[[str, bytes, bytes | None, int], Awaitable["asyncio.Future[Any]"]]
 
 
 class TrackerTable(Generic[T]):
@@ -189,6 +205,8 @@ class TrackerTable(Generic[T]):
         self._encode = encode
         self._cache: dict[str, tuple[bytes, T]] = {}
         self._dirty: dict[str, int] = {}  # key -> its partition
+        self._chunks: dict[str, tuple[int, int]] = {}  # key -> (version, parts) stored
+        self.chunk_size = CHUNK_SIZE
 
     def get(self, key: str) -> T | None:
         """The current object for ``key``, or None if the table has none.
@@ -205,9 +223,24 @@ class TrackerTable(Generic[T]):
         hit = self._cache.get(key)
         if hit is not None and (hit[0] is raw or hit[0] == raw):
             return hit[1]
-        obj = self._decode(raw)
+        full = self._join(key, raw) if raw.startswith(CHUNKED) else raw
+        obj = self._decode(full)
         self._cache[key] = (raw, obj)
         return obj
+
+    def _join(self, key: str, head: bytes) -> bytes:
+        """The value a chunked head stands for, from its parts (see ``flush``)."""
+        meta = orjson.loads(head[len(CHUNKED):])
+        version, n = int(meta["v"]), int(meta["n"])
+        data = self.table.data
+        parts = [data.get(_part_key(key, version, i)) for i in range(n)]
+        if any(p is None for p in parts):
+            raise ValueError(f"table value {key!r}: a part of version {version} is missing")
+        full = b"".join(parts)
+        if zlib.crc32(full) != meta["crc"]:
+            raise ValueError(f"table value {key!r}: parts of version {version} do not match")
+        self._chunks[key] = (version, n)
+        return full
 
     def put(self, key: str, obj: T, partition: int) -> None:
         """Adopt a new object for ``key``; it is written at the next ``flush``."""
@@ -241,21 +274,47 @@ class TrackerTable(Generic[T]):
         store = table.data
         # First every store write, with no await in between: readers (the collector)
         # run between our awaits, and must find each key either dirty or stored.
-        records: list[tuple[bytes, bytes, int]] = []
+        records: list[tuple[bytes, bytes | None, int]] = []
+        chunk = self.chunk_size
         for key, partition in dirty.items():
             obj = cache[key][1]
             if before_write is not None:
                 before_write(key, obj)
             raw = encode(obj)
+            old = self._chunks.pop(key, None)
+            writes: list[tuple[str, bytes | None]] = []
+            if len(raw) > chunk:
+                # Larger than a Kafka message may be (1 MB by default): parts of a new
+                # version first, then the head naming them, then tombstones for the old
+                # version's parts. Same partition, so the log keeps this order and a
+                # head never names parts that are not before it.
+                version = (old[0] + 1) if old else 1
+                n = -(-len(raw) // chunk)
+                writes += [(_part_key(key, version, i), raw[i * chunk:(i + 1) * chunk])
+                           for i in range(n)]
+                head = CHUNKED + orjson.dumps({"v": version, "n": n, "crc": zlib.crc32(raw)})
+                writes.append((key, head))
+                self._chunks[key] = (version, n)
+                stored = head
+            else:
+                writes.append((key, raw))
+                stored = raw
+            if old:
+                writes += [(_part_key(key, old[0], i), None) for i in range(old[1])]
             with partition_context(partition):
-                store[key] = raw
-            cache[key] = (raw, obj)
-            records.append((key.encode(), raw, partition))
+                for k, v in writes:
+                    if v is None:
+                        with contextlib.suppress(KeyError):
+                            del store[k]
+                    else:
+                        store[k] = v
+            cache[key] = (stored, obj)
+            records += [(k.encode(), v, partition) for k, v in writes]
         topic = table.changelog_topic.get_topic_name()
         futures: list[Any] = []
         last: dict[int, Any] = {}
-        for bkey, raw, partition in records:
-            fut = await send(topic, bkey, raw, partition)
+        for bkey, value, partition in records:
+            fut = await send(topic, bkey, value, partition)
             futures.append(fut)
             last[partition] = fut
         for fut in last.values():
