@@ -303,11 +303,6 @@ def post(url: str, body: bytes, content_type: str = "application/json",
         return exc.code, exc.read()
 
 
-class KnownBug(AssertionError):
-    """A failure caused by a bug reported on issue 6 (used with ``xfail(raises=KnownBug)``,
-    so that any other failure of the same test still fails the suite)."""
-
-
 # -- comparing with the engine ---------------------------------------------------------------
 
 #: Per-worker process series besides fixtures_kafka.WORKER_SERIES (HTTP ingestion counters).

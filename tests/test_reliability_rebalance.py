@@ -10,9 +10,7 @@ exported at once. Afterwards:
 * no message is counted twice (sum of slawatch_events_total over the union);
 * every message is counted, no service counter (outages_total, downtime_seconds_total)
   ever goes down in the union, and at the quiet points (after the join, after the
-  leave) the union equals the engine fed the same messages, series by series. None of
-  this holds today: these checks raise
-  ``KnownBug`` (xfail, not strict: timing-dependent); every other assertion fails the test normally.
+  leave) the union equals the engine fed the same messages, series by series.
 """
 
 from __future__ import annotations
@@ -35,7 +33,6 @@ from tests.fixtures_kafka import (
     wide_catalog,
 )
 from tests.reliability_helpers import (
-    KnownBug,
     RatePublisher,
     service_names,
     union_scrape,
@@ -107,12 +104,6 @@ class Sampler:
         return out
 
 
-# Not strict: the loss depends on timing, so a run may pass by luck.
-@pytest.mark.xfail(strict=False, raises=KnownBug, reason=(
-    "after a partition moves under load, the new owner's trackers differ from the engine "
-    "service counters go down, and messages are lost (the new owner skips messages after "
-    "the committed offset, as after a SIGKILL); see issue 6 note. Coverage, duplicate "
-    "series, double counting and the gap bound are asserted first"))
 def test_second_worker_joins_and_leaves_under_load(tmp_path: Path, worker_factory: Any) -> None:
     broker = start_broker(tmp_path, 4)
     sampler: Sampler | None = None
@@ -183,8 +174,7 @@ def test_second_worker_joins_and_leaves_under_load(tmp_path: Path, worker_factor
         assert a.alive()
         if sampler.decreases:
             mismatches.append(f"counters went down: {sampler.decreases[:5]}")
-        if mismatches:
-            raise KnownBug("\n".join(mismatches))
+        assert not mismatches, "\n".join(mismatches)
     finally:
         if sampler is not None:
             sampler.stop()

@@ -30,13 +30,6 @@ from tests.fixtures_kafka import (
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.slow,
-    # Two causes found and fixed (slawatch/agents/compat.py): stage 2 resumed mid-topic on
-    # never-committed segment partitions (Faust's seek skipped them), and table recovery
-    # stopped before the last changelog batch (tansu's ListOffsets). Still open: after a
-    # SIGKILL the restarted worker sometimes resumes a component-events partition near
-    # its end (offsets far beyond what the killed worker processed), then counts stay
-    # short. Non-strict xfail until that is found.
-    pytest.mark.xfail(reason="restart consistency bug under investigation", strict=False),
 ]
 
 COMPONENTS = ["mail-srv-01", "mail-srv-02", "core-sw-1", "dns-1", "dns-2", "mx-1", "mx-2",

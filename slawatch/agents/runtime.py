@@ -99,9 +99,15 @@ class Runtime:
     # -- ownership -------------------------------------------------------------------
 
     def active_partitions(self, topic: str) -> set[int]:
-        """Partitions of ``topic`` this worker actively owns (never its standbys)."""
+        """Partitions of ``topic`` this worker actively owns (never its standbys).
+
+        None while a rebalance is in progress: a newly assigned partition's tables are
+        still being recovered (older than what the previous owner exported, so counters
+        in the union would go down), and a revoked one is someone else's. Missing for
+        the length of a rebalance is what a scraper can tell apart; wrong is not.
+        """
         app = self.app
-        if app is None:
+        if app is None or app.rebalancing:
             return set()
         return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
 
