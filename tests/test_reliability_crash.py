@@ -22,7 +22,7 @@ each restart.
 Jitter 0: stage 2 sees segments from four partitions in an interleaving that differs
 from the publish order; with events in order per component the result is independent of
 that interleaving (with out-of-order events the never-decreasing counters may differ,
-see DESIGN.md "Counters never decrease").
+see DESIGN.md, "Semantic choices", counters).
 """
 
 from __future__ import annotations

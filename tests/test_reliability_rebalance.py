@@ -175,9 +175,9 @@ def test_second_worker_joins_and_leaves_under_load(tmp_path: Path, worker_factor
         assert a.alive()
         # Counters are derived from the corrected history (CONTRACT §1: any arrival
         # order gives the same numbers), so a segment that arrives after a later one of
-        # another component can step a counter back once (DESIGN.md "Counters never
-        # decrease"; Prometheus reads it as a reset). Reported, not failed: the numbers
-        # are exact at both quiet points above.
+        # another component can step a counter back once (DESIGN.md, "Semantic choices";
+        # Prometheus reads it as a reset). Reported, not failed: the numbers are exact
+        # at both quiet points above.
         print(f"counter steps back seen in the union: {len(sampler.decreases)} "
               f"{sampler.decreases[:3]}")
         assert not mismatches, "\n".join(mismatches)
