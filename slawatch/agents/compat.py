@@ -172,3 +172,33 @@ def patch_faust_highwaters() -> None:
 
     AIOKafkaConsumerThread._highwaters = _highwaters  # type: ignore[method-assign]
     _highwater_patched = True
+
+
+_fetch_wait_patched = False
+
+#: How long a fetch may wait at the broker for data (ms). Faust hard-codes 1500.
+FETCH_MAX_WAIT_MS = 100
+
+
+def patch_faust_fetch_max_wait(ms: int = FETCH_MAX_WAIT_MS) -> None:
+    """Make the worker's fetches wait at most ``ms`` at the broker, not Faust's 1500 ms.
+
+    tansu answers a fetch only when its wait runs out, not when data arrives for
+    another partition of the same request (measured: a single event took 0.2-0.7 s to
+    reach stage 1 and another 0.7-1.2 s to reach stage 2, one fetch wait per stage). The
+    cost of a short wait is an empty fetch every ``ms`` on an idle partition set.
+    """
+    global _fetch_wait_patched
+    if _fetch_wait_patched:
+        return
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    original = AIOKafkaConsumerThread._create_worker_consumer
+
+    def _create_worker_consumer(self: Any, transport: Any) -> Any:
+        consumer = original(self, transport)
+        consumer._fetch_max_wait_ms = ms
+        return consumer
+
+    AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer  # type: ignore[method-assign]
+    _fetch_wait_patched = True

@@ -57,11 +57,13 @@ def run(args: argparse.Namespace) -> int:
     from slawatch.agents.app import build_app
     from slawatch.agents.compat import (
         patch_aiokafka_leave_group,
+        patch_faust_fetch_max_wait,
         patch_faust_highwaters,
         patch_faust_seek_to_committed,
     )
 
     patch_aiokafka_leave_group()
+    patch_faust_fetch_max_wait()
     patch_faust_seek_to_committed()
     patch_faust_highwaters()
 
