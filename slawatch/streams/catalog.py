@@ -15,6 +15,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import orjson
 import yaml
 
 from slawatch.streams.durations import parse_duration
@@ -322,6 +323,9 @@ class Catalog:
         return gains[:limit]
 
 
+_SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_catalog(path: str | Path) -> Catalog:
     """Read and validate a catalog file; raise CatalogError naming file, service, field."""
     source = str(path)
@@ -329,10 +333,19 @@ def load_catalog(path: str | Path) -> Catalog:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise CatalogError(source, [f"cannot read the file: {exc.strerror or exc}"]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise CatalogError(source, [f"not valid YAML: {exc}"]) from None
+    data: object = None
+    if text.lstrip().startswith("{"):
+        # JSON is YAML too, and orjson reads it ~60x faster than PyYAML (whose object
+        # construction is Python even over libyaml): a catalog of 100,000 components
+        # took 12.6 s and 430 MB as YAML, 0.2 s and 60 MB as JSON. What is not valid
+        # JSON is read as YAML, with YAML's error messages.
+        with contextlib.suppress(orjson.JSONDecodeError):
+            data = orjson.loads(text)
+    if data is None:
+        try:
+            data = yaml.load(text, Loader=_SAFE_LOADER)
+        except yaml.YAMLError as exc:
+            raise CatalogError(source, [f"not valid YAML: {exc}"]) from None
     return parse_catalog(data, source)
 
 
