@@ -205,8 +205,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "default %(default)s)")
     g.add_argument("--store", choices=STORES, default=_env("SLAWATCH_STORE", "memory"),
                    help="table store: memory (rebuilt from the changelog topics on start), "
-                        "rocksdb (fast restarts; EXPERIMENTAL: a restart on the embedded "
-                        "broker fails Faust's changelog offset check, see README), auto = "
+                        "rocksdb (kept in --data-dir: a restart reads only the changelog "
+                        "tail; needs rocksdict, pip install 'slawatch[rocksdb]'), auto = "
                         "rocksdb if rocksdict is installed (env SLAWATCH_STORE, default "
                         "%(default)s)")
     g.add_argument("--allowed-lateness", default=_env("SLAWATCH_ALLOWED_LATENESS",
