@@ -49,7 +49,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from time import perf_counter
 from typing import Any
 
@@ -93,6 +93,16 @@ class BatchStats:
     last_at: float = 0.0
 
 
+@dataclass
+class _Checkpoint:
+    """One table group's writes: its function, how often, and the batches waiting."""
+
+    fn: Checkpoint
+    interval: float
+    unsaved: list[tuple[TP, int, int, asyncio.Future[Any] | None]] = field(default_factory=list)
+    last: float = field(default_factory=perf_counter)
+
+
 class BatchConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer with a batch path for registered topics."""
 
@@ -108,10 +118,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
         self._send_error: BaseException | None = None
         # Set once the seek to committed that ends a rebalance has set ``_expect``.
         self._sought = asyncio.Event()
-        self.checkpoint_fn: Checkpoint | None = None
-        self.checkpoint_interval = CHECKPOINT_INTERVAL
-        self._unsaved: list[tuple[TP, int, int, asyncio.Future[Any] | None]] = []
-        self._last_checkpoint = perf_counter()
+        self.checkpoints: list[_Checkpoint] = []
+        self._checkpoint_of: dict[str, _Checkpoint] = {}  # topic -> its checkpoint
 
     # -- positions -----------------------------------------------------------------
 
@@ -218,16 +226,16 @@ class BatchConsumer(faust_aiokafka.Consumer):
         if futs:
             await asyncio.gather(*futs, return_exceptions=True)
 
-    async def checkpoint(self) -> asyncio.Future[Any] | None:
-        """Write the tables now; the batches since the last checkpoint become committable
-        once those writes (and the batches' own sends) succeeded. Call with
+    async def checkpoint(self, cp: _Checkpoint) -> asyncio.Future[Any] | None:
+        """Write ``cp``'s tables now; its batches since its last checkpoint become
+        committable once those writes (and the batches' own sends) succeeded. Call with
         ``batch_lock`` held. Returns the future of the writes.
         """
-        self._last_checkpoint = perf_counter()
-        if not self._unsaved:
+        cp.last = perf_counter()
+        if not cp.unsaved:
             return None
-        entries, self._unsaved = self._unsaved, []
-        futures = await self.checkpoint_fn() if self.checkpoint_fn is not None else []
+        entries, cp.unsaved = cp.unsaved, []
+        futures = await cp.fn()
         saved = self._gather(futures)
         self.batch_stats.checkpoints += 1
         for tp, end, count, fut in entries:
@@ -239,18 +247,21 @@ class BatchConsumer(faust_aiokafka.Consumer):
         return saved
 
     async def _maybe_checkpoint(self) -> None:
-        if self._unsaved and perf_counter() - self._last_checkpoint >= self.checkpoint_interval:
-            async with self.batch_lock:
-                await self.checkpoint()
+        now = perf_counter()
+        for cp in self.checkpoints:
+            if cp.unsaved and now - cp.last >= cp.interval:
+                async with self.batch_lock:
+                    await self.checkpoint(cp)
 
     async def wait_empty(self) -> None:
         # Called on revoke and stop: never in the middle of a batch, and only once what
         # the batches changed is written and on the broker (so the commit that follows,
         # or the next owner's recovery, has it).
         async with self.batch_lock:
-            saved = await self.checkpoint()
-            if saved is not None:
-                await asyncio.gather(saved, return_exceptions=True)
+            for cp in self.checkpoints:
+                saved = await self.checkpoint(cp)
+                if saved is not None:
+                    await asyncio.gather(saved, return_exceptions=True)
             await self._wait_inflight()
             await super().wait_empty()
 
@@ -407,7 +418,11 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 stats.batches += 1
                 stats.records += len(recs)
                 # Committable after the next checkpoint has written the tables.
-                self._unsaved.append((tp, last + 1, len(recs), fut))
+                cp = self._checkpoint_of.get(tp.topic)
+                if cp is None:
+                    self._track(tp, last + 1, len(recs), fut)
+                else:
+                    cp.unsaved.append((tp, last + 1, len(recs), fut))
             stats.last_at = time.time()
             if not stats.first_at:
                 stats.first_at = stats.last_at
@@ -426,14 +441,17 @@ def install(app: Any) -> None:
     app.transport.Consumer = BatchConsumer
 
 
-def register_checkpoint(app: Any, fn: Checkpoint, interval: float = CHECKPOINT_INTERVAL) -> None:
-    """Make ``fn`` write the tables every ``interval`` seconds, and before a commit that
-    ends an assignment; offsets are committed only once it has."""
+def register_checkpoint(app: Any, topics: Any, fn: Checkpoint,
+                        interval: float = CHECKPOINT_INTERVAL) -> None:
+    """Make ``fn`` write the tables of ``topics``' handler every ``interval`` seconds,
+    and before a revoke or stop; their offsets are committed only once it has."""
     consumer = app.consumer
     if not isinstance(consumer, BatchConsumer):
         raise TypeError("call batching.install(app) before registering a checkpoint")
-    consumer.checkpoint_fn = fn
-    consumer.checkpoint_interval = interval
+    cp = _Checkpoint(fn, interval)
+    consumer.checkpoints.append(cp)
+    for name in topics.topics:
+        consumer._checkpoint_of[name] = cp
 
 
 def register_batch_topic(app: Any, topic: Any, handler: BatchHandler) -> None:

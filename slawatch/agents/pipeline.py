@@ -50,6 +50,12 @@ DLQ_HEADROOM = 64 * 1024
 #: Longest stretch (s) a batch handler runs without letting other tasks run.
 YIELD_EVERY = 0.02
 
+#: Seconds between table writes of each stage. A service tracker holds its whole
+#: history (up to the SLA period), so in an alert storm writing it dominates stage 2;
+#: after a crash stage 2 replays at most this much of the segments topic.
+COMPONENTS_CHECKPOINT = 0.5
+SERVICES_CHECKPOINT = 2.0
+
 #: Prune a tracker's history at most this often (seconds) when it is written anyway.
 PRUNE_EVERY = 300.0
 
@@ -347,17 +353,19 @@ class Pipeline:
                 await self._yield()
         return []
 
-    async def checkpoint(self) -> list[Any]:
-        """Write every tracker changed since the last checkpoint, once; the futures.
-
-        Per partition of the components changelog the counters go first, then the
-        trackers, so a crash keeps a prefix (see PartitionStats).
-        """
+    async def checkpoint_components(self) -> list[Any]:
+        """Write every component tracker and partition counter changed since the last
+        checkpoint, once; the futures. Per partition of the components changelog the
+        counters go first, then the trackers, so a crash keeps a prefix (see
+        PartitionStats)."""
         rt = self.rt
         futures = await rt.stats.flush(self._send_table)
         futures += await rt.components.flush(self._send_table, self._prune_component)
-        futures += await rt.services.flush(self._send_table, self._prune_service)
         return futures
+
+    async def checkpoint_services(self) -> list[Any]:
+        """Write every service tracker changed since the last checkpoint, once."""
+        return await self.rt.services.flush(self._send_table, self._prune_service)
 
     def _prune_service(self, key: str, tracker: ServiceTracker) -> None:
         now = time.time()
@@ -398,5 +406,8 @@ def install_pipeline(app: Any, rt: Runtime, topics: Any) -> Pipeline:
     pipeline = Pipeline(rt, topics, lambda *a: app.producer.send(*a))
     batching.register_batch_topic(app, topics.events_in, pipeline.stage1)
     batching.register_batch_topic(app, topics.segments, pipeline.stage2)
-    batching.register_checkpoint(app, pipeline.checkpoint)
+    batching.register_checkpoint(app, topics.events_in, pipeline.checkpoint_components,
+                                 COMPONENTS_CHECKPOINT)
+    batching.register_checkpoint(app, topics.segments, pipeline.checkpoint_services,
+                                 SERVICES_CHECKPOINT)
     return pipeline
