@@ -111,7 +111,7 @@ class PartitionStats:
             {"e": sorted(exact)} if exact is not None
             else {"r": base64.b64encode(bytes(u._registers)).decode()}
         )
-        return orjson.dumps({"c": self.counts, "o": self.offsets, "u": unmapped})
+        return _compact(orjson.dumps({"c": self.counts, "o": self.offsets, "u": unmapped}))
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> PartitionStats:
@@ -154,8 +154,18 @@ def first_time(ranges: list[list[int]], offset: int) -> bool:
     return True
 
 
+def _compact(raw: bytes) -> bytes:
+    """``raw`` in a buffer of its own size.
+
+    orjson builds its output in a buffer of several KiB and shrinks it in place; the
+    allocator keeps the whole block, so each small value kept from ``orjson.dumps``
+    held ~4 KiB of RSS (100,000 component trackers: 400 MiB for 10 MiB of JSON).
+    """
+    return bytes(memoryview(raw))
+
+
 def encode_component(tracker: ComponentTracker) -> bytes:
-    return orjson.dumps(tracker.to_obj())
+    return _compact(orjson.dumps(tracker.to_obj()))
 
 
 def decode_component(raw: bytes) -> ComponentTracker:
@@ -163,7 +173,7 @@ def decode_component(raw: bytes) -> ComponentTracker:
 
 
 def encode_service(tracker: ServiceTracker) -> bytes:
-    return orjson.dumps(tracker.to_obj())
+    return _compact(orjson.dumps(tracker.to_obj()))
 
 
 def decode_service(raw: bytes) -> ServiceTracker:
@@ -227,6 +237,18 @@ class TrackerTable(Generic[T]):
         obj = self._decode(full)
         self._cache[key] = (raw, obj)
         return obj
+
+    def get_stored(self, key: str) -> tuple[T | None, bytes | None]:
+        """``get(key)`` and the stored bytes the object is exactly the decoding of.
+
+        The bytes are None while the object has changes not yet written (it may still
+        be changing): only an object with bytes can be known unchanged since, by
+        comparing them with what a later call returns.
+        """
+        obj = self.get(key)
+        if obj is None or key in self._dirty:
+            return obj, None
+        return obj, self._cache[key][0]
 
     def _join(self, key: str, head: bytes) -> bytes:
         """The value a chunked head stands for, from its parts (see ``flush``)."""
@@ -292,7 +314,7 @@ class TrackerTable(Generic[T]):
                 n = -(-len(raw) // chunk)
                 writes += [(_part_key(key, version, i), raw[i * chunk:(i + 1) * chunk])
                            for i in range(n)]
-                head = CHUNKED + orjson.dumps({"v": version, "n": n, "crc": zlib.crc32(raw)})
+                head = CHUNKED + _compact(orjson.dumps({"v": version, "n": n, "crc": zlib.crc32(raw)}))
                 writes.append((key, head))
                 self._chunks[key] = (version, n)
                 stored = head
