@@ -10,6 +10,7 @@ errors) describe the worker itself.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,7 +20,15 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.utils import floatToGoString as _float_to_go_string
 
 from slawatch.agents.runtime import Runtime
-from slawatch.streams.report import Report
+from slawatch.agents.state import TrackerTable
+from slawatch.streams.catalog import Catalog, Component
+from slawatch.streams.component import ComponentTracker
+from slawatch.streams.report import (
+    ComponentReport,
+    Report,
+    component_lines_until,
+    component_report,
+)
 from slawatch.streams.windows import WINDOWS
 
 SVC = ["service", "kind"]
@@ -33,6 +42,7 @@ class SlawatchCollector:
     def __init__(self, rt: Runtime, clock: Callable[[], float] = time.time) -> None:
         self.rt = rt
         self.clock = clock
+        self.component_lines = ComponentLines()
 
     def describe(self) -> list[Metric]:
         # No fixed description: the series depend on the catalog and ownership.
@@ -46,12 +56,22 @@ class SlawatchCollector:
         yield from self._worker_metrics(self.rt.ready())
 
     def report_text(self) -> str:
+        return "".join(self.report_parts())
+
+    def report_parts(self) -> list[str]:
+        """``render_report(rt.report(now))`` in parts whose concatenation is that text;
+        the component families come from ``ComponentLines``, which reuses a
+        component's lines while they are exactly what a fresh report would give."""
         rt = self.rt
         if not rt.ready():
             # Mid-rebalance or mid-recovery the tables are incomplete: exporting them
             # would show counters going down and outages vanishing. Export nothing.
-            return ""
-        return render_report(rt.report(self.clock()))
+            return []
+        now = self.clock()
+        report = rt.report(now, components=False)
+        cids = sorted(rt.owned_components())
+        return render_parts(report, self.component_lines.render(rt.catalog, rt.components,
+                                                                cids, now))
 
     def _worker_metrics(self, ready: bool) -> Iterator[Metric]:
         c = self.rt.counters
@@ -191,9 +211,17 @@ def render_report(report: Report) -> str:
     (tests/test_collector_text.py compares the two); label values are escaped once per
     service or component instead of once per sample.
     """
+    comps = [report.components[c] for c in sorted(report.components)]
+    return "".join(render_parts(report, [component_text(comps)]))
+
+
+def render_parts(report: Report, component_parts: list[str]) -> list[str]:
+    """``render_report`` in parts, with the component families (of
+    ``component_text`` or ``ComponentLines``) given as ``component_parts``; the
+    components in ``report`` are not read."""
     lines: list[str] = []
     add = lines.append
-    fmt = _fmt
+    fmt = _f
 
     def head(name: str, doc: str, kind: str) -> None:
         add(f"# HELP {name} {_esc_help(doc)}")
@@ -265,29 +293,132 @@ def render_report(report: Report) -> str:
             add(f'slawatch_service_downtime_by_component_seconds{{component="{_esc(comp)}",{lab}}}'
                 f" {fmt(blame[comp])}")
 
-    comps = [report.components[c] for c in sorted(report.components)]
-    clab = [f'component="{_esc(c.name)}",team="{_esc(c.team or "")}"' for c in comps]
-    head("slawatch_component_up", "1 up, 0 down or maintenance", "gauge")
-    for c, lab in zip(comps, clab, strict=True):
-        add(f"slawatch_component_up{{{lab}}} {'1.0' if c.up else '0.0'}")
-    head("slawatch_component_availability_ratio",
-         "availability over the window, maintenance excluded", "gauge")
-    for c, lab in zip(comps, clab, strict=True):
-        values = c.availability
-        for w, wl in zip(WINDOWS, win, strict=True):
-            add(f"slawatch_component_availability_ratio{{{lab}{wl}}} {fmt(values[w])}")
-    head("slawatch_component_kpi_target_ratio", "the component's kpi", "gauge")
-    for c, lab in zip(comps, clab, strict=True):
-        if c.kpi is not None:
-            add(f"slawatch_component_kpi_target_ratio{{{lab}}} {fmt(c.kpi)}")
-
+    lines.append("")
+    head_text = "\n".join(lines)
+    lines.clear()
     head("slawatch_events_total", "component event messages by outcome", "counter")
     for outcome in sorted(report.events):
         add(f'slawatch_events_total{{outcome="{_esc(outcome)}"}} {fmt(float(report.events[outcome]))}')
     head("slawatch_unmapped_components", "distinct unmapped components seen", "gauge")
     add(f"slawatch_unmapped_components {fmt(float(report.unmapped_components))}")
     lines.append("")
-    return "\n".join(lines)
+    return [head_text, *component_parts, "\n".join(lines)]
+
+
+_C_UP = "slawatch_component_up"
+_C_AVAIL = "slawatch_component_availability_ratio"
+_C_KPI = "slawatch_component_kpi_target_ratio"
+_C_HEADS = (
+    f"# HELP {_C_UP} 1 up, 0 down or maintenance\n# TYPE {_C_UP} gauge\n",
+    f"# HELP {_C_AVAIL} availability over the window, maintenance excluded\n"
+    f"# TYPE {_C_AVAIL} gauge\n",
+    f"# HELP {_C_KPI} the component's kpi\n# TYPE {_C_KPI} gauge\n",
+)
+_WIN_LABELS = tuple(f',window="{w}"}} ' for w in WINDOWS)
+_NEG_INF = -math.inf
+
+
+def _f(v: float) -> str:
+    """``_fmt(v)``: the same text (repr is what Go's format gives below 1e6)."""
+    return repr(v) if _NEG_INF < v < 1e6 else _fmt(v)
+
+
+def _component_label(name: str, team: str | None) -> str:
+    return f'component="{_esc(name)}",team="{_esc(team or "")}"'
+
+
+def _component_lines(lab: str, up: bool, avail: dict[str, float],
+                     kpi: float | None) -> tuple[str, str, str]:
+    """One component's lines of each of the three component families."""
+    a = f"{_C_AVAIL}{{{lab}"
+    return (
+        f"{_C_UP}{{{lab}}} {'1.0' if up else '0.0'}\n",
+        "".join([f"{a}{wl}{_f(v)}\n"
+                 for wl, v in zip(_WIN_LABELS, map(avail.__getitem__, WINDOWS), strict=True)]),
+        "" if kpi is None else f"{_C_KPI}{{{lab}}} {_f(float(kpi))}\n",
+    )
+
+
+def component_text(comps: list[ComponentReport]) -> str:
+    """The component families for ``comps`` (in that order) as text, each line ending
+    with a newline."""
+    ups, avails, kpis = [_C_HEADS[0]], [_C_HEADS[1]], [_C_HEADS[2]]
+    for c in comps:
+        u, a, k = _component_lines(_component_label(c.name, c.team), c.up, c.availability, c.kpi)
+        ups.append(u)
+        avails.append(a)
+        kpis.append(k)
+    return "".join(ups + avails + kpis)
+
+
+class _Entry:
+    __slots__ = ("avail", "comp", "kpi", "since", "token", "until", "up")
+
+    def __init__(self, comp: Component, token: object, since: float, until: float,
+                 lines: tuple[str, str, str]) -> None:
+        self.comp = comp
+        self.token = token
+        self.since = since
+        self.until = until
+        self.up, self.avail, self.kpi = lines
+
+
+#: The token of a component without a tracker (never heard of: up all along).
+_NO_TRACKER = object()
+
+
+class ComponentLines:
+    """The component families at each scrape, reusing a component's lines while exact.
+
+    A component's lines are a function of its catalog entry, its tracker and ``now``.
+    They are kept with the catalog entry, the tracker's stored bytes (the tracker is
+    exactly their decoding, so equal bytes mean an unchanged tracker) and the interval
+    ``[since, until)`` in which ``component_lines_until`` proved every value constant
+    (a component that was up or down throughout every window); anything else, and a
+    tracker with unwritten changes, is computed afresh.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[str, _Entry] = {}
+        self.reused = 0  # for tests and the benchmark: lines reused at the last render
+
+    def render(self, catalog: Catalog, table: TrackerTable[ComponentTracker],
+               cids: list[str], now: float) -> list[str]:
+        """The three families for ``cids`` in that order, as text parts."""
+        entries = self._entries
+        components = catalog.components
+        ups, avails, kpis = [_C_HEADS[0]], [_C_HEADS[1]], [_C_HEADS[2]]
+        reused = 0
+        for cid in cids:
+            comp = components[cid]
+            tracker, stored = table.get_stored(cid)
+            token: object = _NO_TRACKER if tracker is None else stored
+            e = entries.get(cid)
+            if (e is not None and e.comp is comp and e.since <= now < e.until
+                    and token is not None and (e.token is token or e.token == token)):
+                reused += 1
+            else:
+                rep = component_report(comp, tracker, now)
+                lines = _component_lines(_component_label(comp.id, comp.team), rep.up,
+                                         rep.availability, comp.kpi)
+                until = component_lines_until(tracker, now) if token is not None else now
+                if until > now:
+                    e = entries[cid] = _Entry(comp, token, now, until, lines)
+                else:
+                    entries.pop(cid, None)
+                    ups.append(lines[0])
+                    avails.append(lines[1])
+                    kpis.append(lines[2])
+                    continue
+            ups.append(e.up)
+            avails.append(e.avail)
+            kpis.append(e.kpi)
+        self.reused = reused
+        if len(entries) > len(cids):  # components gone from the catalog or elsewhere
+            keep = set(cids)
+            for cid in [c for c in entries if c not in keep]:
+                del entries[cid]
+        return ups + avails + kpis
 
 
 def make_registry(rt: Runtime, registry: CollectorRegistry | None = None) -> CollectorRegistry:
@@ -303,11 +434,32 @@ def render(registry: CollectorRegistry) -> tuple[bytes, str]:
     """The exposition text and its content type: the registry's metrics, then the
     service and component families of the ``SlawatchCollector`` ``make_registry``
     registered on it."""
+    chunks, content_type = render_chunks(registry)
+    return b"".join(chunks), content_type
+
+
+#: Size of the pieces ``render_chunks`` encodes the text in.
+CHUNK_CHARS = 1 << 20
+
+
+def render_chunks(registry: CollectorRegistry) -> tuple[list[bytes], str]:
+    """``render`` as a list of byte strings of about ``CHUNK_CHARS`` each, to be written
+    one after the other: a million series are ~120 MB of text, which joined into one
+    string and then encoded was held three times over."""
     from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-    body = generate_latest(registry)
+    chunks = [generate_latest(registry)]
     collector = getattr(registry, "slawatch_collector", None)
     if isinstance(collector, SlawatchCollector):
-        body += collector.report_text().encode()
-    return body, CONTENT_TYPE_LATEST
-
+        group: list[str] = []
+        size = 0
+        for part in collector.report_parts():
+            group.append(part)
+            size += len(part)
+            if size >= CHUNK_CHARS:
+                chunks.append("".join(group).encode())
+                group.clear()
+                size = 0
+        if group:
+            chunks.append("".join(group).encode())
+    return chunks, CONTENT_TYPE_LATEST

@@ -141,8 +141,11 @@ class Runtime:
 
     # -- reports ---------------------------------------------------------------------
 
-    def report(self, now: float, services: Iterable[str] | None = None) -> Report:
-        """The engine's Report for what this worker owns (``services`` to narrow it)."""
+    def report(self, now: float, services: Iterable[str] | None = None,
+               components: bool = True) -> Report:
+        """The engine's Report for what this worker owns (``services`` to narrow it;
+        without components when ``components`` is false: the collector renders them
+        itself, see ``collector.ComponentLines``)."""
         catalog = self._catalog
         report = Report(now=now)
         counts: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
@@ -158,7 +161,7 @@ class Runtime:
             svc = catalog.services.get(name)
             if svc is not None:
                 report.services[name] = service_report(svc, self.services.get(name), catalog, now)
-        if services is None:
+        if services is None and components:
             for cid in self.owned_components():
                 report.components[cid] = component_report(
                     catalog.components[cid], self.components.get(cid), now

@@ -25,7 +25,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from slawatch.agents.collector import render
+from slawatch.agents.collector import render_chunks
 from slawatch.agents.runtime import Runtime
 
 log = logging.getLogger("slawatch.web")
@@ -35,12 +35,20 @@ def install_views(app: Any, rt: Runtime, registry: CollectorRegistry, services_t
     """Register the views on ``app`` (a faust.App)."""
 
     async def metrics(self: Any, request: Any) -> Any:
-        from aiohttp.web import Response
+        from aiohttp.web import StreamResponse
 
-        body, content_type = render(registry)
+        # Built at once (one consistent instant), written in pieces: a large catalog's
+        # text is ~100 MB, and one body string would be held again by each copy.
+        chunks, content_type = render_chunks(registry)
         # aiohttp refuses a content_type with parameters (Prometheus's has version and
         # charset), so the header is set as is.
-        return Response(body=body, headers={"Content-Type": content_type})
+        response = StreamResponse(headers={"Content-Type": content_type})
+        response.content_length = sum(map(len, chunks))
+        await response.prepare(request)
+        while chunks:
+            await response.write(chunks.pop(0))  # each piece freed once written
+        await response.write_eof()
+        return response
 
     async def healthz(self: Any, request: Any) -> Any:
         return self.json({"status": "ok", "pid": _pid()})

@@ -294,3 +294,54 @@ def component_report(comp: Component, tracker: ComponentTracker | None, now: flo
         state=tl.state_at(now),
         availability=_window_availability(tl, now),
     )
+
+
+def component_lines_until(tracker: ComponentTracker | None, now: float) -> float:
+    """Until when ``component_report(comp, tracker, t)`` equals its value at ``now``.
+
+    Every ``t`` in ``[now, until)`` gives the same state and the same availability
+    floats, as long as the tracker itself does not change; ``until == now`` when some
+    window holds both up and down seconds (its ratio moves with ``t``). A window's ratio
+    is exactly 1.0 while no down piece of positive length reaches into it (the down
+    prefix sums at both ends are then the same float: only 0.0 was added between), and
+    exactly 0.0 while it holds only down pieces (the up sums are equal, down > 0).
+    The pieces do not change before the first point after ``now``, so that bounds it.
+    """
+    if tracker is None:
+        return math.inf
+    tl = tracker.history
+    ts, st = tl.ts, tl.st
+    n = len(ts)
+    if not n:
+        return math.inf
+    j = bisect_right(ts, now) - 1
+    until = ts[j + 1] if j + 1 < n else math.inf
+    if j < 0:
+        return until  # up before the first point: every ratio 1.0
+    # End of the latest positive piece of each kind that reaches into [.., now]:
+    # the piece holding `now` reaches past it (it grows with t).
+    down_end = other_end = -math.inf
+    if st[j] == _DOWN_I:
+        down_end = math.inf
+    else:
+        other_end = math.inf
+    k = j - 1
+    while k >= 0 and (down_end == -math.inf or other_end == -math.inf):
+        end = ts[k + 1]
+        if end > ts[k]:  # zero-length pieces last no time
+            if st[k] == _DOWN_I:
+                if down_end == -math.inf:
+                    down_end = end
+            elif other_end == -math.inf:
+                other_end = end
+        k -= 1
+    if other_end == -math.inf:
+        other_end = ts[0]  # before the first point: up
+    for size in _WINDOW_SIZES:
+        x = now - size
+        if down_end <= x:
+            continue  # no down second in any window [t - size, t], t in [now, until)
+        if other_end <= x:
+            continue  # only down seconds (and some): ratio 0.0
+        return now
+    return until

@@ -1,0 +1,230 @@
+"""The collector reuses a component's /metrics lines only while they are exact.
+
+``ComponentLines`` keeps each component's lines with the tracker's stored bytes and the
+interval in which ``component_lines_until`` proved every value constant. Whatever the
+clock and the trackers do, a scrape must read exactly what a fresh report renders:
+``render_report(rt.report(now))``. The clock is injected; nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from typing import Any
+
+import orjson
+import pytest
+
+from slawatch.agents.collector import SlawatchCollector, render_chunks, render_report
+from slawatch.agents.runtime import Runtime
+from slawatch.agents.settings import WorkerSettings
+from slawatch.agents.state import PartitionStats, encode_component
+from slawatch.streams.catalog import Catalog, parse_catalog
+from slawatch.streams.component import ComponentTracker
+from slawatch.streams.events import ComponentEvent
+from slawatch.streams.report import component_lines_until, component_report
+from slawatch.streams.states import State
+
+T0 = 1_700_000_000.0
+DAY = 86400.0
+
+
+class Store(dict[str, bytes]):
+    def set_persisted_offset(self, tp: Any, offset: int) -> None:
+        pass
+
+
+class Topic:
+    def get_topic_name(self) -> str:
+        return "t-changelog"
+
+
+class Table:
+    def __init__(self) -> None:
+        self.data = Store()
+        self.changelog_topic = Topic()
+
+
+class FakeRuntime(Runtime):
+    """Every partition owned, always ready; tables are plain dicts."""
+
+    def owned_services(self) -> list[str]:
+        return list(self.catalog.services)
+
+    def owned_components(self) -> list[str]:
+        return list(self.catalog.components)
+
+    def owned_stats(self) -> list[PartitionStats]:
+        return []
+
+    def ready(self) -> bool:
+        return True
+
+
+def catalog(n: int, team: str = "t") -> Catalog:
+    comps = {f"c{i}": {"team": team, "kpi": 0.99} for i in range(n)}
+    comps["lonely"] = {"team": team}  # in no service, never heard of
+    services = {f"s{i}": {"kind": "internal", "customers": ["x"],
+                          "sla": {"target": 0.99, "period": "30d"},
+                          "requires": [f"c{i}", f"c{(i + 1) % n}"]} for i in range(n)}
+    return parse_catalog(orjson.loads(orjson.dumps({"components": comps, "services": services})),
+                         "test")
+
+
+async def _send(topic: str, key: bytes, value: bytes | None, partition: int) -> Any:
+    fut = asyncio.get_running_loop().create_future()
+    fut.set_result(None)
+    return fut
+
+
+class Harness:
+    def __init__(self, n: int) -> None:
+        self.rt = FakeRuntime(WorkerSettings(), catalog(n))
+        self.rt.bind_tables(Table(), Table())
+        self.now = T0
+        self.collector = SlawatchCollector(self.rt, clock=lambda: self.now)
+
+    def apply(self, comp: str, state: State, ts: float, *, flush: bool = True) -> None:
+        table = self.rt.components
+        tracker = table.get(comp)
+        if tracker is None:
+            tracker = ComponentTracker(comp)
+            table.put(comp, tracker, 0)
+        outcome, _ = tracker.apply(ComponentEvent(comp, state, ts, None, None), 600.0)
+        if outcome == "accepted":
+            table.touch(comp, 0)
+        if flush:
+            self.flush()
+
+    def flush(self) -> None:
+        asyncio.run(self.rt.components.flush(_send))
+
+    def check(self) -> None:
+        got = self.collector.report_text()
+        assert got == render_report(self.rt.report(self.now))
+
+
+def test_reused_lines_equal_fresh_ones_as_time_passes() -> None:
+    h = Harness(6)
+    h.apply("c0", State.DOWN, T0 - 700)
+    h.apply("c0", State.UP, T0 - 400)  # down for 5 minutes, 400 s ago
+    h.apply("c1", State.DOWN, T0 - 2 * DAY)  # down throughout the short windows
+    h.apply("c2", State.MAINTENANCE, T0 - 100)
+    h.apply("c3", State.UP, T0 - 50)  # up, heard of
+    h.apply("c4", State.DOWN, T0 + 120)  # a point in the future
+    h.check()
+    steps = [0, 1, 1, 118, 1, 1, 299, 1, 1400, 1800, 3600, 5 * 3600, DAY, 2 * DAY, 30 * DAY,
+             0.5, 1e-3]
+    for dt in steps:
+        h.now += dt
+        h.check()
+    assert h.collector.component_lines.reused > 0
+    h.now -= 40 * DAY  # a clock that goes back is answered afresh
+    h.check()
+
+
+def test_tracker_changes_are_seen() -> None:
+    h = Harness(4)
+    h.apply("c0", State.UP, T0 - 60)
+    h.check()
+    h.check()
+    reused = h.collector.component_lines.reused
+    assert reused >= 4  # c0..c3 and lonely: up throughout every window
+    h.now += 10
+    h.apply("c0", State.DOWN, h.now - 5, flush=False)  # changed, not yet written
+    h.check()
+    h.now += 10
+    h.check()
+    h.flush()
+    h.check()
+    h.now += 10
+    h.apply("c0", State.UP, h.now - 1)
+    h.check()
+    h.now += 10
+    # A value written underneath (recovery, a standby's changelog): new bytes.
+    other = ComponentTracker("c1")
+    other.apply(ComponentEvent("c1", State.DOWN, h.now - 30, None, None), 600.0)
+    h.rt.components.table.data["c1"] = encode_component(other)
+    h.check()
+    h.now += 1
+    h.check()
+    del h.rt.components.table.data["c1"]  # gone: up all along again
+    h.check()
+
+
+def test_catalog_reload_relabels() -> None:
+    h = Harness(3)
+    h.apply("c0", State.UP, T0 - 60)
+    h.check()
+    h.check()
+    h.rt.set_catalog(catalog(3, team="new team"))
+    h.check()
+    assert 'team="new team"' in h.collector.report_text()
+    h.rt.set_catalog(catalog(2))  # c2 gone
+    h.check()
+
+
+def test_randomised_against_fresh_reports() -> None:
+    rng = random.Random(4)
+    h = Harness(12)
+    for _ in range(60):
+        for _ in range(rng.randrange(4)):
+            comp = f"c{rng.randrange(12)}"
+            state = rng.choice([State.UP, State.UP, State.DOWN, State.MAINTENANCE])
+            ts = h.now - rng.choice([0.0, 1.0, 30.0, 299.0, 300.0, 301.0, 500.0]) + rng.choice(
+                [0.0, 0.0, 100.0])
+            h.apply(comp, state, ts, flush=rng.random() < 0.8)
+        if rng.random() < 0.3:
+            h.flush()
+        h.now += rng.choice([0.0, 0.25, 1.0, 60.0, 299.0, 300.0, 301.0, 3600.0, 6 * 3600.0,
+                             DAY, 7 * DAY])
+        h.check()
+    assert h.collector.component_lines.reused > 0
+
+
+def test_chunks_join_to_the_text() -> None:
+    h = Harness(5)
+    h.apply("c0", State.DOWN, T0 - 60)
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.exposition import generate_latest
+
+    from slawatch.agents import collector as mod
+
+    registry = mod.make_registry(h.rt, CollectorRegistry(auto_describe=False))
+    registry.slawatch_collector.clock = lambda: h.now  # type: ignore[attr-defined]
+    old = mod.CHUNK_CHARS
+    mod.CHUNK_CHARS = 200
+    try:
+        chunks, _ = render_chunks(registry)
+    finally:
+        mod.CHUNK_CHARS = old
+    assert len(chunks) > 3
+    expected = generate_latest(registry) + render_report(h.rt.report(h.now)).encode()
+    assert b"".join(chunks) == expected
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_lines_until_is_a_true_bound(seed: int) -> None:
+    """Inside [now, until) a fresh report is the same; random histories, dense times."""
+    rng = random.Random(seed)
+    cat = catalog(1)
+    comp = cat.components["c0"]
+    tracker = ComponentTracker("c0")
+    t = T0 - rng.choice([400.0, 4000.0, 40 * DAY])
+    for _ in range(rng.randrange(1, 8)):
+        t += rng.choice([0.0, 1.0, 200.0, 300.0, 3600.0, 2 * DAY])
+        tracker.apply(ComponentEvent("c0", rng.choice(list(State)), min(t, T0 + 200), None, None),
+                      1e9)
+    for now in [T0 - 1000, T0, T0 + 100, T0 + 250, T0 + DAY]:
+        until = component_lines_until(tracker, now)
+        assert until >= now
+        if until == now:
+            continue
+        first = component_report(comp, tracker, now)
+        horizon = min(until, now + 40 * DAY)
+        probes = {now, horizon - 1e-6 if math.isfinite(until) else horizon}
+        probes |= {now + rng.random() * (horizon - now) for _ in range(20)}
+        for p in probes:
+            if now <= p < until:
+                assert component_report(comp, tracker, p) == first, (now, p, until)
