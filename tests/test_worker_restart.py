@@ -36,7 +36,18 @@ COMPONENTS = ["mail-srv-01", "mail-srv-02", "core-sw-1", "dns-1", "dns-2", "mx-1
               "mx-3", "spare-1"]
 
 
-def test_sigterm_halfway_then_restart(tmp_path: Path, worker_factory: Any) -> None:
+#: ``memory`` rebuilds the tables from the changelogs on start; ``rocksdb`` (the
+#: production store) reopens them from --data-dir and reads only the changelog's tail.
+STORES = pytest.mark.parametrize("store", ["memory", "rocksdb"])
+
+
+def _stored_on_disk(tmp_path: Path, store: str) -> None:
+    if store == "rocksdb":
+        assert list((tmp_path / "data-w").rglob("components-*.db")), "no RocksDB tables on disk"
+
+
+@STORES
+def test_sigterm_halfway_then_restart(tmp_path: Path, worker_factory: Any, store: str) -> None:
     broker = start_broker(tmp_path, 4)
     try:
         catalog = tmp_path / "services.yaml"
@@ -44,7 +55,7 @@ def test_sigterm_halfway_then_restart(tmp_path: Path, worker_factory: Any) -> No
         messages = scenario(COMPONENTS, 1200, seed=4, now=time.time(), jitter=0.0)
         half = len(messages) // 2
         publish_messages(broker, messages[:half])
-        worker = worker_factory(broker, catalog)
+        worker = worker_factory(broker, catalog, extra=["--store", store])
         wait_counted(worker, half)
         assert worker.stop(signal.SIGTERM) == 0, worker.log_tail()
 
@@ -55,18 +66,20 @@ def test_sigterm_halfway_then_restart(tmp_path: Path, worker_factory: Any) -> No
         wait_counted(worker, len(messages))
         engine, _ = reference_engine(EXAMPLE_CATALOG, messages)
         wait_matches([worker], engine)
+        _stored_on_disk(tmp_path, store)
     finally:
         broker.stop()
 
 
-def test_sigkill_halfway_then_restart(tmp_path: Path, worker_factory: Any) -> None:
+@STORES
+def test_sigkill_halfway_then_restart(tmp_path: Path, worker_factory: Any, store: str) -> None:
     broker = start_broker(tmp_path, 4)
     try:
         catalog = tmp_path / "services.yaml"
         catalog.write_text(EXAMPLE_CATALOG)
         messages = scenario(COMPONENTS, 6000, seed=5, now=time.time(), jitter=0.0)
         publish_messages(broker, messages)
-        worker = worker_factory(broker, catalog)
+        worker = worker_factory(broker, catalog, extra=["--store", store])
         wait_counted(worker, len(messages) // 3)
         worker.stop(signal.SIGKILL)
 
@@ -78,32 +91,6 @@ def test_sigkill_halfway_then_restart(tmp_path: Path, worker_factory: Any) -> No
         # Exact counts: nothing counted twice although Kafka redelivered after the kill.
         total = sum(v for k, v in samples.items() if k[0] == "slawatch_events_total")
         assert total == len(messages)
-    finally:
-        broker.stop()
-
-
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
-def test_rocksdb_store_restart(tmp_path: Path, worker_factory: Any, sig: signal.Signals) -> None:
-    """The production store: a restarted worker reopens its RocksDB tables (it reads
-    only the changelog after the persisted offsets) and ends with the same numbers."""
-    broker = start_broker(tmp_path, 4)
-    try:
-        catalog = tmp_path / "services.yaml"
-        catalog.write_text(EXAMPLE_CATALOG)
-        messages = scenario(COMPONENTS, 3000, seed=6, now=time.time(), jitter=0.0)
-        half = len(messages) // 2
-        publish_messages(broker, messages[:half])
-        worker = worker_factory(broker, catalog, extra=["--store", "rocksdb"])
-        wait_counted(worker, half, timeout=60)
-        worker.stop(sig)
-        publish_messages(broker, messages[half:])
-        worker.start()
-        worker.wait_ready(timeout=40)
-        wait_counted(worker, len(messages), timeout=60)
-        engine, _ = reference_engine(EXAMPLE_CATALOG, messages)
-        samples = wait_matches([worker], engine, timeout=60)
-        total = sum(v for k, v in samples.items() if k[0] == "slawatch_events_total")
-        assert total == len(messages)
-        assert list((tmp_path / "data-w").rglob("components-*.db")), "no RocksDB tables on disk"
+        _stored_on_disk(tmp_path, store)
     finally:
         broker.stop()
