@@ -34,6 +34,11 @@ def _accumulate(values: list[_N], initial: _N) -> list[_N]:
     return list(itertools.accumulate(values, initial=initial))
 
 
+#: Never mutated: the value of a Timeline's derived lists until they are first built.
+_NONE_F: list[float] = []
+_NONE_I: list[int] = []
+_NONE_ATT: dict[str, tuple[list[int], list[float]]] = {}
+
 #: ``_STATE[i] is State(i)``, without the cost of ``EnumMeta.__call__``.
 _STATE = (UP, MAINTENANCE, DOWN)
 assert all(_STATE[int(s)] is s for s in State)
@@ -52,15 +57,17 @@ class Timeline:
         self.ts: list[float] = ts if ts is not None else []
         self.st: list[int] = st if st is not None else []
         self.tag: list[Tag] = tag if tag is not None else [NO_TAG] * len(self.ts)
-        self._cu: list[float] = []
-        self._cd: list[float] = []
-        self._cm: list[float] = []
-        self._cr: list[int] = []  # down runs begun at or before each point
+        # Prefix sums and the attribution index are allocated when first built (most
+        # timelines never need some of them): until then they are the shared empties.
+        self._cu: list[float] = _NONE_F
+        self._cd: list[float] = _NONE_F
+        self._cm: list[float] = _NONE_F
+        self._cr: list[int] = _NONE_I  # down runs begun at or before each point
         self._valid = 0  # _cu and _cd are right for indexes < _valid
         self._valid2 = 0  # _cm and _cr for indexes < _valid2 (only some readers need them)
         # Attribution of down seconds (``attribute``): per blamed component, the indexes of
         # the closed pieces that blame it and the running sum of its shares of them.
-        self._att: dict[str, tuple[list[int], list[float]]] = {}
+        self._att: dict[str, tuple[list[int], list[float]]] = _NONE_ATT
         self._att_n = 0  # pieces indexed so far
         self._valid3 = 0  # pieces before this index are indexed right
 
@@ -195,6 +202,9 @@ class Timeline:
             return
         v = min(self._valid, n)
         cu, cd = self._cu, self._cd
+        if cu is _NONE_F:
+            cu = self._cu = []
+            cd = self._cd = []
         del cu[v:], cd[v:]
         ts, st = self.ts, self.st
         if v == 0 and n:
@@ -221,6 +231,9 @@ class Timeline:
             return
         v = min(self._valid2, n)
         cm, cr = self._cm, self._cr
+        if cm is _NONE_F:
+            cm = self._cm = []
+            cr = self._cr = []
         del cm[v:], cr[v:]
         ts, st = self.ts, self.st
         if v == 0 and n:
@@ -263,6 +276,8 @@ class Timeline:
         closed = len(ts) - 1  # the last piece has no end yet
         v = self._valid3
         att = self._att
+        if att is _NONE_ATT:
+            att = self._att = {}
         if self._att_n > v:  # forget the pieces from v on
             for idx, cum in att.values():
                 k = bisect_left(idx, v)
