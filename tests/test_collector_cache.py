@@ -24,6 +24,7 @@ from slawatch.streams.catalog import Catalog, parse_catalog
 from slawatch.streams.component import ComponentTracker
 from slawatch.streams.events import ComponentEvent
 from slawatch.streams.report import component_lines_until, component_report
+from slawatch.streams.service import ServiceTracker
 from slawatch.streams.states import State
 
 T0 = 1_700_000_000.0
@@ -65,9 +66,14 @@ class FakeRuntime(Runtime):
 def catalog(n: int, team: str = "t") -> Catalog:
     comps = {f"c{i}": {"team": team, "kpi": 0.99} for i in range(n)}
     comps["lonely"] = {"team": team}  # in no service, never heard of
+    periods = ["30d", "month", "1d", "1h"]  # a 1h period is shorter than some windows
     services = {f"s{i}": {"kind": "internal", "customers": ["x"],
-                          "sla": {"target": 0.99, "period": "30d"},
+                          "sla": {"target": 0.99, "period": periods[i % len(periods)]},
+                          "restore_time": "30m" if i % 2 else None,
                           "requires": [f"c{i}", f"c{(i + 1) % n}"]} for i in range(n)}
+    for s in services.values():
+        if s["restore_time"] is None:
+            del s["restore_time"]
     return parse_catalog(orjson.loads(orjson.dumps({"components": comps, "services": services})),
                          "test")
 
@@ -86,19 +92,30 @@ class Harness:
         self.collector = SlawatchCollector(self.rt, clock=lambda: self.now)
 
     def apply(self, comp: str, state: State, ts: float, *, flush: bool = True) -> None:
+        """Both stages: the component's tracker, then its services' trackers."""
         table = self.rt.components
         tracker = table.get(comp)
         if tracker is None:
             tracker = ComponentTracker(comp)
             table.put(comp, tracker, 0)
-        outcome, _ = tracker.apply(ComponentEvent(comp, state, ts, None, None), 600.0)
+        outcome, segment = tracker.apply(ComponentEvent(comp, state, ts, None, None), 600.0)
         if outcome == "accepted":
             table.touch(comp, 0)
+        catalog = self.rt.catalog
+        if segment is not None:
+            for name in catalog.services_for(comp):
+                svc = self.rt.services.get(name)
+                if svc is None:
+                    svc = ServiceTracker(name)
+                    self.rt.services.put(name, svc, 0)
+                svc.apply(segment, catalog.models[name])
+                self.rt.services.touch(name, 0)
         if flush:
             self.flush()
 
     def flush(self) -> None:
         asyncio.run(self.rt.components.flush(_send))
+        asyncio.run(self.rt.services.flush(_send))
 
     def check(self) -> None:
         got = self.collector.report_text()
@@ -121,6 +138,22 @@ def test_reused_lines_equal_fresh_ones_as_time_passes() -> None:
         h.check()
     assert h.collector.component_lines.reused > 0
     h.now -= 40 * DAY  # a clock that goes back is answered afresh
+    h.check()
+
+
+def test_services_reused_across_a_month_boundary() -> None:
+    h = Harness(8)
+    h.now = 1_701_388_800.0 - 100  # 2023-12-01T00:00:00Z - 100 s
+    h.apply("c0", State.UP, h.now - 10)
+    h.check()
+    h.check()
+    assert h.collector.service_lines.reused >= 4
+    for dt in (50, 49, 0.5, 0.5, 1, 1, 3600):
+        h.now += dt
+        h.check()
+    h.apply("c3", State.DOWN, h.now - 1)
+    h.check()
+    h.now += 10
     h.check()
 
 
@@ -193,12 +226,12 @@ def test_chunks_join_to_the_text() -> None:
 
     registry = mod.make_registry(h.rt, CollectorRegistry(auto_describe=False))
     registry.slawatch_collector.clock = lambda: h.now  # type: ignore[attr-defined]
-    old = mod.CHUNK_CHARS
-    mod.CHUNK_CHARS = 200
+    old = mod.JOIN_KEYS
+    mod.JOIN_KEYS = 2
     try:
-        chunks, _ = render_chunks(registry)
+        chunks = list(render_chunks(registry)[0])
     finally:
-        mod.CHUNK_CHARS = old
+        mod.JOIN_KEYS = old
     assert len(chunks) > 3
     expected = generate_latest(registry) + render_report(h.rt.report(h.now)).encode()
     assert b"".join(chunks) == expected

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -21,15 +21,20 @@ from prometheus_client.utils import floatToGoString as _float_to_go_string
 
 from slawatch.agents.runtime import Runtime
 from slawatch.agents.state import TrackerTable
-from slawatch.streams.catalog import Catalog, Component
-from slawatch.streams.component import ComponentTracker
+from slawatch.streams.catalog import Catalog
 from slawatch.streams.report import (
     ComponentReport,
     Report,
+    ServiceReport,
     component_lines_until,
-    component_report,
+    service_report,
+    service_report_until,
+    window_availability,
 )
+from slawatch.streams.states import UP
 from slawatch.streams.windows import WINDOWS
+
+_ALL_UP = dict.fromkeys(WINDOWS, 1.0)
 
 SVC = ["service", "kind"]
 INGEST_ENDPOINTS = ("events", "alertmanager")
@@ -43,6 +48,7 @@ class SlawatchCollector:
         self.rt = rt
         self.clock = clock
         self.component_lines = ComponentLines()
+        self.service_lines = ServiceLines()
 
     def describe(self) -> list[Metric]:
         # No fixed description: the series depend on the catalog and ownership.
@@ -56,9 +62,9 @@ class SlawatchCollector:
         yield from self._worker_metrics(self.rt.ready())
 
     def report_text(self) -> str:
-        return "".join(self.report_parts())
+        return "".join(map(_text, self.report_parts()))
 
-    def report_parts(self) -> list[str]:
+    def report_parts(self) -> list[Part]:
         """``render_report(rt.report(now))`` in parts whose concatenation is that text;
         the component families come from ``ComponentLines``, which reuses a
         component's lines while they are exactly what a fresh report would give."""
@@ -68,10 +74,13 @@ class SlawatchCollector:
             # would show counters going down and outages vanishing. Export nothing.
             return []
         now = self.clock()
-        report = rt.report(now, components=False)
-        cids = sorted(rt.owned_components())
-        return render_parts(report, self.component_lines.render(rt.catalog, rt.components,
-                                                                cids, now))
+        catalog = rt.catalog
+        report = rt.report(now, services=(), components=False)  # the counters only
+        services = self.service_lines.render(catalog, rt.services, rt.owned_sorted("services"),
+                                             now, _S_HEADS)
+        components = self.component_lines.render(catalog, rt.components,
+                                                 rt.owned_sorted("components"), now, _C_HEADS)
+        return render_parts(report, components, services)
 
     def _worker_metrics(self, ready: bool) -> Iterator[Metric]:
         c = self.rt.counters
@@ -212,13 +221,17 @@ def render_report(report: Report) -> str:
     service or component instead of once per sample.
     """
     comps = [report.components[c] for c in sorted(report.components)]
-    return "".join(render_parts(report, [component_text(comps)]))
+    return "".join(map(_text, render_parts(report, [component_text(comps)])))
 
 
-def render_parts(report: Report, component_parts: list[str]) -> list[str]:
+def render_parts(report: Report, component_parts: list[Part],
+                 service_parts: list[Part] | None = None) -> list[Part]:
     """``render_report`` in parts, with the component families (of
-    ``component_text`` or ``ComponentLines``) given as ``component_parts``; the
-    components in ``report`` are not read."""
+    ``component_text`` or ``ComponentLines``) given as ``component_parts``, and the
+    service families as ``service_parts`` if given (``ServiceLines``); what is given
+    is not read from ``report``."""
+    if service_parts is None:
+        service_parts = list(service_text([report.services[n] for n in sorted(report.services)]))
     lines: list[str] = []
     add = lines.append
     fmt = _f
@@ -227,82 +240,96 @@ def render_parts(report: Report, component_parts: list[str]) -> list[str]:
         add(f"# HELP {name} {_esc_help(doc)}")
         add(f"# TYPE {name} {kind}")
 
-    services = [report.services[n] for n in sorted(report.services)]
-    # prometheus_client writes label names sorted; so does this.
-    svc = [f'kind="{_esc(s.kind)}",service="{_esc(s.name)}"' for s in services]
-    win = [f',window="{w}"' for w in WINDOWS]
-
-    def per_service(name: str, doc: str, value: Callable[[Any], float | None],
-                    kind: str = "gauge") -> None:
-        head(name, doc, kind)
-        for s, lab in zip(services, svc, strict=True):
-            v = value(s)
-            if v is not None:
-                add(f"{name}{{{lab}}} {fmt(v)}")
-
-    def per_window(name: str, doc: str, attr: str) -> None:
-        head(name, doc, "gauge")
-        for s, lab in zip(services, svc, strict=True):
-            values = getattr(s, attr)
-            for w, wl in zip(WINDOWS, win, strict=True):
-                add(f"{name}{{{lab}{wl}}} {fmt(values[w])}")
-
-    head("slawatch_service_info", "service metadata (value 1)", "gauge")
-    for s, lab in zip(services, svc, strict=True):
-        add(f'slawatch_service_info{{customers="{_esc(",".join(s.customers))}",{lab}}} 1.0')
-    per_service("slawatch_service_up", "1 up or maintenance, 0 down",
-                lambda s: 1.0 if s.up else 0.0)
-    per_service("slawatch_service_maintenance", "1 while in planned maintenance",
-                lambda s: 1.0 if s.maintenance else 0.0)
-    per_window("slawatch_service_availability_ratio",
-               "up / (up + down) over the window ending now", "availability")
-    per_service("slawatch_service_sla_availability_ratio", "availability over the SLA period",
-                lambda s: s.sla_availability)
-    per_service("slawatch_service_sla_target_ratio", "the SLA target", lambda s: s.target)
-    per_window("slawatch_service_burn_rate", "(1 - availability) / (1 - target)", "burn_rate")
-    per_service("slawatch_service_error_budget_remaining_ratio",
-                "1 - (1 - sla availability) / (1 - target); may be negative",
-                lambda s: s.error_budget_remaining)
-    per_service("slawatch_service_error_budget_exhaustion_seconds",
-                "seconds until the budget is gone at the last hour's rate",
-                lambda s: s.error_budget_exhaustion_seconds)
-    per_service("slawatch_service_trending_below_sla",
-                "1 when multi-window burn rates say the SLA will be missed",
-                lambda s: 1.0 if s.trending_below_sla else 0.0)
-    per_service("slawatch_service_sla_status", "0 meeting, 1 trending below, 2 breached",
-                lambda s: float(s.sla_status))
-    per_service("slawatch_service_outage_seconds",
-                "length of the current unplanned outage, 0 when up", lambda s: s.outage_seconds)
-    per_service("slawatch_service_restore_target_seconds", "restore_time",
-                lambda s: s.restore_target_seconds)
-    per_service("slawatch_service_outages_total", "unplanned outages begun",
-                lambda s: float(s.outages_total), "counter")
-    per_service("slawatch_service_downtime_seconds_total",
-                "unplanned downtime seconds of ended outages",
-                lambda s: s.downtime_seconds_total, "counter")
-    per_service("slawatch_service_supported_availability_ratio",
-                "availability the components' KPIs can carry",
-                lambda s: s.supported_availability)
-    per_service("slawatch_service_kpi_gap", "1 when supported availability < target",
-                lambda s: 1.0 if s.kpi_gap else 0.0)
-    head("slawatch_service_downtime_by_component_seconds",
-         "unplanned downtime in the SLA period attributed to a component", "gauge")
-    for s, lab in zip(services, svc, strict=True):
-        blame = s.downtime_by_component
-        for comp in sorted(blame):
-            add(f'slawatch_service_downtime_by_component_seconds{{component="{_esc(comp)}",{lab}}}'
-                f" {fmt(blame[comp])}")
-
-    lines.append("")
-    head_text = "\n".join(lines)
-    lines.clear()
     head("slawatch_events_total", "component event messages by outcome", "counter")
     for outcome in sorted(report.events):
         add(f'slawatch_events_total{{outcome="{_esc(outcome)}"}} {fmt(float(report.events[outcome]))}')
     head("slawatch_unmapped_components", "distinct unmapped components seen", "gauge")
     add(f"slawatch_unmapped_components {fmt(float(report.unmapped_components))}")
     lines.append("")
-    return [head_text, *component_parts, "\n".join(lines)]
+    return [*service_parts, *component_parts, "\n".join(lines)]
+
+
+#: The service families of CONTRACT §4 in the order written: (name, help, type).
+_S_FAMILIES = (
+    ("slawatch_service_info", "service metadata (value 1)", "gauge"),
+    ("slawatch_service_up", "1 up or maintenance, 0 down", "gauge"),
+    ("slawatch_service_maintenance", "1 while in planned maintenance", "gauge"),
+    ("slawatch_service_availability_ratio", "up / (up + down) over the window ending now",
+     "gauge"),
+    ("slawatch_service_sla_availability_ratio", "availability over the SLA period", "gauge"),
+    ("slawatch_service_sla_target_ratio", "the SLA target", "gauge"),
+    ("slawatch_service_burn_rate", "(1 - availability) / (1 - target)", "gauge"),
+    ("slawatch_service_error_budget_remaining_ratio",
+     "1 - (1 - sla availability) / (1 - target); may be negative", "gauge"),
+    ("slawatch_service_error_budget_exhaustion_seconds",
+     "seconds until the budget is gone at the last hour's rate", "gauge"),
+    ("slawatch_service_trending_below_sla",
+     "1 when multi-window burn rates say the SLA will be missed", "gauge"),
+    ("slawatch_service_sla_status", "0 meeting, 1 trending below, 2 breached", "gauge"),
+    ("slawatch_service_outage_seconds", "length of the current unplanned outage, 0 when up",
+     "gauge"),
+    ("slawatch_service_restore_target_seconds", "restore_time", "gauge"),
+    ("slawatch_service_outages_total", "unplanned outages begun", "counter"),
+    ("slawatch_service_downtime_seconds_total", "unplanned downtime seconds of ended outages",
+     "counter"),
+    ("slawatch_service_supported_availability_ratio",
+     "availability the components' KPIs can carry", "gauge"),
+    ("slawatch_service_kpi_gap", "1 when supported availability < target", "gauge"),
+    ("slawatch_service_downtime_by_component_seconds",
+     "unplanned downtime in the SLA period attributed to a component", "gauge"),
+)
+_S_HEADS = tuple(f"# HELP {n} {_esc_help(d)}\n# TYPE {n} {k}\n" for n, d, k in _S_FAMILIES)
+_S_NAMES = tuple(n for n, _, _ in _S_FAMILIES)
+
+
+def _service_lines(s: ServiceReport) -> tuple[str, ...]:
+    """One service's lines of each service family (``_S_FAMILIES``), each string
+    empty or whole lines."""
+    # prometheus_client writes label names sorted; so does this.
+    lab = f'kind="{_esc(s.kind)}",service="{_esc(s.name)}"'
+    (n_info, n_up, n_maint, n_avail, n_sla, n_target, n_burn, n_budget, n_exhaust,
+     n_trend, n_status, n_outage, n_restore, n_outages, n_down, n_supported, n_gap,
+     n_blame) = _S_NAMES
+    f = _f
+    avail, burn = s.availability, s.burn_rate
+    blame = s.downtime_by_component
+    return (
+        f'{n_info}{{customers="{_esc(",".join(s.customers))}",{lab}}} 1.0\n',
+        f"{n_up}{{{lab}}} {'1.0' if s.up else '0.0'}\n",
+        f"{n_maint}{{{lab}}} {'1.0' if s.maintenance else '0.0'}\n",
+        "".join([f"{n_avail}{{{lab}{wl}{f(avail[w])}\n"
+                 for w, wl in zip(WINDOWS, _WIN_LABELS, strict=True)]),
+        f"{n_sla}{{{lab}}} {f(s.sla_availability)}\n",
+        f"{n_target}{{{lab}}} {f(s.target)}\n",
+        "".join([f"{n_burn}{{{lab}{wl}{f(burn[w])}\n"
+                 for w, wl in zip(WINDOWS, _WIN_LABELS, strict=True)]),
+        f"{n_budget}{{{lab}}} {f(s.error_budget_remaining)}\n",
+        f"{n_exhaust}{{{lab}}} {f(s.error_budget_exhaustion_seconds)}\n",
+        f"{n_trend}{{{lab}}} {'1.0' if s.trending_below_sla else '0.0'}\n",
+        f"{n_status}{{{lab}}} {f(float(s.sla_status))}\n",
+        f"{n_outage}{{{lab}}} {f(s.outage_seconds)}\n",
+        "" if s.restore_target_seconds is None
+        else f"{n_restore}{{{lab}}} {f(s.restore_target_seconds)}\n",
+        f"{n_outages}{{{lab}}} {f(float(s.outages_total))}\n",
+        f"{n_down}{{{lab}}} {f(s.downtime_seconds_total)}\n",
+        f"{n_supported}{{{lab}}} {f(s.supported_availability)}\n",
+        f"{n_gap}{{{lab}}} {'1.0' if s.kpi_gap else '0.0'}\n",
+        "".join([f'{n_blame}{{component="{_esc(c)}",{lab}}} {f(blame[c])}\n'
+                 for c in sorted(blame)]),
+    )
+
+
+def _service_families(per_service: list[tuple[str, ...]]) -> list[str]:
+    out: list[str] = []
+    for i, h in enumerate(_S_HEADS):
+        out.append(h)
+        out += [t[i] for t in per_service]
+    return out
+
+
+def service_text(services: list[ServiceReport]) -> list[str]:
+    """The service families for ``services`` (in that order) as text parts."""
+    return _service_families([_service_lines(s) for s in services])
 
 
 _C_UP = "slawatch_component_up"
@@ -319,8 +346,8 @@ _NEG_INF = -math.inf
 
 
 def _f(v: float) -> str:
-    """``_fmt(v)``: the same text (repr is what Go's format gives below 1e6)."""
-    return repr(v) if _NEG_INF < v < 1e6 else _fmt(v)
+    """``_fmt(v)``: the same text (a float's repr is what Go's format gives below 1e6)."""
+    return repr(v) if type(v) is float and _NEG_INF < v < 1e6 else _fmt(v)
 
 
 def _component_label(name: str, team: str | None) -> str:
@@ -331,10 +358,12 @@ def _component_lines(lab: str, up: bool, avail: dict[str, float],
                      kpi: float | None) -> tuple[str, str, str]:
     """One component's lines of each of the three component families."""
     a = f"{_C_AVAIL}{{{lab}"
+    v0, v1, v2, v3, v4, v5, v6, v7 = map(_f, map(avail.__getitem__, WINDOWS))
+    w0, w1, w2, w3, w4, w5, w6, w7 = _WIN_LABELS
     return (
         f"{_C_UP}{{{lab}}} {'1.0' if up else '0.0'}\n",
-        "".join([f"{a}{wl}{_f(v)}\n"
-                 for wl, v in zip(_WIN_LABELS, map(avail.__getitem__, WINDOWS), strict=True)]),
+        f"{a}{w0}{v0}\n{a}{w1}{v1}\n{a}{w2}{v2}\n{a}{w3}{v3}\n"
+        f"{a}{w4}{v4}\n{a}{w5}{v5}\n{a}{w6}{v6}\n{a}{w7}{v7}\n",
         "" if kpi is None else f"{_C_KPI}{{{lab}}} {_f(float(kpi))}\n",
     )
 
@@ -351,74 +380,155 @@ def component_text(comps: list[ComponentReport]) -> str:
     return "".join(ups + avails + kpis)
 
 
-class _Entry:
-    __slots__ = ("avail", "comp", "kpi", "since", "token", "until", "up")
+#: Keys whose lines of one family ``_LineCache.render`` puts in one part.
+JOIN_KEYS = 4096
 
-    def __init__(self, comp: Component, token: object, since: float, until: float,
-                 lines: tuple[str, str, str]) -> None:
-        self.comp = comp
-        self.token = token
+class _Filled:
+    """Lines of a shared template with one label in every line, written out when
+    read: a component's eight constant availability lines (700 bytes) kept as its
+    label and a template shared by all components with the same values."""
+
+    __slots__ = ("lab", "tpl")
+
+    def __init__(self, tpl: str, lab: str) -> None:
+        self.tpl = tpl
+        self.lab = lab
+
+    def text(self) -> str:
+        return self.tpl % ((self.lab,) * len(WINDOWS))
+
+
+#: One key's lines of one family.
+Line = str | _Filled
+#: A piece of the exposition text: a string, or lines to be joined when written.
+Part = str | list[Line]
+
+
+def _text(part: Part) -> str:
+    if isinstance(part, str):
+        return part
+    try:
+        return "".join(cast(list[str], part))
+    except TypeError:  # some _Filled among them
+        return "".join([x if type(x) is str else cast(_Filled, x).text() for x in part])
+
+
+class _Entry:
+    __slots__ = ("lines", "since", "token", "until")
+
+    def __init__(self, token: bytes | None, since: float, until: float,
+                 lines: tuple[Line, ...]) -> None:
+        self.token = token  # the stored bytes of the tracker; None: no tracker
         self.since = since
         self.until = until
-        self.up, self.avail, self.kpi = lines
+        self.lines = lines
 
 
-#: The token of a component without a tracker (never heard of: up all along).
-_NO_TRACKER = object()
+class _LineCache:
+    """Per key (component or service), its lines of each family, reused while exact.
 
-
-class ComponentLines:
-    """The component families at each scrape, reusing a component's lines while exact.
-
-    A component's lines are a function of its catalog entry, its tracker and ``now``.
-    They are kept with the catalog entry, the tracker's stored bytes (the tracker is
-    exactly their decoding, so equal bytes mean an unchanged tracker) and the interval
-    ``[since, until)`` in which ``component_lines_until`` proved every value constant
-    (a component that was up or down throughout every window); anything else, and a
-    tracker with unwritten changes, is computed afresh.
+    An entry keeps the lines with the tracker's stored bytes (the tracker is exactly
+    their decoding, so equal bytes mean an unchanged tracker) and the interval
+    ``[since, until)`` in which the values were proved constant (``*_until`` in
+    ``slawatch.streams.report``); a tracker with unwritten changes, another catalog,
+    or a time outside the interval is computed afresh.
     """
+
+    families = 0
 
     def __init__(self) -> None:
         self._entries: dict[str, _Entry] = {}
-        self.reused = 0  # for tests and the benchmark: lines reused at the last render
+        self._catalog: Catalog | None = None
+        self.reused = 0  # for tests and the benchmark: keys reused at the last render
 
-    def render(self, catalog: Catalog, table: TrackerTable[ComponentTracker],
-               cids: list[str], now: float) -> list[str]:
-        """The three families for ``cids`` in that order, as text parts."""
+    def fresh(self, catalog: Catalog, key: str, tracker: Any, now: float
+              ) -> tuple[tuple[Line, ...], float]:
+        raise NotImplementedError
+
+    def render(self, catalog: Catalog, table: TrackerTable[Any], keys: list[str],
+               now: float, heads: tuple[str, ...]) -> list[Part]:
+        """The families for ``keys`` in that order, as text parts (heads first)."""
         entries = self._entries
-        components = catalog.components
-        ups, avails, kpis = [_C_HEADS[0]], [_C_HEADS[1]], [_C_HEADS[2]]
+        if catalog is not self._catalog:  # labels, KPIs, requirements may differ
+            entries.clear()
+            self._catalog = catalog
+        lookup, dirty = table.stored_lookup()
+        per_key: list[tuple[Line, ...]] = []
+        add = per_key.append
         reused = 0
-        for cid in cids:
-            comp = components[cid]
-            tracker, stored = table.get_stored(cid)
-            token: object = _NO_TRACKER if tracker is None else stored
-            e = entries.get(cid)
-            if (e is not None and e.comp is comp and e.since <= now < e.until
-                    and token is not None and (e.token is token or e.token == token)):
-                reused += 1
-            else:
-                rep = component_report(comp, tracker, now)
-                lines = _component_lines(_component_label(comp.id, comp.team), rep.up,
-                                         rep.availability, comp.kpi)
-                until = component_lines_until(tracker, now) if token is not None else now
-                if until > now:
-                    e = entries[cid] = _Entry(comp, token, now, until, lines)
-                else:
-                    entries.pop(cid, None)
-                    ups.append(lines[0])
-                    avails.append(lines[1])
-                    kpis.append(lines[2])
+        for key in keys:
+            e = entries.get(key)
+            if e is not None and e.since <= now < e.until and key not in dirty:
+                raw = lookup(key)
+                token = e.token
+                if raw is token or (raw is not None and token is not None and raw == token):
+                    add(e.lines)
+                    reused += 1
                     continue
-            ups.append(e.up)
-            avails.append(e.avail)
-            kpis.append(e.kpi)
+            tracker, stored = table.get_stored(key)
+            lines, until = self.fresh(catalog, key, tracker, now)
+            if until > now and (tracker is None or stored is not None):
+                entries[key] = _Entry(stored, now, until, lines)
+            elif e is not None:
+                del entries[key]
+            add(lines)
         self.reused = reused
-        if len(entries) > len(cids):  # components gone from the catalog or elsewhere
-            keep = set(cids)
-            for cid in [c for c in entries if c not in keep]:
-                del entries[cid]
-        return ups + avails + kpis
+        if len(entries) > len(keys):  # keys no longer owned
+            keep = set(keys)
+            for key in [k for k in entries if k not in keep]:
+                del entries[key]
+        # A family's lines in pieces of JOIN_KEYS keys, joined only when written.
+        out: list[Part] = []
+        step = JOIN_KEYS
+        for i, h in enumerate(heads):
+            out.append(h)
+            for k in range(0, len(per_key), step):
+                out.append([t[i] for t in per_key[k:k + step]])
+        return out
+
+
+class ComponentLines(_LineCache):
+    """The component families at each scrape; lines reused while
+    ``component_lines_until`` proves them constant (up, or down, throughout every
+    window)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._templates: dict[tuple[str, ...], str] = {}
+
+    def fresh(self, catalog: Catalog, key: str, tracker: Any, now: float
+              ) -> tuple[tuple[Line, ...], float]:
+        comp = catalog.components[key]
+        # component_report's numbers, without its object: a few µs, 30k times a scrape
+        if tracker is None:
+            up, avail = True, _ALL_UP
+        else:
+            tl = tracker.history
+            up = tl.state_at(now) == UP
+            avail = window_availability(tl, now)
+        lab = _component_label(comp.id, comp.team)
+        lines = _component_lines(lab, up, avail, comp.kpi)
+        until = component_lines_until(tracker, now)
+        if until > now:  # kept: constant values (1.0 or 0.0), a shared template
+            values = tuple([_f(avail[w]) for w in WINDOWS])
+            tpl = self._templates.get(values)
+            if tpl is None:
+                tpl = self._templates[values] = "".join(
+                    [f"{_C_AVAIL}{{%s{wl}{v}\n" for wl, v in zip(_WIN_LABELS, values,
+                                                                 strict=True)])
+            return (lines[0], _Filled(tpl, lab), lines[2]), until
+        return lines, until
+
+
+class ServiceLines(_LineCache):
+    """The service families at each scrape; lines reused while
+    ``service_report_until`` proves them constant (up throughout)."""
+
+    def fresh(self, catalog: Catalog, key: str, tracker: Any, now: float
+              ) -> tuple[tuple[Line, ...], float]:
+        svc = catalog.services[key]
+        lines = _service_lines(service_report(svc, tracker, catalog, now))
+        return lines, service_report_until(svc, tracker, now)
 
 
 def make_registry(rt: Runtime, registry: CollectorRegistry | None = None) -> CollectorRegistry:
@@ -438,28 +548,23 @@ def render(registry: CollectorRegistry) -> tuple[bytes, str]:
     return b"".join(chunks), content_type
 
 
-#: Size of the pieces ``render_chunks`` encodes the text in.
-CHUNK_CHARS = 1 << 20
+def render_chunks(registry: CollectorRegistry) -> tuple[Iterator[bytes], str]:
+    """``render`` as byte strings to be written one after the other.
 
-
-def render_chunks(registry: CollectorRegistry) -> tuple[list[bytes], str]:
-    """``render`` as a list of byte strings of about ``CHUNK_CHARS`` each, to be written
-    one after the other: a million series are ~120 MB of text, which joined into one
-    string and then encoded was held three times over."""
+    A million series are ~120 MB of text; joined into one string and then encoded it
+    was held three times over. The numbers are all taken here, at one instant; the
+    parts are joined and encoded one at a time as the iterator is read, and let go.
+    """
     from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-    chunks = [generate_latest(registry)]
+    head = generate_latest(registry)
     collector = getattr(registry, "slawatch_collector", None)
-    if isinstance(collector, SlawatchCollector):
-        group: list[str] = []
-        size = 0
-        for part in collector.report_parts():
-            group.append(part)
-            size += len(part)
-            if size >= CHUNK_CHARS:
-                chunks.append("".join(group).encode())
-                group.clear()
-                size = 0
-        if group:
-            chunks.append("".join(group).encode())
-    return chunks, CONTENT_TYPE_LATEST
+    parts = collector.report_parts() if isinstance(collector, SlawatchCollector) else []
+    return _encoded(head, parts), CONTENT_TYPE_LATEST
+
+
+def _encoded(head: bytes, parts: list[Part]) -> Iterator[bytes]:
+    yield head
+    parts.reverse()
+    while parts:
+        yield _text(parts.pop()).encode()

@@ -69,6 +69,7 @@ class Runtime:
         self.services: TrackerTable[ServiceTracker]
         self.topics: Any = None
         self.pipeline: Any = None  # the Pipeline, once built (for /api/worker)
+        self._owned_memo: dict[str, tuple[Any, Catalog, list[str]]] = {}
 
     def bind_tables(self, components_table: Any, services_table: Any) -> None:
         self.components = TrackerTable(components_table, decode_component, encode_component)
@@ -130,6 +131,20 @@ class Runtime:
         parts = self.active_partitions(self.settings.events_topic)
         part = self.component_partition
         return [cid for cid in self._catalog.components if part(cid) in parts]
+
+    def owned_sorted(self, kind: str) -> list[str]:
+        """``owned_services()`` or ``owned_components()`` (``kind``) in sorted order,
+        remembered while the catalog and the partitions owned stay the same (the
+        collector's order; 100,000 ids cost ~0.1 s to select and sort)."""
+        topic = self.settings.segments_topic if kind == "services" else self.settings.events_topic
+        parts = frozenset(self.active_partitions(topic))
+        key = (id(self._catalog), parts)
+        memo = self._owned_memo.get(kind)
+        if memo is not None and memo[0] == key and memo[1] is self._catalog:
+            return memo[2]
+        names = sorted(self.owned_services() if kind == "services" else self.owned_components())
+        self._owned_memo[kind] = (key, self._catalog, names)
+        return names
 
     def owned_stats(self) -> list[PartitionStats]:
         out = []

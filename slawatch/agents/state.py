@@ -20,7 +20,7 @@ import bisect
 import contextlib
 import weakref
 import zlib
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Container, Iterator
 from typing import Any, Generic, TypeVar
 
 import orjson
@@ -249,6 +249,15 @@ class TrackerTable(Generic[T]):
         if obj is None or key in self._dirty:
             return obj, None
         return obj, self._cache[key][0]
+
+    def stored_lookup(self) -> tuple[Callable[[str], bytes | None], Container[str]]:
+        """``(lookup, dirty)``: the bytes stored under a key (None if none), and the
+        keys whose objects have changes not yet written. For readers that only need to
+        know whether a key changed since they last saw its bytes (the collector)."""
+        store = self.table.data
+        inner = getattr(store, "data", None)  # Faust's memory store keeps a dict
+        lookup = inner.get if type(inner) is dict else store.get
+        return lookup, self._dirty
 
     def _join(self, key: str, head: bytes) -> bytes:
         """The value a chunked head stands for, from its parts (see ``flush``)."""

@@ -37,16 +37,16 @@ def install_views(app: Any, rt: Runtime, registry: CollectorRegistry, services_t
     async def metrics(self: Any, request: Any) -> Any:
         from aiohttp.web import StreamResponse
 
-        # Built at once (one consistent instant), written in pieces: a large catalog's
-        # text is ~100 MB, and one body string would be held again by each copy.
+        # Every number taken at one instant, the text encoded and written a piece at a
+        # time: a large catalog's text is ~100 MB, and one body was held thrice over.
         chunks, content_type = render_chunks(registry)
         # aiohttp refuses a content_type with parameters (Prometheus's has version and
         # charset), so the header is set as is.
         response = StreamResponse(headers={"Content-Type": content_type})
-        response.content_length = sum(map(len, chunks))
+        response.enable_chunked_encoding()
         await response.prepare(request)
-        while chunks:
-            await response.write(chunks.pop(0))  # each piece freed once written
+        for chunk in chunks:
+            await response.write(chunk)
         await response.write_eof()
         return response
 

@@ -150,7 +150,7 @@ _CONSTANT = {  # availability in every window of a state held through all of the
 }
 
 
-def _window_availability(tl: Timeline, now: float) -> dict[str, float]:
+def window_availability(tl: Timeline, now: float) -> dict[str, float]:
     """``sla.availability`` over each window ``[now - W, now]``.
 
     The same arithmetic as ``tl.window_totals`` (prefix sums at ``now`` and at each
@@ -195,12 +195,15 @@ def _window_availability(tl: Timeline, now: float) -> dict[str, float]:
     return out if _IN_SIZE_ORDER else {name: out[name] for name in _WINDOW_NAMES}
 
 
+_window_availability = window_availability  # the name tests know it by
+
+
 def service_report(
     svc: Service, tracker: ServiceTracker | None, catalog: Catalog, now: float
 ) -> ServiceReport:
     """All numbers of one service; ``tracker`` None means it has seen no event yet."""
     tl = tracker.timeline if tracker is not None else Timeline()
-    avail = _window_availability(tl, now)
+    avail = window_availability(tl, now)
     start, period_len = period_bounds(svc.period, now)
     up, down = tl.up_down(start, now)
     sla_avail = sla.availability(up, down)
@@ -292,7 +295,7 @@ def component_report(comp: Component, tracker: ComponentTracker | None, now: flo
         team=comp.team,
         kpi=comp.kpi,
         state=tl.state_at(now),
-        availability=_window_availability(tl, now),
+        availability=window_availability(tl, now),
     )
 
 
@@ -344,4 +347,40 @@ def component_lines_until(tracker: ComponentTracker | None, now: float) -> float
         if other_end <= x:
             continue  # only down seconds (and some): ratio 0.0
         return now
+    return until
+
+
+def service_report_until(svc: Service, tracker: ServiceTracker | None, now: float) -> float:
+    """Until when ``service_report(svc, tracker, catalog, t)`` equals its value at ``now``
+    (same tracker, same catalog); ``now`` unless the service was up throughout.
+
+    Only the simplest case is proved: every piece of positive length from the start of
+    the SLA period (or of the longest window, if earlier) on is `up`, so no down or
+    maintenance second is in anything read. Then every ratio is exactly 1.0 (no down
+    second: equal down sums; up > 0), burn rates 0, the budget whole, its exhaustion
+    +Inf, no outage and counters of ended outages only. The values hold until the
+    first point after ``now`` and, for a calendar month, until the month ends.
+    """
+    start, length = period_bounds(svc.period, now)
+    if now <= start:
+        return now  # no up second yet in the period: exhaustion is 0, soon +Inf
+    until = start + length if svc.period.calendar_month else math.inf
+    if tracker is None:
+        return until
+    tl = tracker.timeline
+    ts, st = tl.ts, tl.st
+    n = len(ts)
+    j = bisect_right(ts, now) - 1
+    if j + 1 < n and ts[j + 1] < until:
+        until = ts[j + 1]
+    if j < 0:
+        return until  # up before the first point
+    if st[j] != _UP_I:
+        return now
+    reach = min(start, now - _LONGEST)
+    k = j - 1
+    while k >= 0 and ts[k + 1] > reach:
+        if st[k] != _UP_I and ts[k + 1] > ts[k]:
+            return now
+        k -= 1
     return until
