@@ -26,25 +26,10 @@ from slawatch.streams.events import ComponentEvent
 from slawatch.streams.report import component_lines_until, component_report
 from slawatch.streams.service import ServiceTracker
 from slawatch.streams.states import State
+from tests.fake_tables import Table
 
 T0 = 1_700_000_000.0
 DAY = 86400.0
-
-
-class Store(dict[str, bytes]):
-    def set_persisted_offset(self, tp: Any, offset: int) -> None:
-        pass
-
-
-class Topic:
-    def get_topic_name(self) -> str:
-        return "t-changelog"
-
-
-class Table:
-    def __init__(self) -> None:
-        self.data = Store()
-        self.changelog_topic = Topic()
 
 
 class FakeRuntime(Runtime):

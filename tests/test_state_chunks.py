@@ -17,22 +17,7 @@ import orjson
 import pytest
 
 from slawatch.agents.state import CHUNKED, TrackerTable
-
-
-class Store(dict[str, bytes]):
-    def set_persisted_offset(self, tp: Any, offset: int) -> None:
-        pass
-
-
-class Topic:
-    def get_topic_name(self) -> str:
-        return "t-changelog"
-
-
-class Table:
-    def __init__(self) -> None:
-        self.data = Store()
-        self.changelog_topic = Topic()
+from tests.fake_tables import Table
 
 
 def value(n: int, tag: str) -> dict[str, Any]:
