@@ -69,8 +69,10 @@ RSS_GROWTH_LIMIT_KIB = 120 * 1024
 #: (10,000 exact ids + 16 KiB of registers + a 10,000-entry LRU), a 100,000-entry cache
 #: of valid ids, and the allocator's high-water mark after 1M records went through.
 FLOOD_GROWTH_LIMIT_KIB = 100 * 1024
-#: ... and the second 500,000 ids, once buffers and caches are at their high-water mark.
-SECOND_HALF_LIMIT_KIB = 16 * 1024
+#: ... and the second 500,000 ids, once buffers and caches are at their high-water mark
+#: (measured 10-16 MiB of allocator noise). Keeping the ids would take more than 50 MiB
+#: (a 500,000-entry set of ~60-byte strings).
+SECOND_HALF_LIMIT_KIB = 32 * 1024
 
 
 def _keyed(value: bytes, key: bytes | None = None) -> Message:
