@@ -48,7 +48,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from time import perf_counter
 from typing import Any
@@ -151,7 +151,6 @@ class BatchConsumer(faust_aiokafka.Consumer):
         for tp, offset in start.items():
             self._expect[tp] = offset
             self._gap_at.pop(tp, None)
-            self._read_offset[tp] = offset - 1 if offset > 0 else None
         self._sought.set()
 
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
@@ -219,10 +218,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
             self._done[tp] = end
             self._n_acked += count
 
-    async def _wait_inflight(self, tps: Iterable[TP] | None = None) -> None:
-        futs = [
-            f for tp, q in list(self._inflight.items()) if tps is None or tp in tps for _, _, f in q
-        ]
+    async def _wait_inflight(self) -> None:
+        futs = [f for q in list(self._inflight.values()) for _, _, f in q]
         if futs:
             await asyncio.gather(*futs, return_exceptions=True)
 
@@ -414,7 +411,6 @@ class BatchConsumer(faust_aiokafka.Consumer):
             for tp, recs in batch.items():
                 last = recs[-1].offset
                 self._expect[tp] = last + 1
-                self._read_offset[tp] = last
                 stats.batches += 1
                 stats.records += len(recs)
                 # Committable after the next checkpoint has written the tables.
@@ -441,13 +437,18 @@ def install(app: Any) -> None:
     app.transport.Consumer = BatchConsumer
 
 
+def _batch_consumer(app: Any) -> BatchConsumer:
+    consumer = app.consumer
+    if not isinstance(consumer, BatchConsumer):
+        raise TypeError("call batching.install(app) before registering topics or checkpoints")
+    return consumer
+
+
 def register_checkpoint(app: Any, topics: Any, fn: Checkpoint,
                         interval: float = CHECKPOINT_INTERVAL) -> None:
     """Make ``fn`` write the tables of ``topics``' handler every ``interval`` seconds,
     and before a revoke or stop; their offsets are committed only once it has."""
-    consumer = app.consumer
-    if not isinstance(consumer, BatchConsumer):
-        raise TypeError("call batching.install(app) before registering a checkpoint")
+    consumer = _batch_consumer(app)
     cp = _Checkpoint(fn, interval)
     consumer.checkpoints.append(cp)
     for name in topics.topics:
@@ -461,8 +462,6 @@ def register_batch_topic(app: Any, topic: Any, handler: BatchHandler) -> None:
     iterates it.
     """
     app.topics.add(topic)
-    consumer = app.consumer
-    if not isinstance(consumer, BatchConsumer):
-        raise TypeError("call batching.install(app) before registering batch topics")
+    consumer = _batch_consumer(app)
     for name in topic.topics:
         consumer.batch_handlers[name] = handler

@@ -119,9 +119,6 @@ class Pipeline:
                    partition: int | None, headers: list[tuple[str, bytes]] | None = None) -> Any:
         return await self._producer_send(topic, key, value, partition, None, headers)
 
-    async def _send_table(self, topic: str, key: bytes, value: bytes | None, partition: int) -> Any:
-        return await self._producer_send(topic, key, value, partition, None, None)
-
     # -- stage 1 -------------------------------------------------------------------
 
     async def stage1(self, batch: dict[Any, Sequence[Any]]) -> list[Any]:
@@ -129,10 +126,8 @@ class Pipeline:
 
         One call for the whole fetch, so each service gets one segments message with
         the segments of every partition, which stage 2 merges into time order.
-        Returns the futures of everything written, in this order: the DLQ and re-route
-        records, the segments, then each partition's counters, then its trackers (the
-        last two in the same changelog partition, so a crash keeps a prefix: see
-        PartitionStats).
+        Returns the futures of what it sent (DLQ and re-route records, then segments);
+        the changed trackers and counters are written by ``checkpoint_components``.
         """
         rt = self.rt
         now = time.time()
@@ -292,10 +287,17 @@ class Pipeline:
             value = (value or b"")[: limit - 1024]
         out.append((self._dlq_topic, key, value, None, headers))
 
-    def _prune_component(self, key: str, tracker: ComponentTracker) -> None:
+    def _prune_due(self, key: str) -> float | None:
+        """``now`` if ``key``'s history was last pruned ``PRUNE_EVERY`` ago, else None."""
         now = time.time()
-        if now - self._pruned.get(key, 0.0) >= PRUNE_EVERY:
-            self._pruned[key] = now
+        if now - self._pruned.get(key, 0.0) < PRUNE_EVERY:
+            return None
+        self._pruned[key] = now
+        return now
+
+    def _prune_component(self, key: str, tracker: ComponentTracker) -> None:
+        now = self._prune_due(key)
+        if now is not None:
             tracker.prune(now - self.rt.retention, self.rt.settings.allowed_lateness)
 
     # -- stage 2 -------------------------------------------------------------------
@@ -359,19 +361,17 @@ class Pipeline:
         counters go first, then the trackers, so a crash keeps a prefix (see
         PartitionStats)."""
         rt = self.rt
-        futures = await rt.stats.flush(self._send_table)
-        futures += await rt.components.flush(self._send_table, self._prune_component)
+        futures = await rt.stats.flush(self.send)
+        futures += await rt.components.flush(self.send, self._prune_component)
         return futures
 
     async def checkpoint_services(self) -> list[Any]:
         """Write every service tracker changed since the last checkpoint, once."""
-        return await self.rt.services.flush(self._send_table, self._prune_service)
+        return await self.rt.services.flush(self.send, self._prune_service)
 
     def _prune_service(self, key: str, tracker: ServiceTracker) -> None:
-        now = time.time()
-        pkey = "s:" + key
-        if now - self._pruned.get(pkey, 0.0) >= PRUNE_EVERY:
-            self._pruned[pkey] = now
+        now = self._prune_due("s:" + key)
+        if now is not None:
             tracker.prune(now - self.rt.retention)
 
 

@@ -323,7 +323,7 @@ class TrackerTable(Generic[T]):
                 n = -(-len(raw) // chunk)
                 writes += [(_part_key(key, version, i), raw[i * chunk:(i + 1) * chunk])
                            for i in range(n)]
-                head = CHUNKED + _compact(orjson.dumps({"v": version, "n": n, "crc": zlib.crc32(raw)}))
+                head = CHUNKED + orjson.dumps({"v": version, "n": n, "crc": zlib.crc32(raw)})
                 writes.append((key, head))
                 self._chunks[key] = (version, n)
                 stored = head
