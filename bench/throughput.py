@@ -200,7 +200,9 @@ class Worker:
 
     def stop(self) -> None:
         if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
+            # py-spy writes its profile on SIGINT; it passes nothing on to the worker
+            spy = os.environ.get("BENCH_PY_SPY")
+            self.proc.send_signal(signal.SIGINT if spy else signal.SIGTERM)
             try:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
