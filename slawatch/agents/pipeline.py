@@ -31,9 +31,11 @@ import orjson
 
 from slawatch.agents.runtime import Runtime
 from slawatch.agents.state import PartitionStats, first_time, stats_key
+from slawatch.streams.batch import Columns, WireSegment, apply_columns, decode, take
 from slawatch.streams.component import ComponentTracker
-from slawatch.streams.events import InvalidEvent, parse_event
-from slawatch.streams.service import SegmentLike, ServiceTracker
+from slawatch.streams.events import ComponentEvent
+from slawatch.streams.service import ServiceTracker
+from slawatch.streams.states import State
 
 log = logging.getLogger("slawatch.pipeline")
 
@@ -49,6 +51,8 @@ DLQ_HEADROOM = 64 * 1024
 
 #: Longest stretch (s) a batch handler runs without letting other tasks run.
 YIELD_EVERY = 0.02
+#: Records of one partition decoded and applied at a time (between yields).
+SLICE = 2048
 
 #: Seconds between table writes of each stage. A service tracker holds its whole
 #: history (up to the SLA period), so in an alert storm writing it dominates stage 2;
@@ -131,9 +135,8 @@ class Pipeline:
         """
         rt = self.rt
         now = time.time()
-        fanout: dict[str, list[Any]] = {}
+        fanout: dict[str, list[WireSegment]] = {}
         out: list[tuple[str, bytes | None, bytes | None, int | None, Any]] = []
-        discard: dict[str, int] = {}
         n = 0
         for tp, records in batch.items():
             p = tp.partition
@@ -149,12 +152,12 @@ class Pipeline:
                 rt.counters.rewound += 1
                 log.info("offset went back on %s[%d]: %d after %d", topic, p,
                          records[0].offset, last)
-            for i, rec in enumerate(records):
-                # Redelivered after a crash (counted already): classify again, count nothing.
-                first = first_time(ranges, rec.offset)
-                counts = stats.counts if first else discard
-                self._event(rec, p, now, stats, counts, first, fanout, out)
-                if i & 1023 == 1023 and perf_counter() >= self._yield_at:
+            # Redelivered after a crash (counted already): classify again, count nothing.
+            firsts = _first_times(ranges, records)
+            for lo in range(0, len(records), SLICE):
+                self._events(records[lo:lo + SLICE], firsts and firsts[lo:lo + SLICE], p,
+                             now, stats, fanout, out)
+                if perf_counter() >= self._yield_at:
                     await self._yield()
             self._last_offset[(topic, p)] = records[-1].offset
             rt.stats.put(stats_key(p), stats, p)
@@ -164,9 +167,10 @@ class Pipeline:
         part_svc = rt.service_partition
         seg_topic = self._segments_topic
         last_seg: dict[int, Any] = {}
+        dumps = orjson.dumps
         for name, segs in fanout.items():
             sp = part_svc(name)
-            fut = await send(seg_topic, name.encode(), orjson.dumps(segs), sp)
+            fut = await send(seg_topic, name.encode(), dumps(segs), sp)
             futures.append(fut)
             last_seg[sp] = fut
         for fut in last_seg.values():
@@ -192,70 +196,103 @@ class Pipeline:
         end = self.segments_end
         end[md.partition] = max(end.get(md.partition, 0), md.offset + 1)
 
-    def _event(self, rec: Any, p: int, now: float, stats: PartitionStats,
-               counts: dict[str, int], first: bool, fanout: dict[str, list[Any]],
-               out: list[Any]) -> None:
+    def _events(self, records: Sequence[Any], firsts: list[bool] | None, p: int, now: float,
+                stats: PartitionStats, fanout: dict[str, list[WireSegment]],
+                out: list[Any]) -> None:
+        """Stage 1 on consecutive records of partition ``p``: decode, re-route, apply.
+
+        ``firsts[i]`` tells whether record ``i`` is delivered for the first time (None:
+        all are); only first deliveries are counted and dead-lettered.
+        """
         rt = self.rt
-        try:
-            event = parse_event(rec.value, now)
-        except InvalidEvent as exc:
-            counts["invalid"] = counts.get("invalid", 0) + 1
+        counts = stats.counts
+        discard: dict[str, int] = {}
+        cols, index, rejects = decode([rec.value for rec in records], now)
+        for i, reason in rejects:
+            first = firsts is None or firsts[i]
+            self._count(counts if first else discard, "invalid")
             if first:
-                self._dead_letter(rec, exc.reason, out)
-            return
-        comp = event.component
-        if rt.component_partition(comp) != p and rec.topic != self._reroute_topic:
+                self._dead_letter(records[i], reason, out)
+        if index is None:
+            index = list(range(len(records)))
+        comps = cols[0]
+        if records[0].topic != self._reroute_topic:
             # Arrived on the wrong partition: forward the original bytes to the right
             # one, where they are classified and counted once, so a component's history
             # stays in one partition.
-            rt.counters.rerouted += 1
-            out.append((self._reroute_topic, comp.encode(), rec.value,
-                        rt.component_partition(comp), None))
-            return
-        catalog = rt.catalog
-        lateness = rt.settings.allowed_lateness
-        comps = rt.components
-        services = catalog.services_for(comp)
-        if not services:
-            counts["unmapped"] = counts.get("unmapped", 0) + 1
-            if first:
-                stats.unmapped.observe(comp, event.state, event.ts)
-            if comp in catalog.components:
-                tracker = self._component(comp, p)
-                outcome, _ = tracker.apply(event, lateness)
-                if outcome == "accepted":
-                    comps.touch(comp, p)
-            return
-        tracker = self._component(comp, p)
-        try:
-            outcome, segment = tracker.apply(event, lateness)
-        except Exception as exc:
+            part = rt.component_partition
+            away = {c for c in set(comps) if part(c) != p}
+            if away:
+                keep = []
+                for k, c in enumerate(comps):
+                    if c in away:
+                        rt.counters.rerouted += 1
+                        out.append((self._reroute_topic, c.encode(), records[index[k]].value,
+                                    part(c), None))
+                    else:
+                        keep.append(k)
+                cols = take(cols, keep)
+                index = [index[k] for k in keep]
+                comps = cols[0]
+        table = rt.components
+        live: dict[str, ComponentTracker] = {}
+        for c in set(comps):
+            tracker = table.get(c)
+            if tracker is not None:
+                live[c] = tracker
+        known = set(live)
+        done = apply_columns(live, cols, rt.catalog._services_for, rt.settings.allowed_lateness,
+                             fanout, resend_duplicates=True, catch=True)
+        for c, tracker in live.items():
+            if c in known:
+                table.touch(c, p)
+            else:
+                table.put(c, tracker, p)
+        # Accepted events are not listed: the first deliveries among them are those
+        # among all applied, less the first deliveries with another outcome.
+        accepted_first = done.accepted if firsts is None else sum(firsts[j] for j in index)
+        for i, outcome in done.others:
+            j = index[i]
+            first = firsts is None or firsts[j]
+            if outcome == "unmapped":
+                self._unmapped(cols, i, p, stats, first)
+            elif outcome == "late" and first:
+                self._dead_letter(records[j], "late", out)
+            self._count(counts if first else discard, outcome)
+            if firsts is not None and first:
+                accepted_first -= 1
+        for i, error in done.errors:
             # An engine bug must not stop the pipeline: the message gets an outcome
             # (invalid), goes to the DLQ with the error, and the log has the trace.
-            comps.touch(comp, p)
-            counts["invalid"] = counts.get("invalid", 0) + 1
-            log.exception("internal error on %s[%d]@%d", rec.topic, p, rec.offset)
+            j = index[i]
+            first = firsts is None or firsts[j]
+            rec = records[j]
+            log.error("internal error on %s[%d]@%d", rec.topic, p, rec.offset, exc_info=error)
+            self._count(counts if first else discard, "invalid")
             if first:
-                self._dead_letter(rec, f"internal error: {type(exc).__name__}: {exc}", out)
-            return
+                self._dead_letter(rec, f"internal error: {type(error).__name__}: {error}", out)
+                if firsts is not None:
+                    accepted_first -= 1
+        counts["accepted"] = counts.get("accepted", 0) + accepted_first
+
+    @staticmethod
+    def _count(counts: dict[str, int], outcome: str) -> None:
         counts[outcome] = counts.get(outcome, 0) + 1
-        if outcome == "accepted":
-            comps.touch(comp, p)
-        elif outcome == "late":
-            if first:  # a redelivered message was dead-lettered on its first delivery
-                self._dead_letter(rec, "late", out)
-        elif outcome == "duplicate":
-            # The first delivery may have been applied and written before a crash
-            # lost its forward: re-send the truth around ts (an idempotent overwrite).
-            segment = tracker.segment_at(event.ts)
-        if segment is not None:
-            obj = segment.to_obj()
-            for name in services:
-                seg_list = fanout.get(name)
-                if seg_list is None:
-                    fanout[name] = [obj]
-                else:
-                    seg_list.append(obj)
+
+    def _unmapped(self, cols: Columns, i: int, p: int, stats: PartitionStats, first: bool) -> None:
+        """An event of a component no service reads: counted by the caller, observed
+        for the unmapped estimate, and kept in the component's own history if the
+        catalog lists it (its availability is still reported)."""
+        comp, st, ts = cols[0][i], cols[1][i], cols[2][i]
+        state = State(st)
+        if first:
+            stats.unmapped.observe(comp, state, ts)
+        if comp in self.rt.catalog.components:
+            tracker = self._component(comp, p)
+            outcome, _ = tracker.apply(ComponentEvent(comp, state, ts),
+                                       self.rt.settings.allowed_lateness)
+            if outcome == "accepted":
+                self.rt.components.touch(comp, p)
 
     def _component(self, comp: str, p: int) -> ComponentTracker:
         comps = self.rt.components
@@ -317,7 +354,7 @@ class Pipeline:
         """
         catalog = self.rt.catalog
         svcs = self.rt.services
-        by_service: dict[str, tuple[int, dict[str, list[SegmentLike]]]] = {}
+        by_service: dict[str, tuple[int, list[list[Any]]]] = {}
         for tp, records in batch.items():
             p = tp.partition
             for rec in records:
@@ -331,15 +368,10 @@ class Pipeline:
                     continue
                 entry = by_service.get(name)
                 if entry is None:
-                    entry = by_service[name] = (p, {})
-                comps = entry[1]
-                for seg in segments:
-                    lst = comps.get(seg[0])
-                    if lst is None:
-                        comps[seg[0]] = [seg]
-                    else:
-                        lst.append(seg)
-        for name, (p, comps) in by_service.items():
+                    by_service[name] = (p, segments)
+                else:
+                    entry[1].extend(segments)
+        for name, (p, segs) in by_service.items():
             model = catalog.models.get(name)
             if model is None:
                 continue  # the service left the catalog since this was sent
@@ -347,9 +379,7 @@ class Pipeline:
             if tracker is None:
                 tracker = ServiceTracker(name)
                 svcs.put(name, tracker, p)
-            merged = next(iter(comps.values())) if len(comps) == 1 else heapq.merge(
-                *comps.values(), key=_start)
-            tracker.apply_many(merged, model)
+            tracker.apply_many(_in_time_order(segs), model)
             svcs.touch(name, p)
             if perf_counter() >= self._yield_at:
                 await self._yield()
@@ -375,22 +405,82 @@ class Pipeline:
             tracker.prune(now - self.rt.retention)
 
 
-_start = itemgetter(1)
-_INF = float("inf")
+def _first_times(ranges: list[list[int]], records: Sequence[Any]) -> list[bool] | None:
+    """Record the records' offsets as counted; per record whether it is new, or None
+    when all are (consecutive offsets after every counted one: the common case)."""
+    lo, hi = records[0].offset, records[-1].offset
+    if hi - lo == len(records) - 1 and (not ranges or ranges[-1][1] < lo):
+        if ranges and ranges[-1][1] == lo - 1:
+            ranges[-1][1] = hi
+        else:
+            ranges.append([lo, hi])
+        return None
+    return [first_time(ranges, rec.offset) for rec in records]
 
 
-def _segments(raw: bytes) -> list[SegmentLike]:
-    """A segments message: ``[[component, start, end|null, state], ...]`` as tuples.
+def _segments(raw: bytes) -> list[list[Any]]:
+    """A segments message: ``[[component, start, end|null, state], ...]``, checked.
 
-    Plain tuples with int states (what ``ServiceTracker.apply_many`` takes): building a
-    ``Segment`` with its ``State`` enum per segment cost a tenth of stage 2.
+    Returned as decoded (lists, ``null`` for an open end: what
+    ``ServiceTracker.apply_many`` takes) and checked a column at a time: per-segment
+    checks and tuples cost a tenth of stage 2 in an alert storm.
     """
-    out: list[SegmentLike] = []
-    for comp, start, end, state in orjson.loads(raw):
-        if type(comp) is not str or state not in (0, 1, 2):
-            raise ValueError(f"not a segment: {[comp, start, end, state]!r}")
-        out.append((comp, float(start), _INF if end is None else float(end), state))
-    return out
+    segs = orjson.loads(raw)
+    if type(segs) is not list or not segs:
+        raise ValueError("not a list of segments")
+    try:
+        ok = (set(map(len, segs)) == _FOUR and _STR.issuperset(map(type, map(_comp, segs)))
+              and _STATE_INTS.issuperset(map(_state, segs)))
+        starts = set(map(type, map(_start, segs)))
+        ends = set(map(type, map(_end, segs)))
+    except TypeError:
+        ok = False
+    if not ok or not _NUMBER.issuperset(starts) or not _NUMBER_OR_NONE.issuperset(ends):
+        raise ValueError(f"not a segment list: {raw[:200]!r}")
+    if starts != _FLOAT or not _FLOAT_OR_NONE.issuperset(ends):  # ints: not what we send
+        segs = [[c, float(s), e if e is None else float(e), st] for c, s, e, st in segs]
+    return segs
+
+
+def _in_time_order(segs: list[list[Any]]) -> Sequence[list[Any]]:
+    """A service's segments of one fetch sorted by start, each component's own order kept.
+
+    They come from several stage-1 partitions, each in event time order, interleaved
+    by batch: applied as they come, every batch of one partition would land "in the
+    past" of another's and make the tracker re-evaluate. A component's later segment
+    overrides its earlier one, so its own order is the one that must not change (the
+    result does not depend on the order across components). Open-ended segments of a
+    component start at its newest point, so in its own order their starts never
+    decrease and a stable sort by start keeps that order; a finite one (a late
+    correction) may start earlier than the one before it, so then the per-component
+    lists are merged instead.
+    """
+    if _NONE.issuperset(map(_end, segs)):
+        return sorted(segs, key=_start)
+    comps: dict[str, list[list[Any]]] = {}
+    for seg in segs:
+        lst = comps.get(seg[0])
+        if lst is None:
+            comps[seg[0]] = [seg]
+        else:
+            lst.append(seg)
+    if len(comps) == 1:
+        return segs
+    return list(heapq.merge(*comps.values(), key=_start))
+
+
+_comp = itemgetter(0)
+_start = itemgetter(1)
+_end = itemgetter(2)
+_state = itemgetter(3)
+_FOUR = {4}
+_STR = frozenset((str,))
+_STATE_INTS = frozenset((0, 1, 2))
+_FLOAT = {float}
+_NONE = frozenset((None,))
+_NUMBER = frozenset((float, int))
+_NUMBER_OR_NONE = frozenset((float, int, type(None)))
+_FLOAT_OR_NONE = frozenset((float, type(None)))
 
 
 def install_pipeline(app: Any, rt: Runtime, topics: Any) -> Pipeline:

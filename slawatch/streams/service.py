@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from slawatch.streams.catalog import ServiceModel
@@ -26,8 +26,9 @@ _UP, _MAINT, _DOWN = int(UP), int(MAINTENANCE), int(DOWN)
 #: ``_PLAIN[s]`` is ``int(s)`` for a state or a plain int, without a call.
 _PLAIN = (0, 1, 2)
 
-#: ``(component, start, end, state)``: a ``Segment``, or a plain tuple on the batch path.
-SegmentLike = tuple[str, float, float, int]
+#: ``(component, start, end, state)``: a ``Segment``, a plain tuple, or the list a
+#: segments message decodes to; an open end is ``math.inf`` or ``None``.
+SegmentLike = Sequence[Any]
 
 
 class ServiceTracker:
@@ -118,10 +119,12 @@ class ServiceTracker:
             tl = comps.get(comp)
             if tl is None:
                 tl = comps[comp] = Timeline()
-            if end == _INF and start >= frontier:
-                # In order: the component's value from `start` on (append_state inlined
-                # for a new instant; component copies never carry tags).
-                times = tl.ts
+            if end is None:
+                end = _INF
+            times = tl.ts
+            if end == _INF and (not times or start >= times[-1]):
+                # In order for the component: its value from `start` on (append_state
+                # inlined for a new instant; component copies never carry tags).
                 if times and times[-1] == start:
                     tl.append_state(start, state)
                 else:
@@ -130,7 +133,6 @@ class ServiceTracker:
                         times.append(start)
                         states.append(state)
                         tl.tag.append(NO_TAG)
-                frontier = start
                 bit = bits.get(comp)
                 if bit is not None:  # None: a component the (reloaded) model no longer reads
                     if state == _DOWN:
@@ -142,9 +144,16 @@ class ServiceTracker:
                     else:
                         d &= ~bit
                         m &= ~bit
-                if dirty is not None:
+                if start < frontier or dirty is not None:
+                    # In the past of another component's change (or after a segment
+                    # that was): the service is re-evaluated at the end.
+                    if start > frontier:
+                        frontier = start
+                    if dirty is None:
+                        dirty = []
                     dirty.append((start, _INF))
                     continue
+                frontier = start
                 st = state_mask(d, m) if m else up_state
                 tag = blame_mask(d) if st == _DOWN else NO_TAG
                 if sts and sts[-1] == start:

@@ -1,0 +1,113 @@
+"""The column decoder of stage 1 against ``parse_event``, message by message.
+
+``decode`` takes a whole-batch shortcut when every message is plain; whatever the mix,
+it must accept exactly the messages ``parse_event`` accepts, with the same component,
+state and ts, and reject the others with ``parse_event``'s reason.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from slawatch.streams import events
+from slawatch.streams.batch import decode, decode_columns
+from slawatch.streams.events import InvalidEvent, parse_event
+
+NOW = 1_709_251_200.0
+
+_values = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=5), st.lists(st.integers(), max_size=2),
+)
+
+
+@st.composite
+def messages(draw: st.DrawFn) -> bytes:
+    """Mostly plain events, some with one field off in the ways publishers get it wrong."""
+    obj: dict[str, Any] = {
+        "component": draw(st.sampled_from(("db-1", "web.2", "sw:3", "bad id", ""))),
+        "state": draw(st.sampled_from(("up", "down", "maintenance", "DOWN", "Up", "sideways"))),
+        "ts": draw(st.one_of(st.floats(NOW - 1e6, NOW + 400), st.integers(1, 2_000_000_000),
+                             st.just("2024-03-01T00:00:00Z"))),
+    }
+    for opt in ("source", "id"):
+        if draw(st.booleans()):
+            obj[opt] = draw(st.one_of(st.text(max_size=4), _values))
+    if draw(st.integers(0, 9)) == 0:  # a field of the wrong type, or missing
+        field = draw(st.sampled_from(("component", "state", "ts")))
+        if draw(st.booleans()):
+            del obj[field]
+        else:
+            obj[field] = draw(_values)
+    raw = json.dumps(obj, allow_nan=False).encode()  # orjson cannot write ints > 64 bits
+    kind = draw(st.integers(0, 29))
+    if kind == 0:
+        return raw[:-1]  # broken JSON
+    if kind == 1:
+        return b"[" + raw + b"]"  # not an object
+    return raw
+
+
+def _one_by_one(raws: list[bytes]) -> tuple[list[tuple[str, int, float]], list[tuple[int, str]]]:
+    ok: list[tuple[str, int, float]] = []
+    bad: list[tuple[int, str]] = []
+    for i, raw in enumerate(raws):
+        try:
+            e = parse_event(raw, NOW)
+        except InvalidEvent as exc:
+            bad.append((i, exc.reason))
+        else:
+            ok.append((e.component, int(e.state), e.ts))
+    return ok, bad
+
+
+@settings(max_examples=400, deadline=None)
+@given(raws=st.lists(messages(), max_size=12), warm=st.booleans())
+def test_decode_accepts_and_rejects_what_parse_event_does(raws: list[bytes], warm: bool) -> None:
+    if not warm:
+        events._valid_ids.clear()
+    (comps, states, tss), index, rejects = decode(raws, NOW)
+    got = list(zip(comps, states, tss, strict=True))
+    want, want_bad = _one_by_one(raws)
+    assert got == want
+    assert all(type(t) is float for t in tss)
+    assert rejects == want_bad
+    if index is not None:
+        assert index == sorted(index) and len(index) == len(got)
+        assert sorted([i for i, _ in rejects] + index) == list(range(len(raws)))
+    else:
+        assert not rejects and len(got) == len(raws)
+
+
+def test_a_plain_batch_takes_the_column_path() -> None:
+    events._valid_ids.update(("db-1", "web-1"))
+    raws = [orjson.dumps({"component": c, "state": s, "ts": NOW - k, "source": "nagios"})
+            for k, (c, s) in enumerate([("db-1", "down"), ("web-1", "up"), ("db-1", "maintenance")])]
+    raws.append(orjson.dumps({"component": "web-1", "state": "up", "ts": 1_709_000_000}))
+    assert decode_columns(raws, NOW) == (
+        ["db-1", "web-1", "db-1", "web-1"], [2, 0, 1, 0], [NOW, NOW - 1, NOW - 2, 1_709_000_000.0]
+    )
+
+
+@pytest.mark.parametrize("change", [
+    {"state": "Down"},  # not exact case: parse_event lowers it
+    {"ts": "2024-03-01T00:00:00Z"},
+    {"ts": NOW + 301},  # too far ahead
+    {"ts": True},
+    {"source": 3},
+    {"id": ["x"]},
+    {"component": "new-component"},  # not yet known to be well formed
+])
+def test_anything_unusual_leaves_the_column_path(change: dict[str, Any]) -> None:
+    events._valid_ids.discard("new-component")
+    events._valid_ids.add("db-1")
+    obj = {"component": "db-1", "state": "down", "ts": NOW, **change}
+    plain = orjson.dumps({"component": "db-1", "state": "up", "ts": NOW})
+    assert decode_columns([plain, orjson.dumps(obj)], NOW) is None
+    assert decode_columns([plain], NOW) is not None
