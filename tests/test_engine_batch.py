@@ -15,8 +15,8 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from slawatch.agents import segwire
 from slawatch.agents.pipeline import _in_time_order
-from slawatch.agents.pipeline import _segments as _wire_segments
 from slawatch.streams.catalog import ServiceModel
 from slawatch.streams.requirements import (
     AllOf,
@@ -216,17 +216,17 @@ def _check_batches(sc: Scenario, data: st.DataObject) -> None:
             wire.apply_many([Segment.from_obj(orjson.loads(orjson.dumps(s.to_obj()))) for s in stream],
                             model)
             assert _dump(wire) == _dump(one), name
-            # and as stage 2 gets them: segments messages of a few segments each (open
-            # ends as null), each fetch decoded and sorted by _in_time_order
+            # and as stage 2 gets them: segments messages of a few segments each, each
+            # fetch decoded and sorted by _in_time_order
             staged = ServiceTracker(name)
             done = 0
             while done < len(stream):
                 upto = data.draw(st.integers(done + 1, len(stream)), label="fetch")
                 fetched: list[Any] = []
                 for k in range(done, upto, 3):
-                    msg = orjson.dumps([(s.component, s.start, s.end, int(s.state))
-                                        for s in stream[k:min(k + 3, upto)]])
-                    fetched += _wire_segments(msg)
+                    part = [(s.component, s.start, s.end, int(s.state))
+                            for s in stream[k:min(k + 3, upto)]]
+                    fetched += segwire.decode(segwire.encode(part))
                 staged.apply_many(_in_time_order(fetched), model)
                 done = upto
             assert _dump(staged) == _dump(one), name

@@ -21,15 +21,16 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from operator import itemgetter
 from time import perf_counter
 from typing import Any
 
-import orjson
-
+from slawatch.agents import segwire
 from slawatch.agents.runtime import Runtime
+from slawatch.agents.segwire import Segment
 from slawatch.agents.state import PartitionStats, first_time, stats_key
 from slawatch.streams.batch import Columns, WireSegment, apply_columns, decode, take
 from slawatch.streams.component import ComponentTracker
@@ -167,10 +168,10 @@ class Pipeline:
         part_svc = rt.service_partition
         seg_topic = self._segments_topic
         last_seg: dict[int, Any] = {}
-        dumps = orjson.dumps
+        encode = segwire.encode
         for name, segs in fanout.items():
             sp = part_svc(name)
-            fut = await send(seg_topic, name.encode(), dumps(segs), sp)
+            fut = await send(seg_topic, name.encode(), encode(segs), sp)
             futures.append(fut)
             last_seg[sp] = fut
         for fut in last_seg.values():
@@ -354,14 +355,14 @@ class Pipeline:
         """
         catalog = self.rt.catalog
         svcs = self.rt.services
-        by_service: dict[str, tuple[int, list[list[Any]]]] = {}
+        by_service: dict[str, tuple[int, list[Segment]]] = {}
         for tp, records in batch.items():
             p = tp.partition
             for rec in records:
                 key = rec.key
                 name = key.decode() if isinstance(key, bytes) else str(key)
                 try:
-                    segments = _segments(rec.value)
+                    segments = segwire.decode(rec.value)
                 except Exception as exc:  # not ours: never fatal
                     self.segment_log.warning("unreadable segment message %s[%d]@%d: %r",
                                              rec.topic, p, rec.offset, exc)
@@ -418,31 +419,7 @@ def _first_times(ranges: list[list[int]], records: Sequence[Any]) -> list[bool] 
     return [first_time(ranges, rec.offset) for rec in records]
 
 
-def _segments(raw: bytes) -> list[list[Any]]:
-    """A segments message: ``[[component, start, end|null, state], ...]``, checked.
-
-    Returned as decoded (lists, ``null`` for an open end: what
-    ``ServiceTracker.apply_many`` takes) and checked a column at a time: per-segment
-    checks and tuples cost a tenth of stage 2 in an alert storm.
-    """
-    segs = orjson.loads(raw)
-    if type(segs) is not list or not segs:
-        raise ValueError("not a list of segments")
-    try:
-        ok = (set(map(len, segs)) == _FOUR and _STR.issuperset(map(type, map(_comp, segs)))
-              and _STATE_INTS.issuperset(map(_state, segs)))
-        starts = set(map(type, map(_start, segs)))
-        ends = set(map(type, map(_end, segs)))
-    except TypeError:
-        ok = False
-    if not ok or not _NUMBER.issuperset(starts) or not _NUMBER_OR_NONE.issuperset(ends):
-        raise ValueError(f"not a segment list: {raw[:200]!r}")
-    if starts != _FLOAT or not _FLOAT_OR_NONE.issuperset(ends):  # ints: not what we send
-        segs = [[c, float(s), e if e is None else float(e), st] for c, s, e, st in segs]
-    return segs
-
-
-def _in_time_order(segs: list[list[Any]]) -> Sequence[list[Any]]:
+def _in_time_order(segs: list[Segment]) -> Sequence[Segment]:
     """A service's segments of one fetch sorted by start, each component's own order kept.
 
     They come from several stage-1 partitions, each in event time order, interleaved
@@ -455,9 +432,9 @@ def _in_time_order(segs: list[list[Any]]) -> Sequence[list[Any]]:
     correction) may start earlier than the one before it, so then the per-component
     lists are merged instead.
     """
-    if _NONE.issuperset(map(_end, segs)):
+    if _OPEN.issuperset(map(_end, segs)):
         return sorted(segs, key=_start)
-    comps: dict[str, list[list[Any]]] = {}
+    comps: dict[str, list[Segment]] = {}
     for seg in segs:
         lst = comps.get(seg[0])
         if lst is None:
@@ -469,18 +446,9 @@ def _in_time_order(segs: list[list[Any]]) -> Sequence[list[Any]]:
     return list(heapq.merge(*comps.values(), key=_start))
 
 
-_comp = itemgetter(0)
 _start = itemgetter(1)
 _end = itemgetter(2)
-_state = itemgetter(3)
-_FOUR = {4}
-_STR = frozenset((str,))
-_STATE_INTS = frozenset((0, 1, 2))
-_FLOAT = {float}
-_NONE = frozenset((None,))
-_NUMBER = frozenset((float, int))
-_NUMBER_OR_NONE = frozenset((float, int, type(None)))
-_FLOAT_OR_NONE = frozenset((float, type(None)))
+_OPEN = frozenset((math.inf,))
 
 
 def install_pipeline(app: Any, rt: Runtime, topics: Any) -> Pipeline:
