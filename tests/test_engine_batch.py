@@ -16,7 +16,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from slawatch.agents import segwire
-from slawatch.agents.pipeline import _in_time_order
 from slawatch.streams.catalog import ServiceModel
 from slawatch.streams.requirements import (
     AllOf,
@@ -31,6 +30,7 @@ from slawatch.streams.requirements import (
     evaluate,
     indexed_slots,
 )
+from slawatch.streams.service import in_time_order
 from slawatch.streams.states import DOWN, MAINTENANCE, UP, State
 from tests.strategies import Scenario, apply_all, build_engine, long_streams, scenarios
 
@@ -217,7 +217,7 @@ def _check_batches(sc: Scenario, data: st.DataObject) -> None:
                             model)
             assert _dump(wire) == _dump(one), name
             # and as stage 2 gets them: segments messages of a few segments each, each
-            # fetch decoded and sorted by _in_time_order
+            # fetch decoded and sorted by in_time_order
             staged = ServiceTracker(name)
             done = 0
             while done < len(stream):
@@ -227,7 +227,7 @@ def _check_batches(sc: Scenario, data: st.DataObject) -> None:
                     part = [(s.component, s.start, s.end, int(s.state))
                             for s in stream[k:min(k + 3, upto)]]
                     fetched += segwire.decode(segwire.encode(part))
-                staged.apply_many(_in_time_order(fetched), model)
+                staged.apply_many(in_time_order(fetched), model)
                 done = upto
             assert _dump(staged) == _dump(one), name
 

@@ -19,12 +19,9 @@ is too late to apply, go to the DLQ with the reason and their origin in headers.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from operator import itemgetter
 from time import perf_counter
 from typing import Any
 
@@ -35,7 +32,7 @@ from slawatch.agents.state import PartitionStats, first_time, stats_key
 from slawatch.streams.batch import Columns, WireSegment, apply_columns, decode, take
 from slawatch.streams.component import ComponentTracker
 from slawatch.streams.events import ComponentEvent
-from slawatch.streams.service import ServiceTracker
+from slawatch.streams.service import ServiceTracker, in_time_order
 from slawatch.streams.states import State
 
 log = logging.getLogger("slawatch.pipeline")
@@ -380,7 +377,7 @@ class Pipeline:
             if tracker is None:
                 tracker = ServiceTracker(name)
                 svcs.put(name, tracker, p)
-            tracker.apply_many(_in_time_order(segs), model)
+            tracker.apply_many(in_time_order(segs), model)
             svcs.touch(name, p)
             if perf_counter() >= self._yield_at:
                 await self._yield()
@@ -417,38 +414,6 @@ def _first_times(ranges: list[list[int]], records: Sequence[Any]) -> list[bool] 
             ranges.append([lo, hi])
         return None
     return [first_time(ranges, rec.offset) for rec in records]
-
-
-def _in_time_order(segs: list[Segment]) -> Sequence[Segment]:
-    """A service's segments of one fetch sorted by start, each component's own order kept.
-
-    They come from several stage-1 partitions, each in event time order, interleaved
-    by batch: applied as they come, every batch of one partition would land "in the
-    past" of another's and make the tracker re-evaluate. A component's later segment
-    overrides its earlier one, so its own order is the one that must not change (the
-    result does not depend on the order across components). Open-ended segments of a
-    component start at its newest point, so in its own order their starts never
-    decrease and a stable sort by start keeps that order; a finite one (a late
-    correction) may start earlier than the one before it, so then the per-component
-    lists are merged instead.
-    """
-    if _OPEN.issuperset(map(_end, segs)):
-        return sorted(segs, key=_start)
-    comps: dict[str, list[Segment]] = {}
-    for seg in segs:
-        lst = comps.get(seg[0])
-        if lst is None:
-            comps[seg[0]] = [seg]
-        else:
-            lst.append(seg)
-    if len(comps) == 1:
-        return segs
-    return list(heapq.merge(*comps.values(), key=_start))
-
-
-_start = itemgetter(1)
-_end = itemgetter(2)
-_OPEN = frozenset((math.inf,))
 
 
 def install_pipeline(app: Any, rt: Runtime, topics: Any) -> Pipeline:

@@ -16,7 +16,7 @@ from slawatch.streams.catalog import Catalog
 from slawatch.streams.component import OUTCOMES, ComponentTracker, Outcome, Segment
 from slawatch.streams.events import ComponentEvent, InvalidEvent, parse_event
 from slawatch.streams.report import Outage, Report, component_report, outages, service_report
-from slawatch.streams.service import ServiceTracker
+from slawatch.streams.service import ServiceTracker, in_time_order
 from slawatch.streams.states import BY_NAME
 from slawatch.streams.unmapped import UnmappedTracker
 from slawatch.streams.windows import retention_for
@@ -65,7 +65,8 @@ class Engine:
 
         Stage 1 (``batch.decode``, ``batch.apply_columns``) runs over the whole batch and
         collects the segments per service; each service tracker then takes its share in
-        one ``apply_many``. ``forward`` is not called.
+        one ``apply_many``, sorted by ``in_time_order`` as stage 2 does. ``forward`` is
+        not called.
         """
         cols, index, rejects = decode(raws, now)
         results: list[tuple[Outcome, str | None]] = [_ACCEPTED] * len(raws)
@@ -91,7 +92,7 @@ class Engine:
             svc_tracker = services_trackers.get(svc)
             if svc_tracker is None:
                 svc_tracker = services_trackers[svc] = ServiceTracker(svc)
-            svc_tracker.apply_many(segments, models[svc])
+            svc_tracker.apply_many(in_time_order(segments), models[svc])
         return results
 
     def apply(self, event: ComponentEvent) -> Outcome:

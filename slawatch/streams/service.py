@@ -12,9 +12,11 @@ so a late correction costs the changes inside the lateness window, not a replay.
 
 from __future__ import annotations
 
+import heapq
 import math
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
+from operator import itemgetter
 from typing import Any
 
 from slawatch.streams.catalog import ServiceModel
@@ -289,3 +291,36 @@ class ServiceTracker:
         tracker.pruned_outages = int(obj["po"])
         tracker.pruned_downtime = float(obj["pd"])
         return tracker
+
+
+def in_time_order(segs: Sequence[SegmentLike]) -> Sequence[SegmentLike]:
+    """A service's segments of one batch sorted by start, each component's own order kept.
+
+    In the pipeline they come from several stage-1 partitions, each in event time order,
+    interleaved by batch; in any stream, events delayed within the allowed lateness
+    interleave components too. Applied as they come, each such segment would land "in
+    the past" of another component's and make the tracker re-evaluate. A component's later segment
+    overrides its earlier one, so its own order is the one that must not change (the
+    result does not depend on the order across components). Open-ended segments of a
+    component start at its newest point, so in its own order their starts never
+    decrease and a stable sort by start keeps that order; a finite one (a late
+    correction) may start earlier than the one before it, so then the per-component
+    lists are merged instead.
+    """
+    if _OPEN.issuperset(map(_end, segs)):
+        return sorted(segs, key=_start)
+    comps: dict[str, list[SegmentLike]] = {}
+    for seg in segs:
+        lst = comps.get(seg[0])
+        if lst is None:
+            comps[seg[0]] = [seg]
+        else:
+            lst.append(seg)
+    if len(comps) == 1:
+        return segs
+    return list(heapq.merge(*comps.values(), key=_start))
+
+
+_start = itemgetter(1)
+_end = itemgetter(2)
+_OPEN = frozenset((math.inf,))
