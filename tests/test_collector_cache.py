@@ -246,3 +246,57 @@ def test_lines_until_is_a_true_bound(seed: int) -> None:
         for p in probes:
             if now <= p < until:
                 assert component_report(comp, tracker, p) == first, (now, p, until)
+
+
+def test_moving_components_settle_and_chunks_hold() -> None:
+    """A component whose values move is computed at every scrape; once its down
+    piece left every window it is reused again; small chunks give the same text."""
+    from slawatch.agents import collector as mod
+
+    old = mod.JOIN_KEYS
+    mod.JOIN_KEYS = 3
+    try:
+        h = Harness(7)
+        h.apply("c1", State.DOWN, T0 - 600)
+        h.apply("c1", State.UP, T0 - 300)  # moving in every window
+        h.apply("c5", State.DOWN, T0 - 10, flush=False)  # unwritten: computed afresh
+        h.check()
+        lines = h.collector.component_lines
+        before = lines.reused
+        h.check()
+        assert lines.reused == before
+        h.flush()
+        h.now += 31 * DAY  # the outage left every window; past the recheck time
+        h.check()
+        h.now += 1
+        h.check()
+        assert lines.reused == len(h.rt.catalog.components)  # c5: down throughout
+    finally:
+        mod.JOIN_KEYS = old
+
+
+def test_window_lines_fall_back_to_go_formatting() -> None:
+    from slawatch.agents.collector import _f, _window_lines
+    from slawatch.streams.windows import WINDOWS
+
+    for values in ([0.5] * 8, [math.inf, 0.0, 1.0, 2e6, -1.0, math.nan, 1, 0.25],
+                   [1, 1, 1, 1, 1, 1, 1, 1], [1e-7, 3.0, 999999.0, 0.0, 0.0, 0.0, 0.0, 0.0]):
+        got = _window_lines("m{x", dict(zip(WINDOWS, values, strict=True)))
+        assert got == "".join(f'm{{x,window="{w}"}} {_f(v)}\n'
+                              for w, v in zip(WINDOWS, values, strict=True))
+
+
+def test_unwritten_parts_survive_the_next_scrape() -> None:
+    """Parts of a scrape not yet written (a slow client) keep their text while a
+    later scrape changes the same chunks."""
+    from slawatch.agents.collector import _text
+
+    h = Harness(4)
+    h.apply("c0", State.DOWN, T0 - 600)
+    h.apply("c0", State.UP, T0 - 300)
+    first = h.collector.report_parts()
+    expected = render_report(h.rt.report(h.now))
+    h.now += 7.5
+    h.apply("c1", State.DOWN, h.now - 1)
+    h.check()
+    assert "".join(map(_text, first)) == expected

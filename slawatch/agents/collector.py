@@ -11,9 +11,12 @@ errors) describe the worker itself.
 from __future__ import annotations
 
 import math
+import operator
+import sys
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, cast
+from bisect import bisect_right
+from collections.abc import Callable, Container, Iterable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -291,18 +294,15 @@ def _service_lines(s: ServiceReport) -> tuple[str, ...]:
      n_trend, n_status, n_outage, n_restore, n_outages, n_down, n_supported, n_gap,
      n_blame) = _S_NAMES
     f = _f
-    avail, burn = s.availability, s.burn_rate
     blame = s.downtime_by_component
     return (
         f'{n_info}{{customers="{_esc(",".join(s.customers))}",{lab}}} 1.0\n',
         f"{n_up}{{{lab}}} {'1.0' if s.up else '0.0'}\n",
         f"{n_maint}{{{lab}}} {'1.0' if s.maintenance else '0.0'}\n",
-        "".join([f"{n_avail}{{{lab}{wl}{f(avail[w])}\n"
-                 for w, wl in zip(WINDOWS, _WIN_LABELS, strict=True)]),
+        _window_lines(f"{n_avail}{{{lab}", s.availability),
         f"{n_sla}{{{lab}}} {f(s.sla_availability)}\n",
         f"{n_target}{{{lab}}} {f(s.target)}\n",
-        "".join([f"{n_burn}{{{lab}{wl}{f(burn[w])}\n"
-                 for w, wl in zip(WINDOWS, _WIN_LABELS, strict=True)]),
+        _window_lines(f"{n_burn}{{{lab}", s.burn_rate),
         f"{n_budget}{{{lab}}} {f(s.error_budget_remaining)}\n",
         f"{n_exhaust}{{{lab}}} {f(s.error_budget_exhaustion_seconds)}\n",
         f"{n_trend}{{{lab}}} {'1.0' if s.trending_below_sla else '0.0'}\n",
@@ -315,8 +315,20 @@ def _service_lines(s: ServiceReport) -> tuple[str, ...]:
         f"{n_supported}{{{lab}}} {f(s.supported_availability)}\n",
         f"{n_gap}{{{lab}}} {'1.0' if s.kpi_gap else '0.0'}\n",
         "".join([f'{n_blame}{{component="{_esc(c)}",{lab}}} {f(blame[c])}\n'
-                 for c in sorted(blame)]),
+                 for c in sorted(blame)]) if blame else "",
     )
+
+
+def _window_lines(head: str, by_window: dict[str, float]) -> str:
+    """``head`` + window label + value, a line per window."""
+    values = _BY_WINDOW(by_window)
+    w0, w1, w2, w3, w4, w5, w6, w7 = _WIN_LABELS
+    if not (min(values) >= 0.0 and sum(values) < 1e6  # finite and < 1e6, and floats:
+            and all([type(v) is float for v in values])):  # else repr is not _f's text
+        values = tuple(map(_f, values))
+    v0, v1, v2, v3, v4, v5, v6, v7 = values
+    return (f"{head}{w0}{v0!s}\n{head}{w1}{v1!s}\n{head}{w2}{v2!s}\n{head}{w3}{v3!s}\n"
+            f"{head}{w4}{v4!s}\n{head}{w5}{v5!s}\n{head}{w6}{v6!s}\n{head}{w7}{v7!s}\n")
 
 
 def _service_families(per_service: list[tuple[str, ...]]) -> list[str]:
@@ -383,34 +395,35 @@ def component_text(comps: list[ComponentReport]) -> str:
 #: Keys whose lines of one family ``_LineCache.render`` puts in one part.
 JOIN_KEYS = 4096
 
-class _Filled:
-    """Lines of a shared template with one label in every line, written out when
-    read: a component's eight constant availability lines (700 bytes) kept as its
-    label and a template shared by all components with the same values."""
+#: One key's lines of one family.
+Line = str
 
-    __slots__ = ("lab", "tpl")
 
-    def __init__(self, tpl: str, lab: str) -> None:
-        self.tpl = tpl
-        self.lab = lab
+class _Fmt:
+    """Text written when read: ``"".join(fmt) % args`` (a chunk of keys' lines of one
+    family). The format strings are shared, the label and value arguments referenced,
+    so a part costs a few references per key until it is written."""
+
+    __slots__ = ("args", "fmt")
+
+    def __init__(self, fmt: tuple[str, ...], args: tuple[object, ...]) -> None:
+        self.fmt = fmt
+        self.args = args
 
     def text(self) -> str:
-        return self.tpl % ((self.lab,) * len(WINDOWS))
+        return "".join(self.fmt) % self.args
 
 
-#: One key's lines of one family.
-Line = str | _Filled
-#: A piece of the exposition text: a string, or lines to be joined when written.
-Part = str | list[Line]
+#: A piece of the exposition text: a string, pieces to be joined, or a ``_Fmt``.
+Part = str | list[Line] | _Fmt
 
 
 def _text(part: Part) -> str:
     if isinstance(part, str):
         return part
-    try:
-        return "".join(cast(list[str], part))
-    except TypeError:  # some _Filled among them
-        return "".join([x if type(x) is str else cast(_Filled, x).text() for x in part])
+    if isinstance(part, _Fmt):
+        return part.text()
+    return "".join(part)
 
 
 class _Entry:
@@ -433,8 +446,6 @@ class _LineCache:
     ``slawatch.streams.report``); a tracker with unwritten changes, another catalog,
     or a time outside the interval is computed afresh.
     """
-
-    families = 0
 
     def __init__(self) -> None:
         self._entries: dict[str, _Entry] = {}
@@ -487,37 +498,187 @@ class _LineCache:
         return out
 
 
-class ComponentLines(_LineCache):
-    """The component families at each scrape; lines reused while
-    ``component_lines_until`` proves them constant (up, or down, throughout every
-    window)."""
+#: ``_C_UP`` line of a component (``% label``), by whether it is up.
+_C_UP_FMT = (f"{_C_UP}{{%s}} 0.0\n", f"{_C_UP}{{%s}} 1.0\n")
+_C_AVAIL_HEAD = f"{_C_AVAIL}{{"
+#: Pieces per component of the ``_C_AVAIL`` family: its 8 lines are
+#: ``HEAD, label, T0, label, T1, ..., label, T7`` with ``Tw = ',window="w"} value\n'``
+#: followed (but for the last) by the next line's ``HEAD``.
+_C_PIECES = 1 + 2 * len(WINDOWS)
+#: Seconds after which a component whose values move is asked again whether they
+#: still do (they are computed afresh meanwhile, which is always exact).
+RECHECK_SECONDS = 60.0
+_STALE = object()  # a token equal to no stored value: look again at the next scrape
+_BY_WINDOW = operator.itemgetter(*WINDOWS)
+
+
+def _avail_tails(values: tuple[str, ...]) -> tuple[str, ...]:
+    """The ``Tw`` pieces (see ``_C_PIECES``) of formatted values, one per window."""
+    last = len(WINDOWS) - 1
+    return tuple([f"{wl}{v}\n{'' if w == last else _C_AVAIL_HEAD}"
+                  for w, (wl, v) in enumerate(zip(_WIN_LABELS, values, strict=True))])
+
+
+class _Chunk:
+    """``JOIN_KEYS`` components in a row: per key its stored bytes when last looked
+    at (``tokens``), until when that look holds (``untils``), the format of its
+    ``_C_UP`` line and the pieces of its ``_C_AVAIL`` lines; ``moving`` holds the
+    trackers of the keys whose values are computed at every scrape."""
+
+    __slots__ = ("keys", "kpi", "kpi_labs", "labs", "moving", "pieces", "tokens", "until",
+                 "untils", "up")
+
+    def __init__(self, keys: list[str], labs: list[str], kpis: list[str]) -> None:
+        n = len(keys)
+        self.keys = keys
+        self.labs = labs
+        self.kpi = tuple(kpis)
+        self.kpi_labs = tuple([lab for lab, k in zip(labs, kpis, strict=True) if k])
+        self.tokens: list[object] = [_STALE] * n
+        self.untils = [-math.inf] * n
+        self.until = -math.inf  # min(untils): before it, only changed bytes matter
+        self.up = [_C_UP_FMT[1]] * n
+        pieces: list[str] = [""] * (_C_PIECES * n)
+        pieces[::_C_PIECES] = [_C_AVAIL_HEAD] * n
+        for w in range(len(WINDOWS)):
+            pieces[1 + 2 * w::_C_PIECES] = labs
+        self.pieces = pieces
+        self.moving: dict[int, Any] = {}
+
+
+class ComponentLines:
+    """The component families at each scrape, by chunks of ``JOIN_KEYS`` components.
+
+    A component whose lines ``component_lines_until`` proves constant (up, or down,
+    throughout every window) keeps pieces shared by all components with its values
+    and is not looked at again until the proof runs out or its stored bytes change;
+    the others (``moving``) have their values computed at every scrape. A chunk whose
+    keys' stored bytes are all the same objects (one list comparison) and whose
+    proofs all hold costs no work per constant key: its text is one join (one ``%``
+    for the short families) when written.
+    """
 
     def __init__(self) -> None:
-        super().__init__()
-        self._templates: dict[tuple[str, ...], str] = {}
+        self._chunks: list[_Chunk] = []
+        self._firsts: list[str] = []
+        self._keys: list[str] = []
+        self._catalog: Catalog | None = None
+        self._templates: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._latest = -math.inf  # the latest ``now`` rendered: each proof began by it
+        self.reused = 0  # for tests and the benchmark: keys reused at the last render
 
-    def fresh(self, catalog: Catalog, key: str, tracker: Any, now: float
-              ) -> tuple[tuple[Line, ...], float]:
-        comp = catalog.components[key]
-        # component_report's numbers, without its object: a few µs, 30k times a scrape
-        if tracker is None:
-            up, avail = True, _ALL_UP
-        else:
-            tl = tracker.history
-            up = tl.state_at(now) == UP
-            avail = window_availability(tl, now)
-        lab = _component_label(comp.id, comp.team)
-        lines = _component_lines(lab, up, avail, comp.kpi)
+    def _build(self, catalog: Catalog, keys: list[str]) -> None:
+        self._catalog = catalog
+        self._keys = keys
+        self._templates.clear()
+        comps = catalog.components
+        step = max(1, JOIN_KEYS)
+        self._chunks = []
+        for k in range(0, len(keys), step):
+            part = keys[k:k + step]
+            labs = [_component_label(c.id, c.team) for c in map(comps.__getitem__, part)]
+            kpis = ["" if c.kpi is None else f"{_C_KPI}{{%s}} {_f(float(c.kpi))}\n"
+                    for c in map(comps.__getitem__, part)]
+            self._chunks.append(_Chunk(part, labs, kpis))
+        self._firsts = [ch.keys[0] for ch in self._chunks]
+
+    def render(self, catalog: Catalog, table: TrackerTable[Any], keys: list[str],
+               now: float, heads: tuple[str, ...]) -> list[Part]:
+        """The families for ``keys`` in that order, as text parts (heads first)."""
+        if (catalog is not self._catalog or (keys is not self._keys and keys != self._keys)
+                or now < self._latest):  # a clock that went back: every proof began later
+            self._build(catalog, keys)
+        self._latest = now
+        lookup, dirty = table.stored_lookup()
+        marked: set[int] = set()  # chunks holding keys with unwritten changes
+        if isinstance(dirty, Iterable):  # a dict of keys, as TrackerTable keeps them
+            firsts = self._firsts
+            for key in list(dirty):
+                marked.add(bisect_right(firsts, key) - 1)
+        elif dirty:
+            marked.update(range(len(self._chunks)))
+        reused = 0
+        ups: list[Part] = [heads[0]]
+        avails: list[Part] = [heads[1]]
+        kpis: list[Part] = [heads[2]]
+        for ci, ch in enumerate(self._chunks):
+            if sys.getrefcount(ch.pieces) > 2:  # an earlier scrape's part not yet written
+                ch.pieces = list(ch.pieces)  # holds it: changed here, it would change there
+            toks = list(map(lookup, ch.keys))
+            if ci in marked or now >= ch.until or toks != ch.tokens:
+                self._check(ch, toks, table, dirty, now)
+            moving = ch.moving
+            if moving:
+                self._compute(ch, now)
+            reused += len(ch.keys) - len(moving)
+            ups.append(_Fmt(tuple(ch.up), tuple(ch.labs)))
+            avails.append(ch.pieces)  # not copied: see getrefcount above
+            kpis.append(_Fmt(ch.kpi, ch.kpi_labs))
+        self.reused = reused
+        return [*ups, *avails, *kpis]
+
+    def _check(self, ch: _Chunk, toks: list[bytes | None], table: TrackerTable[Any],
+               dirty: Container[str], now: float) -> None:
+        """Look again at the keys of ``ch`` whose bytes changed, whose proof ran out,
+        or that have unwritten changes."""
+        tokens, untils = ch.tokens, ch.untils
+        for i, key in enumerate(ch.keys):
+            t, old = toks[i], tokens[i]
+            if (t is old or t == old) and untils[i] > now and key not in dirty:
+                continue
+            self._look(ch, i, table, now)
+        ch.until = min(untils, default=math.inf)
+
+    def _look(self, ch: _Chunk, i: int, table: TrackerTable[Any], now: float) -> None:
+        key = ch.keys[i]
+        tracker, stored = table.get_stored(key)
         until = component_lines_until(tracker, now)
-        if until > now:  # kept: constant values (1.0 or 0.0), a shared template
+        if until > now and (tracker is None or stored is not None):
+            # constant values (1.0 or 0.0): pieces shared by the components with them
+            if tracker is None:
+                up, avail = True, _ALL_UP
+            else:
+                tl = tracker.history
+                up = tl.state_at(now) == UP
+                avail = window_availability(tl, now)
             values = tuple([_f(avail[w]) for w in WINDOWS])
-            tpl = self._templates.get(values)
-            if tpl is None:
-                tpl = self._templates[values] = "".join(
-                    [f"{_C_AVAIL}{{%s{wl}{v}\n" for wl, v in zip(_WIN_LABELS, values,
-                                                                 strict=True)])
-            return (lines[0], _Filled(tpl, lab), lines[2]), until
-        return lines, until
+            tails = self._templates.get(values)
+            if tails is None:
+                tails = self._templates[values] = _avail_tails(values)
+            b = _C_PIECES * i
+            ch.tokens[i] = stored
+            ch.untils[i] = until
+            ch.up[i] = _C_UP_FMT[up]
+            ch.pieces[b + 2:b + _C_PIECES:2] = tails
+            ch.moving.pop(i, None)
+        else:
+            # values that move (or changes not yet written): computed at every scrape
+            ch.tokens[i] = _STALE if stored is None else stored
+            ch.untils[i] = now + RECHECK_SECONDS
+            ch.moving[i] = tracker
+
+    @staticmethod
+    def _compute(ch: _Chunk, now: float) -> None:
+        """The values of the moving keys of ``ch`` at ``now``."""
+        pieces, up_fmt = ch.pieces, ch.up
+        n = _C_PIECES
+        get = _BY_WINDOW
+        fmt_up = _C_UP_FMT
+        h = _C_AVAIL_HEAD
+        w0, w1, w2, w3, w4, w5, w6, w7 = _WIN_LABELS
+        for i, tracker in ch.moving.items():
+            tl = tracker.history
+            up_fmt[i] = fmt_up[tl.state_at(now) == UP]
+            values = get(window_availability(tl, now))
+            b = n * i
+            if min(values) >= 0.0 and sum(values) < 1e6:  # finite, < 1e6: repr is _f's text
+                v0, v1, v2, v3, v4, v5, v6, v7 = values
+                pieces[b + 2:b + n:2] = (
+                    f"{w0}{v0!r}\n{h}", f"{w1}{v1!r}\n{h}", f"{w2}{v2!r}\n{h}",
+                    f"{w3}{v3!r}\n{h}", f"{w4}{v4!r}\n{h}", f"{w5}{v5!r}\n{h}",
+                    f"{w6}{v6!r}\n{h}", f"{w7}{v7!r}\n")
+            else:
+                pieces[b + 2:b + n:2] = _avail_tails(tuple(map(_f, values)))
 
 
 class ServiceLines(_LineCache):
