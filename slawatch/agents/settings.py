@@ -56,6 +56,11 @@ FAUST_TUNING: dict[str, Any] = {
     "broker_commit_interval": 1.0,
     "stream_recovery_delay": 0.0,
     "consumer_auto_offset_reset": "earliest",
+    # Up to 8 MiB per partition per fetch (Faust's default is 4): tansu answers a fetch
+    # only when its wait (100 ms) runs out, so a backlog is read in fewer, larger
+    # fetches. 1M-event backlog 26 s -> 21 s, 55k -> 74k ev/s; peak RSS 172 -> 308 MiB
+    # while it lasts (16 MiB gave 82k ev/s for more memory).
+    "consumer_max_fetch_size": 8 * 1024 * 1024,
 }
 
 
