@@ -171,6 +171,43 @@ def test_tracker_changes_are_seen() -> None:
     h.check()
 
 
+def test_table_versions_move_with_writes_and_rebalances() -> None:
+    h = Harness(3)
+    table = h.rt.components
+    v0 = table.versions()
+    h.apply("c0", State.UP, T0 - 60, flush=False)
+    assert table.versions() == v0  # not written yet: the collector sees it dirty
+    h.flush()
+    v1 = table.versions()
+    assert v1 != v0
+    h.flush()  # nothing dirty, nothing written
+    assert table.versions() == v1
+    table.forget()
+    assert table.versions() != v1
+
+
+def test_value_replaced_underneath_in_a_rebalance_is_seen() -> None:
+    """Recovery writes the store without ``flush``; it follows a rebalance, which
+    begins with ``forget`` (partitions revoked): the bytes are looked at again."""
+    h = Harness(4)
+    h.apply("c1", State.DOWN, T0 - 40 * DAY)  # constant: down throughout every window
+    h.apply("c2", State.DOWN, T0 - 100)  # moving
+    h.check()
+    h.check()
+    assert h.collector.component_lines.reused >= 4
+    h.now += 1
+    for comp, back in (("c1", 30.0), ("c2", 200.0)):  # the same keys: same store size
+        other = ComponentTracker(comp)
+        other.apply(ComponentEvent(comp, State.UP, h.now - 40 * DAY, None, None), 600.0)
+        other.apply(ComponentEvent(comp, State.DOWN, h.now - back, None, None), 600.0)
+        h.rt.components.table.data[comp] = encode_component(other)
+    h.rt.components.forget()
+    h.rt.services.forget()
+    h.check()
+    h.now += 1
+    h.check()
+
+
 def test_catalog_reload_relabels() -> None:
     h = Harness(3)
     h.apply("c0", State.UP, T0 - 60)
@@ -284,6 +321,35 @@ def test_window_lines_fall_back_to_go_formatting() -> None:
         got = _window_lines("m{x", dict(zip(WINDOWS, values, strict=True)))
         assert got == "".join(f'm{{x,window="{w}"}} {_f(v)}\n'
                               for w, v in zip(WINDOWS, values, strict=True))
+
+
+def test_float_texts_are_f_texts() -> None:
+    """orjson writes the texts of the floats the collector formats in bulk; they must
+    be ``_f``'s, whatever the values (the fast path covers [1e-4, 1e6))."""
+    import struct
+
+    from slawatch.agents.collector import _f, _float_texts
+
+    rng = random.Random(7)
+    special = [0.0, -0.0, 1e-4, 9.999999999999999e-05, 1e6, 999999.9999999999, 1e16,
+               math.inf, -math.inf, math.nan, 1e-7, 5e-324, 1.0, 0.1 + 0.2, 1 / 3, -0.5]
+    for _ in range(200):
+        values = []
+        for _ in range(rng.randrange(0, 40)):
+            r = rng.random()
+            if r < 0.2:
+                values.append(rng.choice(special))
+            elif r < 0.5:
+                up, down = rng.uniform(0, 3e6), rng.uniform(0, 3e6)
+                values.append(up / (up + down) if up + down else 1.0)
+            elif r < 0.7:
+                values.append(struct.unpack("d", struct.pack("Q", rng.getrandbits(64)))[0])
+            else:
+                values.append(10 ** rng.uniform(-6, 8))
+        assert _float_texts(values) == [_f(v) for v in values]
+    for _ in range(20):  # in range throughout: the texts are orjson's alone
+        values = [rng.uniform(1e-4, 1.0) for _ in range(10_000)]
+        assert _float_texts(values) == [_f(v) for v in values]
 
 
 def test_unwritten_parts_survive_the_next_scrape() -> None:

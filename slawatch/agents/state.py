@@ -217,6 +217,9 @@ class TrackerTable(Generic[T]):
         self._dirty: dict[str, int] = {}  # key -> its partition
         self._chunks: dict[str, tuple[int, int]] = {}  # key -> (version, parts) stored
         self.chunk_size = CHUNK_SIZE
+        # Store writes by ``flush`` per partition, and ``forget`` calls (see ``versions``).
+        self._versions: dict[int, int] = {}
+        self._generation = 0
 
     def get(self, key: str) -> T | None:
         """The current object for ``key``, or None if the table has none.
@@ -303,6 +306,7 @@ class TrackerTable(Generic[T]):
             return []
         table, cache, encode = self.table, self._cache, self._encode
         store = table.data
+        versions = self._versions
         # First every store write, with no await in between: readers (the collector)
         # run between our awaits, and must find each key either dirty or stored.
         records: list[tuple[bytes, bytes | None, int]] = []
@@ -339,6 +343,7 @@ class TrackerTable(Generic[T]):
                             del store[k]
                     else:
                         store[k] = v
+                    versions[partition] = versions.get(partition, 0) + 1
             cache[key] = (stored, obj)
             records += [(k.encode(), v, partition) for k, v in writes]
         topic = table.changelog_topic.get_topic_name()
@@ -352,8 +357,29 @@ class TrackerTable(Generic[T]):
             fut.add_done_callback(_persist_offset(store))
         return futures
 
+    def versions(self) -> dict[int, int]:
+        """Counters that move whenever the stored bytes of an owned key may have changed:
+        per partition, the store writes ``flush`` made; under -1, the ``forget`` calls.
+
+        ``flush`` is the only writer of the partitions this worker actively owns, but
+        for changelog recovery (and standby updates of partitions that are not active
+        here), which writes the store underneath; a partition becomes active only
+        through a rebalance, and every rebalance begins with ``forget`` (the
+        app calls it on partitions revoked). So equal versions at two moments mean
+        every owned key holds the same bytes, if the owned partitions were recovered
+        at both (the collector reads the tables only when ready). Under -2, the
+        number of keys stored, when that costs nothing to know (a dict store).
+        """
+        out = dict(self._versions)
+        out[-1] = self._generation
+        inner = getattr(self.table.data, "data", self.table.data)
+        if isinstance(inner, dict):
+            out[-2] = len(inner)
+        return out
+
     def forget(self) -> None:
         """Drop the decoded cache (not dirty objects): after a rebalance, for memory."""
+        self._generation += 1
         keep = {k: self._cache[k] for k in self._dirty if k in self._cache}
         self._cache = keep
 

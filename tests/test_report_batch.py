@@ -1,0 +1,89 @@
+"""``window_availability_many`` gives what ``window_availability`` gives, bit for bit.
+
+The collector computes the ratios of every component whose windows move with one call
+per chunk of components; the /metrics text must stay the text of the one-timeline
+function, so every float must be the same (``float.hex`` tells -0.0 from 0.0 and shows
+every bit).
+"""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from slawatch.streams.report import _WINDOW_NAMES, window_availability, window_availability_many
+from slawatch.streams.states import DOWN, MAINTENANCE, UP, State
+from slawatch.streams.timeline import Timeline
+
+NOW = 1_709_251_200.0
+STATES = (UP, MAINTENANCE, DOWN)
+OFFSETS = (0.0, 1.0, 59.0, 299.0, 300.0, 301.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0,
+           259200.0, 604800.0, 2592000.0, 2592001.0, 40 * 86400.0, -1.0, -300.0)
+LATER = (0.0, 0.25, 1.0, 299.0, 300.0, 301.0, 3600.0, 86400.0, 2592000.0)
+
+
+def _expected(tl: Timeline, now: float) -> tuple[int, tuple[str, ...]]:
+    avail = window_availability(tl, now)
+    return int(tl.state_at(now)), tuple(avail[w].hex() for w in _WINDOW_NAMES)
+
+
+def _got(item: tuple[int, tuple[float, ...]]) -> tuple[int, tuple[str, ...]]:
+    state, values = item
+    return state, tuple(v.hex() for v in values)
+
+
+_points = st.lists(
+    st.tuples(st.sampled_from(OFFSETS) | st.floats(-600.0, 50 * 86400.0, allow_nan=False),
+              st.sampled_from(STATES)),
+    max_size=12,
+)
+
+
+def _timeline(points: list[tuple[float, State]]) -> Timeline:
+    tl = Timeline()
+    for back, state in sorted(points, key=lambda p: -p[0]):
+        tl.append_state(NOW - back, int(state))
+    return tl
+
+
+@settings(max_examples=300, deadline=None)
+@given(timelines=st.lists(_points, max_size=6), later=st.lists(st.sampled_from(LATER),
+                                                              min_size=1, max_size=4))
+def test_many_is_bit_identical(timelines: list[list[tuple[float, State]]],
+                               later: list[float]) -> None:
+    tls = [_timeline(p) for p in timelines]
+    for dt in later:  # the same timelines at several instants, as scrapes see them
+        now = NOW + dt
+        got = window_availability_many(tls, now)
+        assert [_got(g) for g in got] == [_expected(tl, now) for tl in tls]
+
+
+@settings(max_examples=100, deadline=None)
+@given(points=_points, more=_points)
+def test_timeline_changed_after_a_batch(points: list[tuple[float, State]],
+                                        more: list[tuple[float, State]]) -> None:
+    """Prefix sums built by an earlier call are brought up to date after an append."""
+    tl = _timeline(points)
+    window_availability_many([tl], NOW)
+    last = tl.ts[-1] if tl.ts else NOW - 50 * 86400.0
+    for back, state in sorted(more, key=lambda p: -p[0]):
+        t = NOW - back
+        if t >= last:
+            tl.append_state(t, int(state))
+            last = t
+    fresh = _timeline([])
+    fresh.ts, fresh.st, fresh.tag = list(tl.ts), list(tl.st), list(tl.tag)
+    for dt in (0.0, 1.0, 301.0):
+        assert _got(window_availability_many([tl], NOW + dt)[0]) == _expected(fresh, NOW + dt)
+
+
+def test_empty_and_constant_timelines() -> None:
+    empty = Timeline()
+    up = _timeline([(10.0, UP)])
+    down_long_ago = _timeline([(40 * 86400.0, DOWN)])
+    future = _timeline([(-100.0, DOWN)])
+    tls = [empty, up, down_long_ago, future]
+    got = window_availability_many(tls, NOW)
+    assert [_got(g) for g in got] == [_expected(tl, NOW) for tl in tls]
+    assert got[2] == (int(DOWN), (0.0,) * len(_WINDOW_NAMES))
+    assert window_availability_many([], NOW) == []
