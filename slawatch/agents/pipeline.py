@@ -239,7 +239,7 @@ class Pipeline:
             if tracker is not None:
                 live[c] = tracker
         known = set(live)
-        done = apply_columns(live, cols, rt.catalog._services_for, rt.settings.allowed_lateness,
+        done = apply_columns(live, cols, rt.catalog.reverse_index, rt.settings.allowed_lateness,
                              fanout, resend_duplicates=True, catch=True)
         for c, tracker in live.items():
             if c in known:

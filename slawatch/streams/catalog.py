@@ -278,6 +278,11 @@ class Catalog:
         """Every component the service reads, directly or through ``service:``."""
         return self._components_of[service]
 
+    @property
+    def reverse_index(self) -> Mapping[str, tuple[str, ...]]:
+        """``services_for`` as a mapping, for batch code that looks up every event."""
+        return self._services_for
+
     def services_for(self, component: str) -> tuple[str, ...]:
         """Every service that depends on the component (the reverse index), sorted."""
         return self._services_for.get(component, ())

@@ -75,7 +75,7 @@ class Engine:
             counts["invalid"] += 1
             results[i] = ("invalid", reason)
         pending: dict[str, list[WireSegment]] = {}
-        done = apply_columns(self.components, cols, self.catalog._services_for,
+        done = apply_columns(self.components, cols, self.catalog.reverse_index,
                              self.allowed_lateness, pending)
         counts["accepted"] += done.accepted
         comps, states, tss = cols
