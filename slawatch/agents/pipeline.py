@@ -204,12 +204,10 @@ class Pipeline:
         """
         rt = self.rt
         counts = stats.counts
-        discard: dict[str, int] = {}
         cols, index, rejects = decode([rec.value for rec in records], now)
         for i, reason in rejects:
-            first = firsts is None or firsts[i]
-            self._count(counts if first else discard, "invalid")
-            if first:
+            if firsts is None or firsts[i]:
+                self._count(counts, "invalid")
                 self._dead_letter(records[i], reason, out)
         if index is None:
             index = list(range(len(records)))
@@ -246,32 +244,30 @@ class Pipeline:
                 table.touch(c, p)
             else:
                 table.put(c, tracker, p)
-        # Accepted events are not listed: the first deliveries among them are those
-        # among all applied, less the first deliveries with another outcome.
-        accepted_first = done.accepted if firsts is None else sum(firsts[j] for j in index)
+        # Accepted events are not listed: every applied event is accepted, or in
+        # ``others`` or ``errors``; only first deliveries are counted.
+        applied_first = len(index) if firsts is None else sum(map(firsts.__getitem__, index))
         for i, outcome in done.others:
             j = index[i]
             first = firsts is None or firsts[j]
             if outcome == "unmapped":
                 self._unmapped(cols, i, p, stats, first)
-            elif outcome == "late" and first:
-                self._dead_letter(records[j], "late", out)
-            self._count(counts if first else discard, outcome)
-            if firsts is not None and first:
-                accepted_first -= 1
+            if first:
+                applied_first -= 1
+                self._count(counts, outcome)
+                if outcome == "late":
+                    self._dead_letter(records[j], "late", out)
         for i, error in done.errors:
             # An engine bug must not stop the pipeline: the message gets an outcome
             # (invalid), goes to the DLQ with the error, and the log has the trace.
             j = index[i]
-            first = firsts is None or firsts[j]
             rec = records[j]
             log.error("internal error on %s[%d]@%d", rec.topic, p, rec.offset, exc_info=error)
-            self._count(counts if first else discard, "invalid")
-            if first:
+            if firsts is None or firsts[j]:
+                applied_first -= 1
+                self._count(counts, "invalid")
                 self._dead_letter(rec, f"internal error: {type(error).__name__}: {error}", out)
-                if firsts is not None:
-                    accepted_first -= 1
-        counts["accepted"] = counts.get("accepted", 0) + accepted_first
+        counts["accepted"] = counts.get("accepted", 0) + applied_first
 
     @staticmethod
     def _count(counts: dict[str, int], outcome: str) -> None:

@@ -28,8 +28,8 @@ _UP, _MAINT, _DOWN = int(UP), int(MAINTENANCE), int(DOWN)
 #: ``_PLAIN[s]`` is ``int(s)`` for a state or a plain int, without a call.
 _PLAIN = (0, 1, 2)
 
-#: ``(component, start, end, state)``: a ``Segment``, a plain tuple, or the list a
-#: segments message decodes to; an open end is ``math.inf`` or ``None``.
+#: ``(component, start, end, state)``: a ``Segment`` or a plain tuple; an open end is
+#: ``math.inf``.
 SegmentLike = Sequence[Any]
 
 
@@ -121,8 +121,6 @@ class ServiceTracker:
             tl = comps.get(comp)
             if tl is None:
                 tl = comps[comp] = Timeline()
-            if end is None:
-                end = _INF
             times = tl.ts
             if end == _INF and (not times or start >= times[-1]):
                 # In order for the component: its value from `start` on (append_state
