@@ -237,8 +237,9 @@ class Pipeline:
             if tracker is not None:
                 live[c] = tracker
         known = set(live)
+        again = None if firsts is None else [not firsts[j] for j in index]
         done = apply_columns(live, cols, rt.catalog.reverse_index, rt.settings.allowed_lateness,
-                             fanout, resend_duplicates=True, catch=True)
+                             fanout, resend_duplicates=True, redelivered=again, catch=True)
         for c, tracker in live.items():
             if c in known:
                 table.touch(c, p)

@@ -126,6 +126,7 @@ def apply_columns(
     fanout: dict[str, list[WireSegment]],
     *,
     resend_duplicates: bool = False,
+    redelivered: Sequence[bool] | None = None,
     catch: bool = False,
 ) -> Applied:
     """Apply decoded events in order; the segment of every change goes to ``fanout``
@@ -136,8 +137,15 @@ def apply_columns(
     path inlined, anything else calls it. Trackers missing from ``trackers`` are created
     there. ``resend_duplicates`` forwards the current truth around a duplicate's ``ts``
     (the pipeline's redelivery repair: the first delivery's forward may have been lost
-    in a crash). With ``catch``, an exception from a tracker is recorded in ``errors``
-    instead of ending the batch half applied.
+    in a crash). ``redelivered[i]`` marks event ``i`` as applied before: its current
+    truth is forwarded whatever the outcome, late included. After a crash the trackers
+    may come back from a checkpoint written after the event was applied while its
+    forward never reached the broker; then the event is a duplicate, or late behind
+    the events that followed it, and nothing else would send it again. Every state
+    change in the trackers comes from some event, so forwarding the truth at each
+    redelivered event's ``ts`` repairs every forward that was lost. With ``catch``, an
+    exception from a tracker is recorded in ``errors`` instead of ending the batch half
+    applied.
     """
     comps, states, tss = cols
     done = Applied()
@@ -174,7 +182,9 @@ def apply_columns(
         else:
             try:
                 outcome, segment = tracker.apply(ComponentEvent(comp, _STATES[st], ts), lateness)
-                if outcome == "duplicate" and resend_duplicates:
+                if segment is None and outcome != "accepted" and (
+                        (resend_duplicates and outcome == "duplicate")
+                        or (redelivered is not None and redelivered[i])):
                     segment = tracker.segment_at(ts)
             except Exception as exc:
                 if not catch:
