@@ -52,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
 
+    from slawatch.agents import gcpolicy
+
+    gcpolicy.apply(settings.gc_threshold)
+
     import faust
 
     from slawatch.agents.app import build_app

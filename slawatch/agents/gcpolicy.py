@@ -1,0 +1,40 @@
+"""The worker's garbage-collector thresholds.
+
+Why: CPython starts a young collection every 700 new containers. A worker makes a
+segment tuple, list entries and Faust/aiokafka records for every event, so in a batch of
+thousands of events it collects every few microseconds of work, and the survivors move
+up until a full collection walks every tracker's lists. Almost nothing here forms
+reference cycles (reference counting frees it), so collecting less often costs no
+memory. Measured with bench/engine.py (1,000,000 events, 10,000 components, 2,000
+services): 160-176k -> 208-211k events/s, the first report 0.93 -> 0.45 s, peak RSS
+unchanged (464 -> 465 MiB).
+"""
+
+from __future__ import annotations
+
+import gc
+
+#: ``gc.set_threshold`` arguments of a worker (CPython's default is 700, 10, 10).
+DEFAULT = (50_000, 10, 10)
+
+
+def parse(text: str) -> tuple[int, int, int]:
+    """``"50000,10,10"`` -> thresholds; ValueError with the reason otherwise."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 3:
+        raise ValueError(f"{text!r}: expected three integers like 50000,10,10")
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"{text!r}: expected three integers like 50000,10,10") from None
+    if any(v < 0 for v in values) or values[0] == 0:
+        raise ValueError(f"{text!r}: the thresholds must be >= 0 and the first > 0 "
+                         "(0 would turn the collector off)")
+    return values[0], values[1], values[2]
+
+
+def apply(thresholds: tuple[int, int, int] = DEFAULT) -> tuple[int, int, int]:
+    """Set the collector's thresholds for this process; returns the previous ones."""
+    before = gc.get_threshold()
+    gc.set_threshold(*thresholds)
+    return before
