@@ -68,6 +68,16 @@ Checkpoint = Callable[[], Awaitable[Futures]]
 
 #: Seconds between checkpoints (table writes) while batches keep coming.
 CHECKPOINT_INTERVAL = 0.5
+#: A checkpoint waits at least this many times as long as the last one took, so writing
+#: the tables takes at most 1/COST_FACTOR of the worker's time. A tracker is written
+#: whole, and in a long alert storm histories (and so each write) keep growing.
+COST_FACTOR = 20.0
+#: ... but never longer than this (s): what a crash makes the worker read again.
+CHECKPOINT_MAX_INTERVAL = 10.0
+#: Write at once when this many objects wait: one write of all of them would hold their
+#: encoded values and the producer's per-record state at the same time (100,000
+#: component trackers: ~90 MiB that the allocator keeps afterwards).
+MAX_PENDING = 20_000
 
 #: Batches of one partition whose sends may be in flight at once (back-pressure).
 MAX_INFLIGHT = 32
@@ -101,6 +111,16 @@ class _Checkpoint:
     interval: float
     unsaved: list[tuple[TP, int, int, asyncio.Future[Any] | None]] = field(default_factory=list)
     last: float = field(default_factory=perf_counter)
+    cost: float = 0.0  # seconds the last write took (encoding, store, handing to the producer)
+    pending: Callable[[], int] | None = None  # objects the next write would write
+
+    def due(self, now: float) -> bool:
+        if not self.unsaved:
+            return False
+        wait = min(CHECKPOINT_MAX_INTERVAL, max(self.interval, COST_FACTOR * self.cost))
+        if now - self.last >= wait:
+            return True
+        return self.pending is not None and self.pending() >= MAX_PENDING
 
 
 class BatchConsumer(faust_aiokafka.Consumer):
@@ -233,6 +253,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
             return None
         entries, cp.unsaved = cp.unsaved, []
         futures = await cp.fn()
+        cp.cost = perf_counter() - cp.last
         saved = self._gather(futures)
         self.batch_stats.checkpoints += 1
         for tp, end, count, fut in entries:
@@ -246,7 +267,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
     async def _maybe_checkpoint(self) -> None:
         now = perf_counter()
         for cp in self.checkpoints:
-            if cp.unsaved and now - cp.last >= cp.interval:
+            if cp.due(now):
                 async with self.batch_lock:
                     await self.checkpoint(cp)
 
@@ -445,11 +466,14 @@ def _batch_consumer(app: Any) -> BatchConsumer:
 
 
 def register_checkpoint(app: Any, topics: Any, fn: Checkpoint,
-                        interval: float = CHECKPOINT_INTERVAL) -> None:
-    """Make ``fn`` write the tables of ``topics``' handler every ``interval`` seconds,
-    and before a revoke or stop; their offsets are committed only once it has."""
+                        interval: float = CHECKPOINT_INTERVAL,
+                        pending: Callable[[], int] | None = None) -> None:
+    """Make ``fn`` write the tables of ``topics``' handler every ``interval`` seconds (or
+    longer when writing is slow, see ``COST_FACTOR``), as soon as ``pending()`` reaches
+    ``MAX_PENDING``, and before a revoke or stop; their offsets are committed only once
+    it has."""
     consumer = _batch_consumer(app)
-    cp = _Checkpoint(fn, interval)
+    cp = _Checkpoint(fn, interval, pending=pending)
     consumer.checkpoints.append(cp)
     for name in topics.topics:
         consumer._checkpoint_of[name] = cp

@@ -427,7 +427,7 @@ def install_pipeline(app: Any, rt: Runtime, topics: Any) -> Pipeline:
     batching.register_batch_topic(app, topics.events_in, pipeline.stage1)
     batching.register_batch_topic(app, topics.segments, pipeline.stage2)
     batching.register_checkpoint(app, topics.events_in, pipeline.checkpoint_components,
-                                 COMPONENTS_CHECKPOINT)
+                                 COMPONENTS_CHECKPOINT, lambda: rt.components.dirty)
     batching.register_checkpoint(app, topics.segments, pipeline.checkpoint_services,
-                                 SERVICES_CHECKPOINT)
+                                 SERVICES_CHECKPOINT, lambda: rt.services.dirty)
     return pipeline
