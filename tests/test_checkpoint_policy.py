@@ -47,3 +47,69 @@ def test_when_a_checkpoint_is_due(elapsed: float, cost: float, pending: int | No
 
 def test_nothing_to_write_is_never_due() -> None:
     assert not _cp(unsaved=False, pending=50_000).due(1e9)
+
+
+class _Consumer:
+    """What ``BatchConsumer.checkpoint`` uses of its consumer."""
+
+    def __init__(self) -> None:
+        self._expect = {"tp": 0}
+        self._send_error: BaseException | None = None
+        self.batch_stats = batching.BatchStats()
+        self.tracked: list[tuple[object, int]] = []
+
+    _gather = staticmethod(batching.BatchConsumer._gather)
+
+    def _track(self, tp: object, end: int, count: int, fut: object) -> None:
+        self.tracked.append((tp, end))
+
+
+def test_a_checkpoint_writes_only_after_its_batches_sends_are_on_the_broker() -> None:
+    import asyncio
+
+    async def scenario() -> tuple[list[bool], list[tuple[object, int]]]:
+        loop = asyncio.get_running_loop()
+        sent = loop.create_future()
+        seen: list[bool] = []
+
+        async def write() -> list[object]:
+            seen.append(sent.done())
+            return []
+
+        cp = _Checkpoint(write, 0.5)
+        cp.unsaved.append(("tp", 10, 10, sent))  # type: ignore[arg-type]
+        loop.call_later(0.05, sent.set_result, None)
+        consumer = _Consumer()
+        await batching.BatchConsumer.checkpoint(consumer, cp)  # type: ignore[arg-type]
+        return seen, consumer.tracked
+
+    seen, tracked = asyncio.run(scenario())
+    assert seen == [True]
+    assert tracked == [("tp", 10)]
+
+
+def test_a_failed_send_stops_the_checkpoint_before_it_writes() -> None:
+    import asyncio
+
+    async def scenario() -> tuple[list[str], _Consumer, BaseException | None]:
+        loop = asyncio.get_running_loop()
+        sent = loop.create_future()
+        calls: list[str] = []
+
+        async def write() -> list[object]:
+            calls.append("write")
+            return []
+
+        cp = _Checkpoint(write, 0.5)
+        cp.unsaved.append(("tp", 10, 10, sent))  # type: ignore[arg-type]
+        loop.call_later(0.01, sent.set_exception, OSError("broker gone"))
+        consumer = _Consumer()
+        try:
+            await batching.BatchConsumer.checkpoint(consumer, cp)  # type: ignore[arg-type]
+        except OSError as exc:
+            return calls, consumer, exc
+        return calls, consumer, None
+
+    calls, consumer, exc = asyncio.run(scenario())
+    assert calls == [] and isinstance(exc, OSError)
+    assert consumer._send_error is exc and consumer.tracked == []

@@ -252,8 +252,22 @@ class BatchConsumer(faust_aiokafka.Consumer):
         if not cp.unsaved:
             return None
         entries, cp.unsaved = cp.unsaved, []
+        # What the batches sent (segments, re-routed events, DLQ records) must be on the
+        # broker before the tables say those batches were done: after a crash the
+        # restored tables and counters must not hold work whose sends were lost, since
+        # their redelivery counts nothing and dead-letters nothing again.
+        sent = [f for _, _, _, f in entries if f is not None and not f.done()]
+        if sent:
+            await asyncio.wait(sent)
+        for f in sent:
+            exc = f.exception() if not f.cancelled() else asyncio.CancelledError()
+            if exc is not None:
+                if self._send_error is None:
+                    self._send_error = exc
+                raise exc
+        began = perf_counter()
         futures = await cp.fn()
-        cp.cost = perf_counter() - cp.last
+        cp.cost = perf_counter() - began
         saved = self._gather(futures)
         self.batch_stats.checkpoints += 1
         for tp, end, count, fut in entries:
