@@ -35,6 +35,7 @@ from typing import Any
 
 import pytest
 
+from slawatch.agents.partitioning import Partitioner
 from tests.fixtures_kafka import (
     EXAMPLE_CATALOG,
     counted,
@@ -140,6 +141,11 @@ def test_full_redelivery_changes_nothing(tmp_path: Path, worker_factory: Any) ->
         catalog.write_text(EXAMPLE_CATALOG)
         messages = scenario(COMPONENTS, REPLAY_EVENTS, seed=SEED + 1, now=time.time(),
                             span=4 * 3600.0, jitter=0.0)
+        # mx-3's events come from a producer with another partitioner: the worker
+        # re-routes them, and must not re-route (and count) them again on the replay.
+        wrong = (Partitioner(4)("mx-3") + 1) % 4
+        messages = [(k, v, wrong) if k == b"mx-3" else (k, v, p) for k, v, p in messages]
+        assert sum(1 for m in messages if m[2] == wrong) > 100
         engine, reasons = reference_engine(EXAMPLE_CATALOG, messages)
         publish_messages(broker, messages)
         worker = worker_factory(broker, catalog)

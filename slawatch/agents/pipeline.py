@@ -222,9 +222,13 @@ class Pipeline:
                 keep = []
                 for k, c in enumerate(comps):
                     if c in away:
-                        rt.counters.rerouted += 1
-                        out.append((self._reroute_topic, c.encode(), records[index[k]].value,
-                                    part(c), None))
+                        # A redelivery was forwarded the first time (the checkpoint that
+                        # counted it waited for that send); again would count it twice.
+                        j = index[k]
+                        if firsts is None or firsts[j]:
+                            rt.counters.rerouted += 1
+                            out.append((self._reroute_topic, c.encode(), records[j].value,
+                                        part(c), None))
                     else:
                         keep.append(k)
                 cols = take(cols, keep)
