@@ -8,13 +8,24 @@ standard windows all happen often.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from tests.reference import DOWN, MAINTENANCE, UP, Ev
+
+#: The engine properties' settings: SLAWATCH_PROPERTY_EXAMPLES examples (150 unless
+#: told), reproducible, no deadline (a long stream may take a while).
+ENGINE_SETTINGS = settings(
+    max_examples=int(os.environ.get("SLAWATCH_PROPERTY_EXAMPLES", "150")),
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 #: 2024-03-01T00:00:00Z — a month boundary after a 29-day February.
 T0 = datetime(2024, 3, 1, tzinfo=UTC).timestamp()

@@ -15,11 +15,10 @@ redelivery equal those of an uninterrupted run.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import orjson
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from slawatch.streams.batch import Columns, WireSegment, apply_columns
@@ -28,6 +27,7 @@ from slawatch.streams.service import ServiceTracker, in_time_order
 from slawatch.streams.states import BY_NAME
 from tests.reference import Ev
 from tests.strategies import (
+    ENGINE_SETTINGS,
     Scenario,
     apply_all,
     build_engine,
@@ -36,12 +36,7 @@ from tests.strategies import (
     scenarios,
 )
 
-CRASH = settings(
-    max_examples=int(os.environ.get("SLAWATCH_PROPERTY_EXAMPLES", "150")),
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+CRASH = ENGINE_SETTINGS
 LATENESS = 600.0
 
 

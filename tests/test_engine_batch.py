@@ -8,11 +8,10 @@ as the engine emits them, interleaved and replayed as the repartition topic deli
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import orjson
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from slawatch.agents import segwire
@@ -32,14 +31,16 @@ from slawatch.streams.requirements import (
 )
 from slawatch.streams.service import in_time_order
 from slawatch.streams.states import DOWN, MAINTENANCE, UP, State
-from tests.strategies import Scenario, apply_all, build_engine, long_streams, scenarios
-
-ENGINE = settings(
-    max_examples=int(os.environ.get("SLAWATCH_PROPERTY_EXAMPLES", "150")),
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+from tests.strategies import (
+    ENGINE_SETTINGS,
+    Scenario,
+    apply_all,
+    build_engine,
+    long_streams,
+    scenarios,
 )
+
+ENGINE = ENGINE_SETTINGS
 
 COMPS = ("a", "b", "c", "d", "e")
 STATES = (UP, MAINTENANCE, DOWN)

@@ -11,12 +11,11 @@ catalogs and event streams.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.reference import (
@@ -29,6 +28,7 @@ from tests.reference import (
 )
 from tests.reference import outages as ref_outages
 from tests.strategies import (
+    ENGINE_SETTINGS,
     Scenario,
     apply_all,
     build_engine,
@@ -39,14 +39,7 @@ from tests.strategies import (
     scenarios,
 )
 
-settings.register_profile(
-    "engine",
-    max_examples=int(os.environ.get("SLAWATCH_PROPERTY_EXAMPLES", "150")),
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-ENGINE = settings.get_profile("engine")
+ENGINE = ENGINE_SETTINGS
 
 LATENESS = 600.0
 
