@@ -6,8 +6,9 @@ thousands of events it collects every few microseconds of work, and the survivor
 up until a full collection walks every tracker's lists. Almost nothing here forms
 reference cycles (reference counting frees it), so collecting less often costs no
 memory. Measured with bench/engine.py (1,000,000 events, 10,000 components, 2,000
-services): 160-176k -> 208-211k events/s, the first report 0.93 -> 0.45 s, peak RSS
-unchanged (464 -> 465 MiB).
+services; quiet runs in separate processes): 155-187k -> 199-220k events/s, the first
+report 0.73-0.98 -> 0.43-0.51 s, peak RSS unchanged. No measurable change in the
+400-component storm of bench/throughput.py, whose heap is small.
 """
 
 from __future__ import annotations
