@@ -52,9 +52,10 @@ def run(args: argparse.Namespace) -> int:
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
 
-    from slawatch.agents import gcpolicy
+    from slawatch.agents import gcpolicy, mallocpolicy
 
     gcpolicy.apply(settings.gc_threshold)
+    malloc_policy = mallocpolicy.apply()
 
     import faust
 
@@ -80,8 +81,9 @@ def run(args: argparse.Namespace) -> int:
                  time.monotonic() - started, len(built.rt.owned_services()))
 
     async def _hello() -> None:
-        log.info("slawatch worker: %s (catalog: %d services, %d components)",
-                 settings.describe(), len(catalog.services), len(catalog.components))
+        log.info("slawatch worker: %s (catalog: %d services, %d components; %s)",
+                 settings.describe(), len(catalog.services), len(catalog.components),
+                 malloc_policy)
 
     app.on_rebalance_complete.connect(_first_ready)
     app.task(_hello)
