@@ -8,6 +8,7 @@ as the engine emits them, interleaved and replayed as the repartition topic deli
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import orjson
@@ -29,7 +30,7 @@ from slawatch.streams.requirements import (
     evaluate,
     indexed_slots,
 )
-from slawatch.streams.service import in_time_order
+from slawatch.streams.service import in_time_order, in_time_order_columns
 from slawatch.streams.states import DOWN, MAINTENANCE, UP, State
 from tests.strategies import (
     ENGINE_SETTINGS,
@@ -219,18 +220,24 @@ def _check_batches(sc: Scenario, data: st.DataObject) -> None:
             assert _dump(wire) == _dump(one), name
             # and as stage 2 gets them: segments messages of a few segments each, each
             # fetch decoded and sorted by in_time_order
+            # (as tuples, and as the columns the pipeline applies them from)
             staged = ServiceTracker(name)
+            columns = ServiceTracker(name)
             done = 0
             while done < len(stream):
                 upto = data.draw(st.integers(done + 1, len(stream)), label="fetch")
                 fetched: list[Any] = []
+                parts: list[segwire.Columns] = []
                 for k in range(done, upto, 3):
                     part = [(s.component, s.start, s.end, int(s.state))
                             for s in stream[k:min(k + 3, upto)]]
                     fetched += segwire.decode(segwire.encode(part))
+                    parts.append(segwire.decode_columns(segwire.encode(part)))
                 staged.apply_many(in_time_order(fetched), model)
+                columns.apply_many(in_time_order_columns(*segwire.concat(parts)), model)
                 done = upto
             assert _dump(staged) == _dump(one), name
+            assert _dump(columns) == _dump(one), name
 
 
 @ENGINE
@@ -304,3 +311,21 @@ def test_apply_raw_many_equals_apply_raw(sc: Scenario, data: st.DataObject) -> N
     from tests.strategies import diff_engine_reports
 
     assert not diff_engine_reports(one.report(sc.now), many.report(sc.now))
+
+
+_seg_tuples = st.lists(st.tuples(st.sampled_from(["a", "b", "c"]),
+                                 st.sampled_from([1.0, 2.0, 3.0, 4.5]),
+                                 st.sampled_from([math.inf, math.inf, 5.0]),
+                                 st.integers(0, 2)), max_size=12)
+
+
+@given(segs=_seg_tuples, all_open=st.booleans(), presorted=st.booleans())
+def test_in_time_order_columns_is_in_time_order(segs: list[Any], all_open: bool,
+                                                presorted: bool) -> None:
+    if all_open:
+        segs = [(c, s, math.inf, t) for c, s, _, t in segs]
+    if presorted:
+        segs.sort(key=lambda g: g[1])
+    comps, starts, ends, states = ([g[k] for g in segs] for k in range(4))
+    got = list(in_time_order_columns(comps, starts, None if all_open else ends, bytes(states)))
+    assert got == list(in_time_order(segs))

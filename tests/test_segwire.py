@@ -26,9 +26,22 @@ def test_round_trip_is_exact(segs: list[tuple[str, float, float, int]]) -> None:
     assert all(type(s) is float and type(e) is float and type(t) is int for _, s, e, t in got)
 
 
+@given(parts=st.lists(_segments, min_size=1, max_size=4))
+def test_columns_of_several_messages_are_their_segments_in_order(
+        parts: list[list[tuple[str, float, float, int]]]) -> None:
+    cols = segwire.concat([segwire.decode_columns(segwire.encode(p)) for p in parts])
+    want = [seg for p in parts for seg in p]
+    ends = [math.inf] * len(want) if cols.ends is None else cols.ends
+    assert list(zip(cols.comps, cols.starts, ends, cols.states, strict=True)) == want
+    # the end column is left out exactly when every segment is open-ended
+    assert (cols.ends is None) == all(e == math.inf for _, _, e, _ in want)
+
+
 def test_json_from_earlier_versions_is_still_read() -> None:
     raw = orjson.dumps([["db-1", 10.5, None, 2], ["db-1", 20, 30.25, 0]])
     assert segwire.decode(raw) == [("db-1", 10.5, math.inf, 2), ("db-1", 20.0, 30.25, 0)]
+    assert segwire.decode_columns(raw) == (["db-1", "db-1"], [10.5, 20.0], [math.inf, 30.25],
+                                           b"\x02\x00")
 
 
 @pytest.mark.parametrize("raw", [

@@ -27,12 +27,11 @@ from typing import Any
 
 from slawatch.agents import segwire
 from slawatch.agents.runtime import Runtime
-from slawatch.agents.segwire import Segment
 from slawatch.agents.state import PartitionStats, first_time, stats_key
 from slawatch.streams.batch import Columns, WireSegment, apply_columns, decode, take
 from slawatch.streams.component import ComponentTracker
 from slawatch.streams.events import ComponentEvent
-from slawatch.streams.service import ServiceTracker, in_time_order
+from slawatch.streams.service import ServiceTracker, in_time_order_columns
 from slawatch.streams.states import State
 
 log = logging.getLogger("slawatch.pipeline")
@@ -353,24 +352,25 @@ class Pipeline:
         """
         catalog = self.rt.catalog
         svcs = self.rt.services
-        by_service: dict[str, tuple[int, list[Segment]]] = {}
+        by_service: dict[str, tuple[int, list[segwire.Columns]]] = {}
+        decode = segwire.decode_columns
         for tp, records in batch.items():
             p = tp.partition
             for rec in records:
                 key = rec.key
                 name = key.decode() if isinstance(key, bytes) else str(key)
                 try:
-                    segments = segwire.decode(rec.value)
+                    segments = decode(rec.value)
                 except Exception as exc:  # not ours: never fatal
                     self.segment_log.warning("unreadable segment message %s[%d]@%d: %r",
                                              rec.topic, p, rec.offset, exc)
                     continue
                 entry = by_service.get(name)
                 if entry is None:
-                    by_service[name] = (p, segments)
+                    by_service[name] = (p, [segments])
                 else:
-                    entry[1].extend(segments)
-        for name, (p, segs) in by_service.items():
+                    entry[1].append(segments)
+        for name, (p, parts) in by_service.items():
             model = catalog.models.get(name)
             if model is None:
                 continue  # the service left the catalog since this was sent
@@ -378,7 +378,7 @@ class Pipeline:
             if tracker is None:
                 tracker = ServiceTracker(name)
                 svcs.put(name, tracker, p)
-            tracker.apply_many(in_time_order(segs), model)
+            tracker.apply_many(in_time_order_columns(*segwire.concat(parts)), model)
             svcs.touch(name, p)
             if perf_counter() >= self._yield_at:
                 await self._yield()

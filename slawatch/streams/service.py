@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import heapq
 import math
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
-from operator import itemgetter
+from itertools import islice, repeat
+from operator import itemgetter, le
 from typing import Any
 
 from slawatch.streams.catalog import ServiceModel
 from slawatch.streams.states import DOWN, MAINTENANCE, UP, State
-from slawatch.streams.timeline import NO_TAG, Tag, Timeline
+from slawatch.streams.timeline import NO_TAG, Timeline
 
 _INF = math.inf
 _UP, _MAINT, _DOWN = int(UP), int(MAINTENANCE), int(DOWN)
@@ -97,10 +98,12 @@ class ServiceTracker:
 
         In time order (each segment open-ended, starting at or after every point seen)
         the service state is evaluated once per segment, from the bitmasks of the latest
-        component states. From the first segment that lands in the past on, the rest of
-        the batch only updates the component copies, and the service is re-evaluated
-        once over the union of the intervals they cover: a late correction and whatever
-        follows it in the batch cost one sweep, not one per segment.
+        component states. Segments that land in the past only update the component
+        copies, and the service is re-evaluated once over the union of the intervals
+        they cover, as soon as a segment comes that is in time order again (or at the
+        end). Sorted by start (``in_time_order``), the late segments of a batch are its
+        head: in the pipeline, where another stage-1 partition was ahead of them, so the
+        sweep covers that skew and the rest of the batch keeps the fast path.
 
         A segment is any ``(component, start, end, state)`` tuple, a ``Segment`` too.
         """
@@ -117,6 +120,11 @@ class ServiceTracker:
         sts, sst, stag = svc.ts, svc.st, svc.tag
         dirty: list[tuple[float, float]] | None = None
         for comp, start, end, state in segments:
+            if dirty is not None and start >= frontier and end == _INF:
+                # In order again after late segments: settle them first (the sweep
+                # reads the copies, which hold everything applied so far).
+                self._settle(dirty, model)
+                dirty = None
             state = _PLAIN[state]  # plain ints in the lists (a State is an IntEnum)
             tl = comps.get(comp)
             if tl is None:
@@ -146,7 +154,7 @@ class ServiceTracker:
                         m &= ~bit
                 if start < frontier or dirty is not None:
                     # In the past of another component's change (or after a segment
-                    # that was): the service is re-evaluated at the end.
+                    # that was, at the same instant): re-evaluated when settled.
                     if start > frontier:
                         frontier = start
                     if dirty is None:
@@ -180,19 +188,29 @@ class ServiceTracker:
         self._down, self._bad = d, m
         self.frontier = frontier
         if dirty:
-            dirty.sort()
-            a, b = dirty[0]
-            for x, y in dirty:
-                if x > b:
-                    self._recompute(a, b, model)
-                    a, b = x, y
-                elif y > b:
-                    b = y
-            self._recompute(a, b, model)
+            self._settle(dirty, model)
+
+    def _settle(self, dirty: list[tuple[float, float]], model: ServiceModel) -> None:
+        """Re-evaluate the union of the ``dirty`` intervals, one sweep per run."""
+        dirty.sort()
+        a, b = dirty[0]
+        for x, y in dirty:
+            if x > b:
+                self._recompute(a, b, model)
+                a, b = x, y
+            elif y > b:
+                b = y
+        self._recompute(a, b, model)
 
     def _recompute(self, start: float, end: float, model: ServiceModel) -> None:
         """Re-evaluate the service on [start, end) from the component copies: one sweep
-        over their points in the interval, the bitmasks updated point by point."""
+        over their points in the interval, the bitmasks updated point by point.
+
+        In a backlog the stage-1 partitions run apart in event time, so the segments of
+        the one behind land in the past of the others' and each batch re-evaluates that
+        skew: the points are gathered with slices and written as columns, so what is
+        left per point is its evaluation.
+        """
         comps = self.components
         d = m = 0
         changes: list[tuple[float, int, int]] = []
@@ -210,38 +228,42 @@ class ServiceTracker:
                 m |= bit
                 if s == _DOWN:
                     d |= bit
-            n = len(ts)
-            while i < n and ts[i] < end:
-                changes.append((ts[i], bit, sts[i]))
-                i += 1
+            j = len(ts) if end == _INF else bisect_left(ts, end, i)
+            if j > i:
+                changes += zip(ts[i:j], repeat(bit, j - i), sts[i:j], strict=True)
         state_mask, up_state, blame_mask = model.state_mask, model.up_state, model.blame_mask
-        st = state_mask(d, m) if m else up_state
-        last_tag = blame_mask(d) if st == _DOWN else NO_TAG
-        last_st = st
-        points: list[tuple[float, int, Tag]] = [(start, st, last_tag)]
+        last_st = state_mask(d, m) if m else up_state
+        last_tag = blame_mask(d) if last_st == _DOWN else NO_TAG
+        pts, psts, ptags = [start], [last_st], [last_tag]
         if changes:
             changes.sort()
-            k, n = 0, len(changes)
-            while k < n:
-                t = changes[k][0]
-                while k < n and changes[k][0] == t:
-                    _, bit, s = changes[k]
-                    if s == _DOWN:
-                        d |= bit
-                        m |= bit
-                    elif s:
-                        d &= ~bit
-                        m |= bit
-                    else:
-                        d &= ~bit
-                        m &= ~bit
-                    k += 1
-                st = state_mask(d, m) if m else up_state
-                tag = blame_mask(d) if st == _DOWN else NO_TAG
-                if st != last_st or tag != last_tag:
-                    points.append((t, st, tag))
-                    last_st, last_tag = st, tag
-        self.timeline.assign(start, end, points)
+            at = changes[0][0]
+            for t, bit, s in changes:
+                if t != at:
+                    st = state_mask(d, m) if m else up_state
+                    tag = blame_mask(d) if st == _DOWN else NO_TAG
+                    if st != last_st or tag != last_tag:
+                        pts.append(at)
+                        psts.append(st)
+                        ptags.append(tag)
+                        last_st, last_tag = st, tag
+                    at = t
+                if s == _DOWN:
+                    d |= bit
+                    m |= bit
+                elif s:
+                    d &= ~bit
+                    m |= bit
+                else:
+                    d &= ~bit
+                    m &= ~bit
+            st = state_mask(d, m) if m else up_state
+            tag = blame_mask(d) if st == _DOWN else NO_TAG
+            if st != last_st or tag != last_tag:
+                pts.append(at)
+                psts.append(st)
+                ptags.append(tag)
+        self.timeline.assign_columns(start, end, pts, psts, ptags)
 
     def state_at(self, t: float) -> State:
         return self.timeline.state_at(t)
@@ -317,6 +339,24 @@ def in_time_order(segs: Sequence[SegmentLike]) -> Sequence[SegmentLike]:
     if len(comps) == 1:
         return segs
     return list(heapq.merge(*comps.values(), key=_start))
+
+
+def in_time_order_columns(comps: Sequence[str], starts: Sequence[float],
+                          ends: Sequence[float] | None, states: Sequence[int]) -> Iterable[SegmentLike]:
+    """``in_time_order`` of segments given as columns (``ends`` None: all open-ended).
+
+    Open-ended ones are yielded without a tuple each (``zip`` reuses its tuple when
+    ``apply_many`` unpacks it): the starts are sorted as an index, stably, so each
+    component keeps its own order; a batch already in order is not sorted at all.
+    """
+    if ends is None or _OPEN.issuperset(ends):
+        n = len(starts)
+        if all(map(le, starts, islice(starts, 1, None))):
+            return zip(comps, starts, repeat(_INF, n), states, strict=True)
+        order = sorted(range(n), key=starts.__getitem__)
+        return zip(map(comps.__getitem__, order), map(starts.__getitem__, order),
+                   repeat(_INF, n), map(states.__getitem__, order), strict=True)
+    return in_time_order(list(zip(comps, starts, ends, states, strict=True)))
 
 
 _start = itemgetter(1)

@@ -143,6 +143,14 @@ class Timeline:
         The value the function had at ``end`` keeps holding from ``end`` on. Redundant
         points at the edges are merged away so equal functions have equal point lists.
         """
+        self.assign_columns(start, end, [p[0] for p in points], [p[1] for p in points],
+                            [p[2] for p in points])
+
+    def assign_columns(self, start: float, end: float, pts: list[float], psts: list[int],
+                       ptags: list[Tag]) -> None:
+        """``assign`` of points given as columns, which must hold no redundant point
+        between their first and last (each differs from the one before): only the edges
+        are merged, so a long re-evaluation is spliced in without a pass over it."""
         ts, st, tag = self.ts, self.st, self.tag
         if end != math.inf:
             j = bisect_left(ts, end)
@@ -156,14 +164,14 @@ class Timeline:
         else:
             j = len(ts)
         i = bisect_left(ts, start)
-        ts[i:j] = [p[0] for p in points]
-        st[i:j] = [p[1] for p in points]
-        tag[i:j] = [p[2] for p in points]
-        self._touched(max(0, i - 1))
-        # Merge redundant points from just before `start` to just after `end`.
-        lo = max(0, i - 1)
-        hi = min(len(ts), i + len(points) + 1)
-        self._dedupe(lo, hi)
+        ts[i:j] = pts
+        st[i:j] = psts
+        tag[i:j] = ptags
+        # Merge redundant points at the far edge first (indexes below stay put), then
+        # from just before `start` to the first point.
+        after = i + len(pts)
+        self._dedupe(after, after + 1)
+        self._dedupe(max(0, i - 1), i + 1)
 
     def _dedupe(self, lo: int, hi: int) -> None:
         ts, st, tag = self.ts, self.st, self.tag
