@@ -25,6 +25,10 @@ for batch topics instead of Faust's list of acked offsets:
   batch that starts *after* it (records fetched before the seek, delivered after it) is
   not processed: the partition is sought back. Only a gap seen twice in a row at the same
   place is accepted as a real hole in the log.
+* A handler may shorten a partition's list to a non-empty prefix: the consumer acks
+  the prefix and seeks to the first record it left, which is fetched again (the
+  pipeline holds back records of a partition that ran ahead of the others in event
+  time). The records after it that were already fetched are dropped quietly.
 * ``_done[tp]``: the commit position. It moves to the end of a batch only when every
   future of that batch and of all earlier batches succeeded, so a committed offset
   always has its state in the changelog. A failed send stops the worker (the offsets
@@ -96,6 +100,7 @@ class BatchStats:
     records: int = 0
     dropped: int = 0  # records fetched before a seek or a rebalance (delivered again)
     gaps: int = 0  # times a batch started after the expected offset
+    held: int = 0  # records a handler left for the next fetch (fetched again)
     checkpoints: int = 0  # table writes of the batches since the one before
     wait_seconds: float = 0.0  # in the fetch
     handle_seconds: float = 0.0  # in handlers
@@ -135,6 +140,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
         self._done: dict[TP, int] = {}
         self._inflight: dict[TP, deque[tuple[int, int, asyncio.Future[Any]]]] = {}
         self._gap_at: dict[TP, tuple[int, int]] = {}
+        #: (offset sought to, first offset after the records then held back)
+        self._held_at: dict[TP, tuple[int, int]] = {}
         self._send_error: BaseException | None = None
         # Set once the seek to committed that ends a rebalance has set ``_expect``.
         self._sought = asyncio.Event()
@@ -191,6 +198,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
         self._done.pop(tp, None)
         self._inflight.pop(tp, None)
         self._gap_at.pop(tp, None)
+        self._held_at.pop(tp, None)
 
     # -- commit --------------------------------------------------------------------
 
@@ -408,6 +416,11 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 return ()
         first = recs[0].offset
         if expect != ANY and first > expect:
+            if self._held_at.get(tp) == (expect, first):
+                # Fetched before the seek back to records a handler held: the seek
+                # is done, the held records come again.
+                stats.dropped += len(recs)
+                return ()
             if self._gap_at.get(tp) != (expect, first):
                 # Most likely records fetched before a seek, delivered after it.
                 self._gap_at[tp] = (expect, first)
@@ -439,12 +452,18 @@ class BatchConsumer(faust_aiokafka.Consumer):
             if self.app.consumer_generation_id != generation or not batch:
                 stats.dropped += sum(len(r) for r in batch.values())
                 return  # a rebalance started: Faust seeks back before resuming
+            ends = {tp: recs[-1].offset for tp, recs in batch.items()}
             t1 = perf_counter()
             futures = await handler(batch)
             stats.handle_seconds += perf_counter() - t1
             fut = self._gather(futures)
             for tp, recs in batch.items():
                 last = recs[-1].offset
+                if last < ends[tp]:
+                    # Held back by the handler: fetched again from ``last + 1``.
+                    stats.held += ends[tp] - last
+                    self._held_at[tp] = (last + 1, ends[tp] + 1)
+                    await self.seek(tp, last + 1)
                 self._expect[tp] = last + 1
                 stats.batches += 1
                 stats.records += len(recs)

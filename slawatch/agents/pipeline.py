@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from time import perf_counter
 from typing import Any
 
-from slawatch.agents import segwire
+from slawatch.agents import alignment, segwire
 from slawatch.agents.runtime import Runtime
 from slawatch.agents.state import PartitionStats, first_time, stats_key
 from slawatch.streams.batch import Columns, WireSegment, apply_columns, decode, take
@@ -132,6 +132,10 @@ class Pipeline:
         """
         rt = self.rt
         now = time.time()
+        # Partitions that ran ahead in event time keep the rest for the next fetch.
+        inputs = {tp: recs for tp, recs in batch.items() if tp.topic != self._reroute_topic}
+        for tp, n in alignment.cuts(inputs, self._event_ts).items():
+            batch[tp] = batch[tp][:n]
         fanout: dict[str, list[WireSegment]] = {}
         out: list[tuple[str, bytes | None, bytes | None, int | None, Any]] = []
         n = 0
@@ -175,6 +179,10 @@ class Pipeline:
         rt.counters.batches += 1
         rt.counters.events += n
         return futures
+
+    @staticmethod
+    def _event_ts(rec: Any) -> float | None:
+        return alignment.event_ts(rec.value)
 
     async def _yield(self) -> None:
         """Let the web server and the consumer's callbacks run during a long batch.

@@ -1,0 +1,74 @@
+"""A backlog whose partitions run at different speeds in event time.
+
+A fetch brings about as many records of every partition; here partition 3's component
+changes every 8 s, partition 0's every 4 s and partition 2's every second, so per
+record partition 3 covers eight times the event time of partition 2. Stage 1 holds back
+what runs ahead (slawatch/agents/alignment.py) and has it fetched again: the numbers
+must still be exactly the engine's, every message counted once, and records must
+really have been held back (or this test would prove nothing about it).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from slawatch.agents.broker import EmbeddedBroker
+from slawatch.agents.partitioning import Partitioner
+from tests.fixtures_kafka import (
+    EXAMPLE_CATALOG,
+    Message,
+    event_bytes,
+    publish_messages,
+    reference_engine,
+    wait_counted,
+    wait_matches,
+)
+
+pytestmark = pytest.mark.integration
+
+#: Seconds between events of a component, by its partition (murmur2 over 4 partitions).
+INTERVAL = {0: 4.0, 2: 1.0, 3: 8.0}
+SPAN = 8000.0
+
+
+def backlog(now: float, seed: int) -> list[Message]:
+    rnd = random.Random(seed)
+    part = Partitioner(4)
+    comps = ["mail-srv-01", "mail-srv-02", "core-sw-1", "dns-1", "dns-2", "mx-1", "mx-2",
+             "mx-3", "spare-1"]
+    events: list[tuple[float, str, str]] = []
+    start = now - 60 - SPAN
+    for comp in comps:
+        step = INTERVAL[part(comp)]
+        t = start + rnd.random() * step
+        while t < now - 60:
+            events.append((t, comp, "down" if rnd.random() < 0.3 else "up"))
+            t += step
+    events.sort()
+    return [(c.encode(), event_bytes(c, s, t), None) for t, c, s in events]
+
+
+def test_partitions_ahead_in_event_time_are_held_back_and_nothing_is_lost(
+    kafka_broker: EmbeddedBroker, worker_factory: Any, tmp_path: Path
+) -> None:
+    messages = backlog(time.time(), seed=8)
+    catalog = tmp_path / "services.yaml"
+    catalog.write_text(EXAMPLE_CATALOG)
+    engine, reasons = reference_engine(EXAMPLE_CATALOG, messages)
+    assert not reasons and engine.counts["accepted"] + engine.counts["unmapped"] == len(messages)
+    publish_messages(kafka_broker, messages)
+
+    worker = worker_factory(kafka_broker, catalog)
+    wait_counted(worker, len(messages), timeout=60)
+    wait_matches([worker], engine)
+    status, body = worker.get("/api/worker")
+    assert status == 200
+    stats = orjson.loads(body)["stats"]
+    assert stats["held"] > 0, stats
+    assert worker.alive()
