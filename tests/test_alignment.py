@@ -19,10 +19,15 @@ def ident(t: float | None) -> float | None:
     return t
 
 
-def test_a_partition_ahead_is_cut_after_the_time_every_partition_reached() -> None:
-    batch = {"behind": recs(*range(0, 100)), "ahead": recs(*range(0, 200, 1))}
-    # "behind" reached 99: "ahead" keeps 0..99, the rest (100..199) is fetched again
-    assert alignment.cuts(batch, ident, min_records=10) == {"ahead": 100}
+def test_a_partition_is_cut_one_fetch_of_the_slowest_after_the_time_all_reached() -> None:
+    batch = {"behind": recs(*range(50, 100)), "ahead": recs(*range(90, 200))}
+    # "behind" reached 99 and covered 49 s: "ahead" keeps 90..148, the rest is fetched again
+    assert alignment.cuts(batch, ident, min_records=10) == {"ahead": 59}
+
+
+def test_a_drift_within_one_fetch_is_not_held() -> None:
+    batch = {"behind": recs(*range(0, 100)), "ahead": recs(*range(0, 200, 2))}
+    assert alignment.cuts(batch, ident, min_records=10) == {}
 
 
 def test_the_partition_that_sets_the_time_is_processed_whole() -> None:

@@ -9,12 +9,14 @@ with the backlog worked off so far (in a 1,000,000-event storm that re-evaluatio
 the largest single cost of stage 2, and growing). Kafka Streams picks records across
 partitions by timestamp for the same reason.
 
-So when a fetch is large (a backlog, not live traffic), each partition is processed up
-to the event time that every partition of the fetch has reached, and the rest is left
-to be fetched again. That time is the smallest of the partitions' last event times, so
-the partition that sets it is always processed whole, and every partition keeps at
-least half of its records: a partition whose publisher's clock lags cannot stall the
-others. Correctness does not depend on any of this (the engine gives the same results
+So when a fetch is large (a backlog, not live traffic), a partition may run ahead of
+the event time every partition of the fetch has reached (the smallest of their last
+event times) by at most the span that slowest partition's records cover; the rest is
+left to be fetched again. A drift of one fetch is what stage 2 re-evaluates cheaply,
+and allowing it spares short backlogs the refetch (holding back at the reached time
+itself refetched ~25% of a 200k-event storm and made it ~10% slower). The partition
+that sets the time is always processed whole, and every partition keeps at least half
+of its records: a partition whose publisher's clock lags cannot stall the others. Correctness does not depend on any of this (the engine gives the same results
 in any order); it only decides how much out-of-order work stage 2 gets.
 """
 
@@ -53,10 +55,13 @@ def cuts(batch: Mapping[K, Sequence[Any]], ts_of: Callable[[Any], float | None],
     if len(batch) < 2 or sum(map(len, batch.values())) < min_records:
         return {}
     lasts = {k: ts_of(recs[-1]) for k, recs in batch.items() if recs}
-    known = [t for t in lasts.values() if t is not None]
+    known = [(t, k) for k, t in lasts.items() if t is not None]
     if len(known) < 2:
         return {}
-    reached = min(known)
+    reached, slowest = min(known, key=lambda tk: tk[0])
+    first = ts_of(batch[slowest][0])
+    if first is not None and first < reached:
+        reached += reached - first  # the drift allowed: one fetch of the slowest
     out: dict[K, int] = {}
     for k, recs in batch.items():
         last = lasts.get(k)
