@@ -126,7 +126,9 @@ class Pipeline:
         """Classify and apply a fetch's component events, all partitions at once.
 
         One call for the whole fetch, so each service gets one segments message with
-        the segments of every partition, which stage 2 merges into time order.
+        the segments of every partition, which stage 2 merges into time order. In a
+        large fetch, what a partition ran ahead of the others in event time is left
+        for the next fetch (``alignment.cuts``; the consumer seeks back to it).
         Returns the futures of what it sent (DLQ and re-route records, then segments);
         the changed trackers and counters are written by ``checkpoint_components``.
         """
