@@ -16,8 +16,9 @@ left to be fetched again. A drift of one fetch is what stage 2 re-evaluates chea
 and allowing it spares short backlogs the refetch (holding back at the reached time
 itself refetched ~25% of a 200k-event storm and made it ~10% slower). The partition
 that sets the time is always processed whole, and every partition keeps at least half
-of its records: a partition whose publisher's clock lags cannot stall the others. Correctness does not depend on any of this (the engine gives the same results
-in any order); it only decides how much out-of-order work stage 2 gets.
+of its records: a partition whose publisher's clock lags cannot stall the others.
+Correctness does not depend on any of this (the engine gives the same results in any
+order); it only decides how much out-of-order work stage 2 gets.
 """
 
 from __future__ import annotations
