@@ -459,8 +459,9 @@ class BatchConsumer(faust_aiokafka.Consumer):
             fut = self._gather(futures)
             for tp, recs in batch.items():
                 last = recs[-1].offset
-                if last < ends[tp]:
-                    # Held back by the handler: fetched again from ``last + 1``.
+                if last < ends[tp] and self.app.consumer_generation_id == generation:
+                    # Held back by the handler: fetched again from ``last + 1``. (In a
+                    # rebalance begun meanwhile, the seek to committed fetches it again.)
                     stats.held += ends[tp] - last
                     self._held_at[tp] = (last + 1, ends[tp] + 1)
                     await self.seek(tp, last + 1)
