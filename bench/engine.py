@@ -4,7 +4,8 @@ Applies N raw JSON events (decode included) over a generated catalog of C compon
 and S services with realistic nesting, twice: in batches as the pipeline's stages get
 them (Engine.apply_raw_many) and one message at a time (Engine.apply_raw); then
 evaluates every metric (Engine.report). Prints events/s, the report time, peak RSS, and
-a baseline measured in the same run: orjson.loads alone over the same bytes.
+baselines measured in the same run: orjson.loads alone over the same bytes, and the batch
+path on the pure-Python loops (the C loops of slawatch/streams/_native.c turned off).
 
     .venv/bin/python bench/engine.py                      # 1,000,000 / 10,000 / 2,000
     .venv/bin/python bench/engine.py --events 100000 --components 2000 --services 400
@@ -30,6 +31,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from slawatch.agents import gcpolicy
+from slawatch.streams import native
 from slawatch.streams.catalog import parse_catalog
 from slawatch.streams.engine import Engine
 from slawatch.streams.events import InvalidEvent, parse_event
@@ -152,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=4096,
                    help="messages per apply_raw_many batch (default 4096; 0: skip the batch path)")
     p.add_argument("--skip-single", action="store_true", help="skip the one-message-at-a-time path")
+    p.add_argument("--compare-gc", action="store_true",
+                   help="also measure the batch path under CPython's own GC thresholds")
     p.add_argument("--gc-threshold", default=",".join(map(str, gcpolicy.DEFAULT)),
                    help="GC thresholds while measuring (default: the worker's, %(default)s)")
     args = p.parse_args(argv)
@@ -174,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         f"generated in {time.perf_counter() - t0:.1f} s; peak RSS {peak_rss_mb():.0f} MB"
     )
     print(f"GC thresholds {','.join(map(str, thresholds))} (a worker's; CPython's own are "
-          f"{','.join(map(str, cpython_default))}: measured below too)")
+          f"{','.join(map(str, cpython_default))}); {native.describe()}")
 
     gc.collect()
     loads = orjson.loads
@@ -219,19 +223,37 @@ def main(argv: list[str] | None = None) -> int:
             f"engine.apply_raw_many: {timed / took:12,.0f} events/s  ({took:.2f} s, batches of "
             f"{size}) = {timed / took / (n / base):.2f} x orjson alone"
         )
-        # The same under CPython's default thresholds, on an engine of its own.
-        other = Engine(catalog, allowed_lateness=LATENESS)
-        gcpolicy.apply(cpython_default)
-        gc.collect()
-        t0 = time.perf_counter()
-        for batch in batches:
-            with contextlib.suppress(Exception):  # counted above
-                other.apply_raw_many(batch, NOW)
-        took = time.perf_counter() - t0
-        gcpolicy.apply(thresholds)
-        print(f"  with GC thresholds {','.join(map(str, cpython_default))}: "
-              f"{timed / took:12,.0f} events/s  ({took:.2f} s)")
-        del other
+        # The baseline of the C loops: the pure-Python ones, on an engine of their own.
+        fast = native.native
+        if fast is not None:
+            native.native = None
+            other = Engine(catalog, allowed_lateness=LATENESS)
+            gc.collect()
+            t0 = time.perf_counter()
+            for batch in batches:
+                with contextlib.suppress(Exception):  # counted above
+                    other.apply_raw_many(batch, NOW)
+            took = time.perf_counter() - t0
+            native.native = fast
+            del other
+            print(f"  pure-Python loops:   {timed / took:12,.0f} events/s  ({took:.2f} s; the C loops "
+                  f"run {rates['batch'] / (timed / took):.2f} x as fast)")
+        else:
+            print(f"  (pure-Python loops: {native.describe()})")
+        if args.compare_gc:
+            # The same under CPython's default thresholds, on an engine of its own.
+            other = Engine(catalog, allowed_lateness=LATENESS)
+            gcpolicy.apply(cpython_default)
+            gc.collect()
+            t0 = time.perf_counter()
+            for batch in batches:
+                with contextlib.suppress(Exception):  # counted above
+                    other.apply_raw_many(batch, NOW)
+            took = time.perf_counter() - t0
+            gcpolicy.apply(thresholds)
+            print(f"  with GC thresholds {','.join(map(str, cpython_default))}: "
+                  f"{timed / took:12,.0f} events/s  ({took:.2f} s)")
+            del other
     if not args.skip_single:
         single = Engine(catalog, allowed_lateness=LATENESS)
         apply_raw = single.apply_raw

@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -40,6 +41,9 @@ from tests.strategies import (
     long_streams,
     scenarios,
 )
+
+#: Every test here runs on the C loops and on the pure-Python ones (conftest.engine_path).
+pytestmark = pytest.mark.usefixtures("engine_path")
 
 ENGINE = ENGINE_SETTINGS
 
@@ -111,6 +115,13 @@ def test_mask_evaluators_match_the_tree_walk(
                         model.slots, model.index, model.state_ix, model.blame_ix)
     assert slow.state_mask(md, mm) == want
     assert slow.blame_mask(md) == blame(req, by_name, _resolve)
+    # the C loop's plan: the requirement as a program, or the Python function without one
+    from slawatch.streams import native
+
+    if native.native is not None:
+        assert model.program is not None and slow.program is None
+        assert native.native.evaluate_plan(model.plan, md, mm) == want
+        assert native.native.evaluate_plan(slow.plan, md, mm) == want
 
 
 def _segments_by_service(sc: Scenario) -> tuple[Any, dict[str, list[Any]]]:

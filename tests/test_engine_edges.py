@@ -18,6 +18,9 @@ import yaml
 from tests.reference import Ev, RefCatalog, reference_report
 from tests.strategies import apply_all, build_engine, diff_reports
 
+#: Every test here runs on the C loops and on the pure-Python ones (conftest.engine_path).
+pytestmark = pytest.mark.usefixtures("engine_path")
+
 LATENESS = 600.0
 
 

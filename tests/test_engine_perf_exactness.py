@@ -33,6 +33,9 @@ from slawatch.streams.requirements import (
 from slawatch.streams.states import DOWN, MAINTENANCE, UP, State
 from slawatch.streams.timeline import Timeline
 
+#: Every test here runs on the C loops and on the pure-Python ones (conftest.engine_path).
+pytestmark = pytest.mark.usefixtures("engine_path")
+
 COMPS = ("a", "b", "c", "d", "e")
 STATES = (UP, MAINTENANCE, DOWN)
 

@@ -39,6 +39,9 @@ from tests.strategies import (
     scenarios,
 )
 
+#: Every test here runs on the C loops and on the pure-Python ones (conftest.engine_path).
+pytestmark = pytest.mark.usefixtures("engine_path")
+
 ENGINE = ENGINE_SETTINGS
 
 LATENESS = 600.0
@@ -103,10 +106,13 @@ def test_c_resending_events_is_a_duplicate_and_changes_nothing(
     picks = data.draw(
         st.lists(st.integers(0, len(sc.events) - 1), max_size=len(sc.events) * 2), label="picks"
     )
-    arrivals = list(sc.events)
-    for i in picks:  # each copy goes somewhere after its original
-        pos = data.draw(st.integers(i + 1, len(arrivals)), label="pos")
-        arrivals.insert(pos, sc.events[i])
+    # each copy goes somewhere after its original (which earlier copies may have moved)
+    slots: list[tuple[int, bool]] = [(i, False) for i in range(len(sc.events))]
+    for i in picks:
+        at = slots.index((i, False))
+        pos = data.draw(st.integers(at + 1, len(slots)), label="pos")
+        slots.insert(pos, (i, True))
+    arrivals = [sc.events[i] for i, _ in slots]
     engine = build_engine(sc.catalog, LATENESS)
     apply_all(engine, arrivals)
     a, b = base.report(sc.now), engine.report(sc.now)

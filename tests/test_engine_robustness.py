@@ -11,6 +11,9 @@ from slawatch.streams.catalog import parse_catalog
 from slawatch.streams.engine import Engine
 from slawatch.streams.events import InvalidEvent, parse_event
 
+#: Every test here runs on the C loops and on the pure-Python ones (conftest.engine_path).
+pytestmark = pytest.mark.usefixtures("engine_path")
+
 NOW = 1_800_000_000.0
 CATALOG = parse_catalog({
     "components": {"a": {"kpi": 0.99}, "b": {}},

@@ -19,6 +19,9 @@ from slawatch.streams import events
 from slawatch.streams.batch import decode, decode_columns
 from slawatch.streams.events import InvalidEvent, parse_event
 
+#: Every test here runs on the C loops and on the pure-Python ones (conftest.engine_path).
+pytestmark = pytest.mark.usefixtures("engine_path")
+
 NOW = 1_709_251_200.0
 
 _values = st.one_of(
@@ -51,6 +54,27 @@ def messages(draw: st.DrawFn) -> bytes:
         return raw[:-1]  # broken JSON
     if kind == 1:
         return b"[" + raw + b"]"  # not an object
+    if kind == 2:  # other layouts of the same object (the C decoder reads JSON itself)
+        return json.dumps(obj, indent=draw(st.sampled_from((None, 0, 2))),
+                          separators=draw(st.sampled_from(((",", ":"), (" ,", " : ")))),
+                          sort_keys=draw(st.booleans())).encode()
+    if kind == 3:  # keys in reverse order, or one of them twice
+        items = list(obj.items())[::-1]
+        if items and draw(st.booleans()):
+            items.append(draw(st.sampled_from(items)))
+        return ("{" + ",".join(f"{json.dumps(k)}:{json.dumps(v)}" for k, v in items) + "}").encode()
+    if kind == 4 and isinstance(obj.get("ts"), (int, float)):  # numbers written other ways
+        text = draw(st.sampled_from(("-0", "0", "1e9", "1E9", "1.7e9", "-1.5", "01", "1.", ".5",
+                                     "+1", "1e", "17092512e2", "1e400", "123456789012345678901",
+                                     "1709251200.000000000000000000001")))
+        return raw.replace(json.dumps(obj["ts"]).encode(), text.encode(), 1)
+    if kind == 5:  # escapes and non-ASCII text
+        text = draw(st.sampled_from(('"db\\u002d1"', '"db\\/1"', '"n\u00e4gios"', '"tab\\there"')))
+        field = draw(st.sampled_from(("component", "source", "id")))
+        obj[field] = "x"
+        return json.dumps(obj).replace('"x"', text, 1).encode()
+    if kind == 6:  # whitespace around everything
+        return b" \n\t" + raw.replace(b":", b" :\r\n ").replace(b",", b" , ") + b" \n"
     return raw
 
 

@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
 
     from slawatch.agents import gcpolicy, mallocpolicy
+    from slawatch.streams import native
 
     gcpolicy.apply(settings.gc_threshold)
     malloc_policy = mallocpolicy.apply()
@@ -81,9 +82,9 @@ def run(args: argparse.Namespace) -> int:
                  time.monotonic() - started, len(built.rt.owned_services()))
 
     async def _hello() -> None:
-        log.info("slawatch worker: %s (catalog: %d services, %d components; %s)",
+        log.info("slawatch worker: %s (catalog: %d services, %d components; %s; %s)",
                  settings.describe(), len(catalog.services), len(catalog.components),
-                 malloc_policy)
+                 malloc_policy, native.describe())
 
     app.on_rebalance_complete.connect(_first_ready)
     app.task(_hello)

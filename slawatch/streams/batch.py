@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from slawatch.streams import events as _events
+from slawatch.streams import native
 from slawatch.streams.component import _COMPACT_EVERY, ComponentTracker, Outcome
 from slawatch.streams.events import MAX_FUTURE_SECONDS, ComponentEvent, InvalidEvent, parse_event
 from slawatch.streams.states import BY_NAME
@@ -52,6 +53,11 @@ def decode_columns(raws: Sequence[bytes], now: float) -> Columns | None:
     """
     if not raws:
         return [], [], []
+    fast = native.native
+    if fast is not None:
+        # The same checks in C, and plain messages read without building their dicts.
+        return fast.columns_raw(raws if type(raws) is list else list(raws),  # type: ignore[no-any-return]
+                                _events._valid_ids, _STATE_OF, now, MAX_FUTURE_SECONDS, _loads)
     try:
         objs = list(map(_loads, raws))
         comps = list(map(_get, objs, repeat("component")))  # TypeError: not a dict
@@ -150,6 +156,25 @@ def apply_columns(
     comps, states, tss = cols
     done = Applied()
     others = done.others
+    fast = native.native if native.native is not None else None
+    if (fast is not None and type(trackers) is dict and type(services_for) is dict
+            and type(comps) is list and type(states) is list and type(tss) is list):
+        # The C loop applies the in-order events and stops at each other one, which
+        # takes the Python path below; the same steps either way.
+        n = len(comps)
+        i = 0
+        accepted = 0
+        while True:
+            i, acc = fast.apply_in_order(trackers, comps, states, tss, i, services_for, lateness,
+                                         fanout, others, ComponentTracker, _COMPACT_EVERY)
+            accepted += acc
+            if i >= n:
+                break
+            accepted += _apply_one(trackers, comps[i], states[i], tss[i], i, services_for[comps[i]],
+                                   lateness, fanout, done, resend_duplicates, redelivered, catch)
+            i += 1
+        done.accepted = accepted
+        return done
     accepted = 0
     seg: WireSegment
     for i, (comp, st, ts) in enumerate(zip(comps, states, tss, strict=True)):
@@ -179,33 +204,58 @@ def apply_columns(
             if old == st:
                 continue
             seg = (comp, ts, _INF, st)
-        else:
-            try:
-                outcome, segment = tracker.apply(ComponentEvent(comp, _STATES[st], ts), lateness)
-                if segment is None and outcome != "accepted" and (
-                        (resend_duplicates and outcome == "duplicate")
-                        or (redelivered is not None and redelivered[i])):
-                    segment = tracker.segment_at(ts)
-            except Exception as exc:
-                if not catch:
-                    raise
-                done.errors.append((i, exc))
-                continue
-            if outcome == "accepted":
-                accepted += 1
-            else:
-                others.append((i, outcome))
-            if segment is None:
-                continue
-            seg = (comp, segment.start, segment.end, int(segment.state))
+            for svc in services:
+                lst = fanout.get(svc)
+                if lst is None:
+                    fanout[svc] = [seg]
+                else:
+                    lst.append(seg)
+            continue
+        accepted += _apply_one(trackers, comp, st, ts, i, services, lateness, fanout, done,
+                               resend_duplicates, redelivered, catch)
+    done.accepted = accepted
+    return done
+
+
+def _apply_one(
+    trackers: dict[str, ComponentTracker],
+    comp: str,
+    st: int,
+    ts: float,
+    i: int,
+    services: tuple[str, ...],
+    lateness: float,
+    fanout: dict[str, list[WireSegment]],
+    done: Applied,
+    resend_duplicates: bool,
+    redelivered: Sequence[bool] | None,
+    catch: bool,
+) -> int:
+    """An event of a mapped component that is not in order for it: through
+    ``ComponentTracker.apply``; returns 1 when accepted."""
+    tracker = trackers[comp]
+    try:
+        outcome, segment = tracker.apply(ComponentEvent(comp, _STATES[st], ts), lateness)
+        if segment is None and outcome != "accepted" and (
+                (resend_duplicates and outcome == "duplicate")
+                or (redelivered is not None and redelivered[i])):
+            segment = tracker.segment_at(ts)
+    except Exception as exc:
+        if not catch:
+            raise
+        done.errors.append((i, exc))
+        return 0
+    if outcome != "accepted":
+        done.others.append((i, outcome))
+    if segment is not None:
+        seg = (comp, segment.start, segment.end, int(segment.state))
         for svc in services:
             lst = fanout.get(svc)
             if lst is None:
                 fanout[svc] = [seg]
             else:
                 lst.append(seg)
-    done.accepted = accepted
-    return done
+    return outcome == "accepted"
 
 
 def take(cols: Columns, keep: Sequence[int]) -> Columns:

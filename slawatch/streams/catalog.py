@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -18,6 +19,7 @@ from typing import Any
 import orjson
 import yaml
 
+from slawatch.streams import native
 from slawatch.streams.durations import parse_duration
 from slawatch.streams.events import COMPONENT_ID
 from slawatch.streams.requirements import (
@@ -30,6 +32,7 @@ from slawatch.streams.requirements import (
     Leaf,
     MaskBlamer,
     MaskStateFn,
+    ProgramNode,
     Requirement,
     Resolver,
     ServiceRef,
@@ -40,6 +43,7 @@ from slawatch.streams.requirements import (
     evaluate,
     indexed_slots,
     leaves,
+    mask_program,
     masks_via_list,
     supported,
 )
@@ -130,6 +134,12 @@ class ServiceModel:
     blame_bits: MaskBlamer = _unset_blame
     up_state: int = 0
     blame_cache: dict[int, tuple[str, ...]] = field(default_factory=dict, compare=False)
+    #: ``state_mask`` as data (``requirements.mask_program``), for models of at most 64
+    #: components; None for larger ones.
+    program: tuple[ProgramNode, ...] | None = None
+    #: What the C loop of ``apply_many`` needs of this model (``_native.compile_plan``),
+    #: when the extension is loaded; else None.
+    plan: object = field(default=None, compare=False, init=False)
 
     def __post_init__(self) -> None:
         if not self.mask_names:
@@ -141,6 +151,12 @@ class ServiceModel:
             object.__setattr__(self, "state_mask", state_fn)
             object.__setattr__(self, "blame_bits", blame_fn)
         object.__setattr__(self, "up_state", self.state_mask(0, 0))
+        fast = native.native
+        plan = None
+        if fast is not None:
+            plan = fast.compile_plan(self.program, self.bits, self.blame_cache, self.state_mask,
+                                     self.up_state)
+        object.__setattr__(self, "plan", plan)
 
     def state(self, states: Mapping[str, State]) -> State:
         return State(self.state_of(states))
@@ -180,9 +196,14 @@ class ServiceModel:
         blame_bits: MaskBlamer = _unset_blame
         with contextlib.suppress(RecursionError, SyntaxError, MemoryError):
             state_mask, blame_bits = compile_masks(requires, resolve, names)
+        program = None
+        if len(names) <= 64:
+            with contextlib.suppress(RecursionError):
+                program = tuple(mask_program(requires, resolve, names))
         return cls(name, components, state_of_mapping, blame_of_mapping, requires, slots,
                    {c: i for i, c in enumerate(slots)}, state_ix, blame_ix,
-                   mask_names=names, state_mask=state_mask, blame_bits=blame_bits)
+                   mask_names=names, state_mask=state_mask, blame_bits=blame_bits,
+                   program=program)
 
 
 class _LazyIndexed:
@@ -395,7 +416,9 @@ class _Parser:
             return {}
         out: dict[str, Component] = {}
         for cid, spec in raw.items():
-            cid = str(cid)
+            # Interned, as the decoder interns ids on the wire (``_native.columns``): then
+            # the one string object of an id is the key of every dict it is looked up in.
+            cid = sys.intern(str(cid))
             where = f"component {cid!r}"
             if COMPONENT_ID.fullmatch(cid) is None:
                 self.problem(where, "id must be 1-200 characters of A-Za-z0-9._:/@-")
@@ -485,7 +508,7 @@ class _Parser:
             if raw not in components:
                 self.problem(str(where), f"unknown component {raw!r} (not listed under components:)")
                 return None
-            return Leaf(raw)
+            return Leaf(sys.intern(raw))
         if not isinstance(raw, dict) or not raw:
             self.problem(str(where), "must be a component id or one of {any: [...]}, {all: [...]}, "
                                 "{at_least: k, of: [...]}, {service: name}")

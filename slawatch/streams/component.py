@@ -17,6 +17,7 @@ import math
 from bisect import bisect_left, bisect_right
 from typing import Any, Literal, NamedTuple
 
+from slawatch.streams import native
 from slawatch.streams.events import ComponentEvent
 from slawatch.streams.states import UP, State
 from slawatch.streams.timeline import NO_TAG, Timeline
@@ -177,3 +178,7 @@ class ComponentTracker:
         tracker.newest = -math.inf if obj["n"] is None else float(obj["n"])
         tracker.history = Timeline.from_obj(obj["h"])
         return tracker
+
+
+if native.native is not None:
+    native.native.register("component", ComponentTracker)

@@ -412,3 +412,44 @@ def masks_via_list(
         return out
 
     return state, blame_fn
+
+
+#: A node of :func:`mask_program`: ``(kind, leaf mask, leaf count, k, child nodes)``.
+ProgramNode = tuple[int, int, int, int, tuple[int, ...]]
+ALL, ANY, AT_LEAST = 0, 1, 2
+
+
+def mask_program(req: Requirement, resolve: Resolver, names: tuple[str, ...]) -> list[ProgramNode]:
+    """:func:`compile_masks`' state function as data, for the C loop (``_native.c``).
+
+    Nodes in post-order (children before parents, the root last). A node holds for a
+    mask of failing components when: ``all``, none of its leaves fail and every child
+    holds; ``any``, some leaf does not fail or some child holds; ``at_least``, the
+    leaves that do not fail plus the children that hold are at least ``k``. A lone
+    leaf is an ``all`` of one. The leaves of a list are one mask, as in
+    ``compile_masks``, unless a leaf is listed twice (then each counts on its own).
+    """
+    index = {c: i for i, c in enumerate(names)}
+    nodes: list[ProgramNode] = []
+
+    def emit(node: Requirement) -> int:
+        while isinstance(node, ServiceRef):
+            node = resolve(node.service)
+        if isinstance(node, Leaf):
+            nodes.append((ALL, 1 << index[node.component], 1, 0, ()))
+            return len(nodes) - 1
+        leaf_bits = [1 << index[i.component] for i in node.items if isinstance(i, Leaf)]
+        rest: list[Requirement]
+        if len(set(leaf_bits)) == len(leaf_bits):
+            group = sum(leaf_bits)
+            rest = [i for i in node.items if not isinstance(i, Leaf)]
+        else:
+            group, leaf_bits, rest = 0, [], list(node.items)
+        kids = tuple(emit(i) for i in rest)
+        kind = ALL if isinstance(node, AllOf) else ANY if isinstance(node, AnyOf) else AT_LEAST
+        k = node.k if isinstance(node, AtLeast) else 0
+        nodes.append((kind, group, len(leaf_bits), k, kids))
+        return len(nodes) - 1
+
+    emit(req)
+    return nodes

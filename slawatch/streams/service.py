@@ -20,6 +20,7 @@ from itertools import islice, repeat
 from operator import itemgetter, le
 from typing import Any
 
+from slawatch.streams import native
 from slawatch.streams.catalog import ServiceModel
 from slawatch.streams.states import DOWN, MAINTENANCE, UP, State
 from slawatch.streams.timeline import NO_TAG, Timeline
@@ -109,6 +110,10 @@ class ServiceTracker:
         """
         if model is not self._model:
             self.bind(model)
+        fast = native.native
+        if fast is not None and model.plan is not None:
+            fast.apply_many(self, segments, model)  # this loop in C (see _native.c)
+            return
         comps = self.components
         bits = model.bits
         state_mask = model.state_mask
@@ -327,6 +332,9 @@ def in_time_order(segs: Sequence[SegmentLike]) -> Sequence[SegmentLike]:
     correction) may start earlier than the one before it, so then the per-component
     lists are merged instead.
     """
+    fast = native.native
+    if fast is not None and fast.is_in_time_order(segs):
+        return segs
     if _OPEN.issuperset(map(_end, segs)):
         return sorted(segs, key=_start)
     comps: dict[str, list[SegmentLike]] = {}
@@ -362,3 +370,7 @@ def in_time_order_columns(comps: Sequence[str], starts: Sequence[float],
 _start = itemgetter(1)
 _end = itemgetter(2)
 _OPEN = frozenset((math.inf,))
+
+
+if native.native is not None:
+    native.native.register("service", ServiceTracker)

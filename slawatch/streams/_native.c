@@ -1,0 +1,1125 @@
+/* The two hot loops of the engine, in C: the in-order path of stage 1
+ * (batch.apply_columns) and ServiceTracker.apply_many.
+ *
+ * Why: in an alert storm every event changes a state, and what is left per event in
+ * Python is bookkeeping (a few list appends, dict lookups, bitmask updates) that the
+ * interpreter runs at ~30 ns a bytecode. These functions do the same steps on the same
+ * Python objects (the trackers' lists and dicts are unchanged, so persistence, reports
+ * and the pure-Python twins see no difference); everything rare (late events,
+ * compaction, re-evaluation of the past, blame of a new set of down components) calls
+ * back into the Python methods. The pure-Python code stays the reference: the test
+ * suite runs the engine properties on both (SLAWATCH_NATIVE=0 turns this module off).
+ *
+ * Bitmasks of services with at most 64 components are kept in a uint64 and the
+ * requirement is evaluated from a flat program (see requirements.mask_program); larger
+ * ones use Python ints and the model's compiled Python functions.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+#include <structmember.h>
+
+/* Set once by setup(): the Timeline class, NO_TAG, math.inf as a float object. */
+static PyObject *Timeline_cls = NULL;
+static PyObject *NO_TAG = NULL;
+static PyObject *INF_obj = NULL;
+static PyObject *UNMAPPED = NULL;
+
+static PyObject *s_compact, *s_append_state, *s_assign, *s_settle, *s_blame_mask, *s_plan;
+
+#define ST_UP 0
+#define ST_MAINT 1
+#define ST_DOWN 2
+
+/* ---- the requirement as a flat program over uint64 masks ---------------------------
+ * Nodes in post-order; node i: kind (0 all, 1 any, 2 at_least), group mask, group size,
+ * k, and its child nodes (indexes < i). The value of a node is "holds" for a mask of
+ * failing components. Built by requirements.mask_program; the last node is the root. */
+
+typedef struct {
+    int kind;
+    uint64_t group;
+    int n;
+    int k;
+    int nkids;
+    int *kids;
+} Node;
+
+typedef struct {
+    int nnodes;
+    Node *nodes;
+    int *kidbuf;
+} Program;
+
+static void program_free(PyObject *capsule) {
+    Program *p = (Program *)PyCapsule_GetPointer(capsule, "slawatch.program");
+    if (p == NULL) return;
+    PyMem_Free(p->nodes);
+    PyMem_Free(p->kidbuf);
+    PyMem_Free(p);
+}
+
+/* compile(nodes) -> capsule; nodes: list of (kind, group, n, k, (kid, ...)) */
+static PyObject *compile_program(PyObject *self, PyObject *arg) {
+    PyObject *seq = PySequence_Fast(arg, "nodes must be a sequence");
+    if (seq == NULL) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n <= 0 || n > 100000) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_ValueError, "a program has 1..100000 nodes");
+        return NULL;
+    }
+    Program *p = PyMem_Calloc(1, sizeof(Program));
+    if (p == NULL) { Py_DECREF(seq); return PyErr_NoMemory(); }
+    p->nodes = PyMem_Calloc((size_t)n, sizeof(Node));
+    Py_ssize_t total = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *node = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyTuple_Check(node) || PyTuple_GET_SIZE(node) != 5 || !PyTuple_Check(PyTuple_GET_ITEM(node, 4))) {
+            PyErr_SetString(PyExc_TypeError, "a node is (kind, group, n, k, kids)");
+            goto fail;
+        }
+        total += PyTuple_GET_SIZE(PyTuple_GET_ITEM(node, 4));
+    }
+    p->kidbuf = PyMem_Calloc((size_t)(total ? total : 1), sizeof(int));
+    if (p->nodes == NULL || p->kidbuf == NULL) { PyErr_NoMemory(); goto fail; }
+    p->nnodes = (int)n;
+    int *kb = p->kidbuf;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *node = PySequence_Fast_GET_ITEM(seq, i);
+        Node *nd = &p->nodes[i];
+        nd->kind = (int)PyLong_AsLong(PyTuple_GET_ITEM(node, 0));
+        nd->group = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(node, 1));
+        nd->n = (int)PyLong_AsLong(PyTuple_GET_ITEM(node, 2));
+        nd->k = (int)PyLong_AsLong(PyTuple_GET_ITEM(node, 3));
+        if (PyErr_Occurred()) goto fail;
+        if (nd->kind < 0 || nd->kind > 2) {
+            PyErr_SetString(PyExc_ValueError, "node kind must be 0, 1 or 2");
+            goto fail;
+        }
+        PyObject *kids = PyTuple_GET_ITEM(node, 4);
+        nd->nkids = (int)PyTuple_GET_SIZE(kids);
+        nd->kids = kb;
+        for (int j = 0; j < nd->nkids; j++) {
+            long kid = PyLong_AsLong(PyTuple_GET_ITEM(kids, j));
+            if (PyErr_Occurred()) goto fail;
+            if (kid < 0 || kid >= i) {
+                PyErr_SetString(PyExc_ValueError, "a node's children come before it");
+                goto fail;
+            }
+            *kb++ = (int)kid;
+        }
+    }
+    Py_DECREF(seq);
+    return PyCapsule_New(p, "slawatch.program", program_free);
+fail:
+    Py_DECREF(seq);
+    PyMem_Free(p->nodes);
+    PyMem_Free(p->kidbuf);
+    PyMem_Free(p);
+    return NULL;
+}
+
+/* Values of every node for the failing mask f, into val (post-order: children first). */
+static inline void run_program(const Program *p, uint64_t f, char *val) {
+    for (int i = 0; i < p->nnodes; i++) {
+        const Node *nd = &p->nodes[i];
+        int v;
+        if (nd->kind == 0) {  /* all */
+            v = (nd->group & f) == 0;
+            for (int j = 0; v && j < nd->nkids; j++) v = val[nd->kids[j]];
+        } else if (nd->kind == 1) {  /* any */
+            v = nd->n > 0 && (nd->group & f) != nd->group;
+            for (int j = 0; !v && j < nd->nkids; j++) v = val[nd->kids[j]];
+        } else {  /* at_least */
+            int count = nd->n - __builtin_popcountll(nd->group & f);
+            for (int j = 0; j < nd->nkids; j++) count += val[nd->kids[j]];
+            v = count >= nd->k;
+        }
+        val[i] = (char)v;
+    }
+}
+
+#define MAX_STACK_NODES 512
+
+static int program_state(const Program *p, uint64_t d, uint64_t m) {
+    char buf[MAX_STACK_NODES];
+    char *val = p->nnodes <= MAX_STACK_NODES ? buf : PyMem_Malloc((size_t)p->nnodes);
+    if (val == NULL) return -1;
+    int st;
+    run_program(p, d, val);
+    if (!val[p->nnodes - 1]) {
+        st = ST_DOWN;
+    } else {
+        run_program(p, m, val);
+        st = val[p->nnodes - 1] ? ST_UP : ST_MAINT;
+    }
+    if (val != buf) PyMem_Free(val);
+    return st;
+}
+
+/* ---- helpers -------------------------------------------------------------------------- */
+
+/* A __slots__ attribute read and written at its offset in the object, as the member
+ * descriptor does, without the generic attribute lookup; any other type (a subclass,
+ * a stand-in in a test) takes the generic path. */
+typedef struct {
+    PyTypeObject *type;
+    Py_ssize_t off;
+    PyObject *name;
+} Slot;
+
+static Slot TL_TS, TL_ST, TL_TAG, CT_NEWEST, CT_HISTORY, CT_SINCE, SV_COMPONENTS, SV_DOWN, SV_BAD,
+    SV_TIMELINE, SV_FRONTIER;
+
+static int slot_name(Slot *s, const char *name) {
+    s->type = NULL;
+    s->off = 0;
+    s->name = PyUnicode_InternFromString(name);
+    return s->name == NULL ? -1 : 0;
+}
+
+/* Find the slot's offset in ``type``; left on the generic path if it is not a plain
+ * writable slot. */
+static int slot_init(Slot *s, PyObject *type) {
+    PyObject *descr = PyObject_GetAttr(type, s->name);
+    if (descr == NULL) return -1;
+    s->type = NULL;
+    if (Py_TYPE(descr) == &PyMemberDescr_Type) {
+        PyMemberDef *def = ((PyMemberDescrObject *)descr)->d_member;
+        if (def->type == T_OBJECT_EX && !(def->flags & READONLY)) {
+            s->type = (PyTypeObject *)type;
+            s->off = def->offset;
+        }
+    }
+    Py_DECREF(descr);
+    return 0;
+}
+
+static inline PyObject *slot_get(PyObject *obj, Slot *s) {
+    if (Py_TYPE(obj) == s->type) {
+        PyObject *v = *(PyObject **)((char *)obj + s->off);
+        if (v != NULL) {
+            Py_INCREF(v);
+            return v;
+        }
+    }
+    return PyObject_GetAttr(obj, s->name);
+}
+
+static inline int slot_set(PyObject *obj, Slot *s, PyObject *value) {
+    if (Py_TYPE(obj) == s->type) {
+        PyObject **p = (PyObject **)((char *)obj + s->off);
+        PyObject *old = *p;
+        Py_INCREF(value);
+        *p = value;
+        Py_XDECREF(old);
+        return 0;
+    }
+    return PyObject_SetAttr(obj, s->name, value);
+}
+
+static inline PyObject *list_slot(PyObject *obj, Slot *s) {
+    PyObject *v = slot_get(obj, s);
+    if (v != NULL && !PyList_CheckExact(v)) {
+        PyErr_Format(PyExc_TypeError, "%U must be a list", s->name);
+        Py_DECREF(v);
+        return NULL;
+    }
+    return v;
+}
+
+static inline PyObject *last_item(PyObject *list) {
+    Py_ssize_t n = PyList_GET_SIZE(list);
+    return n ? PyList_GET_ITEM(list, n - 1) : NULL;
+}
+
+/* A state as a C int: small ints 0..2 (a State is an IntEnum: a PyLong subclass). */
+static inline int as_state(PyObject *o) {
+    long v = PyLong_AsLong(o);
+    if (v == -1 && PyErr_Occurred()) return -1;
+    if (v < 0 || v > 2) {
+        PyErr_Format(PyExc_ValueError, "state %ld is not 0, 1 or 2", v);
+        return -1;
+    }
+    return (int)v;
+}
+
+static int append3(PyObject *a, PyObject *x, PyObject *b, PyObject *y, PyObject *c, PyObject *z) {
+    if (PyList_Append(a, x) < 0 || PyList_Append(b, y) < 0 || PyList_Append(c, z) < 0) return -1;
+    return 0;
+}
+
+/* ---- stage 1: the in-order path of batch.apply_columns -------------------------------- */
+
+/* apply_in_order(trackers, comps, states, tss, i, services_for, lateness, fanout,
+ *                others, tracker_cls, compact_every) -> (next index, accepted)
+ *
+ * From event i on, applies every event that is unmapped (listed in ``others``) or in
+ * order for its component (ts after its newest), exactly as apply_columns' inlined
+ * fast path does; returns at the first other event (for the caller's Python path) or
+ * at the end. */
+static PyObject *apply_in_order(PyObject *self, PyObject *args) {
+    PyObject *trackers, *comps, *states, *tss, *services_for, *fanout, *others, *tracker_cls;
+    Py_ssize_t i;
+    double lateness;
+    long compact_every;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!nO!dO!O!Ol", &PyDict_Type, &trackers, &PyList_Type, &comps,
+                          &PyList_Type, &states, &PyList_Type, &tss, &i, &PyDict_Type, &services_for,
+                          &lateness, &PyDict_Type, &fanout, &PyList_Type, &others, &tracker_cls,
+                          &compact_every))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(comps);
+    if (PyList_GET_SIZE(states) != n || PyList_GET_SIZE(tss) != n) {
+        PyErr_SetString(PyExc_ValueError, "columns of different lengths");
+        return NULL;
+    }
+    Py_ssize_t accepted = 0;
+    for (; i < n; i++) {
+        PyObject *comp = PyList_GET_ITEM(comps, i);
+        PyObject *st_obj = PyList_GET_ITEM(states, i);
+        PyObject *ts_obj = PyList_GET_ITEM(tss, i);
+        PyObject *services = PyDict_GetItemWithError(services_for, comp);  /* borrowed */
+        if (services == NULL && PyErr_Occurred()) return NULL;
+        if (services == NULL || !PyObject_IsTrue(services)) {
+            PyObject *pair = Py_BuildValue("(nO)", i, UNMAPPED);
+            if (pair == NULL || PyList_Append(others, pair) < 0) { Py_XDECREF(pair); return NULL; }
+            Py_DECREF(pair);
+            continue;
+        }
+        PyObject *tracker = PyDict_GetItemWithError(trackers, comp);  /* borrowed */
+        if (tracker == NULL) {
+            if (PyErr_Occurred()) return NULL;
+            tracker = PyObject_CallOneArg(tracker_cls, comp);
+            if (tracker == NULL) return NULL;
+            int r = PyDict_SetItem(trackers, comp, tracker);
+            Py_DECREF(tracker);  /* the dict holds it */
+            if (r < 0) return NULL;
+        }
+        double ts = PyFloat_AsDouble(ts_obj);
+        if (ts == -1.0 && PyErr_Occurred()) return NULL;
+        PyObject *newest_obj = slot_get(tracker, &CT_NEWEST);
+        if (newest_obj == NULL) return NULL;
+        double newest = PyFloat_AsDouble(newest_obj);
+        Py_DECREF(newest_obj);
+        if (newest == -1.0 && PyErr_Occurred()) return NULL;
+        if (!(ts > newest)) break;  /* not in order: the caller's path */
+        int st = as_state(st_obj);
+        if (st < 0) return NULL;
+        PyObject *h = slot_get(tracker, &CT_HISTORY);
+        if (h == NULL) return NULL;
+        PyObject *hts = list_slot(h, &TL_TS), *hst = NULL, *htag = NULL;
+        if (hts != NULL) hst = list_slot(h, &TL_ST);
+        if (hst != NULL) htag = list_slot(h, &TL_TAG);
+        Py_DECREF(h);
+        if (htag == NULL) { Py_XDECREF(hts); Py_XDECREF(hst); return NULL; }
+        PyObject *last = last_item(hst);
+        int old = ST_UP;
+        if (last != NULL && (old = as_state(last)) < 0) { Py_DECREF(hts); Py_DECREF(hst); Py_DECREF(htag); return NULL; }
+        int rc = append3(hts, ts_obj, hst, st_obj, htag, NO_TAG);
+        Py_DECREF(hts); Py_DECREF(hst); Py_DECREF(htag);
+        if (rc < 0) return NULL;
+        if (slot_set(tracker, &CT_NEWEST, ts_obj) < 0) return NULL;
+        PyObject *since = slot_get(tracker, &CT_SINCE);
+        if (since == NULL) return NULL;
+        long count = PyLong_AsLong(since) + 1;
+        Py_DECREF(since);
+        if (count == 0 && PyErr_Occurred()) return NULL;
+        if (count >= compact_every) {
+            PyObject *zero = PyLong_FromLong(0);
+            rc = slot_set(tracker, &CT_SINCE, zero);
+            Py_DECREF(zero);
+            if (rc < 0) return NULL;
+            PyObject *horizon = PyFloat_FromDouble(ts - lateness);
+            if (horizon == NULL) return NULL;
+            PyObject *res = PyObject_CallMethodOneArg(tracker, s_compact, horizon);
+            Py_DECREF(horizon);
+            if (res == NULL) return NULL;
+            Py_DECREF(res);
+        } else {
+            PyObject *cnt = PyLong_FromLong(count);
+            if (cnt == NULL) return NULL;
+            rc = slot_set(tracker, &CT_SINCE, cnt);
+            Py_DECREF(cnt);
+            if (rc < 0) return NULL;
+        }
+        accepted++;
+        if (old == st) continue;
+        PyObject *seg = PyTuple_Pack(4, comp, ts_obj, INF_obj, st_obj);
+        if (seg == NULL) return NULL;
+        /* services: a tuple of names (catalog._services_for) */
+        PyObject *svcs = PySequence_Fast(services, "services must be a sequence");
+        if (svcs == NULL) { Py_DECREF(seg); return NULL; }
+        Py_ssize_t ns = PySequence_Fast_GET_SIZE(svcs);
+        for (Py_ssize_t j = 0; j < ns; j++) {
+            PyObject *svc = PySequence_Fast_GET_ITEM(svcs, j);
+            PyObject *lst = PyDict_GetItemWithError(fanout, svc);
+            if (lst == NULL) {
+                if (PyErr_Occurred()) { Py_DECREF(svcs); Py_DECREF(seg); return NULL; }
+                lst = PyList_New(1);
+                if (lst == NULL) { Py_DECREF(svcs); Py_DECREF(seg); return NULL; }
+                Py_INCREF(seg);
+                PyList_SET_ITEM(lst, 0, seg);
+                rc = PyDict_SetItem(fanout, svc, lst);
+                Py_DECREF(lst);
+            } else {
+                rc = PyList_Append(lst, seg);
+            }
+            if (rc < 0) { Py_DECREF(svcs); Py_DECREF(seg); return NULL; }
+        }
+        Py_DECREF(svcs);
+        Py_DECREF(seg);
+    }
+    return Py_BuildValue("(nn)", i, accepted);
+}
+
+/* ---- stage 2: ServiceTracker.apply_many ----------------------------------------------- */
+
+/* What apply_many needs of a ServiceModel, gathered once per model (model.plan): the
+ * requirement's program when it has at most 64 components, its bits, the blame memo,
+ * its Python state function (for larger models) and the all-up state. Holds no
+ * reference to the model itself. */
+typedef struct {
+    Program *prog;  /* NULL: call state_mask */
+    PyObject *bits, *cache, *state_mask;
+    long up_state;
+    int small;      /* at most 64 bits: masks are uint64 */
+} Plan;
+
+static void plan_free(PyObject *capsule) {
+    Plan *p = (Plan *)PyCapsule_GetPointer(capsule, "slawatch.plan");
+    if (p == NULL) return;
+    if (p->prog != NULL) {
+        PyMem_Free(p->prog->nodes);
+        PyMem_Free(p->prog->kidbuf);
+        PyMem_Free(p->prog);
+    }
+    Py_XDECREF(p->bits);
+    Py_XDECREF(p->cache);
+    Py_XDECREF(p->state_mask);
+    PyMem_Free(p);
+}
+
+/* compile_plan(nodes or None, bits, blame_cache, state_mask, up_state) -> capsule */
+static PyObject *compile_plan(PyObject *self, PyObject *args) {
+    PyObject *nodes, *bits, *cache, *state_mask;
+    long up_state;
+    if (!PyArg_ParseTuple(args, "OO!O!Ol", &nodes, &PyDict_Type, &bits, &PyDict_Type, &cache,
+                          &state_mask, &up_state))
+        return NULL;
+    Plan *p = PyMem_Calloc(1, sizeof(Plan));
+    if (p == NULL) return PyErr_NoMemory();
+    p->small = PyDict_GET_SIZE(bits) <= 64;
+    if (nodes != Py_None) {
+        if (!p->small) {
+            PyMem_Free(p);
+            PyErr_SetString(PyExc_ValueError, "a program reads at most 64 components");
+            return NULL;
+        }
+        PyObject *cap = compile_program(NULL, nodes);
+        if (cap == NULL) { PyMem_Free(p); return NULL; }
+        /* take the program out of its capsule */
+        p->prog = PyCapsule_GetPointer(cap, "slawatch.program");
+        PyCapsule_SetDestructor(cap, NULL);
+        Py_DECREF(cap);
+    }
+    Py_INCREF(bits); p->bits = bits;
+    Py_INCREF(cache); p->cache = cache;
+    Py_INCREF(state_mask); p->state_mask = state_mask;
+    p->up_state = up_state;
+    PyObject *cap = PyCapsule_New(p, "slawatch.plan", plan_free);
+    if (cap == NULL) { p->prog = NULL; Py_DECREF(bits); Py_DECREF(cache); Py_DECREF(state_mask); PyMem_Free(p); }
+    return cap;
+}
+
+typedef struct {
+    int small;
+    uint64_t d, m;    /* small */
+    PyObject *D, *M;  /* owned, when !small */
+} Masks;
+
+static inline PyObject *mask_obj(Masks *k, int which) {
+    if (k->small) return PyLong_FromUnsignedLongLong(which ? k->m : k->d);
+    PyObject *o = which ? k->M : k->D;
+    Py_INCREF(o);
+    return o;
+}
+
+/* Set the component's bit in the masks for its new state. */
+static int set_bit(Masks *k, PyObject *bit, int state) {
+    if (k->small) {
+        uint64_t b = PyLong_AsUnsignedLongLong(bit);
+        if (b == (uint64_t)-1 && PyErr_Occurred()) return -1;
+        if (state == ST_DOWN) { k->d |= b; k->m |= b; }
+        else if (state) { k->d &= ~b; k->m |= b; }
+        else { k->d &= ~b; k->m &= ~b; }
+        return 0;
+    }
+    PyObject *nb = PyNumber_Invert(bit);
+    if (nb == NULL) return -1;
+    PyObject *nd = state == ST_DOWN ? PyNumber_Or(k->D, bit) : PyNumber_And(k->D, nb);
+    PyObject *nm = state ? PyNumber_Or(k->M, bit) : PyNumber_And(k->M, nb);
+    Py_DECREF(nb);
+    if (nd == NULL || nm == NULL) { Py_XDECREF(nd); Py_XDECREF(nm); return -1; }
+    Py_SETREF(k->D, nd);
+    Py_SETREF(k->M, nm);
+    return 0;
+}
+
+/* The service state from the masks; -1 on error. */
+static int eval_state(Masks *k, const Plan *plan) {
+    if (k->small ? k->m == 0 : !PyObject_IsTrue(k->M)) return (int)plan->up_state;
+    if (k->small && plan->prog != NULL) {
+        int st = program_state(plan->prog, k->d, k->m);
+        if (st < 0) PyErr_NoMemory();
+        return st;
+    }
+    PyObject *d = mask_obj(k, 0), *m = mask_obj(k, 1);
+    if (d == NULL || m == NULL) { Py_XDECREF(d); Py_XDECREF(m); return -1; }
+    PyObject *argv[2] = {d, m};
+    PyObject *r = PyObject_Vectorcall(plan->state_mask, argv, 2, NULL);
+    Py_DECREF(d); Py_DECREF(m);
+    if (r == NULL) return -1;
+    int st = as_state(r);
+    Py_DECREF(r);
+    return st;
+}
+
+/* The blame tag for the down mask: the model's memo, else model.blame_mask(d). */
+static PyObject *blame_tag(Masks *k, const Plan *plan, PyObject *model) {
+    PyObject *d = mask_obj(k, 0);
+    if (d == NULL) return NULL;
+    PyObject *tag = PyDict_GetItemWithError(plan->cache, d);
+    if (tag != NULL) {
+        Py_INCREF(tag);
+        Py_DECREF(d);
+        return tag;
+    }
+    if (PyErr_Occurred()) { Py_DECREF(d); return NULL; }
+    tag = PyObject_CallMethodOneArg(model, s_blame_mask, d);
+    Py_DECREF(d);
+    return tag;
+}
+
+/* evaluate_plan(plan, down, bad) -> state: for the tests, against the Python twins. */
+static PyObject *evaluate_plan(PyObject *self, PyObject *args) {
+    PyObject *cap, *d, *m;
+    if (!PyArg_ParseTuple(args, "OO!O!", &cap, &PyLong_Type, &d, &PyLong_Type, &m)) return NULL;
+    Plan *plan = PyCapsule_GetPointer(cap, "slawatch.plan");
+    if (plan == NULL) return NULL;
+    Masks k = {plan->small, 0, 0, d, m};
+    if (k.small) {
+        k.d = PyLong_AsUnsignedLongLong(d);
+        k.m = PyLong_AsUnsignedLongLong(m);
+        if (PyErr_Occurred()) return NULL;
+    }
+    int st = eval_state(&k, plan);
+    return st < 0 ? NULL : PyLong_FromLong(st);
+}
+
+static inline int eq(PyObject *a, PyObject *b) {
+    if (a == b) return 1;
+    return PyObject_RichCompareBool(a, b, Py_EQ);
+}
+
+/* Append (t, st, tag) to a service timeline unless it changes nothing; at the same
+ * instant as its last point, Timeline.append_state decides. */
+static int service_point(PyObject *svc, PyObject *sts, PyObject *sst, PyObject *stag,
+                         PyObject *start_obj, double start, int st, PyObject *tag) {
+    PyObject *st_obj = PyLong_FromLong(st);
+    PyObject *lsts = last_item(sts);
+    int rc = 0;
+    if (lsts != NULL && PyFloat_AsDouble(lsts) == start) {
+        PyObject *r = PyObject_CallMethodObjArgs(svc, s_append_state, start_obj, st_obj, tag, NULL);
+        if (r == NULL) rc = -1; else Py_DECREF(r);
+    } else {
+        PyObject *lsst = last_item(sst);
+        int differs;
+        if (lsst != NULL) {
+            int lv = as_state(lsst);
+            if (lv < 0) rc = -1;
+            differs = lv != st;
+            if (rc == 0 && !differs) {
+                int e = eq(last_item(stag), tag);
+                if (e < 0) rc = -1;
+                differs = !e;
+            }
+        } else {
+            differs = st != 0 || PyObject_IsTrue(tag);
+        }
+        if (rc == 0 && differs) rc = append3(sts, start_obj, sst, st_obj, stag, tag);
+    }
+    Py_DECREF(st_obj);
+    return rc;
+}
+
+/* apply_many(tracker, segments, model): ServiceTracker.apply_many after its bind check.
+ * The same steps, in the same order, on the same objects; see service.py. */
+static PyObject *svc_apply_many(PyObject *self, PyObject *args) {
+    PyObject *tracker, *segments, *model;
+    if (!PyArg_ParseTuple(args, "OOO", &tracker, &segments, &model)) return NULL;
+
+    PyObject *plan_cap = NULL, *comps = NULL, *svc = NULL, *sts = NULL, *sst = NULL, *stag = NULL,
+             *dirty = NULL, *it = NULL, *seg = NULL, *result = NULL;
+    Masks k = {0, 0, 0, NULL, NULL};
+    double frontier;
+    Plan *plan;
+
+    plan_cap = PyObject_GetAttr(model, s_plan);
+    if (plan_cap == NULL) goto done;
+    plan = PyCapsule_GetPointer(plan_cap, "slawatch.plan");
+    if (plan == NULL) goto done;
+    PyObject *bits = plan->bits;
+    comps = slot_get(tracker, &SV_COMPONENTS);
+    svc = slot_get(tracker, &SV_TIMELINE);
+    if (!comps || !svc) goto done;
+    if (!PyDict_CheckExact(comps)) {
+        PyErr_SetString(PyExc_TypeError, "components must be a dict");
+        goto done;
+    }
+    sts = list_slot(svc, &TL_TS);
+    if (sts) sst = list_slot(svc, &TL_ST);
+    if (sst) stag = list_slot(svc, &TL_TAG);
+    if (!stag) goto done;
+    {
+        PyObject *o = slot_get(tracker, &SV_FRONTIER);
+        if (o == NULL) goto done;
+        frontier = PyFloat_AsDouble(o);
+        Py_DECREF(o);
+        if (frontier == -1.0 && PyErr_Occurred()) goto done;
+    }
+    k.D = slot_get(tracker, &SV_DOWN);
+    k.M = slot_get(tracker, &SV_BAD);
+    if (!k.D || !k.M) goto done;
+    if (plan->small) {
+        k.small = 1;
+        k.d = PyLong_AsUnsignedLongLong(k.D);
+        k.m = PyLong_AsUnsignedLongLong(k.M);
+        if (PyErr_Occurred()) goto done;
+    }
+
+    it = PyObject_GetIter(segments);
+    if (it == NULL) goto done;
+    while ((seg = PyIter_Next(it)) != NULL) {
+        if (!PyTuple_Check(seg) || PyTuple_GET_SIZE(seg) != 4) {
+            PyErr_SetString(PyExc_TypeError, "a segment is a (component, start, end, state) tuple");
+            goto done;
+        }
+        PyObject *comp = PyTuple_GET_ITEM(seg, 0), *start_obj = PyTuple_GET_ITEM(seg, 1),
+                 *end_obj = PyTuple_GET_ITEM(seg, 2), *state_obj = PyTuple_GET_ITEM(seg, 3);
+        double start = PyFloat_AsDouble(start_obj);
+        if (start == -1.0 && PyErr_Occurred()) goto done;
+        double end = PyFloat_AsDouble(end_obj);
+        if (end == -1.0 && PyErr_Occurred()) goto done;
+        int open = end == INFINITY;
+        if (dirty != NULL && start >= frontier && open) {
+            PyObject *r = PyObject_CallMethodObjArgs(tracker, s_settle, dirty, model, NULL);
+            if (r == NULL) goto done;
+            Py_DECREF(r);
+            Py_CLEAR(dirty);
+        }
+        int state = as_state(state_obj);
+        if (state < 0) goto done;
+        PyObject *state_int = PyLong_FromLong(state);  /* plain ints in the lists (cached) */
+        Py_DECREF(state_int);  /* small ints are immortal enough: 0..2 are cached */
+        PyObject *tl = PyDict_GetItemWithError(comps, comp);  /* borrowed */
+        if (tl == NULL) {
+            if (PyErr_Occurred()) goto done;
+            tl = PyObject_CallNoArgs(Timeline_cls);
+            if (tl == NULL) goto done;
+            int r = PyDict_SetItem(comps, comp, tl);
+            Py_DECREF(tl);
+            if (r < 0) goto done;
+        }
+        PyObject *times = list_slot(tl, &TL_TS);
+        if (times == NULL) goto done;
+        int rc = 0, in_order = 0;
+        if (open && start > frontier) {
+            /* After every point of every copy (frontier is the latest of them): in
+             * order for the component, at a new instant. */
+            in_order = 1;
+        } else if (open) {
+            PyObject *lt = last_item(times);
+            if (lt == NULL) in_order = 1;
+            else {
+                double last_t = PyFloat_AsDouble(lt);
+                if (start >= last_t) in_order = last_t == start ? 2 : 1;
+            }
+        }
+        if (in_order) {
+            if (in_order == 2) {
+                PyObject *r = PyObject_CallMethodObjArgs(tl, s_append_state, start_obj, state_int, NULL);
+                if (r == NULL) rc = -1; else Py_DECREF(r);
+            } else {
+                PyObject *tstates = list_slot(tl, &TL_ST);
+                if (tstates == NULL) rc = -1;
+                else {
+                    PyObject *ls = last_item(tstates);
+                    int changed = state != 0;
+                    if (ls != NULL) {
+                        int lsv = as_state(ls);
+                        if (lsv < 0) rc = -1;
+                        changed = lsv != state;
+                    }
+                    if (rc == 0 && changed) {
+                        PyObject *ttag = list_slot(tl, &TL_TAG);
+                        if (ttag == NULL) rc = -1;
+                        else {
+                            rc = append3(times, start_obj, tstates, state_int, ttag, NO_TAG);
+                            Py_DECREF(ttag);
+                        }
+                    }
+                    Py_DECREF(tstates);
+                }
+            }
+            Py_DECREF(times);
+            if (rc < 0) goto done;
+            PyObject *bit = PyDict_GetItemWithError(bits, comp);
+            if (bit == NULL && PyErr_Occurred()) goto done;
+            if (bit != NULL && set_bit(&k, bit, state) < 0) goto done;
+            if (start < frontier || dirty != NULL) {
+                if (start > frontier) frontier = start;
+                if (dirty == NULL && (dirty = PyList_New(0)) == NULL) goto done;
+                PyObject *iv = PyTuple_Pack(2, start_obj, INF_obj);
+                if (iv == NULL || PyList_Append(dirty, iv) < 0) { Py_XDECREF(iv); goto done; }
+                Py_DECREF(iv);
+                Py_CLEAR(seg);
+                continue;
+            }
+            frontier = start;
+            int st = eval_state(&k, plan);
+            if (st < 0) goto done;
+            PyObject *tag;
+            if (st == ST_DOWN) {
+                tag = blame_tag(&k, plan, model);
+                if (tag == NULL) goto done;
+            } else {
+                tag = NO_TAG;
+                Py_INCREF(tag);
+            }
+            rc = service_point(svc, sts, sst, stag, start_obj, start, st, tag);
+            Py_DECREF(tag);
+            if (rc < 0) goto done;
+            Py_CLEAR(seg);
+            continue;
+        }
+        Py_DECREF(times);
+        /* in the past: overwrite the copy; the service is re-evaluated when settled */
+        {
+            PyObject *pt = PyTuple_Pack(3, start_obj, state_int, NO_TAG);
+            if (pt == NULL) goto done;
+            PyObject *pts = PyList_New(1);
+            if (pts == NULL) { Py_DECREF(pt); goto done; }
+            PyList_SET_ITEM(pts, 0, pt);
+            PyObject *r = PyObject_CallMethodObjArgs(tl, s_assign, start_obj, end_obj, pts, NULL);
+            Py_DECREF(pts);
+            if (r == NULL) goto done;
+            Py_DECREF(r);
+            PyObject *bit = PyDict_GetItemWithError(bits, comp);
+            if (bit == NULL && PyErr_Occurred()) goto done;
+            if (bit != NULL) {
+                PyObject *tstates = list_slot(tl, &TL_ST);
+                if (tstates == NULL) goto done;
+                PyObject *ls = last_item(tstates);
+                int last = ls ? as_state(ls) : ST_UP;
+                Py_DECREF(tstates);
+                if (last < 0 || set_bit(&k, bit, last) < 0) goto done;
+            }
+            double reach = open ? start : end;
+            if (reach > frontier) frontier = reach;
+            if (dirty == NULL && (dirty = PyList_New(0)) == NULL) goto done;
+            PyObject *iv = PyTuple_Pack(2, start_obj, end_obj);
+            if (iv == NULL || PyList_Append(dirty, iv) < 0) { Py_XDECREF(iv); goto done; }
+            Py_DECREF(iv);
+        }
+        Py_CLEAR(seg);
+    }
+    if (PyErr_Occurred()) goto done;
+    {
+        PyObject *d = mask_obj(&k, 0), *m = mask_obj(&k, 1), *f = PyFloat_FromDouble(frontier);
+        int rc = (d && m && f) ? 0 : -1;
+        if (rc == 0) rc = slot_set(tracker, &SV_DOWN, d);
+        if (rc == 0) rc = slot_set(tracker, &SV_BAD, m);
+        if (rc == 0) rc = slot_set(tracker, &SV_FRONTIER, f);
+        Py_XDECREF(d); Py_XDECREF(m); Py_XDECREF(f);
+        if (rc < 0) goto done;
+    }
+    if (dirty != NULL && PyList_GET_SIZE(dirty)) {
+        PyObject *r = PyObject_CallMethodObjArgs(tracker, s_settle, dirty, model, NULL);
+        if (r == NULL) goto done;
+        Py_DECREF(r);
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    Py_XDECREF(seg);
+    Py_XDECREF(it);
+    Py_XDECREF(dirty);
+    Py_XDECREF(plan_cap); Py_XDECREF(comps); Py_XDECREF(svc);
+    Py_XDECREF(sts); Py_XDECREF(sst); Py_XDECREF(stag);
+    Py_XDECREF(k.D); Py_XDECREF(k.M);
+    return result;
+}
+
+/* ---- decoding: batch.decode_columns after orjson --------------------------------------- */
+
+static PyObject *s_component, *s_state, *s_ts_key, *s_source, *s_id;
+
+
+/* columns(objs, valid_ids, state_of, now, max_future) -> (comps, states, tss) or None
+ *
+ * decode_columns' checks in one pass instead of one pass each: None whenever any
+ * object is not a plain valid event (the caller then decodes message by message). */
+static PyObject *columns(PyObject *self, PyObject *args) {
+    PyObject *objs, *valid, *state_of;
+    double now, max_future;
+    if (!PyArg_ParseTuple(args, "O!O!O!dd", &PyList_Type, &objs, &PySet_Type, &valid,
+                          &PyDict_Type, &state_of, &now, &max_future))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(objs);
+    PyObject *comps = PyList_New(n), *states = PyList_New(n), *tss = PyList_New(n);
+    if (!comps || !states || !tss) goto fail;
+    double mx = -INFINITY;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *obj = PyList_GET_ITEM(objs, i);
+        if (!PyDict_CheckExact(obj)) goto plain_not;
+        PyObject *comp = PyDict_GetItemWithError(obj, s_component);
+        if (comp == NULL) { if (PyErr_Occurred()) goto fail; goto plain_not; }
+        int has = PySet_Contains(valid, comp);
+        if (has < 0) { PyErr_Clear(); goto plain_not; }  /* unhashable */
+        if (!has) goto plain_not;
+        PyObject *name = PyDict_GetItemWithError(obj, s_state);
+        if (name == NULL) { if (PyErr_Occurred()) goto fail; goto plain_not; }
+        PyObject *st = PyDict_GetItemWithError(state_of, name);
+        if (st == NULL) { if (PyErr_Occurred()) PyErr_Clear(); goto plain_not; }
+        PyObject *ts = PyDict_GetItemWithError(obj, s_ts_key);
+        if (ts == NULL) { if (PyErr_Occurred()) goto fail; goto plain_not; }
+        double t;
+        if (PyFloat_CheckExact(ts)) {
+            t = PyFloat_AS_DOUBLE(ts);
+            Py_INCREF(ts);
+        } else if (PyLong_CheckExact(ts)) {
+            t = PyLong_AsDouble(ts);
+            if (t == -1.0 && PyErr_Occurred()) { PyErr_Clear(); goto plain_not; }  /* too big */
+            ts = PyFloat_FromDouble(t);
+            if (ts == NULL) goto fail;
+        } else {
+            goto plain_not;
+        }
+        PyList_SET_ITEM(tss, i, ts);
+        if (t > mx) mx = t;
+        PyObject *src = PyDict_GetItemWithError(obj, s_source);
+        if (src == NULL && PyErr_Occurred()) goto fail;
+        if (src != NULL && src != Py_None && !PyUnicode_CheckExact(src)) goto plain_not;
+        PyObject *id = PyDict_GetItemWithError(obj, s_id);
+        if (id == NULL && PyErr_Occurred()) goto fail;
+        if (id != NULL && id != Py_None && !PyUnicode_CheckExact(id)) goto plain_not;
+        /* Interned (the catalog interns its ids): the catalog's own string object of
+         * the id goes on, and every later dict lookup by it (services, trackers, copies,
+         * bits) matches by identity, without comparing characters. Only ids already
+         * known valid get here, so the interned set stays bounded. */
+        Py_INCREF(comp);
+        if (PyUnicode_CheckExact(comp)) PyUnicode_InternInPlace(&comp);
+        PyList_SET_ITEM(comps, i, comp);
+        Py_INCREF(st);
+        PyList_SET_ITEM(states, i, st);
+    }
+    if (n && mx - now > max_future) goto plain_not;
+    {
+        PyObject *out = PyTuple_Pack(3, comps, states, tss);
+        Py_DECREF(comps); Py_DECREF(states); Py_DECREF(tss);
+        return out;
+    }
+plain_not:
+    Py_XDECREF(comps); Py_XDECREF(states); Py_XDECREF(tss);
+    Py_RETURN_NONE;
+fail:
+    Py_XDECREF(comps); Py_XDECREF(states); Py_XDECREF(tss);
+    return NULL;
+}
+
+
+/* ---- decoding without building dicts ------------------------------------------------------
+ * The plain event as publishers write it: a JSON object with component, state and ts, and
+ * maybe source and id, nothing else, each once; strings of printable ASCII without
+ * escapes; ts a JSON number. Such a message is read here directly into the columns; any
+ * other message (another key, an escape, non-ASCII, an RFC 3339 ts, bad JSON) is left to
+ * orjson and the dict checks, so what is accepted, and how, does not change. */
+
+typedef struct {
+    const char *comp;
+    Py_ssize_t comp_len;
+    int state;  /* 0 up, 1 maintenance, 2 down; -1: another name */
+    double ts;
+} Plain;
+
+static inline const char *skip_ws(const char *p, const char *end) {
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) p++;
+    return p;
+}
+
+/* A string of printable ASCII without escapes, p at its opening quote; NULL otherwise. */
+static inline const char *scan_string(const char *p, const char *end, const char **start, Py_ssize_t *len) {
+    if (p >= end || *p != '"') return NULL;
+    const char *q = ++p;
+    while (q < end && *q != '"') {
+        unsigned char c = (unsigned char)*q;
+        if (c < 0x20 || c >= 0x7f || c == '\\') return NULL;
+        q++;
+    }
+    if (q >= end) return NULL;
+    *start = p;
+    *len = q - p;
+    return q + 1;
+}
+
+/* A JSON number (RFC 8259 grammar), at most 32 characters; NULL otherwise. */
+static inline const char *scan_number(const char *p, const char *end, double *out) {
+    const char *b = p;
+    if (p < end && *p == '-') p++;
+    if (p >= end) return NULL;
+    if (*p == '0') p++;
+    else if (*p >= '1' && *p <= '9') { while (p < end && *p >= '0' && *p <= '9') p++; }
+    else return NULL;
+    int integral = 1;
+    if (p < end && *p == '.') {
+        integral = 0;
+        p++;
+        if (p >= end || !(*p >= '0' && *p <= '9')) return NULL;
+        while (p < end && *p >= '0' && *p <= '9') p++;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        integral = 0;
+        p++;
+        if (p < end && (*p == '+' || *p == '-')) p++;
+        if (p >= end || !(*p >= '0' && *p <= '9')) return NULL;
+        while (p < end && *p >= '0' && *p <= '9') p++;
+    }
+    Py_ssize_t n = p - b;
+    /* integers beyond 18 digits: orjson's limits decide */
+    if (n > 32 || (integral && n > 18)) return NULL;
+    char buf[40];
+    memcpy(buf, b, (size_t)n);
+    buf[n] = 0;
+    char *stop;
+    double v = PyOS_string_to_double(buf, &stop, NULL);
+    if (v == -1.0 && PyErr_Occurred()) { PyErr_Clear(); return NULL; }
+    if (stop != buf + n || isinf(v)) return NULL;
+    if (integral && v == 0.0) v = 0.0;  /* "-0" is the int 0 to orjson: float(0) is +0.0 */
+    *out = v;
+    return p;
+}
+
+static int scan_plain(const char *p, Py_ssize_t size, Plain *out) {
+    const char *end = p + size;
+    int seen = 0;  /* bits: component, state, ts, source, id */
+    p = skip_ws(p, end);
+    if (p >= end || *p != '{') return 0;
+    p = skip_ws(p + 1, end);
+    for (;;) {
+        const char *key;
+        Py_ssize_t klen;
+        if ((p = scan_string(p, end, &key, &klen)) == NULL) return 0;
+        p = skip_ws(p, end);
+        if (p >= end || *p != ':') return 0;
+        p = skip_ws(p + 1, end);
+        int bit;
+        if (klen == 9 && memcmp(key, "component", 9) == 0) bit = 1;
+        else if (klen == 5 && memcmp(key, "state", 5) == 0) bit = 2;
+        else if (klen == 2 && memcmp(key, "ts", 2) == 0) bit = 4;
+        else if (klen == 6 && memcmp(key, "source", 6) == 0) bit = 8;
+        else if (klen == 2 && memcmp(key, "id", 2) == 0) bit = 16;
+        else return 0;
+        if (seen & bit) return 0;
+        seen |= bit;
+        const char *v;
+        Py_ssize_t vlen;
+        if (bit == 1) {
+            if ((p = scan_string(p, end, &out->comp, &out->comp_len)) == NULL) return 0;
+        } else if (bit == 2) {
+            if ((p = scan_string(p, end, &v, &vlen)) == NULL) return 0;
+            if (vlen == 2 && memcmp(v, "up", 2) == 0) out->state = ST_UP;
+            else if (vlen == 4 && memcmp(v, "down", 4) == 0) out->state = ST_DOWN;
+            else if (vlen == 11 && memcmp(v, "maintenance", 11) == 0) out->state = ST_MAINT;
+            else return 0;
+        } else if (bit == 4) {
+            if ((p = scan_number(p, end, &out->ts)) == NULL) return 0;
+        } else if (end - p >= 4 && memcmp(p, "null", 4) == 0) {
+            p += 4;
+        } else if ((p = scan_string(p, end, &v, &vlen)) == NULL) {
+            return 0;
+        }
+        p = skip_ws(p, end);
+        if (p < end && *p == ',') { p = skip_ws(p + 1, end); continue; }
+        if (p < end && *p == '}') break;
+        return 0;
+    }
+    p = skip_ws(p + 1, end);
+    return p == end && (seen & 7) == 7;
+}
+
+/* columns_raw(raws, valid_ids, state_of, now, max_future, loads) -> columns or None:
+ * ``columns(list(map(loads, raws)), ...)`` without the dicts for plain messages; None
+ * also when orjson rejects a message (the caller then decodes message by message). */
+static PyObject *columns_raw(PyObject *self, PyObject *args) {
+    PyObject *raws, *valid, *state_of, *loads;
+    double now, max_future;
+    if (!PyArg_ParseTuple(args, "O!O!O!ddO", &PyList_Type, &raws, &PySet_Type, &valid,
+                          &PyDict_Type, &state_of, &now, &max_future, &loads))
+        return NULL;
+    PyObject *names[3] = {PyDict_GetItemString(state_of, "up"),
+                          PyDict_GetItemString(state_of, "maintenance"),
+                          PyDict_GetItemString(state_of, "down")};
+    if (!names[0] || !names[1] || !names[2]) {
+        PyErr_SetString(PyExc_ValueError, "state_of must map up, maintenance and down");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(raws);
+    PyObject *comps = PyList_New(n), *states = PyList_New(n), *tss = PyList_New(n);
+    PyObject *one = NULL;
+    if (!comps || !states || !tss) goto fail;
+    double mx = -INFINITY;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *raw = PyList_GET_ITEM(raws, i);
+        Plain pl = {NULL, 0, 0, 0.0};
+        PyObject *comp, *st, *ts;
+        if (PyBytes_CheckExact(raw) && scan_plain(PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), &pl)) {
+            comp = PyUnicode_FromStringAndSize(pl.comp, pl.comp_len);
+            if (comp == NULL) goto fail;
+            int has = PySet_Contains(valid, comp);
+            if (has <= 0) { Py_DECREF(comp); if (has < 0) goto fail; goto plain_not; }
+            PyUnicode_InternInPlace(&comp);
+            st = names[pl.state];
+            Py_INCREF(st);
+            ts = PyFloat_FromDouble(pl.ts);
+            if (ts == NULL) { Py_DECREF(comp); Py_DECREF(st); goto fail; }
+            if (pl.ts > mx) mx = pl.ts;
+        } else {
+            /* orjson and the dict checks of columns(), for this one message */
+            PyObject *obj = PyObject_CallOneArg(loads, raw);
+            if (obj == NULL) {
+                /* orjson.JSONDecodeError is a ValueError: the caller decodes one by one */
+                if (PyErr_ExceptionMatches(PyExc_ValueError)) { PyErr_Clear(); goto plain_not; }
+                goto fail;
+            }
+            Py_XSETREF(one, PyList_New(1));
+            if (one == NULL) { Py_DECREF(obj); goto fail; }
+            PyList_SET_ITEM(one, 0, obj);
+            PyObject *argv = Py_BuildValue("(OOOdd)", one, valid, state_of, now, max_future);
+            if (argv == NULL) goto fail;
+            PyObject *cols = columns(NULL, argv);
+            Py_DECREF(argv);
+            if (cols == NULL) goto fail;
+            if (cols == Py_None) { Py_DECREF(cols); goto plain_not; }
+            comp = PyList_GET_ITEM(PyTuple_GET_ITEM(cols, 0), 0);
+            st = PyList_GET_ITEM(PyTuple_GET_ITEM(cols, 1), 0);
+            ts = PyList_GET_ITEM(PyTuple_GET_ITEM(cols, 2), 0);
+            Py_INCREF(comp); Py_INCREF(st); Py_INCREF(ts);
+            Py_DECREF(cols);
+            double t = PyFloat_AS_DOUBLE(ts);
+            if (t > mx) mx = t;
+        }
+        PyList_SET_ITEM(comps, i, comp);
+        PyList_SET_ITEM(states, i, st);
+        PyList_SET_ITEM(tss, i, ts);
+    }
+    Py_XDECREF(one);
+    if (n && mx - now > max_future) goto plain_not;
+    {
+        PyObject *out = PyTuple_Pack(3, comps, states, tss);
+        Py_DECREF(comps); Py_DECREF(states); Py_DECREF(tss);
+        return out;
+    }
+plain_not:
+    Py_XDECREF(one);
+    Py_XDECREF(comps); Py_XDECREF(states); Py_XDECREF(tss);
+    Py_RETURN_NONE;
+fail:
+    Py_XDECREF(one);
+    Py_XDECREF(comps); Py_XDECREF(states); Py_XDECREF(tss);
+    return NULL;
+}
+
+/* in_time_order(segs) -> bool: every segment open-ended and the starts never decrease
+ * (then ``service.in_time_order`` has nothing to sort). */
+static PyObject *is_in_time_order(PyObject *self, PyObject *arg) {
+    if (!PyList_CheckExact(arg)) Py_RETURN_FALSE;
+    Py_ssize_t n = PyList_GET_SIZE(arg);
+    double prev = -INFINITY;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *seg = PyList_GET_ITEM(arg, i);
+        if (!PyTuple_Check(seg) || PyTuple_GET_SIZE(seg) != 4) Py_RETURN_FALSE;
+        PyObject *s = PyTuple_GET_ITEM(seg, 1), *e = PyTuple_GET_ITEM(seg, 2);
+        if (!PyFloat_CheckExact(s) || !PyFloat_CheckExact(e)) Py_RETURN_FALSE;
+        double start = PyFloat_AS_DOUBLE(s);
+        if (PyFloat_AS_DOUBLE(e) != INFINITY || !(start >= prev)) Py_RETURN_FALSE;
+        prev = start;
+    }
+    Py_RETURN_TRUE;
+}
+
+/* setup(Timeline, NO_TAG): the objects the loops put in the lists. */
+static PyObject *setup(PyObject *self, PyObject *args) {
+    PyObject *tl, *nt;
+    if (!PyArg_ParseTuple(args, "O!O", &PyType_Type, &tl, &nt)) return NULL;
+    if (slot_init(&TL_TS, tl) || slot_init(&TL_ST, tl) || slot_init(&TL_TAG, tl)) return NULL;
+    Py_INCREF(tl); Py_XSETREF(Timeline_cls, tl);
+    Py_INCREF(nt); Py_XSETREF(NO_TAG, nt);
+    Py_RETURN_NONE;
+}
+
+/* register(kind, cls): where "component" (ComponentTracker) or "service" (ServiceTracker)
+ * instances keep their slots; until then those are read by name. */
+static PyObject *register_class(PyObject *self, PyObject *args) {
+    const char *kind;
+    PyObject *cls;
+    if (!PyArg_ParseTuple(args, "sO!", &kind, &PyType_Type, &cls)) return NULL;
+    int rc;
+    if (strcmp(kind, "component") == 0)
+        rc = slot_init(&CT_NEWEST, cls) || slot_init(&CT_HISTORY, cls) || slot_init(&CT_SINCE, cls);
+    else if (strcmp(kind, "service") == 0)
+        rc = slot_init(&SV_COMPONENTS, cls) || slot_init(&SV_DOWN, cls) || slot_init(&SV_BAD, cls)
+             || slot_init(&SV_TIMELINE, cls) || slot_init(&SV_FRONTIER, cls);
+    else {
+        PyErr_Format(PyExc_ValueError, "unknown kind %s", kind);
+        return NULL;
+    }
+    if (rc) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"setup", setup, METH_VARARGS, "setup(Timeline, NO_TAG)"},
+    {"register", register_class, METH_VARARGS, "register(kind, cls)"},
+    {"apply_in_order", apply_in_order, METH_VARARGS, "stage 1's in-order path"},
+    {"apply_many", svc_apply_many, METH_VARARGS, "ServiceTracker.apply_many"},
+    {"columns", columns, METH_VARARGS, "decode_columns' checks after orjson"},
+    {"columns_raw", columns_raw, METH_VARARGS, "decode_columns without dicts for plain messages"},
+    {"is_in_time_order", is_in_time_order, METH_O, "segments open-ended and sorted by start"},
+    {"compile_plan", compile_plan, METH_VARARGS, "a model's plan for apply_many"},
+    {"evaluate_plan", evaluate_plan, METH_VARARGS, "state of a plan for (down, bad)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native", NULL, -1, methods};
+
+#define INTERN(var, text) if ((var = PyUnicode_InternFromString(text)) == NULL) return NULL
+
+PyMODINIT_FUNC PyInit__native(void) {
+    INTERN(s_compact, "compact"); INTERN(s_append_state, "append_state"); INTERN(s_assign, "assign");
+    INTERN(s_settle, "_settle"); INTERN(s_blame_mask, "blame_mask"); INTERN(s_plan, "plan");
+    INTERN(UNMAPPED, "unmapped");
+    INTERN(s_component, "component"); INTERN(s_state, "state"); INTERN(s_ts_key, "ts");
+    INTERN(s_source, "source"); INTERN(s_id, "id");
+
+    if (slot_name(&TL_TS, "ts") || slot_name(&TL_ST, "st") || slot_name(&TL_TAG, "tag")
+        || slot_name(&CT_NEWEST, "newest") || slot_name(&CT_HISTORY, "history")
+        || slot_name(&CT_SINCE, "_since_compact") || slot_name(&SV_COMPONENTS, "components")
+        || slot_name(&SV_DOWN, "_down") || slot_name(&SV_BAD, "_bad")
+        || slot_name(&SV_TIMELINE, "timeline") || slot_name(&SV_FRONTIER, "frontier"))
+        return NULL;
+    if ((INF_obj = PyFloat_FromDouble(INFINITY)) == NULL) return NULL;
+    return PyModule_Create(&module);
+}
