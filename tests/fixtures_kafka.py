@@ -155,8 +155,9 @@ class WorkerProcess:
 
     def __init__(self, broker: EmbeddedBroker, catalog: Path, workdir: Path, *, name: str = "w",
                  app_id: str = "slawatch-test", partitions: int = 4,
-                 extra: Iterable[str] = ()) -> None:
+                 extra: Iterable[str] = (), env: dict[str, str] | None = None) -> None:
         self.broker = broker
+        self.env = dict(env or {})  # on top of this process's, without its SLAWATCH_*
         self.catalog = catalog
         self.name = name
         self.app_id = app_id
@@ -195,6 +196,7 @@ class WorkerProcess:
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("SLAWATCH_")}
         env["PYTHONUNBUFFERED"] = "1"
+        env.update(self.env)
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
         log.write(f"\n===== start #{self.starts}: {' '.join(cmd)}\n".encode())
         log.flush()

@@ -64,7 +64,11 @@ def test_partitions_ahead_in_event_time_are_held_back_and_nothing_is_lost(
     assert not reasons and engine.counts["accepted"] + engine.counts["unmapped"] == len(messages)
     publish_messages(kafka_broker, messages)
 
-    worker = worker_factory(kafka_broker, catalog)
+    # Fetches of at most 256 KiB a partition (~2,500 records): the backlog takes several
+    # fetches whatever the worker's speed (with the default 8 MiB one fetch can hold it
+    # all, and then no partition is ahead of another).
+    worker = worker_factory(kafka_broker, catalog,
+                            env={"SLAWATCH_FAUST_SETTINGS": '{"consumer_max_fetch_size": 262144}'})
     wait_counted(worker, len(messages), timeout=60)
     wait_matches([worker], engine)
     status, body = worker.get("/api/worker")
