@@ -26,6 +26,7 @@ static PyObject *Timeline_cls = NULL;
 static PyObject *NO_TAG = NULL;
 static PyObject *INF_obj = NULL;
 static PyObject *UNMAPPED = NULL;
+static PyObject *STATE_INT[3];  /* the ints 0, 1, 2, owned */
 
 static PyObject *s_compact, *s_append_state, *s_assign, *s_settle, *s_blame_mask, *s_plan;
 
@@ -281,7 +282,8 @@ static PyObject *apply_in_order(PyObject *self, PyObject *args) {
         PyObject *comp = PyList_GET_ITEM(comps, i);
         PyObject *st_obj = PyList_GET_ITEM(states, i);
         PyObject *ts_obj = PyList_GET_ITEM(tss, i);
-        PyObject *services = PyDict_GetItemWithError(services_for, comp);  /* borrowed */
+        PyObject *services = PyDict_GetItemWithError(services_for, comp);  /* borrowed: the
+            catalog's tuple, which nothing called from here replaces */
         if (services == NULL && PyErr_Occurred()) return NULL;
         if (services == NULL || !PyObject_IsTrue(services)) {
             PyObject *pair = Py_BuildValue("(nO)", i, UNMAPPED);
@@ -430,7 +432,11 @@ static PyObject *compile_plan(PyObject *self, PyObject *args) {
     Py_INCREF(state_mask); p->state_mask = state_mask;
     p->up_state = up_state;
     PyObject *cap = PyCapsule_New(p, "slawatch.plan", plan_free);
-    if (cap == NULL) { p->prog = NULL; Py_DECREF(bits); Py_DECREF(cache); Py_DECREF(state_mask); PyMem_Free(p); }
+    if (cap == NULL) {
+        if (p->prog != NULL) { PyMem_Free(p->prog->nodes); PyMem_Free(p->prog->kidbuf); PyMem_Free(p->prog); }
+        Py_DECREF(bits); Py_DECREF(cache); Py_DECREF(state_mask);
+        PyMem_Free(p);
+    }
     return cap;
 }
 
@@ -622,8 +628,7 @@ static PyObject *svc_apply_many(PyObject *self, PyObject *args) {
         }
         int state = as_state(state_obj);
         if (state < 0) goto done;
-        PyObject *state_int = PyLong_FromLong(state);  /* plain ints in the lists (cached) */
-        Py_DECREF(state_int);  /* small ints are immortal enough: 0..2 are cached */
+        PyObject *state_int = STATE_INT[state];  /* plain ints in the lists (borrowed) */
         PyObject *tl = PyDict_GetItemWithError(comps, comp);  /* borrowed */
         if (tl == NULL) {
             if (PyErr_Occurred()) goto done;
@@ -1121,5 +1126,7 @@ PyMODINIT_FUNC PyInit__native(void) {
         || slot_name(&SV_TIMELINE, "timeline") || slot_name(&SV_FRONTIER, "frontier"))
         return NULL;
     if ((INF_obj = PyFloat_FromDouble(INFINITY)) == NULL) return NULL;
+    for (int i = 0; i < 3; i++)
+        if ((STATE_INT[i] = PyLong_FromLong(i)) == NULL) return NULL;
     return PyModule_Create(&module);
 }
