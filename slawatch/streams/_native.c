@@ -28,7 +28,7 @@ static PyObject *INF_obj = NULL;
 static PyObject *UNMAPPED = NULL;
 static PyObject *STATE_INT[3];  /* the ints 0, 1, 2, owned */
 
-static PyObject *s_compact, *s_append_state, *s_assign, *s_settle, *s_blame_mask, *s_plan;
+static PyObject *s_compact, *s_append_state, *s_assign, *s_assign_columns, *s_settle, *s_blame_mask, *s_plan;
 
 #define ST_UP 0
 #define ST_MAINT 1
@@ -768,6 +768,177 @@ done:
     return result;
 }
 
+
+/* ---- ServiceTracker._recompute ---------------------------------------------------------- */
+
+typedef struct {
+    double t;
+    uint64_t bit;
+    int s;
+} Change;
+
+static int change_cmp(const void *a, const void *b) {
+    const Change *x = a, *y = b;
+    if (x->t != y->t) return x->t < y->t ? -1 : 1;
+    if (x->bit != y->bit) return x->bit < y->bit ? -1 : 1;
+    return (x->s > y->s) - (x->s < y->s);
+}
+
+static inline double item_double(PyObject *list, Py_ssize_t i) {
+    PyObject *o = PyList_GET_ITEM(list, i);
+    return PyFloat_CheckExact(o) ? PyFloat_AS_DOUBLE(o) : PyFloat_AsDouble(o);
+}
+
+/* bisect.bisect_right / bisect_left over a list of floats, from lo */
+static Py_ssize_t bisect_r(PyObject *list, double x, Py_ssize_t lo) {
+    Py_ssize_t hi = PyList_GET_SIZE(list);
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        if (x < item_double(list, mid)) hi = mid; else lo = mid + 1;
+    }
+    return lo;
+}
+
+static Py_ssize_t bisect_l(PyObject *list, double x, Py_ssize_t lo) {
+    Py_ssize_t hi = PyList_GET_SIZE(list);
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        if (item_double(list, mid) < x) lo = mid + 1; else hi = mid;
+    }
+    return lo;
+}
+
+/* Append (at, st, tag) to the point columns. */
+static int push_point(PyObject *pts, PyObject *psts, PyObject *ptags, double at, int st, PyObject *tag) {
+    PyObject *t = PyFloat_FromDouble(at);
+    if (t == NULL) return -1;
+    int rc = append3(pts, t, psts, STATE_INT[st], ptags, tag);
+    Py_DECREF(t);
+    return rc;
+}
+
+/* recompute(tracker, start, end, model) -> bool: ServiceTracker._recompute for a model
+ * with a program (at most 64 components); False, having done nothing, for another. */
+static PyObject *svc_recompute(PyObject *self, PyObject *args) {
+    PyObject *tracker, *start_obj, *end_obj, *model;
+    if (!PyArg_ParseTuple(args, "OOOO", &tracker, &start_obj, &end_obj, &model)) return NULL;
+    PyObject *plan_cap = PyObject_GetAttr(model, s_plan);
+    if (plan_cap == NULL) return NULL;
+    if (plan_cap == Py_None) { Py_DECREF(plan_cap); Py_RETURN_FALSE; }
+    Plan *plan = PyCapsule_GetPointer(plan_cap, "slawatch.plan");
+    if (plan == NULL) { Py_DECREF(plan_cap); return NULL; }
+    if (!plan->small || plan->prog == NULL) { Py_DECREF(plan_cap); Py_RETURN_FALSE; }
+    double start = PyFloat_AsDouble(start_obj), end = PyFloat_AsDouble(end_obj);
+    if (PyErr_Occurred()) { Py_DECREF(plan_cap); return NULL; }
+
+    PyObject *comps = NULL, *pts = NULL, *psts = NULL, *ptags = NULL, *last_tag = NULL,
+             *svc = NULL, *result = NULL;
+    Change *changes = NULL;
+    Py_ssize_t nch = 0, cap = 0;
+    Masks k = {1, 0, 0, NULL, NULL};
+
+    comps = slot_get(tracker, &SV_COMPONENTS);
+    if (comps == NULL) goto done;
+    if (!PyDict_CheckExact(comps)) {
+        PyErr_SetString(PyExc_TypeError, "components must be a dict");
+        goto done;
+    }
+    Py_ssize_t pos = 0;
+    PyObject *comp, *bitobj;
+    while (PyDict_Next(plan->bits, &pos, &comp, &bitobj)) {
+        PyObject *tl = PyDict_GetItemWithError(comps, comp);
+        if (tl == NULL) { if (PyErr_Occurred()) goto done; continue; }
+        PyObject *ts = list_slot(tl, &TL_TS);
+        if (ts == NULL) goto done;
+        Py_ssize_t n = PyList_GET_SIZE(ts);
+        if (n == 0) { Py_DECREF(ts); continue; }
+        PyObject *sts = list_slot(tl, &TL_ST);
+        if (sts == NULL) { Py_DECREF(ts); goto done; }
+        if (PyList_GET_SIZE(sts) != n) {
+            PyErr_SetString(PyExc_ValueError, "a timeline's columns differ in length");
+            Py_DECREF(ts); Py_DECREF(sts); goto done;
+        }
+        uint64_t bit = PyLong_AsUnsignedLongLong(bitobj);
+        if (bit == (uint64_t)-1 && PyErr_Occurred()) { Py_DECREF(ts); Py_DECREF(sts); goto done; }
+        Py_ssize_t i = bisect_r(ts, start, 0);
+        int st = i ? as_state(PyList_GET_ITEM(sts, i - 1)) : ST_UP;
+        if (st < 0) { Py_DECREF(ts); Py_DECREF(sts); goto done; }
+        if (st) { k.m |= bit; if (st == ST_DOWN) k.d |= bit; }
+        Py_ssize_t j = end == INFINITY ? n : bisect_l(ts, end, i);
+        if (j > i) {
+            if (nch + (j - i) > cap) {
+                Py_ssize_t want = (nch + (j - i)) * 2;
+                Change *grown = PyMem_Realloc(changes, (size_t)want * sizeof(Change));
+                if (grown == NULL) { PyErr_NoMemory(); Py_DECREF(ts); Py_DECREF(sts); goto done; }
+                changes = grown;
+                cap = want;
+            }
+            for (Py_ssize_t q = i; q < j; q++) {
+                int sv = as_state(PyList_GET_ITEM(sts, q));
+                if (sv < 0) { Py_DECREF(ts); Py_DECREF(sts); goto done; }
+                changes[nch].t = item_double(ts, q);
+                changes[nch].bit = bit;
+                changes[nch].s = sv;
+                nch++;
+            }
+        }
+        Py_DECREF(ts);
+        Py_DECREF(sts);
+    }
+    if (PyErr_Occurred()) goto done;
+    int last_st = eval_state(&k, plan);
+    if (last_st < 0) goto done;
+    if (last_st == ST_DOWN) { if ((last_tag = blame_tag(&k, plan, model)) == NULL) goto done; }
+    else { last_tag = NO_TAG; Py_INCREF(last_tag); }
+    pts = PyList_New(0); psts = PyList_New(0); ptags = PyList_New(0);
+    if (!pts || !psts || !ptags) goto done;
+    if (append3(pts, start_obj, psts, STATE_INT[last_st], ptags, last_tag) < 0) goto done;
+    if (nch) {
+        qsort(changes, (size_t)nch, sizeof(Change), change_cmp);
+        double at = changes[0].t;
+        for (Py_ssize_t q = 0; q <= nch; q++) {
+            if (q == nch || changes[q].t != at) {
+                int st = eval_state(&k, plan);
+                if (st < 0) goto done;
+                PyObject *tag;
+                if (st == ST_DOWN) { if ((tag = blame_tag(&k, plan, model)) == NULL) goto done; }
+                else { tag = NO_TAG; Py_INCREF(tag); }
+                int same = st == last_st;
+                if (same) {
+                    same = eq(tag, last_tag);
+                    if (same < 0) { Py_DECREF(tag); goto done; }
+                }
+                if (!same) {
+                    if (push_point(pts, psts, ptags, at, st, tag) < 0) { Py_DECREF(tag); goto done; }
+                    last_st = st;
+                    Py_SETREF(last_tag, tag);
+                } else {
+                    Py_DECREF(tag);
+                }
+                if (q == nch) break;
+                at = changes[q].t;
+            }
+            uint64_t b = changes[q].bit;
+            int sv = changes[q].s;
+            if (sv == ST_DOWN) { k.d |= b; k.m |= b; }
+            else if (sv) { k.d &= ~b; k.m |= b; }
+            else { k.d &= ~b; k.m &= ~b; }
+        }
+    }
+    svc = slot_get(tracker, &SV_TIMELINE);
+    if (svc == NULL) goto done;
+    PyObject *r = PyObject_CallMethodObjArgs(svc, s_assign_columns, start_obj, end_obj, pts, psts, ptags, NULL);
+    if (r == NULL) goto done;
+    Py_DECREF(r);
+    result = Py_True;
+    Py_INCREF(result);
+done:
+    PyMem_Free(changes);
+    Py_XDECREF(plan_cap); Py_XDECREF(comps); Py_XDECREF(svc);
+    Py_XDECREF(pts); Py_XDECREF(psts); Py_XDECREF(ptags); Py_XDECREF(last_tag);
+    return result;
+}
+
 /* ---- decoding: batch.decode_columns after orjson --------------------------------------- */
 
 static PyObject *s_component, *s_state, *s_ts_key, *s_source, *s_id;
@@ -1103,6 +1274,7 @@ static PyMethodDef methods[] = {
     {"columns", columns, METH_VARARGS, "decode_columns' checks after orjson"},
     {"columns_raw", columns_raw, METH_VARARGS, "decode_columns without dicts for plain messages"},
     {"is_in_time_order", is_in_time_order, METH_O, "segments open-ended and sorted by start"},
+    {"recompute", svc_recompute, METH_VARARGS, "ServiceTracker._recompute"},
     {"compile_plan", compile_plan, METH_VARARGS, "a model's plan for apply_many"},
     {"evaluate_plan", evaluate_plan, METH_VARARGS, "state of a plan for (down, bad)"},
     {NULL, NULL, 0, NULL},
@@ -1114,7 +1286,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native", NULL, -1, 
 
 PyMODINIT_FUNC PyInit__native(void) {
     INTERN(s_compact, "compact"); INTERN(s_append_state, "append_state"); INTERN(s_assign, "assign");
-    INTERN(s_settle, "_settle"); INTERN(s_blame_mask, "blame_mask"); INTERN(s_plan, "plan");
+    INTERN(s_settle, "_settle"); INTERN(s_assign_columns, "assign_columns"); INTERN(s_blame_mask, "blame_mask"); INTERN(s_plan, "plan");
     INTERN(UNMAPPED, "unmapped");
     INTERN(s_component, "component"); INTERN(s_state, "state"); INTERN(s_ts_key, "ts");
     INTERN(s_source, "source"); INTERN(s_id, "id");

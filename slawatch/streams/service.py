@@ -216,6 +216,9 @@ class ServiceTracker:
         skew: the points are gathered with slices and written as columns, so what is
         left per point is its evaluation.
         """
+        fast = native.native
+        if fast is not None and model.plan is not None and fast.recompute(self, start, end, model):
+            return  # done in C (models with a program: at most 64 components)
         comps = self.components
         d = m = 0
         changes: list[tuple[float, int, int]] = []
