@@ -411,6 +411,10 @@ static PyObject *compile_plan(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OO!O!Ol", &nodes, &PyDict_Type, &bits, &PyDict_Type, &cache,
                           &state_mask, &up_state))
         return NULL;
+    if (up_state < 0 || up_state > 2) {
+        PyErr_Format(PyExc_ValueError, "up_state %ld is not 0, 1 or 2", up_state);
+        return NULL;
+    }
     Plan *p = PyMem_Calloc(1, sizeof(Plan));
     if (p == NULL) return PyErr_NoMemory();
     p->small = PyDict_GET_SIZE(bits) <= 64;
@@ -534,10 +538,13 @@ static inline int eq(PyObject *a, PyObject *b) {
  * instant as its last point, Timeline.append_state decides. */
 static int service_point(PyObject *svc, PyObject *sts, PyObject *sst, PyObject *stag,
                          PyObject *start_obj, double start, int st, PyObject *tag) {
-    PyObject *st_obj = PyLong_FromLong(st);
+    PyObject *st_obj = STATE_INT[st];
+    Py_INCREF(st_obj);
     PyObject *lsts = last_item(sts);
     int rc = 0;
-    if (lsts != NULL && PyFloat_AsDouble(lsts) == start) {
+    double last_t = lsts != NULL ? PyFloat_AsDouble(lsts) : 0.0;
+    if (last_t == -1.0 && PyErr_Occurred()) { Py_DECREF(st_obj); return -1; }
+    if (lsts != NULL && last_t == start) {
         PyObject *r = PyObject_CallMethodObjArgs(svc, s_append_state, start_obj, st_obj, tag, NULL);
         if (r == NULL) rc = -1; else Py_DECREF(r);
     } else {
@@ -650,6 +657,7 @@ static PyObject *svc_apply_many(PyObject *self, PyObject *args) {
             if (lt == NULL) in_order = 1;
             else {
                 double last_t = PyFloat_AsDouble(lt);
+                if (last_t == -1.0 && PyErr_Occurred()) { Py_DECREF(times); goto done; }
                 if (start >= last_t) in_order = last_t == start ? 2 : 1;
             }
         }
