@@ -31,6 +31,7 @@ _HEAD = struct.Struct("<I")
 _BIG_ENDIAN = sys.byteorder == "big"
 _INF = math.inf
 _INF_BYTES = struct.pack("<d", _INF)
+_intern = sys.intern
 
 #: ``(component, start, end, state)``, end ``math.inf`` when open.
 Segment = tuple[str, float, float, int]
@@ -109,7 +110,8 @@ def decode_columns(raw: bytes) -> Columns:
         if ends is not None:
             ends.byteswap()
     states = raw[o + 16 * n:o + 17 * n]
-    comps = bytes(view[o + 17 * n:]).decode().split("\n")
+    # Interned, as the catalog's ids are: the trackers' dict lookups then match by identity.
+    comps = list(map(_intern, bytes(view[o + 17 * n:]).decode().split("\n")))
     if len(comps) != n or max(states) > 2 or not all(map(math.isfinite, starts)) \
             or (ends is not None and any(map(math.isnan, ends))):
         raise ValueError("not a valid segments message")
