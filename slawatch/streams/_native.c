@@ -951,11 +951,10 @@ done:
 
 static PyObject *s_component, *s_state, *s_ts_key, *s_source, *s_id;
 
-
-/* columns(objs, valid_ids, state_of, now, max_future) -> (comps, states, tss) or None
+/* columns((objs), valid_ids, state_of, now, max_future) -> (comps, states, tss) or None
  *
- * decode_columns' checks in one pass instead of one pass each: None whenever any
- * object is not a plain valid event (the caller then decodes message by message). */
+ * decode_columns' checks over orjson's dicts, in one pass: None whenever an object is
+ * not a plain valid event. columns_raw's path for a message it does not read itself. */
 static PyObject *columns(PyObject *self, PyObject *args) {
     PyObject *objs, *valid, *state_of;
     double now, max_future;
@@ -1279,7 +1278,6 @@ static PyMethodDef methods[] = {
     {"register", register_class, METH_VARARGS, "register(kind, cls)"},
     {"apply_in_order", apply_in_order, METH_VARARGS, "stage 1's in-order path"},
     {"apply_many", svc_apply_many, METH_VARARGS, "ServiceTracker.apply_many"},
-    {"columns", columns, METH_VARARGS, "decode_columns' checks after orjson"},
     {"columns_raw", columns_raw, METH_VARARGS, "decode_columns without dicts for plain messages"},
     {"is_in_time_order", is_in_time_order, METH_O, "segments open-ended and sorted by start"},
     {"recompute", svc_recompute, METH_VARARGS, "ServiceTracker._recompute"},

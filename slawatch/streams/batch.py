@@ -156,7 +156,7 @@ def apply_columns(
     comps, states, tss = cols
     done = Applied()
     others = done.others
-    fast = native.native if native.native is not None else None
+    fast = native.native
     if (fast is not None and type(trackers) is dict and type(services_for) is dict
             and type(comps) is list and type(states) is list and type(tss) is list):
         # The C loop applies the in-order events and stops at each other one, which
