@@ -223,37 +223,33 @@ def main(argv: list[str] | None = None) -> int:
             f"engine.apply_raw_many: {timed / took:12,.0f} events/s  ({took:.2f} s, batches of "
             f"{size}) = {timed / took / (n / base):.2f} x orjson alone"
         )
-        # The baseline of the C loops: the pure-Python ones, on an engine of their own.
-        fast = native.native
-        if fast is not None:
-            native.native = None
+        def again() -> float:
+            """Seconds for the same batches on an engine of its own (errors counted above)."""
             other = Engine(catalog, allowed_lateness=LATENESS)
             gc.collect()
             t0 = time.perf_counter()
             for batch in batches:
-                with contextlib.suppress(Exception):  # counted above
+                with contextlib.suppress(Exception):
                     other.apply_raw_many(batch, NOW)
-            took = time.perf_counter() - t0
+            return time.perf_counter() - t0
+
+        # The baseline of the C loops: the pure-Python ones.
+        fast = native.native
+        if fast is not None:
+            native.native = None
+            took = again()
             native.native = fast
-            del other
             print(f"  pure-Python loops:   {timed / took:12,.0f} events/s  ({took:.2f} s; the C loops "
                   f"run {rates['batch'] / (timed / took):.2f} x as fast)")
         else:
             print(f"  (pure-Python loops: {native.describe()})")
         if args.compare_gc:
-            # The same under CPython's default thresholds, on an engine of its own.
-            other = Engine(catalog, allowed_lateness=LATENESS)
+            # The same under CPython's default thresholds.
             gcpolicy.apply(cpython_default)
-            gc.collect()
-            t0 = time.perf_counter()
-            for batch in batches:
-                with contextlib.suppress(Exception):  # counted above
-                    other.apply_raw_many(batch, NOW)
-            took = time.perf_counter() - t0
+            took = again()
             gcpolicy.apply(thresholds)
             print(f"  with GC thresholds {','.join(map(str, cpython_default))}: "
                   f"{timed / took:12,.0f} events/s  ({took:.2f} s)")
-            del other
     if not args.skip_single:
         single = Engine(catalog, allowed_lateness=LATENESS)
         apply_raw = single.apply_raw
