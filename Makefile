@@ -18,10 +18,10 @@ demo: $(STAMP)
 
 ## system-deps: promtool, amtool, chromium, docker compose client (Debian packages) for the tests
 system-deps:
-	bash scripts/install-system-deps
+	PYTHON=$(PYTHON) bash scripts/install-system-deps
 
 ## test: the whole suite (starts its own brokers, workers and Prometheus)
-test: $(STAMP) system-deps
+test: system-deps $(STAMP)
 	$(PY) -m pytest -q
 
 ## test-fast: everything but the tests marked slow
