@@ -176,7 +176,6 @@ def apply_columns(
         done.accepted = accepted
         return done
     accepted = 0
-    seg: WireSegment
     for i, (comp, st, ts) in enumerate(zip(comps, states, tss, strict=True)):
         services = services_for.get(comp)
         if not services:
@@ -203,13 +202,7 @@ def apply_columns(
             accepted += 1
             if old == st:
                 continue
-            seg = (comp, ts, _INF, st)
-            for svc in services:
-                lst = fanout.get(svc)
-                if lst is None:
-                    fanout[svc] = [seg]
-                else:
-                    lst.append(seg)
+            _fan_out(fanout, services, (comp, ts, _INF, st))
             continue
         accepted += _apply_one(trackers, comp, st, ts, i, services, lateness, fanout, done,
                                resend_duplicates, redelivered, catch)
@@ -248,14 +241,18 @@ def _apply_one(
     if outcome != "accepted":
         done.others.append((i, outcome))
     if segment is not None:
-        seg = (comp, segment.start, segment.end, int(segment.state))
-        for svc in services:
-            lst = fanout.get(svc)
-            if lst is None:
-                fanout[svc] = [seg]
-            else:
-                lst.append(seg)
+        _fan_out(fanout, services, (comp, segment.start, segment.end, int(segment.state)))
     return outcome == "accepted"
+
+
+def _fan_out(fanout: dict[str, list[WireSegment]], services: tuple[str, ...], seg: WireSegment) -> None:
+    """``seg`` to every service that reads its component."""
+    for svc in services:
+        lst = fanout.get(svc)
+        if lst is None:
+            fanout[svc] = [seg]
+        else:
+            lst.append(seg)
 
 
 def take(cols: Columns, keep: Sequence[int]) -> Columns:
