@@ -11,14 +11,15 @@ WORKDIR /app
 # Dependencies and the package first, the example catalog last: editing the catalog
 # does not reinstall anything.
 COPY pyproject.toml setup.py README.md ./
-COPY slawatch ./slawatch
-# gcc only for the build of the engine's C loops (slawatch/streams/_native.c), then gone;
+COPY streams ./streams
+COPY agents ./agents
+# gcc only for the build of the engine's C loops (streams/_native.c), then gone;
 # the check fails the build rather than ship an image that runs the slower Python loops.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends gcc libc6-dev \
     && pip install . \
     && apt-get purge -y gcc libc6-dev && apt-get autoremove -y && rm -rf /var/lib/apt/lists/* \
-    && (cd / && python -c "from slawatch.streams import native; assert native.native, native.describe()") \
+    && (cd / && python -c "from streams import native; assert native.native, native.describe()") \
     && useradd --system --uid 10001 --user-group --home-dir /app --shell /usr/sbin/nologin slawatch \
     && mkdir -p /data \
     && chown slawatch:slawatch /data

@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test test-fast lint typecheck check bench system-deps clean
 
-$(STAMP): pyproject.toml setup.py slawatch/streams/_native.c
+$(STAMP): pyproject.toml setup.py streams/_native.c
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
@@ -29,10 +29,10 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m 'not slow'
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check slawatch tests bench
+	$(VENV)/bin/ruff check streams agents tests bench
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy slawatch
+	$(VENV)/bin/mypy
 
 ## check: validate the example catalog and print the internal-vs-external table
 check: $(STAMP)

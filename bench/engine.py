@@ -1,11 +1,11 @@
-"""Micro-benchmark of the pure engine (slawatch.streams), not a test.
+"""Micro-benchmark of the pure engine (streams), not a test.
 
 Applies N raw JSON events (decode included) over a generated catalog of C components
 and S services with realistic nesting, twice: in batches as the pipeline's stages get
 them (Engine.apply_raw_many) and one message at a time (Engine.apply_raw); then
 evaluates every metric (Engine.report). Prints events/s, the report time, peak RSS, and
 baselines measured in the same run: orjson.loads alone over the same bytes, and the batch
-path on the pure-Python loops (the C loops of slawatch/streams/_native.c turned off).
+path on the pure-Python loops (the C loops of streams/_native.c turned off).
 
     .venv/bin/python bench/engine.py                      # 1,000,000 / 10,000 / 2,000
     .venv/bin/python bench/engine.py --events 100000 --components 2000 --services 400
@@ -30,11 +30,11 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from slawatch.agents import gcpolicy
-from slawatch.streams import native
-from slawatch.streams.catalog import parse_catalog
-from slawatch.streams.engine import Engine
-from slawatch.streams.events import InvalidEvent, parse_event
+from agents.process import gcpolicy
+from streams import native
+from streams.catalog import parse_catalog
+from streams.engine import Engine
+from streams.events import InvalidEvent, parse_event
 
 NOW = 1_709_251_200.0  # 2024-03-01T00:00:00Z
 LATENESS = 600.0

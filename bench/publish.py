@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import orjson
 
-from slawatch.agents.broker import EmbeddedBroker
-from slawatch.agents.publish import KafkaSettings, Publisher
+from agents.clients.broker import EmbeddedBroker
+from agents.clients.publish import KafkaSettings, Publisher
 
 
 def _timed(n: int, fn: Callable[[], None]) -> float:
@@ -97,7 +97,7 @@ def main() -> int:
             assert pub.failed == 0, pub.first_error
             pub.close()
 
-        from slawatch.streams.events import parse_event
+        from streams.events import parse_event
 
         pub = Publisher(settings, "batch+parse")
 

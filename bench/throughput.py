@@ -52,8 +52,8 @@ sys.path.insert(0, str(ROOT))
 
 import orjson  # noqa: E402
 
-from slawatch.agents.broker import EmbeddedBroker, free_port  # noqa: E402
-from slawatch.agents.partitioning import Partitioner  # noqa: E402
+from agents.clients.broker import EmbeddedBroker, free_port  # noqa: E402
+from agents.worker.partitioning import Partitioner  # noqa: E402
 
 # -- catalog and events -------------------------------------------------------------
 
@@ -102,7 +102,7 @@ def make_events(n: int, components: int, change_ratio: float, start: float,
 def publish(broker: EmbeddedBroker, topic: str, partitions: int,
             msgs: list[tuple[bytes, bytes]]) -> float:
     """Publish with slawatch's own publisher; returns events/s."""
-    from slawatch.agents.publish import KafkaSettings, Publisher
+    from agents.clients.publish import KafkaSettings, Publisher
 
     pub = Publisher(KafkaSettings(broker=broker.url), topic)
     t0 = time.perf_counter()
@@ -154,7 +154,7 @@ class Worker:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = workdir / f"{app_id}.log"
-        cmd = [sys.executable, "-m", "slawatch.agents.cli", "worker", "--broker", broker.url,
+        cmd = [sys.executable, "-m", "agents.cli.main", "worker", "--broker", broker.url,
                "--catalog", str(catalog), "--web-port", str(self.port), "--web-host", "127.0.0.1",
                "--data-dir", str(workdir / app_id), "--app-id", app_id,
                "--partitions", str(partitions), "--store", "memory", "--log-level", "warning",

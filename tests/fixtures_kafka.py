@@ -1,7 +1,7 @@
 """Real-process fixtures for the worker tests: broker, worker processes, scrapes, DLQ.
 
 Nothing is mocked: a tansu broker on a free port (``EmbeddedBroker``), the worker as
-``python -m slawatch.agents.cli worker`` in a subprocess, events published with
+``python -m agents.cli.main worker`` in a subprocess, events published with
 kafka-python, ``/metrics`` read over HTTP and parsed with prometheus_client's parser.
 The expected numbers come from the engine (``Engine``) fed the same messages and
 rendered by the same ``families`` function the collector uses, so a comparison is
@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 import pytest
 
-from slawatch.agents.broker import EmbeddedBroker, free_port
+from agents.clients.broker import EmbeddedBroker, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -183,7 +183,7 @@ class WorkerProcess:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.starts += 1
         cmd = [
-            sys.executable, "-m", "slawatch.agents.cli", "worker",
+            sys.executable, "-m", "agents.cli.main", "worker",
             "--broker", self.broker.url,
             "--catalog", str(self.catalog),
             "--web-port", str(self.port),
@@ -294,7 +294,7 @@ def reference_samples(engine: Any, now: float) -> Samples:
     """The engine's report at ``now``, rendered exactly as the collector renders it."""
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from slawatch.agents.collector import families
+    from agents.exposition.collector import families
 
     report = engine.report(now)
 
@@ -449,8 +449,8 @@ def reference_engine(catalog_text: str, messages: Iterable[Message]) -> tuple[An
     """The engine fed the same messages in publish order; and the DLQ reasons expected."""
     import yaml
 
-    from slawatch.streams.catalog import parse_catalog
-    from slawatch.streams.engine import Engine
+    from streams.catalog import parse_catalog
+    from streams.engine import Engine
 
     engine = Engine(parse_catalog(yaml.safe_load(catalog_text), "test"), allowed_lateness=600.0)
     reasons: list[str] = []

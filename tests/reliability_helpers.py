@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slawatch.agents.broker import EmbeddedBroker
+from agents.clients.broker import EmbeddedBroker
 from tests.fixtures_kafka import (
     ROOT,
     Message,
@@ -100,7 +100,7 @@ def env_worker_start(worker: WorkerProcess, env_extra: dict[str, str]) -> Worker
     assert worker.proc is None or worker.proc.poll() is not None, "already running"
     worker.starts += 1
     cmd = [
-        sys.executable, "-m", "slawatch.agents.cli", "worker",
+        sys.executable, "-m", "agents.cli.main", "worker",
         "--broker", worker.broker.url,
         "--catalog", str(worker.catalog),
         "--web-port", str(worker.port),

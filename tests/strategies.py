@@ -134,15 +134,15 @@ def jittered_order(
 
 
 def build_engine(catalog: dict[str, Any], allowed_lateness: float = 600.0) -> Any:
-    from slawatch.streams.catalog import parse_catalog
-    from slawatch.streams.engine import Engine
+    from streams.catalog import parse_catalog
+    from streams.engine import Engine
 
     return Engine(parse_catalog(catalog, "test.yaml"), allowed_lateness=allowed_lateness)
 
 
 def to_event(e: Ev) -> Any:
-    from slawatch.streams.events import ComponentEvent
-    from slawatch.streams.states import BY_NAME
+    from streams.events import ComponentEvent
+    from streams.states import BY_NAME
 
     return ComponentEvent(e.component, BY_NAME[e.state], e.ts)
 

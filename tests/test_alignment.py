@@ -1,5 +1,5 @@
 """Which records of a large fetch stage 1 holds back, so partitions stay together in
-event time (slawatch/agents/alignment.py)."""
+event time (agents/worker/alignment.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from slawatch.agents import alignment
+from agents.worker import alignment
 
 
 def recs(*times: float | None) -> list[float | None]:

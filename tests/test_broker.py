@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from slawatch.agents.broker import BrokerError, EmbeddedBroker, free_port, port_is_free
+from agents.clients.broker import BrokerError, EmbeddedBroker, free_port, port_is_free
 
 pytestmark = pytest.mark.integration
 

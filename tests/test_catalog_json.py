@@ -8,7 +8,7 @@ import orjson
 import pytest
 import yaml
 
-from slawatch.streams.catalog import CatalogError, load_catalog
+from streams.catalog import CatalogError, load_catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -31,7 +31,7 @@ services:
 
 def run_check(path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "slawatch.agents.cli", "check", str(path)],
+        [sys.executable, "-m", "agents.cli.main", "check", str(path)],
         capture_output=True, text=True, timeout=60,
     )
 

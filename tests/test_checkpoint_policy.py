@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from slawatch.agents import batching
-from slawatch.agents.batching import _Checkpoint
+from agents.worker import batching
+from agents.worker.batching import _Checkpoint
 
 
 async def _noop() -> list[object]:

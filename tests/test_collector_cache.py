@@ -16,16 +16,16 @@ from typing import Any
 import orjson
 import pytest
 
-from slawatch.agents.collector import SlawatchCollector, render_chunks, render_report
-from slawatch.agents.runtime import Runtime
-from slawatch.agents.settings import WorkerSettings
-from slawatch.agents.state import PartitionStats, encode_component
-from slawatch.streams.catalog import Catalog, parse_catalog
-from slawatch.streams.component import ComponentTracker
-from slawatch.streams.events import ComponentEvent
-from slawatch.streams.report import component_lines_until, component_report
-from slawatch.streams.service import ServiceTracker
-from slawatch.streams.states import State
+from agents.exposition.collector import SlawatchCollector, render_chunks, render_report
+from agents.settings import WorkerSettings
+from agents.worker.runtime import Runtime
+from agents.worker.state import PartitionStats, encode_component
+from streams.catalog import Catalog, parse_catalog
+from streams.component import ComponentTracker
+from streams.events import ComponentEvent
+from streams.report import component_lines_until, component_report
+from streams.service import ServiceTracker
+from streams.states import State
 from tests.fake_tables import Table
 
 T0 = 1_700_000_000.0
@@ -244,7 +244,7 @@ def test_chunks_join_to_the_text() -> None:
     from prometheus_client import CollectorRegistry
     from prometheus_client.exposition import generate_latest
 
-    from slawatch.agents import collector as mod
+    from agents.exposition import collector as mod
 
     registry = mod.make_registry(h.rt, CollectorRegistry(auto_describe=False))
     registry.slawatch_collector.clock = lambda: h.now  # type: ignore[attr-defined]
@@ -288,7 +288,7 @@ def test_lines_until_is_a_true_bound(seed: int) -> None:
 def test_moving_components_settle_and_chunks_hold() -> None:
     """A component whose values move is computed at every scrape; once its down
     piece left every window it is reused again; small chunks give the same text."""
-    from slawatch.agents import collector as mod
+    from agents.exposition import collector as mod
 
     old = mod.JOIN_KEYS
     mod.JOIN_KEYS = 3
@@ -313,8 +313,8 @@ def test_moving_components_settle_and_chunks_hold() -> None:
 
 
 def test_window_lines_fall_back_to_go_formatting() -> None:
-    from slawatch.agents.collector import _f, _window_lines
-    from slawatch.streams.windows import WINDOWS
+    from agents.exposition.collector import _f, _window_lines
+    from streams.windows import WINDOWS
 
     for values in ([0.5] * 8, [math.inf, 0.0, 1.0, 2e6, -1.0, math.nan, 1, 0.25],
                    [1, 1, 1, 1, 1, 1, 1, 1], [1e-7, 3.0, 999999.0, 0.0, 0.0, 0.0, 0.0, 0.0]):
@@ -328,7 +328,7 @@ def test_float_texts_are_f_texts() -> None:
     be ``_f``'s, whatever the values (the fast path covers [1e-4, 1e6))."""
     import struct
 
-    from slawatch.agents.collector import _f, _float_texts
+    from agents.exposition.collector import _f, _float_texts
 
     rng = random.Random(7)
     special = [0.0, -0.0, 1e-4, 9.999999999999999e-05, 1e6, 999999.9999999999, 1e16,
@@ -355,7 +355,7 @@ def test_float_texts_are_f_texts() -> None:
 def test_unwritten_parts_survive_the_next_scrape() -> None:
     """Parts of a scrape not yet written (a slow client) keep their text while a
     later scrape changes the same chunks."""
-    from slawatch.agents.collector import _text
+    from agents.exposition.collector import _text
 
     h = Harness(4)
     h.apply("c0", State.DOWN, T0 - 600)

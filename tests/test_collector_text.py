@@ -15,9 +15,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from slawatch.agents.collector import families, render_report
-from slawatch.streams.catalog import parse_catalog
-from slawatch.streams.engine import Engine
+from agents.exposition.collector import families, render_report
+from streams.catalog import parse_catalog
+from streams.engine import Engine
 
 CATALOG = """
 components:

@@ -21,10 +21,10 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slawatch.streams.batch import Columns, WireSegment, apply_columns
-from slawatch.streams.component import ComponentTracker
-from slawatch.streams.service import ServiceTracker, in_time_order
-from slawatch.streams.states import BY_NAME
+from streams.batch import Columns, WireSegment, apply_columns
+from streams.component import ComponentTracker
+from streams.service import ServiceTracker, in_time_order
+from streams.states import BY_NAME
 from tests.reference import Ev
 from tests.strategies import (
     ENGINE_SETTINGS,

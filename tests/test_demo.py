@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from slawatch.agents.broker import free_port, port_is_free
-from slawatch.streams.catalog import load_catalog
+from agents.clients.broker import free_port, port_is_free
+from streams.catalog import load_catalog
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -60,7 +60,7 @@ def test_demo_serves_metrics_and_stops_everything_on_sigint(tmp_path: Path) -> N
     port = free_port()
     run_dir = tmp_path / "demo"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "slawatch.agents.cli", "demo", "--duration", "300",
+        [sys.executable, "-m", "agents.cli.main", "demo", "--duration", "300",
          "--web-port", str(port), "--catalog", str(CATALOG), "--run-dir", str(run_dir),
          "--progress-every", "5", "--heartbeat-rate", "20", "--backfill", "2h"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
@@ -121,7 +121,7 @@ def test_demo_reports_a_bad_catalog_without_starting_anything(tmp_path: Path) ->
     bad.write_text("components: {a: {}}\nservices:\n  s: {kind: external, sla: {target: 2, period: 30d},"
                    " restore_time: 1h, requires: [b]}\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "slawatch.agents.cli", "demo", "--catalog", str(bad), "--duration", "5"],
+        [sys.executable, "-m", "agents.cli.main", "demo", "--catalog", str(bad), "--duration", "5"],
         cwd=ROOT, capture_output=True, timeout=60,
     )
     assert proc.returncode == 2
@@ -132,7 +132,7 @@ def test_demo_reports_a_bad_catalog_without_starting_anything(tmp_path: Path) ->
 def test_demo_stops_the_rest_when_the_worker_dies(tmp_path: Path) -> None:
     run_dir = tmp_path / "demo"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "slawatch.agents.cli", "demo", "--duration", "300",
+        [sys.executable, "-m", "agents.cli.main", "demo", "--duration", "300",
          "--web-port", str(free_port()), "--catalog", str(CATALOG), "--run-dir", str(run_dir),
          "--heartbeat-rate", "10", "--backfill", "1h"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,

@@ -37,7 +37,7 @@ import orjson
 import pytest
 import yaml
 
-from slawatch.agents.broker import EmbeddedBroker, free_port
+from agents.clients.broker import EmbeddedBroker, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

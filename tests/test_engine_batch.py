@@ -16,9 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slawatch.agents import segwire
-from slawatch.streams.catalog import ServiceModel
-from slawatch.streams.requirements import (
+from agents.worker import segwire
+from streams.catalog import ServiceModel
+from streams.requirements import (
     AllOf,
     AnyOf,
     AtLeast,
@@ -31,8 +31,8 @@ from slawatch.streams.requirements import (
     evaluate,
     indexed_slots,
 )
-from slawatch.streams.service import in_time_order, in_time_order_columns
-from slawatch.streams.states import DOWN, MAINTENANCE, UP, State
+from streams.service import in_time_order, in_time_order_columns
+from streams.states import DOWN, MAINTENANCE, UP, State
 from tests.strategies import (
     ENGINE_SETTINGS,
     Scenario,
@@ -116,7 +116,7 @@ def test_mask_evaluators_match_the_tree_walk(
     assert slow.state_mask(md, mm) == want
     assert slow.blame_mask(md) == blame(req, by_name, _resolve)
     # the C loop's plan: the requirement as a program, or the Python function without one
-    from slawatch.streams import native
+    from streams import native
 
     if native.native is not None:
         assert model.program is not None and slow.program is None
@@ -150,13 +150,13 @@ class _PlainTracker:
     every copy inside it (what ``ServiceTracker`` did for out-of-order segments)."""
 
     def __init__(self) -> None:
-        from slawatch.streams.timeline import Timeline
+        from streams.timeline import Timeline
 
         self.components: dict[str, Timeline] = {}
         self.timeline = Timeline()
 
     def apply(self, seg: Any, model: ServiceModel) -> None:
-        from slawatch.streams.timeline import Timeline
+        from streams.timeline import Timeline
 
         comp, start, end, state = seg
         tl = self.components.setdefault(comp, Timeline())
@@ -186,8 +186,8 @@ def _points(tracker: Any) -> Any:
 
 
 def _check_batches(sc: Scenario, data: st.DataObject) -> None:
-    from slawatch.streams.component import Segment
-    from slawatch.streams.service import ServiceTracker
+    from streams.component import Segment
+    from streams.service import ServiceTracker
 
     engine, sent = _segments_by_service(sc)
     catalog = engine.catalog
@@ -301,7 +301,7 @@ def _engine_state(engine: Any) -> Any:
 @ENGINE
 @given(sc=scenarios(), data=st.data())
 def test_apply_raw_many_equals_apply_raw(sc: Scenario, data: st.DataObject) -> None:
-    from slawatch.streams import events
+    from streams import events
 
     raws = [_raw(e, data) for e in sc.events]
     if data.draw(st.booleans(), label="cold id cache"):

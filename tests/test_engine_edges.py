@@ -596,7 +596,7 @@ PARSE_OK = [
     [pytest.param(*row[1:], id=row[0]) for row in PARSE_OK],
 )
 def test_parse_accepts(raw: bytes, component: str, state: str, when: float) -> None:
-    from slawatch.streams.events import parse_event
+    from streams.events import parse_event
 
     e = parse_event(raw, P_NOW)
     assert (e.component, e.state.label, e.ts) == (component, state, pytest.approx(when))
@@ -644,7 +644,7 @@ PARSE_BAD = [
     ("raw", "needles"), [pytest.param(*row[1:], id=row[0]) for row in PARSE_BAD]
 )
 def test_parse_rejects_with_reason(raw: bytes, needles: list[str]) -> None:
-    from slawatch.streams.events import InvalidEvent, parse_event
+    from streams.events import InvalidEvent, parse_event
 
     with pytest.raises(InvalidEvent) as info:
         parse_event(raw, P_NOW)
@@ -699,7 +699,7 @@ CATALOG_BAD = [
 def test_catalog_errors_name_file_service_and_field(
     data: dict[str, Any], svc: str, needles: list[str], tmp_path: Path
 ) -> None:
-    from slawatch.streams.catalog import CatalogError, load_catalog, parse_catalog
+    from streams.catalog import CatalogError, load_catalog, parse_catalog
 
     with pytest.raises(CatalogError) as info:
         parse_catalog(data, "conf/services.yaml")
@@ -715,7 +715,7 @@ def test_catalog_errors_name_file_service_and_field(
 
 
 def test_contract_example_catalog_is_valid() -> None:
-    from slawatch.streams.catalog import parse_catalog
+    from streams.catalog import parse_catalog
 
     cat = parse_catalog(contract_catalog(), "CONTRACT.md")
     assert set(cat.services) == {"dns", "email"}

@@ -15,11 +15,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slawatch.streams import sla
-from slawatch.streams.catalog import ServiceModel
-from slawatch.streams.events import COMPONENT_ID, InvalidEvent, parse_event
-from slawatch.streams.report import _WINDOW_NAMES, _WINDOW_SIZES, _window_availability
-from slawatch.streams.requirements import (
+from streams import sla
+from streams.catalog import ServiceModel
+from streams.events import COMPONENT_ID, InvalidEvent, parse_event
+from streams.report import _WINDOW_NAMES, _WINDOW_SIZES, _window_availability
+from streams.requirements import (
     AllOf,
     AnyOf,
     AtLeast,
@@ -30,8 +30,8 @@ from slawatch.streams.requirements import (
     compile_indexed,
     evaluate,
 )
-from slawatch.streams.states import DOWN, MAINTENANCE, UP, State
-from slawatch.streams.timeline import Timeline
+from streams.states import DOWN, MAINTENANCE, UP, State
+from streams.timeline import Timeline
 
 #: Every test here runs on the C loops and on the pure-Python ones (conftest.engine_path).
 pytestmark = pytest.mark.usefixtures("engine_path")

@@ -152,8 +152,8 @@ def test_d_late_events_are_counted_and_change_nothing(sc: Scenario, data: st.Dat
 
 def _round_trip(engine: Any, catalog: dict[str, Any]) -> Any:
     """A fresh engine whose trackers went through bytes (as the changelog stores them)."""
-    from slawatch.streams.component import ComponentTracker
-    from slawatch.streams.service import ServiceTracker
+    from streams.component import ComponentTracker
+    from streams.service import ServiceTracker
 
     fresh = build_engine(catalog, LATENESS)
     for comp, tr in engine.components.items():
@@ -259,9 +259,9 @@ def test_i_segments_interleaved_and_replayed_give_the_same_service(
     (each component's segments in order, components interleaved arbitrarily) through
     the repartition topic, and a crash replays a suffix of what was consumed. A
     ServiceTracker fed that way ends where the in-process engine does."""
-    from slawatch.streams.component import Segment
-    from slawatch.streams.report import service_report
-    from slawatch.streams.service import ServiceTracker
+    from streams.component import Segment
+    from streams.report import service_report
+    from streams.service import ServiceTracker
 
     engine = build_engine(sc.catalog, LATENESS)
     sent: dict[str, list[Segment]] = {}

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slawatch.streams.catalog import parse_catalog
-from slawatch.streams.engine import Engine
-from slawatch.streams.events import InvalidEvent, parse_event
+from streams.catalog import parse_catalog
+from streams.engine import Engine
+from streams.events import InvalidEvent, parse_event
 
 #: Every test here runs on the C loops and on the pure-Python ones (conftest.engine_path).
 pytestmark = pytest.mark.usefixtures("engine_path")

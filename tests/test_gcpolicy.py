@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from slawatch.agents import gcpolicy
+from agents.process import gcpolicy
 
 
 @pytest.mark.parametrize(("text", "want"), [
@@ -43,7 +43,7 @@ def test_apply_sets_and_returns_the_previous() -> None:
 
 def test_the_worker_refuses_a_bad_threshold_before_connecting() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "slawatch.agents.cli", "worker", "--gc-threshold", "0,1,1",
+        [sys.executable, "-m", "agents.cli.main", "worker", "--gc-threshold", "0,1,1",
          "--broker", "kafka://127.0.0.1:1"],
         capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from slawatch.agents.ingest import IngestError, parse_alertmanager, parse_events_body
+from agents.web.ingest import IngestError, parse_alertmanager, parse_events_body
 
 NOW = 1_800_000_000.0
 

@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 
-from slawatch.agents import mallocpolicy
+from agents.process import mallocpolicy
 
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
@@ -22,7 +22,7 @@ GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 #: of it is still resident (MiB).
 PROBE = textwrap.dedent("""
     import os, sys
-    from slawatch.agents import mallocpolicy
+    from agents.process import mallocpolicy
     if sys.argv[1] == "policy":
         print(mallocpolicy.apply({}), file=sys.stderr)
     page = os.sysconf("SC_PAGE_SIZE")
@@ -67,6 +67,6 @@ def test_the_operator_s_own_tunables_win() -> None:
 @pytest.mark.skipif(not GLIBC, reason="glibc's malloc thresholds")
 def test_apply_reports_the_thresholds_it_set() -> None:
     proc = subprocess.run(
-        [sys.executable, "-c", "from slawatch.agents import mallocpolicy; print(mallocpolicy.apply({}))"],
+        [sys.executable, "-c", "from agents.process import mallocpolicy; print(mallocpolicy.apply({}))"],
         capture_output=True, text=True, timeout=60, check=True)
     assert proc.stdout.strip() == "malloc thresholds: mmap 4 MiB, trim 8 MiB"

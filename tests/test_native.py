@@ -1,4 +1,4 @@
-"""The C loops (``slawatch/streams/_native.c``) where the property suites do not reach.
+"""The C loops (``streams/_native.c``) where the property suites do not reach.
 
 The engine suites run on both paths (``conftest.engine_path``) with catalogs of a few
 components; here: services reading more than 64 components (their masks do not fit a
@@ -17,9 +17,9 @@ from typing import Any
 import orjson
 import pytest
 
-from slawatch.streams import native
-from slawatch.streams.catalog import parse_catalog
-from slawatch.streams.engine import Engine
+from streams import native
+from streams.catalog import parse_catalog
+from streams.engine import Engine
 from tests.strategies import diff_engine_reports
 
 NOW = 1_709_251_200.0
@@ -101,12 +101,12 @@ def test_wide_services_give_the_same_numbers_on_both_paths(seed: int, batch: int
 
 
 def _loops_in_subprocess(env: dict[str, str]) -> str:
-    code = "from slawatch.streams import native; print(native.describe())"
+    code = "from streams import native; print(native.describe())"
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env},
                          capture_output=True, text=True, check=True, timeout=60)
     return out.stdout.strip()
 
 
 def test_the_switch_turns_the_c_loops_off() -> None:
-    assert _loops_in_subprocess({"SLAWATCH_NATIVE": "1"}) == "engine loops: C (slawatch.streams._native)"
+    assert _loops_in_subprocess({"SLAWATCH_NATIVE": "1"}) == "engine loops: C (streams._native)"
     assert _loops_in_subprocess({"SLAWATCH_NATIVE": "0"}) == "engine loops: pure Python (SLAWATCH_NATIVE=0)"

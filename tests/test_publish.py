@@ -11,10 +11,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from slawatch.agents import publish
-from slawatch.agents.broker import EmbeddedBroker
-from slawatch.agents.cli import build_parser
-from slawatch.agents.publish import (
+from agents.cli.main import build_parser
+from agents.clients import publish
+from agents.clients.broker import EmbeddedBroker
+from agents.clients.publish import (
     KafkaSettings,
     Publisher,
     PublishError,
@@ -262,7 +262,7 @@ def test_cli_stdin_file_reports_and_exit_status(
 
 @pytest.mark.integration
 def test_unreachable_broker_fails_fast(capsys: pytest.CaptureFixture[str]) -> None:
-    from slawatch.agents.broker import free_port
+    from agents.clients.broker import free_port
 
     args = build_parser("publish").parse_args(
         ["publish", "--broker", f"kafka://127.0.0.1:{free_port()}", "--connect-timeout", "1",
@@ -288,7 +288,7 @@ def test_sigterm_sends_what_was_read_then_exits(broker: EmbeddedBroker) -> None:
 
     broker.create_topics({"term": 2})
     proc = subprocess.Popen(
-        [sys.executable, "-m", "slawatch.agents.cli", "publish", "--broker", broker.url, "--topic", "term"],
+        [sys.executable, "-m", "agents.cli.main", "publish", "--broker", broker.url, "--topic", "term"],
         stdin=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     assert proc.stdin is not None and proc.stderr is not None

@@ -34,8 +34,8 @@ from typing import Any
 import orjson
 import pytest
 
-from slawatch.agents.broker import EmbeddedBroker
-from slawatch.agents.pipeline import H_OFFSET, H_PARTITION, H_REASON, H_TOPIC
+from agents.clients.broker import EmbeddedBroker
+from agents.worker.pipeline import H_OFFSET, H_PARTITION, H_REASON, H_TOPIC
 from tests.fixtures_kafka import (
     EXAMPLE_CATALOG,
     Message,
@@ -216,7 +216,7 @@ def test_bad_input_never_stops_the_worker(kafka_broker: EmbeddedBroker, tmp_path
         # A rare huge message must not keep its memory: once its copies (fetch, decode,
         # DLQ record, producer batch) are done, the worker's RSS settles back to less
         # than three copies of one above where it was (glibc kept 26-55 MiB of them
-        # before the worker fixed its malloc thresholds: slawatch/agents/mallocpolicy.py).
+        # before the worker fixed its malloc thresholds: agents/process/mallocpolicy.py).
         deadline = time.monotonic() + 20
         while True:
             rss_mid = rss_kib(worker.pid)

@@ -1,6 +1,6 @@
 """Catalog faults while the worker runs: invalid, deleted, a service removed, then valid.
 
-The reload path (slawatch/agents/reload.py): the file is polled every 2 s (content
+The reload path (agents/worker/reload.py): the file is polled every 2 s (content
 hash) and reloaded on SIGHUP. A refused catalog leaves the previous one in force, is
 logged ("refused, the previous catalog stays in force") and counted in
 ``slawatch_catalog_reload_errors_total``; the numbers do not move. A valid catalog is
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from slawatch.agents.broker import EmbeddedBroker
+from agents.clients.broker import EmbeddedBroker
 from tests.fixtures_kafka import (
     EXAMPLE_CATALOG,
     WorkerProcess,

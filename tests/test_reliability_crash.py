@@ -35,7 +35,7 @@ from typing import Any
 
 import pytest
 
-from slawatch.agents.partitioning import Partitioner
+from agents.worker.partitioning import Partitioner
 from tests.fixtures_kafka import (
     EXAMPLE_CATALOG,
     counted,

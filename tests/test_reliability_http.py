@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 import pytest
 
-from slawatch.agents.broker import EmbeddedBroker
+from agents.clients.broker import EmbeddedBroker
 from tests.fixtures_kafka import EXAMPLE_CATALOG, counted
 from tests.reliability_helpers import can_connect, listening_addresses, post, wait_for
 

@@ -96,7 +96,7 @@ def test_stop_while_the_broker_is_gone_still_exits(tmp_path: Path, worker_factor
     a supervisor stopping a worker during a Kafka outage must not have to SIGKILL it.
     Exiting loses nothing: what was not committed is delivered again.
     """
-    from slawatch.agents.worker import EXIT_STOP_TIMEOUT, STOP_DEADLINE
+    from agents.cli.worker import EXIT_STOP_TIMEOUT, STOP_DEADLINE
 
     broker = start_broker(tmp_path, 4)
     try:

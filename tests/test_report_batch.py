@@ -11,9 +11,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slawatch.streams.report import _WINDOW_NAMES, window_availability, window_availability_many
-from slawatch.streams.states import DOWN, MAINTENANCE, UP, State
-from slawatch.streams.timeline import Timeline
+from streams.report import _WINDOW_NAMES, window_availability, window_availability_many
+from streams.states import DOWN, MAINTENANCE, UP, State
+from streams.timeline import Timeline
 
 NOW = 1_709_251_200.0
 STATES = (UP, MAINTENANCE, DOWN)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from slawatch.agents import segwire
+from agents.worker import segwire
 
 _ids = st.from_regex(r"[A-Za-z0-9._:/@-]{1,20}", fullmatch=True)
 _times = st.floats(allow_nan=False, allow_infinity=False)

@@ -13,16 +13,16 @@ from pathlib import Path
 import orjson
 import pytest
 
-from slawatch.agents.simulator import (
+from agents.clients.simulator import (
     SimulationConfig,
     Simulator,
     choose_flapper,
     run_simulation,
     single_points_of_failure,
 )
-from slawatch.streams.catalog import load_catalog
-from slawatch.streams.engine import Engine
-from slawatch.streams.events import parse_event
+from streams.catalog import load_catalog
+from streams.engine import Engine
+from streams.events import parse_event
 
 ROOT = Path(__file__).resolve().parents[1]
 CATALOG = ROOT / "config" / "services.yaml"
@@ -120,7 +120,7 @@ def test_run_simulation_backfills_then_goes_live_with_heartbeats(catalog) -> Non
 
 def test_simulate_dry_run_pipes_json_lines() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "slawatch.agents.cli", "simulate", "--dry-run", "--duration", "0.3",
+        [sys.executable, "-m", "agents.cli.main", "simulate", "--dry-run", "--duration", "0.3",
          "--backfill", "1h", "--heartbeat-rate", "20", "--catalog", str(CATALOG)],
         capture_output=True, timeout=60, cwd=ROOT,
     )
@@ -137,12 +137,12 @@ def test_simulate_dry_run_pipes_json_lines() -> None:
 def test_simulate_publishes_to_a_broker() -> None:
     from kafka import KafkaConsumer
 
-    from slawatch.agents.broker import EmbeddedBroker
+    from agents.clients.broker import EmbeddedBroker
 
     with EmbeddedBroker() as broker:
         broker.create_topics({"component-events": 4})
         proc = subprocess.run(
-            [sys.executable, "-m", "slawatch.agents.cli", "simulate", "--broker", broker.url,
+            [sys.executable, "-m", "agents.cli.main", "simulate", "--broker", broker.url,
              "--duration", "1", "--backfill", "1h", "--heartbeat-rate", "50", "--seed", "5"],
             capture_output=True, timeout=60, cwd="/",  # the example catalog is found anyway
         )

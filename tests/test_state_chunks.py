@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
-from slawatch.agents.state import CHUNKED, TrackerTable
+from agents.worker.state import CHUNKED, TrackerTable
 from tests.fake_tables import Table
 
 

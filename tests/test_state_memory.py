@@ -15,10 +15,10 @@ import pytest
 
 PROBE = textwrap.dedent("""
     import sys
-    from slawatch.agents.state import encode_component
-    from slawatch.streams.component import ComponentTracker
-    from slawatch.streams.events import ComponentEvent
-    from slawatch.streams.states import DOWN, UP
+    from agents.worker.state import encode_component
+    from streams.component import ComponentTracker
+    from streams.events import ComponentEvent
+    from streams.states import DOWN, UP
     points = int(sys.argv[1])
     def rss():
         with open("/proc/self/statm") as f:

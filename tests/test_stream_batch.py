@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slawatch.streams import events
-from slawatch.streams.batch import decode, decode_columns
-from slawatch.streams.events import InvalidEvent, parse_event
+from streams import events
+from streams.batch import decode, decode_columns
+from streams.events import InvalidEvent, parse_event
 
 #: Every test here runs on the C loops and on the pure-Python ones (conftest.engine_path).
 pytestmark = pytest.mark.usefixtures("engine_path")

@@ -3,7 +3,7 @@
 A fetch brings about as many records of every partition; here partition 3's component
 changes every 8 s, partition 0's every 4 s and partition 2's every second, so per
 record partition 3 covers eight times the event time of partition 2. Stage 1 holds back
-what runs ahead (slawatch/agents/alignment.py) and has it fetched again: the numbers
+what runs ahead (agents/worker/alignment.py) and has it fetched again: the numbers
 must still be exactly the engine's, every message counted once, and records must
 really have been held back (or this test would prove nothing about it).
 """
@@ -18,8 +18,8 @@ from typing import Any
 import orjson
 import pytest
 
-from slawatch.agents.broker import EmbeddedBroker
-from slawatch.agents.partitioning import Partitioner
+from agents.clients.broker import EmbeddedBroker
+from agents.worker.partitioning import Partitioner
 from tests.fixtures_kafka import (
     EXAMPLE_CATALOG,
     Message,

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from slawatch.agents.broker import EmbeddedBroker
-from slawatch.agents.partitioning import Partitioner
-from slawatch.agents.pipeline import H_OFFSET, H_PARTITION, H_REASON, H_TOPIC
+from agents.clients.broker import EmbeddedBroker
+from agents.worker.partitioning import Partitioner
+from agents.worker.pipeline import H_OFFSET, H_PARTITION, H_REASON, H_TOPIC
 from tests.fixtures_kafka import (
     EXAMPLE_CATALOG,
     Message,

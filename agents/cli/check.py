@@ -1,0 +1,75 @@
+"""`slawatch check [CATALOG]`: validate a catalog and show internal view vs external promise.
+
+This is the ITIL "balance" as a table: for each service, what its customers were
+promised (kind, SLA target) against what the teams' component KPIs can carry
+(supported availability). A service whose components cannot carry its SLA has a KPI
+gap, and the components that would help most are named, so the conversation with the
+owning team can start before the month's report, not after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import TextIO
+
+DEFAULT_CATALOG = "config/services.yaml"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "catalog",
+        nargs="?",
+        default=os.environ.get("SLAWATCH_CATALOG", DEFAULT_CATALOG),
+        help="catalog file (default: $SLAWATCH_CATALOG or config/services.yaml)",
+    )
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:.4f}%"
+
+
+def render(catalog_path: str, out: TextIO) -> int:
+    from streams.catalog import CatalogError, load_catalog
+
+    try:
+        catalog = load_catalog(catalog_path)
+    except CatalogError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    rows: list[tuple[str, ...]] = []
+    services = sorted(catalog.services.values(), key=lambda s: (s.kind != "external", s.name))
+    for svc in services:
+        supported = catalog.supported_availability(svc.name)
+        gap = supported < svc.target
+        weakest = ""
+        if gap:
+            weakest = ", ".join(
+                f"{comp} (kpi {_pct(catalog.components[comp].kpi or 1.0)})"
+                for comp, _ in catalog.weakest_components(svc.name)
+            )
+        rows.append((
+            svc.name,
+            svc.kind,
+            ",".join(svc.customers) or "-",
+            f"{_pct(svc.target)} / {svc.period.label}",
+            _pct(supported),
+            "GAP" if gap else "ok",
+            weakest,
+        ))
+    header = ("service", "kind", "customers", "SLA target", "supported", "kpi", "pulled down by")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip(), file=out)
+    gaps = sum(1 for r in rows if r[5] == "GAP")
+    print(
+        f"\n{catalog_path}: {len(catalog.services)} services, {len(catalog.components)} components, "
+        f"{gaps} with a KPI gap (component KPIs cannot carry the SLA target)",
+        file=out,
+    )
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return render(args.catalog, sys.stdout)

@@ -1,0 +1,326 @@
+"""Worker settings: flags, environment, defaults (CONTRACT §5), and the Faust tuning.
+
+Everything a worker needs is resolved here into one frozen dataclass before Faust is
+imported, so `slawatch worker --help` is instant, a bad flag fails before any network
+I/O, and the tests can build settings without a broker. Secrets never appear in
+``repr`` or in ``describe()``: both are meant for logs.
+
+Faust's defaults are tuned for big clusters where a 30-60 s pause on every start or
+rebalance is acceptable; for a monitoring pipeline (and on the embedded broker) a
+worker must be consuming within seconds. ``FAUST_TUNING`` records what was measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import ssl
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agents.process import gcpolicy
+
+DEFAULT_BROKER = "kafka://localhost:9092"
+DEFAULT_CATALOG = "config/services.yaml"
+DEFAULT_WEB_PORT = 6066
+DEFAULT_WEB_HOST = "127.0.0.1"
+DEFAULT_APP_ID = "slawatch"
+DEFAULT_EVENTS_TOPIC = "component-events"
+DEFAULT_DLQ_TOPIC = "component-events-dlq"
+DEFAULT_SEGMENTS_TOPIC = "slawatch-service-segments"
+DEFAULT_PARTITIONS = 8
+DEFAULT_ALLOWED_LATENESS = "10m"
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+STORES = ("auto", "memory", "rocksdb")
+
+#: Faust settings that decide how fast a worker starts consuming, measured on tansu
+#: (2 cores, one worker, empty group; time from process start to the first event
+#: processed):
+#:
+#: * defaults: ~32 s. The group join is held by the coordinator for about half the
+#:   session timeout (60 s default) waiting for other members; nothing else is slow.
+#: * ``broker_session_timeout=10`` + ``broker_heartbeat_interval=1``: ~7 s (join 5 s).
+#:   ``6`` gives ~4.7 s, but leaves little slack for a busy 2-core host before the
+#:   coordinator evicts a member that is merely slow; 10 s is the compromise, and it is
+#:   also how long a SIGKILLed worker's partitions wait before moving to a survivor.
+#: * ``broker_rebalance_timeout`` alone (2 s .. 8 s) does not shorten the first join.
+#: * ``broker_max_poll_records=5000`` and ``stream_wait_empty=False`` made the worker
+#:   stop processing in an earlier measurement: left at their defaults.
+FAUST_TUNING: dict[str, Any] = {
+    "broker_session_timeout": 10.0,
+    "broker_heartbeat_interval": 1.0,
+    "broker_rebalance_timeout": 20.0,
+    # Commit often: after a crash at most this much is redelivered (and recognised as
+    # duplicates by the trackers, so redelivery costs time, not correctness).
+    "broker_commit_interval": 1.0,
+    "stream_recovery_delay": 0.0,
+    "consumer_auto_offset_reset": "earliest",
+    # Faust's fetch size (4 MiB per partition) is kept: 8 MiB read a 1M-event backlog
+    # in 21 s instead of 26 s (tansu answers a fetch only when its 100 ms wait runs
+    # out, so fewer, larger fetches are faster), but raised the memory high-water mark
+    # of a backlog by 130 MiB and made the flood test's RSS bound flaky. Operators can
+    # set it through SLAWATCH_FAUST_SETTINGS='{"consumer_max_fetch_size": 8388608}'.
+}
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def _env_int(name: str, default: int) -> int:
+    value = _env(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise SystemExit(f"slawatch worker: ${name}={value!r} is not an integer") from None
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Everything one worker process needs; built by ``from_args``."""
+
+    broker: str = DEFAULT_BROKER
+    catalog: Path = Path(DEFAULT_CATALOG)
+    web_host: str = DEFAULT_WEB_HOST
+    web_port: int = DEFAULT_WEB_PORT
+    data_dir: Path = Path("slawatch-data")
+    app_id: str = DEFAULT_APP_ID
+    events_topic: str = DEFAULT_EVENTS_TOPIC
+    dlq_topic: str = DEFAULT_DLQ_TOPIC
+    segments_topic: str = DEFAULT_SEGMENTS_TOPIC
+    partitions: int = DEFAULT_PARTITIONS
+    replication_factor: int = 1
+    allowed_lateness: float = 600.0
+    store: str = "memory"
+    standby_replicas: int = 1
+    catalog_poll_interval: float = 2.0
+    batch_size: int = 1000
+    batch_within: float = 0.1
+    log_level: str = "info"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "PLAIN"
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    alertmanager_label: str = "instance"
+    gc_threshold: tuple[int, int, int] = gcpolicy.DEFAULT
+
+    @property
+    def reroute_topic(self) -> str:
+        """Internal topic for events that arrived on another partition than their hash.
+
+        Producers with a non-Kafka partitioner (librdkafka's default is CRC32) would
+        otherwise split one component's history over two partitions.
+        """
+        return f"{self.app_id}-component-events-rerouted"
+
+    @property
+    def store_url(self) -> str:
+        return "rocksdb://" if self.store == "rocksdb" else "memory://"
+
+    def describe(self) -> str:
+        """One log line of the effective settings; secrets are replaced by ***."""
+        auth = self.security_protocol
+        if self.security_protocol.startswith("SASL"):
+            auth += f" {self.sasl_mechanism} user={self.sasl_username!r} password=***"
+        return (
+            f"broker={self.broker} security={auth} catalog={self.catalog} "
+            f"web=http://{self.web_host}:{self.web_port} store={self.store} "
+            f"data_dir={self.data_dir} app_id={self.app_id} "
+            f"topics={self.events_topic},{self.segments_topic},{self.dlq_topic} "
+            f"partitions={self.partitions} replication={self.replication_factor} "
+            f"allowed_lateness={self.allowed_lateness:g}s "
+            f"gc_threshold={','.join(map(str, self.gc_threshold))}"
+        )
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """A client TLS context for SSL/SASL_SSL, from the CA and client cert files."""
+        if self.security_protocol not in ("SSL", "SASL_SSL"):
+            return None
+        ctx = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH, cafile=self.ssl_cafile)
+        if self.ssl_certfile:
+            ctx.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
+        return ctx
+
+    def faust_credentials(self) -> Any:
+        """Faust credentials object for the security settings (None for PLAINTEXT)."""
+        import faust
+
+        ctx = self.ssl_context()
+        if self.security_protocol.startswith("SASL"):
+            return faust.SASLCredentials(
+                username=self.sasl_username,
+                password=self.sasl_password,
+                mechanism=self.sasl_mechanism,
+                ssl_context=ctx,
+            )
+        if ctx is not None:
+            return faust.SSLCredentials(ctx)
+        return None
+
+    def validate(self) -> list[str]:
+        """Problems that make the settings unusable, each as a sentence."""
+        problems: list[str] = []
+        if self.partitions < 1:
+            problems.append(f"--partitions must be >= 1, not {self.partitions}")
+        if self.replication_factor < 1:
+            problems.append(f"--replication-factor must be >= 1, not {self.replication_factor}")
+        if not 0 < self.web_port < 65536:
+            problems.append(f"--web-port {self.web_port} is not a TCP port")
+        if self.security_protocol not in SECURITY_PROTOCOLS:
+            problems.append(f"--security-protocol must be one of {', '.join(SECURITY_PROTOCOLS)}")
+        if self.security_protocol.startswith("SASL"):
+            if self.sasl_mechanism not in SASL_MECHANISMS:
+                problems.append(f"--sasl-mechanism must be one of {', '.join(SASL_MECHANISMS)}")
+            if not self.sasl_username or self.sasl_password is None:
+                problems.append(
+                    "SASL needs --sasl-username and a password (--sasl-password or "
+                    "$SLAWATCH_SASL_PASSWORD)"
+                )
+        if self.store not in ("memory", "rocksdb"):
+            problems.append(f"--store must be one of {', '.join(STORES)}")
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            value = getattr(self, name)
+            if value and not Path(value).is_file():
+                problems.append(f"--{name.replace('_', '-')} {value} is not a file")
+        return problems
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The worker's flags; each defaults to its SLAWATCH_* variable, then to CONTRACT §5."""
+    g = parser.add_argument_group("basics")
+    g.add_argument("--broker", default=_env("SLAWATCH_BROKER", DEFAULT_BROKER),
+                   help="Kafka bootstrap URL(s), e.g. kafka://host:9092;host2:9092 "
+                        "(env SLAWATCH_BROKER, default %(default)s)")
+    g.add_argument("--catalog", default=_env("SLAWATCH_CATALOG", DEFAULT_CATALOG),
+                   help="service catalog YAML (env SLAWATCH_CATALOG, default %(default)s); "
+                        "reloaded on SIGHUP and when the file changes")
+    g.add_argument("--web-port", type=int, default=_env_int("SLAWATCH_WEB_PORT", DEFAULT_WEB_PORT),
+                   help="port of /metrics and the JSON API (env SLAWATCH_WEB_PORT, "
+                        "default %(default)s)")
+    g.add_argument("--web-host", default=_env("SLAWATCH_WEB_HOST", DEFAULT_WEB_HOST),
+                   help="address the web server binds (env SLAWATCH_WEB_HOST, default "
+                        "%(default)s; use 0.0.0.0 for a remote Prometheus)")
+    g.add_argument("--data-dir", default=_env("SLAWATCH_DATA_DIR", "slawatch-data"),
+                   help="local state directory (RocksDB tables) (env SLAWATCH_DATA_DIR, "
+                        "default %(default)s)")
+    g.add_argument("--store", choices=STORES, default=_env("SLAWATCH_STORE", "memory"),
+                   help="table store: memory (rebuilt from the changelog topics on start), "
+                        "rocksdb (kept in --data-dir: a restart reads only the changelog "
+                        "tail; needs rocksdict, pip install 'slawatch[rocksdb]'), auto = "
+                        "rocksdb if rocksdict is installed (env SLAWATCH_STORE, default "
+                        "%(default)s)")
+    g.add_argument("--allowed-lateness", default=_env("SLAWATCH_ALLOWED_LATENESS",
+                                                      DEFAULT_ALLOWED_LATENESS),
+                   help="events older than the newest of their component minus this are "
+                        "'late' (env SLAWATCH_ALLOWED_LATENESS, default %(default)s)")
+    g.add_argument("--log-level", default=_env("SLAWATCH_LOG_LEVEL", "info"),
+                   choices=("debug", "info", "warning", "error"), help="default %(default)s")
+
+    g.add_argument("--gc-threshold",
+                   default=_env("SLAWATCH_GC_THRESHOLD", ",".join(map(str, gcpolicy.DEFAULT))),
+                   help="the process's garbage-collector thresholds, gen0,gen1,gen2 (env "
+                        "SLAWATCH_GC_THRESHOLD, default %(default)s; CPython's own is "
+                        "700,10,10: 10-20%% slower at 10,000 components)")
+    g.add_argument("--alertmanager-label", default=_env("SLAWATCH_ALERTMANAGER_LABEL", "instance"),
+                   help="alert label that names the component in POST /ingest/alertmanager "
+                        "(env SLAWATCH_ALERTMANAGER_LABEL, default %(default)s)")
+    t = parser.add_argument_group("topics (all workers of a group must agree)")
+    t.add_argument("--app-id", default=_env("SLAWATCH_APP_ID", DEFAULT_APP_ID),
+                   help="consumer group and prefix of internal topics (env SLAWATCH_APP_ID, "
+                        "default %(default)s)")
+    t.add_argument("--events-topic", default=_env("SLAWATCH_EVENTS_TOPIC", DEFAULT_EVENTS_TOPIC),
+                   help="input topic (default %(default)s)")
+    t.add_argument("--dlq-topic", default=_env("SLAWATCH_DLQ_TOPIC", DEFAULT_DLQ_TOPIC),
+                   help="rejected messages with their reason (default %(default)s)")
+    t.add_argument("--segments-topic",
+                   default=_env("SLAWATCH_SEGMENTS_TOPIC", DEFAULT_SEGMENTS_TOPIC),
+                   help="repartition topic keyed by service (default %(default)s)")
+    t.add_argument("--partitions", type=int,
+                   default=_env_int("SLAWATCH_PARTITIONS", DEFAULT_PARTITIONS),
+                   help="partitions of every topic the worker creates; must match an existing "
+                        "input topic (env SLAWATCH_PARTITIONS, default %(default)s)")
+    t.add_argument("--replication-factor", type=int,
+                   default=_env_int("SLAWATCH_REPLICATION_FACTOR", 1),
+                   help="replication of the topics the worker creates (default %(default)s)")
+    t.add_argument("--standby-replicas", type=int,
+                   default=_env_int("SLAWATCH_STANDBY_REPLICAS", 1),
+                   help="standby copies of each table partition kept by other workers, for "
+                        "fast failover (default %(default)s)")
+
+    s = parser.add_argument_group("Kafka security (for real clusters)")
+    s.add_argument("--security-protocol", choices=SECURITY_PROTOCOLS,
+                   default=_env("SLAWATCH_SECURITY_PROTOCOL", "PLAINTEXT"),
+                   help="default %(default)s")
+    s.add_argument("--sasl-mechanism", choices=SASL_MECHANISMS,
+                   default=_env("SLAWATCH_SASL_MECHANISM", "PLAIN"), help="default %(default)s")
+    s.add_argument("--sasl-username", default=_env("SLAWATCH_SASL_USERNAME"))
+    s.add_argument("--sasl-password", default=None,
+                   help="prefer $SLAWATCH_SASL_PASSWORD: flags are visible in `ps`")
+    s.add_argument("--ssl-cafile", default=_env("SLAWATCH_SSL_CAFILE"),
+                   help="CA bundle that signed the brokers' certificates")
+    s.add_argument("--ssl-certfile", default=_env("SLAWATCH_SSL_CERTFILE"),
+                   help="client certificate (mutual TLS)")
+    s.add_argument("--ssl-keyfile", default=_env("SLAWATCH_SSL_KEYFILE"),
+                   help="client private key (mutual TLS)")
+
+
+def _resolve_store(choice: str) -> str:
+    if choice != "auto":
+        return choice
+    try:
+        import rocksdict  # noqa: F401
+    except ImportError:
+        return "memory"
+    return "rocksdb"
+
+
+def from_args(args: argparse.Namespace) -> WorkerSettings:
+    """Settings from parsed flags (whose defaults already came from the environment)."""
+    from streams.durations import parse_duration
+
+    try:
+        lateness = parse_duration(args.allowed_lateness)
+    except ValueError as exc:
+        raise SystemExit(f"slawatch worker: --allowed-lateness: {exc}") from None
+    try:
+        gc_threshold = gcpolicy.parse(args.gc_threshold)
+    except ValueError as exc:
+        raise SystemExit(f"slawatch worker: --gc-threshold {exc}") from None
+    password = args.sasl_password
+    if password is None:
+        password = _env("SLAWATCH_SASL_PASSWORD")
+    return WorkerSettings(
+        broker=args.broker,
+        catalog=Path(args.catalog),
+        web_host=args.web_host,
+        web_port=args.web_port,
+        data_dir=Path(args.data_dir),
+        app_id=args.app_id,
+        events_topic=args.events_topic,
+        dlq_topic=args.dlq_topic,
+        segments_topic=args.segments_topic,
+        partitions=args.partitions,
+        replication_factor=args.replication_factor,
+        standby_replicas=args.standby_replicas,
+        allowed_lateness=lateness,
+        store=_resolve_store(args.store),
+        log_level=args.log_level,
+        security_protocol=args.security_protocol,
+        sasl_mechanism=args.sasl_mechanism,
+        sasl_username=args.sasl_username,
+        sasl_password=password,
+        ssl_cafile=args.ssl_cafile,
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile,
+        alertmanager_label=args.alertmanager_label,
+        gc_threshold=gc_threshold,
+    )

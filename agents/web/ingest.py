@@ -1,0 +1,159 @@
+"""HTTP ingestion: Alertmanager webhooks and plain JSON become component events.
+
+Any Prometheus-monitored component can feed slawatch without code: point an
+Alertmanager webhook receiver at ``POST /ingest/alertmanager`` and every firing alert
+becomes a ``down`` event (at ``startsAt``) for the component named by a label (default
+``instance``), every resolved alert an ``up`` event (at ``endsAt``).
+
+A body is taken whole or not at all: a half-applied batch is harder to reason about
+than a 400 that names the bad line. Validation uses the same ``parse_event`` as the
+worker, so what is accepted here is never dead-lettered later as invalid.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from streams.events import InvalidEvent, encode_event, parse_event
+
+#: Bodies larger than this are refused with 413 before they are parsed.
+MAX_BODY_BYTES = 4 * 1024 * 1024
+#: A single request may not carry more events than this.
+MAX_EVENTS = 50_000
+
+
+class IngestError(Exception):
+    """The request is refused; ``status`` is the HTTP status, ``reason`` says why."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Validated events ready to publish: (key, value) pairs in wire format."""
+
+    messages: list[tuple[bytes, bytes]]
+    skipped: int = 0  # alerts without the component label
+
+
+def check_size(body: bytes, limit: int = MAX_BODY_BYTES) -> None:
+    if len(body) > limit:
+        raise IngestError(413, f"body of {len(body)} bytes is larger than the limit of {limit}")
+
+
+def parse_events_body(body: bytes, now: float | None = None) -> Batch:
+    """A JSON object, a JSON array of objects, or JSON lines, each a §1 event."""
+    check_size(body)
+    now = time.time() if now is None else now
+    text = body.strip()
+    if not text:
+        raise IngestError(400, "empty body: expected a JSON event, an array of events or JSON lines")
+    raws: list[tuple[str, bytes]]
+    if text[:1] == b"[":
+        try:
+            items = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise IngestError(400, f"body is not valid JSON: {exc}") from None
+        raws = [(f"item {i}", orjson.dumps(item)) for i, item in enumerate(items)]
+    else:
+        raws = [(f"line {i + 1}", line) for i, line in enumerate(text.splitlines()) if line.strip()]
+    if len(raws) > MAX_EVENTS:
+        raise IngestError(413, f"{len(raws)} events in one request; the limit is {MAX_EVENTS}")
+    messages: list[tuple[bytes, bytes]] = []
+    errors: list[str] = []
+    for where, raw in raws:
+        try:
+            event = parse_event(raw, now)
+        except InvalidEvent as exc:
+            errors.append(f"{where}: {exc.reason}")
+            continue
+        messages.append((event.component.encode(), raw))
+    if errors:
+        shown = "; ".join(errors[:10]) + (f"; and {len(errors) - 10} more" if len(errors) > 10 else "")
+        raise IngestError(400, f"{len(errors)} of {len(raws)} events are invalid, none was accepted: {shown}")
+    return Batch(messages)
+
+
+def parse_alertmanager(body: bytes, label: str = "instance", now: float | None = None) -> Batch:
+    """An Alertmanager webhook payload (version 4) as component events."""
+    check_size(body)
+    now = time.time() if now is None else now
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise IngestError(400, f"body is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("alerts"), list):
+        raise IngestError(400, "not an Alertmanager webhook payload: expected an object with `alerts`")
+    alerts: list[Any] = payload["alerts"]
+    if len(alerts) > MAX_EVENTS:
+        raise IngestError(413, f"{len(alerts)} alerts in one request; the limit is {MAX_EVENTS}")
+    messages: list[tuple[bytes, bytes]] = []
+    skipped = 0
+    errors: list[str] = []
+    for i, alert in enumerate(alerts):
+        where = f"alerts[{i}]"
+        if not isinstance(alert, dict):
+            errors.append(f"{where}: not an object")
+            continue
+        labels = alert.get("labels")
+        if not isinstance(labels, dict) or not isinstance(labels.get(label), str):
+            skipped += 1  # an alert about something that is not a component
+            continue
+        status = alert.get("status")
+        if status == "firing":
+            state, ts_field = "down", "startsAt"
+        elif status == "resolved":
+            state, ts_field = "up", "endsAt"
+        else:
+            errors.append(f"{where}: status {status!r} is neither firing nor resolved")
+            continue
+        ts = _alert_time(alert.get(ts_field))
+        if ts is None:
+            errors.append(f"{where}: {ts_field} {alert.get(ts_field)!r} is not a time")
+            continue
+        ts = min(ts, now)  # Alertmanager clocks may run ahead a little; never beyond now
+        raw = orjson.dumps({
+            "component": labels[label],
+            "state": state,
+            "ts": ts,
+            "source": "alertmanager",
+            "id": str(alert.get("fingerprint") or f"{labels.get('alertname', '')}:{status}"),
+        })
+        try:
+            event = parse_event(raw, now)
+        except InvalidEvent as exc:
+            errors.append(f"{where}: {exc.reason}")
+            continue
+        messages.append((event.component.encode(), encode_event(event)))
+    if errors:
+        shown = "; ".join(errors[:10])
+        raise IngestError(
+            400, f"{len(errors)} of {len(alerts)} alerts are invalid, none was accepted: {shown}"
+        )
+    return Batch(messages, skipped)
+
+
+def _alert_time(value: object) -> float | None:
+    if not isinstance(value, str) or not value:
+        return None
+    text = value
+    # Go's RFC 3339 has up to nine fractional digits; Python's parser takes six.
+    if "." in text:
+        head, _, rest = text.partition(".")
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        text = head + "." + rest[:min(digits, 6)] + rest[digits:]
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if dt.tzinfo is None or dt.year < 1971:  # Go's zero time means "not set"
+        return None
+    return dt.timestamp()

@@ -1,0 +1,149 @@
+"""Build the Faust app of one worker: settings, topics, tables, agents, views, tasks.
+
+Nothing happens at import time (no module-level ``faust.App``): the app is built by
+``build_app`` from explicit settings, so several apps with different settings can be
+built in one process (tests) and `slawatch --help` never imports Faust.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from typing import Any
+
+from agents.exposition.collector import make_registry
+from agents.settings import FAUST_TUNING, WorkerSettings
+from agents.web.views import install_views
+from agents.worker.pipeline import Pipeline, install_pipeline
+from agents.worker.reload import CatalogReloader
+from agents.worker.runtime import Runtime
+from agents.worker.topics import Topics, make_topics
+from streams.catalog import Catalog
+
+log = logging.getLogger("slawatch.worker")
+
+
+class Built:
+    """What ``build_app`` made, for the worker command and for tests."""
+
+    def __init__(self, app: Any, rt: Runtime, topics: Topics, pipeline: Pipeline,
+                 reloader: CatalogReloader) -> None:
+        self.app = app
+        self.rt = rt
+        self.topics = topics
+        self.pipeline = pipeline
+        self.reloader = reloader
+
+
+def faust_config(settings: WorkerSettings) -> dict[str, Any]:
+    """Keyword arguments of ``faust.App`` for these settings."""
+    host = settings.web_host
+    public = socket.gethostname() if host in ("0.0.0.0", "::", "") else host
+    conf: dict[str, Any] = {
+        "broker": settings.broker,
+        "store": settings.store_url,
+        "datadir": str(settings.data_dir),
+        "topic_partitions": settings.partitions,
+        "topic_replication_factor": settings.replication_factor,
+        "table_standby_replicas": settings.standby_replicas,
+        "web_enabled": True,
+        "web_host": host,
+        "web_bind": host,
+        "web_port": settings.web_port,
+        "canonical_url": f"http://{public}:{settings.web_port}",
+        "web_in_thread": False,
+        "autodiscover": False,
+        # Faust's own table/graph/stats pages would expose internals on the same port.
+        "web_tables_enabled": False,
+        "web_stats_enabled": False,
+        "web_graph_enabled": False,
+        "web_router_enabled": True,
+        **FAUST_TUNING,
+    }
+    extra = os.environ.get("SLAWATCH_FAUST_SETTINGS")
+    if extra:
+        # Escape hatch for operators (and measurements): any faust.App setting as JSON.
+        conf.update(json.loads(extra))
+    credentials = settings.faust_credentials()
+    if credentials is not None:
+        conf["broker_credentials"] = credentials
+    return conf
+
+
+def _raw_table(app: Any, settings: WorkerSettings, name: str) -> Any:
+    """A table of str keys and bytes values whose keys are stored as plain UTF-8.
+
+    Faust would JSON-quote str keys. Plain keys make the changelog key the service
+    (or component) name itself, hashed by murmur2 exactly as the pipeline partitions,
+    so Faust's router (``table_route``) finds the owner of a service. The changelog
+    topic must be given explicitly: the table registers it at construction.
+    """
+    changelog = app.topic(
+        f"{settings.app_id}-{name}-changelog",
+        key_type=str,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+        replicas=settings.replication_factor,
+        compacting=True,
+        acks=False,
+        internal=True,
+        maxsize=131_072,
+        allow_empty=True,
+    )
+    table = app.Table(
+        name,
+        partitions=settings.partitions,
+        key_type=str,
+        value_type=bytes,
+        changelog_topic=changelog,
+    )
+    # Used by send_changelog and by the store (created lazily at start).
+    table.key_serializer = "raw"
+    return table
+
+
+def build_app(settings: WorkerSettings, catalog: Catalog) -> Built:
+    import faust
+
+    app: Any = faust.App(settings.app_id, **faust_config(settings))
+    rt = Runtime(settings, catalog)
+    rt.app = app
+    topics = make_topics(app, settings)
+    rt.topics = topics
+    components_table = _raw_table(app, settings, "components")
+    services_table = _raw_table(app, settings, "services")
+    rt.bind_tables(components_table, services_table)
+    pipeline = install_pipeline(app, rt, topics)
+    rt.pipeline = pipeline
+    install_views(app, rt, make_registry(rt), services_table)
+    reloader = CatalogReloader(rt)
+
+    async def _declare_outputs() -> None:
+        # Output-only topics are not declared by any agent or table.
+        await topics.dlq.maybe_declare()
+
+    async def _reload_catalog() -> None:
+        import asyncio
+
+        reloader.install_signal_handler(asyncio.get_running_loop())
+        await reloader.run(settings.catalog_poll_interval)
+
+    async def _forget(app: Any, revoked: Any, **kwargs: Any) -> None:
+        # Nothing is pending here: a batch writes its state before it returns, and the
+        # consumer waited for those writes (wait_empty) before this signal. Decoded
+        # trackers of partitions that may move are re-validated anyway; dropping them
+        # keeps memory bounded to what this worker owns.
+        rt.components.forget()
+        rt.stats.forget()
+        rt.services.forget()
+
+    # Registered by calls, not decorators: Faust's decorators are untyped.
+    app.task(_declare_outputs)
+    app.task(_reload_catalog)
+    app.on_partitions_revoked.connect(_forget)
+
+    return Built(app, rt, topics, pipeline, reloader)

@@ -1,0 +1,479 @@
+"""Every number of CONTRACT §3/§4 for one instant ``now``, as plain data.
+
+The worker's collector and JSON views, the tests and the benchmark all read these
+dataclasses, so the meaning of each number is computed in exactly one place.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from streams import sla
+from streams.catalog import Catalog, Component, Period, Service
+from streams.component import ComponentTracker
+from streams.service import ServiceTracker
+from streams.states import DOWN, MAINTENANCE, UP, State
+from streams.timeline import Timeline
+from streams.windows import WINDOWS, period_bounds
+
+
+@dataclass(slots=True)
+class ServiceReport:
+    name: str
+    kind: str
+    customers: tuple[str, ...]
+    state: State
+    availability: dict[str, float]
+    sla_availability: float
+    sla_up_seconds: float
+    sla_down_seconds: float
+    sla_period: str
+    target: float
+    burn_rate: dict[str, float]
+    error_budget_remaining: float
+    error_budget_exhaustion_seconds: float
+    trending_below_sla: bool
+    sla_status: int
+    outage_seconds: float
+    restore_target_seconds: float | None
+    outages_total: int
+    downtime_seconds_total: float
+    supported_availability: float
+    kpi_gap: bool
+    downtime_by_component: dict[str, float]
+
+    @property
+    def up(self) -> bool:
+        return self.state != DOWN
+
+    @property
+    def maintenance(self) -> bool:
+        return self.state == MAINTENANCE
+
+    @property
+    def restore_time_exceeded(self) -> bool:
+        return self.restore_target_seconds is not None and self.outage_seconds > self.restore_target_seconds
+
+    def to_json(self) -> dict[str, Any]:
+        """The `/api/services` form: numbers as in §3, states as words, +Inf as null."""
+        return {
+            "service": self.name,
+            "kind": self.kind,
+            "customers": list(self.customers),
+            "state": self.state.label,
+            "availability": self.availability,
+            "sla": {
+                "target": self.target,
+                "period": self.sla_period,
+                "availability": self.sla_availability,
+                "up_seconds": self.sla_up_seconds,
+                "down_seconds": self.sla_down_seconds,
+                "status": ("meeting", "trending_below", "breached")[self.sla_status],
+                "error_budget_remaining": self.error_budget_remaining,
+                "error_budget_exhaustion_seconds": _finite_or_none(
+                    self.error_budget_exhaustion_seconds
+                ),
+            },
+            "burn_rate": self.burn_rate,
+            "trending_below_sla": self.trending_below_sla,
+            "outage_seconds": self.outage_seconds,
+            "restore_target_seconds": self.restore_target_seconds,
+            "restore_time_exceeded": self.restore_time_exceeded,
+            "outages_total": self.outages_total,
+            "downtime_seconds_total": self.downtime_seconds_total,
+            "supported_availability": self.supported_availability,
+            "kpi_gap": self.kpi_gap,
+            "downtime_by_component": self.downtime_by_component,
+        }
+
+
+@dataclass(slots=True)
+class ComponentReport:
+    name: str
+    team: str | None
+    kpi: float | None
+    state: State
+    availability: dict[str, float]
+
+    @property
+    def up(self) -> bool:
+        return self.state == UP
+
+
+@dataclass(slots=True)
+class Outage:
+    start: float
+    end: float | None  # None while it goes on
+    seconds: float
+    planned: bool
+    components: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "start": self.start,
+            "end": self.end,
+            "seconds": self.seconds,
+            "planned": self.planned,
+            "components": list(self.components),
+        }
+
+
+@dataclass(slots=True)
+class Report:
+    now: float
+    services: dict[str, ServiceReport] = field(default_factory=dict)
+    components: dict[str, ComponentReport] = field(default_factory=dict)
+    events: dict[str, int] = field(default_factory=dict)
+    unmapped_components: int = 0
+
+
+def _finite_or_none(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+_WINDOW_NAMES = tuple(WINDOWS)
+_WINDOW_SIZES = tuple(WINDOWS.values())
+_ALL_UP = dict.fromkeys(_WINDOW_NAMES, 1.0)
+
+
+_LONGEST = max(_WINDOW_SIZES)
+_WINDOWS_BY_SIZE = sorted(zip(_WINDOW_SIZES, _WINDOW_NAMES, strict=True))
+_IN_SIZE_ORDER = [name for _, name in _WINDOWS_BY_SIZE] == list(_WINDOW_NAMES)
+_UP_I, _DOWN_I = int(UP), int(DOWN)
+_CONSTANT = {  # availability in every window of a state held through all of them
+    int(UP): _ALL_UP,
+    int(MAINTENANCE): _ALL_UP,  # neither up nor down seconds: 1 by definition
+    int(DOWN): dict.fromkeys(_WINDOW_NAMES, 0.0),
+}
+
+
+def window_availability(tl: Timeline, now: float) -> dict[str, float]:
+    """``sla.availability`` over each window ``[now - W, now]``.
+
+    The same arithmetic as ``tl.window_totals`` (prefix sums at ``now`` and at each
+    window start, subtracted), so the same floats, in one loop: the window starts are
+    visited from the nearest back, each binary search bounded by the previous one. A
+    timeline with no point inside the longest window held one state throughout, and
+    its availability is a constant of that state.
+    """
+    ts = tl.ts
+    if not ts:
+        return dict(_ALL_UP)  # never anything but up: the common case, kept cheap
+    st = tl.st
+    j = bisect_right(ts, now) - 1
+    if j < 0:
+        return dict(_ALL_UP)  # every point is after now: up before the first one
+    if ts[j] <= now - _LONGEST or (j == 0 and st[0] == _UP_I):
+        return dict(_CONSTANT[st[j]])
+    tl._build()
+    cu, cd = tl._cu, tl._cd
+    first = ts[0]
+    dt = now - ts[j]
+    s = st[j]
+    bu = cu[j] + (dt if s == _UP_I else 0.0)
+    bd = cd[j] + (dt if s == _DOWN_I else 0.0)
+    out: dict[str, float] = {}
+    hi = j + 1
+    for size, name in _WINDOWS_BY_SIZE:
+        x = now - size
+        if x < first:
+            au = x - first
+            ad = 0.0
+        else:
+            i = bisect_right(ts, x, 0, hi) - 1
+            hi = i + 1
+            dt = x - ts[i]
+            s = st[i]
+            au = cu[i] + (dt if s == _UP_I else 0.0)
+            ad = cd[i] + (dt if s == _DOWN_I else 0.0)
+        up = bu - au
+        total = up + (bd - ad)
+        out[name] = 1.0 if total <= 0 else up / total
+    return out if _IN_SIZE_ORDER else {name: out[name] for name in _WINDOW_NAMES}
+
+
+_window_availability = window_availability  # the name tests know it by
+
+
+_ALL_UP_T = (1.0,) * len(_WINDOW_NAMES)
+_CONSTANT_T = {s: tuple(v[name] for name in _WINDOW_NAMES) for s, v in _CONSTANT.items()}
+_SIZES_ASC = tuple(size for size, _ in _WINDOWS_BY_SIZE)
+
+
+def window_availability_many(timelines: Iterable[Timeline], now: float
+                             ) -> list[tuple[int, tuple[float, ...]]]:
+    """``(int(tl.state_at(now)), window_availability(tl, now) in WINDOWS order)`` per
+    timeline, for many timelines at once.
+
+    The same floats as ``window_availability`` (the same operations in the same order:
+    the window starts ``now - size`` and ``now - longest`` are the same subtractions,
+    computed once), without a call, a dict and the loop set-up per timeline; for the
+    collector, which needs the values of every component whose ratios move at each
+    scrape.
+    """
+    if not _IN_SIZE_ORDER:  # pragma: no cover - WINDOWS is listed by size
+        return [(int(tl.state_at(now)), tuple(window_availability(tl, now).values()))
+                for tl in timelines]
+    xs = [now - size for size in _SIZES_ASC]
+    nx = len(xs)
+    tails = [xs[k:] for k in range(nx + 1)]  # the window starts from the k-th on
+    cut = now - _LONGEST
+    up_i, down_i = _UP_I, _DOWN_I
+    all_up = (up_i, _ALL_UP_T)
+    const = {s: (s, v) for s, v in _CONSTANT_T.items()}
+    out: list[tuple[int, tuple[float, ...]]] = []
+    add = out.append
+    for tl in timelines:
+        ts = tl.ts
+        if not ts:
+            add(all_up)
+            continue
+        j = bisect_right(ts, now) - 1
+        if j < 0:
+            add(all_up)
+            continue
+        st = tl.st
+        s = st[j]
+        if ts[j] <= cut or (j == 0 and s == up_i):
+            add(const[s])
+            continue
+        cu = tl._cu
+        if tl._valid < len(ts) or len(cu) != len(ts):  # tl._build() has work to do
+            tl._build()
+            cu = tl._cu
+        cd = tl._cd
+        first = ts[0]
+        dt = now - ts[j]
+        bu = cu[j] + (dt if s == up_i else 0.0)
+        bd = cd[j] + (dt if s == down_i else 0.0)
+        vals: list[float] = []
+        put = vals.append
+        hi = j + 1
+        k = 0
+        for x in xs:
+            if x < first:
+                break  # and so are the starts of the longer windows
+            i = hi - 1  # bisect_right(ts, x, 0, hi) - 1, the same index:
+            if ts[i] > x:  # x is before the piece of the previous window start
+                i = bisect_right(ts, x, 0, i) - 1
+                hi = i + 1
+            dt = x - ts[i]
+            p = st[i]
+            au = cu[i] + (dt if p == up_i else 0.0)
+            ad = cd[i] + (dt if p == down_i else 0.0)
+            up = bu - au
+            total = up + (bd - ad)
+            put(1.0 if total <= 0 else up / total)
+            k += 1
+        if k < nx:
+            # Before the first point (up): au = x - first, ad = 0.0.
+            bd0 = bd - 0.0
+            vals += [1.0 if (total := (up := bu - (x - first)) + bd0) <= 0 else up / total
+                     for x in tails[k]]
+        add((s, tuple(vals)))
+    return out
+
+
+def service_report(
+    svc: Service, tracker: ServiceTracker | None, catalog: Catalog, now: float
+) -> ServiceReport:
+    """All numbers of one service; ``tracker`` None means it has seen no event yet."""
+    tl = tracker.timeline if tracker is not None else Timeline()
+    avail = window_availability(tl, now)
+    start, period_len = period_bounds(svc.period, now)
+    up, down = tl.up_down(start, now)
+    sla_avail = sla.availability(up, down)
+    burn = {w: sla.burn_rate(a, svc.target) for w, a in avail.items()}
+    breached = sla_avail < svc.target
+    trending = sla.trending_below(burn, period_len, breached)
+    state = tl.state_at(now)
+
+    by_component = dict.fromkeys(sorted(catalog.components_of(svc.name)), 0.0)
+    outages = 0
+    downtime_total = 0.0
+    outage_seconds = 0.0
+    if tracker is not None:
+        if down:
+            _attribute(tl, start, now, by_component)
+        outages, downtime_total, outage_seconds = tracker.counters(now)
+
+    supported_avail = catalog.supported_availability(svc.name)
+    return ServiceReport(
+        name=svc.name,
+        kind=svc.kind,
+        customers=svc.customers,
+        state=state,
+        availability=avail,
+        sla_availability=sla_avail,
+        sla_up_seconds=up,
+        sla_down_seconds=down,
+        sla_period=_period_label(svc.period),
+        target=svc.target,
+        burn_rate=burn,
+        error_budget_remaining=sla.budget_remaining(sla_avail, svc.target),
+        error_budget_exhaustion_seconds=sla.exhaustion_seconds(up, down, svc.target, avail["1h"]),
+        trending_below_sla=trending,
+        sla_status=sla.status(breached, trending),
+        outage_seconds=outage_seconds,
+        restore_target_seconds=svc.restore_time,
+        outages_total=outages,
+        downtime_seconds_total=downtime_total,
+        supported_availability=supported_avail,
+        kpi_gap=supported_avail < svc.target,
+        downtime_by_component=by_component,
+    )
+
+
+_LABELS: dict[Period, str] = {}
+
+
+def _period_label(period: Period) -> str:
+    """``period.label``, remembered (a period is a frozen value)."""
+    label = _LABELS.get(period)
+    if label is None:
+        if len(_LABELS) > 1024:  # catalogs come and go; their periods are few
+            _LABELS.clear()
+        label = _LABELS[period] = period.label
+    return label
+
+
+def _attribute(tl: Timeline, start: float, end: float, by_component: dict[str, float]) -> None:
+    """Split each down second in [start, end] among its blamed components (§4)."""
+    tl.attribute(start, end, by_component)
+
+
+def outages(svc: Service, tracker: ServiceTracker | None, now: float) -> list[Outage]:
+    """Planned and unplanned outages that overlap the SLA period, oldest first.
+
+    An outage is a maximal run of `down` (unplanned) or `maintenance` (planned); its
+    ``seconds`` is its whole length up to ``now``, even where it began before the period.
+    """
+    if tracker is None:
+        return []
+    tl = tracker.timeline
+    start, _ = period_bounds(svc.period, now)
+    out: list[Outage] = []
+    ts, st, tags = tl.ts, tl.st, tl.tag
+    i, n = 0, len(ts)
+    while i < n and ts[i] <= now:
+        if st[i] == UP:
+            i += 1
+            continue
+        kind = st[i]
+        begin = ts[i]
+        blamed: set[str] = set()
+        j = i
+        while j < n and ts[j] <= now and st[j] == kind:
+            blamed.update(tags[j])
+            j += 1
+        end = ts[j] if j < n and ts[j] <= now else None
+        if (end if end is not None else now) > start:
+            out.append(Outage(begin, end, (end if end is not None else now) - begin,
+                              kind == MAINTENANCE, tuple(sorted(blamed))))
+        i = j
+    return out
+
+
+def component_report(comp: Component, tracker: ComponentTracker | None, now: float) -> ComponentReport:
+    if tracker is None:  # no event yet: up all along
+        return ComponentReport(name=comp.id, team=comp.team, kpi=comp.kpi, state=UP,
+                               availability=dict(_ALL_UP))
+    tl = tracker.history
+    return ComponentReport(
+        name=comp.id,
+        team=comp.team,
+        kpi=comp.kpi,
+        state=tl.state_at(now),
+        availability=window_availability(tl, now),
+    )
+
+
+def component_lines_until(tracker: ComponentTracker | None, now: float) -> float:
+    """Until when ``component_report(comp, tracker, t)`` equals its value at ``now``.
+
+    Every ``t`` in ``[now, until)`` gives the same state and the same availability
+    floats, as long as the tracker itself does not change; ``until == now`` when some
+    window holds both up and down seconds (its ratio moves with ``t``). A window's ratio
+    is exactly 1.0 while no down piece of positive length reaches into it (the down
+    prefix sums at both ends are then the same float: only 0.0 was added between), and
+    exactly 0.0 while it holds only down pieces (the up sums are equal, down > 0).
+    The pieces do not change before the first point after ``now``, so that bounds it.
+    """
+    if tracker is None:
+        return math.inf
+    tl = tracker.history
+    ts, st = tl.ts, tl.st
+    n = len(ts)
+    if not n:
+        return math.inf
+    j = bisect_right(ts, now) - 1
+    until = ts[j + 1] if j + 1 < n else math.inf
+    if j < 0:
+        return until  # up before the first point: every ratio 1.0
+    # End of the latest positive piece of each kind that reaches into [.., now]:
+    # the piece holding `now` reaches past it (it grows with t).
+    down_end = other_end = -math.inf
+    if st[j] == _DOWN_I:
+        down_end = math.inf
+    else:
+        other_end = math.inf
+    k = j - 1
+    while k >= 0 and (down_end == -math.inf or other_end == -math.inf):
+        end = ts[k + 1]
+        if end > ts[k]:  # zero-length pieces last no time
+            if st[k] == _DOWN_I:
+                if down_end == -math.inf:
+                    down_end = end
+            elif other_end == -math.inf:
+                other_end = end
+        k -= 1
+    if other_end == -math.inf:
+        other_end = ts[0]  # before the first point: up
+    for size in _WINDOW_SIZES:
+        x = now - size
+        if down_end <= x:
+            continue  # no down second in any window [t - size, t], t in [now, until)
+        if other_end <= x:
+            continue  # only down seconds (and some): ratio 0.0
+        return now
+    return until
+
+
+def service_report_until(svc: Service, tracker: ServiceTracker | None, now: float) -> float:
+    """Until when ``service_report(svc, tracker, catalog, t)`` equals its value at ``now``
+    (same tracker, same catalog); ``now`` unless the service was up throughout.
+
+    Only the simplest case is proved: every piece of positive length from the start of
+    the SLA period (or of the longest window, if earlier) on is `up`, so no down or
+    maintenance second is in anything read. Then every ratio is exactly 1.0 (no down
+    second: equal down sums; up > 0), burn rates 0, the budget whole, its exhaustion
+    +Inf, no outage and counters of ended outages only. The values hold until the
+    first point after ``now`` and, for a calendar month, until the month ends.
+    """
+    start, length = period_bounds(svc.period, now)
+    if now <= start:
+        return now  # no up second yet in the period: exhaustion is 0, soon +Inf
+    until = start + length if svc.period.calendar_month else math.inf
+    if tracker is None:
+        return until
+    tl = tracker.timeline
+    ts, st = tl.ts, tl.st
+    n = len(ts)
+    j = bisect_right(ts, now) - 1
+    if j + 1 < n and ts[j + 1] < until:
+        until = ts[j + 1]
+    if j < 0:
+        return until  # up before the first point
+    if st[j] != _UP_I:
+        return now
+    reach = min(start, now - _LONGEST)
+    k = j - 1
+    while k >= 0 and ts[k + 1] > reach:
+        if st[k] != _UP_I and ts[k + 1] > ts[k]:
+            return now
+        k -= 1
+    return until
