@@ -146,6 +146,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
         # Set once the seek to committed that ends a rebalance has set ``_expect``.
         self._sought = asyncio.Event()
         self.checkpoints: list[_Checkpoint] = []
+        #: Awaited after every seek to committed, before any record is processed.
+        self.seek_hooks: list[Callable[[], Awaitable[None]]] = []
         self._checkpoint_of: dict[str, _Checkpoint] = {}  # topic -> its checkpoint
 
     # -- positions -----------------------------------------------------------------
@@ -178,7 +180,14 @@ class BatchConsumer(faust_aiokafka.Consumer):
         for tp, offset in start.items():
             self._expect[tp] = offset
             self._gap_at.pop(tp, None)
+        for hook in self.seek_hooks:
+            await hook()
         self._sought.set()
+
+    def next_offset(self, tp: TP) -> int | None:
+        """The next offset of batch partition ``tp`` to process (None: not assigned)."""
+        offset = self._expect.get(tp)
+        return None if offset is None or offset == ANY else offset
 
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
         # Nothing may be processed before the seek to committed that ends a rebalance.
@@ -511,6 +520,12 @@ def register_checkpoint(app: Any, topics: Any, fn: Checkpoint,
     consumer.checkpoints.append(cp)
     for name in topics.topics:
         consumer._checkpoint_of[name] = cp
+
+
+def register_seek_hook(app: Any, hook: Callable[[], Awaitable[None]]) -> None:
+    """Await ``hook()`` after every seek to committed (the end of a rebalance), before
+    any record of the new assignment is processed; an exception stops the worker."""
+    _batch_consumer(app).seek_hooks.append(hook)
 
 
 def register_batch_topic(app: Any, topic: Any, handler: BatchHandler) -> None:
