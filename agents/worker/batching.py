@@ -61,6 +61,8 @@ from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
+from agents.worker import faults
+
 log = logging.getLogger("slawatch.batching")
 
 #: What a batch handler returns: futures that must succeed before the batch's offsets
@@ -182,6 +184,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
             self._gap_at.pop(tp, None)
         for hook in self.seek_hooks:
             await hook()
+        faults.point("recovery")
         self._sought.set()
 
     def next_offset(self, tp: TP) -> int | None:
@@ -282,6 +285,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 if self._send_error is None:
                     self._send_error = exc
                 raise exc
+        faults.point("sent")
         began = perf_counter()
         futures = await cp.fn()
         cp.cost = perf_counter() - began

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from time import perf_counter
 from typing import Any
 
-from agents.worker import alignment, routing, segwire
+from agents.worker import alignment, faults, routing, segwire
 from agents.worker.runtime import Runtime
 from agents.worker.state import PartitionStats, stats_key
 from streams.batch import Columns, WireSegment, apply_columns, decode, take
@@ -211,6 +211,7 @@ class Pipeline:
             fut.add_done_callback(self._segment_delivered)
         rt.counters.batches += 1
         rt.counters.events += n
+        faults.point("fetch")
         return futures
 
     def _forward_all(self, records: Sequence[Any], now: float, out: list[Any]) -> None:
@@ -565,6 +566,7 @@ class Pipeline:
                 stats.dlq = end
                 rt.stats.touch(key, q)
         futures = await rt.stats.flush(self.send)
+        faults.point("checkpoint")
         futures += await rt.components.flush(self.send, self._prune_component)
         return futures
 
