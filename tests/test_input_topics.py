@@ -77,9 +77,8 @@ def cells() -> list[Cell]:
     clients = itertools.cycle(["confluent", "kafka-python"])
     for n in (1, 3, 4, 8, 12):
         out.append(Cell("ops", n, 4, next(timings), next(workers), next(clients)))
-    for p in (2, 4, 8):
-        for publish in ("before", "during"):
-            out.append(Cell("producer", AUTO_CREATED, p, publish, next(workers), next(clients)))
+    for p, publish in ((2, "before"), (4, "during"), (8, "before"), (8, "during")):
+        out.append(Cell("producer", AUTO_CREATED, p, publish, next(workers), next(clients)))
     for p, publish in ((3, "after_ready"), (4, "during")):
         out.append(Cell("worker", p, p, publish, next(workers), next(clients)))
     return out

@@ -187,6 +187,11 @@ class BatchConsumer(faust_aiokafka.Consumer):
         faults.point("recovery")
         self._sought.set()
 
+    @property
+    def sought(self) -> asyncio.Event:
+        """Set once the seek (and its hooks) that ends a rebalance is done."""
+        return self._sought
+
     def next_offset(self, tp: TP) -> int | None:
         """The next offset of batch partition ``tp`` to process (None: not assigned)."""
         offset = self._expect.get(tp)

@@ -38,7 +38,3 @@ class Partitioner:
                 self._memo.clear()
             self._memo[key] = p
         return p
-
-    def of_bytes(self, key: bytes) -> int:
-        """The partition of a raw message key (not memoised: keys of strays only)."""
-        return (self._murmur2(key) & 0x7FFFFFFF) % self.partitions

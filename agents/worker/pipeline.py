@@ -218,7 +218,8 @@ class Pipeline:
         """Forward every record of an input partition that is not co-partitioned with
         the tables to the re-route partition of its component, unparsed: the owner of
         that partition classifies, counts and dead-letters it (``agents/routing.py``).
-        A record without a component goes by its key, or stays with its partition."""
+        A record without a component goes to partition ``p mod --partitions``: where a
+        co-partitioned input partition ``p`` has it classified too."""
         rt = self.rt
         part = rt.component_partition
         n = rt.settings.partitions
@@ -236,8 +237,9 @@ class Pipeline:
         for i, rec in enumerate(records):
             q = dest[i]
             if q is None:
-                key = rec.key
-                q = part.of_bytes(key) if key else rec.partition % n
+                # Not an event (invalid): the same table partition whichever way the
+                # input partition is read, so its origin mark there covers it.
+                q = rec.partition % n
             rt.counters.rerouted += 1
             out.append((reroute, rec.key, rec.value, q,
                         headers(rec.topic, rec.partition, rec.offset)))

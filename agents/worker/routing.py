@@ -15,11 +15,12 @@ Faust gives one worker the same partition numbers of all the topics of one
   the re-route topic's partition ``q``.
 * **Forward** (any other count, or right after one): the owner of input partition ``p``
   may own no table partition at all, so it forwards *every* record, unparsed, to
-  re-route partition ``q`` (a record without a component: ``murmur2(key)``, or ``p``
-  mod the count without a key), and the owner of ``q`` classifies it there.
+  re-route partition ``q`` (a record that is not an event: ``p`` mod the count, where
+  the local path classifies it too), and the owner of ``q`` classifies it there.
 
 Every counted record is identified by its *origin*: the input topic, partition and
-offset (a forwarded record carries them in headers). Per table partition ``q``, the
+offset (a forwarded record carries them in headers), and is always classified in the
+same table partition whichever way its input partition is read. Per table partition ``q``, the
 partition's counters (``PartitionStats``) keep, per origin partition, the highest offset
 counted: records from one origin partition reach ``q`` in offset order (one producer
 forwards them in order; a revoke waits for its sends), so a record at or below that

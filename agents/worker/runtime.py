@@ -123,12 +123,17 @@ class Runtime:
         return self.active_partitions(topic)
 
     def ready(self) -> bool:
-        """Assigned, recovered and not rebalancing: the tables are the truth."""
+        """Assigned, recovered, sought (the routing of the input decided, a
+        predecessor's DLQ records read) and not rebalancing: the tables are the truth
+        and what is published from now on is counted."""
         app = self.app
         if app is None or app.rebalancing:
             return False
         recovery = app.tables.recovery
         if not recovery.completed.is_set():
+            return False
+        sought = getattr(app.consumer, "sought", None)
+        if sought is not None and not sought.is_set():
             return False
         return bool(app.assignor.assigned_actives())
 
