@@ -22,6 +22,7 @@ import yaml
 
 from tests.reference import Ev, RefCatalog, classify, reference_report
 
+OUTCOMES = ("accepted", "invalid", "duplicate", "late", "unmapped")
 _ID = re.compile(r"[A-Za-z0-9._:/@-]{1,200}")
 _STATES = ("up", "down", "maintenance")
 FUTURE = 300.0
@@ -94,7 +95,7 @@ class Expected:
         for k, o in enumerate(outcomes):
             if o == "late":
                 self.dlq[(self.values[owner[k]], "late")] += 1
-        self.counts = dict(counts)
+        self.counts = {k: counts.get(k, 0) for k in OUTCOMES}
 
     @property
     def total(self) -> int:
@@ -117,11 +118,25 @@ class Expected:
         registry.register(_C())  # type: ignore[arg-type]
         return parse_metrics(generate_latest(registry).decode())
 
+    def outages(self, service: str, now: float) -> list[Any]:
+        """The reference's outages of ``service`` in its SLA period (oldest first)."""
+        from tests.reference import StepFunctions
+        from tests.reference import outages as ref_outages
+
+        _, applied = classify(self.catalog, self.events, self.lateness)
+        return ref_outages(self.catalog, StepFunctions(applied), service, now)
+
+    def report(self, now: float) -> Any:
+        """The reference's numbers as the engine's ``Report`` (for rendering only)."""
+        return self._report(now)
+
     def _report(self, now: float) -> Any:
         from streams.report import ComponentReport, Report, ServiceReport
         from streams.states import State
 
-        ref = reference_report(self.catalog, self.events, now, self.lateness)
+        # Every listed component is reported (unmapped ones too), as the worker does.
+        listed = sorted(self.catalog_dict["components"])
+        ref = reference_report(self.catalog, self.events, now, self.lateness, components=listed)
         state = {"up": State.UP, "down": State.DOWN, "maintenance": State.MAINTENANCE}
         out = Report(now=now)
         services = self.catalog_dict["services"]
@@ -147,17 +162,7 @@ class Expected:
             out.components[cid] = ComponentReport(
                 name=cid, team=spec.get("team"), kpi=c.kpi, state=state[c.state],
                 availability=c.availability)
-        # Every listed component is reported (unmapped ones too), as the worker does.
-        for cid, spec in comps.items():
-            if cid not in out.components:
-                rc = reference_report(self.catalog, self.events, now, self.lateness,
-                                      components=[cid]).components[cid]
-                out.components[cid] = ComponentReport(
-                    name=cid, team=(spec or {}).get("team"), kpi=rc.kpi,
-                    state=state[rc.state], availability=rc.availability)
-        out.events = {k: ref.events.get(k, 0) for k in ("accepted", "invalid", "duplicate",
-                                                         "late", "unmapped")}
-        out.events["invalid"] = self.counts.get("invalid", 0)
+        out.events = dict(self.counts)
         out.unmapped_components = ref.unmapped
         return out
 
@@ -166,9 +171,12 @@ def dlq_multiset(records: Iterable[Any]) -> Counter[tuple[bytes, str]]:
     """(original bytes, reason kind) of DLQ records: ``late`` or ``invalid``."""
     out: Counter[tuple[bytes, str]] = Counter()
     for rec in records:
-        headers = {k: bytes(v).decode() for k, v in rec.headers or ()}
+        raw_headers, value = rec.headers, rec.value
+        if callable(value):  # a confluent-kafka Message
+            raw_headers, value = raw_headers(), value()
+        headers = {k: bytes(v).decode() for k, v in raw_headers or ()}
         reason = headers.get("slawatch-reason", "")
-        out[(rec.value, "late" if reason == "late" else "invalid")] += 1
+        out[(value or b"", "late" if reason == "late" else "invalid")] += 1
     return out
 
 
