@@ -203,3 +203,24 @@ def test_any_input_topic(cell: Cell, tmp_path: Path) -> None:
         for w in workers:
             w.stop(timeout=10)
         broker.stop()
+
+
+def test_internal_topic_of_another_count_is_refused(tmp_path: Path) -> None:
+    """The worker's own topics must have --partitions partitions: one that exists with
+    another count stops the worker at start, with a message that says what to do."""
+    catalog = tmp_path / "services.yaml"
+    catalog.write_text(wide_catalog(SERVICES))
+    broker = EmbeddedBroker(log_path=tmp_path / "tansu.log").start()
+    worker = WorkerProcess(broker, catalog, tmp_path, partitions=4)
+    try:
+        broker.create_topics({TOPIC: 3, f"{worker.app_id}-component-events-rerouted": 2})
+        worker.start()
+        assert worker.proc is not None
+        code = worker.proc.wait(timeout=60)
+        assert code != 0
+        log = worker.log_path.read_text()
+        assert (f"{worker.app_id}-component-events-rerouted has 2" in log
+                and "--partitions 4" in log and "--app-id" in log), worker.log_tail()
+    finally:
+        worker.stop(timeout=10)
+        broker.stop()
