@@ -47,6 +47,9 @@ H_TRUNCATED = "slawatch-truncated"
 #: Room left under the producer's max request size for headers and batch overhead.
 DLQ_HEADROOM = 64 * 1024
 
+#: Longest a worker reads the DLQ for what a crashed predecessor sent (seconds).
+DLQ_SCAN_TIMEOUT = 60.0
+
 #: Longest stretch (s) a batch handler runs without letting other tasks run.
 YIELD_EVERY = 0.02
 #: Records of one partition decoded and applied at a time (between yields).
@@ -614,31 +617,37 @@ async def dead_letters_after(app: Any, topic: str, marks: dict[int, int]) -> dic
     consumer = aiokafka.AIOKafkaConsumer(
         bootstrap_servers=server_list(transport.url, transport.default_port),
         group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
+        fetch_max_wait_ms=100,
         **credentials_to_aiokafka_auth(conf.broker_credentials, conf.ssl_context))
     out: dict[int, set[routing.Origin]] = {}
     await consumer.start()
     try:
         tps = [aiokafka.TopicPartition(topic, k) for k in marks]
-        ends = await consumer.end_offsets(tps)
+        ends = {tp: int(off or 0) for tp, off in (await consumer.end_offsets(tps)).items()}
         # tansu reports the start of the last batch + 1 as the end: anything past the
-        # mark shows as an end past it; then read until a fetch comes back empty.
-        todo = [tp for tp in tps if int(ends.get(tp) or 0) > marks[tp.partition]]
+        # mark shows as an end past it. Read at least to that end, then until a fetch
+        # comes back empty (an empty answer before that is only a fetch still waiting).
+        todo = [tp for tp in tps if ends.get(tp, 0) > marks[tp.partition]]
         if not todo:
             return out
         consumer.assign(todo)
         for tp in todo:
             consumer.seek(tp, marks[tp.partition])
-        empty = 0
-        while empty < 2:
-            got = await consumer.getmany(timeout_ms=300, max_records=10_000)
-            if not any(got.values()):
-                empty += 1
-                continue
-            empty = 0
+        deadline = time.monotonic() + DLQ_SCAN_TIMEOUT
+        while True:
+            got = await consumer.getmany(timeout_ms=500, max_records=10_000)
             for tp, recs in got.items():
                 found = out.setdefault(tp.partition, set())
                 for rec in recs:
                     found.add(routing.origin_of(rec))
+            if not any(got.values()):
+                positions = [await consumer.position(tp) for tp in todo]
+                if all(pos >= ends[tp] for pos, tp in zip(positions, todo, strict=True)):
+                    break
+            if time.monotonic() > deadline:
+                # Never silently: a rejection of the predecessor may be sent again.
+                raise TimeoutError(f"reading {topic} from the checkpoint's marks {marks} "
+                                   f"to {ends} took over {DLQ_SCAN_TIMEOUT:.0f} s")
     finally:
         await consumer.stop()
     return out
