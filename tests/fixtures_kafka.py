@@ -294,7 +294,7 @@ def reference_samples(engine: Any, now: float) -> Samples:
     """The engine's report at ``now``, rendered exactly as the collector renders it."""
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from agents.exposition.collector import families
+    from tests.support.metrics import families
 
     report = engine.report(now)
 
