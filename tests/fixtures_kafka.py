@@ -183,7 +183,7 @@ class WorkerProcess:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.starts += 1
         cmd = [
-            sys.executable, "-m", "agents.cli.main", "worker",
+            sys.executable, "-m", "agents.cli.main", "worker", "--broker-kind", "tansu",
             "--broker", self.broker.url,
             "--catalog", str(self.catalog),
             "--web-port", str(self.port),
