@@ -8,7 +8,7 @@ from pathlib import Path
 
 from agents.exposition import spec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[4]
 
 
 def test_readme_table_is_the_spec() -> None:
