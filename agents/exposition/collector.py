@@ -127,7 +127,7 @@ def render_report(report: Report) -> str:
     """Every family of a report in the text format, written directly.
 
     Same names, help, types, labels, values and order as prometheus_client writes them
-    (tests/test_collector_text.py compares the two); label values are escaped once per
+    (tests/unit/agents/exposition/test_collector_text.py compares the two); label values are escaped once per
     service or component instead of once per sample.
     """
     comps = [report.components[c] for c in sorted(report.components)]
