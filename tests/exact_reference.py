@@ -4,7 +4,7 @@
 CONTRACT §1 (written from the contract, sharing no code with ``streams/events.py``), so
 a test can feed it exactly the messages it published and get every outcome, the
 multiset of (message, reason kind) the DLQ must hold, and the numbers of §3 rendered as
-the series of §4. The rendering borrows the collector's ``families`` (names and labels
+the series of §4. The rendering borrows the metric spec's ``families`` (names and labels
 only: every number comes from the reference).
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -103,20 +103,9 @@ class Expected:
 
     def samples(self, now: float) -> dict[Any, float]:
         """The series of CONTRACT §4 at ``now`` (the pipeline's, not the worker's)."""
-        from tests.fixtures_kafka import parse_metrics
+        from tests.fixtures_kafka import reference_samples
 
-        report = self._report(now)
-        from prometheus_client import CollectorRegistry, generate_latest
-
-        from agents.exposition.collector import families
-
-        class _C:
-            def collect(self) -> Iterator[Any]:
-                yield from families(report)
-
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(_C())  # type: ignore[arg-type]
-        return parse_metrics(generate_latest(registry).decode())
+        return reference_samples(self, now)
 
     def outages(self, service: str, now: float) -> list[Any]:
         """The reference's outages of ``service`` in its SLA period (oldest first)."""

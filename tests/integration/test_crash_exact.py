@@ -26,7 +26,7 @@ import pytest
 from agents.clients.broker import EmbeddedBroker
 from tests.exact_reference import Expected
 from tests.fixtures_kafka import WorkerProcess, counted, scenario, wide_catalog
-from tests.test_input_topics import COMPONENTS, SERVICES, TOPIC, check_exact, publish
+from tests.integration.test_input_topics import COMPONENTS, SERVICES, TOPIC, check_exact, publish
 
 pytestmark = [pytest.mark.integration]
 

@@ -33,7 +33,6 @@ from tests.fixtures_kafka import (
     WorkerProcess,
     compare,
     counted,
-    pipeline_series,
     scenario,
     wide_catalog,
 )
@@ -145,8 +144,6 @@ def wait_exact(workers: list[WorkerProcess], expected: Expected, timeout: float)
             problems = [f"exported twice: {k}" for k in dups[:5]]
             ref0 = expected.samples(t0)
             problems += compare(union, ref0, expected.samples(t1))
-            problems += [f"value of unexpected {k[0]}{dict(k[1])}: {v}"
-                         for k, v in pipeline_series(union).items() if k not in ref0][:5]
             if not problems:
                 return union
         time.sleep(0.5)
