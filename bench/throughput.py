@@ -544,6 +544,10 @@ def sweep(opts: argparse.Namespace) -> int:
                                time.time() - 7200, seed=i + 1)
             publish(broker, topic, shape["partitions"], msgs)
             ends = input_end_offsets(broker, topic, shape["partitions"], msgs)
+            # Another count than the worker's: every message is forwarded once, and the
+            # pipeline is done when the re-route topic is read too.
+            rerouted = (input_end_offsets(broker, topic, opts.worker_partitions, msgs)
+                        if shape["partitions"] != opts.worker_partitions else None)
             raws: list[float] = []
             pipes: list[float] = []
             rss = 0.0
@@ -553,7 +557,8 @@ def sweep(opts: argparse.Namespace) -> int:
                            events_topic=topic)
                 try:
                     w.wait_ready()
-                    st = wait_pipeline(w, topic, w.segments_topic, ends, timeout=1800)
+                    st = wait_pipeline(w, topic, w.segments_topic, ends, timeout=1800,
+                                       reroute_ends=rerouted)
                     stats = st["stats"]
                     pipes.append(len(msgs) / max(1e-9, stats["last_at"] - stats["first_at"]))
                     rss = max(rss, w.rss()[1])
