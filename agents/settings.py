@@ -111,6 +111,11 @@ class WorkerSettings:
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     alertmanager_label: str = "instance"
+    web_config_file: Path | None = None
+    web_peer_ca_file: str | None = None
+    web_max_connections: int = 256
+    ingest: bool = False
+    ingest_token_file: Path | None = None
     gc_threshold: tuple[int, int, int] = gcpolicy.DEFAULT
 
     @property
@@ -133,13 +138,28 @@ class WorkerSettings:
             auth += f" {self.sasl_mechanism} user={self.sasl_username!r} password=***"
         return (
             f"broker={self.broker} security={auth} catalog={self.catalog} "
-            f"web=http://{self.web_host}:{self.web_port} store={self.store} "
+            f"web={self.web_scheme}://{self.web_host}:{self.web_port} "
+            f"web_config={self.web_config_file or '-'} "
+            f"ingest={'on' if self.ingest else 'off'}"
+            f"{' (token)' if self.ingest and self.ingest_token_file else ''} "
+            f"store={self.store} "
             f"data_dir={self.data_dir} app_id={self.app_id} "
             f"topics={self.events_topic},{self.segments_topic},{self.dlq_topic} "
             f"partitions={self.partitions} replication={self.replication_factor} "
             f"allowed_lateness={self.allowed_lateness:g}s "
             f"gc_threshold={','.join(map(str, self.gc_threshold))}"
         )
+
+    @property
+    def web_scheme(self) -> str:
+        return "https" if self.web_config().tls is not None else "http"
+
+    def web_config(self) -> Any:
+        """The parsed ``--web-config-file`` (``agents.web.auth.WebConfig``); raises
+        ``WebConfigError`` naming the file and field."""
+        from agents.web.auth import load_web_config
+
+        return load_web_config(self.web_config_file)
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """A client TLS context for SSL/SASL_SSL, from the CA and client cert files."""
@@ -187,11 +207,58 @@ class WorkerSettings:
                 )
         if self.store not in ("memory", "rocksdb"):
             problems.append(f"--store must be one of {', '.join(STORES)}")
-        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "web_peer_ca_file"):
             value = getattr(self, name)
             if value and not Path(value).is_file():
                 problems.append(f"--{name.replace('_', '-')} {value} is not a file")
+        if self.web_max_connections < 1:
+            problems.append(f"--web-max-connections must be >= 1, not {self.web_max_connections}")
+        problems += self._web_problems()
         return problems
+
+    def _web_problems(self) -> list[str]:
+        from agents.web.auth import WebConfigError, read_token_file
+
+        try:
+            config = self.web_config()
+        except WebConfigError as exc:
+            return [f"--web-config-file: {exc}"]
+        if self.ingest_token_file is not None:
+            try:
+                read_token_file(self.ingest_token_file)
+            except WebConfigError as exc:
+                return [f"--ingest-token-file: {exc}"]
+        if self.ingest_token_file is not None and not self.ingest:
+            return ["--ingest-token-file is set but ingest is off: add --ingest (SLAWATCH_INGEST=1)"]
+        if self.ingest and not _is_loopback(self.web_host) and not (
+            self.ingest_token_file is not None or config.requires_credentials
+        ):
+            return [
+                f"--ingest on {self.web_host}, an address other than loopback, needs credentials: "
+                "--ingest-token-file, or basic_auth_users (or client certificates) in "
+                "--web-config-file; anyone who can reach the port could otherwise forge events"
+            ]
+        return []
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _env_flag(name: str) -> bool:
+    value = (_env(name) or "").lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise SystemExit(f"slawatch worker: ${name}={value!r} is not 1/0, true/false, yes/no or on/off")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -208,7 +275,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "default %(default)s)")
     g.add_argument("--web-host", default=_env("SLAWATCH_WEB_HOST", DEFAULT_WEB_HOST),
                    help="address the web server binds (env SLAWATCH_WEB_HOST, default "
-                        "%(default)s; use 0.0.0.0 for a remote Prometheus)")
+                        "%(default)s; another address needs --web-config-file with "
+                        "basic_auth_users and tls_server_config, see README 'Security')")
     g.add_argument("--data-dir", default=_env("SLAWATCH_DATA_DIR", "slawatch-data"),
                    help="local state directory (RocksDB tables) (env SLAWATCH_DATA_DIR, "
                         "default %(default)s)")
@@ -233,6 +301,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--alertmanager-label", default=_env("SLAWATCH_ALERTMANAGER_LABEL", "instance"),
                    help="alert label that names the component in POST /ingest/alertmanager "
                         "(env SLAWATCH_ALERTMANAGER_LABEL, default %(default)s)")
+    w = parser.add_argument_group("web security (README 'Security')")
+    w.add_argument("--web-config-file", default=_env("SLAWATCH_WEB_CONFIG_FILE"),
+                   help="TLS and basic auth of every HTTP endpoint, in Prometheus "
+                        "exporter-toolkit's format (env SLAWATCH_WEB_CONFIG_FILE)")
+    w.add_argument("--web-peer-ca-file", default=_env("SLAWATCH_WEB_PEER_CA_FILE"),
+                   help="CA bundle that signed the other workers' web certificates, for the "
+                        "requests a worker forwards (env SLAWATCH_WEB_PEER_CA_FILE; default: "
+                        "the system CAs and the certificates in cert_file)")
+    w.add_argument("--web-max-connections", type=int,
+                   default=_env_int("SLAWATCH_WEB_MAX_CONNECTIONS", 256),
+                   help="HTTP connections served at once; more get 503 (env "
+                        "SLAWATCH_WEB_MAX_CONNECTIONS, default %(default)s)")
+    w.add_argument("--ingest", action="store_true", default=_env_flag("SLAWATCH_INGEST"),
+                   help="serve POST /ingest/events and /ingest/alertmanager (env "
+                        "SLAWATCH_INGEST=1; off by default: 404)")
+    w.add_argument("--ingest-token-file", default=_env("SLAWATCH_INGEST_TOKEN_FILE"),
+                   help="file holding the bearer token ingest requires (env "
+                        "SLAWATCH_INGEST_TOKEN_FILE); read again when it changes")
     t = parser.add_argument_group("topics (all workers of a group must agree)")
     t.add_argument("--app-id", default=_env("SLAWATCH_APP_ID", DEFAULT_APP_ID),
                    help="consumer group and prefix of internal topics (env SLAWATCH_APP_ID, "
@@ -322,5 +408,10 @@ def from_args(args: argparse.Namespace) -> WorkerSettings:
         ssl_certfile=args.ssl_certfile,
         ssl_keyfile=args.ssl_keyfile,
         alertmanager_label=args.alertmanager_label,
+        web_config_file=Path(args.web_config_file) if args.web_config_file else None,
+        web_peer_ca_file=args.web_peer_ca_file,
+        web_max_connections=args.web_max_connections,
+        ingest=bool(args.ingest),
+        ingest_token_file=Path(args.ingest_token_file) if args.ingest_token_file else None,
         gc_threshold=gc_threshold,
     )

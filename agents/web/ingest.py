@@ -8,32 +8,36 @@ becomes a ``down`` event (at ``startsAt``) for the component named by a label (d
 A body is taken whole or not at all: a half-applied batch is harder to reason about
 than a 400 that names the bad line. Validation uses the same ``parse_event`` as the
 worker, so what is accepted here is never dead-lettered later as invalid.
+
+The limits of ``agents/web/limits.py`` (size, items, values, nesting) are checked on the
+raw bytes before anything is parsed, and parsing runs on ``PARSE_POOL``'s one thread so
+that the event loop (``/healthz``, the pipeline) keeps its turn.
 """
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
 
+from agents.web.limits import MAX_BODY_BYTES, MAX_ITEMS, LimitError, check_structure
 from streams.events import InvalidEvent, encode_event, parse_event
 
-#: Bodies larger than this are refused with 413 before they are parsed.
-MAX_BODY_BYTES = 4 * 1024 * 1024
+#: A refused request (status and reason).
+IngestError = LimitError
 #: A single request may not carry more events than this.
-MAX_EVENTS = 50_000
+MAX_EVENTS = MAX_ITEMS
+#: Content types ingest takes: JSON is never a "simple" cross-site request, so a web
+#: page cannot make a browser post events (text/plain forms can).
+CONTENT_TYPES = ("application/json", "application/x-ndjson")
 
-
-class IngestError(Exception):
-    """The request is refused; ``status`` is the HTTP status, ``reason`` says why."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
+#: One thread parses the bodies, one at a time (``limits.MAX_CONCURRENT_INGESTS`` bound
+#: the bodies held while they wait).
+PARSE_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slawatch-ingest")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,14 +61,17 @@ def parse_events_body(body: bytes, now: float | None = None) -> Batch:
     if not text:
         raise IngestError(400, "empty body: expected a JSON event, an array of events or JSON lines")
     raws: list[tuple[str, bytes]]
+    check_structure(text, lines=text[:1] != b"[")
     if text[:1] == b"[":
         try:
             items = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
             raise IngestError(400, f"body is not valid JSON: {exc}") from None
+        if not isinstance(items, list):
+            raise IngestError(400, "body is not a JSON array")
         raws = [(f"item {i}", orjson.dumps(item)) for i, item in enumerate(items)]
     else:
-        raws = [(f"line {i + 1}", line) for i, line in enumerate(text.splitlines()) if line.strip()]
+        raws = [(f"line {i + 1}", line) for i, line in enumerate(text.split(b"\n")) if line.strip()]
     if len(raws) > MAX_EVENTS:
         raise IngestError(413, f"{len(raws)} events in one request; the limit is {MAX_EVENTS}")
     messages: list[tuple[bytes, bytes]] = []
@@ -86,6 +93,7 @@ def parse_alertmanager(body: bytes, label: str = "instance", now: float | None =
     """An Alertmanager webhook payload (version 4) as component events."""
     check_size(body)
     now = time.time() if now is None else now
+    check_structure(body)
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:

@@ -19,6 +19,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import time
 from typing import Any
@@ -26,6 +28,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from agents.exposition.collector import render_chunks
+from agents.web import limits
 from agents.worker.runtime import Runtime
 
 log = logging.getLogger("slawatch.web")
@@ -51,7 +54,8 @@ def install_views(app: Any, rt: Runtime, registry: CollectorRegistry, services_t
         return response
 
     async def healthz(self: Any, request: Any) -> Any:
-        return self.json({"status": "ok", "pid": _pid()})
+        # Served without credentials (agents/web/guard.py): nothing but the status.
+        return self.json({"status": "ok"})
 
     async def readyz(self: Any, request: Any) -> Any:
         ready = rt.ready()
@@ -59,7 +63,6 @@ def install_views(app: Any, rt: Runtime, registry: CollectorRegistry, services_t
             {
                 "ready": ready,
                 "rebalancing": bool(rt.app is not None and rt.app.rebalancing),
-                "services_owned": len(rt.owned_services()) if ready else 0,
             },
             status=200 if ready else 503,
         )
@@ -114,13 +117,16 @@ def install_views(app: Any, rt: Runtime, registry: CollectorRegistry, services_t
     async def status_page(self: Any, request: Any) -> Any:
         from aiohttp.web import Response
 
-        from agents.web.statuspage import PAGE
+        from agents.web.statuspage import HEADERS, PAGE
 
-        return Response(text=PAGE, content_type="text/html", charset="utf-8")
+        return Response(text=PAGE, content_type="text/html", charset="utf-8", headers=HEADERS)
+
+    ingest_slots = asyncio.Semaphore(limits.MAX_CONCURRENT_INGESTS)
 
     async def ingest(self: Any, request: Any, endpoint: str) -> Any:
         from agents.web.ingest import (
-            MAX_BODY_BYTES,
+            CONTENT_TYPES,
+            PARSE_POOL,
             IngestError,
             parse_alertmanager,
             parse_events_body,
@@ -132,17 +138,34 @@ def install_views(app: Any, rt: Runtime, registry: CollectorRegistry, services_t
             counts[(endpoint, status)] = counts.get((endpoint, status), 0) + 1
             return self.json(body, status=status)
 
-        if (request.content_length or 0) > MAX_BODY_BYTES:
-            return answer(413, {"error": f"body larger than the limit of {MAX_BODY_BYTES} bytes"})
+        if request.content_type not in CONTENT_TYPES:
+            return answer(415, {"error": f"Content-Type must be one of {', '.join(CONTENT_TYPES)}"})
+        if (request.content_length or 0) > limits.MAX_BODY_BYTES:
+            return answer(413, {"error": f"body larger than the limit of {limits.MAX_BODY_BYTES} bytes"})
         try:
-            body = await _read_limited(request, MAX_BODY_BYTES)
-            if endpoint == "alertmanager":
-                batch = parse_alertmanager(body, label=rt.settings.alertmanager_label)
-            else:
-                batch = parse_events_body(body)
+            async with asyncio.timeout(limits.INGEST_QUEUE_TIMEOUT):
+                await ingest_slots.acquire()
+        except TimeoutError:
+            return answer(503, {"error": "too many ingest requests at once; try again"})
+        try:
+            try:
+                async with asyncio.timeout(limits.BODY_TIMEOUT):
+                    body = await _read_limited(request, limits.MAX_BODY_BYTES)
+            except TimeoutError:
+                if request.transport is not None:  # the rest of the body is not waited for
+                    request.transport.close()
+                return answer(408, {"error": f"body not received within {limits.BODY_TIMEOUT:g} s"})
+            label = rt.settings.alertmanager_label
+            parse = (functools.partial(parse_alertmanager, body, label=label)
+                     if endpoint == "alertmanager" else functools.partial(parse_events_body, body))
+            batch = await asyncio.get_running_loop().run_in_executor(PARSE_POOL, parse)
+            del body
         except IngestError as exc:
-            log.info("ingest %s refused (%d): %s", endpoint, exc.status, exc.reason)
+            log.info("ingest %s from %s refused (%d): %s", endpoint, request.remote, exc.status,
+                     exc.reason)
             return answer(exc.status, {"error": exc.reason})
+        finally:
+            ingest_slots.release()
         producer = self.app.producer
         topic = rt.settings.events_topic
         try:
@@ -155,6 +178,8 @@ def install_views(app: Any, rt: Runtime, registry: CollectorRegistry, services_t
             return answer(503, {"error": f"could not publish to {topic}: {exc}"})
         done = rt.counters.ingest_events
         done[endpoint] = done.get(endpoint, 0) + len(batch.messages)
+        log.info("ingest %s from %s: %d events published, %d alerts skipped", endpoint,
+                 request.remote, len(batch.messages), batch.skipped)
         return answer(202, {"accepted": len(batch.messages), "skipped": batch.skipped, "topic": topic})
 
     from faust.web import View
@@ -169,8 +194,9 @@ def install_views(app: Any, rt: Runtime, registry: CollectorRegistry, services_t
 
     # Registered by calls, not decorators: Faust's decorators are untyped.
     app.page("/")(status_page)
-    app.page("/ingest/events")(IngestEvents)
-    app.page("/ingest/alertmanager")(IngestAlertmanager)
+    if rt.settings.ingest:  # off: 404, whoever asks
+        app.page("/ingest/events")(IngestEvents)
+        app.page("/ingest/alertmanager")(IngestAlertmanager)
     app.page("/metrics")(metrics)
     app.page("/healthz")(healthz)
     app.page("/readyz")(readyz)
@@ -184,7 +210,7 @@ def install_views(app: Any, rt: Runtime, registry: CollectorRegistry, services_t
 
 async def _read_limited(request: Any, limit: int) -> bytes:
     """The body, refused with 413 past ``limit`` bytes, also when it comes chunked."""
-    from agents.web.ingest import IngestError
+    from agents.web.limits import LimitError as IngestError
 
     chunks: list[bytes] = []
     size = 0
