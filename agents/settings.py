@@ -114,6 +114,8 @@ class WorkerSettings:
     web_config_file: Path | None = None
     web_peer_ca_file: str | None = None
     web_max_connections: int = 256
+    web_header_timeout: float = 10.0
+    web_body_timeout: float = 30.0
     ingest: bool = False
     ingest_token_file: Path | None = None
     gc_threshold: tuple[int, int, int] = gcpolicy.DEFAULT
@@ -152,7 +154,12 @@ class WorkerSettings:
 
     @property
     def web_scheme(self) -> str:
-        return "https" if self.web_config().tls is not None else "http"
+        from agents.web.auth import WebConfigError
+
+        try:
+            return "https" if self.web_config().tls is not None else "http"
+        except WebConfigError:
+            return "http"
 
     def web_config(self) -> Any:
         """The parsed ``--web-config-file`` (``agents.web.auth.WebConfig``); raises
@@ -211,6 +218,9 @@ class WorkerSettings:
             value = getattr(self, name)
             if value and not Path(value).is_file():
                 problems.append(f"--{name.replace('_', '-')} {value} is not a file")
+        for name in ("web_header_timeout", "web_body_timeout"):
+            if not getattr(self, name) > 0:
+                problems.append(f"--{name.replace('_', '-')} must be > 0")
         if self.web_max_connections < 1:
             problems.append(f"--web-max-connections must be >= 1, not {self.web_max_connections}")
         problems += self._web_problems()
@@ -313,6 +323,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    default=_env_int("SLAWATCH_WEB_MAX_CONNECTIONS", 256),
                    help="HTTP connections served at once; more get 503 (env "
                         "SLAWATCH_WEB_MAX_CONNECTIONS, default %(default)s)")
+    w.add_argument("--web-header-timeout", type=float,
+                   default=float(_env("SLAWATCH_WEB_HEADER_TIMEOUT") or 10),
+                   help="seconds a request's headers may take from the connection (or the last "
+                        "response) on; idle keep-alive connections close after it too (env "
+                        "SLAWATCH_WEB_HEADER_TIMEOUT, default %(default)s)")
+    w.add_argument("--web-body-timeout", type=float,
+                   default=float(_env("SLAWATCH_WEB_BODY_TIMEOUT") or 30),
+                   help="seconds an ingest body may take to arrive (env SLAWATCH_WEB_BODY_TIMEOUT, "
+                        "default %(default)s)")
     w.add_argument("--ingest", action="store_true", default=_env_flag("SLAWATCH_INGEST"),
                    help="serve POST /ingest/events and /ingest/alertmanager (env "
                         "SLAWATCH_INGEST=1; off by default: 404)")
@@ -411,6 +430,8 @@ def from_args(args: argparse.Namespace) -> WorkerSettings:
         web_config_file=Path(args.web_config_file) if args.web_config_file else None,
         web_peer_ca_file=args.web_peer_ca_file,
         web_max_connections=args.web_max_connections,
+        web_header_timeout=args.web_header_timeout,
+        web_body_timeout=args.web_body_timeout,
         ingest=bool(args.ingest),
         ingest_token_file=Path(args.ingest_token_file) if args.ingest_token_file else None,
         gc_threshold=gc_threshold,

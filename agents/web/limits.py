@@ -9,9 +9,9 @@ guards: the body is read with a cap (never buffered whole), and its JSON structu
 objects and re-serialised one by one before the item cap was looked at (21 s, 8 GB).
 
 Slow clients are cut off by the server (``agents/transport/webserver.py``): headers
-must arrive within ``HEADER_TIMEOUT`` of the connection (or of the last response), a
-body within ``BODY_TIMEOUT``, and at most ``MAX_CONNECTIONS`` connections are served at
-once.
+must arrive within ``--web-header-timeout`` of the connection (or of the last
+response), an ingest body within ``--web-body-timeout``, and at most
+``--web-max-connections`` connections are served at once.
 """
 
 from __future__ import annotations
@@ -32,15 +32,8 @@ MAX_CONCURRENT_INGESTS = 2
 #: ... at most this long (s), then get 503.
 INGEST_QUEUE_TIMEOUT = 10.0
 
-#: A request's headers must be complete this long (s) after the connection opened or
-#: the previous response was sent; an idle keep-alive connection is closed after it too.
-HEADER_TIMEOUT = 10.0
-#: A body must be read whole within this long (s) once the handler starts reading it.
-BODY_TIMEOUT = 30.0
 #: TLS handshakes must finish within this long (s).
 HANDSHAKE_TIMEOUT = 10.0
-#: Connections served at once; more are answered 503 and closed.
-MAX_CONNECTIONS = 256
 
 
 class LimitError(Exception):

@@ -149,12 +149,13 @@ def install_views(app: Any, rt: Runtime, registry: CollectorRegistry, services_t
             return answer(503, {"error": "too many ingest requests at once; try again"})
         try:
             try:
-                async with asyncio.timeout(limits.BODY_TIMEOUT):
+                async with asyncio.timeout(rt.settings.web_body_timeout):
                     body = await _read_limited(request, limits.MAX_BODY_BYTES)
             except TimeoutError:
-                if request.transport is not None:  # the rest of the body is not waited for
-                    request.transport.close()
-                return answer(408, {"error": f"body not received within {limits.BODY_TIMEOUT:g} s"})
+                late = answer(408, {"error": "body not received within "
+                                             f"{rt.settings.web_body_timeout:g} s"})
+                late.force_close()  # the rest of the body is not waited for
+                return late
             label = rt.settings.alertmanager_label
             parse = (functools.partial(parse_alertmanager, body, label=label)
                      if endpoint == "alertmanager" else functools.partial(parse_events_body, body))

@@ -105,8 +105,8 @@ def web_security_config(settings: WorkerSettings, on_refused: Any = None) -> dic
         "web_application_options": {
             "middlewares": [make_guard(auth, on_refused=on_refused)],
             # aiohttp's keep-alive timer is the header timeout (agents/transport/webserver.py).
-            "handler_args": {"keepalive_timeout": limits.HEADER_TIMEOUT,
-                             "lingering_time": limits.BODY_TIMEOUT / 3},
+            "handler_args": {"keepalive_timeout": settings.web_header_timeout,
+                             "lingering_time": min(10.0, settings.web_body_timeout)},
             "client_max_size": limits.MAX_BODY_BYTES,
         },
         "HttpClient": http_client,
