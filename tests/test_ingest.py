@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from agents.web.ingest import IngestError, parse_alertmanager, parse_events_body
+from agents.web.ingest import MAX_EVENTS, IngestError, parse_alertmanager, parse_events_body
 
 NOW = 1_800_000_000.0
 
@@ -101,7 +101,8 @@ def test_events_body_accepts_object_array_and_json_lines() -> None:
         (b'{"component": "a", "state": "up", "ts": 1}\n{"component": "a"}', 400,
          "line 2: invalid: missing field state"),
         (b'{"component": "a", "state": "sideways", "ts": 1}', 400, "unknown state"),
-        (b"\n".join([b'{"component": "a", "state": "up", "ts": 1}'] * 50_001), 413, "limit is 50000"),
+        (b"\n".join([b'{"component": "a", "state": "up", "ts": 1}'] * (MAX_EVENTS + 1)), 413,
+         f"the limit is {MAX_EVENTS}"),
     ],
     ids=["empty", "broken-array", "bad-line", "bad-state", "too-many"],
 )
