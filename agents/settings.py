@@ -111,6 +111,8 @@ class WorkerSettings:
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     alertmanager_label: str = "instance"
+    alertmanager_alertnames: tuple[str, ...] = ()
+    alertmanager_pattern: str | None = None
     web_config_file: Path | None = None
     web_peer_ca_file: str | None = None
     web_max_connections: int = 256
@@ -223,6 +225,13 @@ class WorkerSettings:
                 problems.append(f"--{name.replace('_', '-')} must be > 0")
         if self.web_max_connections < 1:
             problems.append(f"--web-max-connections must be >= 1, not {self.web_max_connections}")
+        if self.alertmanager_pattern is not None:
+            import re
+
+            try:
+                re.compile(self.alertmanager_pattern)
+            except re.error as exc:
+                problems.append(f"--alertmanager-component-pattern: {exc}")
         problems += self._web_problems()
         return problems
 
@@ -309,8 +318,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "SLAWATCH_GC_THRESHOLD, default %(default)s; CPython's own is "
                         "700,10,10: 10-20%% slower at 10,000 components)")
     g.add_argument("--alertmanager-label", default=_env("SLAWATCH_ALERTMANAGER_LABEL", "instance"),
-                   help="alert label that names the component in POST /ingest/alertmanager "
-                        "(env SLAWATCH_ALERTMANAGER_LABEL, default %(default)s)")
+                   help="alert label that names the component in POST /ingest/alertmanager, or "
+                        "several separated by commas, the first present wins (env "
+                        "SLAWATCH_ALERTMANAGER_LABEL, default %(default)s)")
+    g.add_argument("--alertmanager-alertnames", default=_env("SLAWATCH_ALERTMANAGER_ALERTNAMES", ""),
+                   help="only these alertnames (comma-separated) mark components down; others "
+                        "are skipped (env SLAWATCH_ALERTMANAGER_ALERTNAMES, default: all)")
+    g.add_argument("--alertmanager-component-pattern",
+                   default=_env("SLAWATCH_ALERTMANAGER_COMPONENT_PATTERN"),
+                   help="regular expression whose first group, matched against the label's "
+                        "value, is the component id, e.g. '([^:]+)(:[0-9]+)?' drops a port "
+                        "(env SLAWATCH_ALERTMANAGER_COMPONENT_PATTERN)")
     w = parser.add_argument_group("web security (README 'Security')")
     w.add_argument("--web-config-file", default=_env("SLAWATCH_WEB_CONFIG_FILE"),
                    help="TLS and basic auth of every HTTP endpoint, in Prometheus "
@@ -427,6 +445,9 @@ def from_args(args: argparse.Namespace) -> WorkerSettings:
         ssl_certfile=args.ssl_certfile,
         ssl_keyfile=args.ssl_keyfile,
         alertmanager_label=args.alertmanager_label,
+        alertmanager_alertnames=tuple(n.strip() for n in args.alertmanager_alertnames.split(",")
+                                      if n.strip()),
+        alertmanager_pattern=args.alertmanager_component_pattern or None,
         web_config_file=Path(args.web_config_file) if args.web_config_file else None,
         web_peer_ca_file=args.web_peer_ca_file,
         web_max_connections=args.web_max_connections,

@@ -1,9 +1,10 @@
 """HTTP ingestion: Alertmanager webhooks and plain JSON become component events.
 
 Any Prometheus-monitored component can feed slawatch without code: point an
-Alertmanager webhook receiver at ``POST /ingest/alertmanager`` and every firing alert
-becomes a ``down`` event (at ``startsAt``) for the component named by a label (default
-``instance``), every resolved alert an ``up`` event (at ``endsAt``).
+Alertmanager webhook receiver at ``POST /ingest/alertmanager``. Each alert is published
+to the alerts topic for the component named by a label (default ``instance``); the
+alerts agent (``agents/worker/alerts.py``) keeps the component ``down`` while any of its
+alerts fires, from the first ``startsAt``, and ``up`` from the last ``endsAt``.
 
 A body is taken whole or not at all: a half-applied batch is harder to reason about
 than a 400 that names the bad line. Validation uses the same ``parse_event`` as the
@@ -16,6 +17,8 @@ that the event loop (``/healthz``, the pipeline) keeps its turn.
 
 from __future__ import annotations
 
+import hashlib
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,7 +28,7 @@ from typing import Any
 import orjson
 
 from agents.web.limits import MAX_BODY_BYTES, MAX_ITEMS, LimitError, check_structure
-from streams.events import InvalidEvent, encode_event, parse_event
+from streams.events import InvalidEvent, parse_event
 
 #: A refused request (status and reason).
 IngestError = LimitError
@@ -89,8 +92,18 @@ def parse_events_body(body: bytes, now: float | None = None) -> Batch:
     return Batch(messages)
 
 
-def parse_alertmanager(body: bytes, label: str = "instance", now: float | None = None) -> Batch:
-    """An Alertmanager webhook payload (version 4) as component events."""
+def parse_alertmanager(body: bytes, label: str = "instance", now: float | None = None,
+                       alertnames: frozenset[str] | None = None,
+                       pattern: re.Pattern[str] | None = None) -> Batch:
+    """An Alertmanager webhook payload (version 4) as alert records for the alerts agent
+    (``agents/worker/alerts.py``), keyed by component.
+
+    ``label``: the label naming the component, or several separated by commas (the first
+    one present wins). ``pattern``: a regular expression whose first group, matched
+    against that label's value, is the component id (e.g. ``([^:]+)(:\\d+)?`` drops an
+    ``instance`` port); a value it does not match is skipped. ``alertnames``: only
+    these alerts count; the others are skipped.
+    """
     check_size(body)
     now = time.time() if now is None else now
     check_structure(body)
@@ -103,6 +116,7 @@ def parse_alertmanager(body: bytes, label: str = "instance", now: float | None =
     alerts: list[Any] = payload["alerts"]
     if len(alerts) > MAX_EVENTS:
         raise IngestError(413, f"{len(alerts)} alerts in one request; the limit is {MAX_EVENTS}")
+    names = [n.strip() for n in label.split(",") if n.strip()]
     messages: list[tuple[bytes, bytes]] = []
     skipped = 0
     errors: list[str] = []
@@ -112,7 +126,17 @@ def parse_alertmanager(body: bytes, label: str = "instance", now: float | None =
             errors.append(f"{where}: not an object")
             continue
         labels = alert.get("labels")
-        if not isinstance(labels, dict) or not isinstance(labels.get(label), str):
+        if not isinstance(labels, dict):
+            skipped += 1
+            continue
+        if alertnames is not None and labels.get("alertname") not in alertnames:
+            skipped += 1  # not an alert that means "this component is down"
+            continue
+        value = next((labels[n] for n in names if isinstance(labels.get(n), str)), None)
+        if value is not None and pattern is not None:
+            match = pattern.fullmatch(value)
+            value = match.group(1) if match and match.groups() else (value if match else None)
+        if value is None:
             skipped += 1  # an alert about something that is not a component
             continue
         status = alert.get("status")
@@ -128,19 +152,24 @@ def parse_alertmanager(body: bytes, label: str = "instance", now: float | None =
             errors.append(f"{where}: {ts_field} {alert.get(ts_field)!r} is not a time")
             continue
         ts = min(ts, now)  # Alertmanager clocks may run ahead a little; never beyond now
-        raw = orjson.dumps({
-            "component": labels[label],
-            "state": state,
-            "ts": ts,
-            "source": "alertmanager",
-            "id": str(alert.get("fingerprint") or f"{labels.get('alertname', '')}:{status}"),
-        })
+        # The same checks as the event this alert may become (component id, time).
         try:
-            event = parse_event(raw, now)
+            event = parse_event(orjson.dumps({"component": value, "state": state, "ts": ts}), now)
         except InvalidEvent as exc:
             errors.append(f"{where}: {exc.reason}")
             continue
-        messages.append((event.component.encode(), encode_event(event)))
+        starts = _alert_time(alert.get("startsAt"))
+        fingerprint = alert.get("fingerprint")
+        if not isinstance(fingerprint, str) or not fingerprint:
+            # Alertmanager's fingerprint is a hash of the label set: the same here.
+            fingerprint = hashlib.sha256(orjson.dumps(labels, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+        messages.append((event.component.encode(), orjson.dumps({
+            "fp": fingerprint[:128],
+            "status": status,
+            "starts": min(starts, now) if starts is not None else ts,
+            "ends": ts if status == "resolved" else None,
+            "alertname": str(labels.get("alertname", ""))[:200],
+        })))
     if errors:
         shown = "; ".join(errors[:10])
         raise IngestError(

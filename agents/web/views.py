@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 import time
 from typing import Any
 
@@ -29,6 +30,7 @@ from prometheus_client import CollectorRegistry
 
 from agents.exposition.collector import render_chunks
 from agents.web import limits
+from agents.worker.alerts import alerts_topic
 from agents.worker.runtime import Runtime
 
 log = logging.getLogger("slawatch.web")
@@ -122,6 +124,12 @@ def install_views(app: Any, rt: Runtime, registry: CollectorRegistry, services_t
         return Response(text=PAGE, content_type="text/html", charset="utf-8", headers=HEADERS)
 
     ingest_slots = asyncio.Semaphore(limits.MAX_CONCURRENT_INGESTS)
+    settings = rt.settings
+    alertmanager_options: dict[str, Any] = {
+        "label": settings.alertmanager_label,
+        "alertnames": frozenset(settings.alertmanager_alertnames) or None,
+        "pattern": re.compile(settings.alertmanager_pattern) if settings.alertmanager_pattern else None,
+    }
 
     async def ingest(self: Any, request: Any, endpoint: str) -> Any:
         from agents.web.ingest import (
@@ -156,8 +164,7 @@ def install_views(app: Any, rt: Runtime, registry: CollectorRegistry, services_t
                                              f"{rt.settings.web_body_timeout:g} s"})
                 late.force_close()  # the rest of the body is not waited for
                 return late
-            label = rt.settings.alertmanager_label
-            parse = (functools.partial(parse_alertmanager, body, label=label)
+            parse = (functools.partial(parse_alertmanager, body, **alertmanager_options)
                      if endpoint == "alertmanager" else functools.partial(parse_events_body, body))
             batch = await asyncio.get_running_loop().run_in_executor(PARSE_POOL, parse)
             del body
@@ -168,7 +175,8 @@ def install_views(app: Any, rt: Runtime, registry: CollectorRegistry, services_t
         finally:
             ingest_slots.release()
         producer = self.app.producer
-        topic = rt.settings.events_topic
+        # Alerts go to the alerts agent, which owns each component's firing set.
+        topic = alerts_topic(rt.settings.app_id) if endpoint == "alertmanager" else rt.settings.events_topic
         try:
             futures = [await producer.send(topic, key, value, None, None, None)
                        for key, value in batch.messages]
@@ -179,8 +187,9 @@ def install_views(app: Any, rt: Runtime, registry: CollectorRegistry, services_t
             return answer(503, {"error": f"could not publish to {topic}: {exc}"})
         done = rt.counters.ingest_events
         done[endpoint] = done.get(endpoint, 0) + len(batch.messages)
-        log.info("ingest %s from %s: %d events published, %d alerts skipped", endpoint,
-                 request.remote, len(batch.messages), batch.skipped)
+        log.info("ingest %s from %s: %d %s published, %d skipped", endpoint, request.remote,
+                 len(batch.messages), "alerts" if endpoint == "alertmanager" else "events",
+                 batch.skipped)
         return answer(202, {"accepted": len(batch.messages), "skipped": batch.skipped, "topic": topic})
 
     from faust.web import View

@@ -16,6 +16,7 @@ from typing import Any
 from agents.exposition.collector import make_registry
 from agents.settings import FAUST_TUNING, WorkerSettings
 from agents.web.views import install_views
+from agents.worker.alerts import install_alerts
 from agents.worker.pipeline import Pipeline, install_pipeline
 from agents.worker.reload import CatalogReloader
 from agents.worker.runtime import Runtime
@@ -170,6 +171,7 @@ def build_app(settings: WorkerSettings, catalog: Catalog) -> Built:
     rt.topics = topics
     components_table = _raw_table(app, settings, "components")
     services_table = _raw_table(app, settings, "services")
+    install_alerts(app, settings, _raw_table(app, settings, "alerts"))
     rt.bind_tables(components_table, services_table)
     pipeline = install_pipeline(app, rt, topics)
     rt.pipeline = pipeline
