@@ -446,3 +446,100 @@ def test_slow_clients_are_cut_off_and_connections_capped(secured: Secured) -> No
             sock.close()
     time.sleep(0.5)
     assert s.request("GET", "/healthz")[0] == 200
+
+
+HOSTILE_CATALOG = """
+components:
+  db-1: {team: "<script>document.title='pwned-team'</script>"}
+services:
+  "<img src=x onerror=\\"document.title='pwned'\\">":
+    kind: external
+    customers: ["<script>document.title='pwned-customer'</script>"]
+    sla: {target: 0.99, period: 30d}
+    requires: [db-1]
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_hostile_service_name_is_inert_on_the_status_page(
+    kafka_broker: EmbeddedBroker, worker_factory: Any, tmp_path: Path
+) -> None:
+    from tests.fixtures_kafka import event_bytes, publish_messages
+    from tests.test_statuspage import browse
+
+    catalog = tmp_path / "services.yaml"
+    catalog.write_text(HOSTILE_CATALOG)
+    worker = worker_factory(kafka_broker, catalog)
+    worker.wait_ready(timeout=60)
+    publish_messages(kafka_broker, [(b"db-1", event_bytes("db-1", "down", time.time() - 600), None)])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status, body = worker.get("/api/services")
+        if status == 200 and b'"down"' in body:
+            break
+        time.sleep(0.5)
+    with urllib.request.urlopen(worker.url + "/", timeout=10) as resp:
+        csp = resp.headers["Content-Security-Policy"]
+        assert "script-src 'sha256-" in csp and "frame-ancestors 'none'" in csp
+        assert resp.headers["X-Frame-Options"] == "DENY"
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    result = browse(worker.url + "/", tmp_path, "--dump-dom")
+    assert result.returncode == 0, result.stderr[-2000:]
+    dom = result.stdout
+    assert "<title>slawatch — service status</title>" in dom  # no script ran
+    assert "pwned" not in dom.split("<main", 1)[0]
+    assert "<img" not in dom and "<script>document" not in dom
+    assert "&lt;img src=x onerror=" in dom  # shown as text on the tile
+    assert 'data-state="down"' in dom
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_requests_forwarded_between_workers_keep_tls_and_credentials(
+    kafka_broker: EmbeddedBroker, tmp_path: Path, tls: TLSFiles
+) -> None:
+    """/api/services/{name}/outages is answered by the worker that owns the service
+    (Faust's table_route): with two workers half the calls are forwarded, over TLS
+    (the peer verified against the shared certificate) with the caller's credentials."""
+    from tests.fixtures_kafka import wide_catalog
+
+    web = tmp_path / "web.yml"
+    web.write_text(f"tls_server_config: {{cert_file: {tls.cert}, key_file: {tls.key}}}\n"
+                   f"basic_auth_users: {{prometheus: '{bcrypt_hash(PASSWORD)}'}}\n")
+    catalog = tmp_path / "services.yaml"
+    catalog.write_text(wide_catalog(12))
+    ctx = ssl.create_default_context(cafile=str(tls.ca))
+    workers = [WorkerProcess(kafka_broker, catalog, tmp_path, name=n,
+                             extra=["--web-config-file", str(web)]) for n in ("a", "b")]
+    try:
+        for w in workers:
+            w.scheme, w.ssl_context = "https", ctx
+            w.start()
+        deadline = time.monotonic() + 120
+        owned: dict[str, set[str]] = {}
+        while time.monotonic() < deadline:
+            owned = {}
+            for w in workers:
+                w.auth_headers = {"Authorization": basic_header("prometheus", PASSWORD)}
+                with contextlib.suppress(OSError):
+                    status, api = w.get("/api/services")
+                    if status == 200:
+                        owned[w.name] = {s["service"] for s in orjson.loads(api)["services"]}
+            if len(owned) == 2 and all(owned.values()) and len(owned["a"] | owned["b"]) == 12:
+                break
+            time.sleep(1)
+        assert len(owned) == 2 and owned["a"] and owned["b"], owned
+        a = workers[0]
+        for name in sorted(owned["a"] | owned["b"]):
+            status, body = a.get(f"/api/services/{name}/outages")
+            assert status == 200, (name, status, body[:300])
+            assert orjson.loads(body)["service"] == name
+        a.auth_headers = {}
+        remote = sorted(owned["b"])[0]
+        assert a.get(f"/api/services/{remote}/outages")[0] == 401
+        a.auth_headers = {"Authorization": basic_header("prometheus", "wrong")}
+        assert a.get(f"/api/services/{remote}/outages")[0] == 401
+    finally:
+        for w in workers:
+            w.stop()

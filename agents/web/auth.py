@@ -152,6 +152,9 @@ class WebConfig:
         if tls is None:
             return None
         ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        # The certificate in cert_file is trusted as it is (workers sharing one
+        # certificate), not only as the root of a chain.
+        ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
         ctx.load_verify_locations(cafile=str(tls.cert_file))
         if ca_file:
             ctx.load_verify_locations(cafile=ca_file)
