@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agents.connection import KafkaConnection, add_security_arguments
 from agents.process import gcpolicy
 
 DEFAULT_BROKER = "kafka://localhost:9092"
@@ -32,8 +33,6 @@ DEFAULT_SEGMENTS_TOPIC = "slawatch-service-segments"
 DEFAULT_PARTITIONS = 8
 DEFAULT_ALLOWED_LATENESS = "10m"
 
-SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
-SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 STORES = ("auto", "memory", "rocksdb")
 
 #: Faust settings that decide how fast a worker starts consuming, measured on tansu
@@ -110,6 +109,10 @@ class WorkerSettings:
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
+    ssl_key_password: str | None = field(default=None, repr=False)
+    #: Reading a secret file failed (reported by ``validate``), or the password was a flag.
+    connection_errors: tuple[str, ...] = ()
+    password_on_command_line: bool = False
     alertmanager_label: str = "instance"
     alertmanager_alertnames: tuple[str, ...] = ()
     alertmanager_pattern: str | None = None
@@ -137,9 +140,7 @@ class WorkerSettings:
 
     def describe(self) -> str:
         """One log line of the effective settings; secrets are replaced by ***."""
-        auth = self.security_protocol
-        if self.security_protocol.startswith("SASL"):
-            auth += f" {self.sasl_mechanism} user={self.sasl_username!r} password=***"
+        auth = self.kafka.describe()
         return (
             f"broker={self.broker} security={auth} catalog={self.catalog} "
             f"web={self.web_scheme}://{self.web_host}:{self.web_port} "
@@ -170,30 +171,24 @@ class WorkerSettings:
 
         return load_web_config(self.web_config_file)
 
+    @property
+    def kafka(self) -> KafkaConnection:
+        """The Kafka connection settings (one type with the publisher's)."""
+        return KafkaConnection(
+            broker=self.broker, security_protocol=self.security_protocol,
+            sasl_mechanism=self.sasl_mechanism, sasl_username=self.sasl_username,
+            sasl_password=self.sasl_password, ssl_cafile=self.ssl_cafile,
+            ssl_certfile=self.ssl_certfile, ssl_keyfile=self.ssl_keyfile,
+            ssl_key_password=self.ssl_key_password, errors=self.connection_errors,
+            password_on_command_line=self.password_on_command_line,
+        )
+
     def ssl_context(self) -> ssl.SSLContext | None:
-        """A client TLS context for SSL/SASL_SSL, from the CA and client cert files."""
-        if self.security_protocol not in ("SSL", "SASL_SSL"):
-            return None
-        ctx = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH, cafile=self.ssl_cafile)
-        if self.ssl_certfile:
-            ctx.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
-        return ctx
+        return self.kafka.ssl_context()
 
     def faust_credentials(self) -> Any:
         """Faust credentials object for the security settings (None for PLAINTEXT)."""
-        import faust
-
-        ctx = self.ssl_context()
-        if self.security_protocol.startswith("SASL"):
-            return faust.SASLCredentials(
-                username=self.sasl_username,
-                password=self.sasl_password,
-                mechanism=self.sasl_mechanism,
-                ssl_context=ctx,
-            )
-        if ctx is not None:
-            return faust.SSLCredentials(ctx)
-        return None
+        return self.kafka.faust_credentials()
 
     def validate(self) -> list[str]:
         """Problems that make the settings unusable, each as a sentence."""
@@ -204,19 +199,10 @@ class WorkerSettings:
             problems.append(f"--replication-factor must be >= 1, not {self.replication_factor}")
         if not 0 < self.web_port < 65536:
             problems.append(f"--web-port {self.web_port} is not a TCP port")
-        if self.security_protocol not in SECURITY_PROTOCOLS:
-            problems.append(f"--security-protocol must be one of {', '.join(SECURITY_PROTOCOLS)}")
-        if self.security_protocol.startswith("SASL"):
-            if self.sasl_mechanism not in SASL_MECHANISMS:
-                problems.append(f"--sasl-mechanism must be one of {', '.join(SASL_MECHANISMS)}")
-            if not self.sasl_username or self.sasl_password is None:
-                problems.append(
-                    "SASL needs --sasl-username and a password (--sasl-password or "
-                    "$SLAWATCH_SASL_PASSWORD)"
-                )
+        problems += [p for p in self.kafka.validate() if not p.startswith("--broker")]
         if self.store not in ("memory", "rocksdb"):
             problems.append(f"--store must be one of {', '.join(STORES)}")
-        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "web_peer_ca_file"):
+        for name in ("web_peer_ca_file",):
             value = getattr(self, name)
             if value and not Path(value).is_file():
                 problems.append(f"--{name.replace('_', '-')} {value} is not a file")
@@ -379,21 +365,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="standby copies of each table partition kept by other workers, for "
                         "fast failover (default %(default)s)")
 
-    s = parser.add_argument_group("Kafka security (for real clusters)")
-    s.add_argument("--security-protocol", choices=SECURITY_PROTOCOLS,
-                   default=_env("SLAWATCH_SECURITY_PROTOCOL", "PLAINTEXT"),
-                   help="default %(default)s")
-    s.add_argument("--sasl-mechanism", choices=SASL_MECHANISMS,
-                   default=_env("SLAWATCH_SASL_MECHANISM", "PLAIN"), help="default %(default)s")
-    s.add_argument("--sasl-username", default=_env("SLAWATCH_SASL_USERNAME"))
-    s.add_argument("--sasl-password", default=None,
-                   help="prefer $SLAWATCH_SASL_PASSWORD: flags are visible in `ps`")
-    s.add_argument("--ssl-cafile", default=_env("SLAWATCH_SSL_CAFILE"),
-                   help="CA bundle that signed the brokers' certificates")
-    s.add_argument("--ssl-certfile", default=_env("SLAWATCH_SSL_CERTFILE"),
-                   help="client certificate (mutual TLS)")
-    s.add_argument("--ssl-keyfile", default=_env("SLAWATCH_SSL_KEYFILE"),
-                   help="client private key (mutual TLS)")
+    add_security_arguments(parser)
 
 
 def _resolve_store(choice: str) -> str:
@@ -418,9 +390,7 @@ def from_args(args: argparse.Namespace) -> WorkerSettings:
         gc_threshold = gcpolicy.parse(args.gc_threshold)
     except ValueError as exc:
         raise SystemExit(f"slawatch worker: --gc-threshold {exc}") from None
-    password = args.sasl_password
-    if password is None:
-        password = _env("SLAWATCH_SASL_PASSWORD")
+    kafka = KafkaConnection.from_args(args)
     return WorkerSettings(
         broker=args.broker,
         catalog=Path(args.catalog),
@@ -440,10 +410,13 @@ def from_args(args: argparse.Namespace) -> WorkerSettings:
         security_protocol=args.security_protocol,
         sasl_mechanism=args.sasl_mechanism,
         sasl_username=args.sasl_username,
-        sasl_password=password,
+        sasl_password=kafka.sasl_password,
         ssl_cafile=args.ssl_cafile,
         ssl_certfile=args.ssl_certfile,
         ssl_keyfile=args.ssl_keyfile,
+        ssl_key_password=kafka.ssl_key_password,
+        connection_errors=kafka.errors,
+        password_on_command_line=kafka.password_on_command_line,
         alertmanager_label=args.alertmanager_label,
         alertmanager_alertnames=tuple(n.strip() for n in args.alertmanager_alertnames.split(",")
                                       if n.strip()),
