@@ -221,6 +221,19 @@ class WorkerSettings:
         problems += self._web_problems()
         return problems
 
+    def web_warnings(self) -> list[str]:
+        """What is allowed but unwise: the API readable by anyone who reaches the port."""
+        from agents.web.auth import WebConfigError
+
+        try:
+            config = self.web_config()
+        except WebConfigError:
+            return []  # reported by validate()
+        if _is_loopback(self.web_host) or config.requires_credentials:
+            return []
+        return [f"the web server on {self.web_host} answers /metrics and /api/* to anyone who "
+                "can reach it: set basic_auth_users (and tls_server_config) in --web-config-file"]
+
     def _web_problems(self) -> list[str]:
         from agents.web.auth import WebConfigError, read_token_file
 

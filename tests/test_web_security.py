@@ -543,3 +543,20 @@ def test_requests_forwarded_between_workers_keep_tls_and_credentials(
     finally:
         for w in workers:
             w.stop()
+
+
+def test_the_shipped_example_web_config_loads(tmp_path: Path, tls: TLSFiles) -> None:
+    """deploy/web-config.example.yml with its paths pointed at real files."""
+    import asyncio
+
+    from tests.fixtures_kafka import ROOT
+
+    text = (ROOT / "deploy" / "web-config.example.yml").read_text()
+    text = text.replace("/etc/slawatch/tls.crt", str(tls.cert)).replace("/etc/slawatch/tls.key", str(tls.key))
+    path = tmp_path / "web.yml"
+    path.write_text(text)
+    config = load_web_config(path)
+    assert config.tls is not None and set(config.basic_auth_users) == {"prometheus"}
+    auth = Authenticator(config)
+    assert asyncio.run(auth.basic_ok(basic_header("prometheus", "change-me")))
+    auth.close()
