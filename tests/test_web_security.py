@@ -120,7 +120,7 @@ def test_basic_auth_and_token_checks(tmp_path: Path) -> None:
     auth.close()
 
 
-def test_ingest_on_a_public_address_needs_credentials(tmp_path: Path) -> None:
+def test_ingest_on_a_public_address_needs_credentials(tmp_path: Path, tls: TLSFiles) -> None:
     import argparse
 
     from agents import settings
@@ -138,6 +138,13 @@ def test_ingest_on_a_public_address_needs_credentials(tmp_path: Path) -> None:
     assert problems("--web-host", "127.0.0.1", "--ingest") == []
     assert problems("--web-host", "0.0.0.0", "--ingest", "--ingest-token-file", str(token)) == []
     assert problems("--web-host", "0.0.0.0") == []  # ingest off
+    tls_only = tmp_path / "tls-only.yml"
+    tls_only.write_text(f"tls_server_config: {{cert_file: {tls.cert}, key_file: {tls.key}}}\n")
+    assert problems("--web-host", "0.0.0.0", "--ingest", "--web-config-file", str(tls_only))
+    mtls = tmp_path / "mtls.yml"
+    mtls.write_text(f"tls_server_config: {{cert_file: {tls.cert}, key_file: {tls.key}, "
+                    f"client_auth_type: RequireAndVerifyClientCert, client_ca_file: {tls.ca}}}\n")
+    assert problems("--web-host", "0.0.0.0", "--ingest", "--web-config-file", str(mtls)) == []
     assert "--web-config-file" in problems("--web-config-file", str(tmp_path / "missing.yml"))[0]
 
 
@@ -560,3 +567,41 @@ def test_the_shipped_example_web_config_loads(tmp_path: Path, tls: TLSFiles) -> 
     auth = Authenticator(config)
     assert asyncio.run(auth.basic_ok(basic_header("prometheus", "change-me")))
     auth.close()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_client_certificates_are_required_and_their_names_checked(
+    kafka_broker: EmbeddedBroker, worker_factory: Any, tmp_path: Path, tls: TLSFiles
+) -> None:
+    """client_auth_type RequireAndVerifyClientCert with client_allowed_sans: no
+    certificate, no connection; a certificate of the CA with another name, 403."""
+    web = tmp_path / "web.yml"
+    web.write_text(f"""
+tls_server_config:
+  cert_file: {tls.cert}
+  key_file: {tls.key}
+  client_auth_type: RequireAndVerifyClientCert
+  client_ca_file: {tls.ca}
+  client_allowed_sans: [scraper.test]
+""")
+    catalog = tmp_path / "services.yaml"
+    catalog.write_text(EXAMPLE_CATALOG)
+    # Client certificates are credentials (ingest could be on beyond loopback too).
+    worker = worker_factory(kafka_broker, catalog, extra=["--web-config-file", str(web), "--ingest"])
+    worker.scheme = "https"
+
+    def ctx(cert: Path | None, key: Path | None) -> ssl.SSLContext:
+        c = ssl.create_default_context(cafile=str(tls.ca))
+        if cert is not None:
+            c.load_cert_chain(cert, key)
+        return c
+
+    worker.ssl_context = ctx(tls.client_cert, tls.client_key)
+    worker.wait_ready(timeout=90)
+    assert worker.get("/metrics")[0] == 200
+    worker.ssl_context = ctx(tls.cert, tls.key)  # signed by the CA, but not scraper.test
+    assert worker.get("/metrics")[0] == 403
+    worker.ssl_context = ctx(None, None)
+    with pytest.raises((ssl.SSLError, ConnectionError, urllib.error.URLError)):
+        worker.get("/metrics")
