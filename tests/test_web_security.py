@@ -179,6 +179,7 @@ class Secured:
     token_file: Path
     ctx: ssl.SSLContext
     basic: str
+    web_file: Path
 
     def request(self, method: str, path: str, body: bytes | None = None,
                 headers: dict[str, str] | None = None, timeout: float = 30.0
@@ -254,7 +255,7 @@ basic_auth_users: {{prometheus: '{bcrypt_hash(PASSWORD)}'}}
         worker.start()
         worker.wait_ready(timeout=90)
         yield Secured(worker, broker, tls, token_file, worker.ssl_context,
-                      worker.auth_headers["Authorization"])
+                      worker.auth_headers["Authorization"], web)
     finally:
         worker.stop()
         broker.stop()
@@ -315,6 +316,23 @@ def test_without_valid_credentials_nothing_is_read_or_published(secured: Secured
     finally:
         s.token_file.write_text(TOKEN)
         time.sleep(1.5)
+
+    # So does rotating a password in the web config file; a broken edit keeps the last good one.
+    original = s.web_file.read_text()
+    s.web_file.write_text(original.split("basic_auth_users")[0]
+                          + f"basic_auth_users: {{prometheus: '{bcrypt_hash('new password')}'}}\n")
+    time.sleep(1.5)
+    try:
+        assert s.request("GET", "/metrics", headers={"Authorization": s.basic})[0] == 401
+        new_basic = basic_header("prometheus", "new password")
+        assert s.request("GET", "/metrics", headers={"Authorization": new_basic})[0] == 200
+        s.web_file.write_text("basic_auth_users: [broken\n")
+        time.sleep(1.5)
+        assert s.request("GET", "/metrics", headers={"Authorization": new_basic})[0] == 200
+    finally:
+        s.web_file.write_text(original)
+        time.sleep(1.5)
+    assert s.request("GET", "/metrics", headers={"Authorization": s.basic})[0] == 200
 
     published = [e for e in s.events_on_topic() if e.get("id") not in before]
     assert sorted(e["id"] for e in published) == ["by-token", "by-user", "rotated"]
