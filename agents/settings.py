@@ -124,6 +124,8 @@ class WorkerSettings:
     ingest: bool = False
     ingest_token_file: Path | None = None
     gc_threshold: tuple[int, int, int] = gcpolicy.DEFAULT
+    #: Which broker implementation: patches only the embedded one needs apply only to it.
+    broker_kind: str = "kafka"
 
     @property
     def reroute_topic(self) -> str:
@@ -152,7 +154,8 @@ class WorkerSettings:
             f"topics={self.events_topic},{self.segments_topic},{self.dlq_topic} "
             f"partitions={self.partitions} replication={self.replication_factor} "
             f"allowed_lateness={self.allowed_lateness:g}s "
-            f"gc_threshold={','.join(map(str, self.gc_threshold))}"
+            f"gc_threshold={','.join(map(str, self.gc_threshold))} "
+            f"broker_kind={self.broker_kind}"
         )
 
     @property
@@ -316,6 +319,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="the process's garbage-collector thresholds, gen0,gen1,gen2 (env "
                         "SLAWATCH_GC_THRESHOLD, default %(default)s; CPython's own is "
                         "700,10,10: 10-20%% slower at 10,000 components)")
+    g.add_argument("--broker-kind", choices=("kafka", "tansu"),
+                   default=_env("SLAWATCH_BROKER_KIND", "kafka"),
+                   help="the broker's implementation (env SLAWATCH_BROKER_KIND, default "
+                        "%(default)s); `tansu` (the embedded broker of the demo and the "
+                        "tests) turns on the patches for its quirks (agents/transport/)")
     g.add_argument("--alertmanager-label", default=_env("SLAWATCH_ALERTMANAGER_LABEL", "instance"),
                    help="alert label that names the component in POST /ingest/alertmanager, or "
                         "several separated by commas, the first present wins (env "
@@ -442,4 +450,5 @@ def from_args(args: argparse.Namespace) -> WorkerSettings:
         ingest=bool(args.ingest),
         ingest_token_file=Path(args.ingest_token_file) if args.ingest_token_file else None,
         gc_threshold=gc_threshold,
+        broker_kind=args.broker_kind,
     )
