@@ -15,8 +15,8 @@ still being received, and closes the connection if no whole request arrived by t
 the header timeout: ``tests/test_web_security.py`` checks that half-sent headers are cut
 off, so a change of that behaviour in an aiohttp upgrade is caught.
 
-Checked against faust-streaming 0.15 and aiohttp 3.12-3.14 (``CHECKED``); with other
-versions the driver still starts, and says so in the log once.
+Checked against the faust-streaming and aiohttp ranges of ``versions.TESTED``; outside
+them the worker refuses to start (``SLAWATCH_ALLOW_UNTESTED_DEPS=1`` overrides).
 """
 
 from __future__ import annotations
@@ -25,16 +25,12 @@ import asyncio
 import logging
 from typing import Any
 
-import aiohttp
-import faust
 from aiohttp import web
 from faust.web.drivers import DRIVERS
 from faust.web.drivers import aiohttp as faust_aiohttp
 
 log = logging.getLogger("slawatch.web")
 
-#: (faust-streaming, aiohttp) version prefixes this driver was checked against.
-CHECKED = (("0.15.",), ("3.12.", "3.13.", "3.14."))
 #: The ``Server`` header of every response: no product version to fingerprint.
 SERVER_HEADER = "slawatch"
 #: Name of this driver in Faust's ``web`` setting (``slawatch://``).
@@ -122,10 +118,9 @@ class SlawatchWeb(faust_aiohttp.Web):
 
 def register() -> str:
     """Make ``slawatch://`` name this driver in Faust's ``web`` setting; returns the URL."""
-    if DRIVER not in DRIVERS.aliases:
-        versions = (faust.__version__, aiohttp.__version__)
-        if not all(v.startswith(prefixes) for v, prefixes in zip(versions, CHECKED, strict=True)):
-            log.warning("web driver checked against faust-streaming %s and aiohttp %s, running on "
-                        "%s and %s", CHECKED[0], CHECKED[1], *versions)
-        DRIVERS.aliases[DRIVER] = f"{__name__}:SlawatchWeb"
+    from agents.transport import versions
+
+    versions.require("faust-streaming", __name__)
+    versions.require("aiohttp", __name__)
+    DRIVERS.aliases.setdefault(DRIVER, f"{__name__}:SlawatchWeb")
     return f"{DRIVER}://"
