@@ -15,6 +15,13 @@ still being received, and closes the connection if no whole request arrived by t
 the header timeout: ``tests/test_web_security.py`` checks that half-sent headers are cut
 off, so a change of that behaviour in an aiohttp upgrade is caught.
 
+Two more places aiohttp answers or writes for itself, before any middleware: the 400
+it sends for a request it cannot parse carries its default ``Server: Python/3.x
+aiohttp/3.y`` (``web_response.SERVER_SOFTWARE``, replaced here), and it logs each such
+request at ERROR with a traceback (``aiohttp.server``), which anyone who can connect
+could use to flood the log: ``_ErrorLogLimit`` lets one through per
+``ERROR_LOG_INTERVAL`` and says how many it held back.
+
 Checked against the faust-streaming and aiohttp ranges of ``versions.TESTED``; outside
 them the worker refuses to start (``SLAWATCH_ALLOW_UNTESTED_DEPS=1`` overrides).
 """
@@ -23,9 +30,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
-from aiohttp import web
+from aiohttp import web, web_response
 from faust.web.drivers import DRIVERS
 from faust.web.drivers import aiohttp as faust_aiohttp
 
@@ -35,6 +43,8 @@ log = logging.getLogger("slawatch.web")
 SERVER_HEADER = "slawatch"
 #: Name of this driver in Faust's ``web`` setting (``slawatch://``).
 DRIVER = "slawatch"
+#: Seconds between two log records of requests aiohttp could not parse.
+ERROR_LOG_INTERVAL = 10.0
 
 _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nServer: " + SERVER_HEADER.encode()
          + b"\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 31\r\n\r\n"
@@ -116,6 +126,27 @@ class SlawatchWeb(faust_aiohttp.Web):
         return self.site
 
 
+class _ErrorLogLimit(logging.Filter):
+    """At most one "Error handling request" record of ``aiohttp.server`` per interval."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last = 0.0
+        self.held = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("Error handling request"):
+            return True
+        now = time.monotonic()
+        if now - self.last < ERROR_LOG_INTERVAL:
+            self.held += 1
+            return False
+        if self.held:
+            record.msg = f"{record.msg} (and {self.held} more since the last one logged)"
+        self.last, self.held = now, 0
+        return True
+
+
 def register() -> str:
     """Make ``slawatch://`` name this driver in Faust's ``web`` setting; returns the URL."""
     from agents.transport import versions
@@ -123,4 +154,8 @@ def register() -> str:
     versions.require("faust-streaming", __name__)
     versions.require("aiohttp", __name__)
     DRIVERS.aliases.setdefault(DRIVER, f"{__name__}:SlawatchWeb")
+    web_response.SERVER_SOFTWARE = SERVER_HEADER  # type: ignore[attr-defined]
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _ErrorLogLimit) for f in server_log.filters):
+        server_log.addFilter(_ErrorLogLimit())
     return f"{DRIVER}://"

@@ -155,6 +155,14 @@ def test_without_valid_credentials_nothing_is_read_or_published(secured: Secured
         status, headers, _ = s.request("GET", path, headers={"Authorization": s.basic})
         assert status == (404 if path == "/nothing-here" else 200), (path, status)
         assert headers.get("Server") == "slawatch", headers  # no aiohttp/Python version
+    # A request aiohttp cannot parse is answered before any middleware: no version there either.
+    sock = s.raw_socket()
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
+    sock.settimeout(5)
+    head = sock.recv(4096).split(b"\r\n\r\n")[0]
+    sock.close()
+    assert head.startswith(b"HTTP/1.0 400") and b"\r\nServer: slawatch" in head, head
+    assert b"aiohttp" not in head and b"Python" not in head
     for path in ("/healthz", "/readyz"):  # probes: open, and they say nothing more
         status, _, body = s.request("GET", path)
         assert status == 200 and set(orjson.loads(body)) <= {"status", "ready", "rebalancing"}

@@ -22,6 +22,10 @@ def test_the_internals_used_exist() -> None:
     # The keep-alive timer closes a connection still waiting for its request's headers.
     assert "self._waiter" in inspect.getsource(RequestHandler._process_keepalive)
     assert versions.in_tested_range("aiohttp", versions.installed("aiohttp") or "0")
+    from aiohttp import web_response
+
+    assert "headers.setdefault(hdrs.SERVER, SERVER_SOFTWARE)" in inspect.getsource(
+        web_response.StreamResponse._prepare_headers)
 
 
 def test_the_driver_is_registered_under_its_name() -> None:
