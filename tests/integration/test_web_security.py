@@ -441,3 +441,20 @@ tls_server_config:
     worker.ssl_context = ctx(None, None)
     with pytest.raises((ssl.SSLError, ConnectionError, urllib.error.URLError)):
         worker.get("/metrics")
+
+
+@pytest.mark.integration
+def test_the_image_health_check_finds_healthz_over_tls(secured: Secured) -> None:
+    """The Dockerfile's HEALTHCHECK (``python -m agents.cli.healthcheck``) reads the web
+    config to know the scheme, and needs no password."""
+    import os
+    import subprocess
+    import sys
+
+    web = secured.web_file
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLAWATCH_")}
+    env.update(SLAWATCH_WEB_PORT=str(secured.worker.port), SLAWATCH_WEB_CONFIG_FILE=str(web))
+    check = [sys.executable, "-m", "agents.cli.healthcheck"]
+    assert subprocess.run(check, env=env, capture_output=True, timeout=30).returncode == 0
+    env.pop("SLAWATCH_WEB_CONFIG_FILE")  # plain HTTP to a TLS port: unhealthy
+    assert subprocess.run(check, env=env, capture_output=True, timeout=30).returncode == 1
