@@ -25,6 +25,8 @@ from prometheus_client.utils import floatToGoString as _float_to_go_string
 
 from agents.worker.runtime import Runtime
 from agents.worker.state import TrackerTable
+from streams.accounting import component_view
+from streams.calendars import MaintenanceWindow
 from streams.catalog import Catalog
 from streams.report import (
     ComponentReport,
@@ -37,6 +39,7 @@ from streams.report import (
     window_availability_many,
 )
 from streams.states import UP
+from streams.timeline import Timeline
 from streams.windows import WINDOWS
 
 _ALL_UP = dict.fromkeys(WINDOWS, 1.0)
@@ -128,6 +131,11 @@ def families(report: Report) -> Iterator[Metric]:
     info = gauge("slawatch_service_info", "service metadata (value 1)", [*SVC, "customers"])
     up = gauge("slawatch_service_up", "1 up or maintenance, 0 down", SVC)
     maint = gauge("slawatch_service_maintenance", "1 while in planned maintenance", SVC)
+    in_st = gauge("slawatch_service_in_service_time",
+                  "1 inside the agreed service time (always, for a service agreed 24x7)", SVC)
+    sched = gauge("slawatch_service_scheduled_maintenance",
+                  "1 while a maintenance window naming the service or a component it requires "
+                  "is open", SVC)
     avail = gauge("slawatch_service_availability_ratio",
                   "up / (up + down) over the window ending now", [*SVC, "window"])
     sla_avail = gauge("slawatch_service_sla_availability_ratio",
@@ -162,6 +170,8 @@ def families(report: Report) -> Iterator[Metric]:
         info.add_metric([*lv, ",".join(s.customers)], 1.0)
         up.add_metric(lv, 1.0 if s.up else 0.0)
         maint.add_metric(lv, 1.0 if s.maintenance else 0.0)
+        in_st.add_metric(lv, 1.0 if s.in_service_time else 0.0)
+        sched.add_metric(lv, 1.0 if s.scheduled_maintenance else 0.0)
         for w in WINDOWS:
             avail.add_metric([*lv, w], s.availability[w])
             burn.add_metric([*lv, w], s.burn_rate[w])
@@ -180,7 +190,7 @@ def families(report: Report) -> Iterator[Metric]:
         gap.add_metric(lv, 1.0 if s.kpi_gap else 0.0)
         for comp in sorted(s.downtime_by_component):
             blame.add_metric([*lv, comp], s.downtime_by_component[comp])
-    yield from (info, up, maint, avail, sla_avail, target, burn, budget, exhaust, trending,
+    yield from (info, up, maint, in_st, sched, avail, sla_avail, target, burn, budget, exhaust, trending,
                 status, outage, restore, outages, downtime, supported, gap, blame)
 
     c_up = gauge("slawatch_component_up", "1 up, 0 down or maintenance", COMP)
@@ -260,6 +270,11 @@ _S_FAMILIES = (
     ("slawatch_service_info", "service metadata (value 1)", "gauge"),
     ("slawatch_service_up", "1 up or maintenance, 0 down", "gauge"),
     ("slawatch_service_maintenance", "1 while in planned maintenance", "gauge"),
+    ("slawatch_service_in_service_time",
+     "1 inside the agreed service time (always, for a service agreed 24x7)", "gauge"),
+    ("slawatch_service_scheduled_maintenance",
+     "1 while a maintenance window naming the service or a component it requires is open",
+     "gauge"),
     ("slawatch_service_availability_ratio", "up / (up + down) over the window ending now",
      "gauge"),
     ("slawatch_service_sla_availability_ratio", "availability over the SLA period", "gauge"),
@@ -298,7 +313,7 @@ def _service_lines(s: ServiceReport) -> tuple[str, ...]:
 def _service_lines_known(s: ServiceReport, lab: str, escape: bool) -> tuple[str, ...]:
     """``_service_lines(s)`` with its label text ``lab`` known, and whether a name of
     its components needs escaping (``escape``)."""
-    (n_info, n_up, n_maint, n_avail, n_sla, n_target, n_burn, n_budget, n_exhaust,
+    (n_info, n_up, n_maint, n_in_st, n_sched, n_avail, n_sla, n_target, n_burn, n_budget, n_exhaust,
      n_trend, n_status, n_outage, n_restore, n_outages, n_down, n_supported, n_gap,
      n_blame) = _S_NAMES
     f = _f
@@ -323,6 +338,8 @@ def _service_lines_known(s: ServiceReport, lab: str, escape: bool) -> tuple[str,
         f'{n_info}{{customers="{_esc(",".join(s.customers))}",{lab}}} 1.0\n',
         f"{n_up}{{{lab}}} {'1.0' if s.up else '0.0'}\n",
         f"{n_maint}{{{lab}}} {'1.0' if s.maintenance else '0.0'}\n",
+        f"{n_in_st}{{{lab}}} {'1.0' if s.in_service_time else '0.0'}\n",
+        f"{n_sched}{{{lab}}} {'1.0' if s.scheduled_maintenance else '0.0'}\n",
         _window_texts(f"{n_avail}{{{lab}", texts[0:8]),
         f"{n_sla}{{{lab}}} {sla_t}\n",
         f"{n_target}{{{lab}}} {f(s.target)}\n",
@@ -710,6 +727,14 @@ class ComponentLines:
     def _look(self, ch: _Chunk, i: int, table: TrackerTable[Any], now: float) -> None:
         key = ch.keys[i]
         tracker, stored = table.get_stored(key)
+        windows = self._catalog.component_windows.get(key) if self._catalog else None
+        if windows:
+            # In maintenance while a window naming it is open (CONTRACT §6): the
+            # values move with the calendar, so they are computed at every scrape.
+            ch.tokens[i] = _STALE if stored is None else stored
+            ch.untils[i] = now + RECHECK_SECONDS
+            ch.moving[i] = _Windowed(tracker, windows)
+            return
         until = component_lines_until(tracker, now)
         if until > now and (tracker is None or stored is not None):
             # constant values (1.0 or 0.0): pieces shared by the components with them
@@ -745,7 +770,8 @@ class ComponentLines:
         nh = "\n" + _C_AVAIL_HEAD
         w0, w1, w2, w3, w4, w5, w6, w7 = _WIN_LABELS
         moving = ch.moving
-        values_of = window_availability_many([t.history for t in moving.values()], now)
+        values_of = window_availability_many(
+            [t.view(now) if type(t) is _Windowed else t.history for t in moving.values()], now)
         # The texts of all the values at once (window_availability_many gives floats).
         texts = _float_texts([v for _, values in values_of for v in values])
         k = 0
@@ -757,6 +783,21 @@ class ComponentLines:
             pieces[b + 2:b + n:2] = (
                 f"{w0}{t0}{nh}", f"{w1}{t1}{nh}", f"{w2}{t2}{nh}", f"{w3}{t3}{nh}",
                 f"{w4}{t4}{nh}", f"{w5}{t5}{nh}", f"{w6}{t6}{nh}", f"{w7}{t7}\n")
+
+
+class _Windowed:
+    """A component tracker (or None: no event yet) with the maintenance windows that
+    name it; ``view(now)`` is its history with those windows in maintenance."""
+
+    __slots__ = ("tracker", "windows")
+
+    def __init__(self, tracker: Any, windows: tuple[MaintenanceWindow, ...]) -> None:
+        self.tracker = tracker
+        self.windows = windows
+
+    def view(self, now: float) -> Timeline:
+        history = self.tracker.history if self.tracker is not None else Timeline()
+        return component_view(history, self.windows, now, max(WINDOWS.values()))
 
 
 class ServiceLines(_LineCache):
@@ -780,7 +821,7 @@ class ServiceLines(_LineCache):
             self._escape_catalog = catalog
         lab = f'kind="{_esc(report.kind)}",service="{_esc(report.name)}"'
         return (_service_lines_known(report, lab, self._escape),
-                service_report_until(svc, tracker, now))
+                service_report_until(svc, tracker, now, catalog))
 
 
 def make_registry(rt: Runtime, registry: CollectorRegistry | None = None) -> CollectorRegistry:
