@@ -158,6 +158,11 @@ def parse_instant(text: object) -> float:
     return dt.timestamp()
 
 
+def format_instant(t: float) -> str:
+    """Epoch seconds as RFC 3339 in UTC (``2026-12-13T22:00:00Z``), whole seconds."""
+    return datetime.fromtimestamp(math.floor(t), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def merge(intervals: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
     """The union of ``(start, end)`` pairs as sorted, disjoint, non-touching pairs."""
     out: list[tuple[float, float]] = []
@@ -350,9 +355,7 @@ class MaintenanceWindow:
         if self.schedule is not None:
             return self.schedule.describe()
         assert self.start is not None and self.end is not None
-        fmt = "%Y-%m-%dT%H:%M:%SZ"
-        return (f"{datetime.fromtimestamp(self.start, UTC).strftime(fmt)} - "
-                f"{datetime.fromtimestamp(self.end, UTC).strftime(fmt)}")
+        return f"{format_instant(self.start)} - {format_instant(self.end)}"
 
 
 def boundaries(intervals: Sequence[tuple[float, float]]) -> list[float]:
