@@ -265,9 +265,19 @@ class WeeklySchedule:
         return sorted(out)
 
     def intervals(self, a: float, b: float) -> list[tuple[float, float]]:
-        """The parts of ``[a, b)`` inside the schedule: sorted, disjoint, merged."""
+        """The parts of ``[a, b)`` inside the schedule: sorted, disjoint, merged.
+
+        Computed for whole UTC days and remembered (reports ask for nearly the same
+        span at every scrape), then clipped; the same intervals either way.
+        """
         if not b > a:
             return []
+        d0, d1 = math.floor(a / DAY), math.ceil(b / DAY)
+        if d1 - d0 > 64:  # an unusual span: not worth remembering
+            return self._intervals(a, b)
+        return clip(_day_intervals(self, d0, d1), a, b)
+
+    def _intervals(self, a: float, b: float) -> list[tuple[float, float]]:
         cuts = [a, *self._candidates(a, b), b]
         out: list[tuple[float, float]] = []
         for x, y in itertools.pairwise(cuts):
@@ -293,16 +303,27 @@ class WeeklySchedule:
     @property
     def hours_per_week(self) -> float:
         """Agreed hours in a week, as written (a DST week or an exception day aside)."""
-        covered: set[int] = set()
-        for r in self.ranges:
-            covered.update(r.minutes())
-        return len(covered) / 60.0
+        return _hours_per_week(self.ranges)
 
     def describe(self) -> str:
         text = "; ".join(r.text for r in self.ranges)
         if self.except_days:
             text += f" except {len(self.except_days)} day(s)"
         return f"{text} ({self.zone})"
+
+
+@lru_cache(maxsize=1024)
+def _day_intervals(schedule: WeeklySchedule, d0: int, d1: int) -> list[tuple[float, float]]:
+    """``schedule._intervals`` over the UTC days ``d0`` to ``d1`` (never mutated)."""
+    return schedule._intervals(d0 * DAY, d1 * DAY)
+
+
+@lru_cache(maxsize=1024)
+def _hours_per_week(ranges: tuple[WeeklyRange, ...]) -> float:
+    covered: set[int] = set()
+    for r in ranges:
+        covered.update(r.minutes())
+    return len(covered) / 60.0
 
 
 @dataclass(frozen=True, slots=True)
