@@ -31,12 +31,13 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from streams.requirements import Requirement, Resolver
 
 DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _DAY_INDEX = {d.lower(): i for i, d in enumerate(DAY_NAMES)}
@@ -379,16 +380,6 @@ class MaintenanceWindow:
         return f"{format_instant(self.start)} - {format_instant(self.end)}"
 
 
-def boundaries(intervals: Sequence[tuple[float, float]]) -> list[float]:
-    return sorted({x for pair in intervals for x in pair})
-
-
-def next_boundary(intervals: Sequence[tuple[float, float]], t: float) -> float:
-    pts = boundaries(intervals)
-    i = bisect_right(pts, t)
-    return pts[i] if i < len(pts) else math.inf
-
-
 @dataclass(frozen=True, slots=True, eq=False)
 class ServiceCalendar:
     """Everything of §6 that applies to one service, from its catalog.
@@ -402,8 +393,8 @@ class ServiceCalendar:
     name: str
     service_time: ServiceTime | None
     windows: tuple[MaintenanceWindow, ...]
-    requires: object  # requirements.AllOf (kept untyped: no import cycle with catalog)
-    resolve: object  # requirements.Resolver
+    requires: Requirement
+    resolve: Resolver
     components: frozenset[str]
     services: frozenset[str]  # the service itself and every service it requires
 
@@ -418,16 +409,6 @@ class ServiceCalendar:
         if self.service_time is None:
             return [(a, b)] if b > a else []
         return self.service_time.intervals(a, b)
-
-    def forced(self, t: float) -> tuple[frozenset[str], frozenset[str]]:
-        """(components, services) a window open at ``t`` puts in maintenance."""
-        comps: set[str] = set()
-        svcs: set[str] = set()
-        for w in self.windows:
-            if w.contains(t):
-                comps |= w.components & self.components
-                svcs |= w.services & self.services
-        return frozenset(comps), frozenset(svcs)
 
     def scheduled_maintenance(self, t: float) -> bool:
         """`slawatch_service_scheduled_maintenance`: a window touching it is open at t."""
