@@ -216,6 +216,7 @@ def run(args: argparse.Namespace) -> int:
             "--data-dir", str(run_dir / "worker-data"),
             "--store", "memory",
             "--partitions", str(DEMO_PARTITIONS),
+            "--broker-kind", "tansu",
         ]
         worker = _Worker(cmd, run_dir / "worker.log", Path.cwd())
         say(f"worker  pid {worker.pid}  (log {worker.log_path})")

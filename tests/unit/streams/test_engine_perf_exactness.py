@@ -22,38 +22,18 @@ from streams.report import _WINDOW_NAMES, _WINDOW_SIZES, _window_availability
 from streams.requirements import (
     AllOf,
     AnyOf,
-    AtLeast,
     Leaf,
     Requirement,
-    ServiceRef,
     blame,
     compile_indexed,
     evaluate,
 )
 from streams.states import DOWN, MAINTENANCE, UP, State
 from streams.timeline import Timeline
+from tests.support.trees import COMPS, STATES, trees
 
 #: Every test here runs on the C loops and on the pure-Python ones (conftest.engine_path).
 pytestmark = pytest.mark.usefixtures("engine_path")
-
-COMPS = ("a", "b", "c", "d", "e")
-STATES = (UP, MAINTENANCE, DOWN)
-
-
-def _trees() -> st.SearchStrategy[Requirement]:
-    leaf: st.SearchStrategy[Requirement] = st.sampled_from(COMPS).map(Leaf)
-    leaf = leaf | st.just(ServiceRef("base"))
-
-    def extend(children: st.SearchStrategy[Requirement]) -> st.SearchStrategy[Requirement]:
-        items = st.lists(children, min_size=1, max_size=4).map(tuple)
-        return (
-            items.map(AllOf)
-            | items.map(AnyOf)
-            | items.flatmap(lambda xs: st.integers(1, len(xs)).map(lambda k: AtLeast(k, xs)))
-        )
-
-    return st.recursive(leaf, extend, max_leaves=10)
-
 
 BASE: Requirement = AllOf((AnyOf((Leaf("d"), Leaf("e"))),))
 
@@ -64,7 +44,7 @@ def _resolve(name: str) -> Requirement:
 
 
 @settings(max_examples=300, deadline=None)
-@given(tree=_trees(), states=st.lists(st.sampled_from(STATES), min_size=5, max_size=5))
+@given(tree=trees(), states=st.lists(st.sampled_from(STATES), min_size=5, max_size=5))
 def test_indexed_evaluators_match_the_tree_walk(tree: Requirement, states: list[State]) -> None:
     req = tree if isinstance(tree, AllOf) else AllOf((tree,))
     slots, state_ix, blame_ix = compile_indexed(req, _resolve)

@@ -10,7 +10,7 @@ import yaml
 
 from streams.catalog import CatalogError, load_catalog
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_json_catalog_equals_its_yaml(tmp_path: Path) -> None:

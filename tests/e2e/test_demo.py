@@ -20,7 +20,7 @@ from streams.catalog import load_catalog
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CATALOG = ROOT / "config" / "services.yaml"
 
 

@@ -1,12 +1,9 @@
-"""Small, explicit fixes to third-party behaviour the worker depends on.
+"""Patches of Faust (faust-streaming) internals, checked against ``versions.TESTED``.
 
-aiokafka leaves a consumer group on shutdown only when ``generation > 0``. Kafka numbers
-generations from 1, but tansu (the embedded broker of the demo and the tests) starts at
-0, so a worker stopped in its group's first generation never sent LeaveGroup; the
-coordinator then kept the dead member until its session timed out, and a worker
-restarted meanwhile joined as a follower of a leader that no longer existed: ~20 s to
-resume instead of ~7 s (measured). "No generation" is -1 in aiokafka, so ``>= 0`` is
-the faithful test; with Kafka it changes nothing.
+Each patch says why it exists, its upstream issue if one is known, and with which
+broker it applies. They are idempotent and applied by ``agents.transport.apply``
+before the worker's app is built. ``agents/worker/batching.py`` subclasses Faust's
+aiokafka consumer thread and overrides its delivery; it is guarded by the same range.
 """
 
 from __future__ import annotations
@@ -14,38 +11,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-log = logging.getLogger("slawatch.compat")
+from agents.transport import versions
 
-_patched = False
-
-
-def patch_aiokafka_leave_group() -> None:
-    """Make aiokafka send LeaveGroup in generation 0 too (idempotent)."""
-    global _patched
-    if _patched:
-        return
-    from aiokafka.consumer.group_coordinator import GroupCoordinator
-    from aiokafka.errors import KafkaError
-    from aiokafka.protocol.group import LeaveGroupRequest
-
-    async def _maybe_leave_group(self: Any) -> None:
-        if self.generation >= 0 and self.member_id and self._group_instance_id is None:
-            try:
-                await self._send_req(LeaveGroupRequest(self.group_id, self.member_id))
-            except KafkaError as err:
-                log.warning("LeaveGroup request failed: %s", err)
-            else:
-                log.info("left consumer group %s", self.group_id)
-        self.reset_generation()
-
-    GroupCoordinator._maybe_leave_group = _maybe_leave_group
-    _patched = True
-
+log = logging.getLogger("slawatch.transport")
 
 _seek_patched = False
 
 
-def patch_faust_seek_to_committed() -> None:
+def patch_seek_to_committed() -> None:
     """Make Faust's "seek stream partitions to committed offsets" a real restart point.
 
     Faust resumes the stream partitions after table recovery and only then awaits
@@ -65,10 +38,13 @@ def patch_faust_seek_to_committed() -> None:
     from the committed offset is delivered again, and only acks of messages processed
     from then on (or processed with recovered tables, which the pipeline waits for)
     can move a commit.
+    Upstream: faust-streaming/faust#216 (recovery resumes before seeking to committed).
+    Applied with every broker.
     """
     global _seek_patched
     if _seek_patched:
         return
+    versions.require("faust-streaming", __name__)
     from faust.transport.consumer import Consumer
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
@@ -119,7 +95,7 @@ def patch_faust_seek_to_committed() -> None:
 _highwater_patched = False
 
 
-def patch_faust_highwaters() -> None:
+def patch_highwaters_read_last_batch() -> None:
     """Make the highwaters Faust's table recovery reads up to include the last batch.
 
     tansu answers ListOffsets(latest) with the base offset of a partition's last record
@@ -130,10 +106,12 @@ def patch_faust_highwaters() -> None:
     batch while the input offsets they belong to were committed. Here the answer is
     verified by reading the batch at ``end - 1``; with Kafka that batch holds exactly
     one record at ``end - 1`` and nothing changes.
+    Upstream: none (a broker quirk). Applied only with the embedded broker.
     """
     global _highwater_patched
     if _highwater_patched:
         return
+    versions.require("faust-streaming", __name__)
     from aiokafka.structs import TopicPartition
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
@@ -180,17 +158,20 @@ _fetch_wait_patched = False
 FETCH_MAX_WAIT_MS = 100
 
 
-def patch_faust_fetch_max_wait(ms: int = FETCH_MAX_WAIT_MS) -> None:
+def patch_fetch_max_wait(ms: int = FETCH_MAX_WAIT_MS) -> None:
     """Make the worker's fetches wait at most ``ms`` at the broker, not Faust's 1500 ms.
 
     tansu answers a fetch only when its wait runs out, not when data arrives for
     another partition of the same request (measured: a single event took 0.2-0.7 s to
     reach stage 1 and another 0.7-1.2 s to reach stage 2, one fetch wait per stage). The
     cost of a short wait is an empty fetch every ``ms`` on an idle partition set.
+    Faust offers no setting for it. Applied with every broker: a Kafka broker answers
+    as soon as data is there, so the shorter wait only bounds an idle fetch.
     """
     global _fetch_wait_patched
     if _fetch_wait_patched:
         return
+    versions.require("faust-streaming", __name__)
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
     original = AIOKafkaConsumerThread._create_worker_consumer

@@ -9,9 +9,7 @@ SLAWATCH_ALLOW_MISSING_TOOLS=1, which turns that into a skip.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support.tools import require_tool
+
+ROOT = Path(__file__).resolve().parents[2]
 PROM = ROOT / "deploy" / "prometheus"
 RULES = PROM / "rules"
 RULE_TESTS = PROM / "tests"
@@ -33,20 +33,6 @@ SLOTH_META = (
     "slo:period_burn_rate:ratio",
     "slo:period_error_budget_remaining:ratio",
 )
-
-
-def require_tool(name: str, package: str) -> str:
-    """Path of a system tool; fail (or skip with SLAWATCH_ALLOW_MISSING_TOOLS=1) if missing."""
-    path = shutil.which(name)
-    if path:
-        return path
-    msg = (
-        f"`{name}` not found: install Debian's `{package}` (scripts/install-system-deps does); "
-        "set SLAWATCH_ALLOW_MISSING_TOOLS=1 to skip instead"
-    )
-    if os.environ.get("SLAWATCH_ALLOW_MISSING_TOOLS") == "1":
-        pytest.skip(msg)
-    pytest.fail(msg)
 
 
 def run(cmd: list[str], cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:

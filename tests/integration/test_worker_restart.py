@@ -5,7 +5,7 @@ committed offsets with the tables restored from their changelogs. SIGKILL: nothi
 committed at the kill, Kafka redelivers from the last commit; the trackers recognise
 what was already applied, and the per-partition counters record skips what was already
 counted. Either way the final numbers equal the engine's for the whole stream, which is
-what an uninterrupted run gives (tests/test_worker_pipeline.py).
+what an uninterrupted run gives (tests/integration/test_worker_pipeline.py).
 """
 
 from __future__ import annotations

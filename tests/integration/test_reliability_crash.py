@@ -61,6 +61,7 @@ SEED = 20240611
 def _rewind_group(bootstrap: str, group: str, topics: list[str], partitions: int) -> None:
     """Commit offset 0 for ``group`` on every partition of ``topics`` (group must be empty)."""
     from kafka import KafkaConsumer, TopicPartition
+    from kafka.errors import CommitFailedError
     from kafka.structs import OffsetAndMetadata
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
@@ -68,7 +69,17 @@ def _rewind_group(bootstrap: str, group: str, topics: list[str], partitions: int
     try:
         tps = [TopicPartition(t, p) for t in topics for p in range(partitions)]
         consumer.assign(tps)
-        consumer.commit({tp: OffsetAndMetadata(0, "", -1) for tp in tps})
+        # The coordinator may still hold the stopped worker as a member for a moment
+        # (UnknownMemberId to a standalone commit); it is empty once the leave is done.
+        deadline = time.monotonic() + 30.0
+        while True:
+            try:
+                consumer.commit({tp: OffsetAndMetadata(0, "", -1) for tp in tps})
+                break
+            except CommitFailedError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
         got = {tp: consumer.committed(tp) for tp in tps}
         assert all(v == 0 for v in got.values()), got
     finally:

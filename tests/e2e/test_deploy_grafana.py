@@ -6,18 +6,17 @@ valid PromQL (checked by promtool as a recording rule), and every panel has a da
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support.tools import require_tool
+
+ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "deploy" / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "slawatch.json"
 SLO_RULES = ROOT / "deploy" / "prometheus" / "rules" / "slawatch-slo.yml"
@@ -73,20 +72,6 @@ PROMQL_KEYWORDS = frozenset(
 )
 GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)")
 IDENT = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
-
-
-def require_tool(name: str, package: str) -> str:
-    """Path of a system tool; fail (or skip with SLAWATCH_ALLOW_MISSING_TOOLS=1) if missing."""
-    path = shutil.which(name)
-    if path:
-        return path
-    msg = (
-        f"`{name}` not found: install Debian's `{package}` (scripts/install-system-deps does); "
-        "set SLAWATCH_ALLOW_MISSING_TOOLS=1 to skip instead"
-    )
-    if os.environ.get("SLAWATCH_ALLOW_MISSING_TOOLS") == "1":
-        pytest.skip(msg)
-    pytest.fail(msg)
 
 
 def recorded_names() -> frozenset[str]:

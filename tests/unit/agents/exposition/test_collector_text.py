@@ -15,9 +15,10 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agents.exposition.collector import families, render_report
+from agents.exposition.collector import render_report
 from streams.catalog import parse_catalog
 from streams.engine import Engine
+from tests.support.metrics import families
 
 CATALOG = """
 components:

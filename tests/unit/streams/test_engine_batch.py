@@ -21,10 +21,8 @@ from streams.catalog import ServiceModel
 from streams.requirements import (
     AllOf,
     AnyOf,
-    AtLeast,
     Leaf,
     Requirement,
-    ServiceRef,
     blame,
     compile_indexed,
     compile_masks,
@@ -41,30 +39,12 @@ from tests.strategies import (
     long_streams,
     scenarios,
 )
+from tests.support.trees import COMPS, STATES, trees
 
 #: Every test here runs on the C loops and on the pure-Python ones (conftest.engine_path).
 pytestmark = pytest.mark.usefixtures("engine_path")
 
 ENGINE = ENGINE_SETTINGS
-
-COMPS = ("a", "b", "c", "d", "e")
-STATES = (UP, MAINTENANCE, DOWN)
-
-
-def _trees() -> st.SearchStrategy[Requirement]:
-    leaf: st.SearchStrategy[Requirement] = st.sampled_from(COMPS).map(Leaf)
-    leaf = leaf | st.just(ServiceRef("base"))
-
-    def extend(children: st.SearchStrategy[Requirement]) -> st.SearchStrategy[Requirement]:
-        items = st.lists(children, min_size=1, max_size=4).map(tuple)
-        return (
-            items.map(AllOf)
-            | items.map(AnyOf)
-            | items.flatmap(lambda xs: st.integers(1, len(xs)).map(lambda k: AtLeast(k, xs)))
-        )
-
-    return st.recursive(leaf, extend, max_leaves=10)
-
 
 BASE: Requirement = AllOf((AnyOf((Leaf("d"), Leaf("e"))), Leaf("e")))
 
@@ -85,7 +65,7 @@ def _masks(names: tuple[str, ...], by_name: dict[str, State]) -> tuple[int, int]
 
 
 @settings(max_examples=400, deadline=None)
-@given(tree=_trees(), states=st.lists(st.sampled_from(STATES), min_size=5, max_size=5),
+@given(tree=trees(), states=st.lists(st.sampled_from(STATES), min_size=5, max_size=5),
        order=st.permutations(COMPS))
 def test_mask_evaluators_match_the_tree_walk(
     tree: Requirement, states: list[State], order: list[str]

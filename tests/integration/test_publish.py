@@ -20,10 +20,12 @@ from agents.clients.publish import (
     PublishError,
     _LineStats,
     _messages,
+    bootstrap_servers,
+)
+from agents.transport.kafka_python_batches import (
     _PrebuiltRecords,
     _RecordBatchBuffer,
     batch_path_supported,
-    bootstrap_servers,
 )
 
 # -- pure units ----------------------------------------------------------------------

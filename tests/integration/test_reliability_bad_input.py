@@ -64,7 +64,7 @@ HUGE = 10 * 1024 * 1024
 SEED = 99
 #: RSS may stay this much above its start once the bad and 10 MiB messages are done
 #: (KiB): less than three copies of a 10 MiB message (measured 5-21 MiB; 26-55 MiB
-#: before the worker fixed its malloc thresholds, which tests/test_mallocpolicy.py
+#: before the worker fixed its malloc thresholds, which tests/integration/test_mallocpolicy.py
 #: shows exactly).
 SETTLED_LIMIT_KIB = 3 * HUGE // 1024
 #: RSS may grow this much over the flood (KiB): a few MiB of HLL registers and caches,

@@ -24,7 +24,7 @@ from streams.catalog import load_catalog
 from streams.engine import Engine
 from streams.events import parse_event
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CATALOG = ROOT / "config" / "services.yaml"
 T0 = 1_700_000_000.0
 

@@ -380,7 +380,7 @@ ITIL = {
 def contract_catalog() -> dict[str, Any]:
     # The repository's copy (docs/) is always there; the shared original beside the
     # checkout is preferred when present, so a contract change shows up here first.
-    root = Path(__file__).parents[1]
+    root = Path(__file__).parents[3]
     shared = (root / ".." / "shared" / "CONTRACT.md").resolve()
     text = shared if shared.exists() else root / "docs" / "CONTRACT.md"
     body = text.read_text().split("```yaml\n", 1)[1].split("```", 1)[0]

@@ -18,7 +18,6 @@ would otherwise wait minutes); everything else is the shipped files.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -38,10 +37,11 @@ import pytest
 import yaml
 
 from agents.clients.broker import EmbeddedBroker, free_port
+from tests.support.tools import require_tool
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "rules"
 ALERTMANAGER_CONFIG = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 PARTITIONS = 4
@@ -66,20 +66,6 @@ services:
 """
 
 T = TypeVar("T")
-
-
-def require_tool(name: str, package: str) -> str:
-    """Path of a system tool; fail (or skip with SLAWATCH_ALLOW_MISSING_TOOLS=1) if missing."""
-    path = shutil.which(name)
-    if path:
-        return path
-    msg = (
-        f"`{name}` not found: install Debian's `{package}` (scripts/install-system-deps does); "
-        "set SLAWATCH_ALLOW_MISSING_TOOLS=1 to skip instead"
-    )
-    if os.environ.get("SLAWATCH_ALLOW_MISSING_TOOLS") == "1":
-        pytest.skip(msg)
-    pytest.fail(msg)
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float, logs: list[Path]) -> T:
@@ -414,7 +400,7 @@ def test_alertmanager_receives_the_firing_alerts(stack: Stack) -> None:
 
 def test_every_grafana_query_runs_on_real_data(stack: Stack) -> None:
     """The board's queries, with its variables at "All", against what the worker exports."""
-    from tests.test_deploy_grafana import dashboard, queries
+    from tests.e2e.test_deploy_grafana import dashboard, queries
 
     # wait until a few scrapes exist, so that rate() and increase() have two samples
     stack.query_one('count(count_over_time(up{job="slawatch"}[1m]) >= 3)')
