@@ -336,7 +336,7 @@ def diff_engine_reports(a: Any, b: Any, *, counters: bool = True) -> list[str]:
 
 
 @st.composite
-def long_streams(draw: st.DrawFn) -> Scenario:
+def long_streams(draw: st.DrawFn, with_calendars: bool = False) -> Scenario:
     """Few components, many events (50-300), spaced so that history leaves the
     allowed-lateness horizon and the trackers compact; arrival order jittered within
     the allowed lateness, some duplicates and late events. Built from a drawn seed:
@@ -347,6 +347,8 @@ def long_streams(draw: st.DrawFn) -> Scenario:
     comps = list(cat["components"])
     n = draw(st.integers(50, 300), label="n")
     step = draw(st.sampled_from((1.0, 60.0, 400.0, 700.0, 3600.0)), label="step")
+    if with_calendars:
+        draw(calendars(cat, T0, step))
     rng = random.Random(draw(st.integers(0, 2**32 - 1), label="seed"))
     start = T0 - n * step / 2
     now = start + n * step

@@ -370,3 +370,28 @@ def test_calendars_reordering_within_lateness_changes_nothing(sc: Scenario,
     b = _check_against_reference(sc, jittered_order(ordered, jitter, LATENESS))
     problems = diff_engine_reports(a, b)
     assert not problems, "\n".join(problems)
+
+
+@settings(ENGINE, max_examples=max(5, ENGINE.max_examples // 10))
+@given(sc=long_streams(with_calendars=True))
+def test_calendars_long_streams_match_reference(sc: Scenario) -> None:
+    """Long histories that the trackers compact, with calendars."""
+    _check_against_reference(sc, sc.events)
+
+
+@CALENDARS
+@given(sc=scenarios(allow_unknown=False, with_calendars=True))
+def test_calendars_counters_never_decrease_in_time_order(sc: Scenario) -> None:
+    """With service time and windows, outages_total and downtime_seconds_total still
+    only grow while events arrive in time order (the report at a fixed now)."""
+    engine = build_engine(sc.catalog, LATENESS)
+    last: dict[str, tuple[int, float]] = {}
+    severity = {"up": 0, "maintenance": 1, "down": 2}
+    for e in sorted(sc.events, key=lambda ev: (ev.ts, -severity[ev.state])):
+        apply_all(engine, [e])
+        rep = engine.report(sc.now)
+        for name, s in rep.services.items():
+            before = last.get(name, (0, 0.0))
+            assert s.outages_total >= before[0], (name, e, before, s.outages_total)
+            assert s.downtime_seconds_total >= before[1] - 1e-6, (name, e, before)
+            last[name] = (s.outages_total, s.downtime_seconds_total)
