@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint typecheck check bench system-deps clean
+.PHONY: demo test test-fast lint typecheck check bench system-deps clean lock
 
 $(STAMP): pyproject.toml setup.py streams/_native.c
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,18 @@ test: system-deps $(STAMP)
 ## test-fast: the unit tests (no process started), without those marked slow
 test-fast: $(STAMP)
 	$(PY) -m pytest -q tests/unit -m 'not slow'
+
+## lock: requirements.lock (the Docker image's pinned dependencies, with hashes)
+lock: $(STAMP)
+	$(PY) -m pip install --quiet uv
+	printf 'setuptools>=68\n' > .build-requirements.in
+	{ echo "# Pinned runtime dependencies of the Docker image, with hashes (pip install --require-hashes)."; \
+	  echo "# Made by \`make lock\` (uv pip compile --universal --generate-hashes) from pyproject.toml;"; \
+	  echo "# setuptools builds slawatch itself."; \
+	  $(VENV)/bin/uv pip compile pyproject.toml .build-requirements.in --universal --generate-hashes \
+	    --python-version 3.11 --no-header | sed 's#-r .build-requirements.in#-r build requirement of slawatch#'; \
+	} > requirements.lock
+	rm -f .build-requirements.in
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check streams agents tests bench

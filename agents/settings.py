@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agents.connection import KafkaConnection, add_security_arguments
 from agents.process import gcpolicy
 
 DEFAULT_BROKER = "kafka://localhost:9092"
@@ -32,8 +33,6 @@ DEFAULT_SEGMENTS_TOPIC = "slawatch-service-segments"
 DEFAULT_PARTITIONS = 8
 DEFAULT_ALLOWED_LATENESS = "10m"
 
-SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
-SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 STORES = ("auto", "memory", "rocksdb")
 
 #: Faust settings that decide how fast a worker starts consuming, measured on tansu
@@ -113,7 +112,20 @@ class WorkerSettings:
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
+    ssl_key_password: str | None = field(default=None, repr=False)
+    #: Reading a secret file failed (reported by ``validate``), or the password was a flag.
+    connection_errors: tuple[str, ...] = ()
+    password_on_command_line: bool = False
     alertmanager_label: str = "instance"
+    alertmanager_alertnames: tuple[str, ...] = ()
+    alertmanager_pattern: str | None = None
+    web_config_file: Path | None = None
+    web_peer_ca_file: str | None = None
+    web_max_connections: int = 256
+    web_header_timeout: float = 10.0
+    web_body_timeout: float = 30.0
+    ingest: bool = False
+    ingest_token_file: Path | None = None
     gc_threshold: tuple[int, int, int] = gcpolicy.DEFAULT
     #: Which broker implementation: patches only the embedded one needs apply only to it.
     broker_kind: str = "kafka"
@@ -133,12 +145,14 @@ class WorkerSettings:
 
     def describe(self) -> str:
         """One log line of the effective settings; secrets are replaced by ***."""
-        auth = self.security_protocol
-        if self.security_protocol.startswith("SASL"):
-            auth += f" {self.sasl_mechanism} user={self.sasl_username!r} password=***"
+        auth = self.kafka.describe()
         return (
             f"broker={self.broker} security={auth} catalog={self.catalog} "
-            f"web=http://{self.web_host}:{self.web_port} store={self.store} "
+            f"web={self.web_scheme}://{self.web_host}:{self.web_port} "
+            f"web_config={self.web_config_file or '-'} "
+            f"ingest={'on' if self.ingest else 'off'}"
+            f"{' (token)' if self.ingest and self.ingest_token_file else ''} "
+            f"store={self.store} "
             f"data_dir={self.data_dir} app_id={self.app_id} "
             f"topics={self.events_topic},{self.segments_topic},{self.dlq_topic} "
             f"partitions={self.partitions} replication={self.replication_factor} "
@@ -147,30 +161,40 @@ class WorkerSettings:
             f"broker_kind={self.broker_kind}"
         )
 
+    @property
+    def web_scheme(self) -> str:
+        from agents.web.auth import WebConfigError
+
+        try:
+            return "https" if self.web_config().tls is not None else "http"
+        except WebConfigError:
+            return "http"
+
+    def web_config(self) -> Any:
+        """The parsed ``--web-config-file`` (``agents.web.auth.WebConfig``); raises
+        ``WebConfigError`` naming the file and field."""
+        from agents.web.auth import load_web_config
+
+        return load_web_config(self.web_config_file)
+
+    @property
+    def kafka(self) -> KafkaConnection:
+        """The Kafka connection settings (one type with the publisher's)."""
+        return KafkaConnection(
+            broker=self.broker, security_protocol=self.security_protocol,
+            sasl_mechanism=self.sasl_mechanism, sasl_username=self.sasl_username,
+            sasl_password=self.sasl_password, ssl_cafile=self.ssl_cafile,
+            ssl_certfile=self.ssl_certfile, ssl_keyfile=self.ssl_keyfile,
+            ssl_key_password=self.ssl_key_password, errors=self.connection_errors,
+            password_on_command_line=self.password_on_command_line,
+        )
+
     def ssl_context(self) -> ssl.SSLContext | None:
-        """A client TLS context for SSL/SASL_SSL, from the CA and client cert files."""
-        if self.security_protocol not in ("SSL", "SASL_SSL"):
-            return None
-        ctx = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH, cafile=self.ssl_cafile)
-        if self.ssl_certfile:
-            ctx.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
-        return ctx
+        return self.kafka.ssl_context()
 
     def faust_credentials(self) -> Any:
         """Faust credentials object for the security settings (None for PLAINTEXT)."""
-        import faust
-
-        ctx = self.ssl_context()
-        if self.security_protocol.startswith("SASL"):
-            return faust.SASLCredentials(
-                username=self.sasl_username,
-                password=self.sasl_password,
-                mechanism=self.sasl_mechanism,
-                ssl_context=ctx,
-            )
-        if ctx is not None:
-            return faust.SSLCredentials(ctx)
-        return None
+        return self.kafka.faust_credentials()
 
     def validate(self) -> list[str]:
         """Problems that make the settings unusable, each as a sentence."""
@@ -181,23 +205,84 @@ class WorkerSettings:
             problems.append(f"--replication-factor must be >= 1, not {self.replication_factor}")
         if not 0 < self.web_port < 65536:
             problems.append(f"--web-port {self.web_port} is not a TCP port")
-        if self.security_protocol not in SECURITY_PROTOCOLS:
-            problems.append(f"--security-protocol must be one of {', '.join(SECURITY_PROTOCOLS)}")
-        if self.security_protocol.startswith("SASL"):
-            if self.sasl_mechanism not in SASL_MECHANISMS:
-                problems.append(f"--sasl-mechanism must be one of {', '.join(SASL_MECHANISMS)}")
-            if not self.sasl_username or self.sasl_password is None:
-                problems.append(
-                    "SASL needs --sasl-username and a password (--sasl-password or "
-                    "$SLAWATCH_SASL_PASSWORD)"
-                )
+        problems += [p for p in self.kafka.validate() if not p.startswith("--broker")]
         if self.store not in ("memory", "rocksdb"):
             problems.append(f"--store must be one of {', '.join(STORES)}")
-        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        for name in ("web_peer_ca_file",):
             value = getattr(self, name)
             if value and not Path(value).is_file():
                 problems.append(f"--{name.replace('_', '-')} {value} is not a file")
+        for name in ("web_header_timeout", "web_body_timeout"):
+            if not getattr(self, name) > 0:
+                problems.append(f"--{name.replace('_', '-')} must be > 0")
+        if self.web_max_connections < 1:
+            problems.append(f"--web-max-connections must be >= 1, not {self.web_max_connections}")
+        if self.alertmanager_pattern is not None:
+            import re
+
+            try:
+                re.compile(self.alertmanager_pattern)
+            except re.error as exc:
+                problems.append(f"--alertmanager-component-pattern: {exc}")
+        problems += self._web_problems()
         return problems
+
+    def web_warnings(self) -> list[str]:
+        """What is allowed but unwise: the API readable by anyone who reaches the port."""
+        from agents.web.auth import WebConfigError
+
+        try:
+            config = self.web_config()
+        except WebConfigError:
+            return []  # reported by validate()
+        if _is_loopback(self.web_host) or config.requires_credentials:
+            return []
+        return [f"the web server on {self.web_host} answers /metrics and /api/* to anyone who "
+                "can reach it: set basic_auth_users (and tls_server_config) in --web-config-file"]
+
+    def _web_problems(self) -> list[str]:
+        from agents.web.auth import WebConfigError, read_token_file
+
+        try:
+            config = self.web_config()
+        except WebConfigError as exc:
+            return [f"--web-config-file: {exc}"]
+        if self.ingest_token_file is not None:
+            try:
+                read_token_file(self.ingest_token_file)
+            except WebConfigError as exc:
+                return [f"--ingest-token-file: {exc}"]
+        if self.ingest_token_file is not None and not self.ingest:
+            return ["--ingest-token-file is set but ingest is off: add --ingest (SLAWATCH_INGEST=1)"]
+        if self.ingest and not _is_loopback(self.web_host) and not (
+            self.ingest_token_file is not None or config.requires_credentials
+        ):
+            return [
+                f"--ingest on {self.web_host}, an address other than loopback, needs credentials: "
+                "--ingest-token-file, or basic_auth_users (or client certificates) in "
+                "--web-config-file; anyone who can reach the port could otherwise forge events"
+            ]
+        return []
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _env_flag(name: str) -> bool:
+    value = (_env(name) or "").lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise SystemExit(f"slawatch worker: ${name}={value!r} is not 1/0, true/false, yes/no or on/off")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -214,7 +299,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "default %(default)s)")
     g.add_argument("--web-host", default=_env("SLAWATCH_WEB_HOST", DEFAULT_WEB_HOST),
                    help="address the web server binds (env SLAWATCH_WEB_HOST, default "
-                        "%(default)s; use 0.0.0.0 for a remote Prometheus)")
+                        "%(default)s; another address needs --web-config-file with "
+                        "basic_auth_users and tls_server_config, see README 'Security')")
     g.add_argument("--data-dir", default=_env("SLAWATCH_DATA_DIR", "slawatch-data"),
                    help="local state directory (RocksDB tables) (env SLAWATCH_DATA_DIR, "
                         "default %(default)s)")
@@ -242,8 +328,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "%(default)s); `tansu` (the embedded broker of the demo and the "
                         "tests) turns on the patches for its quirks (agents/transport/)")
     g.add_argument("--alertmanager-label", default=_env("SLAWATCH_ALERTMANAGER_LABEL", "instance"),
-                   help="alert label that names the component in POST /ingest/alertmanager "
-                        "(env SLAWATCH_ALERTMANAGER_LABEL, default %(default)s)")
+                   help="alert label that names the component in POST /ingest/alertmanager, or "
+                        "several separated by commas, the first present wins (env "
+                        "SLAWATCH_ALERTMANAGER_LABEL, default %(default)s)")
+    g.add_argument("--alertmanager-alertnames", default=_env("SLAWATCH_ALERTMANAGER_ALERTNAMES", ""),
+                   help="only these alertnames (comma-separated) mark components down; others "
+                        "are skipped (env SLAWATCH_ALERTMANAGER_ALERTNAMES, default: all)")
+    g.add_argument("--alertmanager-component-pattern",
+                   default=_env("SLAWATCH_ALERTMANAGER_COMPONENT_PATTERN"),
+                   help="regular expression whose first group, matched against the label's "
+                        "value, is the component id, e.g. '([^:]+)(:[0-9]+)?' drops a port "
+                        "(env SLAWATCH_ALERTMANAGER_COMPONENT_PATTERN)")
+    w = parser.add_argument_group("web security (README 'Security')")
+    w.add_argument("--web-config-file", default=_env("SLAWATCH_WEB_CONFIG_FILE"),
+                   help="TLS and basic auth of every HTTP endpoint, in Prometheus "
+                        "exporter-toolkit's format (env SLAWATCH_WEB_CONFIG_FILE)")
+    w.add_argument("--web-peer-ca-file", default=_env("SLAWATCH_WEB_PEER_CA_FILE"),
+                   help="CA bundle that signed the other workers' web certificates, for the "
+                        "requests a worker forwards (env SLAWATCH_WEB_PEER_CA_FILE; default: "
+                        "the system CAs and the certificates in cert_file)")
+    w.add_argument("--web-max-connections", type=int,
+                   default=_env_int("SLAWATCH_WEB_MAX_CONNECTIONS", 256),
+                   help="HTTP connections served at once; more get 503 (env "
+                        "SLAWATCH_WEB_MAX_CONNECTIONS, default %(default)s)")
+    w.add_argument("--web-header-timeout", type=float,
+                   default=float(_env("SLAWATCH_WEB_HEADER_TIMEOUT") or 10),
+                   help="seconds a request's headers may take from the connection (or the last "
+                        "response) on; idle keep-alive connections close after it too (env "
+                        "SLAWATCH_WEB_HEADER_TIMEOUT, default %(default)s)")
+    w.add_argument("--web-body-timeout", type=float,
+                   default=float(_env("SLAWATCH_WEB_BODY_TIMEOUT") or 30),
+                   help="seconds an ingest body may take to arrive (env SLAWATCH_WEB_BODY_TIMEOUT, "
+                        "default %(default)s)")
+    w.add_argument("--ingest", action="store_true", default=_env_flag("SLAWATCH_INGEST"),
+                   help="serve POST /ingest/events and /ingest/alertmanager (env "
+                        "SLAWATCH_INGEST=1; off by default: 404)")
+    w.add_argument("--ingest-token-file", default=_env("SLAWATCH_INGEST_TOKEN_FILE"),
+                   help="file holding the bearer token ingest requires (env "
+                        "SLAWATCH_INGEST_TOKEN_FILE); read again when it changes")
     t = parser.add_argument_group("topics (all workers of a group must agree)")
     t.add_argument("--app-id", default=_env("SLAWATCH_APP_ID", DEFAULT_APP_ID),
                    help="consumer group and prefix of internal topics (env SLAWATCH_APP_ID, "
@@ -269,21 +391,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="standby copies of each table partition kept by other workers, for "
                         "fast failover (default %(default)s)")
 
-    s = parser.add_argument_group("Kafka security (for real clusters)")
-    s.add_argument("--security-protocol", choices=SECURITY_PROTOCOLS,
-                   default=_env("SLAWATCH_SECURITY_PROTOCOL", "PLAINTEXT"),
-                   help="default %(default)s")
-    s.add_argument("--sasl-mechanism", choices=SASL_MECHANISMS,
-                   default=_env("SLAWATCH_SASL_MECHANISM", "PLAIN"), help="default %(default)s")
-    s.add_argument("--sasl-username", default=_env("SLAWATCH_SASL_USERNAME"))
-    s.add_argument("--sasl-password", default=None,
-                   help="prefer $SLAWATCH_SASL_PASSWORD: flags are visible in `ps`")
-    s.add_argument("--ssl-cafile", default=_env("SLAWATCH_SSL_CAFILE"),
-                   help="CA bundle that signed the brokers' certificates")
-    s.add_argument("--ssl-certfile", default=_env("SLAWATCH_SSL_CERTFILE"),
-                   help="client certificate (mutual TLS)")
-    s.add_argument("--ssl-keyfile", default=_env("SLAWATCH_SSL_KEYFILE"),
-                   help="client private key (mutual TLS)")
+    add_security_arguments(parser)
 
 
 def _resolve_store(choice: str) -> str:
@@ -308,9 +416,7 @@ def from_args(args: argparse.Namespace) -> WorkerSettings:
         gc_threshold = gcpolicy.parse(args.gc_threshold)
     except ValueError as exc:
         raise SystemExit(f"slawatch worker: --gc-threshold {exc}") from None
-    password = args.sasl_password
-    if password is None:
-        password = _env("SLAWATCH_SASL_PASSWORD")
+    kafka = KafkaConnection.from_args(args)
     return WorkerSettings(
         broker=args.broker,
         catalog=Path(args.catalog),
@@ -330,11 +436,24 @@ def from_args(args: argparse.Namespace) -> WorkerSettings:
         security_protocol=args.security_protocol,
         sasl_mechanism=args.sasl_mechanism,
         sasl_username=args.sasl_username,
-        sasl_password=password,
+        sasl_password=kafka.sasl_password,
         ssl_cafile=args.ssl_cafile,
         ssl_certfile=args.ssl_certfile,
         ssl_keyfile=args.ssl_keyfile,
+        ssl_key_password=kafka.ssl_key_password,
+        connection_errors=kafka.errors,
+        password_on_command_line=kafka.password_on_command_line,
         alertmanager_label=args.alertmanager_label,
+        alertmanager_alertnames=tuple(n.strip() for n in args.alertmanager_alertnames.split(",")
+                                      if n.strip()),
+        alertmanager_pattern=args.alertmanager_component_pattern or None,
+        web_config_file=Path(args.web_config_file) if args.web_config_file else None,
+        web_peer_ca_file=args.web_peer_ca_file,
+        web_max_connections=args.web_max_connections,
+        web_header_timeout=args.web_header_timeout,
+        web_body_timeout=args.web_body_timeout,
+        ingest=bool(args.ingest),
+        ingest_token_file=Path(args.ingest_token_file) if args.ingest_token_file else None,
         gc_threshold=gc_threshold,
         broker_kind=args.broker_kind,
     )

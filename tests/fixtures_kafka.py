@@ -169,10 +169,14 @@ class WorkerProcess:
         self.log_path = workdir / f"worker-{name}.log"
         self.starts = 0
         self.started_at = 0.0
+        # Set by tests of a worker behind --web-config-file (TLS, basic auth).
+        self.scheme = "http"
+        self.auth_headers: dict[str, str] = {}
+        self.ssl_context: Any = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def pid(self) -> int:
@@ -210,8 +214,9 @@ class WorkerProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+        req = urllib.request.Request(self.url + path, headers=self.auth_headers)
         try:
-            with urllib.request.urlopen(self.url + path, timeout=timeout) as resp:
+            with urllib.request.urlopen(req, timeout=timeout, context=self.ssl_context) as resp:
                 return resp.status, resp.read()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()

@@ -38,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
         for p in problems:
             print(f"slawatch worker: {p}", file=sys.stderr)
         return EXIT_CONFIG
+    for warning in settings.kafka.warnings() + settings.web_warnings():
+        print(f"slawatch worker: warning: {warning}", file=sys.stderr)
 
     from streams.catalog import CatalogError, load_catalog
 

@@ -27,9 +27,15 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO, Any
 
+from agents.connection import (
+    DEFAULT_BROKER,
+    KafkaConnection,
+    add_security_arguments,
+)
+from agents.connection import bootstrap_servers as bootstrap_servers  # re-exported
 from agents.transport.kafka_python_batches import (
     _codec_available,
     _has_c_crc32c,
@@ -40,10 +46,7 @@ from agents.transport.kafka_python_batches import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BROKER = "kafka://localhost:9092"
 DEFAULT_TOPIC = "component-events"
-SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
-SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 
 #: Largest message value sent (Kafka's default message.max.bytes is ~1 MiB per batch).
@@ -64,88 +67,8 @@ def _env(name: str, default: str | None = None) -> str | None:
     return value if value not in (None, "") else default
 
 
-def bootstrap_servers(broker: str) -> list[str]:
-    """``kafka://h1:9092;h2:9092`` (Faust style) or ``h1:9092,h2`` -> ``["h1:9092", ...]``."""
-    servers: list[str] = []
-    for part in broker.replace(";", ",").split(","):
-        part = part.strip()
-        if not part:
-            continue
-        if "://" in part:
-            scheme, part = part.split("://", 1)
-            if scheme not in ("kafka", "aiokafka", "tcp"):
-                raise ValueError(f"unsupported broker URL scheme {scheme!r} in {broker!r}")
-        part = part.rstrip("/")
-        servers.append(part if ":" in part else f"{part}:9092")
-    if not servers:
-        raise ValueError(f"no broker address in {broker!r}")
-    return servers
-
-
-@dataclass(frozen=True)
-class KafkaSettings:
-    """Connection settings shared by `publish`, `simulate` and the demo."""
-
-    broker: str = DEFAULT_BROKER
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str = "PLAIN"
-    sasl_username: str | None = None
-    sasl_password: str | None = field(default=None, repr=False)
-    ssl_cafile: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-
-    def client_config(self) -> dict[str, Any]:
-        """kafka-python keyword arguments (the password included: never log this)."""
-        cfg: dict[str, Any] = {
-            "bootstrap_servers": bootstrap_servers(self.broker),
-            "security_protocol": self.security_protocol,
-        }
-        if self.security_protocol.startswith("SASL"):
-            cfg["sasl_mechanism"] = self.sasl_mechanism
-            cfg["sasl_plain_username"] = self.sasl_username
-            cfg["sasl_plain_password"] = self.sasl_password
-        if self.security_protocol in ("SSL", "SASL_SSL"):
-            for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
-                value = getattr(self, name)
-                if value:
-                    cfg[name] = value
-        return cfg
-
-    def validate(self) -> list[str]:
-        problems: list[str] = []
-        try:
-            bootstrap_servers(self.broker)
-        except ValueError as exc:
-            problems.append(f"--broker: {exc}")
-        if self.security_protocol not in SECURITY_PROTOCOLS:
-            problems.append(f"--security-protocol must be one of {', '.join(SECURITY_PROTOCOLS)}")
-        if self.security_protocol.startswith("SASL"):
-            if self.sasl_mechanism not in SASL_MECHANISMS:
-                problems.append(f"--sasl-mechanism must be one of {', '.join(SASL_MECHANISMS)}")
-            if not self.sasl_username or self.sasl_password is None:
-                problems.append(
-                    "SASL needs --sasl-username and a password (--sasl-password or $SLAWATCH_SASL_PASSWORD)"
-                )
-        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
-            value = getattr(self, name)
-            if value and not os.path.isfile(value):
-                problems.append(f"--{name.replace('_', '-')} {value} is not a file")
-        return problems
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> KafkaSettings:
-        password = args.sasl_password if args.sasl_password is not None else _env("SLAWATCH_SASL_PASSWORD")
-        return cls(
-            broker=args.broker,
-            security_protocol=args.security_protocol,
-            sasl_mechanism=args.sasl_mechanism,
-            sasl_username=args.sasl_username,
-            sasl_password=password,
-            ssl_cafile=args.ssl_cafile,
-            ssl_certfile=args.ssl_certfile,
-            ssl_keyfile=args.ssl_keyfile,
-        )
+#: The publisher's connection settings are the worker's (``agents/connection.py``).
+KafkaSettings = KafkaConnection
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
@@ -168,18 +91,7 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
                    help="seconds to wait for the broker before giving up (default %(default)s)")
     g.add_argument("--per-record", action="store_true",
                    help="use kafka-python's per-record send() (slower; for comparison)")
-    s = parser.add_argument_group("Kafka security (for real clusters)")
-    s.add_argument("--security-protocol", choices=SECURITY_PROTOCOLS,
-                   default=_env("SLAWATCH_SECURITY_PROTOCOL", "PLAINTEXT"), help="default %(default)s")
-    s.add_argument("--sasl-mechanism", choices=SASL_MECHANISMS,
-                   default=_env("SLAWATCH_SASL_MECHANISM", "PLAIN"), help="default %(default)s")
-    s.add_argument("--sasl-username", default=_env("SLAWATCH_SASL_USERNAME"))
-    s.add_argument("--sasl-password", default=None,
-                   help="prefer $SLAWATCH_SASL_PASSWORD: flags are visible in `ps`")
-    s.add_argument("--ssl-cafile", default=_env("SLAWATCH_SSL_CAFILE"),
-                   help="CA bundle that signed the brokers' certificates")
-    s.add_argument("--ssl-certfile", default=_env("SLAWATCH_SSL_CERTFILE"), help="client certificate")
-    s.add_argument("--ssl-keyfile", default=_env("SLAWATCH_SSL_KEYFILE"), help="client private key")
+    add_security_arguments(parser)
 
 
 # -- the publisher -------------------------------------------------------------------------
@@ -475,6 +387,8 @@ def connect(args: argparse.Namespace, client_id: str = "slawatch-publish") -> Pu
     problems = settings.validate()
     if problems:
         raise PublishError("; ".join(problems))
+    for warning in settings.warnings():
+        print(f"slawatch: warning: {warning}", file=sys.stderr)
     return Publisher(
         settings,
         args.topic,

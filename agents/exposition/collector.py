@@ -32,6 +32,8 @@ from agents.exposition.spec import (
 )
 from agents.worker.runtime import Runtime
 from agents.worker.state import TrackerTable
+from streams.accounting import component_view
+from streams.calendars import MaintenanceWindow
 from streams.catalog import Catalog
 from streams.report import (
     ComponentReport,
@@ -44,6 +46,7 @@ from streams.report import (
     window_availability_many,
 )
 from streams.states import UP
+from streams.timeline import Timeline
 from streams.windows import WINDOWS
 
 _ALL_UP = dict.fromkeys(WINDOWS, 1.0)
@@ -171,7 +174,7 @@ def _service_lines(s: ServiceReport) -> tuple[str, ...]:
 def _service_lines_known(s: ServiceReport, lab: str, escape: bool) -> tuple[str, ...]:
     """``_service_lines(s)`` with its label text ``lab`` known, and whether a name of
     its components needs escaping (``escape``)."""
-    (n_info, n_up, n_maint, n_avail, n_sla, n_target, n_burn, n_budget, n_exhaust,
+    (n_info, n_up, n_maint, n_in_st, n_sched, n_avail, n_sla, n_target, n_burn, n_budget, n_exhaust,
      n_trend, n_status, n_outage, n_restore, n_outages, n_down, n_supported, n_gap,
      n_blame) = _S_NAMES
     f = _f
@@ -196,6 +199,8 @@ def _service_lines_known(s: ServiceReport, lab: str, escape: bool) -> tuple[str,
         f'{n_info}{{customers="{_esc(",".join(s.customers))}",{lab}}} 1.0\n',
         f"{n_up}{{{lab}}} {'1.0' if s.up else '0.0'}\n",
         f"{n_maint}{{{lab}}} {'1.0' if s.maintenance else '0.0'}\n",
+        f"{n_in_st}{{{lab}}} {'1.0' if s.in_service_time else '0.0'}\n",
+        f"{n_sched}{{{lab}}} {'1.0' if s.scheduled_maintenance else '0.0'}\n",
         _window_texts(f"{n_avail}{{{lab}", texts[0:8]),
         f"{n_sla}{{{lab}}} {sla_t}\n",
         f"{n_target}{{{lab}}} {f(s.target)}\n",
@@ -576,6 +581,14 @@ class ComponentLines:
     def _look(self, ch: _Chunk, i: int, table: TrackerTable[Any], now: float) -> None:
         key = ch.keys[i]
         tracker, stored = table.get_stored(key)
+        windows = self._catalog.component_windows.get(key) if self._catalog else None
+        if windows:
+            # In maintenance while a window naming it is open (CONTRACT §6): the
+            # values move with the calendar, so they are computed at every scrape.
+            ch.tokens[i] = _STALE if stored is None else stored
+            ch.untils[i] = now + RECHECK_SECONDS
+            ch.moving[i] = _Windowed(tracker, windows)
+            return
         until = component_lines_until(tracker, now)
         if until > now and (tracker is None or stored is not None):
             # constant values (1.0 or 0.0): pieces shared by the components with them
@@ -611,7 +624,8 @@ class ComponentLines:
         nh = "\n" + _C_AVAIL_HEAD
         w0, w1, w2, w3, w4, w5, w6, w7 = _WIN_LABELS
         moving = ch.moving
-        values_of = window_availability_many([t.history for t in moving.values()], now)
+        values_of = window_availability_many(
+            [t.view(now) if type(t) is _Windowed else t.history for t in moving.values()], now)
         # The texts of all the values at once (window_availability_many gives floats).
         texts = _float_texts([v for _, values in values_of for v in values])
         k = 0
@@ -623,6 +637,21 @@ class ComponentLines:
             pieces[b + 2:b + n:2] = (
                 f"{w0}{t0}{nh}", f"{w1}{t1}{nh}", f"{w2}{t2}{nh}", f"{w3}{t3}{nh}",
                 f"{w4}{t4}{nh}", f"{w5}{t5}{nh}", f"{w6}{t6}{nh}", f"{w7}{t7}\n")
+
+
+class _Windowed:
+    """A component tracker (or None: no event yet) with the maintenance windows that
+    name it; ``view(now)`` is its history with those windows in maintenance."""
+
+    __slots__ = ("tracker", "windows")
+
+    def __init__(self, tracker: Any, windows: tuple[MaintenanceWindow, ...]) -> None:
+        self.tracker = tracker
+        self.windows = windows
+
+    def view(self, now: float) -> Timeline:
+        history = self.tracker.history if self.tracker is not None else Timeline()
+        return component_view(history, self.windows, now, max(WINDOWS.values()))
 
 
 class ServiceLines(_LineCache):
@@ -646,7 +675,7 @@ class ServiceLines(_LineCache):
             self._escape_catalog = catalog
         lab = f'kind="{_esc(report.kind)}",service="{_esc(report.name)}"'
         return (_service_lines_known(report, lab, self._escape),
-                service_report_until(svc, tracker, now))
+                service_report_until(svc, tracker, now, catalog))
 
 
 def make_registry(rt: Runtime, registry: CollectorRegistry | None = None) -> CollectorRegistry:

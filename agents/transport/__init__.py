@@ -5,6 +5,8 @@
 - ``aiokafka_patches``: LeaveGroup in generation 0.
 - ``kafka_python_batches``: the publisher's pre-encoded record batches, handed to
   kafka-python's accumulator.
+- ``webserver``: Faust's aiohttp web driver with a connection cap, a TLS handshake
+  timeout and no version in ``Server`` (registered as Faust's ``slawatch://`` driver).
 - ``versions``: the versions each was checked against, and the start-up guard.
 
 Each patch says why, its upstream issue if any, and which broker needs it; a patch only

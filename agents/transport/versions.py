@@ -22,6 +22,8 @@ TESTED: dict[str, tuple[str, str]] = {
     "faust-streaming": ("0.15.3", "0.16"),
     "aiokafka": ("0.14.0", "0.15"),
     "kafka-python": ("3.0.0", "3.1"),
+    # webserver.py: the keep-alive timer as the header timeout, TCPSite.start's body.
+    "aiohttp": ("3.14.3", "3.15"),
 }
 
 

@@ -19,13 +19,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
+import re
 import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from agents.exposition.collector import render_chunks
+from agents.web import limits
+from agents.worker.alerts import alerts_topic
 from agents.worker.runtime import Runtime
 
 log = logging.getLogger("slawatch.web")
@@ -51,7 +56,8 @@ def install_views(app: Any, rt: Runtime, registry: CollectorRegistry, services_t
         return response
 
     async def healthz(self: Any, request: Any) -> Any:
-        return self.json({"status": "ok", "pid": _pid()})
+        # Served without credentials (agents/web/guard.py): nothing but the status.
+        return self.json({"status": "ok"})
 
     async def readyz(self: Any, request: Any) -> Any:
         ready = rt.ready()
@@ -59,7 +65,6 @@ def install_views(app: Any, rt: Runtime, registry: CollectorRegistry, services_t
             {
                 "ready": ready,
                 "rebalancing": bool(rt.app is not None and rt.app.rebalancing),
-                "services_owned": len(rt.owned_services()) if ready else 0,
             },
             status=200 if ready else 503,
         )
@@ -87,7 +92,7 @@ def install_views(app: Any, rt: Runtime, registry: CollectorRegistry, services_t
         if not rt.ready():
             return self.json({"error": "not ready (starting or rebalancing)"}, status=503)
         now = time.time()
-        items = outages_of(svc, rt.services.get(name), now)
+        items = outages_of(svc, rt.services.get(name), now, rt.catalog)
         return self.json(
             {
                 "service": name,
@@ -114,13 +119,22 @@ def install_views(app: Any, rt: Runtime, registry: CollectorRegistry, services_t
     async def status_page(self: Any, request: Any) -> Any:
         from aiohttp.web import Response
 
-        from agents.web.statuspage import PAGE
+        from agents.web.statuspage import HEADERS, PAGE
 
-        return Response(text=PAGE, content_type="text/html", charset="utf-8")
+        return Response(text=PAGE, content_type="text/html", charset="utf-8", headers=HEADERS)
+
+    ingest_slots = asyncio.Semaphore(limits.MAX_CONCURRENT_INGESTS)
+    settings = rt.settings
+    alertmanager_options: dict[str, Any] = {
+        "label": settings.alertmanager_label,
+        "alertnames": frozenset(settings.alertmanager_alertnames) or None,
+        "pattern": re.compile(settings.alertmanager_pattern) if settings.alertmanager_pattern else None,
+    }
 
     async def ingest(self: Any, request: Any, endpoint: str) -> Any:
         from agents.web.ingest import (
-            MAX_BODY_BYTES,
+            CONTENT_TYPES,
+            PARSE_POOL,
             IngestError,
             parse_alertmanager,
             parse_events_body,
@@ -132,19 +146,37 @@ def install_views(app: Any, rt: Runtime, registry: CollectorRegistry, services_t
             counts[(endpoint, status)] = counts.get((endpoint, status), 0) + 1
             return self.json(body, status=status)
 
-        if (request.content_length or 0) > MAX_BODY_BYTES:
-            return answer(413, {"error": f"body larger than the limit of {MAX_BODY_BYTES} bytes"})
+        if request.content_type not in CONTENT_TYPES:
+            return answer(415, {"error": f"Content-Type must be one of {', '.join(CONTENT_TYPES)}"})
+        if (request.content_length or 0) > limits.MAX_BODY_BYTES:
+            return answer(413, {"error": f"body larger than the limit of {limits.MAX_BODY_BYTES} bytes"})
         try:
-            body = await _read_limited(request, MAX_BODY_BYTES)
-            if endpoint == "alertmanager":
-                batch = parse_alertmanager(body, label=rt.settings.alertmanager_label)
-            else:
-                batch = parse_events_body(body)
+            async with asyncio.timeout(limits.INGEST_QUEUE_TIMEOUT):
+                await ingest_slots.acquire()
+        except TimeoutError:
+            return answer(503, {"error": "too many ingest requests at once; try again"})
+        try:
+            try:
+                async with asyncio.timeout(rt.settings.web_body_timeout):
+                    body = await _read_limited(request, limits.MAX_BODY_BYTES)
+            except TimeoutError:
+                late = answer(408, {"error": "body not received within "
+                                             f"{rt.settings.web_body_timeout:g} s"})
+                late.force_close()  # the rest of the body is not waited for
+                return late
+            parse = (functools.partial(parse_alertmanager, body, **alertmanager_options)
+                     if endpoint == "alertmanager" else functools.partial(parse_events_body, body))
+            batch = await asyncio.get_running_loop().run_in_executor(PARSE_POOL, parse)
+            del body
         except IngestError as exc:
-            log.info("ingest %s refused (%d): %s", endpoint, exc.status, exc.reason)
+            log.info("ingest %s from %s refused (%d): %s", endpoint, request.remote, exc.status,
+                     exc.reason)
             return answer(exc.status, {"error": exc.reason})
+        finally:
+            ingest_slots.release()
         producer = self.app.producer
-        topic = rt.settings.events_topic
+        # Alerts go to the alerts agent, which owns each component's firing set.
+        topic = alerts_topic(rt.settings.app_id) if endpoint == "alertmanager" else rt.settings.events_topic
         try:
             futures = [await producer.send(topic, key, value, None, None, None)
                        for key, value in batch.messages]
@@ -155,6 +187,9 @@ def install_views(app: Any, rt: Runtime, registry: CollectorRegistry, services_t
             return answer(503, {"error": f"could not publish to {topic}: {exc}"})
         done = rt.counters.ingest_events
         done[endpoint] = done.get(endpoint, 0) + len(batch.messages)
+        log.info("ingest %s from %s: %d %s published, %d skipped", endpoint, request.remote,
+                 len(batch.messages), "alerts" if endpoint == "alertmanager" else "events",
+                 batch.skipped)
         return answer(202, {"accepted": len(batch.messages), "skipped": batch.skipped, "topic": topic})
 
     from faust.web import View
@@ -169,8 +204,9 @@ def install_views(app: Any, rt: Runtime, registry: CollectorRegistry, services_t
 
     # Registered by calls, not decorators: Faust's decorators are untyped.
     app.page("/")(status_page)
-    app.page("/ingest/events")(IngestEvents)
-    app.page("/ingest/alertmanager")(IngestAlertmanager)
+    if rt.settings.ingest:  # off: 404, whoever asks
+        app.page("/ingest/events")(IngestEvents)
+        app.page("/ingest/alertmanager")(IngestAlertmanager)
     app.page("/metrics")(metrics)
     app.page("/healthz")(healthz)
     app.page("/readyz")(readyz)
@@ -184,7 +220,7 @@ def install_views(app: Any, rt: Runtime, registry: CollectorRegistry, services_t
 
 async def _read_limited(request: Any, limit: int) -> bytes:
     """The body, refused with 413 past ``limit`` bytes, also when it comes chunked."""
-    from agents.web.ingest import IngestError
+    from agents.web.limits import LimitError as IngestError
 
     chunks: list[bytes] = []
     size = 0

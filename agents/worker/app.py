@@ -16,6 +16,7 @@ from typing import Any
 from agents.exposition.collector import make_registry
 from agents.settings import FAUST_TUNING, WorkerSettings
 from agents.web.views import install_views
+from agents.worker.alerts import install_alerts
 from agents.worker.pipeline import Pipeline, install_pipeline
 from agents.worker.reload import CatalogReloader
 from agents.worker.runtime import Runtime
@@ -37,7 +38,7 @@ class Built:
         self.reloader = reloader
 
 
-def faust_config(settings: WorkerSettings) -> dict[str, Any]:
+def faust_config(settings: WorkerSettings, on_refused: Any = None) -> dict[str, Any]:
     """Keyword arguments of ``faust.App`` for these settings."""
     host = settings.web_host
     public = socket.gethostname() if host in ("0.0.0.0", "::", "") else host
@@ -52,7 +53,7 @@ def faust_config(settings: WorkerSettings) -> dict[str, Any]:
         "web_host": host,
         "web_bind": host,
         "web_port": settings.web_port,
-        "canonical_url": f"http://{public}:{settings.web_port}",
+        "canonical_url": f"{settings.web_scheme}://{public}:{settings.web_port}",
         "web_in_thread": False,
         "autodiscover": False,
         # Faust's own table/graph/stats pages would expose internals on the same port.
@@ -69,7 +70,48 @@ def faust_config(settings: WorkerSettings) -> dict[str, Any]:
     credentials = settings.faust_credentials()
     if credentials is not None:
         conf["broker_credentials"] = credentials
+    conf.update(web_security_config(settings, on_refused))
     return conf
+
+
+def web_security_config(settings: WorkerSettings, on_refused: Any = None) -> dict[str, Any]:
+    """Faust settings that put the web config, the guard and the limits on the web server.
+
+    Requests a worker forwards to another (``table_route``) keep the caller's
+    ``Authorization`` header, and go over TLS with this worker's client context when the
+    server is on TLS (Faust takes the scheme of the request it forwards).
+    """
+    from agents.transport import webserver
+    from agents.web import limits
+    from agents.web.auth import Authenticator
+    from agents.web.guard import make_guard
+
+    config = settings.web_config()
+    auth = Authenticator(config, str(settings.ingest_token_file) if settings.ingest_token_file else None)
+    peer_ctx = config.peer_ssl_context(settings.web_peer_ca_file)
+
+    def http_client() -> Any:
+        import aiohttp
+
+        # Faust's forwarding keeps no timeout of its own: a peer that hangs must not
+        # hold the request (and its connection) for ever.
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=peer_ctx if peer_ctx is not None else True),
+            timeout=aiohttp.ClientTimeout(total=30.0),
+        )
+
+    return {
+        "web": webserver.register(),
+        "web_ssl_context": config.server_ssl_context(),
+        "web_application_options": {
+            "middlewares": [make_guard(auth, on_refused=on_refused)],
+            # aiohttp's keep-alive timer is the header timeout (agents/transport/webserver.py).
+            "handler_args": {"keepalive_timeout": settings.web_header_timeout,
+                             "lingering_time": min(10.0, settings.web_body_timeout)},
+            "client_max_size": limits.MAX_BODY_BYTES,
+        },
+        "HttpClient": http_client,
+    }
 
 
 def _raw_table(app: Any, settings: WorkerSettings, name: str) -> Any:
@@ -109,13 +151,27 @@ def _raw_table(app: Any, settings: WorkerSettings, name: str) -> Any:
 def build_app(settings: WorkerSettings, catalog: Catalog) -> Built:
     import faust
 
-    app: Any = faust.App(settings.app_id, **faust_config(settings))
     rt = Runtime(settings, catalog)
+
+    def _refused(request: Any, status: int) -> None:
+        # Refused ingest requests are counted like the others (by endpoint and code).
+        if request.path.startswith("/ingest/"):
+            key = (request.path.rsplit("/", 1)[-1], status)
+            counts = rt.counters.ingest_requests
+            if key[0] in ("events", "alertmanager"):
+                counts[key] = counts.get(key, 0) + 1
+
+    app: Any = faust.App(settings.app_id, **faust_config(settings, _refused))
+    from agents.web import limits
+
+    app.slawatch_web_limits = {"max_connections": settings.web_max_connections,
+                               "handshake_timeout": limits.HANDSHAKE_TIMEOUT}
     rt.app = app
     topics = make_topics(app, settings)
     rt.topics = topics
     components_table = _raw_table(app, settings, "components")
     services_table = _raw_table(app, settings, "services")
+    install_alerts(app, settings, _raw_table(app, settings, "alerts"))
     rt.bind_tables(components_table, services_table)
     pipeline = install_pipeline(app, rt, topics)
     rt.pipeline = pipeline

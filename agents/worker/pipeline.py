@@ -638,7 +638,7 @@ class Pipeline:
     def _prune_service(self, key: str, tracker: ServiceTracker) -> None:
         now = self._prune_due("s:" + key)
         if now is not None:
-            tracker.prune(now - self.rt.retention)
+            tracker.prune(now - self.rt.retention, self.rt.catalog.calendar(key))
 
 
 class InternalTopicError(RuntimeError):

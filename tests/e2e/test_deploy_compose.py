@@ -166,7 +166,12 @@ def test_dockerfile() -> None:
     text = (ROOT / "Dockerfile").read_text()
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
     assert lines[0] == "FROM python:3.11-slim"
-    assert re.search(r"\bpip install \.(\s|$)", text)
+    # dependencies pinned with hashes from the lock file, then slawatch itself
+    assert re.search(r"\bpip install --require-hashes -r requirements\.lock\b", text)
+    assert re.search(r"\bpip install --no-deps --no-build-isolation \.(\s|$)", text)
+    lock = (ROOT / "requirements.lock").read_text()
+    pins = re.findall(r"(?m)^([A-Za-z0-9_.-]+)==\S+", lock)
+    assert pins and lock.count("--hash=sha256:") >= len(pins)
     users = [ln.split()[1] for ln in lines if ln.startswith("USER ")]
     assert users and users[-1] not in {"root", "0"}
     assert 'CMD ["slawatch", "worker"]' in lines

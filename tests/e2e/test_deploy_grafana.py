@@ -21,12 +21,14 @@ GRAFANA = ROOT / "deploy" / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "slawatch.json"
 SLO_RULES = ROOT / "deploy" / "prometheus" / "rules" / "slawatch-slo.yml"
 
-# CONTRACT §4, the metric table: the only names a query may use (besides `up` and ours).
+# CONTRACT §4 and §6, the metric tables: the only names a query may use (besides `up` and ours).
 CONTRACT_METRICS = frozenset(
     {
         "slawatch_service_info",
         "slawatch_service_up",
         "slawatch_service_maintenance",
+        "slawatch_service_in_service_time",
+        "slawatch_service_scheduled_maintenance",
         "slawatch_service_availability_ratio",
         "slawatch_service_sla_availability_ratio",
         "slawatch_service_sla_target_ratio",

@@ -114,3 +114,61 @@ def test_page_renders_the_state_the_api_reports(
     shot = tmp_path / "status.png"
     result = browse(worker.url + "/", tmp_path, f"--screenshot={shot}", "--window-size=1280,720")
     assert result.returncode == 0 and shot.stat().st_size > 5000
+
+
+def _calendar_catalog(now: float) -> str:
+    """`desk` is agreed only on a day two days from now (outside service time now);
+    `shop`'s database is in a maintenance window open now (CONTRACT §6)."""
+    from datetime import UTC, datetime
+
+    day = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")[
+        (datetime.fromtimestamp(now, UTC).weekday() + 2) % 7]
+    start = datetime.fromtimestamp(now - 3600, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    end = datetime.fromtimestamp(now + 3600, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return CATALOG.replace("services:\n", "services:\n  desk:\n    kind: internal\n"
+                           "    sla: {target: 0.99, period: 30d, service_time: office}\n"
+                           "    requires: [vpn-gw]\n") + f"""
+service_times:
+  office: {{timezone: UTC, weekly: ["{day} 08:00-18:00"]}}
+maintenance:
+  - {{name: db-swap, components: [db-1], start: "{start}", end: "{end}"}}
+"""
+
+
+def test_page_shows_outside_service_time_and_scheduled_maintenance(
+    kafka_broker: Any, worker_factory: Any, tmp_path: Path
+) -> None:
+    now = time.time()
+    catalog = tmp_path / "services.yaml"
+    catalog.write_text(_calendar_catalog(now))
+    worker = worker_factory(kafka_broker, catalog)
+    worker.wait_ready(timeout=60)
+    publish_messages(kafka_broker, [
+        (b"db-1", event_bytes("db-1", "down", now - 600), None),  # inside the window
+        (b"vpn-gw", event_bytes("vpn-gw", "down", now - 600), None),  # desk: outside
+    ])
+    deadline = time.monotonic() + 30
+    api: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status, body = worker.get("/api/services")
+        if status == 200:
+            api = {s["service"]: s for s in orjson.loads(body)["services"]}
+            if api.get("vpn", {}).get("state") == "down":
+                break
+        time.sleep(0.5)
+    assert api["shop"]["shown"] == "scheduled_maintenance", api["shop"]
+    assert api["shop"]["state"] == "maintenance" and api["shop"]["scheduled_maintenance"]
+    assert api["desk"]["shown"] == "outside_service_time", api["desk"]
+    assert api["desk"]["state"] == "down" and not api["desk"]["in_service_time"]
+    assert api["desk"]["sla"]["down_seconds"] == 0.0
+    assert api["vpn"]["shown"] == "down"
+    status, metrics = worker.get("/metrics")
+    assert b'slawatch_service_in_service_time{kind="internal",service="desk"} 0.0' in metrics
+    assert b'slawatch_service_scheduled_maintenance{kind="external",service="shop"} 1.0' in metrics
+
+    result = browse(worker.url + "/", tmp_path, "--dump-dom")
+    assert result.returncode == 0, result.stderr[-2000:]
+    shown = tiles(result.stdout)
+    for name, svc in api.items():
+        assert shown[name]["shown"] == svc["shown"], name
+    assert "SCHEDULED MAINTENANCE" in result.stdout and "OUTSIDE SERVICE TIME" in result.stdout

@@ -47,7 +47,7 @@ def test_http_ingestion_feeds_the_pipeline_and_refuses_bad_bodies(
 ) -> None:
     catalog = tmp_path / "services.yaml"
     catalog.write_text(CATALOG)
-    worker = worker_factory(kafka_broker, catalog)
+    worker = worker_factory(kafka_broker, catalog, extra=["--ingest"])
     worker.wait_ready(timeout=60)
     now = time.time()
 

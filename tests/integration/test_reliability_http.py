@@ -44,7 +44,7 @@ def test_web_server_binds_only_the_configured_address_and_ingest_refuses_bad_bod
 ) -> None:
     catalog = tmp_path / "services.yaml"
     catalog.write_text(EXAMPLE_CATALOG)
-    worker = worker_factory(kafka_broker, catalog)
+    worker = worker_factory(kafka_broker, catalog, extra=["--ingest"])
     worker.wait_ready(timeout=40)
 
     # -- binding ------------------------------------------------------------------------

@@ -366,3 +366,34 @@ def test_unwritten_parts_survive_the_next_scrape() -> None:
     h.apply("c1", State.DOWN, h.now - 1)
     h.check()
     assert "".join(map(_text, first)) == expected
+
+
+def test_calendars_move_the_lines_without_events() -> None:
+    """CONTRACT §6: service time and maintenance windows change numbers at their
+    boundaries with no event; the cached lines must follow (fresh report each time)."""
+    h = Harness(6)
+    data = {
+        "service_times": {"bh": {"timezone": "Europe/Berlin", "weekly": ["Mon-Fri 08:00-18:00"]}},
+        "maintenance": [{"name": "patch", "components": ["c1", "lonely"],
+                         "weekly": ["Sun 02:00-04:00", "Tue 11:00-12:15"],
+                         "timezone": "Europe/Berlin"},
+                        # T0 + 1 h to T0 + 2 h
+                        {"name": "swap", "services": ["s3"], "start": "2023-11-14T23:13:20Z",
+                         "end": "2023-11-15T01:13:20Z"}],
+        "components": {f"c{i}": {"team": "t"} for i in range(6)} | {"lonely": {"team": "t"}},
+        "services": {f"s{i}": {"kind": "internal", "customers": ["x"],
+                               "sla": {"target": 0.99, "period": "month" if i % 2 else "30d",
+                                       **({"service_time": "bh"} if i < 3 else {})},
+                               "requires": [f"c{i}", f"c{(i + 1) % 6}"]} for i in range(6)},
+    }
+    h.rt.set_catalog(parse_catalog(data, "test"))
+    h.apply("c0", State.DOWN, T0 - 700)
+    h.apply("c1", State.DOWN, T0 - 2 * DAY)
+    h.apply("c4", State.DOWN, T0 + 120)
+    h.check()
+    for _ in range(60):
+        h.now += 1700.0
+        h.check()
+    text = h.collector.report_text()
+    assert 'slawatch_service_in_service_time{kind="internal",service="s0"}' in text
+    assert 'slawatch_service_scheduled_maintenance{kind="internal",service="s5"}' in text

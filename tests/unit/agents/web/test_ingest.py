@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from agents.web.ingest import IngestError, parse_alertmanager, parse_events_body
+from agents.web.ingest import MAX_BODY_BYTES, MAX_EVENTS, IngestError, parse_alertmanager, parse_events_body
 
 NOW = 1_800_000_000.0
 
@@ -26,11 +26,12 @@ def payload(*alerts: dict) -> bytes:
 
 
 def decoded(batch_messages: list[tuple[bytes, bytes]]) -> list[tuple[str, str, float]]:
+    """(component, state, ts) of each alert record: down at starts, up at ends."""
     out = []
     for key, value in batch_messages:
         obj = orjson.loads(value)
-        assert key.decode() == obj["component"]
-        out.append((obj["component"], obj["state"], obj["ts"]))
+        firing = obj["status"] == "firing"
+        out.append((key.decode(), "down" if firing else "up", obj["starts"] if firing else obj["ends"]))
     return out
 
 
@@ -73,7 +74,7 @@ def test_alerts_without_the_label_are_skipped_and_the_label_is_configurable() ->
          400, "is not a time"),
         (payload({"status": "firing", "labels": {"instance": "bad id!"}, "startsAt": "2027-01-01T00:00:00Z"}),
          400, "invalid: component"),
-        (b"x" * (4 * 1024 * 1024 + 1), 413, "larger than the limit"),
+        (b"x" * (MAX_BODY_BYTES + 1), 413, "larger than the limit"),
     ],
     ids=["not-json", "no-alerts", "bad-status", "bad-time", "bad-component", "oversize"],
 )
@@ -101,7 +102,8 @@ def test_events_body_accepts_object_array_and_json_lines() -> None:
         (b'{"component": "a", "state": "up", "ts": 1}\n{"component": "a"}', 400,
          "line 2: invalid: missing field state"),
         (b'{"component": "a", "state": "sideways", "ts": 1}', 400, "unknown state"),
-        (b"\n".join([b'{"component": "a", "state": "up", "ts": 1}'] * 50_001), 413, "limit is 50000"),
+        (b"\n".join([b'{"component": "a", "state": "up", "ts": 1}'] * (MAX_EVENTS + 1)), 413,
+         f"the limit is {MAX_EVENTS}"),
     ],
     ids=["empty", "broken-array", "bad-line", "bad-state", "too-many"],
 )
@@ -110,3 +112,61 @@ def test_bad_event_bodies_are_refused_whole(body: bytes, status: int, reason: st
         parse_events_body(body, NOW)
     assert err.value.status == status
     assert reason in err.value.reason
+
+
+def test_alertnames_and_a_component_pattern_choose_the_alerts() -> None:
+    import re
+
+    def one(name: str, instance: str) -> dict:
+        return {"status": "firing", "labels": {"alertname": name, "instance": instance},
+                "startsAt": "2027-01-15T08:00:00Z", "fingerprint": name + instance}
+
+    batch = parse_alertmanager(payload(one("HostDown", "web-1:9100"), one("HighLoad", "web-1:9100"),
+                                       one("HostDown", "not an id")),
+                               now=NOW + 1e8, alertnames=frozenset({"HostDown"}),
+                               pattern=re.compile(r"([a-z0-9-]+)(:[0-9]+)?"))
+    assert [c for c, _, _ in decoded(batch.messages)] == ["web-1"]
+    assert batch.skipped == 2
+
+
+def test_a_component_is_down_while_any_of_its_alerts_fires() -> None:
+    """The issue's case, and every order of two overlapping alerts against a reference:
+    the component is down exactly while at least one alert fires."""
+    import itertools
+
+    from agents.worker.alerts import AlertSet, decide
+
+    # HostDown fires 100-400, DiskFull 200-300: down from 100 to 400.
+    spans = {"HostDown": (100.0, 400.0), "DiskFull": (200.0, 300.0), "Net": (350.0, 500.0)}
+    notes = [(fp, "firing", s, None) for fp, (s, _) in spans.items()] + \
+            [(fp, "resolved", s, e) for fp, (s, e) in spans.items()]
+    for order in itertools.permutations(notes):
+        # Alertmanager sends an alert's resolution after its firing.
+        if any(order.index((fp, "resolved", s, e)) < order.index((fp, "firing", s, None))
+               for fp, (s, e) in spans.items()):
+            continue
+        state = AlertSet()
+        events = []
+        for fp, status, starts, ends in order:
+            out = decide(state, {"fp": fp, "status": status, "starts": starts, "ends": ends})
+            state = AlertSet.from_bytes(state.to_bytes())  # survives a restart at any point
+            events += out
+        # The pipeline's rule: sorted by ts, the most severe wins at the same ts.
+        timeline = sorted(events, key=lambda e: (e[1], e[0] == "down"))
+        final = timeline[-1][0]
+        assert final == "up" and not state.firing, order
+        first_down = min(ts for st, ts in events if st == "down")
+        assert first_down == 100.0
+        # Never up while an alert was firing (from its start to its end).
+        for t in (150.0, 250.0, 399.0, 450.0, 499.0):
+            firing_then = any(s <= t < e for s, e in spans.values())
+            if firing_then:
+                assert _state_at(timeline, t) == "down", (order, t, timeline)
+
+
+def _state_at(timeline: list[tuple[str, float]], t: float) -> str:
+    state = "up"
+    for st, ts in timeline:
+        if ts <= t:
+            state = st
+    return state
