@@ -1,0 +1,212 @@
+"""Keeping the day rollups of ``periods`` up to date from the service trackers.
+
+A service is marked dirty with the earliest instant a batch may have changed its step
+function (the earliest segment start); at a checkpoint the book recomputes the local
+days from there to the tracker's frontier, from the tracker's timeline, and stores the
+months that changed. The hot path pays one ``min`` per service and batch.
+
+Pruning must not take history a day rollup may still need: ``prune_cut`` holds the cut
+back to midnight of the day before the newest covered instant (in live processing that
+is far later than the engine's own cut, so nothing changes; in a backfill of old events
+it keeps the last day or two), and remembers it as the service's *horizon*: days before
+it are never recomputed (a change there is counted in ``dropped``).
+
+Storage is a small mapping interface (``RollupStore``): a dict in the tests and the
+engine, a Faust table with a changelog in the worker. Keys: the service name holds its
+``RollupMeta``; ``"{service}\\x1e{YYYY-MM}"`` a ``MonthRollup``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Protocol
+
+import orjson
+
+from streams.periods import (
+    Accounting,
+    History,
+    MonthRollup,
+    PeriodReport,
+    ServiceInfo,
+    day_bounds,
+    day_of,
+    day_rollup,
+    days_between,
+    month_bounds,
+    period_report,
+)
+from streams.timeline import Timeline
+
+SEP = "\x1e"
+
+
+def month_key(service: str, period: str) -> str:
+    return f"{service}{SEP}{period}"
+
+
+@dataclass(slots=True)
+class RollupMeta:
+    """Per service: what the rollups cover and the earliest instant they can still redo."""
+
+    service: str
+    horizon: float = -math.inf  # days before this midnight are never recomputed
+    covered: float = -math.inf  # the newest instant any day rollup covers
+    months: list[str] = field(default_factory=list)
+
+    def to_obj(self) -> dict[str, Any]:
+        return {"meta": self.service, "horizon": None if self.horizon == -math.inf else self.horizon,
+                "covered": None if self.covered == -math.inf else self.covered,
+                "months": self.months}
+
+    @classmethod
+    def from_obj(cls, obj: dict[str, Any]) -> RollupMeta:
+        h, c = obj.get("horizon"), obj.get("covered")
+        return cls(str(obj["meta"]), -math.inf if h is None else float(h),
+                   -math.inf if c is None else float(c), [str(m) for m in obj.get("months", ())])
+
+
+Stored = RollupMeta | MonthRollup
+
+
+def encode(value: Stored) -> bytes:
+    return orjson.dumps(value.to_obj())
+
+
+def decode(raw: bytes) -> Stored:
+    obj = orjson.loads(raw)
+    if "meta" in obj:
+        return RollupMeta.from_obj(obj)
+    return MonthRollup.from_obj(obj)
+
+
+class RollupStore(Protocol):
+    def get(self, key: str) -> Stored | None: ...
+
+    def put(self, service: str, key: str, value: Stored) -> None: ...
+
+
+class DictStore:
+    """A ``RollupStore`` in memory (tests, the engine)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+
+    def get(self, key: str) -> Stored | None:
+        raw = self.data.get(key)
+        return None if raw is None else decode(raw)
+
+    def put(self, service: str, key: str, value: Stored) -> None:
+        self.data[key] = encode(value)  # stored as bytes: what survives is what is read
+
+
+class RollupBook:
+    """Dirty marks and the recomputation of day rollups over a ``RollupStore``."""
+
+    def __init__(self, store: RollupStore, accounting: Callable[[str], Accounting],
+                 info: Callable[[str], ServiceInfo | None]) -> None:
+        self.store = store
+        self.accounting = accounting
+        self.info = info
+        self.dirty: dict[str, float] = {}  # service -> earliest instant that may have changed
+        self.dropped = 0  # changes before a service's horizon (not in any rollup)
+
+    def mark(self, service: str, start: float) -> None:
+        old = self.dirty.get(service)
+        if old is None or start < old:
+            self.dirty[service] = start
+
+    def meta(self, service: str) -> RollupMeta:
+        got = self.store.get(service)
+        return got if isinstance(got, RollupMeta) else RollupMeta(service)
+
+    def month(self, service: str, period: str, zone: str) -> MonthRollup:
+        got = self.store.get(month_key(service, period))
+        if isinstance(got, MonthRollup):
+            return got
+        return MonthRollup(service, period, zone)
+
+    def update(self, service: str, timeline: Timeline, frontier: float, now: float) -> int:
+        """Recompute the service's dirty days; returns how many days changed."""
+        dirty = self.dirty.pop(service, None)
+        if dirty is None:
+            return 0
+        acc = self.accounting(service)
+        zone = acc.zone
+        meta = self.meta(service)
+        lo = max(dirty, meta.horizon)
+        if dirty < meta.horizon:
+            self.dropped += 1
+        until = max(frontier, lo)
+        if not math.isfinite(lo) or not math.isfinite(until):
+            return 0
+        info = self.info(service)
+        months: dict[str, MonthRollup] = {}
+        changed_months: set[str] = set()
+        n = 0
+        for d in days_between(lo, until, zone):
+            period = f"{d.year:04d}-{d.month:02d}"
+            month = months.get(period)
+            if month is None:
+                month = months[period] = self.month(service, period, zone)
+            r = day_rollup(acc, timeline, d, until)
+            if month.put_day(r, acc, dirty_from=dirty, known=meta.covered, now=now):
+                n += 1
+                changed_months.add(period)
+                if info is not None and now < month_bounds(period, zone)[1]:
+                    month.catalog = info.to_obj()
+        for period in sorted(changed_months):
+            self.store.put(service, month_key(service, period), months[period])
+        new_months = sorted(set(meta.months) | changed_months)
+        if until > meta.covered or new_months != meta.months:
+            meta.covered = max(meta.covered, until)
+            meta.months = new_months
+            self.store.put(service, service, meta)
+        return n
+
+    def prune_cut(self, service: str, cut: float) -> float:
+        """The cut the service's history may be pruned at (at most ``cut``): held back to
+        midnight of the day before the newest covered instant, and remembered."""
+        meta = self.meta(service)
+        zone = self.accounting(service).zone
+        if math.isfinite(meta.covered):
+            keep = day_bounds(day_of(meta.covered, zone) - timedelta(days=1), zone)[0]
+            cut = min(cut, keep)
+        cut = day_bounds(day_of(cut, zone), zone)[0]  # a midnight: days are whole after it
+        if cut > meta.horizon:
+            meta.horizon = cut
+            self.store.put(service, service, meta)
+        return cut
+
+    # -- reading ----------------------------------------------------------------------
+
+    def history(self, service: str, until: float) -> tuple[History, dict[str, MonthRollup]]:
+        acc = self.accounting(service)
+        meta = self.meta(service)
+        days = {}
+        months = {}
+        for period in meta.months:
+            m = self.store.get(month_key(service, period))
+            if isinstance(m, MonthRollup):
+                months[period] = m
+                days.update(m.days)
+        return History(acc, days, until), months
+
+    def report(self, service: str, period: str, now: float) -> PeriodReport | None:
+        info = self.info(service)
+        if info is None:
+            return None
+        history, months = self.history(service, now)
+        return period_report(info, period, history, month=months.get(period))
+
+
+def reports(book: RollupBook, services: Iterable[str], period: str, now: float) -> list[PeriodReport]:
+    out = []
+    for name in services:
+        r = book.report(name, period, now)
+        if r is not None:
+            out.append(r)
+    return out
