@@ -576,3 +576,9 @@ def service_info(catalog: Any, name: str) -> ServiceInfo | None:
     return ServiceInfo(name, svc.kind, tuple(svc.customers), float(svc.target), svc.restore_time,
                        float(catalog.supported_availability(name)),
                        tuple(sorted(catalog.components_of(name))))
+
+
+def service_accounting(catalog: Any, name: str) -> Accounting:
+    """How ``name``'s seconds count under ``catalog``: 24×7 in UTC days unless the
+    service has an agreed service time (CONTRACT §6)."""
+    return ALL_THE_TIME

@@ -176,6 +176,9 @@ def install_views(app: Any, rt: Runtime, registry: CollectorRegistry, services_t
     app.page("/readyz")(readyz)
     app.page("/api/services")(services)
     app.page("/api/worker")(worker)
+    from agents.web.reports import install_report_views
+
+    install_report_views(app, rt)
     # table_route forwards the request to the worker that owns the service's partition.
     app.page("/api/services/{name}/outages")(
         app.table_route(table=services_table, match_info="name")(outages)

@@ -1,0 +1,97 @@
+"""Durable day rollups of the services (CONTRACT §7) in a Faust table with a changelog.
+
+Stage 2 marks a service dirty from the earliest segment start of each batch it applied
+(one ``min`` per service and batch); at the services checkpoint, before the trackers are
+written (and pruned), ``RollupKeeper.checkpoint`` recomputes the dirty days from the
+trackers and writes the months that changed to the ``rollups`` table: to its store and
+its compacted changelog topic ``{app_id}-rollups-changelog``, in the service's own
+partition, so the rollups move with the service in a rebalance and are recovered with it.
+The input's offsets are committed only once these writes are on the broker, like every
+table write of the checkpoint.
+
+The changelog is also what ``slawatch report`` reads: every service of the group, from
+the topic alone, whatever workers run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from agents.worker.runtime import Runtime
+from agents.worker.state import Send, TrackerTable
+from streams.periods import Accounting, PeriodReport, ServiceInfo, service_accounting, service_info
+from streams.rollups import RollupBook, Stored, decode, encode
+
+log = logging.getLogger("slawatch.rollups")
+
+TABLE = "rollups"
+
+
+def changelog_topic(app_id: str) -> str:
+    return f"{app_id}-{TABLE}-changelog"
+
+
+class TableStore:
+    """``streams.rollups.RollupStore`` over a ``TrackerTable``: writes go to the partition
+    of the service they belong to."""
+
+    def __init__(self, table: TrackerTable[Stored], rt: Runtime) -> None:
+        self.table = table
+        self.rt = rt
+
+    def get(self, key: str) -> Stored | None:
+        return self.table.get(key)
+
+    def put(self, service: str, key: str, value: Stored) -> None:
+        self.table.put(key, value, self.rt.service_partition(service))
+
+
+class RollupKeeper:
+    """The worker's rollup book and its table."""
+
+    def __init__(self, rt: Runtime, table: Any) -> None:
+        self.rt = rt
+        self.table: TrackerTable[Stored] = TrackerTable(table, decode, encode)
+        self.book = RollupBook(TableStore(self.table, rt), self.accounting, self.info)
+
+    def accounting(self, service: str) -> Accounting:
+        return service_accounting(self.rt.catalog, service)
+
+    def info(self, service: str) -> ServiceInfo | None:
+        return service_info(self.rt.catalog, service)
+
+    def mark(self, service: str, starts: Any) -> None:
+        if starts:
+            self.book.mark(service, min(starts))
+
+    def update(self) -> None:
+        """Recompute the dirty days of every marked service (written by ``flush``)."""
+        book = self.book
+        if book.dirty:
+            now = time.time()
+            services = self.rt.services
+            for name in list(book.dirty):
+                tracker = services.get(name)
+                if tracker is None:
+                    book.dirty.pop(name, None)
+                    continue
+                try:
+                    book.update(name, tracker.timeline, tracker.frontier, now)
+                except Exception:  # a report must never stop the pipeline
+                    book.dirty.pop(name, None)
+                    log.exception("rollups of %s not updated", name)
+
+    async def flush(self, send: Send) -> list[Any]:
+        """Write the changed months and horizons; the send futures."""
+        return await self.table.flush(send)
+
+    def prune_cut(self, service: str, cut: float) -> float:
+        return self.book.prune_cut(service, cut)
+
+    def report(self, service: str, period: str, now: float) -> PeriodReport | None:
+        return self.book.report(service, period, now)
+
+    def forget(self) -> None:
+        self.table.forget()
