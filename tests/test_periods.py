@@ -9,6 +9,7 @@ force over the whole month from every event.
 
 from __future__ import annotations
 
+import itertools
 import math
 from datetime import UTC, datetime
 from typing import Any
@@ -39,7 +40,7 @@ def feed(engine: Any, book: Any, arrivals: list[ref.Ev], cuts: list[int], now: f
     """Apply ``arrivals`` in batches split at ``cuts``, checkpointing after each batch as
     the worker does: dirty days recomputed, then the history pruned."""
     bounds = sorted({0, len(arrivals), *(c for c in cuts if 0 < c < len(arrivals))})
-    for lo, hi in zip(bounds, bounds[1:], strict=False):
+    for lo, hi in itertools.pairwise(bounds):
         batch = arrivals[lo:hi]
         for e in batch:
             engine.apply(to_event(e))

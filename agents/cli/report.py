@@ -165,7 +165,7 @@ def read_changelog(config: dict[str, Any], topic: str, timeout: float) -> tuple[
         while pending:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"reading {topic} timed out after {timeout:.0f} s")
-            for tp, records in consumer.poll(timeout_ms=500).items():
+            for records in consumer.poll(timeout_ms=500).values():
                 for rec in records:
                     key = rec.key.decode() if isinstance(rec.key, bytes) else str(rec.key)
                     if rec.value is None:

@@ -35,7 +35,7 @@ def pct(x: float | None, digits: int = 3) -> str:
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "–"
-    s = int(round(seconds))
+    s = round(seconds)
     if s < 60:
         return f"{s}s"
     d, s = divmod(s, 86400)
@@ -275,7 +275,8 @@ def chart(days: list[dict[str, Any]], target: float) -> str:
         height = max(1.0, top + plot_h - top_y)
         title = (f"{d['date']}: {a * 100:.4f}%, down {duration(d['down_seconds'])}"
                  if measured else f"{d['date']}: no service time")
-        g.append(f"<rect class=\"day\" data-date=\"{d['date']}\" x=\"{x:.1f}\" y=\"{top + plot_h - height:.1f}\" "
+        g.append(f"<rect class=\"day\" data-date=\"{d['date']}\" x=\"{x:.1f}\" "
+                 f"y=\"{top + plot_h - height:.1f}\" "
                  f"width=\"{bw * 0.76:.1f}\" height=\"{height:.1f}\" fill=\"{color}\">"
                  f"<title>{escape(title)}</title></rect>")
         if n <= 31 and (i % 2 == 0 or n <= 16):
