@@ -20,6 +20,17 @@ import orjson
 import yaml
 
 from streams import native
+from streams.calendars import (
+    CalendarError,
+    MaintenanceWindow,
+    ServiceCalendar,
+    ServiceTime,
+    WeeklySchedule,
+    parse_date,
+    parse_instant,
+    parse_weekly,
+    zone,
+)
 from streams.durations import parse_duration
 from streams.events import COMPONENT_ID
 from streams.requirements import (
@@ -61,6 +72,10 @@ def _unset_blame(down: int) -> int:
     raise AssertionError("ServiceModel.__post_init__ replaces this")
 _SERVICE_KEYS = {"kind", "customers", "sla", "restore_time", "requires", "description"}
 _COMPONENT_KEYS = {"team", "kpi", "description"}
+_TOP_KEYS = ("components", "services", "service_times", "maintenance")
+_SERVICE_TIME_KEYS = {"timezone", "weekly", "except", "description"}
+_MAINTENANCE_KEYS = {"name", "components", "services", "weekly", "timezone", "start", "end",
+                     "description"}
 
 
 class CatalogError(ValueError):
@@ -82,10 +97,12 @@ class Component:
 
 @dataclass(frozen=True, slots=True)
 class Period:
-    """An SLA period: a rolling duration, or the calendar month so far (UTC)."""
+    """An SLA period: a rolling duration, or the calendar month so far, in
+    ``timezone`` (the service time's zone, CONTRACT §6; None: UTC)."""
 
     seconds: float | None
     calendar_month: bool = False
+    timezone: str | None = None
 
     @property
     def label(self) -> str:
@@ -103,6 +120,7 @@ class Service:
     period: Period
     restore_time: float | None
     requires: AllOf
+    service_time: str | None = None  # a name of ``Catalog.service_times``; None: 24x7
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,9 +290,53 @@ class Catalog:
     components: dict[str, Component]
     services: dict[str, Service]
     source: str = "<catalog>"
+    service_times: dict[str, ServiceTime] = field(default_factory=dict)
+    maintenance: tuple[MaintenanceWindow, ...] = ()
 
     def resolve(self, name: str) -> Requirement:
         return self.services[name].requires
+
+    @cached_property
+    def _calendars(self) -> dict[str, ServiceCalendar]:
+        out: dict[str, ServiceCalendar] = {}
+        for name, svc in self.services.items():
+            st = self.service_times.get(svc.service_time) if svc.service_time else None
+            comps = self._components_of[name]
+            svcs = frozenset({name, *self._services_of(name)})
+            windows = tuple(w for w in self.maintenance
+                            if w.components & comps or w.services & svcs)
+            if st is not None or windows:
+                out[name] = ServiceCalendar(name, st, windows, svc.requires, self.resolve,
+                                            comps, svcs)
+        return out
+
+    def _services_of(self, service: str) -> set[str]:
+        """Every service ``service`` requires through ``service:``, transitively."""
+        out: set[str] = set()
+        stack: list[Requirement] = [self.services[service].requires]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, ServiceRef):
+                if node.service not in out:
+                    out.add(node.service)
+                    stack.append(self.services[node.service].requires)
+            elif not isinstance(node, Leaf):
+                stack.extend(node.items)
+        return out
+
+    def calendar(self, service: str) -> ServiceCalendar | None:
+        """The service time and maintenance windows of ``service`` (CONTRACT §6);
+        None for a service agreed 24x7 that no window touches."""
+        return self._calendars.get(service)
+
+    @cached_property
+    def component_windows(self) -> dict[str, tuple[MaintenanceWindow, ...]]:
+        """Per component named by a maintenance window, those windows."""
+        out: dict[str, list[MaintenanceWindow]] = {}
+        for w in self.maintenance:
+            for c in sorted(w.components):
+                out.setdefault(c, []).append(w)
+        return {c: tuple(ws) for c, ws in out.items()}
 
     @cached_property
     def _components_of(self) -> dict[str, frozenset[str]]:
@@ -383,6 +445,7 @@ class _Parser:
     def __init__(self, source: str) -> None:
         self.source = source
         self.problems: list[str] = []
+        self.service_times: dict[str, ServiceTime] = {}
 
     def problem(self, where: str, text: str) -> None:
         self.problems.append(f"{where}: {text}")
@@ -391,10 +454,12 @@ class _Parser:
         if not isinstance(data, dict):
             raise CatalogError(self.source, ["the top level must be a mapping with "
                                              "`components:` and `services:`"])
-        unknown = set(data) - {"components", "services"}
+        unknown = set(data) - set(_TOP_KEYS)
         for key in sorted(map(str, unknown)):
-            self.problem(f"top level: field {key!r}", "unknown field (expected components, services)")
+            self.problem(f"top level: field {key!r}",
+                         "unknown field (expected components, services, service_times, maintenance)")
         components = self.components(data.get("components"))
+        self.service_times = self.parse_service_times(data.get("service_times"))
         raw_services = data.get("services")
         if not isinstance(raw_services, dict) or not raw_services:
             self.problem("top level: field 'services'", "must be a non-empty mapping of services")
@@ -406,9 +471,148 @@ class _Parser:
                 services[svc.name] = svc
         if not self.problems:
             self.check_cycles(services)
+        maintenance = self.parse_maintenance(data.get("maintenance"), components, raw_services)
         if self.problems:
             raise CatalogError(self.source, self.problems)
-        return Catalog(components=components, services=services, source=self.source)
+        return Catalog(components=components, services=services, source=self.source,
+                       service_times=self.service_times, maintenance=maintenance)
+
+    def schedule(self, where: str, weekly: object, tz: object,
+                 except_days: object = None) -> WeeklySchedule | None:
+        """``weekly`` ranges in zone ``tz`` (less ``except`` days), or None with problems."""
+        ok = True
+        try:
+            zone(tz)
+        except CalendarError as exc:
+            self.problem(f"{where}: field 'timezone'", str(exc))
+            ok = False
+        ranges = []
+        if not isinstance(weekly, list) or not weekly:
+            self.problem(f"{where}: field 'weekly'",
+                         'must be a non-empty list like ["Mon-Fri 08:00-18:00"]')
+            ok = False
+        else:
+            for i, text in enumerate(weekly):
+                try:
+                    ranges.append(parse_weekly(text))
+                except CalendarError as exc:
+                    self.problem(f"{where}: field 'weekly[{i}]'", str(exc))
+                    ok = False
+        days = set()
+        if except_days is not None:
+            if not isinstance(except_days, list):
+                self.problem(f"{where}: field 'except'", 'must be a list of dates like ["2026-12-25"]')
+                ok = False
+            else:
+                for i, text in enumerate(except_days):
+                    try:
+                        days.add(parse_date(text))
+                    except CalendarError as exc:
+                        self.problem(f"{where}: field 'except[{i}]'", str(exc))
+                        ok = False
+        if not ok:
+            return None
+        return WeeklySchedule(str(tz), tuple(ranges), frozenset(days))
+
+    def parse_service_times(self, raw: object) -> dict[str, ServiceTime]:
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            self.problem("top level: field 'service_times'",
+                         "must be a mapping of named calendars {name: {timezone, weekly, except}}")
+            return {}
+        out: dict[str, ServiceTime] = {}
+        for name, spec in raw.items():
+            where = f"service_times {str(name)!r}"
+            if not isinstance(spec, dict):
+                self.problem(where, "must be a mapping with timezone, weekly and except")
+                continue
+            for key in sorted(map(str, set(spec) - _SERVICE_TIME_KEYS)):
+                self.problem(f"{where}: field {key!r}", "unknown field (expected timezone, weekly, except)")
+            if "timezone" not in spec:
+                self.problem(f"{where}: field 'timezone'", "missing (an IANA name such as Europe/Berlin)")
+                continue
+            sched = self.schedule(where, spec.get("weekly"), spec.get("timezone"), spec.get("except"))
+            if sched is not None:
+                out[str(name)] = ServiceTime(str(name), sched)
+        return out
+
+    def parse_maintenance(self, raw: object, components: dict[str, Component],
+                          services: dict[Any, Any]) -> tuple[MaintenanceWindow, ...]:
+        if raw is None:
+            return ()
+        if not isinstance(raw, list):
+            self.problem("top level: field 'maintenance'", "must be a list of maintenance windows")
+            return ()
+        out: list[MaintenanceWindow] = []
+        names: set[str] = set()
+        for i, spec in enumerate(raw):
+            label = spec.get("name") if isinstance(spec, dict) else None
+            where = f"maintenance[{i}]" + (f" {label!r}" if isinstance(label, str) else "")
+            if not isinstance(spec, dict):
+                self.problem(where, "must be a mapping with name, components/services and "
+                                    "weekly or start/end")
+                continue
+            before = len(self.problems)
+            for key in sorted(map(str, set(spec) - _MAINTENANCE_KEYS)):
+                self.problem(f"{where}: field {key!r}", "unknown field (expected name, components, "
+                                                       "services, weekly, timezone, start, end)")
+            if not isinstance(label, str) or not label:
+                self.problem(f"{where}: field 'name'", "must be a non-empty string")
+            elif label in names:
+                self.problem(f"{where}: field 'name'", f"{label!r} is used by another window")
+            else:
+                names.add(label)
+            comps = self.name_list(where, "components", spec.get("components"), components,
+                                   "component", " (not listed under components:)")
+            svcs = self.name_list(where, "services", spec.get("services"), services, "service")
+            if comps is not None and svcs is not None and not comps and not svcs:
+                self.problem(f"{where}: field 'components'",
+                             "a window must name components, services or both")
+            weekly, start, end = spec.get("weekly"), spec.get("start"), spec.get("end")
+            sched: WeeklySchedule | None = None
+            t0 = t1 = None
+            if weekly is not None:
+                if start is not None or end is not None:
+                    self.problem(f"{where}: field 'weekly'",
+                                 "a window is weekly or one-off (start/end), not both")
+                sched = self.schedule(where, weekly, spec.get("timezone", "UTC"))
+            elif start is None or end is None:
+                self.problem(f"{where}: field {'start' if start is None else 'end'!r}",
+                             "missing: a window needs weekly, or start and end")
+            else:
+                if "timezone" in spec:
+                    self.problem(f"{where}: field 'timezone'",
+                                 "only for weekly windows (start and end carry their offset)")
+                for key, val in (("start", start), ("end", end)):
+                    try:
+                        t = parse_instant(val)
+                    except CalendarError as exc:
+                        self.problem(f"{where}: field {key!r}", str(exc))
+                        continue
+                    if key == "start":
+                        t0 = t
+                    else:
+                        t1 = t
+                if t0 is not None and t1 is not None and t1 <= t0:
+                    self.problem(f"{where}: field 'end'", f"{end!r} is not after start {start!r}")
+            if len(self.problems) > before:
+                continue
+            out.append(MaintenanceWindow(str(label), frozenset(comps or ()), frozenset(svcs or ()),
+                                         sched, t0, t1))
+        return tuple(out)
+
+    def name_list(self, where: str, key: str, raw: object, known: Mapping[Any, Any],
+                  noun: str, hint: str = "") -> list[str] | None:
+        if raw is None:
+            return []
+        if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+            self.problem(f"{where}: field {key!r}", "must be a list of names")
+            return None
+        bad = [x for x in raw if x not in known]
+        for x in bad:
+            self.problem(f"{where}: field {key!r}", f"unknown {noun} {x!r}{hint}")
+        return None if bad else [sys.intern(x) for x in raw]
 
     def components(self, raw: object) -> dict[str, Component]:
         if not isinstance(raw, dict) or not raw:
@@ -477,14 +681,26 @@ class _Parser:
             top = AllOf(tuple(i for i in items if i is not None))
         if len(self.problems) > before or top is None or target is None or period is None:
             return None
-        return Service(name, str(kind), tuple(customers), target, period, restore, top)
+        st_name = spec["sla"].get("service_time")
+        return Service(name, str(kind), tuple(customers), target, period, restore, top,
+                       st_name if isinstance(st_name, str) else None)
 
     def sla(self, where: str, raw: object) -> tuple[float | None, Period | None]:
         if not isinstance(raw, dict):
             self.problem(f"{where}: field 'sla'", "must be a mapping {target: 0.999, period: 30d}")
             return None, None
-        for key in sorted(map(str, set(raw) - {"target", "period"})):
-            self.problem(f"{where}: field 'sla.{key}'", "unknown field (expected target, period)")
+        for key in sorted(map(str, set(raw) - {"target", "period", "service_time"})):
+            self.problem(f"{where}: field 'sla.{key}'",
+                         "unknown field (expected target, period, service_time)")
+        st_name = raw.get("service_time")
+        tz: str | None = None
+        if st_name is not None:
+            st = self.service_times.get(st_name) if isinstance(st_name, str) else None
+            if st is None:
+                self.problem(f"{where}: field 'sla.service_time'",
+                             f"unknown service time {st_name!r} (not listed under service_times:)")
+            else:
+                tz = st.zone
         target = raw.get("target")
         if not _ratio(target, upper_inclusive=False):
             self.problem(f"{where}: field 'sla.target'", f"{target!r} must be a number in (0, 1)")
@@ -492,7 +708,7 @@ class _Parser:
         period_raw = raw.get("period")
         period: Period | None
         if period_raw == "month":
-            period = Period(None, calendar_month=True)
+            period = Period(None, calendar_month=True, timezone=tz)
         else:
             try:
                 period = Period(parse_duration(period_raw))

@@ -134,16 +134,18 @@ class Engine:
         for name, svc in catalog.services.items():
             report.services[name] = service_report(svc, self.services.get(name), catalog, now)
         for cid, comp in catalog.components.items():
-            report.components[cid] = component_report(comp, self.components.get(cid), now)
+            report.components[cid] = component_report(comp, self.components.get(cid), now,
+                                                      catalog.component_windows.get(cid, ()))
         return report
 
     def outages(self, service: str, now: float) -> list[Outage]:
-        return outages(self.catalog.services[service], self.services.get(service), now)
+        return outages(self.catalog.services[service], self.services.get(service), now,
+                       self.catalog)
 
     def prune(self, now: float) -> None:
         """Forget history no window can read any more (call every few minutes)."""
         cut = now - retention_for([s.period for s in self.catalog.services.values()])
         for tracker in self.components.values():
             tracker.prune(cut, self.allowed_lateness)
-        for svc in self.services.values():
-            svc.prune(cut)
+        for name, svc in self.services.items():
+            svc.prune(cut, self.catalog.calendar(name))

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streams import sla
+from streams.accounting import OUTSIDE, accounted, component_view
+from streams.calendars import MaintenanceWindow
 from streams.catalog import Catalog, Component, Period, Service
 from streams.component import ComponentTracker
 from streams.service import ServiceTracker
@@ -45,10 +47,32 @@ class ServiceReport:
     supported_availability: float
     kpi_gap: bool
     downtime_by_component: dict[str, float]
+    # CONTRACT §6: whether ``now`` is inside the agreed service time (always, for a
+    # service agreed 24x7), whether a maintenance window touching it is open, the
+    # service time's name and agreed hours a week (None: 24x7), and the planned
+    # (maintenance) seconds of the SLA period inside service time.
+    in_service_time: bool = True
+    scheduled_maintenance: bool = False
+    service_time: str | None = None
+    service_time_hours_per_week: float | None = None
+    sla_planned_seconds: float = 0.0
 
     @property
     def up(self) -> bool:
         return self.state != DOWN
+
+    @property
+    def shown(self) -> str:
+        """What a status board shows now: ``down``, ``scheduled_maintenance``,
+        ``maintenance``, ``outside_service_time`` or ``up`` (the first that holds;
+        a down outside service time is shown as outside: it counts for nothing)."""
+        if not self.in_service_time:
+            return "outside_service_time"
+        if self.state == DOWN:
+            return "down"
+        if self.state == MAINTENANCE:
+            return "scheduled_maintenance" if self.scheduled_maintenance else "maintenance"
+        return "up"
 
     @property
     def maintenance(self) -> bool:
@@ -65,6 +89,13 @@ class ServiceReport:
             "kind": self.kind,
             "customers": list(self.customers),
             "state": self.state.label,
+            "shown": self.shown,
+            "in_service_time": self.in_service_time,
+            "scheduled_maintenance": self.scheduled_maintenance,
+            "service_time": None if self.service_time is None else {
+                "name": self.service_time,
+                "hours_per_week": self.service_time_hours_per_week,
+            },
             "availability": self.availability,
             "sla": {
                 "target": self.target,
@@ -72,6 +103,7 @@ class ServiceReport:
                 "availability": self.sla_availability,
                 "up_seconds": self.sla_up_seconds,
                 "down_seconds": self.sla_down_seconds,
+                "planned_seconds": self.sla_planned_seconds,
                 "status": ("meeting", "trending_below", "breached")[self.sla_status],
                 "error_budget_remaining": self.error_budget_remaining,
                 "error_budget_exhaustion_seconds": _finite_or_none(
@@ -148,6 +180,7 @@ _CONSTANT = {  # availability in every window of a state held through all of the
     int(UP): _ALL_UP,
     int(MAINTENANCE): _ALL_UP,  # neither up nor down seconds: 1 by definition
     int(DOWN): dict.fromkeys(_WINDOW_NAMES, 0.0),
+    OUTSIDE: _ALL_UP,  # outside service time: neither, as maintenance
 }
 
 
@@ -278,30 +311,54 @@ def window_availability_many(timelines: Iterable[Timeline], now: float
     return out
 
 
+def _reach(period: Period, now: float) -> float:
+    """How far back from ``now`` a service's numbers read."""
+    start, _ = period_bounds(period, now)
+    return max(_LONGEST, now - start)
+
+
 def service_report(
     svc: Service, tracker: ServiceTracker | None, catalog: Catalog, now: float
 ) -> ServiceReport:
     """All numbers of one service; ``tracker`` None means it has seen no event yet."""
-    tl = tracker.timeline if tracker is not None else Timeline()
+    cal = catalog.calendar(svc.name)
+    pruned_outages, pruned_downtime = (
+        (tracker.pruned_outages, tracker.pruned_downtime) if tracker is not None else (0, 0.0))
+    if cal is None:
+        tl = tracker.timeline if tracker is not None else Timeline()
+        state = tl.state_at(now)
+        has_history = tracker is not None
+    else:
+        # CONTRACT §6: the same arithmetic over the accounted history (service time
+        # and maintenance windows applied; see streams.accounting).
+        acc = accounted(tracker, cal, now, _reach(svc.period, now))
+        tl = acc.timeline
+        state = acc.effective.state_at(now)
+        has_history = True
     avail = window_availability(tl, now)
     start, period_len = period_bounds(svc.period, now)
-    up, down = tl.up_down(start, now)
+    if cal is None:
+        up, down = tl.up_down(start, now)
+        planned = tl.totals(start, now)[2] if tl.ts else 0.0
+    else:
+        up, down, planned = tl.totals(start, now)
     sla_avail = sla.availability(up, down)
     burn = {w: sla.burn_rate(a, svc.target) for w, a in avail.items()}
     breached = sla_avail < svc.target
     trending = sla.trending_below(burn, period_len, breached)
-    state = tl.state_at(now)
 
     by_component = dict.fromkeys(sorted(catalog.components_of(svc.name)), 0.0)
     outages = 0
     downtime_total = 0.0
     outage_seconds = 0.0
-    if tracker is not None:
+    if has_history:
         if down:
             _attribute(tl, start, now, by_component)
-        outages, downtime_total, outage_seconds = tracker.counters(now)
+        count, ended, outage_seconds = tl.outage_counters(now)
+        outages, downtime_total = count + pruned_outages, ended + pruned_downtime
 
     supported_avail = catalog.supported_availability(svc.name)
+    st = cal.service_time if cal is not None else None
     return ServiceReport(
         name=svc.name,
         kind=svc.kind,
@@ -325,6 +382,11 @@ def service_report(
         supported_availability=supported_avail,
         kpi_gap=supported_avail < svc.target,
         downtime_by_component=by_component,
+        in_service_time=cal is None or cal.in_service_time(now),
+        scheduled_maintenance=cal is not None and cal.scheduled_maintenance(now),
+        service_time=None if st is None else st.name,
+        service_time_hours_per_week=None if st is None else st.hours_per_week,
+        sla_planned_seconds=planned,
     )
 
 
@@ -346,21 +408,26 @@ def _attribute(tl: Timeline, start: float, end: float, by_component: dict[str, f
     tl.attribute(start, end, by_component)
 
 
-def outages(svc: Service, tracker: ServiceTracker | None, now: float) -> list[Outage]:
+def outages(svc: Service, tracker: ServiceTracker | None, now: float,
+            catalog: Catalog | None = None) -> list[Outage]:
     """Planned and unplanned outages that overlap the SLA period, oldest first.
 
     An outage is a maximal run of `down` (unplanned) or `maintenance` (planned); its
     ``seconds`` is its whole length up to ``now``, even where it began before the period.
+    With the ``catalog``'s calendars (CONTRACT §6), runs inside service time only.
     """
-    if tracker is None:
+    if catalog is not None and (cal := catalog.calendar(svc.name)) is not None:
+        tl = accounted(tracker, cal, now, _reach(svc.period, now)).timeline
+    elif tracker is None:
         return []
-    tl = tracker.timeline
+    else:
+        tl = tracker.timeline
     start, _ = period_bounds(svc.period, now)
     out: list[Outage] = []
     ts, st, tags = tl.ts, tl.st, tl.tag
     i, n = 0, len(ts)
     while i < n and ts[i] <= now:
-        if st[i] == UP:
+        if st[i] == UP or st[i] == OUTSIDE:
             i += 1
             continue
         kind = st[i]
@@ -378,7 +445,15 @@ def outages(svc: Service, tracker: ServiceTracker | None, now: float) -> list[Ou
     return out
 
 
-def component_report(comp: Component, tracker: ComponentTracker | None, now: float) -> ComponentReport:
+def component_report(comp: Component, tracker: ComponentTracker | None, now: float,
+                     windows: tuple[MaintenanceWindow, ...] = ()) -> ComponentReport:
+    """A component's numbers; ``windows``: the maintenance windows naming it (§6), in
+    which it counts as in maintenance whatever its events say."""
+    if windows:
+        tl = component_view(tracker.history if tracker is not None else Timeline(), windows,
+                            now, _LONGEST)
+        return ComponentReport(name=comp.id, team=comp.team, kpi=comp.kpi,
+                               state=tl.state_at(now), availability=window_availability(tl, now))
     if tracker is None:  # no event yet: up all along
         return ComponentReport(name=comp.id, team=comp.team, kpi=comp.kpi, state=UP,
                                availability=dict(_ALL_UP))
@@ -443,7 +518,8 @@ def component_lines_until(tracker: ComponentTracker | None, now: float) -> float
     return until
 
 
-def service_report_until(svc: Service, tracker: ServiceTracker | None, now: float) -> float:
+def service_report_until(svc: Service, tracker: ServiceTracker | None, now: float,
+                         catalog: Catalog | None = None) -> float:
     """Until when ``service_report(svc, tracker, catalog, t)`` equals its value at ``now``
     (same tracker, same catalog); ``now`` unless the service was up throughout.
 
@@ -454,6 +530,8 @@ def service_report_until(svc: Service, tracker: ServiceTracker | None, now: floa
     +Inf, no outage and counters of ended outages only. The values hold until the
     first point after ``now`` and, for a calendar month, until the month ends.
     """
+    if catalog is not None and catalog.calendar(svc.name) is not None:
+        return now  # calendars move numbers without events (CONTRACT §6): never proved
     start, length = period_bounds(svc.period, now)
     if now <= start:
         return now  # no up second yet in the period: exhaustion is 0, soon +Inf

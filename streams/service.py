@@ -21,6 +21,7 @@ from operator import itemgetter, le
 from typing import Any
 
 from streams import native
+from streams.calendars import ServiceCalendar
 from streams.catalog import ServiceModel
 from streams.states import DOWN, MAINTENANCE, UP, State
 from streams.timeline import NO_TAG, Timeline
@@ -36,7 +37,7 @@ SegmentLike = Sequence[Any]
 
 
 class ServiceTracker:
-    __slots__ = ("_bad", "_down", "_model", "components", "frontier", "name",
+    __slots__ = ("_acct", "_bad", "_down", "_model", "components", "frontier", "name",
                  "pruned_downtime", "pruned_outages", "timeline")
 
     def __init__(self, name: str) -> None:
@@ -52,6 +53,9 @@ class ServiceTracker:
         self.frontier = -math.inf  # latest point of any component timeline
         self.pruned_outages = 0
         self.pruned_downtime = 0.0
+        # The calendars applied to this history (``accounting.accounted``), while they
+        # and the history stay the same; never stored.
+        self._acct: Any = None
 
     @property
     def current(self) -> list[int]:
@@ -276,27 +280,41 @@ class ServiceTracker:
     def state_at(self, t: float) -> State:
         return self.timeline.state_at(t)
 
-    def prune(self, cut: float) -> None:
+    def prune(self, cut: float, calendar: ServiceCalendar | None = None) -> None:
         """Forget what no window from ``cut`` on can see; keep counters whole.
 
         Counters must not drop when history goes, so the outages that end before the
         kept part are carried in ``pruned_*``. The cut is moved back to the start of a
-        down run it would split, so a run is always counted in one piece.
+        down run it would split, so a run is always counted in one piece. With a
+        ``calendar`` (CONTRACT §6) the outages counted are those of the accounted
+        history (runs of down inside service time), and the component copies are kept
+        from the service's first kept point on, as maintenance windows re-evaluate
+        the service from them.
         """
         tl = self.timeline
         i = bisect_right(tl.ts, cut) - 1
         while i > 0 and tl.st[i] == DOWN and tl.st[i - 1] == DOWN:
             i -= 1
         if i > 0:
-            for k in range(i):
-                if tl.st[k] == DOWN:
-                    if k == 0 or tl.st[k - 1] != DOWN:
-                        self.pruned_outages += 1
-                    self.pruned_downtime += tl.ts[k + 1] - tl.ts[k]
+            if calendar is not None:
+                from streams.accounting import pruned_counters
+
+                count, seconds = pruned_counters(self, calendar, tl.ts[i])
+                self.pruned_outages += count
+                self.pruned_downtime += seconds
+            else:
+                for k in range(i):
+                    if tl.st[k] == DOWN:
+                        if k == 0 or tl.st[k - 1] != DOWN:
+                            self.pruned_outages += 1
+                        self.pruned_downtime += tl.ts[k + 1] - tl.ts[k]
             del tl.ts[:i], tl.st[:i], tl.tag[:i]
             tl._touched(0)
+        keep = cut
+        if calendar is not None and calendar.windows and tl.ts:
+            keep = min(cut, tl.ts[0])
         for comp_tl in self.components.values():
-            comp_tl.prune_before(cut)
+            comp_tl.prune_before(keep)
 
     # -- persistence ---------------------------------------------------------------------
 

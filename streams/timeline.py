@@ -45,8 +45,8 @@ assert all(_STATE[int(s)] is s for s in State)
 
 
 class Timeline:
-    __slots__ = ("_att", "_att_n", "_cd", "_cm", "_cr", "_cu", "_valid", "_valid2", "_valid3",
-                 "st", "tag", "ts")
+    __slots__ = ("_att", "_att_n", "_cd", "_cm", "_cr", "_cu", "_gen", "_valid", "_valid2",
+                 "_valid3", "st", "tag", "ts")
 
     def __init__(
         self,
@@ -70,6 +70,9 @@ class Timeline:
         self._att: dict[str, tuple[list[int], list[float]]] = _NONE_ATT
         self._att_n = 0  # pieces indexed so far
         self._valid3 = 0  # pieces before this index are indexed right
+        # Counts the edits other than appends (every one passes ``_touched``): with the
+        # length it tells a reader whether the function changed since it last looked.
+        self._gen = 0
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -102,6 +105,7 @@ class Timeline:
     # -- editing -----------------------------------------------------------------------
 
     def _touched(self, index: int) -> None:
+        self._gen += 1
         if index < self._valid:
             self._valid = index
         if index < self._valid2:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from streams.calendars import zone
 from streams.catalog import Period
 
 #: The `window` label values of CONTRACT §4, in seconds.
@@ -30,18 +31,21 @@ ALERT_PAIRS: tuple[tuple[str, str, float], ...] = (
 RETENTION_SECONDS = 32 * 86400.0
 
 
-def month_bounds(now: float) -> tuple[float, float]:
-    """Start of the current calendar month (UTC) and the month's length in seconds."""
-    d = datetime.fromtimestamp(now, UTC)
-    start = datetime(d.year, d.month, 1, tzinfo=UTC)
-    nxt = datetime(d.year + (d.month == 12), d.month % 12 + 1, 1, tzinfo=UTC)
+def month_bounds(now: float, timezone: str | None = None) -> tuple[float, float]:
+    """Start of the current calendar month (UTC, or in the IANA zone ``timezone``) and
+    the month's length in seconds (a month with a DST change is an hour off)."""
+    tz = UTC if timezone is None else zone(timezone)
+    d = datetime.fromtimestamp(now, tz)
+    start = datetime(d.year, d.month, 1, tzinfo=tz)
+    nxt = datetime(d.year + (d.month == 12), d.month % 12 + 1, 1, tzinfo=tz)
     return start.timestamp(), nxt.timestamp() - start.timestamp()
 
 
 def period_bounds(period: Period, now: float) -> tuple[float, float]:
-    """(start of the SLA window ending at ``now``, the period's length for burn factors)."""
+    """(start of the SLA window ending at ``now``, the period's length for burn factors);
+    a calendar month runs in the period's zone (the service time's, CONTRACT §6)."""
     if period.calendar_month:
-        return month_bounds(now)
+        return month_bounds(now, period.timezone)
     assert period.seconds is not None
     return now - period.seconds, period.seconds
 

@@ -19,6 +19,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 UP, MAINTENANCE, DOWN = "up", "maintenance", "down"
 RANK = {UP: 0, MAINTENANCE: 1, DOWN: 2}
@@ -70,6 +71,109 @@ def normalize(req: object) -> Req:
     raise AssertionError(f"unknown requirement {req!r}")
 
 
+# --------------------------------------------------------------------------- calendars
+# CONTRACT §6 by brute force: a second is in a weekly schedule when the local wall
+# clock shows a time inside one of its ranges (on that weekday, or the previous day's
+# range that runs past midnight) on a day that is not an exception. Where that
+# changes is found by testing every quarter hour: the generated calendars use times
+# on quarter hours, and every zone used is a whole number of quarter hours from UTC
+# (its changes of offset too), so membership is constant between grid points.
+
+GRID = 900.0
+DAY_NAMES = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+
+
+def _hhmm(text: str) -> int:
+    h, m = text.split(":")
+    return int(h) * 60 + int(m)
+
+
+@dataclass
+class RefSchedule:
+    zone: str
+    rules: list[tuple[frozenset[int], int, int]]
+    except_days: frozenset[str]
+    _changes: dict[tuple[float, float], list[float]] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, zone: str, weekly: Iterable[str], except_days: Iterable[object] = ()) -> RefSchedule:
+        rules = []
+        for text in weekly:
+            days_text, times = text.split()
+            a_text, b_text = times.split("-")
+            days: set[int] = set()
+            for part in days_text.split(","):
+                ends = [DAY_NAMES.index(p) for p in part.split("-")]
+                k = ends[0]
+                days.add(k)
+                while k != ends[-1]:
+                    k = (k + 1) % 7
+                    days.add(k)
+            a, b = _hhmm(a_text), _hhmm(b_text)
+            assert a % 15 == 0 and b % 15 == 0, "the quarter-hour scan needs quarter hours"
+            rules.append((frozenset(days), a, b))
+        return cls(zone, rules, frozenset(str(d) for d in except_days))
+
+    def inside(self, t: float) -> bool:
+        lt = datetime.fromtimestamp(t, ZoneInfo(self.zone))
+        if lt.date().isoformat() in self.except_days:
+            return False
+        minute = (lt.hour * 3600 + lt.minute * 60 + lt.second + lt.microsecond / 1e6) / 60.0
+        today = lt.weekday()
+        for days, a, b in self.rules:
+            if a < b:
+                if today in days and a <= minute < b:
+                    return True
+            else:  # runs past midnight
+                if today in days and minute >= a:
+                    return True
+                if (today - 1) % 7 in days and minute < b:
+                    return True
+        return False
+
+    def changes(self, lo: float, hi: float) -> list[float]:
+        """Grid points in (lo, hi] where `inside` differs from the point before."""
+        key = (lo, hi)
+        if key not in self._changes:
+            out = []
+            t = math.floor(lo / GRID) * GRID
+            prev = self.inside(t)
+            while t < hi:
+                t += GRID
+                cur = self.inside(t)
+                if cur != prev:
+                    out.append(t)
+                prev = cur
+            self._changes[key] = out
+        return self._changes[key]
+
+
+@dataclass
+class RefWindow:
+    components: frozenset[str]
+    services: frozenset[str]
+    schedule: RefSchedule | None
+    start: float | None
+    end: float | None
+
+    def open(self, t: float) -> bool:
+        if self.schedule is not None:
+            return self.schedule.inside(t)
+        assert self.start is not None and self.end is not None
+        return self.start <= t < self.end
+
+    def changes(self, lo: float, hi: float) -> list[float]:
+        if self.schedule is not None:
+            return self.schedule.changes(lo, hi)
+        return [x for x in (self.start, self.end) if x is not None]
+
+
+def _instant(value: object) -> float:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+
+
 @dataclass
 class RefService:
     name: str
@@ -77,12 +181,55 @@ class RefService:
     period: float | None  # seconds, or None for the calendar month
     restore_time: float | None  # None: no restore_time given
     requires: tuple[Req, ...]
+    service_time: RefSchedule | None = None
 
 
 @dataclass
 class RefCatalog:
     kpi: dict[str, float | None]
     services: dict[str, RefService]
+    windows: list[RefWindow] = field(default_factory=list)
+
+    # ---- §6
+    def in_service_time(self, service: str, t: float) -> bool:
+        st = self.services[service].service_time
+        return st is None or st.inside(t)
+
+    def forced_component(self, comp: str, t: float) -> bool:
+        return any(comp in w.components and w.open(t) for w in self.windows)
+
+    def forced_service(self, service: str, t: float) -> bool:
+        return any(service in w.services and w.open(t) for w in self.windows)
+
+    def required_services(self, service: str) -> set[str]:
+        out: set[str] = set()
+
+        def walk(req: Req) -> None:
+            if req[0] == "svc":
+                out.add(req[1])
+                for r in self.services[req[1]].requires:
+                    walk(r)
+            elif req[0] != "c":
+                for r in req[-1]:
+                    walk(r)
+
+        for r in self.services[service].requires:
+            walk(r)
+        return out
+
+    def scheduled_maintenance(self, service: str, t: float) -> bool:
+        svcs = {service} | self.required_services(service)
+        comps = self.components_of(service)
+        return any(w.open(t) and (w.services & svcs or w.components & comps) for w in self.windows)
+
+    def calendar_breaks(self, lo: float, hi: float) -> list[float]:
+        out: set[float] = set()
+        for svc in self.services.values():
+            if svc.service_time is not None:
+                out.update(svc.service_time.changes(lo, hi))
+        for w in self.windows:
+            out.update(w.changes(lo, hi))
+        return sorted(out)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> RefCatalog:
@@ -95,6 +242,10 @@ class RefCatalog:
         services: dict[str, RefService] = {}
         svcs = data.get("services") or {}
         assert isinstance(svcs, Mapping)
+        times = {
+            str(n): RefSchedule.parse(t["timezone"], t["weekly"], t.get("except") or ())
+            for n, t in (data.get("service_times") or {}).items()  # type: ignore[attr-defined]
+        }
         for name, spec in svcs.items():
             sla = spec["sla"]
             period = None if sla["period"] == "month" else duration(sla["period"])
@@ -104,8 +255,16 @@ class RefCatalog:
                 period=period,
                 restore_time=duration(spec["restore_time"]) if "restore_time" in spec else None,
                 requires=tuple(normalize(r) for r in spec["requires"]),
+                service_time=times[sla["service_time"]] if sla.get("service_time") else None,
             )
-        return cls(kpi, services)
+        windows = []
+        for w in data.get("maintenance") or []:  # type: ignore[attr-defined]
+            sched = (RefSchedule.parse(w.get("timezone", "UTC"), w["weekly"])
+                     if "weekly" in w else None)
+            windows.append(RefWindow(
+                frozenset(w.get("components") or ()), frozenset(w.get("services") or ()), sched,
+                None if sched else _instant(w["start"]), None if sched else _instant(w["end"])))
+        return cls(kpi, services, windows)
 
     def components_of(self, service: str) -> set[str]:
         out: set[str] = set()
@@ -232,16 +391,33 @@ class StepFunctions:
 
 
 class Evaluator:
-    def __init__(self, catalog: RefCatalog, steps: StepFunctions) -> None:
+    def __init__(self, catalog: RefCatalog, steps: StepFunctions, now: float | None = None) -> None:
         self.cat = catalog
         self.steps = steps
+        # Where calendars change, from well before any window or event to just past now.
+        self.cal_breaks: list[float] = []
+        if now is not None and (catalog.windows or any(
+                s.service_time for s in catalog.services.values())):
+            first = min((ts[0] for ts in steps.times.values() if ts), default=now)
+            lo = math.floor((min(first, now - 40 * 86400.0) - GRID) / GRID) * GRID
+            hi = math.ceil((now + GRID) / GRID) * GRID
+            self.cal_breaks = catalog.calendar_breaks(lo, hi)
+
+    def breaks(self, comps: Iterable[str]) -> list[float]:
+        return sorted(set(self.steps.breakpoints(comps)) | set(self.cal_breaks))
+
+    def comp_state(self, comp: str, t: float) -> str:
+        """A component's state, maintenance while a window naming it is open (§6)."""
+        return MAINTENANCE if self.cat.forced_component(comp, t) else self.steps.at(comp, t)
 
     def holds(self, req: Req, t: float, maintenance_is_up: bool) -> bool:
         kind = req[0]
         if kind == "c":
-            s = self.steps.at(req[1], t)
+            s = self.comp_state(req[1], t)
             return s == UP or (s == MAINTENANCE and maintenance_is_up)
         if kind == "svc":
+            if self.cat.forced_service(req[1], t):  # a maintenance node
+                return maintenance_is_up
             return all(
                 self.holds(r, t, maintenance_is_up) for r in self.cat.services[req[1]].requires
             )
@@ -253,6 +429,8 @@ class Evaluator:
         return sum(results) >= req[1]
 
     def service_state(self, service: str, t: float) -> str:
+        if self.cat.forced_service(service, t):
+            return MAINTENANCE
         reqs = self.cat.services[service].requires
         if not all(self.holds(r, t, True) for r in reqs):
             return DOWN
@@ -267,7 +445,7 @@ class Evaluator:
         def walk(req: Req) -> None:
             kind = req[0]
             if kind == "c":
-                if self.steps.at(req[1], t) == DOWN:
+                if self.comp_state(req[1], t) == DOWN:
                     out.add(req[1])
                 return
             children = self.cat.services[req[1]].requires if kind == "svc" else req[-1]
@@ -309,8 +487,10 @@ def service_tally(
     tally = Tally()
     if end <= start:
         return tally
-    breaks = ev.steps.breakpoints(ev.cat.components_of(service))
+    breaks = ev.breaks(ev.cat.components_of(service))
     for a, b in _pieces(breaks, start, end):
+        if not ev.cat.in_service_time(service, a):
+            continue  # outside service time: neither up nor down nor planned (§6)
         s = ev.service_state(service, a)
         if s == UP:
             tally.up += b - a
@@ -326,23 +506,24 @@ def service_tally(
     return tally
 
 
-def component_tally(steps: StepFunctions, comp: str, start: float, end: float) -> Tally:
+def component_tally(ev: Evaluator, comp: str, start: float, end: float) -> Tally:
     tally = Tally()
     if end <= start:
         return tally
-    for a, b in _pieces(steps.breakpoints([comp]), start, end):
-        s = steps.at(comp, a)
+    for a, b in _pieces(ev.breaks([comp]), start, end):
+        s = ev.comp_state(comp, a)
         setattr(tally, s, getattr(tally, s) + (b - a))
     return tally
 
 
 def down_runs(ev: Evaluator, service: str, now: float) -> list[tuple[float, float | None]]:
-    """Maximal unplanned-down runs of the service up to `now`: (start, end or None)."""
-    breaks = [b for b in ev.steps.breakpoints(ev.cat.components_of(service)) if b <= now]
+    """Maximal unplanned-down runs of the service inside service time up to `now`:
+    (start, end or None)."""
+    breaks = [b for b in ev.breaks(ev.cat.components_of(service)) if b <= now]
     runs: list[tuple[float, float | None]] = []
     start: float | None = None
     for b in breaks:  # before the first breakpoint everything is up
-        down = ev.service_state(service, b) == DOWN
+        down = ev.service_state(service, b) == DOWN and ev.cat.in_service_time(service, b)
         if down and start is None:
             start = b
         elif not down and start is not None:
@@ -356,14 +537,20 @@ def down_runs(ev: Evaluator, service: str, now: float) -> list[tuple[float, floa
 # --------------------------------------------------------------------------- SLA math
 
 
-def month_start(now: float) -> float:
-    d = datetime.fromtimestamp(now, UTC)
-    return datetime(d.year, d.month, 1, tzinfo=UTC).timestamp()
+def month_start(now: float, zone: str = "UTC") -> float:
+    tz = ZoneInfo(zone)
+    d = datetime.fromtimestamp(now, tz)
+    return datetime(d.year, d.month, 1, tzinfo=tz).timestamp()
 
 
-def month_length(now: float) -> float:
-    d = datetime.fromtimestamp(now, UTC)
-    return calendar.monthrange(d.year, d.month)[1] * 86400.0
+def month_length(now: float, zone: str = "UTC") -> float:
+    if zone == "UTC":
+        d = datetime.fromtimestamp(now, UTC)
+        return calendar.monthrange(d.year, d.month)[1] * 86400.0
+    tz = ZoneInfo(zone)
+    d = datetime.fromtimestamp(now, tz)
+    nxt = datetime(d.year + (d.month == 12), d.month % 12 + 1, 1, tzinfo=tz).timestamp()
+    return nxt - month_start(now, zone)
 
 
 @dataclass
@@ -390,6 +577,8 @@ class RefServiceReport:
     sla_up: float
     sla_down: float
     sla_maintenance: float
+    in_service_time: int = 1
+    scheduled_maintenance: int = 0
 
 
 @dataclass
@@ -411,12 +600,13 @@ class RefReport:
 def sla_window(svc: RefService, now: float) -> tuple[float, float]:
     """(start of the SLA period, length used for the trending factor)."""
     if svc.period is None:
-        return month_start(now), month_length(now)
+        zone = svc.service_time.zone if svc.service_time is not None else "UTC"
+        return month_start(now, zone), month_length(now, zone)
     return now - svc.period, svc.period
 
 
 def service_report(cat: RefCatalog, steps: StepFunctions, name: str, now: float) -> RefServiceReport:
-    ev = Evaluator(cat, steps)
+    ev = Evaluator(cat, steps, now)
     svc = cat.services[name]
     budget = 1.0 - svc.target
     avail = {w: service_tally(ev, name, now - s, now).availability for w, s in WINDOWS.items()}
@@ -463,18 +653,21 @@ def service_report(cat: RefCatalog, steps: StepFunctions, name: str, now: float)
         sla_up=sla.up,
         sla_down=sla.down,
         sla_maintenance=sla.maintenance,
+        in_service_time=int(cat.in_service_time(name, now)),
+        scheduled_maintenance=int(cat.scheduled_maintenance(name, now)),
     )
 
 
 def component_report(
     cat: RefCatalog, steps: StepFunctions, comp: str, now: float
 ) -> RefComponentReport:
-    state = steps.at(comp, now)
+    ev = Evaluator(cat, steps, now)
+    state = ev.comp_state(comp, now)
     return RefComponentReport(
         state=state,
         up=int(state == UP),
         availability={
-            w: component_tally(steps, comp, now - s, now).availability for w, s in WINDOWS.items()
+            w: component_tally(ev, comp, now - s, now).availability for w, s in WINDOWS.items()
         },
         kpi=cat.kpi.get(comp),
     )
@@ -519,13 +712,14 @@ def outages(
 ) -> list[RefOutage]:
     """Maximal runs of `down` (unplanned) or `maintenance` (planned) that overlap the
     SLA period, oldest first; `seconds` is the whole run up to now."""
-    ev = Evaluator(catalog, steps)
+    ev = Evaluator(catalog, steps, now)
     period_start, _ = sla_window(catalog.services[service], now)
-    breaks = [b for b in steps.breakpoints(catalog.components_of(service)) if b <= now]
+    breaks = [b for b in ev.breaks(catalog.components_of(service)) if b <= now]
     out: list[RefOutage] = []
     cur: RefOutage | None = None
     for b in breaks:
-        s = ev.service_state(service, b)
+        # outside service time nothing counts (§6): as up, it ends a run
+        s = ev.service_state(service, b) if catalog.in_service_time(service, b) else UP
         if cur is not None and (s == UP or (s == MAINTENANCE) != cur.planned):
             cur.end = b
             cur.seconds = b - cur.start

@@ -62,6 +62,80 @@ def _requirement(comps: list[str], services: list[str]) -> st.SearchStrategy[Any
     return st.recursive(leaf, extend, max_leaves=6)
 
 
+#: Zones for generated calendars: with DST (north and south, a 30-minute shift) and without.
+ZONES = ("UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe")
+#: Instants near which generated scenarios may sit: T0, and nights when clocks change
+#: (US spring-forward 2024-03-10, EU 2024-03-31, Lord Howe fall-back 2024-04-07).
+CALENDAR_T0S = (T0, datetime(2024, 3, 10, 7, tzinfo=UTC).timestamp(),
+                datetime(2024, 3, 31, 1, tzinfo=UTC).timestamp(),
+                datetime(2024, 4, 6, 15, tzinfo=UTC).timestamp())
+_DAYS = ("Mon-Fri", "Sat,Sun", "Mon,Wed,Fri", "Fri-Mon", "Sun", "Mon-Sun", "Tue")
+
+
+def _quarter(k: int) -> str:
+    return f"{k // 4:02d}:{k % 4 * 15:02d}"
+
+
+@st.composite
+def weekly_ranges(draw: st.DrawFn, max_hours: int = 24) -> str:
+    """ "Days HH:MM-HH:MM" on quarter hours: across midnight, to 24:00, or within a day."""
+    days = draw(st.sampled_from(_DAYS))
+    start = draw(st.integers(0, 95))
+    length = draw(st.integers(1, max_hours * 4))
+    end = (start + length) % 96
+    end_text = "24:00" if end == 0 and draw(st.booleans()) else _quarter(end)
+    if end_text == _quarter(start):
+        end_text = "24:00" if start == 0 else _quarter((start + 1) % 96)
+    return f"{days} {_quarter(start)}-{end_text}"
+
+
+@st.composite
+def calendars(draw: st.DrawFn, catalog: dict[str, Any], t0: float, step: float) -> None:
+    """Adds `service_times:` and `maintenance:` (CONTRACT §6) to ``catalog`` in place:
+    services with and without service time, weekly windows (in zones with DST, across
+    midnight) and one-off ones on the scenario's time grid, overlapping each other."""
+    comps = [c for c in catalog["components"] if c != "spare"]
+    services = list(catalog["services"])
+    times: dict[str, Any] = {}
+    for i in range(draw(st.integers(1, 2))):
+        spec: dict[str, Any] = {
+            "timezone": draw(st.sampled_from(ZONES)),
+            "weekly": draw(st.lists(weekly_ranges(), min_size=1, max_size=3)),
+        }
+        holidays = draw(st.lists(st.integers(-40, 40), max_size=2))
+        if holidays:
+            spec["except"] = [datetime.fromtimestamp(t0 + k * 86400.0, UTC).date().isoformat()
+                              for k in holidays]
+        times[f"st{i}"] = spec
+    catalog["service_times"] = times
+    for name in services:
+        if draw(st.booleans()):
+            catalog["services"][name]["sla"]["service_time"] = draw(st.sampled_from(sorted(times)))
+    windows: list[dict[str, Any]] = []
+    for i in range(draw(st.integers(0, 3))):
+        w: dict[str, Any] = {"name": f"w{i}"}
+        named_c = draw(st.lists(st.sampled_from(comps), max_size=2, unique=True))
+        named_s = draw(st.lists(st.sampled_from(services), max_size=1))
+        if not named_c and not named_s:
+            named_c = [comps[0]]
+        if named_c:
+            w["components"] = named_c
+        if named_s:
+            w["services"] = named_s
+        if draw(st.booleans()):
+            w["weekly"] = [draw(weekly_ranges(max_hours=6))]
+            w["timezone"] = draw(st.sampled_from(ZONES))
+        else:
+            k = draw(st.integers(-45, 40))
+            a = t0 + k * step
+            b = a + draw(st.integers(1, 10)) * step
+            w["start"] = datetime.fromtimestamp(a, UTC).isoformat().replace("+00:00", "Z")
+            w["end"] = datetime.fromtimestamp(b, UTC).isoformat().replace("+00:00", "Z")
+        windows.append(w)
+    if windows:
+        catalog["maintenance"] = windows
+
+
 @st.composite
 def catalogs(draw: st.DrawFn, max_components: int = 6, max_services: int = 4) -> dict[str, Any]:
     n = draw(st.integers(2, max_components))
@@ -97,21 +171,27 @@ def scenarios(
     max_events: int = 25,
     allow_future: bool = True,
     allow_unknown: bool = True,
+    with_calendars: bool = False,
 ) -> Scenario:
+    """With ``with_calendars``, the catalog has generated service times and maintenance
+    windows (CONTRACT §6), and the scenario may sit on a night the clocks change."""
     cat = draw(catalogs())
     comps = list(cat["components"])
     if allow_unknown:
         comps.append("ghost-1")
     step = draw(st.sampled_from(STEPS))
+    t0 = draw(st.sampled_from(CALENDAR_T0S)) if with_calendars else T0
+    if with_calendars:
+        draw(calendars(cat, t0, step))
     span = draw(st.integers(2, 40))
     now_k = draw(st.integers(-span, span))
-    now = T0 + now_k * step + draw(st.sampled_from((0.0, 0.0, 0.5, 30.0)))
+    now = t0 + now_k * step + draw(st.sampled_from((0.0, 0.0, 0.5, 30.0)))
     max_ts = now + (300.0 if allow_future else 0.0)
     ev = st.builds(
         Ev,
         component=st.sampled_from(comps),
         state=st.sampled_from((UP, DOWN, MAINTENANCE, DOWN)),
-        ts=st.integers(-span - 5, span).map(lambda k: T0 + k * step),
+        ts=st.integers(-span - 5, span).map(lambda k: t0 + k * step),
     )
     events = [e for e in draw(st.lists(ev, max_size=max_events)) if e.ts <= max_ts]
     return Scenario(cat, events, now, step)
@@ -204,6 +284,9 @@ def diff_reports(ref: Any, rep: Any, *, counters: bool = True) -> list[str]:
         if counters:
             num(f"{w} outages_total", r.outages_total, s.outages_total)
             num(f"{w} downtime_seconds_total", r.downtime_seconds_total, s.downtime_seconds_total)
+        num(f"{w} in_service_time", r.in_service_time, int(s.in_service_time))
+        num(f"{w} scheduled_maintenance", r.scheduled_maintenance, int(s.scheduled_maintenance))
+        num(f"{w} sla_maintenance_seconds", r.sla_maintenance, s.sla_planned_seconds)
         num(f"{w} supported_availability", r.supported_availability, s.supported_availability)
         num(f"{w} kpi_gap", r.kpi_gap, int(s.kpi_gap))
         for comp in set(r.downtime_by_component) | set(s.downtime_by_component):
@@ -238,7 +321,7 @@ def diff_engine_reports(a: Any, b: Any, *, counters: bool = True) -> list[str]:
                 bad = [k for k in keys if not close(vx.get(k, 0.0), vy.get(k, 0.0))]
                 if bad:
                     out.append(f"service {name} {f}: {vx} != {vy}")
-            elif isinstance(vx, float):
+            elif isinstance(vx, float) and isinstance(vy, float):
                 if not close(vx, vy):
                     out.append(f"service {name} {f}: {vx!r} != {vy!r}")
             elif vx != vy:

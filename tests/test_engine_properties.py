@@ -302,3 +302,71 @@ def test_i_segments_interleaved_and_replayed_give_the_same_service(
             if getattr(ref, f) != pytest.approx(getattr(got, f))
         ]
         assert not problems, "\n".join([name, *problems, _explain(sc, sc.events)])
+
+
+# --------------------------------------------------------------------------- CONTRACT §6
+# The same properties with generated service times and maintenance windows: zones with
+# DST (and nights when the clocks change), ranges across midnight and to 24:00,
+# holidays, weekly and one-off windows overlapping outages and each other.
+
+CALENDARS = settings(ENGINE, max_examples=max(10, ENGINE.max_examples * 2 // 3))
+
+
+@CALENDARS
+@given(sc=scenarios(with_calendars=True))
+def test_calendars_any_arrival_order_matches_reference(sc: Scenario) -> None:
+    _check_against_reference(sc, sc.events)
+
+
+@CALENDARS
+@given(sc=scenarios(allow_unknown=False, with_calendars=True), data=st.data())
+def test_calendars_pruning_and_restoring_change_nothing(sc: Scenario, data: st.DataObject) -> None:
+    """Pruned mid-stream (counters carry the accounted outages) and round-tripped
+    through bytes, the report at now still equals the reference."""
+    engine = build_engine(sc.catalog, LATENESS)
+    for e in sc.events:
+        if data.draw(st.booleans(), label="prune?"):
+            when = data.draw(st.sampled_from((e.ts, sc.now, e.ts + 40 * 86400.0)), label="when")
+            engine.prune(min(when, sc.now))
+        apply_all(engine, [e])
+    engine.prune(sc.now)
+    restored = _round_trip(engine, sc.catalog)
+    ref = reference_report(RefCatalog.from_dict(sc.catalog), sc.events, sc.now, LATENESS)
+    for rep in (engine.report(sc.now), restored.report(sc.now)):
+        problems = diff_reports(ref, rep)
+        assert not problems, "\n".join([*problems, _explain(sc, sc.events)])
+
+
+@CALENDARS
+@given(sc=scenarios(with_calendars=True))
+def test_calendars_outage_list_matches_reference(sc: Scenario) -> None:
+    """Outages are runs inside service time; windows make planned ones."""
+    engine = build_engine(sc.catalog, LATENESS)
+    apply_all(engine, sc.events)
+    cat = RefCatalog.from_dict(sc.catalog)
+    steps = StepFunctions(classify(cat, sc.events, LATENESS)[1])
+    for name in sc.catalog["services"]:
+        want = [
+            (o.start, o.end, o.seconds, o.planned, o.components if not o.planned else ())
+            for o in ref_outages(cat, steps, name, sc.now)
+        ]
+        got = [
+            (o.start, o.end, o.seconds, o.planned, o.components if not o.planned else ())
+            for o in engine.outages(name, sc.now)
+        ]
+        assert got == want, f"outages of {name}\n{_explain(sc, sc.events)}"
+
+
+@CALENDARS
+@given(sc=scenarios(allow_unknown=False, with_calendars=True), data=st.data())
+def test_calendars_reordering_within_lateness_changes_nothing(sc: Scenario,
+                                                             data: st.DataObject) -> None:
+    ordered = sorted(sc.events, key=lambda e: (e.ts, RANK[e.state]))
+    jitter = data.draw(
+        st.lists(st.floats(0.0, 1.0), min_size=len(ordered), max_size=len(ordered)),
+        label="jitter",
+    )
+    a = _check_against_reference(sc, ordered)
+    b = _check_against_reference(sc, jittered_order(ordered, jitter, LATENESS))
+    problems = diff_engine_reports(a, b)
+    assert not problems, "\n".join(problems)
