@@ -39,29 +39,71 @@ class Accounting(Protocol):
     """How one service's seconds count: the classification of its step function."""
 
     zone: str  # IANA zone of the service's days and months ("UTC" without service time)
+    needs_components: bool  # whether ``carry`` reads the component states
 
-    def pieces(self, timeline: Timeline, a: float, b: float) -> Iterable[Piece]:
-        """The classified pieces of the service's timeline over ``[a, b)``, in order."""
+    def view(self, tracker: Any, a: float, b: float) -> Timeline:
+        """The service's classified step function (states 0..3), right on ``[a, b)``;
+        ``tracker`` is a ``streams.service.ServiceTracker`` or None (no event yet)."""
         ...
 
-    def carry(self, state: int, tag: Tag, a: float, b: float) -> Iterable[Piece]:
-        """The classified pieces over ``[a, b)`` of a service held in ``state`` (0..2)."""
+    def carry(self, tail: Tail, a: float, b: float) -> Iterable[Piece]:
+        """The classified pieces over ``[a, b)`` of a service whose step functions hold
+        what ``tail`` says from before ``a`` on, unchanged."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class Tail:
+    """What holds after a rollup's covered part: the service's own state (before any
+    calendar) and blame, and the components not up (for maintenance windows)."""
+
+    state: int = UP
+    tag: Tag = NO_TAG
+    comps: tuple[tuple[str, int], ...] = ()
+
+
+NO_TAIL = Tail()
 
 
 class AllTheTime:
-    """Agreed 24×7, no calendar: the step function as it is, in UTC days."""
+    """Agreed 24×7, no maintenance window: the step function as it is, in UTC days."""
 
     zone = "UTC"
+    needs_components = False
 
-    def pieces(self, timeline: Timeline, a: float, b: float) -> Iterable[Piece]:
-        return timeline.segments(a, b)
+    def view(self, tracker: Any, a: float, b: float) -> Timeline:
+        return tracker.timeline if tracker is not None else Timeline()
 
-    def carry(self, state: int, tag: Tag, a: float, b: float) -> Iterable[Piece]:
-        return ((a, b, state, tag),) if b > a else ()
+    def carry(self, tail: Tail, a: float, b: float) -> Iterable[Piece]:
+        return ((a, b, tail.state, tail.tag),) if b > a else ()
 
 
 ALL_THE_TIME = AllTheTime()
+
+
+class Calendared:
+    """A service with a service time and/or maintenance windows (CONTRACT §6): the
+    accounted step function of ``streams.accounting``, in the service time's zone."""
+
+    def __init__(self, cal: Any) -> None:
+        self.cal = cal
+        self.zone = cal.zone or "UTC"
+        self.needs_components = bool(cal.windows)
+
+    def view(self, tracker: Any, a: float, b: float) -> Timeline:
+        from streams.accounting import accounted
+
+        return accounted(tracker, self.cal, b, b - a).timeline
+
+    def carry(self, tail: Tail, a: float, b: float) -> Iterable[Piece]:
+        from streams.service import ServiceTracker
+
+        if b <= a:
+            return ()
+        held = ServiceTracker(self.cal.name)
+        held.timeline = Timeline([a], [tail.state], [tail.tag])
+        held.components = {c: Timeline([a], [s], [NO_TAG]) for c, s in tail.comps}
+        return list(self.view(held, a, b).segments(a, b))
 
 
 # -- calendar days and months in a zone ------------------------------------------------
@@ -143,8 +185,7 @@ class DayRollup:
     #: ``[a, b, blamed]`` in time order; runs that touch merge into one outage.
     runs: list[tuple[float, float, Tag]] = field(default_factory=list)
     blame: dict[str, float] = field(default_factory=dict)
-    state: int = UP  # the service's state (0..2) at ``covered``, held after it
-    tag: Tag = NO_TAG
+    tail: Tail = NO_TAIL  # what holds at ``covered`` and after it
 
     def to_obj(self) -> dict[str, Any]:
         obj: dict[str, Any] = {"s": self.start, "e": self.end, "c": self.covered,
@@ -153,10 +194,13 @@ class DayRollup:
             obj["r"] = [[a, b, list(t)] for a, b, t in self.runs]
         if self.blame:
             obj["b"] = self.blame
-        if self.state:
-            obj["st"] = self.state
-        if self.tag:
-            obj["g"] = list(self.tag)
+        t = self.tail
+        if t.state:
+            obj["st"] = t.state
+        if t.tag:
+            obj["g"] = list(t.tag)
+        if t.comps:
+            obj["k"] = [[c, s] for c, s in t.comps]
         return obj
 
     @classmethod
@@ -165,7 +209,8 @@ class DayRollup:
                    float(obj["d"]), float(obj["p"]),
                    [(float(a), float(b), tuple(t)) for a, b, t in obj.get("r", ())],
                    {str(k): float(v) for k, v in obj.get("b", {}).items()},
-                   int(obj.get("st", UP)), tuple(obj.get("g", ())))
+                   Tail(int(obj.get("st", UP)), tuple(obj.get("g", ())),
+                        tuple((str(c), int(s)) for c, s in obj.get("k", ()))))
 
 
 @dataclass(slots=True)
@@ -216,17 +261,29 @@ class Account:
                 runs.append((a, b, tag))
 
 
-def day_rollup(accounting: Accounting, timeline: Timeline, d: date, covered_until: float) -> DayRollup:
-    """The rollup of local day ``d`` from the service's timeline, covering up to
-    ``covered_until`` (clipped to the day). The timeline must be whole over the day."""
+def day_rollup(accounting: Accounting, view: Timeline, tracker: Any, d: date,
+               covered_until: float) -> DayRollup:
+    """The rollup of local day ``d``, covering up to ``covered_until`` (clipped to the
+    day), from ``view`` (``accounting.view`` of ``tracker``, right over the day)."""
     zone = accounting.zone
     start, end = day_bounds(d, zone)
     covered = max(start, min(end, covered_until))
     acc = Account()
-    acc.add_pieces(accounting.pieces(timeline, start, covered))
-    state, tag = timeline.point_at(covered)
+    acc.add_pieces(view.segments(start, covered))
     return DayRollup(d.isoformat(), start, end, covered, acc.up, acc.down, acc.planned,
-                     acc.runs, acc.blame, int(state), tuple(tag) if state == DOWN else NO_TAG)
+                     acc.runs, acc.blame, tail_at(tracker, covered, accounting.needs_components))
+
+
+def tail_at(tracker: Any, t: float, components: bool) -> Tail:
+    """The ``Tail`` of ``tracker`` at ``t``."""
+    if tracker is None:
+        return NO_TAIL
+    state, tag = tracker.timeline.point_at(t)
+    comps: tuple[tuple[str, int], ...] = ()
+    if components:
+        comps = tuple(sorted((c, int(tl.state_at(t))) for c, tl in tracker.components.items()
+                             if tl.state_at(t) != UP))
+    return Tail(int(state), tuple(tag) if state == DOWN else NO_TAG, comps)
 
 
 def days_between(a: float, b: float, zone: str) -> list[date]:
@@ -299,7 +356,7 @@ def _numbers(r: DayRollup, accounting: Accounting) -> tuple[Any, ...]:
     """What a day adds to its month's report: its account carried to the day's end."""
     acc = Account()
     acc.add_rollup(r)
-    acc.add_pieces(accounting.carry(r.state, r.tag, r.covered, r.end))
+    acc.add_pieces(accounting.carry(r.tail, r.covered, r.end))
     return (acc.up, acc.down, acc.planned, acc.runs, sorted(acc.blame.items()))
 
 
@@ -446,12 +503,11 @@ class History:
         self.keys = sorted(days)
         self.until = until  # nothing is known after this instant (the report's now)
 
-    def _carry_in(self, day: str) -> tuple[int, Tag]:
+    def _carry_in(self, day: str) -> Tail:
         i = bisect_left(self.keys, day) - 1
         if i < 0:
-            return UP, NO_TAG  # no news is good news
-        r = self.rollups[self.keys[i]]
-        return r.state, r.tag
+            return NO_TAIL  # no news is good news
+        return self.rollups[self.keys[i]].tail
 
     def account(self, d: date) -> Account | None:
         """The classified seconds of local day ``d`` up to ``until``; None after it."""
@@ -464,12 +520,11 @@ class History:
         r = self.rollups.get(key)
         carry = self.accounting.carry
         if r is None:
-            state, tag = self._carry_in(key)
-            acc.add_pieces(carry(state, tag, start, stop))
+            acc.add_pieces(carry(self._carry_in(key), start, stop))
         else:
             acc.add_rollup(r)
             if stop > r.covered:
-                acc.add_pieces(carry(r.state, r.tag, r.covered, stop))
+                acc.add_pieces(carry(r.tail, r.covered, stop))
         return acc
 
 
@@ -579,6 +634,7 @@ def service_info(catalog: Any, name: str) -> ServiceInfo | None:
 
 
 def service_accounting(catalog: Any, name: str) -> Accounting:
-    """How ``name``'s seconds count under ``catalog``: 24×7 in UTC days unless the
-    service has an agreed service time (CONTRACT §6)."""
-    return ALL_THE_TIME
+    """How ``name``'s seconds count under ``catalog``: 24×7 in UTC days unless a service
+    time or a maintenance window applies to it (CONTRACT §6)."""
+    cal = catalog.calendar(name) if name in catalog.services else None
+    return ALL_THE_TIME if cal is None else Calendared(cal)

@@ -39,7 +39,6 @@ from streams.periods import (
     month_bounds,
     period_report,
 )
-from streams.timeline import Timeline
 
 SEP = "\x1e"
 
@@ -129,7 +128,7 @@ class RollupBook:
             return got
         return MonthRollup(service, period, zone)
 
-    def update(self, service: str, timeline: Timeline, frontier: float, now: float) -> int:
+    def update(self, service: str, tracker: Any, frontier: float, now: float) -> int:
         """Recompute the service's dirty days; returns how many days changed."""
         dirty = self.dirty.pop(service, None)
         if dirty is None:
@@ -147,12 +146,14 @@ class RollupBook:
         months: dict[str, MonthRollup] = {}
         changed_months: set[str] = set()
         n = 0
-        for d in days_between(lo, until, zone):
+        days = days_between(lo, until, zone)
+        view = acc.view(tracker, day_bounds(days[0], zone)[0], day_bounds(days[-1], zone)[1])
+        for d in days:
             period = f"{d.year:04d}-{d.month:02d}"
             month = months.get(period)
             if month is None:
                 month = months[period] = self.month(service, period, zone)
-            r = day_rollup(acc, timeline, d, until)
+            r = day_rollup(acc, view, tracker, d, until)
             if month.put_day(r, acc, dirty_from=dirty, known=meta.covered, now=now):
                 n += 1
                 changed_months.add(period)

@@ -755,24 +755,30 @@ class RefPeriodReport:
     kpi_gap: bool
 
 
-def month_bounds(period: str) -> tuple[float, float]:
-    """[start, end) of calendar month ``YYYY-MM`` in UTC."""
+def month_bounds(period: str, zone: str = "UTC") -> tuple[float, float]:
+    """[start, end) of calendar month ``YYYY-MM`` in ``zone``."""
     y, m = (int(x) for x in period.split("-"))
-    start = datetime(y, m, 1, tzinfo=UTC)
-    end = datetime(y + (m == 12), m % 12 + 1, 1, tzinfo=UTC)
+    tz = ZoneInfo(zone)
+    start = datetime(y, m, 1, tzinfo=tz)
+    end = datetime(y + (m == 12), m % 12 + 1, 1, tzinfo=tz)
     return start.timestamp(), end.timestamp()
 
 
 def period_report(cat: RefCatalog, steps: StepFunctions, service: str, period: str,
                   now: float) -> RefPeriodReport:
-    """The month ``period`` (UTC) of ``service`` as known at ``now``: every second of
-    the month evaluated from the whole history, the outages as whole runs up to ``now``."""
-    ev = Evaluator(cat, steps)
+    """The month ``period`` of ``service`` (in its service time's zone, else UTC) as known
+    at ``now``: every second of the month evaluated from the whole history, with its
+    calendars (§6); the outages as whole runs up to ``now``."""
+    ev = Evaluator(cat, steps, now)
     svc = cat.services[service]
-    start, end = month_bounds(period)
+    start, end = month_bounds(period, svc.service_time.zone if svc.service_time else "UTC")
     hi = min(end, now)
+    # The calendars' changes over the whole month too (the evaluator finds them from
+    # the first event or 40 days before now on).
+    lo = math.floor((start - 86400.0) / GRID) * GRID
+    ev.cal_breaks = sorted(set(ev.cal_breaks) | set(cat.calendar_breaks(lo, end + 86400.0)))
     tally = service_tally(ev, service, start, hi, with_blame=True)
-    breaks = steps.breakpoints(cat.components_of(service))
+    breaks = ev.breaks(cat.components_of(service))
     outages = []
     for s, e in down_runs(ev, service, now):
         stop = now if e is None else e

@@ -19,7 +19,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests import reference as ref
-from tests.strategies import ENGINE_SETTINGS, build_engine, catalogs, jittered_order, to_event
+from tests.strategies import (
+    ENGINE_SETTINGS,
+    build_engine,
+    calendars,
+    catalogs,
+    jittered_order,
+    to_event,
+)
 
 #: The month under test and the report's `now` choices: during it, and after it.
 PERIOD = "2024-03"
@@ -29,10 +36,10 @@ RETENTION = 32 * 86400.0
 
 
 def make_book(engine: Any) -> Any:
-    from streams.periods import ALL_THE_TIME, service_info
+    from streams.periods import service_accounting, service_info
     from streams.rollups import DictStore, RollupBook
 
-    return RollupBook(DictStore(), lambda name: ALL_THE_TIME,
+    return RollupBook(DictStore(), lambda name: service_accounting(engine.catalog, name),
                       lambda name: service_info(engine.catalog, name))
 
 
@@ -52,7 +59,7 @@ def feed(engine: Any, book: Any, arrivals: list[ref.Ev], cuts: list[int], now: f
 
 def checkpoint(engine: Any, book: Any, now: float) -> None:
     for name, tracker in engine.services.items():
-        book.update(name, tracker.timeline, tracker.frontier, now)
+        book.update(name, tracker, tracker.frontier, now)
         tracker.prune(book.prune_cut(name, now - RETENTION))
 
 
@@ -95,10 +102,13 @@ STEPS = (600.0, 3600.0, 5 * 3600.0, 86400.0)
 
 
 @st.composite
-def histories(draw: st.DrawFn) -> tuple[dict[str, Any], list[ref.Ev], float]:
+def histories(draw: st.DrawFn, with_calendars: bool = False
+              ) -> tuple[dict[str, Any], list[ref.Ev], float]:
     cat = draw(catalogs())
     comps = list(cat["components"])
     step = draw(st.sampled_from(STEPS))
+    if with_calendars:
+        draw(calendars(cat, END - 86400.0 * draw(st.integers(0, 31)), 3600.0))
     span = int((END - START) / step)
     margin = max(2, int(3 * 86400 / step))
     ev = st.builds(
@@ -115,10 +125,19 @@ def histories(draw: st.DrawFn) -> tuple[dict[str, Any], list[ref.Ev], float]:
 @ENGINE_SETTINGS
 @given(histories(), st.data())
 def test_month_report_from_rollups_matches_brute_force(h: Any, data: st.DataObject) -> None:
-    from streams.periods import period_label
+    check_against_reference(h, data)
 
+
+@ENGINE_SETTINGS
+@given(histories(with_calendars=True), st.data())
+def test_month_report_with_calendars_matches_brute_force(h: Any, data: st.DataObject) -> None:
+    """Service times in zones with DST (the month and its days in that zone),
+    maintenance windows weekly and one-off (CONTRACT §6)."""
+    check_against_reference(h, data)
+
+
+def check_against_reference(h: Any, data: st.DataObject) -> None:
     cat, events, now = h
-    assert period_label(START, "UTC") == PERIOD
     jitter = data.draw(st.lists(st.floats(0, 1), min_size=len(events), max_size=len(events)))
     arrivals = jittered_order(events, jitter, 600.0)
     cuts = data.draw(st.lists(st.integers(0, max(0, len(arrivals))), max_size=6))

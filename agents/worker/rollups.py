@@ -78,7 +78,7 @@ class RollupKeeper:
                     book.dirty.pop(name, None)
                     continue
                 try:
-                    book.update(name, tracker.timeline, tracker.frontier, now)
+                    book.update(name, tracker, tracker.frontier, now)
                 except Exception:  # a report must never stop the pipeline
                     book.dirty.pop(name, None)
                     log.exception("rollups of %s not updated", name)
