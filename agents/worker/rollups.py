@@ -21,7 +21,15 @@ from typing import Any
 
 from agents.worker.runtime import Runtime
 from agents.worker.state import Send, TrackerTable
-from streams.periods import Accounting, PeriodReport, ServiceInfo, service_accounting, service_info
+from streams.periods import (
+    Accounting,
+    PeriodReport,
+    ServiceInfo,
+    month_bounds,
+    period_label,
+    service_accounting,
+    service_info,
+)
 from streams.rollups import RollupBook, Stored, decode, encode
 
 log = logging.getLogger("slawatch.rollups")
@@ -86,6 +94,16 @@ class RollupKeeper:
     async def flush(self, send: Send) -> list[Any]:
         """Write the changed months and horizons; the send futures."""
         return await self.table.flush(send)
+
+    def catalog_changed(self) -> None:
+        """A reloaded catalog may count seconds otherwise (a service time, a maintenance
+        window): the running month of every owned service is recomputed at the next
+        services checkpoint, as ``/metrics`` re-evaluates it. Closed months keep the
+        numbers they were closed with."""
+        now = time.time()
+        for name in self.rt.owned_services():
+            zone = self.accounting(name).zone
+            self.book.mark(name, month_bounds(period_label(now, zone), zone)[0])
 
     def prune_cut(self, service: str, cut: float) -> float:
         return self.book.prune_cut(service, cut)

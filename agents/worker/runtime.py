@@ -95,6 +95,8 @@ class Runtime:
             model = catalog.models.get(key)
             if model is not None:
                 tracker.bind(model)
+        if self.rollups is not None:
+            self.rollups.catalog_changed()
         self.counters.catalog_reloads += 1
         self.counters.catalog_loaded_at = time.time()
 
