@@ -80,6 +80,7 @@ def install_views(app: Any, rt: Runtime, registry: CollectorRegistry, services_t
 
     async def outages(self: Any, request: Any, name: str) -> Any:
         from streams.report import outages as outages_of
+        from streams.windows import period_bounds
 
         svc = rt.catalog.services.get(name)
         if svc is None:
@@ -93,6 +94,7 @@ def install_views(app: Any, rt: Runtime, registry: CollectorRegistry, services_t
                 "service": name,
                 "now": now,
                 "sla_period": svc.period.label,
+                "sla_start": period_bounds(svc.period, now)[0],
                 "outages": [o.to_json() for o in items],
             }
         )
