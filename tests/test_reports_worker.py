@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,10 @@ def history(seed: int, start: float, end: float) -> list[ref.Ev]:
             state = rnd.choice([ref.DOWN, ref.DOWN, ref.MAINTENANCE])
             events.append(ref.Ev(comp, state, round(t, 3)))
             events.append(ref.Ev(comp, ref.UP, round(t + rnd.expovariate(1 / 5400), 3)))
+    # Components no service lists, some much chattier than others.
+    for k, ghost in enumerate(("ghost-a", "ghost-b", "ghost-c", "ghost-d")):
+        for _ in range(40 // (k + 1)):
+            events.append(ref.Ev(ghost, rnd.choice([ref.UP, ref.DOWN]), round(rnd.uniform(start, end), 3)))
     keyed = sorted(events, key=lambda e: e.ts + rnd.uniform(0, 500))
     out: list[ref.Ev] = []
     for e in keyed:
@@ -174,6 +179,17 @@ def test_month_reports_survive_sigkill_and_pruning(tmp_path: Path, worker_factor
         wait_counted(worker, len(arrivals), timeout=90)
         wait_api(worker, arrivals, "2026-10")
         wait_api(worker, arrivals, "2026-11")
+        # The unrecognized components, by events, each message counted once.
+        rcat = ref.RefCatalog.from_dict(yaml.safe_load(EXAMPLE_CATALOG))
+        outcomes, _ = ref.classify(rcat, arrivals, 600.0)
+        ghosts = Counter(e.component for e, o in zip(arrivals, outcomes, strict=True) if o == "unmapped")
+        status, raw = worker.get("/api/unmapped")
+        assert status == 200, raw
+        unmapped = orjson.loads(raw)
+        assert {r["component"]: r["events"] for r in unmapped["top"]} == dict(ghosts)
+        assert [r["component"] for r in unmapped["top"]] == [c for c, _ in ghosts.most_common()]
+        assert unmapped["distinct"] == len(ghosts) and unmapped["events"] == sum(ghosts.values())
+
         deadline = time.monotonic() + 30
         while True:
             starts = service_history_starts(broker)

@@ -237,6 +237,7 @@ def gather_workers(urls: Sequence[str], period: str, timeout: float) -> dict[str
     resolved = period
     now = None
     failed = []
+    unmapped: dict[str, Any] = {"distinct": 0, "events": 0, "top": []}
     for url in urls:
         try:
             with urllib.request.urlopen(f"{url.rstrip('/')}/api/reports/{period}",
@@ -249,12 +250,19 @@ def gather_workers(urls: Sequence[str], period: str, timeout: float) -> dict[str
         now = body.get("now", now)
         for svc in body.get("services", ()):
             services.setdefault(svc["service"], svc)
+        u = body.get("unmapped")
+        if u is not None:
+            unmapped["distinct"] += u["distinct"]
+            unmapped["events"] += u["events"]
+            unmapped["top"] += u["top"]
         others = set(body.get("missing", ()))
         missing = others if missing is None else missing & others
     for line in failed:
         print(f"slawatch report: no answer from {line}", file=sys.stderr)
     if missing is None:
         raise RuntimeError("no worker answered")
+    # Each worker's top comes from its own input partitions: disjoint ids.
+    unmapped["top"] = sorted(unmapped["top"], key=lambda r: (-r["events"], r["component"]))[:100]
     return {"period": resolved, "now": now, "complete": not (missing - set(services)),
             "missing": sorted(missing - set(services)),
-            "services": [services[n] for n in sorted(services)]}
+            "services": [services[n] for n in sorted(services)], "unmapped": unmapped}

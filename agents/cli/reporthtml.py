@@ -87,6 +87,10 @@ def table_text(body: dict[str, Any]) -> str:
                          f"({s['revision']} revision(s), last {when(s['revised_at'])} UTC)")
     if body.get("missing"):
         lines.append("no answer for: " + ", ".join(body["missing"]))
+    u = body.get("unmapped")
+    if u and u.get("top"):
+        lines.append(f"unrecognized components: {u['distinct']} distinct, most events: " + ", ".join(
+            f"{r['component']} ({r['events']})" for r in u["top"][:10]))
     return "\n".join(lines) + "\n"
 
 
@@ -153,6 +157,7 @@ def html(body: dict[str, Any]) -> str:
     parts.append(_summary(services))
     for s in services:
         parts.append(_service(s))
+    parts.append(_unmapped(body.get("unmapped")))
     parts.append("</main></body></html>\n")
     return "".join(parts)
 
@@ -215,6 +220,21 @@ def _service(s: dict[str, Any]) -> str:
         out.append("</tbody></table>")
     out.append("</section>")
     return "".join(out)
+
+
+def _unmapped(u: dict[str, Any] | None) -> str:
+    """Components that sent events but that no service lists (ITIL's unrecognized services)."""
+    if not u or not u.get("top"):
+        return ""
+    rows = [f"<h2 id=\"unmapped\">Unrecognized components</h2><p class=\"muted\">{u['distinct']} "
+            f"component id(s) sent {u['events']} event(s) but no service lists them: no SLA "
+            "counts them. The most frequent:</p><table class=\"unmapped\"><thead><tr>"
+            "<th>Component</th><th>Events</th></tr></thead><tbody>"]
+    for r in u["top"]:
+        events = str(r["events"]) if not r["error"] else f"{r['events'] - r['error']}–{r['events']}"
+        rows.append(f"<tr><td>{escape(r['component'])}</td><td class=\"n\">{events}</td></tr>")
+    rows.append("</tbody></table>")
+    return "".join(rows)
 
 
 def _outages(s: dict[str, Any], zone: Any) -> str:

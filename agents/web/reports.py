@@ -45,6 +45,25 @@ def reports_body(rt: Runtime, period: str, now: float, services: list[str] | Non
     }
 
 
+#: How many unrecognized components a report and ``/api/unmapped`` list.
+UNMAPPED_TOP = 100
+
+
+def unmapped_body(rt: Runtime) -> dict[str, Any]:
+    """The unrecognized components (CONTRACT §1 ``unmapped``) of this worker's input
+    partitions seen most often, by events: ``events`` counts them, ``error`` is how many
+    of those may belong to ids it displaced (space-saving; exact while few)."""
+    from streams.unmapped import merge_top
+
+    stats = rt.owned_stats()
+    top = merge_top([s.unmapped.top for s in stats], UNMAPPED_TOP)
+    return {
+        "distinct": sum(s.unmapped.count() for s in stats),
+        "events": sum(s.unmapped.top.n for s in stats),
+        "top": [{"component": c, "events": n, "error": e} for c, n, e in top],
+    }
+
+
 def install_report_views(app: Any, rt: Runtime) -> None:
     async def reports(self: Any, request: Any, period: str) -> Any:
         try:
@@ -53,6 +72,14 @@ def install_report_views(app: Any, rt: Runtime) -> None:
             return self.json({"error": str(exc)}, status=400)
         if not rt.ready():
             return self.json({"error": "not ready (starting or rebalancing)"}, status=503)
-        return self.json(reports_body(rt, period, time.time()))
+        body = reports_body(rt, period, time.time())
+        body["unmapped"] = unmapped_body(rt)
+        return self.json(body)
+
+    async def unmapped(self: Any, request: Any) -> Any:
+        if not rt.ready():
+            return self.json({"error": "not ready (starting or rebalancing)"}, status=503)
+        return self.json(unmapped_body(rt))
 
     app.page("/api/reports/{period}")(reports)
+    app.page("/api/unmapped")(unmapped)
