@@ -39,6 +39,29 @@ from tests.test_periods import compare
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+#: The example catalog with CONTRACT §6: e-mail agreed in Berlin business hours (its
+#: months and days in Berlin time, DST ending on 2026-10-25), a holiday, weekly patching
+#: of the mail servers and a one-off window for the whole service.
+CALENDAR_CATALOG = EXAMPLE_CATALOG.replace(
+    "    sla: {target: 0.999, period: 30d}\n    restore_time: 2h",
+    "    sla: {target: 0.999, period: month, service_time: business-hours}\n    restore_time: 2h",
+) + """service_times:
+  business-hours:
+    timezone: Europe/Berlin
+    weekly: ["Mon-Fri 08:00-18:00"]
+    except: ["2026-10-26"]
+maintenance:
+  - name: mail-patching
+    components: [mail-srv-01, mail-srv-02]
+    weekly: ["Sun 02:00-04:00", "Wed 09:00-10:00"]
+    timezone: Europe/Berlin
+  - name: core-switch-swap
+    services: [email]
+    start: "2026-10-14T10:00:00Z"
+    end: "2026-10-14T13:00:00Z"
+"""
+assert "service_time: business-hours" in CALENDAR_CATALOG
+
 OCT = datetime(2026, 10, 1, tzinfo=UTC).timestamp()
 NOV = datetime(2026, 11, 1, tzinfo=UTC).timestamp()
 COMPONENTS = ["mail-srv-01", "mail-srv-02", "core-sw-1", "dns-1", "dns-2", "mx-1", "mx-2", "mx-3"]
@@ -78,8 +101,9 @@ def messages(events: list[ref.Ev]) -> list[tuple[bytes, bytes, None]]:
     return [(e.component.encode(), event_bytes(e.component, e.state, e.ts), None) for e in events]
 
 
-def expected(arrivals: list[ref.Ev], period: str, now: float) -> dict[str, ref.RefPeriodReport]:
-    rcat = ref.RefCatalog.from_dict(yaml.safe_load(EXAMPLE_CATALOG))
+def expected(arrivals: list[ref.Ev], period: str, now: float, catalog: str = EXAMPLE_CATALOG
+             ) -> dict[str, ref.RefPeriodReport]:
+    rcat = ref.RefCatalog.from_dict(yaml.safe_load(catalog))
     _, applied = ref.classify(rcat, arrivals, 600.0)
     steps = ref.StepFunctions(applied)
     return {name: ref.period_report(rcat, steps, name, period, now) for name in rcat.services}
@@ -95,8 +119,9 @@ class _Report:
         return self.obj
 
 
-def problems_of(body: dict[str, Any], arrivals: list[ref.Ev], period: str) -> list[str]:
-    want = expected(arrivals, period, time.time())
+def problems_of(body: dict[str, Any], arrivals: list[ref.Ev], period: str,
+                catalog: str = EXAMPLE_CATALOG) -> list[str]:
+    want = expected(arrivals, period, time.time(), catalog)
     got = {s["service"]: s for s in body["services"]}
     if set(got) != set(want):
         return [f"services: got {sorted(got)}, want {sorted(want)}"]
@@ -106,14 +131,15 @@ def problems_of(body: dict[str, Any], arrivals: list[ref.Ev], period: str) -> li
     return out
 
 
-def wait_api(worker: Any, arrivals: list[ref.Ev], period: str, timeout: float = 60.0) -> dict[str, Any]:
+def wait_api(worker: Any, arrivals: list[ref.Ev], period: str, catalog: str,
+             timeout: float = 60.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     problems = ["no answer"]
     while time.monotonic() < deadline:
         status, raw = worker.get(f"/api/reports/{period}")
         if status == 200:
             body = orjson.loads(raw)
-            problems = problems_of(body, arrivals, period)
+            problems = problems_of(body, arrivals, period, catalog)
             if not problems and body["complete"]:
                 return dict(body)
         else:
@@ -141,27 +167,32 @@ def service_history_starts(broker: Any) -> dict[str, list[float]]:
     return {k: orjson.loads(v)["t"]["t"] for k, v in latest.items()}
 
 
-def test_month_reports_survive_sigkill_and_pruning(tmp_path: Path, worker_factory: Any) -> None:
+@pytest.mark.parametrize(("store", "catalog_text"), [
+    ("memory", EXAMPLE_CATALOG),
+    ("rocksdb", CALENDAR_CATALOG),
+], ids=["memory-24x7", "rocksdb-calendars"])
+def test_month_reports_survive_sigkill_and_pruning(tmp_path: Path, worker_factory: Any, store: str,
+                                                   catalog_text: str) -> None:
     broker = start_broker(tmp_path, 4)
     try:
         catalog = tmp_path / "services.yaml"
-        catalog.write_text(EXAMPLE_CATALOG)
+        catalog.write_text(catalog_text)
         first = history(16, OCT - 2 * 86400, NOV + 9 * 86400)
         publish_messages(broker, messages(first))
-        worker = worker_factory(broker, catalog)
+        worker = worker_factory(broker, catalog, extra=["--store", store])
         worker.wait_ready(timeout=60)
         wait_counted(worker, len(first), timeout=90)
-        oct_body = wait_api(worker, first, "2026-10")
+        oct_body = wait_api(worker, first, "2026-10", catalog_text)
         assert any(s["outages"] for s in oct_body["services"]), "a history without outages"
-        wait_api(worker, first, "2026-11")
+        wait_api(worker, first, "2026-11", catalog_text)
 
         # The changelog alone gives the same report, without asking any worker.
         done = cli(broker, catalog, "--period", "2026-10", "--format", "json")
         assert done.returncode == 0, done.stderr
-        assert not problems_of(orjson.loads(done.stdout), first, "2026-10")
+        assert not problems_of(orjson.loads(done.stdout), first, "2026-10", catalog_text)
         done = cli(broker, catalog, "--period", "2026-10", "--format", "json", "--worker", worker.url)
         assert done.returncode == 0, done.stderr
-        assert not problems_of(orjson.loads(done.stdout), first, "2026-10")
+        assert not problems_of(orjson.loads(done.stdout), first, "2026-10", catalog_text)
 
         worker.stop(signal.SIGKILL)
         # The group is down: the changelog still answers for every service.
@@ -177,10 +208,10 @@ def test_month_reports_survive_sigkill_and_pruning(tmp_path: Path, worker_factor
         worker.wait_ready(timeout=60)
         arrivals = first + second
         wait_counted(worker, len(arrivals), timeout=90)
-        wait_api(worker, arrivals, "2026-10")
-        wait_api(worker, arrivals, "2026-11")
+        wait_api(worker, arrivals, "2026-10", catalog_text)
+        wait_api(worker, arrivals, "2026-11", catalog_text)
         # The unrecognized components, by events, each message counted once.
-        rcat = ref.RefCatalog.from_dict(yaml.safe_load(EXAMPLE_CATALOG))
+        rcat = ref.RefCatalog.from_dict(yaml.safe_load(catalog_text))
         outcomes, _ = ref.classify(rcat, arrivals, 600.0)
         ghosts = Counter(e.component for e, o in zip(arrivals, outcomes, strict=True) if o == "unmapped")
         status, raw = worker.get("/api/unmapped")
@@ -200,6 +231,6 @@ def test_month_reports_survive_sigkill_and_pruning(tmp_path: Path, worker_factor
             time.sleep(1.0)
         done = cli(broker, catalog, "--period", "2026-10", "--format", "json")
         assert done.returncode == 0, done.stderr
-        assert not problems_of(orjson.loads(done.stdout), arrivals, "2026-10")
+        assert not problems_of(orjson.loads(done.stdout), arrivals, "2026-10", catalog_text)
     finally:
         broker.stop()
