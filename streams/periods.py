@@ -274,6 +274,19 @@ def day_rollup(accounting: Accounting, view: Timeline, tracker: Any, d: date,
                      acc.runs, acc.blame, tail_at(tracker, covered, accounting.needs_components))
 
 
+def extend_rollup(accounting: Accounting, old: DayRollup, view: Timeline, tracker: Any,
+                  covered_until: float) -> DayRollup:
+    """``day_rollup`` of ``old``'s day when nothing changed before ``old.covered``: its
+    account kept, the part after it added from ``view`` (the live path: a batch in time
+    order costs its own points, not the day's)."""
+    covered = max(old.covered, min(old.end, covered_until))
+    acc = Account()
+    acc.add_rollup(old)
+    acc.add_pieces(view.segments(old.covered, covered))
+    return DayRollup(old.day, old.start, old.end, covered, acc.up, acc.down, acc.planned,
+                     acc.runs, acc.blame, tail_at(tracker, covered, accounting.needs_components))
+
+
 def tail_at(tracker: Any, t: float, components: bool) -> Tail:
     """The ``Tail`` of ``tracker`` at ``t``."""
     if tracker is None:

@@ -36,6 +36,7 @@ from streams.periods import (
     day_of,
     day_rollup,
     days_between,
+    extend_rollup,
     month_bounds,
     period_report,
 )
@@ -153,7 +154,11 @@ class RollupBook:
             month = months.get(period)
             if month is None:
                 month = months[period] = self.month(service, period, zone)
-            r = day_rollup(acc, view, tracker, d, until)
+            old = month.days.get(d.isoformat())
+            if old is not None and dirty >= old.covered:  # only after what it covers
+                r = extend_rollup(acc, old, view, tracker, until)
+            else:
+                r = day_rollup(acc, view, tracker, d, until)
             if month.put_day(r, acc, dirty_from=dirty, known=meta.covered, now=now):
                 n += 1
                 changed_months.add(period)
