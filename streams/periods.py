@@ -17,8 +17,7 @@ down or outside service time. Without a service time that is the step function i
 
 from __future__ import annotations
 
-from bisect import bisect_left
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
@@ -145,13 +144,15 @@ def period_label(t: float, zone: str) -> str:
     return f"{d.year:04d}-{d.month:02d}"
 
 
-def month_days(period: str, zone: str) -> list[date]:
+@lru_cache(maxsize=4096)
+def month_days(period: str, zone: str) -> tuple[date, ...]:
     y, m = parse_period(period)
     first = date(y, m, 1)
     nxt = date(y + (m == 12), m % 12 + 1, 1)
-    return [first + timedelta(days=i) for i in range((nxt - first).days)]
+    return tuple(first + timedelta(days=i) for i in range((nxt - first).days))
 
 
+@lru_cache(maxsize=4096)
 def month_bounds(period: str, zone: str) -> tuple[float, float]:
     days = month_days(period, zone)
     return _midnight(days[0], zone), _midnight(days[-1] + timedelta(days=1), zone)
@@ -188,10 +189,10 @@ class DayRollup:
     tail: Tail = NO_TAIL  # what holds at ``covered`` and after it
 
     def to_obj(self) -> dict[str, Any]:
-        obj: dict[str, Any] = {"s": self.start, "e": self.end, "c": self.covered,
-                               "u": self.up, "d": self.down, "p": self.planned}
+        obj: dict[str, Any] = {"day": self.day, "s": self.start, "e": self.end,
+                               "c": self.covered, "u": self.up, "d": self.down, "p": self.planned}
         if self.runs:
-            obj["r"] = [[a, b, list(t)] for a, b, t in self.runs]
+            obj["r"] = self.runs  # tuples: orjson writes them as arrays
         if self.blame:
             obj["b"] = self.blame
         t = self.tail
@@ -280,8 +281,7 @@ def extend_rollup(accounting: Accounting, old: DayRollup, view: Timeline, tracke
     account kept, the part after it added from ``view`` (the live path: a batch in time
     order costs its own points, not the day's)."""
     covered = max(old.covered, min(old.end, covered_until))
-    acc = Account()
-    acc.add_rollup(old)
+    acc = Account(old.up, old.down, old.planned, list(old.runs), dict(old.blame))
     acc.add_pieces(view.segments(old.covered, covered))
     return DayRollup(old.day, old.start, old.end, covered, acc.up, acc.down, acc.planned,
                      acc.runs, acc.blame, tail_at(tracker, covered, accounting.needs_components))
@@ -310,54 +310,50 @@ def days_between(a: float, b: float, zone: str) -> list[date]:
 
 @dataclass(slots=True)
 class MonthRollup:
-    """One service's day rollups of one month, with its revision history.
+    """What one service's month holds besides its days: its revision history and the
+    catalog's promise at its end.
 
     ``catalog`` is what the catalog said about the service at the last write before the
     month ended (target, kind, customers, restore_time, supported availability), so a
     closed month is reported against the promise in force at its end. ``revision``
-    counts the writes, after the month ended, that changed seconds already covered (a
-    late event correcting a closed day); ``revised_at`` is the last one's wall-clock time.
+    counts the writes, after the month ended, that changed its numbers (a late event
+    correcting a closed day); ``revised_at`` is the last one's wall-clock time.
     """
 
     service: str
     period: str
     zone: str
-    days: dict[str, DayRollup] = field(default_factory=dict)
     catalog: dict[str, Any] = field(default_factory=dict)
     revision: int = 0
     revised_at: float | None = None
 
     def to_obj(self) -> dict[str, Any]:
         return {"service": self.service, "period": self.period, "zone": self.zone,
-                "days": {k: v.to_obj() for k, v in sorted(self.days.items())},
                 "catalog": self.catalog, "revision": self.revision,
                 "revised_at": self.revised_at}
 
     @classmethod
     def from_obj(cls, obj: Mapping[str, Any]) -> MonthRollup:
         return cls(str(obj["service"]), str(obj["period"]), str(obj["zone"]),
-                   {k: DayRollup.from_obj(k, v) for k, v in obj["days"].items()},
                    dict(obj.get("catalog") or {}), int(obj.get("revision", 0)),
                    obj.get("revised_at"))
 
-    def put_day(self, r: DayRollup, accounting: Accounting, *, dirty_from: float,
-                known: float, now: float) -> bool:
-        """Store a recomputed day; whether it changed. A change of the day's numbers
-        (carried to its end) made once the month has ended (by ``now``) is a revision,
-        unless it only brings history the service never had (a backfill: the change
-        is at or after ``known``, the newest instant covered before, and older than
-        ``BACKFILL_AGE`` by the clock)."""
-        old = self.days.get(r.day)
-        if old is not None and old == r:
-            return False
-        self.days[r.day] = r
-        _, month_end = month_bounds(self.period, self.zone)
-        backfill = dirty_from >= known and now - dirty_from > BACKFILL_AGE
-        if (now >= month_end and not backfill
-                and (old is None or _numbers(old, accounting) != _numbers(r, accounting))):
-            self.revision += 1
-            self.revised_at = now
-        return True
+
+def is_revision(old: DayRollup | None, new: DayRollup, accounting: Accounting, *,
+                dirty_from: float, known: float, now: float) -> bool:
+    """Whether storing ``new`` over ``old`` revises a month that has ended (by ``now``):
+    the day's numbers (carried to its end) changed, unless the change only brings
+    history the service never had (a backfill: at or after ``known``, the newest instant
+    covered before, and older than ``BACKFILL_AGE`` by the clock)."""
+    if now < month_end_of(new.day, accounting.zone):
+        return False
+    if dirty_from >= known and now - dirty_from > BACKFILL_AGE:
+        return False
+    return old is None or _numbers(old, accounting) != _numbers(new, accounting)
+
+
+def month_end_of(day: str, zone: str) -> float:
+    return month_bounds(day[:7], zone)[1]
 
 
 #: A change older than this by the clock, to history the service had not seen, is a
@@ -507,20 +503,37 @@ class PeriodReport:
 
 
 class History:
-    """A service's day accounts from its stored rollups, any day, with the carry rule."""
+    """A service's day accounts from its stored day rollups, any day, with the carry rule.
 
-    def __init__(self, accounting: Accounting, days: Mapping[str, DayRollup], until: float) -> None:
+    ``lookup(iso_day)`` gives a stored rollup or None; ``first`` is the first day that
+    has one (None: none has), so carrying into a day looks back no further.
+    """
+
+    def __init__(self, accounting: Accounting, lookup: Callable[[str], DayRollup | None],
+                 first: str | None, until: float) -> None:
         self.accounting = accounting
         self.zone = accounting.zone
-        self.rollups = days
-        self.keys = sorted(days)
+        self.lookup = lookup
+        self.first = first
         self.until = until  # nothing is known after this instant (the report's now)
+        self._seen: dict[str, DayRollup | None] = {}
 
-    def _carry_in(self, day: str) -> Tail:
-        i = bisect_left(self.keys, day) - 1
-        if i < 0:
-            return NO_TAIL  # no news is good news
-        return self.rollups[self.keys[i]].tail
+    def rollup(self, day: str) -> DayRollup | None:
+        if day not in self._seen:
+            self._seen[day] = self.lookup(day)
+        return self._seen[day]
+
+    def _carry_in(self, d: date) -> Tail:
+        first = self.first
+        if first is None:
+            return NO_TAIL
+        d -= timedelta(days=1)
+        while d.isoformat() >= first:  # look back to the last day with a rollup
+            r = self.rollup(d.isoformat())
+            if r is not None:
+                return r.tail
+            d -= timedelta(days=1)
+        return NO_TAIL  # no news is good news
 
     def account(self, d: date) -> Account | None:
         """The classified seconds of local day ``d`` up to ``until``; None after it."""
@@ -529,11 +542,10 @@ class History:
             return None
         stop = min(end, self.until)
         acc = Account()
-        key = d.isoformat()
-        r = self.rollups.get(key)
+        r = self.rollup(d.isoformat())
         carry = self.accounting.carry
         if r is None:
-            acc.add_pieces(carry(self._carry_in(key), start, stop))
+            acc.add_pieces(carry(self._carry_in(d), start, stop))
         else:
             acc.add_rollup(r)
             if stop > r.covered:

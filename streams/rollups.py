@@ -2,8 +2,9 @@
 
 A service is marked dirty with the earliest instant a batch may have changed its step
 function (the earliest segment start); at a checkpoint the book recomputes the local
-days from there to the tracker's frontier, from the tracker's timeline, and stores the
-months that changed. The hot path pays one ``min`` per service and batch.
+days from there to the tracker's frontier, from the tracker's timeline (a day that
+nothing changed before its covered part is only extended), and stores the days that
+changed. The hot path pays one ``min`` per service and batch.
 
 Pruning must not take history a day rollup may still need: ``prune_cut`` holds the cut
 back to midnight of the day before the newest covered instant (in live processing that
@@ -11,16 +12,18 @@ is far later than the engine's own cut, so nothing changes; in a backfill of old
 it keeps the last day or two), and remembers it as the service's *horizon*: days before
 it are never recomputed (a change there is counted in ``dropped``).
 
-Storage is a small mapping interface (``RollupStore``): a dict in the tests and the
-engine, a Faust table with a changelog in the worker. Keys: the service name holds its
-``RollupMeta``; ``"{service}\\x1e{YYYY-MM}"`` a ``MonthRollup``.
+Storage is a small mapping interface (``RollupStore``): a dict in the tests, a Faust
+table with a changelog in the worker. One record per service and day, so a write costs
+a day's size however long the month: ``service`` holds its ``RollupMeta``,
+``"{service}\\x1e{YYYY-MM-DD}"`` a ``DayRollup``, ``"{service}\\x1e{YYYY-MM}"`` the month's
+``MonthRollup`` (revisions, the catalog at its end).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -28,6 +31,7 @@ import orjson
 
 from streams.periods import (
     Accounting,
+    DayRollup,
     History,
     MonthRollup,
     PeriodReport,
@@ -37,7 +41,8 @@ from streams.periods import (
     day_rollup,
     days_between,
     extend_rollup,
-    month_bounds,
+    is_revision,
+    month_end_of,
     period_report,
 )
 
@@ -48,6 +53,10 @@ def month_key(service: str, period: str) -> str:
     return f"{service}{SEP}{period}"
 
 
+def day_key(service: str, day: str) -> str:
+    return f"{service}{SEP}{day}"
+
+
 @dataclass(slots=True)
 class RollupMeta:
     """Per service: what the rollups cover and the earliest instant they can still redo."""
@@ -55,21 +64,21 @@ class RollupMeta:
     service: str
     horizon: float = -math.inf  # days before this midnight are never recomputed
     covered: float = -math.inf  # the newest instant any day rollup covers
-    months: list[str] = field(default_factory=list)
+    first: str | None = None  # the first day with a rollup (ISO date)
 
     def to_obj(self) -> dict[str, Any]:
         return {"meta": self.service, "horizon": None if self.horizon == -math.inf else self.horizon,
                 "covered": None if self.covered == -math.inf else self.covered,
-                "months": self.months}
+                "first": self.first}
 
     @classmethod
     def from_obj(cls, obj: dict[str, Any]) -> RollupMeta:
         h, c = obj.get("horizon"), obj.get("covered")
         return cls(str(obj["meta"]), -math.inf if h is None else float(h),
-                   -math.inf if c is None else float(c), [str(m) for m in obj.get("months", ())])
+                   -math.inf if c is None else float(c), obj.get("first"))
 
 
-Stored = RollupMeta | MonthRollup
+Stored = RollupMeta | MonthRollup | DayRollup
 
 
 def encode(value: Stored) -> bytes:
@@ -80,6 +89,8 @@ def decode(raw: bytes) -> Stored:
     obj = orjson.loads(raw)
     if "meta" in obj:
         return RollupMeta.from_obj(obj)
+    if "day" in obj:
+        return DayRollup.from_obj(obj["day"], obj)
     return MonthRollup.from_obj(obj)
 
 
@@ -90,7 +101,7 @@ class RollupStore(Protocol):
 
 
 class DictStore:
-    """A ``RollupStore`` in memory (tests, the engine)."""
+    """A ``RollupStore`` in memory (tests)."""
 
     def __init__(self) -> None:
         self.data: dict[str, bytes] = {}
@@ -125,9 +136,11 @@ class RollupBook:
 
     def month(self, service: str, period: str, zone: str) -> MonthRollup:
         got = self.store.get(month_key(service, period))
-        if isinstance(got, MonthRollup):
-            return got
-        return MonthRollup(service, period, zone)
+        return got if isinstance(got, MonthRollup) else MonthRollup(service, period, zone)
+
+    def day(self, service: str, day: str) -> DayRollup | None:
+        got = self.store.get(day_key(service, day))
+        return got if isinstance(got, DayRollup) else None
 
     def update(self, service: str, tracker: Any, frontier: float, now: float) -> int:
         """Recompute the service's dirty days; returns how many days changed."""
@@ -144,32 +157,42 @@ class RollupBook:
         if not math.isfinite(lo) or not math.isfinite(until):
             return 0
         info = self.info(service)
-        months: dict[str, MonthRollup] = {}
-        changed_months: set[str] = set()
-        n = 0
+        snapshot = info.to_obj() if info is not None else None
         days = days_between(lo, until, zone)
         view = acc.view(tracker, day_bounds(days[0], zone)[0], day_bounds(days[-1], zone)[1])
+        months: dict[str, MonthRollup] = {}
+        n = 0
         for d in days:
-            period = f"{d.year:04d}-{d.month:02d}"
-            month = months.get(period)
-            if month is None:
-                month = months[period] = self.month(service, period, zone)
-            old = month.days.get(d.isoformat())
+            key = d.isoformat()
+            old = self.day(service, key)
             if old is not None and dirty >= old.covered:  # only after what it covers
                 r = extend_rollup(acc, old, view, tracker, until)
             else:
                 r = day_rollup(acc, view, tracker, d, until)
-            if month.put_day(r, acc, dirty_from=dirty, known=meta.covered, now=now):
-                n += 1
-                changed_months.add(period)
-                if info is not None and now < month_bounds(period, zone)[1]:
-                    month.catalog = info.to_obj()
-        for period in sorted(changed_months):
-            self.store.put(service, month_key(service, period), months[period])
-        new_months = sorted(set(meta.months) | changed_months)
-        if until > meta.covered or new_months != meta.months:
+            if old is not None and old == r:
+                continue
+            n += 1
+            self.store.put(service, day_key(service, key), r)
+            period = key[:7]
+            revised = is_revision(old, r, acc, dirty_from=dirty, known=meta.covered, now=now)
+            running = snapshot is not None and now < month_end_of(key, zone)
+            if revised or running:
+                month = months.get(period) or self.month(service, period, zone)
+                changed = revised
+                if revised:
+                    month.revision += 1
+                    month.revised_at = now
+                if running and month.catalog != snapshot:
+                    month.catalog = dict(snapshot or {})
+                    changed = True
+                if changed:
+                    months[period] = month
+            if meta.first is None or key < meta.first:
+                meta.first = key
+        for period, month in sorted(months.items()):
+            self.store.put(service, month_key(service, period), month)
+        if n:
             meta.covered = max(meta.covered, until)
-            meta.months = new_months
             self.store.put(service, service, meta)
         return n
 
@@ -189,24 +212,18 @@ class RollupBook:
 
     # -- reading ----------------------------------------------------------------------
 
-    def history(self, service: str, until: float) -> tuple[History, dict[str, MonthRollup]]:
-        acc = self.accounting(service)
+    def history(self, service: str, until: float) -> History:
         meta = self.meta(service)
-        days = {}
-        months = {}
-        for period in meta.months:
-            m = self.store.get(month_key(service, period))
-            if isinstance(m, MonthRollup):
-                months[period] = m
-                days.update(m.days)
-        return History(acc, days, until), months
+        return History(self.accounting(service), lambda day: self.day(service, day), meta.first,
+                       until)
 
     def report(self, service: str, period: str, now: float) -> PeriodReport | None:
         info = self.info(service)
         if info is None:
             return None
-        history, months = self.history(service, now)
-        return period_report(info, period, history, month=months.get(period))
+        got = self.store.get(month_key(service, period))
+        month = got if isinstance(got, MonthRollup) else None
+        return period_report(info, period, self.history(service, now), month=month)
 
 
 def reports(book: RollupBook, services: Iterable[str], period: str, now: float) -> list[PeriodReport]:
