@@ -149,6 +149,21 @@ def wait_api(worker: Any, arrivals: list[ref.Ev], period: str, catalog: str,
                          + "\n" + worker.log_tail(30))
 
 
+def _numbers(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """A report's numbers (not whether or when it was revised), rounded to 1 µs."""
+    def rounded(x: Any) -> Any:
+        if isinstance(x, float):
+            return round(x, 6)
+        if isinstance(x, dict):
+            return {k: rounded(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [rounded(v) for v in x]
+        return x
+
+    return [rounded({k: v for k, v in svc.items() if k not in ("revision", "revised_at")})
+            for svc in body["services"]]
+
+
 def cli(broker: Any, catalog: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "agents.cli.main", "report", "--broker", broker.url,
@@ -232,5 +247,17 @@ def test_month_reports_survive_sigkill_and_pruning(tmp_path: Path, worker_factor
         done = cli(broker, catalog, "--period", "2026-10", "--format", "json")
         assert done.returncode == 0, done.stderr
         assert not problems_of(orjson.loads(done.stdout), arrivals, "2026-10", catalog_text)
+        done = cli(broker, catalog, "--period", "current")
+        assert done.returncode == 0 and "email" in done.stdout and "dns" in done.stdout, done
+
+        # A backfill: the whole input again, into a fresh app id, builds the same months.
+        fresh = worker_factory(broker, catalog, name="backfill", app_id="slawatch-backfill",
+                               extra=["--store", store])
+        fresh.wait_ready(timeout=60)
+        wait_counted(fresh, len(arrivals), timeout=90)
+        for period in ("2026-10", "2026-11"):
+            live = wait_api(worker, arrivals, period, catalog_text)
+            again = wait_api(fresh, arrivals, period, catalog_text)
+            assert _numbers(again) == _numbers(live), period
     finally:
         broker.stop()
