@@ -88,14 +88,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"slawatch report: --service {', '.join(unknown)}: not in {args.catalog}",
               file=sys.stderr)
         return 2
+    from kafka.errors import KafkaError
+
     now = time.time()
     try:
         if args.worker:
             body = gather_workers(args.worker, args.period, args.timeout)
         else:
             body = from_changelog(args, catalog, now)
-    except (OSError, RuntimeError) as exc:
-        print(f"slawatch report: {exc}", file=sys.stderr)
+    except (OSError, RuntimeError, KafkaError) as exc:
+        where = ", ".join(args.worker) if args.worker else args.broker
+        print(f"slawatch report: cannot gather the report from {where}: {exc}", file=sys.stderr)
         return 1
     wanted = select(catalog, args.service, args.customer)
     body["services"] = [s for s in body["services"] if s["service"] in wanted]
@@ -149,7 +152,8 @@ def read_changelog(config: dict[str, Any], topic: str, timeout: float) -> tuple[
 
     consumer = KafkaConsumer(group_id=None, enable_auto_commit=False,
                              key_deserializer=None, value_deserializer=None,
-                             consumer_timeout_ms=int(timeout * 1000), **config)
+                             consumer_timeout_ms=int(timeout * 1000),
+                             bootstrap_timeout_ms=int(timeout * 1000), **config)
     try:
         parts = consumer.partitions_for_topic(topic)
         if not parts:

@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from agents.worker.runtime import Runtime
-from agents.worker.state import Send, TrackerTable
+from agents.worker.state import CHUNKED, Send, TrackerTable
 from streams.periods import (
     Accounting,
     PeriodReport,
@@ -56,6 +56,22 @@ class TableStore:
         self.table.put(key, value, self.rt.service_partition(service))
 
 
+class ReadStore(TableStore):
+    """``TableStore`` for reports: what is not decoded already is decoded without being
+    kept, so reading a year of days leaves the worker's memory as it was."""
+
+    def get(self, key: str) -> Stored | None:
+        table = self.table
+        if key in table._cache or key in table._dirty:
+            return table.get(key)
+        raw = table.table.data.get(key)
+        if raw is None:
+            return None
+        if raw.startswith(CHUNKED):
+            return table.get(key)  # in parts: joined (and kept) by the table
+        return decode(raw)
+
+
 class RollupKeeper:
     """The worker's rollup book and its table."""
 
@@ -63,6 +79,7 @@ class RollupKeeper:
         self.rt = rt
         self.table: TrackerTable[Stored] = TrackerTable(table, decode, encode)
         self.book = RollupBook(TableStore(self.table, rt), self.accounting, self.info)
+        self.reader = RollupBook(ReadStore(self.table, rt), self.accounting, self.info)
 
     def accounting(self, service: str) -> Accounting:
         return service_accounting(self.rt.catalog, service)
@@ -109,7 +126,7 @@ class RollupKeeper:
         return self.book.prune_cut(service, cut)
 
     def report(self, service: str, period: str, now: float) -> PeriodReport | None:
-        return self.book.report(service, period, now)
+        return self.reader.report(service, period, now)
 
     def forget(self) -> None:
         self.table.forget()
