@@ -24,9 +24,9 @@ system-deps:
 test: system-deps $(STAMP)
 	$(PY) -m pytest -q
 
-## test-fast: everything but the tests marked slow
+## test-fast: the unit tests (no process started), without those marked slow
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m 'not slow'
+	$(PY) -m pytest -q tests/unit -m 'not slow'
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check streams agents tests bench

@@ -112,6 +112,8 @@ class WorkerSettings:
     ssl_keyfile: str | None = None
     alertmanager_label: str = "instance"
     gc_threshold: tuple[int, int, int] = gcpolicy.DEFAULT
+    #: Which broker implementation: patches only the embedded one needs apply only to it.
+    broker_kind: str = "kafka"
 
     @property
     def reroute_topic(self) -> str:
@@ -138,7 +140,8 @@ class WorkerSettings:
             f"topics={self.events_topic},{self.segments_topic},{self.dlq_topic} "
             f"partitions={self.partitions} replication={self.replication_factor} "
             f"allowed_lateness={self.allowed_lateness:g}s "
-            f"gc_threshold={','.join(map(str, self.gc_threshold))}"
+            f"gc_threshold={','.join(map(str, self.gc_threshold))} "
+            f"broker_kind={self.broker_kind}"
         )
 
     def ssl_context(self) -> ssl.SSLContext | None:
@@ -230,6 +233,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="the process's garbage-collector thresholds, gen0,gen1,gen2 (env "
                         "SLAWATCH_GC_THRESHOLD, default %(default)s; CPython's own is "
                         "700,10,10: 10-20%% slower at 10,000 components)")
+    g.add_argument("--broker-kind", choices=("kafka", "tansu"),
+                   default=_env("SLAWATCH_BROKER_KIND", "kafka"),
+                   help="the broker's implementation (env SLAWATCH_BROKER_KIND, default "
+                        "%(default)s); `tansu` (the embedded broker of the demo and the "
+                        "tests) turns on the patches for its quirks (agents/transport/)")
     g.add_argument("--alertmanager-label", default=_env("SLAWATCH_ALERTMANAGER_LABEL", "instance"),
                    help="alert label that names the component in POST /ingest/alertmanager "
                         "(env SLAWATCH_ALERTMANAGER_LABEL, default %(default)s)")
@@ -323,4 +331,5 @@ def from_args(args: argparse.Namespace) -> WorkerSettings:
         ssl_keyfile=args.ssl_keyfile,
         alertmanager_label=args.alertmanager_label,
         gc_threshold=gc_threshold,
+        broker_kind=args.broker_kind,
     )

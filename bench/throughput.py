@@ -158,6 +158,7 @@ class Worker:
                "--catalog", str(catalog), "--web-port", str(self.port), "--web-host", "127.0.0.1",
                "--data-dir", str(workdir / app_id), "--app-id", app_id,
                "--partitions", str(partitions), "--store", "memory", "--log-level", "warning",
+               "--broker-kind", "tansu",
                "--events-topic", events_topic, "--segments-topic", self.segments_topic,
                "--dlq-topic", f"{app_id}-dlq"]
         env = {k: v for k, v in os.environ.items() if not k.startswith("SLAWATCH_")}

@@ -157,9 +157,9 @@ def _forced_state(cal: ServiceCalendar, comps: Mapping[str, Timeline], t: float,
     def resolve(name: str) -> Requirement:
         if name in forced_s:
             return Leaf(_SERVICE_NODE + name)
-        return base(name)  # type: ignore[operator, no-any-return]
+        return base(name)
 
-    req: Requirement = cal.requires  # type: ignore[assignment]
+    req = cal.requires
     if not evaluate(req, states, resolve, planned=False):
         return _DOWN, blame(req, states, resolve)
     if not evaluate(req, states, resolve, planned=True):

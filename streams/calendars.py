@@ -31,12 +31,13 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from streams.requirements import Requirement, Resolver
 
 DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _DAY_INDEX = {d.lower(): i for i, d in enumerate(DAY_NAMES)}
@@ -158,6 +159,11 @@ def parse_instant(text: object) -> float:
     return dt.timestamp()
 
 
+def format_instant(t: float) -> str:
+    """Epoch seconds as RFC 3339 in UTC (``2026-12-13T22:00:00Z``), whole seconds."""
+    return datetime.fromtimestamp(math.floor(t), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def merge(intervals: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
     """The union of ``(start, end)`` pairs as sorted, disjoint, non-touching pairs."""
     out: list[tuple[float, float]] = []
@@ -260,9 +266,19 @@ class WeeklySchedule:
         return sorted(out)
 
     def intervals(self, a: float, b: float) -> list[tuple[float, float]]:
-        """The parts of ``[a, b)`` inside the schedule: sorted, disjoint, merged."""
+        """The parts of ``[a, b)`` inside the schedule: sorted, disjoint, merged.
+
+        Computed for whole UTC days and remembered (reports ask for nearly the same
+        span at every scrape), then clipped; the same intervals either way.
+        """
         if not b > a:
             return []
+        d0, d1 = math.floor(a / DAY), math.ceil(b / DAY)
+        if d1 - d0 > 64:  # an unusual span: not worth remembering
+            return self._intervals(a, b)
+        return clip(_day_intervals(self, d0, d1), a, b)
+
+    def _intervals(self, a: float, b: float) -> list[tuple[float, float]]:
         cuts = [a, *self._candidates(a, b), b]
         out: list[tuple[float, float]] = []
         for x, y in itertools.pairwise(cuts):
@@ -288,16 +304,27 @@ class WeeklySchedule:
     @property
     def hours_per_week(self) -> float:
         """Agreed hours in a week, as written (a DST week or an exception day aside)."""
-        covered: set[int] = set()
-        for r in self.ranges:
-            covered.update(r.minutes())
-        return len(covered) / 60.0
+        return _hours_per_week(self.ranges)
 
     def describe(self) -> str:
         text = "; ".join(r.text for r in self.ranges)
         if self.except_days:
             text += f" except {len(self.except_days)} day(s)"
         return f"{text} ({self.zone})"
+
+
+@lru_cache(maxsize=1024)
+def _day_intervals(schedule: WeeklySchedule, d0: int, d1: int) -> list[tuple[float, float]]:
+    """``schedule._intervals`` over the UTC days ``d0`` to ``d1`` (never mutated)."""
+    return schedule._intervals(d0 * DAY, d1 * DAY)
+
+
+@lru_cache(maxsize=1024)
+def _hours_per_week(ranges: tuple[WeeklyRange, ...]) -> float:
+    covered: set[int] = set()
+    for r in ranges:
+        covered.update(r.minutes())
+    return len(covered) / 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,19 +377,7 @@ class MaintenanceWindow:
         if self.schedule is not None:
             return self.schedule.describe()
         assert self.start is not None and self.end is not None
-        fmt = "%Y-%m-%dT%H:%M:%SZ"
-        return (f"{datetime.fromtimestamp(self.start, UTC).strftime(fmt)} - "
-                f"{datetime.fromtimestamp(self.end, UTC).strftime(fmt)}")
-
-
-def boundaries(intervals: Sequence[tuple[float, float]]) -> list[float]:
-    return sorted({x for pair in intervals for x in pair})
-
-
-def next_boundary(intervals: Sequence[tuple[float, float]], t: float) -> float:
-    pts = boundaries(intervals)
-    i = bisect_right(pts, t)
-    return pts[i] if i < len(pts) else math.inf
+        return f"{format_instant(self.start)} - {format_instant(self.end)}"
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -378,8 +393,8 @@ class ServiceCalendar:
     name: str
     service_time: ServiceTime | None
     windows: tuple[MaintenanceWindow, ...]
-    requires: object  # requirements.AllOf (kept untyped: no import cycle with catalog)
-    resolve: object  # requirements.Resolver
+    requires: Requirement
+    resolve: Resolver
     components: frozenset[str]
     services: frozenset[str]  # the service itself and every service it requires
 
@@ -394,16 +409,6 @@ class ServiceCalendar:
         if self.service_time is None:
             return [(a, b)] if b > a else []
         return self.service_time.intervals(a, b)
-
-    def forced(self, t: float) -> tuple[frozenset[str], frozenset[str]]:
-        """(components, services) a window open at ``t`` puts in maintenance."""
-        comps: set[str] = set()
-        svcs: set[str] = set()
-        for w in self.windows:
-            if w.contains(t):
-                comps |= w.components & self.components
-                svcs |= w.services & self.services
-        return frozenset(comps), frozenset(svcs)
 
     def scheduled_maintenance(self, t: float) -> bool:
         """`slawatch_service_scheduled_maintenance`: a window touching it is open at t."""

@@ -337,11 +337,7 @@ def service_report(
         has_history = True
     avail = window_availability(tl, now)
     start, period_len = period_bounds(svc.period, now)
-    if cal is None:
-        up, down = tl.up_down(start, now)
-        planned = tl.totals(start, now)[2] if tl.ts else 0.0
-    else:
-        up, down, planned = tl.totals(start, now)
+    up, down, planned = tl.totals(start, now)  # the same floats as tl.up_down
     sla_avail = sla.availability(up, down)
     burn = {w: sla.burn_rate(a, svc.target) for w, a in avail.items()}
     breached = sla_avail < svc.target

@@ -1,34 +1,23 @@
-"""Shared fixtures. Broker/worker process fixtures live in fixtures_kafka.py."""
+"""Directory conventions of the suite (the fixtures are in ``tests/support/plugin.py``).
+
+- ``tests/unit``: no process is started (``make test-fast`` runs only these).
+- ``tests/integration``: real broker and worker processes; marked ``integration``.
+- ``tests/e2e``: the product from outside (demo, Prometheus, Alertmanager, Chromium,
+  promtool, docker compose); marked ``integration`` too.
+"""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.fixtures_kafka import kafka_broker, worker_factory
+_HERE = Path(__file__).resolve().parent
+_PROCESS_DIRS = (_HERE / "integration", _HERE / "e2e")
 
-__all__ = ["engine_path", "kafka_broker", "worker_factory"]
 
-
-@pytest.fixture(scope="module", params=["c", "python"])
-def engine_path(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Run a module's tests once on the C loops (``streams/_native.c``) and once
-    on the pure-Python ones: both must give the same numbers. Module-scoped, so that
-    hypothesis tests can use it. Models built under one path keep working under the
-    other (a model without a C plan takes the Python loop)."""
-    from streams import native
-
-    saved = native.native
-    if request.param == "c" and saved is None:
-        if os.environ.get("SLAWATCH_NATIVE", "1") == "0":
-            pytest.skip("SLAWATCH_NATIVE=0: the C loops are turned off")
-        pytest.fail("the C extension streams._native is not built: "
-                    "run `make .venv/.installed` (needs a C compiler and Python headers)")
-    if request.param == "python":
-        native.native = None
-    try:
-        yield request.param
-    finally:
-        native.native = saved
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        path = Path(str(item.fspath)).resolve()
+        if any(d in path.parents for d in _PROCESS_DIRS):
+            item.add_marker(pytest.mark.integration)

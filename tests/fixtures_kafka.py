@@ -183,7 +183,7 @@ class WorkerProcess:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.starts += 1
         cmd = [
-            sys.executable, "-m", "agents.cli.main", "worker",
+            sys.executable, "-m", "agents.cli.main", "worker", "--broker-kind", "tansu",
             "--broker", self.broker.url,
             "--catalog", str(self.catalog),
             "--web-port", str(self.port),
@@ -294,7 +294,7 @@ def reference_samples(engine: Any, now: float) -> Samples:
     """The engine's report at ``now``, rendered exactly as the collector renders it."""
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from agents.exposition.collector import families
+    from tests.support.metrics import families
 
     report = engine.report(now)
 

@@ -100,7 +100,7 @@ def env_worker_start(worker: WorkerProcess, env_extra: dict[str, str]) -> Worker
     assert worker.proc is None or worker.proc.poll() is not None, "already running"
     worker.starts += 1
     cmd = [
-        sys.executable, "-m", "agents.cli.main", "worker",
+        sys.executable, "-m", "agents.cli.main", "worker", "--broker-kind", "tansu",
         "--broker", worker.broker.url,
         "--catalog", str(worker.catalog),
         "--web-port", str(worker.port),

@@ -30,6 +30,10 @@ def _pct(x: float) -> str:
     return f"{x * 100:.4f}%"
 
 
+def _hours(h: float) -> str:
+    return f"{h:g}"
+
+
 def render(catalog_path: str, out: TextIO) -> int:
     from streams.catalog import CatalogError, load_catalog
 
@@ -49,20 +53,33 @@ def render(catalog_path: str, out: TextIO) -> int:
                 f"{comp} (kpi {_pct(catalog.components[comp].kpi or 1.0)})"
                 for comp, _ in catalog.weakest_components(svc.name)
             )
+        st = catalog.service_times.get(svc.service_time) if svc.service_time else None
         rows.append((
             svc.name,
             svc.kind,
             ",".join(svc.customers) or "-",
             f"{_pct(svc.target)} / {svc.period.label}",
+            "24x7 (168 h/week)" if st is None else f"{st.name} ({_hours(st.hours_per_week)} h/week)",
             _pct(supported),
             "GAP" if gap else "ok",
             weakest,
         ))
-    header = ("service", "kind", "customers", "SLA target", "supported", "kpi", "pulled down by")
+    header = ("service", "kind", "customers", "SLA target", "service time", "supported", "kpi",
+              "pulled down by")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip(), file=out)
-    gaps = sum(1 for r in rows if r[5] == "GAP")
+    gaps = sum(1 for r in rows if r[6] == "GAP")
+    if catalog.service_times:
+        print("\nservice times (CONTRACT §6):", file=out)
+        for st in catalog.service_times.values():
+            print(f"  {st.name}: {st.schedule.describe()}, {_hours(st.hours_per_week)} h/week",
+                  file=out)
+    if catalog.maintenance:
+        print("\nmaintenance windows:", file=out)
+        for w in catalog.maintenance:
+            named = ", ".join([*sorted(w.components), *(f"service {s}" for s in sorted(w.services))])
+            print(f"  {w.name}: {w.describe()}: {named}", file=out)
     print(
         f"\n{catalog_path}: {len(catalog.services)} services, {len(catalog.components)} components, "
         f"{gaps} with a KPI gap (component KPIs cannot carry the SLA target)",

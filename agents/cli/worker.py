@@ -60,18 +60,15 @@ def run(args: argparse.Namespace) -> int:
 
     import faust
 
-    from agents.transport.compat import (
-        patch_aiokafka_leave_group,
-        patch_faust_fetch_max_wait,
-        patch_faust_highwaters,
-        patch_faust_seek_to_committed,
-    )
+    from agents import transport
+    from agents.transport.versions import UntestedVersion
     from agents.worker.app import build_app
 
-    patch_aiokafka_leave_group()
-    patch_faust_fetch_max_wait()
-    patch_faust_seek_to_committed()
-    patch_faust_highwaters()
+    try:
+        patches = transport.apply(settings.broker_kind)
+    except UntestedVersion as exc:
+        print(f"slawatch worker: {exc}", file=sys.stderr)
+        return 2
 
     built = build_app(settings, catalog)
     log = logging.getLogger("slawatch.worker")
@@ -82,9 +79,9 @@ def run(args: argparse.Namespace) -> int:
                  time.monotonic() - started, len(built.rt.owned_services()))
 
     async def _hello() -> None:
-        log.info("slawatch worker: %s (catalog: %d services, %d components; %s; %s)",
-                 settings.describe(), len(catalog.services), len(catalog.components),
-                 malloc_policy, native.describe())
+        log.info("slawatch worker: %s (catalog: %d services, %d components; %s; %s; "
+                 "patches: %s)", settings.describe(), len(catalog.services),
+                 len(catalog.components), malloc_policy, native.describe(), ", ".join(patches))
 
     app.on_rebalance_complete.connect(_first_ready)
     app.task(_hello)

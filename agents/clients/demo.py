@@ -126,6 +126,36 @@ class _Worker:
             return ""
 
 
+#: The demo's own maintenance window opens this long after the start, for this long, so
+#: that "scheduled maintenance" shows on the status page while one watches.
+DEMO_WINDOW_AFTER, DEMO_WINDOW_FOR = 120.0, 600.0
+
+
+def _with_live_window(catalog_path: Path, run_dir: Path) -> tuple[Path, str]:
+    """A copy of the catalog in ``run_dir`` with a one-off maintenance window on the
+    first component of the weekly patching window (CONTRACT §6) that opens during
+    the demo; the original path and "" if the catalog has no weekly window."""
+    import yaml
+
+    from streams.calendars import format_instant
+
+    data = yaml.safe_load(catalog_path.read_text(encoding="utf-8"))
+    windows = data.get("maintenance") if isinstance(data, dict) else None
+    weekly = [w for w in windows or [] if isinstance(w, dict) and w.get("weekly")
+              and w.get("components")]
+    if not weekly or not isinstance(windows, list):
+        return catalog_path, ""
+    comp = weekly[0]["components"][0]
+    start = time.time() + DEMO_WINDOW_AFTER
+    windows.append({"name": "demo-patching", "components": [comp],
+                    "start": format_instant(start), "end": format_instant(start + DEMO_WINDOW_FOR)})
+    path = run_dir / "services.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path, (f"{comp} is in a maintenance window (demo-patching) from "
+                  f"{DEMO_WINDOW_AFTER:g} s to {DEMO_WINDOW_AFTER + DEMO_WINDOW_FOR:g} s after "
+                  f"the start, besides {weekly[0]['name']} ({'; '.join(weekly[0]['weekly'])})")
+
+
 def run(args: argparse.Namespace) -> int:
     from agents.clients.broker import BrokerError, EmbeddedBroker
     from agents.clients.publish import KafkaSettings, Publisher, PublishError
@@ -158,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run_dir) if args.run_dir else Path(tempfile.mkdtemp(prefix="slawatch-demo-"))
     run_dir.mkdir(parents=True, exist_ok=True)
+    catalog_path, patching = _with_live_window(catalog_path, run_dir)
     web_port = _choose_web_port(args.web_port, out)
     base = f"http://127.0.0.1:{web_port}"
     broker: EmbeddedBroker | None = None
@@ -185,6 +216,7 @@ def run(args: argparse.Namespace) -> int:
             "--data-dir", str(run_dir / "worker-data"),
             "--store", "memory",
             "--partitions", str(DEMO_PARTITIONS),
+            "--broker-kind", "tansu",
         ]
         worker = _Worker(cmd, run_dir / "worker.log", Path.cwd())
         say(f"worker  pid {worker.pid}  (log {worker.log_path})")
@@ -193,6 +225,14 @@ def run(args: argparse.Namespace) -> int:
         if sim.trending_service:
             say(f"simulator: {len(sim.components)} components; {sim.trending_service} will trend below "
                 f"its SLA ({sim.flap_component} flaps); {config.backfill / 3600:g} h of history first")
+        if patching:
+            say(f"catalog: {patching}")
+        for name in sorted(catalog.services):
+            cal = catalog.calendar(name)
+            if cal is not None and cal.service_time is not None:
+                inside = "inside it now" if cal.in_service_time(time.time()) else "outside it now"
+                say(f"catalog: {name} is agreed {cal.service_time.schedule.describe()} "
+                    f"({inside}: outside it, seconds count for nothing)")
         if sim.opening_component and config.opening_incident is not None:
             say(f"simulator: {sim.opening_component} will fail {config.opening_incident:g} s after going "
                 "live (a redundant component: watch its service stay up)")

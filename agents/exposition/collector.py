@@ -23,8 +23,17 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.utils import floatToGoString as _float_to_go_string
 
+from agents.exposition.spec import (
+    COMPONENT_METRICS,
+    EVENT_METRICS,
+    SERVICE_METRICS,
+    WORKER_METRICS,
+    MetricSpec,
+)
 from agents.worker.runtime import Runtime
 from agents.worker.state import TrackerTable
+from streams.accounting import component_view
+from streams.calendars import MaintenanceWindow
 from streams.catalog import Catalog
 from streams.report import (
     ComponentReport,
@@ -37,14 +46,13 @@ from streams.report import (
     window_availability_many,
 )
 from streams.states import UP
+from streams.timeline import Timeline
 from streams.windows import WINDOWS
 
 _ALL_UP = dict.fromkeys(WINDOWS, 1.0)
 _UP_I = int(UP)
 
-SVC = ["service", "kind"]
 INGEST_ENDPOINTS = ("events", "alertmanager")
-COMP = ["component", "team"]
 
 
 class SlawatchCollector:
@@ -90,121 +98,24 @@ class SlawatchCollector:
 
     def _worker_metrics(self, ready: bool) -> Iterator[Metric]:
         c = self.rt.counters
-        g = GaugeMetricFamily("slawatch_worker_ready",
-                              "1 when this worker owns partitions and its tables are recovered")
-        g.add_metric([], 1.0 if ready else 0.0)
-        yield g
-        r = CounterMetricFamily("slawatch_catalog_reload_errors",
-                                "catalog reloads refused (the previous catalog stayed in force)")
-        r.add_metric([], float(c.catalog_reload_errors))
-        yield r
-        ok = CounterMetricFamily("slawatch_catalog_reloads", "catalog reloads applied")
-        ok.add_metric([], float(c.catalog_reloads))
-        yield ok
-        req = CounterMetricFamily("slawatch_ingest_requests",
-                                  "HTTP ingestion requests by endpoint and status code",
-                                  labels=["endpoint", "code"])
-        for endpoint in INGEST_ENDPOINTS:  # export 0 for the series we know exist
-            for code in (202, 400, 413, 503):
-                req.add_metric([endpoint, str(code)], float(c.ingest_requests.get((endpoint, code), 0)))
-        yield req
-        ev = CounterMetricFamily("slawatch_ingest_events",
-                                 "events accepted over HTTP and published to the input topic",
-                                 labels=["endpoint"])
-        for endpoint in INGEST_ENDPOINTS:
-            ev.add_metric([endpoint], float(c.ingest_events.get(endpoint, 0)))
-        yield ev
-        t = GaugeMetricFamily("slawatch_catalog_loaded_timestamp_seconds",
-                              "when the catalog in force was loaded")
-        t.add_metric([], c.catalog_loaded_at)
-        yield t
+        ready_m, reload_errors, reloads, requests, events, loaded = WORKER_METRICS
+        yield _family(ready_m, [([], 1.0 if ready else 0.0)])
+        yield _family(reload_errors, [([], float(c.catalog_reload_errors))])
+        yield _family(reloads, [([], float(c.catalog_reloads))])
+        # 0 for the series known to exist
+        yield _family(requests, [([e, str(code)], float(c.ingest_requests.get((e, code), 0)))
+                                 for e in INGEST_ENDPOINTS for code in (202, 400, 413, 503)])
+        yield _family(events, [([e], float(c.ingest_events.get(e, 0))) for e in INGEST_ENDPOINTS])
+        yield _family(loaded, [([], c.catalog_loaded_at)])
 
 
-def families(report: Report) -> Iterator[Metric]:
-    """Metric families of CONTRACT §4 for one report (also used by tests)."""
-    def gauge(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
-        return GaugeMetricFamily(name, doc, labels=labels)
-
-    info = gauge("slawatch_service_info", "service metadata (value 1)", [*SVC, "customers"])
-    up = gauge("slawatch_service_up", "1 up or maintenance, 0 down", SVC)
-    maint = gauge("slawatch_service_maintenance", "1 while in planned maintenance", SVC)
-    avail = gauge("slawatch_service_availability_ratio",
-                  "up / (up + down) over the window ending now", [*SVC, "window"])
-    sla_avail = gauge("slawatch_service_sla_availability_ratio",
-                      "availability over the SLA period", SVC)
-    target = gauge("slawatch_service_sla_target_ratio", "the SLA target", SVC)
-    burn = gauge("slawatch_service_burn_rate", "(1 - availability) / (1 - target)",
-                 [*SVC, "window"])
-    budget = gauge("slawatch_service_error_budget_remaining_ratio",
-                   "1 - (1 - sla availability) / (1 - target); may be negative", SVC)
-    exhaust = gauge("slawatch_service_error_budget_exhaustion_seconds",
-                    "seconds until the budget is gone at the last hour's rate", SVC)
-    trending = gauge("slawatch_service_trending_below_sla",
-                     "1 when multi-window burn rates say the SLA will be missed", SVC)
-    status = gauge("slawatch_service_sla_status", "0 meeting, 1 trending below, 2 breached", SVC)
-    outage = gauge("slawatch_service_outage_seconds",
-                   "length of the current unplanned outage, 0 when up", SVC)
-    restore = gauge("slawatch_service_restore_target_seconds", "restore_time", SVC)
-    outages = CounterMetricFamily("slawatch_service_outages", "unplanned outages begun",
-                                  labels=SVC)
-    downtime = CounterMetricFamily("slawatch_service_downtime_seconds",
-                                   "unplanned downtime seconds of ended outages", labels=SVC)
-    supported = gauge("slawatch_service_supported_availability_ratio",
-                      "availability the components' KPIs can carry", SVC)
-    gap = gauge("slawatch_service_kpi_gap", "1 when supported availability < target", SVC)
-    blame = gauge("slawatch_service_downtime_by_component_seconds",
-                  "unplanned downtime in the SLA period attributed to a component",
-                  [*SVC, "component"])
-
-    for name in sorted(report.services):
-        s = report.services[name]
-        lv = [s.name, s.kind]
-        info.add_metric([*lv, ",".join(s.customers)], 1.0)
-        up.add_metric(lv, 1.0 if s.up else 0.0)
-        maint.add_metric(lv, 1.0 if s.maintenance else 0.0)
-        for w in WINDOWS:
-            avail.add_metric([*lv, w], s.availability[w])
-            burn.add_metric([*lv, w], s.burn_rate[w])
-        sla_avail.add_metric(lv, s.sla_availability)
-        target.add_metric(lv, s.target)
-        budget.add_metric(lv, s.error_budget_remaining)
-        exhaust.add_metric(lv, s.error_budget_exhaustion_seconds)
-        trending.add_metric(lv, 1.0 if s.trending_below_sla else 0.0)
-        status.add_metric(lv, float(s.sla_status))
-        outage.add_metric(lv, s.outage_seconds)
-        if s.restore_target_seconds is not None:
-            restore.add_metric(lv, s.restore_target_seconds)
-        outages.add_metric(lv, float(s.outages_total))
-        downtime.add_metric(lv, s.downtime_seconds_total)
-        supported.add_metric(lv, s.supported_availability)
-        gap.add_metric(lv, 1.0 if s.kpi_gap else 0.0)
-        for comp in sorted(s.downtime_by_component):
-            blame.add_metric([*lv, comp], s.downtime_by_component[comp])
-    yield from (info, up, maint, avail, sla_avail, target, burn, budget, exhaust, trending,
-                status, outage, restore, outages, downtime, supported, gap, blame)
-
-    c_up = gauge("slawatch_component_up", "1 up, 0 down or maintenance", COMP)
-    c_avail = gauge("slawatch_component_availability_ratio",
-                    "availability over the window, maintenance excluded", [*COMP, "window"])
-    c_kpi = gauge("slawatch_component_kpi_target_ratio", "the component's kpi", COMP)
-    for cid in sorted(report.components):
-        c = report.components[cid]
-        lv = [c.name, c.team or ""]
-        c_up.add_metric(lv, 1.0 if c.up else 0.0)
-        for w in WINDOWS:
-            c_avail.add_metric([*lv, w], c.availability[w])
-        if c.kpi is not None:
-            c_kpi.add_metric(lv, c.kpi)
-    yield from (c_up, c_avail, c_kpi)
-
-    ev = CounterMetricFamily("slawatch_events", "component event messages by outcome",
-                             labels=["outcome"])
-    for outcome in sorted(report.events):
-        ev.add_metric([outcome], float(report.events[outcome]))
-    yield ev
-    um = gauge("slawatch_unmapped_components", "distinct unmapped components seen", [])
-    um.add_metric([], float(report.unmapped_components))
-    yield um
+def _family(spec: MetricSpec, samples: list[tuple[list[str], float]]) -> Metric:
+    """A prometheus_client family of ``spec`` holding ``samples`` (label values, value)."""
+    cls = CounterMetricFamily if spec.type == "counter" else GaugeMetricFamily
+    fam = cls(spec.family, spec.help, labels=list(spec.labels))
+    for labels, value in samples:
+        fam.add_metric(labels, value)
+    return fam
 
 
 #: prometheus_client's float formatting (NaN, +Inf, Go-style exponents), typed.
@@ -215,15 +126,11 @@ def _esc(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def _esc_help(doc: str) -> str:
-    return doc.replace("\\", "\\\\").replace("\n", "\\n")
-
-
 def render_report(report: Report) -> str:
-    """The families of ``families(report)`` in the text format, written directly.
+    """Every family of a report in the text format, written directly.
 
     Same names, help, types, labels, values and order as prometheus_client writes them
-    (tests/test_collector_text.py compares the two); label values are escaped once per
+    (tests/unit/agents/exposition/test_collector_text.py compares the two); label values are escaped once per
     service or component instead of once per sample.
     """
     comps = [report.components[c] for c in sorted(report.components)]
@@ -242,54 +149,23 @@ def render_parts(report: Report, component_parts: list[Part],
     add = lines.append
     fmt = _f
 
-    def head(name: str, doc: str, kind: str) -> None:
-        add(f"# HELP {name} {_esc_help(doc)}")
-        add(f"# TYPE {name} {kind}")
-
-    head("slawatch_events_total", "component event messages by outcome", "counter")
+    events, unmapped = EVENT_METRICS
+    add(events.head.rstrip("\n"))
     for outcome in sorted(report.events):
-        add(f'slawatch_events_total{{outcome="{_esc(outcome)}"}} {fmt(float(report.events[outcome]))}')
-    head("slawatch_unmapped_components", "distinct unmapped components seen", "gauge")
-    add(f"slawatch_unmapped_components {fmt(float(report.unmapped_components))}")
+        add(f'{events.name}{{outcome="{_esc(outcome)}"}} {fmt(float(report.events[outcome]))}')
+    add(unmapped.head.rstrip("\n"))
+    add(f"{unmapped.name} {fmt(float(report.unmapped_components))}")
     lines.append("")
     return [*service_parts, *component_parts, "\n".join(lines)]
 
 
-#: The service families of CONTRACT §4 in the order written: (name, help, type).
-_S_FAMILIES = (
-    ("slawatch_service_info", "service metadata (value 1)", "gauge"),
-    ("slawatch_service_up", "1 up or maintenance, 0 down", "gauge"),
-    ("slawatch_service_maintenance", "1 while in planned maintenance", "gauge"),
-    ("slawatch_service_availability_ratio", "up / (up + down) over the window ending now",
-     "gauge"),
-    ("slawatch_service_sla_availability_ratio", "availability over the SLA period", "gauge"),
-    ("slawatch_service_sla_target_ratio", "the SLA target", "gauge"),
-    ("slawatch_service_burn_rate", "(1 - availability) / (1 - target)", "gauge"),
-    ("slawatch_service_error_budget_remaining_ratio",
-     "1 - (1 - sla availability) / (1 - target); may be negative", "gauge"),
-    ("slawatch_service_error_budget_exhaustion_seconds",
-     "seconds until the budget is gone at the last hour's rate", "gauge"),
-    ("slawatch_service_trending_below_sla",
-     "1 when multi-window burn rates say the SLA will be missed", "gauge"),
-    ("slawatch_service_sla_status", "0 meeting, 1 trending below, 2 breached", "gauge"),
-    ("slawatch_service_outage_seconds", "length of the current unplanned outage, 0 when up",
-     "gauge"),
-    ("slawatch_service_restore_target_seconds", "restore_time", "gauge"),
-    ("slawatch_service_outages_total", "unplanned outages begun", "counter"),
-    ("slawatch_service_downtime_seconds_total", "unplanned downtime seconds of ended outages",
-     "counter"),
-    ("slawatch_service_supported_availability_ratio",
-     "availability the components' KPIs can carry", "gauge"),
-    ("slawatch_service_kpi_gap", "1 when supported availability < target", "gauge"),
-    ("slawatch_service_downtime_by_component_seconds",
-     "unplanned downtime in the SLA period attributed to a component", "gauge"),
-)
-_S_HEADS = tuple(f"# HELP {n} {_esc_help(d)}\n# TYPE {n} {k}\n" for n, d, k in _S_FAMILIES)
-_S_NAMES = tuple(n for n, _, _ in _S_FAMILIES)
+#: The service families' heads and names, in the order written (``spec.SERVICE_METRICS``).
+_S_HEADS = tuple(m.head for m in SERVICE_METRICS)
+_S_NAMES = tuple(m.name for m in SERVICE_METRICS)
 
 
 def _service_lines(s: ServiceReport) -> tuple[str, ...]:
-    """One service's lines of each service family (``_S_FAMILIES``), each string
+    """One service's lines of each service family (``spec.SERVICE_METRICS``), each string
     empty or whole lines."""
     # prometheus_client writes label names sorted; so does this.
     return _service_lines_known(s, f'kind="{_esc(s.kind)}",service="{_esc(s.name)}"', True)
@@ -298,7 +174,7 @@ def _service_lines(s: ServiceReport) -> tuple[str, ...]:
 def _service_lines_known(s: ServiceReport, lab: str, escape: bool) -> tuple[str, ...]:
     """``_service_lines(s)`` with its label text ``lab`` known, and whether a name of
     its components needs escaping (``escape``)."""
-    (n_info, n_up, n_maint, n_avail, n_sla, n_target, n_burn, n_budget, n_exhaust,
+    (n_info, n_up, n_maint, n_in_st, n_sched, n_avail, n_sla, n_target, n_burn, n_budget, n_exhaust,
      n_trend, n_status, n_outage, n_restore, n_outages, n_down, n_supported, n_gap,
      n_blame) = _S_NAMES
     f = _f
@@ -323,6 +199,8 @@ def _service_lines_known(s: ServiceReport, lab: str, escape: bool) -> tuple[str,
         f'{n_info}{{customers="{_esc(",".join(s.customers))}",{lab}}} 1.0\n',
         f"{n_up}{{{lab}}} {'1.0' if s.up else '0.0'}\n",
         f"{n_maint}{{{lab}}} {'1.0' if s.maintenance else '0.0'}\n",
+        f"{n_in_st}{{{lab}}} {'1.0' if s.in_service_time else '0.0'}\n",
+        f"{n_sched}{{{lab}}} {'1.0' if s.scheduled_maintenance else '0.0'}\n",
         _window_texts(f"{n_avail}{{{lab}", texts[0:8]),
         f"{n_sla}{{{lab}}} {sla_t}\n",
         f"{n_target}{{{lab}}} {f(s.target)}\n",
@@ -373,15 +251,8 @@ def service_text(services: list[ServiceReport]) -> list[str]:
     return _service_families([_service_lines(s) for s in services])
 
 
-_C_UP = "slawatch_component_up"
-_C_AVAIL = "slawatch_component_availability_ratio"
-_C_KPI = "slawatch_component_kpi_target_ratio"
-_C_HEADS = (
-    f"# HELP {_C_UP} 1 up, 0 down or maintenance\n# TYPE {_C_UP} gauge\n",
-    f"# HELP {_C_AVAIL} availability over the window, maintenance excluded\n"
-    f"# TYPE {_C_AVAIL} gauge\n",
-    f"# HELP {_C_KPI} the component's kpi\n# TYPE {_C_KPI} gauge\n",
-)
+_C_UP, _C_AVAIL, _C_KPI = (m.name for m in COMPONENT_METRICS)
+_C_HEADS = tuple(m.head for m in COMPONENT_METRICS)
 _WIN_LABELS = tuple(f',window="{w}"}} ' for w in WINDOWS)
 _NEG_INF = -math.inf
 
@@ -710,6 +581,14 @@ class ComponentLines:
     def _look(self, ch: _Chunk, i: int, table: TrackerTable[Any], now: float) -> None:
         key = ch.keys[i]
         tracker, stored = table.get_stored(key)
+        windows = self._catalog.component_windows.get(key) if self._catalog else None
+        if windows:
+            # In maintenance while a window naming it is open (CONTRACT §6): the
+            # values move with the calendar, so they are computed at every scrape.
+            ch.tokens[i] = _STALE if stored is None else stored
+            ch.untils[i] = now + RECHECK_SECONDS
+            ch.moving[i] = _Windowed(tracker, windows)
+            return
         until = component_lines_until(tracker, now)
         if until > now and (tracker is None or stored is not None):
             # constant values (1.0 or 0.0): pieces shared by the components with them
@@ -745,7 +624,8 @@ class ComponentLines:
         nh = "\n" + _C_AVAIL_HEAD
         w0, w1, w2, w3, w4, w5, w6, w7 = _WIN_LABELS
         moving = ch.moving
-        values_of = window_availability_many([t.history for t in moving.values()], now)
+        values_of = window_availability_many(
+            [t.view(now) if type(t) is _Windowed else t.history for t in moving.values()], now)
         # The texts of all the values at once (window_availability_many gives floats).
         texts = _float_texts([v for _, values in values_of for v in values])
         k = 0
@@ -757,6 +637,21 @@ class ComponentLines:
             pieces[b + 2:b + n:2] = (
                 f"{w0}{t0}{nh}", f"{w1}{t1}{nh}", f"{w2}{t2}{nh}", f"{w3}{t3}{nh}",
                 f"{w4}{t4}{nh}", f"{w5}{t5}{nh}", f"{w6}{t6}{nh}", f"{w7}{t7}\n")
+
+
+class _Windowed:
+    """A component tracker (or None: no event yet) with the maintenance windows that
+    name it; ``view(now)`` is its history with those windows in maintenance."""
+
+    __slots__ = ("tracker", "windows")
+
+    def __init__(self, tracker: Any, windows: tuple[MaintenanceWindow, ...]) -> None:
+        self.tracker = tracker
+        self.windows = windows
+
+    def view(self, now: float) -> Timeline:
+        history = self.tracker.history if self.tracker is not None else Timeline()
+        return component_view(history, self.windows, now, max(WINDOWS.values()))
 
 
 class ServiceLines(_LineCache):
@@ -780,7 +675,7 @@ class ServiceLines(_LineCache):
             self._escape_catalog = catalog
         lab = f'kind="{_esc(report.kind)}",service="{_esc(report.name)}"'
         return (_service_lines_known(report, lab, self._escape),
-                service_report_until(svc, tracker, now))
+                service_report_until(svc, tracker, now, catalog))
 
 
 def make_registry(rt: Runtime, registry: CollectorRegistry | None = None) -> CollectorRegistry:

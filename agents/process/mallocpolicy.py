@@ -6,7 +6,7 @@ size (up to 32 MiB) and its trim threshold to twice that, so later large blocks 
 from the heap, where a freed block stays mapped as long as anything lives above it. One
 10 MiB message (fetched, decoded, copied into its DLQ record and into the producer's
 batch) left 26-55 MiB of RSS behind for the life of the worker
-(``tests/test_reliability_bad_input.py``; it failed CI on it). Fixed thresholds keep
+(``tests/integration/test_reliability_bad_input.py``; it failed CI on it). Fixed thresholds keep
 every block of 4 MiB or more in ``mmap``, so it goes back to the system when the message
 is done; what is smaller (fetch responses of a few partitions, produce batches, table
 writes) is served from the heap as before. Measured with bench/throughput.py: no change

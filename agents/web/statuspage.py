@@ -18,7 +18,7 @@ PAGE = """<!doctype html>
 <title>slawatch — service status</title>
 <style>
   :root { --bg:#0f1419; --fg:#e6e6e6; --muted:#8a96a3; --up:#2ea043; --down:#e5534b;
-          --maint:#6cb6ff; --warn:#d29922; --tile:#1a222c; }
+          --maint:#6cb6ff; --warn:#d29922; --tile:#1a222c; --off:#57606a; }
   * { box-sizing: border-box; }
   body { margin:0; padding:1.2rem; background:var(--bg); color:var(--fg);
          font: 16px/1.35 system-ui, -apple-system, "Segoe UI", sans-serif; }
@@ -30,6 +30,8 @@ PAGE = """<!doctype html>
   .tile { background:var(--tile); border-radius:.6rem; padding:1rem; border-left:.5rem solid var(--up); }
   .tile.down { border-left-color:var(--down); }
   .tile.maintenance { border-left-color:var(--maint); }
+  .tile.scheduled_maintenance { border-left-color:var(--maint); border-left-style:dashed; }
+  .tile.outside_service_time { border-left-color:var(--off); opacity:.75; }
   .name { font-size:1.45rem; font-weight:700; }
   .kind { color:var(--muted); font-size:.9rem; margin-left:.4rem; }
   .badges { margin:.4rem 0 .6rem; }
@@ -37,6 +39,8 @@ PAGE = """<!doctype html>
            font-weight:700; margin-right:.3rem; background:#2d3742; }
   .badge.state-up { background:var(--up); } .badge.state-down { background:var(--down); }
   .badge.state-maintenance { background:var(--maint); color:#000; }
+  .badge.state-scheduled_maintenance { background:var(--maint); color:#000; }
+  .badge.state-outside_service_time { background:var(--off); }
   .badge.sla-trending_below { background:var(--warn); color:#000; }
   .badge.sla-breached { background:var(--down); }
   .bars { display:grid; grid-template-columns:2.6rem 1fr 4.6rem; gap:.15rem .5rem; font-size:.85rem;
@@ -94,14 +98,18 @@ function el(tag, cls, text) {
   return e;
 }
 function tile(s) {
-  const t = el("section", "tile " + s.state);
+  // `shown` (CONTRACT §6): outside service time and scheduled maintenance are told
+  // apart from up and down; `state` is the state whatever the service time.
+  const shown = s.shown || s.state;
+  const t = el("section", "tile " + shown);
   t.dataset.service = s.service;
   t.dataset.state = s.state;
+  t.dataset.shown = shown;
   t.dataset.slaStatus = s.sla.status;
   const title = el("div");
   title.append(el("span", "name", s.service), el("span", "kind", s.kind));
   const badges = el("div", "badges");
-  badges.append(el("span", "badge state-" + s.state, s.state.toUpperCase()),
+  badges.append(el("span", "badge state-" + shown, shown.replaceAll("_", " ").toUpperCase()),
                 el("span", "badge sla-" + s.sla.status, "SLA " + s.sla.status.replace("_", " ")));
   t.append(title, badges);
   const bars = el("div", "bars");
@@ -133,6 +141,8 @@ function tile(s) {
   t.append(el("div", "meta", "target " + pct(s.sla.target) + " / " + s.sla.period +
     " · SLA " + pct(s.sla.availability) + " · budget left " +
     (s.sla.error_budget_remaining * 100).toFixed(1) + "%" +
+    (s.service_time ? " · service time " + s.service_time.name + " (" +
+      s.service_time.hours_per_week + " h/week)" : "") +
     (s.customers.length ? " · " + s.customers.join(", ") : "")));
   return t;
 }
@@ -258,8 +268,11 @@ async function refresh() {
     grid.replaceChildren(...services.map(tile));
     const down = services.filter(s => s.state === "down").length;
     const trending = services.filter(s => s.sla.status !== "meeting").length;
+    const outside = services.filter(s => s.shown === "outside_service_time").length;
+    const planned = services.filter(s => s.shown === "scheduled_maintenance").length;
     document.getElementById("summary").textContent = services.length + " services · " + down +
-      " down · " + trending + " off track · updated " + new Date().toLocaleTimeString();
+      " down · " + trending + " off track · " + planned + " in scheduled maintenance · " +
+      outside + " outside service time · updated " + new Date().toLocaleTimeString();
     document.getElementById("error").textContent = "";
   } catch (e) {
     document.getElementById("error").textContent = "cannot reach slawatch: " + e.message;

@@ -88,7 +88,7 @@ def install_views(app: Any, rt: Runtime, registry: CollectorRegistry, services_t
         if not rt.ready():
             return self.json({"error": "not ready (starting or rebalancing)"}, status=503)
         now = time.time()
-        items = outages_of(svc, rt.services.get(name), now)
+        items = outages_of(svc, rt.services.get(name), now, rt.catalog)
         return self.json(
             {
                 "service": name,

@@ -426,7 +426,7 @@ class Pipeline:
             cut = now - self.rt.retention
             if self.rollups is not None:  # not before what a day rollup may still need
                 cut = self.rollups.prune_cut(key, cut)
-            tracker.prune(cut)
+            tracker.prune(cut, self.rt.catalog.calendar(key))
 
 
 def _first_times(ranges: list[list[int]], records: Sequence[Any]) -> list[bool] | None:

@@ -182,6 +182,7 @@ class Runtime:
         if services is None and components:
             for cid in self.owned_components():
                 report.components[cid] = component_report(
-                    catalog.components[cid], self.components.get(cid), now
+                    catalog.components[cid], self.components.get(cid), now,
+                    catalog.component_windows.get(cid, ()),
                 )
         return report

@@ -1,0 +1,399 @@
+"""The collector reuses a component's /metrics lines only while they are exact.
+
+``ComponentLines`` keeps each component's lines with the tracker's stored bytes and the
+interval in which ``component_lines_until`` proved every value constant. Whatever the
+clock and the trackers do, a scrape must read exactly what a fresh report renders:
+``render_report(rt.report(now))``. The clock is injected; nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from typing import Any
+
+import orjson
+import pytest
+
+from agents.exposition.collector import SlawatchCollector, render_chunks, render_report
+from agents.settings import WorkerSettings
+from agents.worker.runtime import Runtime
+from agents.worker.state import PartitionStats, encode_component
+from streams.catalog import Catalog, parse_catalog
+from streams.component import ComponentTracker
+from streams.events import ComponentEvent
+from streams.report import component_lines_until, component_report
+from streams.service import ServiceTracker
+from streams.states import State
+from tests.fake_tables import Table
+
+T0 = 1_700_000_000.0
+DAY = 86400.0
+
+
+class FakeRuntime(Runtime):
+    """Every partition owned, always ready; tables are plain dicts."""
+
+    def owned_services(self) -> list[str]:
+        return list(self.catalog.services)
+
+    def owned_components(self) -> list[str]:
+        return list(self.catalog.components)
+
+    def owned_stats(self) -> list[PartitionStats]:
+        return []
+
+    def ready(self) -> bool:
+        return True
+
+
+def catalog(n: int, team: str = "t") -> Catalog:
+    comps = {f"c{i}": {"team": team, "kpi": 0.99} for i in range(n)}
+    comps["lonely"] = {"team": team}  # in no service, never heard of
+    periods = ["30d", "month", "1d", "1h"]  # a 1h period is shorter than some windows
+    services = {f"s{i}": {"kind": "internal", "customers": ["x"],
+                          "sla": {"target": 0.99, "period": periods[i % len(periods)]},
+                          "restore_time": "30m" if i % 2 else None,
+                          "requires": [f"c{i}", f"c{(i + 1) % n}"]} for i in range(n)}
+    for s in services.values():
+        if s["restore_time"] is None:
+            del s["restore_time"]
+    return parse_catalog(orjson.loads(orjson.dumps({"components": comps, "services": services})),
+                         "test")
+
+
+async def _send(topic: str, key: bytes, value: bytes | None, partition: int) -> Any:
+    fut = asyncio.get_running_loop().create_future()
+    fut.set_result(None)
+    return fut
+
+
+class Harness:
+    def __init__(self, n: int) -> None:
+        self.rt = FakeRuntime(WorkerSettings(), catalog(n))
+        self.rt.bind_tables(Table(), Table())
+        self.now = T0
+        self.collector = SlawatchCollector(self.rt, clock=lambda: self.now)
+
+    def apply(self, comp: str, state: State, ts: float, *, flush: bool = True) -> None:
+        """Both stages: the component's tracker, then its services' trackers."""
+        table = self.rt.components
+        tracker = table.get(comp)
+        if tracker is None:
+            tracker = ComponentTracker(comp)
+            table.put(comp, tracker, 0)
+        outcome, segment = tracker.apply(ComponentEvent(comp, state, ts, None, None), 600.0)
+        if outcome == "accepted":
+            table.touch(comp, 0)
+        catalog = self.rt.catalog
+        if segment is not None:
+            for name in catalog.services_for(comp):
+                svc = self.rt.services.get(name)
+                if svc is None:
+                    svc = ServiceTracker(name)
+                    self.rt.services.put(name, svc, 0)
+                svc.apply(segment, catalog.models[name])
+                self.rt.services.touch(name, 0)
+        if flush:
+            self.flush()
+
+    def flush(self) -> None:
+        asyncio.run(self.rt.components.flush(_send))
+        asyncio.run(self.rt.services.flush(_send))
+
+    def check(self) -> None:
+        got = self.collector.report_text()
+        assert got == render_report(self.rt.report(self.now))
+
+
+def test_reused_lines_equal_fresh_ones_as_time_passes() -> None:
+    h = Harness(6)
+    h.apply("c0", State.DOWN, T0 - 700)
+    h.apply("c0", State.UP, T0 - 400)  # down for 5 minutes, 400 s ago
+    h.apply("c1", State.DOWN, T0 - 2 * DAY)  # down throughout the short windows
+    h.apply("c2", State.MAINTENANCE, T0 - 100)
+    h.apply("c3", State.UP, T0 - 50)  # up, heard of
+    h.apply("c4", State.DOWN, T0 + 120)  # a point in the future
+    h.check()
+    steps = [0, 1, 1, 118, 1, 1, 299, 1, 1400, 1800, 3600, 5 * 3600, DAY, 2 * DAY, 30 * DAY,
+             0.5, 1e-3]
+    for dt in steps:
+        h.now += dt
+        h.check()
+    assert h.collector.component_lines.reused > 0
+    h.now -= 40 * DAY  # a clock that goes back is answered afresh
+    h.check()
+
+
+def test_services_reused_across_a_month_boundary() -> None:
+    h = Harness(8)
+    h.now = 1_701_388_800.0 - 100  # 2023-12-01T00:00:00Z - 100 s
+    h.apply("c0", State.UP, h.now - 10)
+    h.check()
+    h.check()
+    assert h.collector.service_lines.reused >= 4
+    for dt in (50, 49, 0.5, 0.5, 1, 1, 3600):
+        h.now += dt
+        h.check()
+    h.apply("c3", State.DOWN, h.now - 1)
+    h.check()
+    h.now += 10
+    h.check()
+
+
+def test_tracker_changes_are_seen() -> None:
+    h = Harness(4)
+    h.apply("c0", State.UP, T0 - 60)
+    h.check()
+    h.check()
+    reused = h.collector.component_lines.reused
+    assert reused >= 4  # c0..c3 and lonely: up throughout every window
+    h.now += 10
+    h.apply("c0", State.DOWN, h.now - 5, flush=False)  # changed, not yet written
+    h.check()
+    h.now += 10
+    h.check()
+    h.flush()
+    h.check()
+    h.now += 10
+    h.apply("c0", State.UP, h.now - 1)
+    h.check()
+    h.now += 10
+    # A value written underneath (recovery, a standby's changelog): new bytes.
+    other = ComponentTracker("c1")
+    other.apply(ComponentEvent("c1", State.DOWN, h.now - 30, None, None), 600.0)
+    h.rt.components.table.data["c1"] = encode_component(other)
+    h.check()
+    h.now += 1
+    h.check()
+    del h.rt.components.table.data["c1"]  # gone: up all along again
+    h.check()
+
+
+def test_table_versions_move_with_writes_and_rebalances() -> None:
+    h = Harness(3)
+    table = h.rt.components
+    v0 = table.versions()
+    h.apply("c0", State.UP, T0 - 60, flush=False)
+    assert table.versions() == v0  # not written yet: the collector sees it dirty
+    h.flush()
+    v1 = table.versions()
+    assert v1 != v0
+    h.flush()  # nothing dirty, nothing written
+    assert table.versions() == v1
+    table.forget()
+    assert table.versions() != v1
+
+
+def test_value_replaced_underneath_in_a_rebalance_is_seen() -> None:
+    """Recovery writes the store without ``flush``; it follows a rebalance, which
+    begins with ``forget`` (partitions revoked): the bytes are looked at again."""
+    h = Harness(4)
+    h.apply("c1", State.DOWN, T0 - 40 * DAY)  # constant: down throughout every window
+    h.apply("c2", State.DOWN, T0 - 100)  # moving
+    h.check()
+    h.check()
+    assert h.collector.component_lines.reused >= 4
+    h.now += 1
+    for comp, back in (("c1", 30.0), ("c2", 200.0)):  # the same keys: same store size
+        other = ComponentTracker(comp)
+        other.apply(ComponentEvent(comp, State.UP, h.now - 40 * DAY, None, None), 600.0)
+        other.apply(ComponentEvent(comp, State.DOWN, h.now - back, None, None), 600.0)
+        h.rt.components.table.data[comp] = encode_component(other)
+    h.rt.components.forget()
+    h.rt.services.forget()
+    h.check()
+    h.now += 1
+    h.check()
+
+
+def test_catalog_reload_relabels() -> None:
+    h = Harness(3)
+    h.apply("c0", State.UP, T0 - 60)
+    h.check()
+    h.check()
+    h.rt.set_catalog(catalog(3, team="new team"))
+    h.check()
+    assert 'team="new team"' in h.collector.report_text()
+    h.rt.set_catalog(catalog(2))  # c2 gone
+    h.check()
+
+
+def test_randomised_against_fresh_reports() -> None:
+    rng = random.Random(4)
+    h = Harness(12)
+    for _ in range(60):
+        for _ in range(rng.randrange(4)):
+            comp = f"c{rng.randrange(12)}"
+            state = rng.choice([State.UP, State.UP, State.DOWN, State.MAINTENANCE])
+            ts = h.now - rng.choice([0.0, 1.0, 30.0, 299.0, 300.0, 301.0, 500.0]) + rng.choice(
+                [0.0, 0.0, 100.0])
+            h.apply(comp, state, ts, flush=rng.random() < 0.8)
+        if rng.random() < 0.3:
+            h.flush()
+        h.now += rng.choice([0.0, 0.25, 1.0, 60.0, 299.0, 300.0, 301.0, 3600.0, 6 * 3600.0,
+                             DAY, 7 * DAY])
+        h.check()
+    assert h.collector.component_lines.reused > 0
+
+
+def test_chunks_join_to_the_text() -> None:
+    h = Harness(5)
+    h.apply("c0", State.DOWN, T0 - 60)
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.exposition import generate_latest
+
+    from agents.exposition import collector as mod
+
+    registry = mod.make_registry(h.rt, CollectorRegistry(auto_describe=False))
+    registry.slawatch_collector.clock = lambda: h.now  # type: ignore[attr-defined]
+    old = mod.JOIN_KEYS
+    mod.JOIN_KEYS = 2
+    try:
+        chunks = list(render_chunks(registry)[0])
+    finally:
+        mod.JOIN_KEYS = old
+    assert len(chunks) > 3
+    expected = generate_latest(registry) + render_report(h.rt.report(h.now)).encode()
+    assert b"".join(chunks) == expected
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_lines_until_is_a_true_bound(seed: int) -> None:
+    """Inside [now, until) a fresh report is the same; random histories, dense times."""
+    rng = random.Random(seed)
+    cat = catalog(1)
+    comp = cat.components["c0"]
+    tracker = ComponentTracker("c0")
+    t = T0 - rng.choice([400.0, 4000.0, 40 * DAY])
+    for _ in range(rng.randrange(1, 8)):
+        t += rng.choice([0.0, 1.0, 200.0, 300.0, 3600.0, 2 * DAY])
+        tracker.apply(ComponentEvent("c0", rng.choice(list(State)), min(t, T0 + 200), None, None),
+                      1e9)
+    for now in [T0 - 1000, T0, T0 + 100, T0 + 250, T0 + DAY]:
+        until = component_lines_until(tracker, now)
+        assert until >= now
+        if until == now:
+            continue
+        first = component_report(comp, tracker, now)
+        horizon = min(until, now + 40 * DAY)
+        probes = {now, horizon - 1e-6 if math.isfinite(until) else horizon}
+        probes |= {now + rng.random() * (horizon - now) for _ in range(20)}
+        for p in probes:
+            if now <= p < until:
+                assert component_report(comp, tracker, p) == first, (now, p, until)
+
+
+def test_moving_components_settle_and_chunks_hold() -> None:
+    """A component whose values move is computed at every scrape; once its down
+    piece left every window it is reused again; small chunks give the same text."""
+    from agents.exposition import collector as mod
+
+    old = mod.JOIN_KEYS
+    mod.JOIN_KEYS = 3
+    try:
+        h = Harness(7)
+        h.apply("c1", State.DOWN, T0 - 600)
+        h.apply("c1", State.UP, T0 - 300)  # moving in every window
+        h.apply("c5", State.DOWN, T0 - 10, flush=False)  # unwritten: computed afresh
+        h.check()
+        lines = h.collector.component_lines
+        before = lines.reused
+        h.check()
+        assert lines.reused == before
+        h.flush()
+        h.now += 31 * DAY  # the outage left every window; past the recheck time
+        h.check()
+        h.now += 1
+        h.check()
+        assert lines.reused == len(h.rt.catalog.components)  # c5: down throughout
+    finally:
+        mod.JOIN_KEYS = old
+
+
+def test_window_lines_fall_back_to_go_formatting() -> None:
+    from agents.exposition.collector import _f, _window_lines
+    from streams.windows import WINDOWS
+
+    for values in ([0.5] * 8, [math.inf, 0.0, 1.0, 2e6, -1.0, math.nan, 1, 0.25],
+                   [1, 1, 1, 1, 1, 1, 1, 1], [1e-7, 3.0, 999999.0, 0.0, 0.0, 0.0, 0.0, 0.0]):
+        got = _window_lines("m{x", dict(zip(WINDOWS, values, strict=True)))
+        assert got == "".join(f'm{{x,window="{w}"}} {_f(v)}\n'
+                              for w, v in zip(WINDOWS, values, strict=True))
+
+
+def test_float_texts_are_f_texts() -> None:
+    """orjson writes the texts of the floats the collector formats in bulk; they must
+    be ``_f``'s, whatever the values (the fast path covers [1e-4, 1e6))."""
+    import struct
+
+    from agents.exposition.collector import _f, _float_texts
+
+    rng = random.Random(7)
+    special = [0.0, -0.0, 1e-4, 9.999999999999999e-05, 1e6, 999999.9999999999, 1e16,
+               math.inf, -math.inf, math.nan, 1e-7, 5e-324, 1.0, 0.1 + 0.2, 1 / 3, -0.5]
+    for _ in range(200):
+        values = []
+        for _ in range(rng.randrange(0, 40)):
+            r = rng.random()
+            if r < 0.2:
+                values.append(rng.choice(special))
+            elif r < 0.5:
+                up, down = rng.uniform(0, 3e6), rng.uniform(0, 3e6)
+                values.append(up / (up + down) if up + down else 1.0)
+            elif r < 0.7:
+                values.append(struct.unpack("d", struct.pack("Q", rng.getrandbits(64)))[0])
+            else:
+                values.append(10 ** rng.uniform(-6, 8))
+        assert _float_texts(values) == [_f(v) for v in values]
+    for _ in range(20):  # in range throughout: the texts are orjson's alone
+        values = [rng.uniform(1e-4, 1.0) for _ in range(10_000)]
+        assert _float_texts(values) == [_f(v) for v in values]
+
+
+def test_unwritten_parts_survive_the_next_scrape() -> None:
+    """Parts of a scrape not yet written (a slow client) keep their text while a
+    later scrape changes the same chunks."""
+    from agents.exposition.collector import _text
+
+    h = Harness(4)
+    h.apply("c0", State.DOWN, T0 - 600)
+    h.apply("c0", State.UP, T0 - 300)
+    first = h.collector.report_parts()
+    expected = render_report(h.rt.report(h.now))
+    h.now += 7.5
+    h.apply("c1", State.DOWN, h.now - 1)
+    h.check()
+    assert "".join(map(_text, first)) == expected
+
+
+def test_calendars_move_the_lines_without_events() -> None:
+    """CONTRACT §6: service time and maintenance windows change numbers at their
+    boundaries with no event; the cached lines must follow (fresh report each time)."""
+    h = Harness(6)
+    data = {
+        "service_times": {"bh": {"timezone": "Europe/Berlin", "weekly": ["Mon-Fri 08:00-18:00"]}},
+        "maintenance": [{"name": "patch", "components": ["c1", "lonely"],
+                         "weekly": ["Sun 02:00-04:00", "Tue 11:00-12:15"],
+                         "timezone": "Europe/Berlin"},
+                        # T0 + 1 h to T0 + 2 h
+                        {"name": "swap", "services": ["s3"], "start": "2023-11-14T23:13:20Z",
+                         "end": "2023-11-15T01:13:20Z"}],
+        "components": {f"c{i}": {"team": "t"} for i in range(6)} | {"lonely": {"team": "t"}},
+        "services": {f"s{i}": {"kind": "internal", "customers": ["x"],
+                               "sla": {"target": 0.99, "period": "month" if i % 2 else "30d",
+                                       **({"service_time": "bh"} if i < 3 else {})},
+                               "requires": [f"c{i}", f"c{(i + 1) % 6}"]} for i in range(6)},
+    }
+    h.rt.set_catalog(parse_catalog(data, "test"))
+    h.apply("c0", State.DOWN, T0 - 700)
+    h.apply("c1", State.DOWN, T0 - 2 * DAY)
+    h.apply("c4", State.DOWN, T0 + 120)
+    h.check()
+    for _ in range(60):
+        h.now += 1700.0
+        h.check()
+    text = h.collector.report_text()
+    assert 'slawatch_service_in_service_time{kind="internal",service="s0"}' in text
+    assert 'slawatch_service_scheduled_maintenance{kind="internal",service="s5"}' in text

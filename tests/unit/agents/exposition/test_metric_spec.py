@@ -1,0 +1,38 @@
+"""The metric spec is the one source: the contract's metrics, the README's table and
+the collector's text all agree with it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from agents.exposition import spec
+
+ROOT = Path(__file__).resolve().parents[4]
+
+
+def test_readme_table_is_the_spec() -> None:
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"<!-- metrics:begin -->\n(.*?)<!-- metrics:end -->", readme, re.S)
+    assert block, "README.md has no metrics:begin/end block"
+    assert block.group(1) == spec.markdown_table(), (
+        "README's metric table differs from the spec: run `python -m agents.exposition.spec`")
+
+
+def test_every_contract_metric_is_in_the_spec() -> None:
+    contract = (ROOT / "docs" / "CONTRACT.md").read_text()
+    section4 = contract.split("## 4.")[1].split("\n## ")[0]
+    named = {m if m.startswith("slawatch_") else f"slawatch_{m}"
+             for m in re.findall(r"^\| `(slawatch_\w+)", section4, re.M)}
+    assert named, "no metric found in CONTRACT §4"
+    assert named <= set(spec.BY_NAME), sorted(named - set(spec.BY_NAME))
+
+
+def test_spec_follows_prometheus_conventions() -> None:
+    for m in spec.ALL_METRICS:
+        assert re.fullmatch(r"slawatch_[a-z0-9_]+", m.name), m.name
+        assert m.name.endswith("_total") == (m.type == "counter"), m.name
+        if m.type == "gauge" and ("seconds" in m.name or "ratio" in m.name):
+            # base units: seconds and ratios, never minutes or percent
+            assert not re.search(r"_(minutes|hours|percent)", m.name), m.name
+    assert len(spec.BY_NAME) == len(spec.ALL_METRICS), "a metric is in the spec twice"

@@ -1,0 +1,19 @@
+"""Unit tests start no process: a test here that tries fails at once, so that
+``make test-fast`` keeps its promise."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from typing import Any, NoReturn
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _no_processes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    def refuse(*args: Any, **kwargs: Any) -> NoReturn:
+        raise AssertionError("a unit test started a process: move it to tests/integration")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+    yield
