@@ -150,15 +150,19 @@ class RollupBook:
         acc = self.accounting(service)
         zone = acc.zone
         meta = self.meta(service)
-        lo = max(dirty, meta.horizon)
-        if dirty < meta.horizon:
+        # Only days the tracker still holds whole (``whole_from``: its last prune's cut).
+        horizon = max(meta.horizon, getattr(tracker, "whole_from", -math.inf))
+        lo = max(dirty, horizon)
+        if dirty < horizon:
             self.dropped += 1
         until = max(frontier, lo)
         if not math.isfinite(lo) or not math.isfinite(until):
             return 0
         info = self.info(service)
         snapshot = info.to_obj() if info is not None else None
-        days = days_between(lo, until, zone)
+        days = [d for d in days_between(lo, until, zone) if day_bounds(d, zone)[0] >= horizon]
+        if not days:
+            return 0
         view = acc.view(tracker, day_bounds(days[0], zone)[0], day_bounds(days[-1], zone)[1])
         months: dict[str, MonthRollup] = {}
         n = 0

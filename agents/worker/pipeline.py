@@ -411,14 +411,18 @@ class Pipeline:
 
     async def checkpoint_services(self) -> list[Any]:
         """Write every service tracker changed since the last checkpoint, once; first
-        the day rollups of what changed (computed before the trackers are pruned, written
-        after, with the prune horizons)."""
+        the day rollups of what changed, computed before the trackers are pruned and on
+        the broker before a pruned tracker is sent (a day before a tracker's cut can no
+        longer be recomputed, so its rollup must not be the write a crash loses)."""
         rollups = self.rollups
         if rollups is None:
             return await self.rt.services.flush(self.send, self._prune_service)
         rollups.update()
-        futures = await self.rt.services.flush(self.send, self._prune_service)
-        return futures + await rollups.flush(self.send)
+        futures = await rollups.flush(self.send)
+        if futures:
+            await asyncio.gather(*futures)
+        futures += await self.rt.services.flush(self.send, self._prune_service)
+        return futures + await rollups.flush(self.send)  # the horizons pruning moved
 
     def _prune_service(self, key: str, tracker: ServiceTracker) -> None:
         now = self._prune_due("s:" + key)
