@@ -111,14 +111,9 @@ def run(args: argparse.Namespace) -> int:
             fh.write(text)
     if body["missing"]:
         print(f"slawatch report: no answer for {len(body['missing'])} service(s): "
-              f"{', '.join(body['missing'])}" + _partitions_hint(body), file=sys.stderr)
+              f"{', '.join(body['missing'])}", file=sys.stderr)
         return INCOMPLETE
     return 0
-
-
-def _partitions_hint(body: dict[str, Any]) -> str:
-    parts = body.get("missing_partitions")
-    return f" (partitions {', '.join(map(str, parts))})" if parts else ""
 
 
 def select(catalog: Any, services: Sequence[str], customers: Sequence[str]) -> set[str]:

@@ -7,6 +7,7 @@ import io
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -65,3 +66,48 @@ def test_formats_say_the_same() -> None:
         assert f"{svc['availability'] * 100:.4f}%" in text
     assert js["period"] == "2026-10"
     assert all(isinstance(s["downtime_by_component"], dict) for s in js["services"])
+
+
+def _serve(body: dict[str, Any]) -> tuple[str, Any]:
+    """A stand-in worker answering GET /api/reports/{period} with ``body``."""
+    import http.server
+    import threading
+
+    raw = orjson.dumps(body)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/api/reports/2026-10" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}", server
+
+
+def test_workers_are_gathered_and_the_missing_named(tmp_path: Path) -> None:
+    """Two workers each own one service: asked both, the report is whole (each service
+    once); asked one, the other's service is named and the exit status is 3."""
+    body = october_body()
+    dns, email = body["services"]
+    w1, s1 = _serve({**body, "services": [dns], "missing": ["email"], "complete": False})
+    w2, s2 = _serve({**body, "services": [email, dns], "missing": [], "complete": True})
+    w3, s3 = _serve({**body, "services": [email], "missing": ["dns"], "complete": False})
+    try:
+        done = report(tmp_path, "--period", "2026-10", "--format", "json", "--worker", w1,
+                      "--worker", w2)
+        assert done.returncode == 0, done.stderr
+        got = orjson.loads(done.stdout)
+        assert [s["service"] for s in got["services"]] == ["dns", "email"]
+        done = report(tmp_path, "--period", "2026-10", "--worker", w3)
+        assert done.returncode == 3 and "dns" in done.stderr and "email" in done.stdout, done
+        done = report(tmp_path, "--period", "2026-10", "--worker", w3, "--customer", "partners")
+        assert done.returncode == 0, done  # the missing service is not this customer's
+    finally:
+        for s in (s1, s2, s3):
+            s.shutdown()
