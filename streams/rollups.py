@@ -7,10 +7,12 @@ nothing changed before its covered part is only extended), and stores the days t
 changed. The hot path pays one ``min`` per service and batch.
 
 Pruning must not take history a day rollup may still need: ``prune_cut`` holds the cut
-back to midnight of the day before the newest covered instant (in live processing that
-is far later than the engine's own cut, so nothing changes; in a backfill of old events
-it keeps the last day or two), and remembers it as the service's *horizon*: days before
-it are never recomputed (a change there is counted in ``dropped``).
+back a week behind the frontier, and further to where the slowest component's next
+segment may land (its last change less the allowed lateness) up to ``MAX_LAG`` (in
+live processing all of that is later than the engine's own cut, so nothing changes; in
+a backfill of old events it keeps a week or so), and the tracker remembers it
+(``whole_from``): days before it are never recomputed (a change there is counted in
+``dropped``).
 
 Storage is a small mapping interface (``RollupStore``): a dict in the tests, a Faust
 table with a changelog in the worker. One record per service and day, so a write costs
@@ -24,7 +26,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any, Protocol
 
 import orjson
@@ -47,6 +48,14 @@ from streams.periods import (
 )
 
 SEP = "\x1e"
+DAY = 86400.0
+#: How far behind its newest change a service's history is always kept: a backfill's
+#: input partitions (on several workers, started at different times) run apart in event
+#: time, and a component's first segment can come from one that is behind.
+MIN_KEEP = 7 * DAY
+#: ... and at most, for a component whose last change is further back (it may still
+#: send segments back to there, less the allowed lateness).
+MAX_LAG = 32 * DAY
 
 
 def month_key(service: str, period: str) -> str:
@@ -118,8 +127,9 @@ class RollupBook:
     """Dirty marks and the recomputation of day rollups over a ``RollupStore``."""
 
     def __init__(self, store: RollupStore, accounting: Callable[[str], Accounting],
-                 info: Callable[[str], ServiceInfo | None]) -> None:
+                 info: Callable[[str], ServiceInfo | None], lateness: float = 600.0) -> None:
         self.store = store
+        self.lateness = lateness  # the worker's allowed lateness (bounds late segments)
         self.accounting = accounting
         self.info = info
         self.dirty: dict[str, float] = {}  # service -> earliest instant that may have changed
@@ -200,14 +210,28 @@ class RollupBook:
             self.store.put(service, service, meta)
         return n
 
-    def prune_cut(self, service: str, cut: float) -> float:
-        """The cut the service's history may be pruned at (at most ``cut``): held back to
-        midnight of the day before the newest covered instant, and remembered."""
+    def prune_cut(self, service: str, cut: float, tracker: Any = None) -> float:
+        """The cut the service's history may be pruned at (at most ``cut``), a midnight,
+        remembered as the service's horizon.
+
+        Held back so that every day a segment may still come for can be recomputed
+        whole: ``MIN_KEEP`` behind the tracker's frontier always (a backfill's input
+        partitions run apart in event time, and a component's first segment is not
+        bounded by anything), and further for a component whose last change is older:
+        its segments start no earlier than its newest event less the allowed lateness,
+        so no earlier than its copy's last point less that; but no more than
+        ``MAX_LAG`` (a component quiet for months must not keep the rest's history). In
+        live processing all of that is later than the engine's own cut.
+        """
         meta = self.meta(service)
         zone = self.accounting(service).zone
-        if math.isfinite(meta.covered):
-            keep = day_bounds(day_of(meta.covered, zone) - timedelta(days=1), zone)[0]
-            cut = min(cut, keep)
+        frontier = getattr(tracker, "frontier", -math.inf)
+        if math.isfinite(frontier):
+            lasts = [tl.ts[-1] for tl in tracker.components.values() if tl.ts]
+            slowest = min(lasts, default=frontier) - self.lateness
+            cut = min(cut, frontier - MIN_KEEP, max(slowest, frontier - MAX_LAG))
+        elif math.isfinite(meta.covered):
+            cut = min(cut, meta.covered - MIN_KEEP)
         cut = day_bounds(day_of(cut, zone), zone)[0]  # a midnight: days are whole after it
         if cut > meta.horizon:
             meta.horizon = cut

@@ -429,7 +429,7 @@ class Pipeline:
         if now is not None:
             cut = now - self.rt.retention
             if self.rollups is not None:  # not before what a day rollup may still need
-                cut = self.rollups.prune_cut(key, cut)
+                cut = self.rollups.prune_cut(key, cut, tracker)
             tracker.prune(cut, self.rt.catalog.calendar(key))
 
 

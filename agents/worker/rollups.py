@@ -78,7 +78,8 @@ class RollupKeeper:
     def __init__(self, rt: Runtime, table: Any) -> None:
         self.rt = rt
         self.table: TrackerTable[Stored] = TrackerTable(table, decode, encode)
-        self.book = RollupBook(TableStore(self.table, rt), self.accounting, self.info)
+        self.book = RollupBook(TableStore(self.table, rt), self.accounting, self.info,
+                               rt.settings.allowed_lateness)
         self.reader = RollupBook(ReadStore(self.table, rt), self.accounting, self.info)
 
     def accounting(self, service: str) -> Accounting:
@@ -122,8 +123,8 @@ class RollupKeeper:
             zone = self.accounting(name).zone
             self.book.mark(name, month_bounds(period_label(now, zone), zone)[0])
 
-    def prune_cut(self, service: str, cut: float) -> float:
-        return self.book.prune_cut(service, cut)
+    def prune_cut(self, service: str, cut: float, tracker: Any = None) -> float:
+        return self.book.prune_cut(service, cut, tracker)
 
     def report(self, service: str, period: str, now: float) -> PeriodReport | None:
         return self.reader.report(service, period, now)

@@ -261,3 +261,53 @@ def test_month_reports_survive_sigkill_and_pruning(tmp_path: Path, worker_factor
             assert _numbers(again) == _numbers(live), period
     finally:
         broker.stop()
+
+
+def test_a_group_answers_for_every_service_and_a_leaving_worker_loses_nothing(
+        tmp_path: Path, worker_factory: Any) -> None:
+    """Two workers share the services: gathered from both, the report is whole and
+    exact; one leaves, the other takes its partitions (the rollups come with them from
+    the changelog) and answers for all of them, the same numbers."""
+    from tests.fixtures_kafka import wide_catalog
+
+    broker = start_broker(tmp_path, 4)
+    try:
+        text = wide_catalog(8)
+        catalog = tmp_path / "services.yaml"
+        catalog.write_text(text)
+        comps = [c for c in yaml.safe_load(text)["components"]]
+        rnd = random.Random(5)
+        events: list[ref.Ev] = []
+        for comp in comps:
+            t = OCT - 86400
+            while (t := t + rnd.expovariate(1 / (3 * 86400))) < NOV + 2 * 86400:
+                events.append(ref.Ev(comp, ref.DOWN, round(t, 3)))
+                events.append(ref.Ev(comp, ref.UP, round(t + rnd.expovariate(1 / 7200), 3)))
+        events.sort(key=lambda e: e.ts)
+        publish_messages(broker, messages(events))
+        w1 = worker_factory(broker, catalog, name="a")
+        w2 = worker_factory(broker, catalog, name="b")
+        w1.wait_ready(timeout=60)
+        w2.wait_ready(timeout=60)
+
+        def gathered(*workers: Any) -> list[str]:
+            urls = [a for w in workers for a in ("--worker", w.url)]
+            done = cli(broker, catalog, "--period", "2026-10", "--format", "json", *urls)
+            if done.returncode != 0:
+                return [f"exit {done.returncode}: {done.stderr[-300:]}"]
+            return problems_of(orjson.loads(done.stdout), events, "2026-10", text)
+
+        deadline = time.monotonic() + 90
+        while (problems := gathered(w1, w2)) and time.monotonic() < deadline:
+            time.sleep(2)
+        assert not problems, problems[:10]
+        status, raw = w1.get("/api/reports/2026-10")
+        assert status == 200 and not orjson.loads(raw)["complete"], "one worker owned all"
+
+        assert w2.stop(signal.SIGTERM) == 0
+        deadline = time.monotonic() + 90
+        while (problems := gathered(w1)) and time.monotonic() < deadline:
+            time.sleep(2)
+        assert not problems, problems[:10]
+    finally:
+        broker.stop()
