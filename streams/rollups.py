@@ -7,12 +7,11 @@ nothing changed before its covered part is only extended), and stores the days t
 changed. The hot path pays one ``min`` per service and batch.
 
 Pruning must not take history a day rollup may still need: ``prune_cut`` holds the cut
-back a week behind the frontier, and further to where the slowest component's next
-segment may land (its last change less the allowed lateness) up to ``MAX_LAG`` (in
-live processing all of that is later than the engine's own cut, so nothing changes; in
-a backfill of old events it keeps a week or so), and the tracker remembers it
-(``whole_from``): days before it are never recomputed (a change there is counted in
-``dropped``).
+back to 32 days behind the service's newest change (in live processing the engine's
+own cut, the clock less 32 days, is earlier, so nothing changes; in a backfill of old
+events the service keeps as much history as live, and input partitions may run that
+far apart in event time), and the tracker remembers it (``whole_from``): days before it
+are never recomputed (a change there is counted in ``dropped``).
 
 Storage is a small mapping interface (``RollupStore``): a dict in the tests, a Faust
 table with a changelog in the worker. One record per service and day, so a write costs
@@ -49,13 +48,9 @@ from streams.periods import (
 
 SEP = "\x1e"
 DAY = 86400.0
-#: How far behind its newest change a service's history is always kept: a backfill's
-#: input partitions (on several workers, started at different times) run apart in event
-#: time, and a component's first segment can come from one that is behind.
-MIN_KEEP = 7 * DAY
-#: ... and at most, for a component whose last change is further back (it may still
-#: send segments back to there, less the allowed lateness).
-MAX_LAG = 32 * DAY
+#: How far behind its newest change a service's history is kept at least: the
+#: engine's retention, so a backfill holds no more than live processing does.
+KEEP = 32 * DAY
 
 
 def month_key(service: str, period: str) -> str:
@@ -127,9 +122,8 @@ class RollupBook:
     """Dirty marks and the recomputation of day rollups over a ``RollupStore``."""
 
     def __init__(self, store: RollupStore, accounting: Callable[[str], Accounting],
-                 info: Callable[[str], ServiceInfo | None], lateness: float = 600.0) -> None:
+                 info: Callable[[str], ServiceInfo | None]) -> None:
         self.store = store
-        self.lateness = lateness  # the worker's allowed lateness (bounds late segments)
         self.accounting = accounting
         self.info = info
         self.dirty: dict[str, float] = {}  # service -> earliest instant that may have changed
@@ -165,9 +159,9 @@ class RollupBook:
         lo = max(dirty, horizon)
         if dirty < horizon:
             self.dropped += 1
-        until = max(frontier, lo)
-        if not math.isfinite(lo) or not math.isfinite(until):
-            return 0
+        until = frontier  # no point of the tracker is later: the tail holds after it
+        if not math.isfinite(lo) or not math.isfinite(until) or lo > until:
+            return 0  # nothing changed at or after lo (a change moves the frontier there)
         info = self.info(service)
         snapshot = info.to_obj() if info is not None else None
         days = [d for d in days_between(lo, until, zone) if day_bounds(d, zone)[0] >= horizon]
@@ -214,24 +208,19 @@ class RollupBook:
         """The cut the service's history may be pruned at (at most ``cut``), a midnight,
         remembered as the service's horizon.
 
-        Held back so that every day a segment may still come for can be recomputed
-        whole: ``MIN_KEEP`` behind the tracker's frontier always (a backfill's input
-        partitions run apart in event time, and a component's first segment is not
-        bounded by anything), and further for a component whose last change is older:
-        its segments start no earlier than its newest event less the allowed lateness,
-        so no earlier than its copy's last point less that; but no more than
-        ``MAX_LAG`` (a component quiet for months must not keep the rest's history). In
-        live processing all of that is later than the engine's own cut.
+        Held back to ``KEEP`` behind the tracker's frontier, its newest change: in live
+        processing the engine's own cut (the clock less the retention) is the earlier
+        one and nothing changes; in a backfill of old events the service keeps the same
+        span of history behind its newest change, so a segment from an input partition
+        that runs behind in event time (another worker's, or one started later) still
+        lands in days that can be recomputed whole.
         """
         meta = self.meta(service)
         zone = self.accounting(service).zone
         frontier = getattr(tracker, "frontier", -math.inf)
-        if math.isfinite(frontier):
-            lasts = [tl.ts[-1] for tl in tracker.components.values() if tl.ts]
-            slowest = min(lasts, default=frontier) - self.lateness
-            cut = min(cut, frontier - MIN_KEEP, max(slowest, frontier - MAX_LAG))
-        elif math.isfinite(meta.covered):
-            cut = min(cut, meta.covered - MIN_KEEP)
+        newest = frontier if math.isfinite(frontier) else meta.covered
+        if math.isfinite(newest):
+            cut = min(cut, newest - KEEP)
         cut = day_bounds(day_of(cut, zone), zone)[0]  # a midnight: days are whole after it
         if cut > meta.horizon:
             meta.horizon = cut

@@ -78,8 +78,7 @@ class RollupKeeper:
     def __init__(self, rt: Runtime, table: Any) -> None:
         self.rt = rt
         self.table: TrackerTable[Stored] = TrackerTable(table, decode, encode)
-        self.book = RollupBook(TableStore(self.table, rt), self.accounting, self.info,
-                               rt.settings.allowed_lateness)
+        self.book = RollupBook(TableStore(self.table, rt), self.accounting, self.info)
         self.reader = RollupBook(ReadStore(self.table, rt), self.accounting, self.info)
 
     def accounting(self, service: str) -> Accounting:
@@ -95,6 +94,7 @@ class RollupKeeper:
     def update(self) -> None:
         """Recompute the dirty days of every marked service (written by ``flush``)."""
         book = self.book
+        dropped = book.dropped
         if book.dirty:
             now = time.time()
             services = self.rt.services
@@ -108,6 +108,10 @@ class RollupKeeper:
                 except Exception:  # a report must never stop the pipeline
                     book.dirty.pop(name, None)
                     log.exception("rollups of %s not updated", name)
+        if book.dropped > dropped:
+            log.warning("%d change(s) older than their service's kept history are not in "
+                        "the day rollups (%d so far): input partitions far apart in event "
+                        "time?", book.dropped - dropped, book.dropped)
 
     async def flush(self, send: Send) -> list[Any]:
         """Write the changed months and horizons; the send futures."""

@@ -250,15 +250,23 @@ def test_month_reports_survive_sigkill_and_pruning(tmp_path: Path, worker_factor
         done = cli(broker, catalog, "--period", "current")
         assert done.returncode == 0 and "email" in done.stdout and "dns" in done.stdout, done
 
-        # A backfill: the whole input again, into a fresh app id, builds the same months.
-        fresh = worker_factory(broker, catalog, name="backfill", app_id="slawatch-backfill",
-                               extra=["--store", store])
-        fresh.wait_ready(timeout=60)
-        wait_counted(fresh, len(arrivals), timeout=90)
-        for period in ("2026-10", "2026-11"):
-            live = wait_api(worker, arrivals, period, catalog_text)
-            again = wait_api(fresh, arrivals, period, catalog_text)
-            assert _numbers(again) == _numbers(live), period
+        # A backfill: the same input again, all of it old by now, into a fresh app id on
+        # a fresh broker (the segments topic is not named after the app id), builds the
+        # same months.
+        live = {p: wait_api(worker, arrivals, p, catalog_text) for p in ("2026-10", "2026-11")}
+        (tmp_path / "backfill").mkdir()
+        broker2 = start_broker(tmp_path / "backfill", 4)
+        try:
+            publish_messages(broker2, messages(arrivals))
+            fresh = worker_factory(broker2, catalog, name="backfill", app_id="slawatch-backfill",
+                                   extra=["--store", store])
+            fresh.wait_ready(timeout=60)
+            wait_counted(fresh, len(arrivals), timeout=90)
+            for period, body in live.items():
+                again = wait_api(fresh, arrivals, period, catalog_text)
+                assert _numbers(again) == _numbers(body), period
+        finally:
+            broker2.stop()
     finally:
         broker.stop()
 
@@ -267,7 +275,12 @@ def test_a_group_answers_for_every_service_and_a_leaving_worker_loses_nothing(
         tmp_path: Path, worker_factory: Any) -> None:
     """Two workers share the services: gathered from both, the report is whole and
     exact; one leaves, the other takes its partitions (the rollups come with them from
-    the changelog) and answers for all of them, the same numbers."""
+    the changelog) and answers for all of them, the same numbers.
+
+    The history is published once both run: a worker joining a month of backlog late
+    leaves its input partitions weeks behind the other's in event time, and a
+    component's first segments that far behind its services' pruned history are not in
+    the rollups (README, "Backfills and pruning")."""
     from tests.fixtures_kafka import wide_catalog
 
     broker = start_broker(tmp_path, 4)
@@ -284,11 +297,16 @@ def test_a_group_answers_for_every_service_and_a_leaving_worker_loses_nothing(
                 events.append(ref.Ev(comp, ref.DOWN, round(t, 3)))
                 events.append(ref.Ev(comp, ref.UP, round(t + rnd.expovariate(1 / 7200), 3)))
         events.sort(key=lambda e: e.ts)
-        publish_messages(broker, messages(events))
         w1 = worker_factory(broker, catalog, name="a")
-        w2 = worker_factory(broker, catalog, name="b")
         w1.wait_ready(timeout=60)
+        w2 = worker_factory(broker, catalog, name="b")
         w2.wait_ready(timeout=60)
+        deadline = time.monotonic() + 60
+        while not all(orjson.loads(w.get("/api/reports/2026-10")[1]).get("services")
+                      for w in (w1, w2)):
+            assert time.monotonic() < deadline, "the two workers never shared the services"
+            time.sleep(1)
+        publish_messages(broker, messages(events))
 
         def gathered(*workers: Any) -> list[str]:
             urls = [a for w in workers for a in ("--worker", w.url)]
