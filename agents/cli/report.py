@@ -161,20 +161,23 @@ def read_changelog(config: dict[str, Any], topic: str, timeout: float) -> tuple[
         data: dict[str, bytes] = {}
         deadline = time.monotonic() + timeout
         pending = {tp for tp in tps if ends[tp] > consumer.position(tp)}
-        while pending:
+        drained = False
+        while pending or not drained:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"reading {topic} timed out after {timeout:.0f} s")
-            for records in consumer.poll(timeout_ms=500).values():
+            polled = consumer.poll(timeout_ms=500 if pending else 200)
+            for records in polled.values():
                 for rec in records:
                     key = rec.key.decode() if isinstance(rec.key, bytes) else str(rec.key)
                     if rec.value is None:
                         data.pop(key, None)
                     else:
                         data[key] = rec.value
-            # A fetch brings whole record batches, so once the position passed the end
-            # the broker reported, the batch that holds it was read whole (tansu reports
-            # the last batch's first offset + 1 as the end).
+            # tansu reports a partition's end as its last record batch's first offset + 1,
+            # and a poll hands out at most max_poll_records of a fetched batch: past the
+            # reported ends, polling goes on until a poll brings nothing.
             pending = {tp for tp in pending if consumer.position(tp) < ends[tp]}
+            drained = not pending and not polled
         return data, len(tps)
     finally:
         consumer.close()

@@ -217,7 +217,7 @@ def test_month_reports_survive_sigkill_and_pruning(tmp_path: Path, worker_factor
 
         # More history, the trackers written again: a new process prunes what no window
         # reads any more (October is more than 32 days old).
-        second = history(17, NOV + 9 * 86400, NOV + 10 * 86400)
+        second = history(17, time.time() - 2 * 86400, time.time() - 3600)  # live again
         publish_messages(broker, messages(second))
         worker.start()
         worker.wait_ready(timeout=60)
