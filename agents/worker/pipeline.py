@@ -26,6 +26,7 @@ from time import perf_counter
 from typing import Any
 
 from agents.worker import alignment, faults, routing, segwire
+from agents.worker.rollups import RollupKeeper
 from agents.worker.runtime import Runtime
 from agents.worker.state import PartitionStats, stats_key
 from streams.batch import Columns, WireSegment, apply_columns, decode, take
@@ -132,6 +133,7 @@ class Pipeline:
         #: Stage 2 has caught up with stage 1 when its position reaches it.
         self.segments_end: dict[int, int] = {}
         self._yield_at = 0.0
+        self.rollups: RollupKeeper | None = None  # set by the app (agents/worker/rollups.py)
 
     async def send(self, topic: str, key: bytes | None, value: bytes | None,
                    partition: int | None, headers: list[tuple[str, bytes]] | None = None) -> Any:
@@ -554,8 +556,11 @@ class Pipeline:
             if tracker is None:
                 tracker = ServiceTracker(name)
                 svcs.put(name, tracker, p)
-            tracker.apply_many(in_time_order_columns(*segwire.concat(parts)), model)
+            cols = segwire.concat(parts)
+            tracker.apply_many(in_time_order_columns(*cols), model)
             svcs.touch(name, p)
+            if self.rollups is not None:
+                self.rollups.mark(name, cols.starts)
             if perf_counter() >= self._yield_at:
                 await self._yield()
         return []
@@ -632,13 +637,27 @@ class Pipeline:
         return futures
 
     async def checkpoint_services(self) -> list[Any]:
-        """Write every service tracker changed since the last checkpoint, once."""
-        return await self.rt.services.flush(self.send, self._prune_service)
+        """Write every service tracker changed since the last checkpoint, once; first
+        the day rollups of what changed, computed before the trackers are pruned and on
+        the broker before a pruned tracker is sent (a day before a tracker's cut can no
+        longer be recomputed, so its rollup must not be the write a crash loses)."""
+        rollups = self.rollups
+        if rollups is None:
+            return await self.rt.services.flush(self.send, self._prune_service)
+        rollups.update()
+        futures = await rollups.flush(self.send)
+        if futures:
+            await asyncio.gather(*futures)
+        futures += await self.rt.services.flush(self.send, self._prune_service)
+        return futures + await rollups.flush(self.send)  # the horizons pruning moved
 
     def _prune_service(self, key: str, tracker: ServiceTracker) -> None:
         now = self._prune_due("s:" + key)
         if now is not None:
-            tracker.prune(now - self.rt.retention, self.rt.catalog.calendar(key))
+            cut = now - self.rt.retention
+            if self.rollups is not None:  # not before what a day rollup may still need
+                cut = self.rollups.prune_cut(key, cut, tracker)
+            tracker.prune(cut, self.rt.catalog.calendar(key))
 
 
 class InternalTopicError(RuntimeError):
