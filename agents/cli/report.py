@@ -33,7 +33,7 @@ INCOMPLETE = 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from agents.clients.publish import DEFAULT_BROKER, SASL_MECHANISMS, SECURITY_PROTOCOLS, _env
+    from agents.connection import DEFAULT_BROKER, _env, add_security_arguments
 
     parser.add_argument("--period", required=True,
                         help="calendar month YYYY-MM (in each service's zone), or `current`")
@@ -55,17 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="the workers' --app-id (env SLAWATCH_APP_ID, default %(default)s)")
     g.add_argument("--timeout", type=float, default=30.0,
                    help="seconds to read the changelog or wait for a worker (default %(default)s)")
-    s = parser.add_argument_group("Kafka security (for real clusters)")
-    s.add_argument("--security-protocol", choices=SECURITY_PROTOCOLS,
-                   default=_env("SLAWATCH_SECURITY_PROTOCOL", "PLAINTEXT"), help="default %(default)s")
-    s.add_argument("--sasl-mechanism", choices=SASL_MECHANISMS,
-                   default=_env("SLAWATCH_SASL_MECHANISM", "PLAIN"), help="default %(default)s")
-    s.add_argument("--sasl-username", default=_env("SLAWATCH_SASL_USERNAME"))
-    s.add_argument("--sasl-password", default=None,
-                   help="prefer $SLAWATCH_SASL_PASSWORD: flags are visible in `ps`")
-    s.add_argument("--ssl-cafile", default=_env("SLAWATCH_SSL_CAFILE"))
-    s.add_argument("--ssl-certfile", default=_env("SLAWATCH_SSL_CERTFILE"))
-    s.add_argument("--ssl-keyfile", default=_env("SLAWATCH_SSL_KEYFILE"))
+    add_security_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -191,13 +181,13 @@ class _Stored:
 
 
 def from_changelog(args: argparse.Namespace, catalog: Any, now: float) -> dict[str, Any]:
-    from agents.clients.publish import KafkaSettings
+    from agents.connection import KafkaConnection
     from agents.worker.rollups import changelog_topic
     from agents.worker.state import TrackerTable
     from streams.periods import service_accounting, service_info
     from streams.rollups import RollupBook, decode, encode
 
-    kafka = KafkaSettings.from_args(args)
+    kafka = KafkaConnection.from_args(args)
     problems = kafka.validate()
     if problems:
         raise RuntimeError("; ".join(problems))
