@@ -29,11 +29,10 @@ from agents.worker import alignment, faults, routing, segwire
 from agents.worker.rollups import RollupKeeper
 from agents.worker.runtime import Runtime
 from agents.worker.state import PartitionStats, stats_key
-from streams.batch import Columns, WireSegment, apply_columns, decode, take
+from streams import stage1
+from streams.batch import WireSegment
 from streams.component import ComponentTracker
-from streams.events import ComponentEvent
 from streams.service import ServiceTracker, in_time_order_columns
-from streams.states import State
 
 log = logging.getLogger("slawatch.pipeline")
 
@@ -232,15 +231,7 @@ class Pipeline:
         rt = self.rt
         part = rt.component_partition
         n = rt.settings.partitions
-        cols, index, _rejects = decode([rec.value for rec in records], now)
-        dest: list[int | None] = [None] * len(records)
-        comps = cols[0]
-        if index is None:
-            for i, c in enumerate(comps):
-                dest[i] = part(c)
-        else:
-            for k, c in enumerate(comps):
-                dest[index[k]] = part(c)
+        dest = stage1.route([rec.value for rec in records], now, part)
         headers = routing.origin_headers
         for i, rec in enumerate(records):
             q = dest[i]
@@ -368,113 +359,43 @@ class Pipeline:
                 origins: list[routing.Origin] | None, p: int, now: float,
                 stats: PartitionStats, fanout: dict[str, list[WireSegment]],
                 out: list[Any]) -> None:
-        """Stage 1 on consecutive records of partition ``p``: decode, re-route, apply.
+        """Stage 1 on consecutive records of partition ``p``: the domain decides
+        (``stage1.classify``), this sends and stores what it decided.
 
         ``firsts[i]`` tells whether record ``i`` is delivered for the first time (None:
-        all are); only first deliveries are counted and dead-lettered. ``origins``:
-        the input record each stands for (None: the records themselves).
+        all are). ``origins``: the input record each stands for (None: the records
+        themselves, read from the input topic, where an event of another partition's
+        component is forwarded to it).
         """
         rt = self.rt
-        counts = stats.counts
-        cols, index, rejects = decode([rec.value for rec in records], now)
-        for i, reason in rejects:
-            if firsts is None or firsts[i]:
-                self._count(counts, "invalid")
-                self._dead_letter(records[i], None if origins is None else origins[i], p, reason, out)
-        if index is None:
-            index = list(range(len(records)))
-        comps = cols[0]
-        if origins is None:
-            # Arrived on the wrong partition: forward the original bytes to the right
-            # one, where they are classified and counted once, so a component's history
-            # stays in one partition.
-            part = rt.component_partition
-            away = {c for c in set(comps) if part(c) != p}
-            if away:
-                keep = []
-                for k, c in enumerate(comps):
-                    if c in away:
-                        # A redelivery was forwarded the first time (the checkpoint that
-                        # counted it waited for that send); the receiver would recognise
-                        # it by its origin anyway.
-                        j = index[k]
-                        if firsts is None or firsts[j]:
-                            rec = records[j]
-                            rt.counters.rerouted += 1
-                            out.append((self._reroute_topic, rec.key, rec.value, part(c),
-                                        routing.origin_headers(rec.topic, p, rec.offset)))
-                    else:
-                        keep.append(k)
-                cols = take(cols, keep)
-                index = [index[k] for k in keep]
-                comps = cols[0]
+        part = rt.component_partition
+        done = stage1.classify(
+            [rec.value for rec in records], firsts, now,
+            lookup=rt.components.get, catalog=rt.catalog,
+            allowed_lateness=rt.settings.allowed_lateness, fanout=fanout,
+            unmapped=stats.unmapped,
+            here=None if origins is not None else (lambda c: part(c) == p))
+        for i, c in done.away:
+            rec = records[i]
+            rt.counters.rerouted += 1
+            out.append((self._reroute_topic, rec.key, rec.value, part(c),
+                        routing.origin_headers(rec.topic, p, rec.offset)))
         table = rt.components
-        live: dict[str, ComponentTracker] = {}
-        for c in set(comps):
-            tracker = table.get(c)
-            if tracker is not None:
-                live[c] = tracker
-        known = set(live)
-        again = None if firsts is None else [not firsts[j] for j in index]
-        done = apply_columns(live, cols, rt.catalog.reverse_index, rt.settings.allowed_lateness,
-                             fanout, resend_duplicates=True, redelivered=again, catch=True)
-        for c, tracker in live.items():
-            if c in known:
-                table.touch(c, p)
-            else:
+        for c, tracker in done.trackers.items():
+            if c in done.created:
                 table.put(c, tracker, p)
-        # Accepted events are not listed: every applied event is accepted, or in
-        # ``others`` or ``errors``; only first deliveries are counted.
-        applied_first = len(index) if firsts is None else sum(map(firsts.__getitem__, index))
-        for i, outcome in done.others:
-            j = index[i]
-            first = firsts is None or firsts[j]
-            if outcome == "unmapped":
-                self._unmapped(cols, i, p, stats, first)
-            if first:
-                applied_first -= 1
-                self._count(counts, outcome)
-                if outcome == "late":
-                    self._dead_letter(records[j], None if origins is None else origins[j], p, "late", out)
+            else:
+                table.touch(c, p)
         for i, error in done.errors:
-            # An engine bug must not stop the pipeline: the message gets an outcome
-            # (invalid), goes to the DLQ with the error, and the log has the trace.
-            j = index[i]
-            rec = records[j]
+            # An engine bug must not stop the pipeline: the message is counted invalid
+            # and dead-lettered with the error (``classify``); the log has the trace.
+            rec = records[i]
             log.error("internal error on %s[%d]@%d", rec.topic, p, rec.offset, exc_info=error)
-            if firsts is None or firsts[j]:
-                applied_first -= 1
-                self._count(counts, "invalid")
-                self._dead_letter(rec, None if origins is None else origins[j], p,
-                                  f"internal error: {type(error).__name__}: {error}", out)
-        counts["accepted"] = counts.get("accepted", 0) + applied_first
-
-    @staticmethod
-    def _count(counts: dict[str, int], outcome: str) -> None:
-        counts[outcome] = counts.get(outcome, 0) + 1
-
-    def _unmapped(self, cols: Columns, i: int, p: int, stats: PartitionStats, first: bool) -> None:
-        """An event of a component no service reads: counted by the caller, observed
-        for the unmapped estimate, and kept in the component's own history if the
-        catalog lists it (its availability is still reported)."""
-        comp, st, ts = cols[0][i], cols[1][i], cols[2][i]
-        state = State(st)
-        if first:
-            stats.unmapped.observe(comp, state, ts)
-        if comp in self.rt.catalog.components:
-            tracker = self._component(comp, p)
-            outcome, _ = tracker.apply(ComponentEvent(comp, state, ts),
-                                       self.rt.settings.allowed_lateness)
-            if outcome == "accepted":
-                self.rt.components.touch(comp, p)
-
-    def _component(self, comp: str, p: int) -> ComponentTracker:
-        comps = self.rt.components
-        tracker = comps.get(comp)
-        if tracker is None:
-            tracker = ComponentTracker(comp)
-            comps.put(comp, tracker, p)
-        return tracker
+        for i, reason in done.dead_letters:
+            self._dead_letter(records[i], None if origins is None else origins[i], p, reason, out)
+        counts = stats.counts
+        for outcome, n in done.counts.items():
+            counts[outcome] = counts.get(outcome, 0) + n
 
     def _dead_letter(self, rec: Any, origin: routing.Origin | None, p: int, reason: str,
                      out: list[Any]) -> None:
