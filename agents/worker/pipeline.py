@@ -29,10 +29,10 @@ from agents.worker import alignment, faults, routing, segwire
 from agents.worker.rollups import RollupKeeper
 from agents.worker.runtime import Runtime
 from agents.worker.state import PartitionStats, stats_key
-from streams import stage1
+from streams import stage1, stage2
 from streams.batch import WireSegment
 from streams.component import ComponentTracker
-from streams.service import ServiceTracker, in_time_order_columns
+from streams.service import ServiceTracker
 
 log = logging.getLogger("slawatch.pipeline")
 
@@ -440,14 +440,10 @@ class Pipeline:
         """Apply a fetch's segment messages to the service trackers.
 
         The segments of one service come from several stage-1 partitions, each in event
-        time order, but interleaved by batch: applied as they come, every batch of one
+        time order, but interleaved by batch: applied as they came, every batch of one
         partition would land "in the past" of another's and make the tracker re-evaluate
-        the interval (correct, but O(history since then) per segment). So each service's
-        segments of the whole fetch are merged by start time first, keeping every
-        component's own order (a component's later segment overrides its earlier one,
-        so that order is the one that must not change; the engine's result does not
-        depend on the order across components), and applied with ``apply_many``, which
-        re-evaluates once from the first segment that lands in the past.
+        the interval each time. So all of a service's segments of the fetch are handed
+        to the domain at once (``stage2.apply``), which merges them into time order.
         """
         catalog = self.rt.catalog
         svcs = self.rt.services
@@ -470,16 +466,15 @@ class Pipeline:
                 else:
                     entry[1].append(segments)
         for name, (p, parts) in by_service.items():
-            model = catalog.models.get(name)
-            if model is None:
-                continue  # the service left the catalog since this was sent
-            tracker = svcs.get(name)
-            if tracker is None:
-                tracker = ServiceTracker(name)
-                svcs.put(name, tracker, p)
             cols = segwire.concat(parts)
-            tracker.apply_many(in_time_order_columns(*cols), model)
-            svcs.touch(name, p)
+            before = svcs.get(name)
+            tracker = stage2.apply(before, name, *cols, catalog)
+            if tracker is None:
+                continue  # the service left the catalog since this was sent
+            if before is None:
+                svcs.put(name, tracker, p)
+            else:
+                svcs.touch(name, p)
             if self.rollups is not None:
                 self.rollups.mark(name, cols.starts)
             if perf_counter() >= self._yield_at:
