@@ -87,7 +87,8 @@ def _env_int(name: str, default: int) -> int:
 class WorkerSettings:
     """Everything one worker process needs; built by ``from_args``."""
 
-    broker: str = DEFAULT_BROKER
+    #: The broker and its security settings: the one type the publisher uses too.
+    kafka: KafkaConnection = field(default_factory=KafkaConnection)
     catalog: Path = Path(DEFAULT_CATALOG)
     web_host: str = DEFAULT_WEB_HOST
     web_port: int = DEFAULT_WEB_PORT
@@ -105,17 +106,6 @@ class WorkerSettings:
     batch_size: int = 1000
     batch_within: float = 0.1
     log_level: str = "info"
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str = "PLAIN"
-    sasl_username: str | None = None
-    sasl_password: str | None = field(default=None, repr=False)
-    ssl_cafile: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-    ssl_key_password: str | None = field(default=None, repr=False)
-    #: Reading a secret file failed (reported by ``validate``), or the password was a flag.
-    connection_errors: tuple[str, ...] = ()
-    password_on_command_line: bool = False
     alertmanager_label: str = "instance"
     alertmanager_alertnames: tuple[str, ...] = ()
     alertmanager_pattern: str | None = None
@@ -178,16 +168,8 @@ class WorkerSettings:
         return load_web_config(self.web_config_file)
 
     @property
-    def kafka(self) -> KafkaConnection:
-        """The Kafka connection settings (one type with the publisher's)."""
-        return KafkaConnection(
-            broker=self.broker, security_protocol=self.security_protocol,
-            sasl_mechanism=self.sasl_mechanism, sasl_username=self.sasl_username,
-            sasl_password=self.sasl_password, ssl_cafile=self.ssl_cafile,
-            ssl_certfile=self.ssl_certfile, ssl_keyfile=self.ssl_keyfile,
-            ssl_key_password=self.ssl_key_password, errors=self.connection_errors,
-            password_on_command_line=self.password_on_command_line,
-        )
+    def broker(self) -> str:
+        return self.kafka.broker
 
     def ssl_context(self) -> ssl.SSLContext | None:
         return self.kafka.ssl_context()
@@ -416,9 +398,8 @@ def from_args(args: argparse.Namespace) -> WorkerSettings:
         gc_threshold = gcpolicy.parse(args.gc_threshold)
     except ValueError as exc:
         raise SystemExit(f"slawatch worker: --gc-threshold {exc}") from None
-    kafka = KafkaConnection.from_args(args)
     return WorkerSettings(
-        broker=args.broker,
+        kafka=KafkaConnection.from_args(args),
         catalog=Path(args.catalog),
         web_host=args.web_host,
         web_port=args.web_port,
@@ -433,16 +414,6 @@ def from_args(args: argparse.Namespace) -> WorkerSettings:
         allowed_lateness=lateness,
         store=_resolve_store(args.store),
         log_level=args.log_level,
-        security_protocol=args.security_protocol,
-        sasl_mechanism=args.sasl_mechanism,
-        sasl_username=args.sasl_username,
-        sasl_password=kafka.sasl_password,
-        ssl_cafile=args.ssl_cafile,
-        ssl_certfile=args.ssl_certfile,
-        ssl_keyfile=args.ssl_keyfile,
-        ssl_key_password=kafka.ssl_key_password,
-        connection_errors=kafka.errors,
-        password_on_command_line=kafka.password_on_command_line,
         alertmanager_label=args.alertmanager_label,
         alertmanager_alertnames=tuple(n.strip() for n in args.alertmanager_alertnames.split(",")
                                       if n.strip()),

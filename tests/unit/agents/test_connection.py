@@ -44,7 +44,7 @@ def test_passwords_come_from_files_and_never_show(tmp_path: Path, monkeypatch: p
     worker_settings.add_arguments(parser)
     ws = worker_settings.from_args(parser.parse_args(
         ["--security-protocol", "SASL_SSL", "--sasl-username", "slawatch"]))
-    assert ws.sasl_password == "s3cret-from-file" and ws.validate() == []
+    assert ws.kafka.sasl_password == "s3cret-from-file" and ws.validate() == []
     assert "s3cret" not in repr(ws) and "s3cret" not in ws.describe()
 
     monkeypatch.setenv("SLAWATCH_SASL_PASSWORD_FILE", str(tmp_path / "missing"))
