@@ -10,10 +10,7 @@ events land on the partition the worker expects and are not re-routed).
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -23,7 +20,6 @@ from typing import Any
 
 from agents.clients.broker import EmbeddedBroker
 from tests.fixtures_kafka import (
-    ROOT,
     Message,
     Samples,
     Series,
@@ -89,38 +85,6 @@ def union_scrape(workers: Sequence[WorkerProcess], timeout: float = 2.0) -> tupl
             else:
                 union[k] = v
     return union, dups
-
-
-def env_worker_start(worker: WorkerProcess, env_extra: dict[str, str]) -> WorkerProcess:
-    """Start ``worker`` like ``WorkerProcess.start`` but with extra environment variables.
-
-    ``WorkerProcess.start`` strips every ``SLAWATCH_*`` variable (so a developer's shell
-    cannot leak into a test); this is the one way to pass e.g. SLAWATCH_FAUST_SETTINGS.
-    """
-    assert worker.proc is None or worker.proc.poll() is not None, "already running"
-    worker.starts += 1
-    cmd = [
-        sys.executable, "-m", "agents.cli.main", "worker", "--broker-kind", "tansu",
-        "--broker", worker.broker.url,
-        "--catalog", str(worker.catalog),
-        "--web-port", str(worker.port),
-        "--web-host", "127.0.0.1",
-        "--data-dir", str(worker.workdir / f"data-{worker.name}"),
-        "--app-id", worker.app_id,
-        "--partitions", str(worker.partitions),
-        "--store", "memory",
-        *worker.extra,
-    ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLAWATCH_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(env_extra)
-    with open(worker.log_path, "ab") as log:
-        log.write(f"\n===== start #{worker.starts} env={env_extra}: {' '.join(cmd)}\n".encode())
-        log.flush()
-        worker.started_at = time.monotonic()
-        worker.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, env=env)
-    return worker
 
 
 # -- publishing ---------------------------------------------------------------------------

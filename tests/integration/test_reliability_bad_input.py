@@ -49,7 +49,6 @@ from tests.fixtures_kafka import (
 from tests.reliability_helpers import (
     confluent_producer,
     engine_view,
-    env_worker_start,
     produce_all,
     read_all,
     rss_kib,
@@ -200,10 +199,10 @@ def test_bad_input_never_stops_the_worker(kafka_broker: EmbeddedBroker, tmp_path
     ]
     engine, reasons = engine_reference(EXAMPLE_CATALOG, warmup + bad)
     producer = confluent_producer(kafka_broker, **{"message.max.bytes": 3 * HUGE})
-    worker = WorkerProcess(kafka_broker, catalog, tmp_path)
+    worker = WorkerProcess(kafka_broker, catalog, tmp_path, env=BIG_PRODUCER)
     try:
         produce_all(producer, "component-events", warmup)
-        env_worker_start(worker, BIG_PRODUCER)
+        worker.start()
         wait_counted(worker, len(warmup), timeout=60)
         series_before = set(engine_view(worker.scrape()))
         rss_before = rss_kib(worker.pid)
