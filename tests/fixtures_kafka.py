@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 import pytest
+import yaml
 
 from agents.clients.broker import EmbeddedBroker, free_port
 
@@ -69,6 +70,9 @@ services:
       - at_least: 2
         of: [mx-1, mx-2, mx-3]
 """
+#: The components of ``EXAMPLE_CATALOG``, in its order.
+EXAMPLE_COMPONENTS: list[str] = list(yaml.safe_load(EXAMPLE_CATALOG)["components"])
+
 
 
 def wide_catalog(services: int = 12) -> str:

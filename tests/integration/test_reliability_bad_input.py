@@ -38,6 +38,7 @@ from agents.clients.broker import EmbeddedBroker
 from agents.worker.pipeline import H_OFFSET, H_PARTITION, H_REASON, H_TOPIC
 from tests.fixtures_kafka import (
     EXAMPLE_CATALOG,
+    EXAMPLE_COMPONENTS,
     Message,
     WorkerProcess,
     counted,
@@ -56,8 +57,7 @@ from tests.reliability_helpers import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-COMPONENTS = ["mail-srv-01", "mail-srv-02", "core-sw-1", "dns-1", "dns-2", "mx-1", "mx-2",
-              "mx-3", "spare-1"]
+COMPONENTS = EXAMPLE_COMPONENTS
 FLOOD = 1_000_000
 HUGE = 10 * 1024 * 1024
 SEED = 99

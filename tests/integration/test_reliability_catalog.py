@@ -20,6 +20,7 @@ import pytest
 from agents.clients.broker import EmbeddedBroker
 from tests.fixtures_kafka import (
     EXAMPLE_CATALOG,
+    EXAMPLE_COMPONENTS,
     WorkerProcess,
     publish_messages,
     reference_engine,
@@ -30,8 +31,7 @@ from tests.reliability_helpers import service_names, wait_equal, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-COMPONENTS = ["mail-srv-01", "mail-srv-02", "core-sw-1", "dns-1", "dns-2", "mx-1", "mx-2",
-              "mx-3", "spare-1"]
+COMPONENTS = EXAMPLE_COMPONENTS
 REFUSED = "refused, the previous catalog stays in force"
 #: EXAMPLE_CATALOG without the `dns` service that `email` requires: a dangling reference.
 WITHOUT_DNS = EXAMPLE_CATALOG.replace(

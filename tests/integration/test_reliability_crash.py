@@ -39,6 +39,7 @@ from agents.worker.partitioning import Partitioner
 from tests.exact_reference import dlq_multiset
 from tests.fixtures_kafka import (
     EXAMPLE_CATALOG,
+    EXAMPLE_COMPONENTS,
     counted,
     publish_messages,
     reference_engine,
@@ -50,8 +51,7 @@ from tests.reliability_helpers import RatePublisher, read_all, wait_equal, wait_
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-COMPONENTS = ["mail-srv-01", "mail-srv-02", "core-sw-1", "dns-1", "dns-2", "mx-1", "mx-2",
-              "mx-3", "spare-1"]
+COMPONENTS = EXAMPLE_COMPONENTS
 EVENTS = 100_000
 REPLAY_EVENTS = 10_000
 RATE = 2_500.0

@@ -21,6 +21,7 @@ import pytest
 
 from tests.fixtures_kafka import (
     EXAMPLE_CATALOG,
+    EXAMPLE_COMPONENTS,
     counted,
     publish_messages,
     reference_engine,
@@ -32,8 +33,7 @@ from tests.reliability_helpers import wait_equal
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-COMPONENTS = ["mail-srv-01", "mail-srv-02", "core-sw-1", "dns-1", "dns-2", "mx-1", "mx-2",
-              "mx-3", "spare-1"]
+COMPONENTS = EXAMPLE_COMPONENTS
 OUTAGE = 30.0
 
 

@@ -22,6 +22,7 @@ from agents.clients.broker import EmbeddedBroker
 from agents.worker.partitioning import Partitioner
 from tests.fixtures_kafka import (
     EXAMPLE_CATALOG,
+    EXAMPLE_COMPONENTS,
     Message,
     event_bytes,
     publish_messages,
@@ -40,8 +41,7 @@ SPAN = 8000.0
 def backlog(now: float, seed: int) -> list[Message]:
     rnd = random.Random(seed)
     part = Partitioner(4)
-    comps = ["mail-srv-01", "mail-srv-02", "core-sw-1", "dns-1", "dns-2", "mx-1", "mx-2",
-             "mx-3", "spare-1"]
+    comps = EXAMPLE_COMPONENTS
     events: list[tuple[float, str, str]] = []
     start = now - 60 - SPAN
     for comp in comps:

@@ -19,6 +19,7 @@ import pytest
 
 from tests.fixtures_kafka import (
     EXAMPLE_CATALOG,
+    EXAMPLE_COMPONENTS,
     publish_messages,
     reference_engine,
     scenario,
@@ -32,8 +33,7 @@ pytestmark = [
     pytest.mark.slow,
 ]
 
-COMPONENTS = ["mail-srv-01", "mail-srv-02", "core-sw-1", "dns-1", "dns-2", "mx-1", "mx-2",
-              "mx-3", "spare-1"]
+COMPONENTS = EXAMPLE_COMPONENTS
 
 
 #: ``memory`` rebuilds the tables from the changelogs on start; ``rocksdb`` (the
