@@ -280,7 +280,7 @@ def test_a_group_answers_for_every_service_and_a_leaving_worker_loses_nothing(
     The history is published once both run: a worker joining a month of backlog late
     leaves its input partitions weeks behind the other's in event time, and a
     component's first segments that far behind its services' pruned history are not in
-    the rollups (README, "Backfills and pruning")."""
+    the rollups (docs/reports.md, "Backfills and pruning")."""
     from tests.fixtures_kafka import wide_catalog
 
     broker = start_broker(tmp_path, 4)
