@@ -21,12 +21,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import orjson  # noqa: E402
+import orjson
 
-from agents.worker.state import encode_component, encode_service  # noqa: E402
-from bench.throughput import make_events, make_shape_catalog  # noqa: E402
-from streams.catalog import parse_catalog  # noqa: E402
-from streams.engine import Engine  # noqa: E402
+from agents.worker.state import encode_component, encode_service
+from bench.throughput import make_events, make_shape_catalog
+from streams.catalog import parse_catalog
+from streams.engine import Engine
 
 
 def main() -> int:
@@ -37,7 +37,12 @@ def main() -> int:
     ap.add_argument("--fanout", type=int, default=2)
     ap.add_argument("--events", type=int, default=400_000)
     ap.add_argument("--batch", type=int, default=4096)
+    ap.add_argument("--at-rest", action="store_true",
+                    help="instead: bytes per component and service of a catalog and its "
+                         "trackers after one change of each component")
     opts = ap.parse_args()
+    if opts.at_rest:
+        return at_rest(opts)
     catalog = parse_catalog(orjson.loads(make_shape_catalog(opts.components, opts.size,
                                                             opts.fanout)), "bench")
     now = time.time()
@@ -47,21 +52,20 @@ def main() -> int:
     gc.collect()
     tracemalloc.start()
 
-    def measure() -> tuple[int, int, int, int]:
+    def measure() -> tuple[int, int, int]:
         gc.collect()
         heap = tracemalloc.get_traced_memory()[0]
         stored = sum(len(encode_component(t)) for t in engine.components.values())
         stored += sum(len(encode_service(t)) for t in engine.services.values())
-        comp_pts = sum(len(t.history) for t in engine.components.values())
         svc_pts = sum(len(t.timeline) for t in engine.services.values())
-        return heap, stored, comp_pts, svc_pts
+        return heap, stored, svc_pts
 
     for lo in range(0, half, opts.batch):
         engine.apply_raw_many(msgs[lo:lo + opts.batch], now)
-    h1, s1, c1, v1 = measure()
+    h1, s1, v1 = measure()
     for lo in range(half, len(msgs), opts.batch):
         engine.apply_raw_many(msgs[lo:min(lo + opts.batch, len(msgs))], now)
-    h2, s2, c2, v2 = measure()
+    h2, s2, v2 = measure()
     tracemalloc.stop()
     changes = len(msgs) - half  # every event of the storm is a state change
     print(f"{opts.components} components, services of {opts.size}, fan-out {opts.fanout}: "
@@ -71,6 +75,38 @@ def main() -> int:
     print(f"  heap (trackers' objects):  {(h2 - h1) / changes:7.1f} bytes a change")
     print(f"  stored (changelog values): {(s2 - s1) / changes:7.1f} bytes a change")
     print(f"  together:                  {(h2 - h1 + s2 - s1) / changes:7.1f} bytes a change")
+    return 0
+
+
+def at_rest(opts: argparse.Namespace) -> int:
+    """Heap of the catalog (with every service's model built, as the worker's first
+    segments build them) and of the trackers after each component changed once."""
+    now = time.time()
+    raw = orjson.loads(make_shape_catalog(opts.components, opts.size, opts.fanout))
+    gc.collect()
+    tracemalloc.start()
+    h0 = tracemalloc.get_traced_memory()[0]
+    catalog = parse_catalog(raw, "bench")
+    for name in catalog.services:
+        catalog.models.get(name)
+    gc.collect()
+    h1 = tracemalloc.get_traced_memory()[0]
+    engine = Engine(catalog)
+    msgs = [orjson.dumps({"component": f"c{i}", "state": "down", "ts": now - 60})
+            for i in range(opts.components)]
+    for lo in range(0, len(msgs), opts.batch):
+        engine.apply_raw_many(msgs[lo:lo + opts.batch], now)
+    gc.collect()
+    h2 = tracemalloc.get_traced_memory()[0]
+    stored = sum(len(encode_component(t)) for t in engine.components.values())
+    stored += sum(len(encode_service(t)) for t in engine.services.values())
+    tracemalloc.stop()
+    nc, ns = opts.components, len(catalog.services)
+    print(f"{nc} components, {ns} services of {opts.size}, fan-out {opts.fanout}")
+    print(f"  catalog and models: {(h1 - h0) / 1e6:6.1f} MB")
+    print(f"  trackers:           {(h2 - h1) / 1e6:6.1f} MB, stored {stored / 1e6:.1f} MB")
+    print(f"  per component (its share of services included): "
+          f"{(h2 - h0 + stored) / nc:,.0f} bytes")
     return 0
 
 
