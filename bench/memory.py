@@ -79,34 +79,35 @@ def main() -> int:
 
 
 def at_rest(opts: argparse.Namespace) -> int:
-    """Heap of the catalog (with every service's model built, as the worker's first
-    segments build them) and of the trackers after each component changed once."""
+    """Heap of the catalog (every service's model built, as the worker's first segments
+    build them) and of the trackers after each component changed once."""
     now = time.time()
     raw = orjson.loads(make_shape_catalog(opts.components, opts.size, opts.fanout))
+    msgs = [orjson.dumps({"component": f"c{i}", "state": "down", "ts": now - 60})
+            for i in range(opts.components)]
     gc.collect()
     tracemalloc.start()
-    h0 = tracemalloc.get_traced_memory()[0]
     catalog = parse_catalog(raw, "bench")
     for name in catalog.services:
         catalog.models.get(name)
     gc.collect()
     h1 = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    tracemalloc.start()
     engine = Engine(catalog)
-    msgs = [orjson.dumps({"component": f"c{i}", "state": "down", "ts": now - 60})
-            for i in range(opts.components)]
     for lo in range(0, len(msgs), opts.batch):
         engine.apply_raw_many(msgs[lo:lo + opts.batch], now)
     gc.collect()
     h2 = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
     stored = sum(len(encode_component(t)) for t in engine.components.values())
     stored += sum(len(encode_service(t)) for t in engine.services.values())
-    tracemalloc.stop()
     nc, ns = opts.components, len(catalog.services)
     print(f"{nc} components, {ns} services of {opts.size}, fan-out {opts.fanout}")
-    print(f"  catalog and models: {(h1 - h0) / 1e6:6.1f} MB")
-    print(f"  trackers:           {(h2 - h1) / 1e6:6.1f} MB, stored {stored / 1e6:.1f} MB")
-    print(f"  per component (its share of services included): "
-          f"{(h2 - h0 + stored) / nc:,.0f} bytes")
+    print(f"  catalog and models: {h1 / 1e6:6.1f} MB")
+    print(f"  trackers:           {h2 / 1e6:6.1f} MB, stored {stored / 1e6:.1f} MB")
+    print(f"  per component (its share of the services included): "
+          f"{(h1 + h2 + stored) / nc:,.0f} bytes")
     return 0
 
 
