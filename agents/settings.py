@@ -57,6 +57,9 @@ FAUST_TUNING: dict[str, Any] = {
     "broker_commit_interval": 1.0,
     "stream_recovery_delay": 0.0,
     "consumer_auto_offset_reset": "earliest",
+    # Partitions added to the input topic are seen within this time (a metadata change
+    # of a subscribed topic makes the group rebalance; aiokafka's default is 5 min).
+    "consumer_metadata_max_age_ms": 10_000,
     # Faust's fetch size (4 MiB per partition) is kept: 8 MiB read a 1M-event backlog
     # in 21 s instead of 26 s (tansu answers a fetch only when its 100 ms wait runs
     # out, so fewer, larger fetches are faster), but raised the memory high-water mark
@@ -376,8 +379,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="repartition topic keyed by service (default %(default)s)")
     t.add_argument("--partitions", type=int,
                    default=_env_int("SLAWATCH_PARTITIONS", DEFAULT_PARTITIONS),
-                   help="partitions of every topic the worker creates; must match an existing "
-                        "input topic (env SLAWATCH_PARTITIONS, default %(default)s)")
+                   help="partitions of the worker's own topics (re-route, segments, "
+                        "changelogs) and of an input topic it creates; an existing input "
+                        "topic may have any count (env SLAWATCH_PARTITIONS, default "
+                        "%(default)s)")
     t.add_argument("--replication-factor", type=int,
                    default=_env_int("SLAWATCH_REPLICATION_FACTOR", 1),
                    help="replication of the topics the worker creates (default %(default)s)")

@@ -181,6 +181,7 @@ class Worker:
     def __init__(self, broker: EmbeddedBroker, catalog: Path, workdir: Path, partitions: int,
                  app_id: str, events_topic: str = "component-events") -> None:
         self.segments_topic = f"{app_id}-segments"
+        self.reroute_topic = f"{app_id}-component-events-rerouted"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = workdir / f"{app_id}.log"
@@ -253,8 +254,10 @@ POLL_INTERVAL = 0.25
 
 
 def wait_pipeline(worker: Worker, events_topic: str, segments_topic: str,
-                  input_ends: dict[int, int], timeout: float) -> dict[str, Any]:
-    """Wait until both stages processed everything; returns the last status."""
+                  input_ends: dict[int, int], timeout: float,
+                  reroute_ends: dict[int, int] | None = None) -> dict[str, Any]:
+    """Wait until both stages processed everything (and the re-route topic, when every
+    message is forwarded through it); returns the last status."""
     deadline = time.monotonic() + timeout
     last_print = 0.0
     while time.monotonic() < deadline:
@@ -263,6 +266,8 @@ def wait_pipeline(worker: Worker, events_topic: str, segments_topic: str,
         with contextlib.suppress(OSError):
             st = worker.status()
             done1 = caught_up(st, events_topic, input_ends)
+            if reroute_ends is not None:
+                done1 = done1 and caught_up(st, worker.reroute_topic, reroute_ends)
             seg_ends = {int(p): e for p, e in st.get("segments_produced", {})
                         .get(segments_topic, {}).items()}
             if done1 and st.get("inflight_batches", 1) == 0 and caught_up(st, segments_topic, seg_ends):
@@ -376,6 +381,9 @@ def main() -> int:
     ap.add_argument("--services", type=int, default=400)
     ap.add_argument("--fanout", type=int, default=2, help="services per component")
     ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--input-partitions", type=int, default=0,
+                    help="partitions of the input topic (default: --partitions); another "
+                         "count makes the worker forward every message")
     ap.add_argument("--change-ratio", type=float, default=1.0)
     ap.add_argument("--latency-rate", type=int, default=2000)
     ap.add_argument("--latency-seconds", type=float, default=20.0)
@@ -412,9 +420,13 @@ def main() -> int:
     with EmbeddedBroker(log_path=work / "broker.log") as broker:
         try:
             topic = "component-events"
-            broker.create_topics({topic: opts.partitions})
-            pub_rate = publish(broker, topic, opts.partitions, msgs)
-            ends = input_end_offsets(broker, topic, opts.partitions, msgs)
+            n_in = opts.input_partitions or opts.partitions
+            broker.create_topics({topic: n_in})
+            pub_rate = publish(broker, topic, n_in, msgs)
+            ends = input_end_offsets(broker, topic, n_in, msgs)
+            # Another count than the worker's: every message is forwarded once.
+            rerouted = (input_end_offsets(broker, topic, opts.partitions, msgs)
+                        if n_in != opts.partitions else None)
             print(f"published {len(msgs):,} events at {pub_rate:,.0f}/s", flush=True)
 
             raws: list[float] = []
@@ -427,7 +439,8 @@ def main() -> int:
                 w = Worker(broker, catalog, work, opts.partitions, f"bench-pipeline-{k}")
                 workers.append(w)
                 ready = w.wait_ready()
-                st = wait_pipeline(w, topic, w.segments_topic, ends, timeout=1800)
+                st = wait_pipeline(w, topic, w.segments_topic, ends, timeout=1800,
+                                   reroute_ends=rerouted)
                 backlog = time.monotonic() - w.started
                 stats = st["stats"]
                 span = max(1e-9, stats["last_at"] - stats["first_at"])
@@ -550,17 +563,21 @@ def sweep(opts: argparse.Namespace) -> int:
                                time.time() - 7200, seed=i + 1)
             publish(broker, topic, shape["partitions"], msgs)
             ends = input_end_offsets(broker, topic, shape["partitions"], msgs)
+            # Another count than the worker's: every message is forwarded once, and the
+            # pipeline is done when the re-route topic is read too.
+            wp = opts.worker_partitions or shape["partitions"]
+            rerouted = (input_end_offsets(broker, topic, wp, msgs)
+                        if shape["partitions"] != wp else None)
             raws: list[float] = []
             pipes: list[float] = []
             rss = 0.0
             for k in range(max(1, opts.rounds)):
                 raws.append(asyncio.run(raw_getmany(broker.bootstrap, topic, len(msgs))))
-                w = Worker(broker, catalog, work,
-                           opts.worker_partitions or shape["partitions"], f"sweep-{i}-{k}",
-                           events_topic=topic)
+                w = Worker(broker, catalog, work, wp, f"sweep-{i}-{k}", events_topic=topic)
                 try:
                     w.wait_ready()
-                    st = wait_pipeline(w, topic, w.segments_topic, ends, timeout=1800)
+                    st = wait_pipeline(w, topic, w.segments_topic, ends, timeout=1800,
+                                       reroute_ends=rerouted)
                     stats = st["stats"]
                     pipes.append(len(msgs) / max(1e-9, stats["last_at"] - stats["first_at"]))
                     rss = max(rss, w.rss()[1])

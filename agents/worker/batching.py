@@ -61,6 +61,8 @@ from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
+from agents.worker import faults
+
 log = logging.getLogger("slawatch.batching")
 
 #: What a batch handler returns: futures that must succeed before the batch's offsets
@@ -146,6 +148,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
         # Set once the seek to committed that ends a rebalance has set ``_expect``.
         self._sought = asyncio.Event()
         self.checkpoints: list[_Checkpoint] = []
+        #: Awaited after every seek to committed, before any record is processed.
+        self.seek_hooks: list[Callable[[], Awaitable[None]]] = []
         self._checkpoint_of: dict[str, _Checkpoint] = {}  # topic -> its checkpoint
 
     # -- positions -----------------------------------------------------------------
@@ -178,7 +182,20 @@ class BatchConsumer(faust_aiokafka.Consumer):
         for tp, offset in start.items():
             self._expect[tp] = offset
             self._gap_at.pop(tp, None)
+        for hook in self.seek_hooks:
+            await hook()
+        faults.point("recovery")
         self._sought.set()
+
+    @property
+    def sought(self) -> asyncio.Event:
+        """Set once the seek (and its hooks) that ends a rebalance is done."""
+        return self._sought
+
+    def next_offset(self, tp: TP) -> int | None:
+        """The next offset of batch partition ``tp`` to process (None: not assigned)."""
+        offset = self._expect.get(tp)
+        return None if offset is None or offset == ANY else offset
 
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
         # Nothing may be processed before the seek to committed that ends a rebalance.
@@ -273,6 +290,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 if self._send_error is None:
                     self._send_error = exc
                 raise exc
+        faults.point("sent")
         began = perf_counter()
         futures = await cp.fn()
         cp.cost = perf_counter() - began
@@ -511,6 +529,12 @@ def register_checkpoint(app: Any, topics: Any, fn: Checkpoint,
     consumer.checkpoints.append(cp)
     for name in topics.topics:
         consumer._checkpoint_of[name] = cp
+
+
+def register_seek_hook(app: Any, hook: Callable[[], Awaitable[None]]) -> None:
+    """Await ``hook()`` after every seek to committed (the end of a rebalance), before
+    any record of the new assignment is processed; an exception stops the worker."""
+    _batch_consumer(app).seek_hooks.append(hook)
 
 
 def register_batch_topic(app: Any, topic: Any, handler: BatchHandler) -> None:

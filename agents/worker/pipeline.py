@@ -25,9 +25,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from time import perf_counter
 from typing import Any
 
-from agents.worker import alignment, segwire
+from agents.worker import alignment, faults, routing, segwire
 from agents.worker.runtime import Runtime
-from agents.worker.state import PartitionStats, first_time, stats_key
+from agents.worker.state import PartitionStats, stats_key
 from streams.batch import Columns, WireSegment, apply_columns, decode, take
 from streams.component import ComponentTracker
 from streams.events import ComponentEvent
@@ -36,15 +36,19 @@ from streams.states import State
 
 log = logging.getLogger("slawatch.pipeline")
 
-#: Header names on DLQ records (values are UTF-8).
+#: Header names on DLQ records (values are UTF-8): the reason, and the input record's
+#: topic, partition and offset (also of a message the worker forwarded first).
 H_REASON = "slawatch-reason"
-H_TOPIC = "slawatch-source-topic"
-H_PARTITION = "slawatch-source-partition"
-H_OFFSET = "slawatch-source-offset"
+H_TOPIC = routing.H_TOPIC
+H_PARTITION = routing.H_PARTITION
+H_OFFSET = routing.H_OFFSET
 #: Set (to the original size in bytes) when a DLQ record carries only the message's head.
 H_TRUNCATED = "slawatch-truncated"
 #: Room left under the producer's max request size for headers and batch overhead.
 DLQ_HEADROOM = 64 * 1024
+
+#: Longest a worker reads the DLQ for what a crashed predecessor sent (seconds).
+DLQ_SCAN_TIMEOUT = 60.0
 
 #: Longest stretch (s) a batch handler runs without letting other tasks run.
 YIELD_EVERY = 0.02
@@ -103,10 +107,23 @@ class Pipeline:
         self.rt = rt
         self.topics = topics
         self._producer_send = send
+        #: The aiokafka producer underneath (for record batches), when there is one.
+        self.raw_producer: Callable[[], Any] | None = None
         self.dlq_log = RateLimitedLog(log)
         self.segment_log = RateLimitedLog(log)
         self._pruned: dict[str, float] = {}
-        self._last_offset: dict[tuple[str, int], int] = {}
+        # Routing (agents/routing.py), set again by ``after_seek`` on every assignment.
+        self._copartitioned = False
+        self._local_ok: set[int] = set()
+        self._reroute_end: dict[int, int] = {}
+        self._self_fwd_inflight: dict[int, int] = {}
+        self._self_fwd_end: dict[int, int] = {}
+        #: Per DLQ partition: the offset after the last record this worker delivered.
+        self._dlq_end: dict[int, int] = {}
+        self._dlq_partitions = rt.settings.partitions
+        #: Per table partition: origins a predecessor dead-lettered after its last
+        #: checkpoint (read from the DLQ at assignment; not sent again).
+        self._dead_letters: dict[int, set[routing.Origin]] = {}
         self._dlq_topic = topics.dlq.get_topic_name()
         self._reroute_topic = topics.reroute.get_topic_name()
         self._segments_topic = topics.segments.get_topic_name()
@@ -129,44 +146,63 @@ class Pipeline:
         the segments of every partition, which stage 2 merges into time order. In a
         large fetch, what a partition ran ahead of the others in event time is left
         for the next fetch (``alignment.cuts``; the consumer seeks back to it).
+        Input partitions that are not co-partitioned with the worker's tables are
+        forwarded whole to the re-route topic (``agents/routing.py``).
         Returns the futures of what it sent (DLQ and re-route records, then segments);
         the changed trackers and counters are written by ``checkpoint_components``.
         """
         rt = self.rt
         now = time.time()
+        reroute = self._reroute_topic
+        local = {tp: self._local(tp.partition) for tp in batch if tp.topic != reroute}
         # Partitions that ran ahead in event time keep the rest for the next fetch.
-        inputs = {tp: recs for tp, recs in batch.items() if tp.topic != self._reroute_topic}
+        inputs = {tp: recs for tp, recs in batch.items() if local.get(tp)}
         for tp, n in alignment.cuts(inputs, self._event_ts).items():
             batch[tp] = batch[tp][:n]
         fanout: dict[str, list[WireSegment]] = {}
         out: list[tuple[str, bytes | None, bytes | None, int | None, Any]] = []
+        forwards: dict[int, list[tuple[bytes | None, bytes | None, Any, bool]]] = {}
         n = 0
         for tp, records in batch.items():
             p = tp.partition
             topic = tp.topic
-            stats = rt.stats.get(stats_key(p))
+            n += len(records)
+            if topic != reroute and not local[tp]:
+                self._forward_all(records, now, forwards)
+                continue
+            key = stats_key(p)
+            stats = rt.stats.get(key)
             if stats is None:
                 stats = PartitionStats()
-            ranges = stats.offsets.get(topic)
-            if ranges is None:
-                ranges = stats.offsets[topic] = []
-            last = self._last_offset.get((topic, p), -1)
-            if records[0].offset <= last:
+            stats.adopt_legacy_marks(p)
+            # Redelivered, or forwarded twice (counted already): classify again, count
+            # nothing.
+            origins: list[routing.Origin] | None = None
+            if topic == reroute:
+                origins = [routing.origin_of(r) for r in records]
+                firsts = routing.first_times(stats.marks, origins)
+            else:
+                firsts = routing.first_times_run(stats.marks, topic, p, records)
+            if firsts is not None:
                 rt.counters.rewound += 1
-                log.info("offset went back on %s[%d]: %d after %d", topic, p,
-                         records[0].offset, last)
-            # Redelivered after a crash (counted already): classify again, count nothing.
-            firsts = _first_times(ranges, records)
             for lo in range(0, len(records), SLICE):
-                self._events(records[lo:lo + SLICE], firsts and firsts[lo:lo + SLICE], p,
-                             now, stats, fanout, out)
+                self._events(records[lo:lo + SLICE], firsts and firsts[lo:lo + SLICE],
+                             origins and origins[lo:lo + SLICE], p, now, stats, fanout, out)
                 if perf_counter() >= self._yield_at:
                     await self._yield()
-            self._last_offset[(topic, p)] = records[-1].offset
-            rt.stats.put(stats_key(p), stats, p)
-            n += len(records)
+            rt.stats.put(key, stats, p)
         send = self.send
-        futures = [await send(t, k, v, part, h) for t, k, v, part, h in out]
+        futures = []
+        for t, k, v, part, h in out:
+            assert part is not None
+            fut = await send(t, k, v, part, h)
+            futures.append(fut)
+            if t == self._dlq_topic:
+                fut.add_done_callback(self._dlq_delivered)
+            elif t == self._reroute_topic and h is not None and h[1][1] == str(part).encode():
+                self._self_fwd_sent(part, fut, 1)
+        for q, items in forwards.items():
+            futures += await self._send_forwards(q, items)
         part_svc = rt.service_partition
         seg_topic = self._segments_topic
         last_seg: dict[int, Any] = {}
@@ -180,7 +216,130 @@ class Pipeline:
             fut.add_done_callback(self._segment_delivered)
         rt.counters.batches += 1
         rt.counters.events += n
+        faults.point("fetch")
         return futures
+
+    def _forward_all(self, records: Sequence[Any], now: float,
+                     forwards: dict[int, list[tuple[bytes | None, bytes | None, Any, bool]]]
+                     ) -> None:
+        """Forward every record of an input partition that is not co-partitioned with
+        the tables to the re-route partition of its component, unparsed: the owner of
+        that partition classifies, counts and dead-letters it (``agents/routing.py``).
+        A record without a component goes to partition ``p mod --partitions``: where a
+        co-partitioned input partition ``p`` has it classified too."""
+        rt = self.rt
+        part = rt.component_partition
+        n = rt.settings.partitions
+        cols, index, _rejects = decode([rec.value for rec in records], now)
+        dest: list[int | None] = [None] * len(records)
+        comps = cols[0]
+        if index is None:
+            for i, c in enumerate(comps):
+                dest[i] = part(c)
+        else:
+            for k, c in enumerate(comps):
+                dest[index[k]] = part(c)
+        headers = routing.origin_headers
+        for i, rec in enumerate(records):
+            q = dest[i]
+            if q is None:
+                # Not an event (invalid): the same table partition whichever way the
+                # input partition is read, so its origin mark there covers it.
+                q = rec.partition % n
+            rt.counters.rerouted += 1
+            items = forwards.get(q)
+            if items is None:
+                items = forwards[q] = []
+            items.append((rec.key, rec.value, headers(rec.topic, rec.partition, rec.offset),
+                          rec.partition == q))
+
+    async def _send_forwards(self, q: int,
+                             items: list[tuple[bytes | None, bytes | None, Any, bool]]
+                             ) -> list[Any]:
+        """Send forwarded records to re-route partition ``q`` in order; the futures.
+
+        In record batches built here (aiokafka's ``send_batch``): one ``send`` per
+        record costs ~20 us in the producer, more than forwarding is worth.
+        """
+        raw = self.raw_producer() if self.raw_producer is not None else None
+        futures: list[Any] = []
+        if raw is None:
+            for key, value, headers, own in items:
+                fut = await self.send(self._reroute_topic, key, value, q, headers)
+                futures.append(fut)
+                if own:
+                    self._self_fwd_sent(q, fut, 1)
+            return futures
+        topic = self._reroute_topic
+        i = 0
+        while i < len(items):
+            batch = raw.create_batch()
+            own = False
+            start = i
+            while i < len(items):
+                key, value, headers, mine = items[i]
+                if batch.append(timestamp=None, key=key, value=value, headers=headers) is None:
+                    break
+                own = own or mine
+                i += 1
+            if i == start:  # one record larger than a batch: the producer's own path
+                key, value, headers, mine = items[i]
+                fut = await self.send(topic, key, value, q, headers)
+                if mine:
+                    self._self_fwd_sent(q, fut, 1)
+                futures.append(fut)
+                i += 1
+                continue
+            batch.close()
+            fut = await raw.send_batch(batch, topic, partition=q)
+            if own:
+                self._self_fwd_sent(q, fut, i - start)
+            futures.append(fut)
+        return futures
+
+    def _self_fwd_sent(self, q: int, fut: Any, count: int) -> None:
+        """A forward from input partition ``q`` to re-route partition ``q`` is in flight:
+        no local classification of ``q`` until it is read back."""
+        self._self_fwd_inflight[q] = self._self_fwd_inflight.get(q, 0) + 1
+
+        def done(f: Any) -> None:
+            self._self_fwd_inflight[q] = self._self_fwd_inflight.get(q, 1) - 1
+            if f.cancelled() or f.exception() is not None:
+                return
+            end = f.result().offset + count
+            self._self_fwd_end[q] = max(self._self_fwd_end.get(q, 0), end)
+
+        fut.add_done_callback(done)
+
+    def _local(self, p: int) -> bool:
+        """Whether input partition ``p`` is classified where it is read (see
+        ``agents/routing.py``): co-partitioned, and nothing forwarded from ``p`` to
+        re-route partition ``p`` is still ahead of this worker's position there."""
+        if not self._copartitioned:
+            return False
+        if p in self._local_ok:
+            return True
+        if self._self_fwd_inflight.get(p):
+            return False
+        consumer = self.rt.app.consumer
+        pos = consumer.next_offset(self._reroute_tp(p))
+        end = max(self._reroute_end.get(p, 0), self._self_fwd_end.get(p, 0))
+        if pos is None or pos < end:
+            return False
+        self._local_ok.add(p)
+        return True
+
+    def _reroute_tp(self, p: int) -> Any:
+        from faust.types import TP
+
+        return TP(self._reroute_topic, p)
+
+    def _dlq_delivered(self, fut: Any) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            return
+        md = fut.result()
+        end = self._dlq_end
+        end[md.partition] = max(end.get(md.partition, 0), md.offset + 1)
 
     @staticmethod
     def _event_ts(rec: Any) -> float | None:
@@ -203,13 +362,15 @@ class Pipeline:
         end = self.segments_end
         end[md.partition] = max(end.get(md.partition, 0), md.offset + 1)
 
-    def _events(self, records: Sequence[Any], firsts: list[bool] | None, p: int, now: float,
+    def _events(self, records: Sequence[Any], firsts: list[bool] | None,
+                origins: list[routing.Origin] | None, p: int, now: float,
                 stats: PartitionStats, fanout: dict[str, list[WireSegment]],
                 out: list[Any]) -> None:
         """Stage 1 on consecutive records of partition ``p``: decode, re-route, apply.
 
         ``firsts[i]`` tells whether record ``i`` is delivered for the first time (None:
-        all are); only first deliveries are counted and dead-lettered.
+        all are); only first deliveries are counted and dead-lettered. ``origins``:
+        the input record each stands for (None: the records themselves).
         """
         rt = self.rt
         counts = stats.counts
@@ -217,11 +378,11 @@ class Pipeline:
         for i, reason in rejects:
             if firsts is None or firsts[i]:
                 self._count(counts, "invalid")
-                self._dead_letter(records[i], reason, out)
+                self._dead_letter(records[i], None if origins is None else origins[i], p, reason, out)
         if index is None:
             index = list(range(len(records)))
         comps = cols[0]
-        if records[0].topic != self._reroute_topic:
+        if origins is None:
             # Arrived on the wrong partition: forward the original bytes to the right
             # one, where they are classified and counted once, so a component's history
             # stays in one partition.
@@ -232,12 +393,14 @@ class Pipeline:
                 for k, c in enumerate(comps):
                     if c in away:
                         # A redelivery was forwarded the first time (the checkpoint that
-                        # counted it waited for that send); again would count it twice.
+                        # counted it waited for that send); the receiver would recognise
+                        # it by its origin anyway.
                         j = index[k]
                         if firsts is None or firsts[j]:
+                            rec = records[j]
                             rt.counters.rerouted += 1
-                            out.append((self._reroute_topic, c.encode(), records[j].value,
-                                        part(c), None))
+                            out.append((self._reroute_topic, rec.key, rec.value, part(c),
+                                        routing.origin_headers(rec.topic, p, rec.offset)))
                     else:
                         keep.append(k)
                 cols = take(cols, keep)
@@ -270,7 +433,7 @@ class Pipeline:
                 applied_first -= 1
                 self._count(counts, outcome)
                 if outcome == "late":
-                    self._dead_letter(records[j], "late", out)
+                    self._dead_letter(records[j], None if origins is None else origins[j], p, "late", out)
         for i, error in done.errors:
             # An engine bug must not stop the pipeline: the message gets an outcome
             # (invalid), goes to the DLQ with the error, and the log has the trace.
@@ -280,7 +443,8 @@ class Pipeline:
             if firsts is None or firsts[j]:
                 applied_first -= 1
                 self._count(counts, "invalid")
-                self._dead_letter(rec, f"internal error: {type(error).__name__}: {error}", out)
+                self._dead_letter(rec, None if origins is None else origins[j], p,
+                                  f"internal error: {type(error).__name__}: {error}", out)
         counts["accepted"] = counts.get("accepted", 0) + applied_first
 
     @staticmethod
@@ -310,16 +474,18 @@ class Pipeline:
             comps.put(comp, tracker, p)
         return tracker
 
-    def _dead_letter(self, rec: Any, reason: str, out: list[Any]) -> None:
+    def _dead_letter(self, rec: Any, origin: routing.Origin | None, p: int, reason: str,
+                     out: list[Any]) -> None:
+        """Send ``rec`` to the DLQ partition of table partition ``p``, naming the input
+        record it stands for, unless a predecessor that crashed before its checkpoint
+        sent it already (``after_seek`` read those)."""
+        topic, part, offset = origin or (rec.topic, rec.partition, rec.offset)
+        if (topic, part, offset) in self._dead_letters.get(p, ()):
+            return
         self.dlq_log.warning(
-            "rejected message %s[%d]@%d: %s", rec.topic, rec.partition, rec.offset, reason
+            "rejected message %s[%d]@%d: %s", topic, part, offset, reason
         )
-        headers = [
-            (H_REASON, reason.encode()),
-            (H_TOPIC, str(rec.topic).encode()),
-            (H_PARTITION, str(rec.partition).encode()),
-            (H_OFFSET, str(rec.offset).encode()),
-        ]
+        headers = [(H_REASON, reason.encode()), *routing.origin_headers(topic, part, offset)]
         key, value = rec.key, rec.value
         size = len(key or b"") + len(value or b"")
         limit = max(DLQ_HEADROOM, self._max_request - DLQ_HEADROOM)
@@ -330,7 +496,7 @@ class Pipeline:
             headers.append((H_TRUNCATED, str(size).encode()))
             key = key[:1024] if key else key
             value = (value or b"")[: limit - 1024]
-        out.append((self._dlq_topic, key, value, None, headers))
+        out.append((self._dlq_topic, key, value, p % self._dlq_partitions, headers))
 
     def _prune_due(self, key: str) -> float | None:
         """``now`` if ``key``'s history was last pruned ``PRUNE_EVERY`` ago, else None."""
@@ -394,13 +560,74 @@ class Pipeline:
                 await self._yield()
         return []
 
+    async def after_seek(self) -> None:
+        """On every assignment, before any record of it is processed: refuse internal
+        topics of the wrong size, decide which input partitions are co-partitioned with
+        the tables, and read what a crashed predecessor dead-lettered after its last
+        checkpoint (``agents/routing.py``)."""
+        rt = self.rt
+        app = rt.app
+        consumer = app.consumer
+        settings = rt.settings
+        check_internal_topics(settings, consumer.topic_partitions)
+        await self.topics.dlq.maybe_declare()
+        assignor = app.assignor
+        try:
+            self._copartitioned = (assignor.group_for_topic(settings.events_topic)
+                                   == assignor.group_for_topic(self._reroute_topic))
+        except KeyError:
+            self._copartitioned = False
+        self._local_ok = set()
+        self._self_fwd_inflight = {}
+        self._self_fwd_end = {}
+        self._dlq_end = {}
+        owned = sorted(rt.owned_partitions(rebalancing_ok=True))
+        tps = [self._reroute_tp(q) for q in owned]
+        self._reroute_end = {}
+        if tps and self._copartitioned:
+            ends = await consumer.highwaters(*tps)
+            self._reroute_end = {tp.partition: int(off or 0) for tp, off in ends.items()}
+        self._dlq_partitions = len(await app.producer._ensure_producer().partitions_for(
+            self._dlq_topic) or ()) or settings.partitions
+        marks: dict[int, int] = {}
+        for q in owned:
+            stats = rt.stats.get(stats_key(q))
+            k = q % self._dlq_partitions
+            mark = 0 if stats is None else stats.dlq
+            marks[k] = min(marks.get(k, mark), mark)
+        self._dead_letters = {}
+        if marks:
+            found = await dead_letters_after(app, self._dlq_topic, marks)
+            for q in owned:
+                self._dead_letters[q] = found.get(q % self._dlq_partitions, set())
+            n = sum(len(v) for v in found.values())
+            if n:
+                log.info("%d DLQ records of a predecessor's last batches: not sent again", n)
+        log.info("input %s: %s", settings.events_topic,
+                 "co-partitioned with the tables (classified where read)"
+                 if self._copartitioned else
+                 f"{consumer.topic_partitions(settings.events_topic)} partitions, not "
+                 f"{settings.partitions}: every record forwarded by component")
+
     async def checkpoint_components(self) -> list[Any]:
         """Write every component tracker and partition counter changed since the last
         checkpoint, once; the futures. Per partition of the components changelog the
         counters go first, then the trackers, so a crash keeps a prefix (see
         PartitionStats)."""
         rt = self.rt
+        for q in rt.owned_partitions():
+            # Every DLQ record of the batches this checkpoint covers is delivered
+            # (the consumer waited for their sends): the counters cover them.
+            end = self._dlq_end.get(q % self._dlq_partitions)
+            if end is None:
+                continue
+            key = stats_key(q)
+            stats = rt.stats.get(key)
+            if stats is not None and stats.dlq < end:
+                stats.dlq = end
+                rt.stats.touch(key, q)
         futures = await rt.stats.flush(self.send)
+        faults.point("checkpoint")
         futures += await rt.components.flush(self.send, self._prune_component)
         return futures
 
@@ -414,17 +641,72 @@ class Pipeline:
             tracker.prune(now - self.rt.retention, self.rt.catalog.calendar(key))
 
 
-def _first_times(ranges: list[list[int]], records: Sequence[Any]) -> list[bool] | None:
-    """Record the records' offsets as counted; per record whether it is new, or None
-    when all are (consecutive offsets after every counted one: the common case)."""
-    lo, hi = records[0].offset, records[-1].offset
-    if hi - lo == len(records) - 1 and (not ranges or ranges[-1][1] < lo):
-        if ranges and ranges[-1][1] == lo - 1:
-            ranges[-1][1] = hi
-        else:
-            ranges.append([lo, hi])
-        return None
-    return [first_time(ranges, rec.offset) for rec in records]
+class InternalTopicError(RuntimeError):
+    """An internal topic exists with a partition count the worker cannot work with."""
+
+
+def check_internal_topics(settings: Any, count: Callable[[str], int | None]) -> None:
+    """Raise ``InternalTopicError`` naming every internal topic whose partition count
+    is not ``--partitions`` (``count(topic)``: its partitions, None if unknown)."""
+    names = [settings.reroute_topic, settings.segments_topic,
+             f"{settings.app_id}-components-changelog", f"{settings.app_id}-services-changelog"]
+    wrong = [(t, n) for t in names if (n := count(t)) is not None and n != settings.partitions]
+    if wrong:
+        listed = ", ".join(f"{t} has {n}" for t, n in wrong)
+        raise InternalTopicError(
+            f"internal topics of app {settings.app_id!r} do not have --partitions "
+            f"{settings.partitions} partitions: {listed}. They belong to slawatch and "
+            f"must all have the same count: start the workers with --partitions "
+            f"{wrong[0][1]} if that is the group's setting, or delete the app's internal "
+            f"topics ({', '.join(names)}) to start this app id afresh (its state is lost), "
+            f"or use a new --app-id.")
+
+
+async def dead_letters_after(app: Any, topic: str, marks: dict[int, int]) -> dict[int, set[routing.Origin]]:
+    """Per partition ``k`` of the DLQ ``topic``, the origins of its records from offset
+    ``marks[k]`` to the end (read with a consumer of its own, outside the group)."""
+    import aiokafka
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth, server_list
+
+    conf = app.conf
+    transport = app.transport
+    consumer = aiokafka.AIOKafkaConsumer(
+        bootstrap_servers=server_list(transport.url, transport.default_port),
+        group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
+        fetch_max_wait_ms=100,
+        **credentials_to_aiokafka_auth(conf.broker_credentials, conf.ssl_context))
+    out: dict[int, set[routing.Origin]] = {}
+    await consumer.start()
+    try:
+        tps = [aiokafka.TopicPartition(topic, k) for k in marks]
+        ends = {tp: int(off or 0) for tp, off in (await consumer.end_offsets(tps)).items()}
+        # tansu reports the start of the last batch + 1 as the end: anything past the
+        # mark shows as an end past it. Read at least to that end, then until a fetch
+        # comes back empty (an empty answer before that is only a fetch still waiting).
+        todo = [tp for tp in tps if ends.get(tp, 0) > marks[tp.partition]]
+        if not todo:
+            return out
+        consumer.assign(todo)
+        for tp in todo:
+            consumer.seek(tp, marks[tp.partition])
+        deadline = time.monotonic() + DLQ_SCAN_TIMEOUT
+        while True:
+            got = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            for tp, recs in got.items():
+                found = out.setdefault(tp.partition, set())
+                for rec in recs:
+                    found.add(routing.origin_of(rec))
+            if not any(got.values()):
+                positions = [await consumer.position(tp) for tp in todo]
+                if all(pos >= ends[tp] for pos, tp in zip(positions, todo, strict=True)):
+                    break
+            if time.monotonic() > deadline:
+                # Never silently: a rejection of the predecessor may be sent again.
+                raise TimeoutError(f"reading {topic} from the checkpoint's marks {marks} "
+                                   f"to {ends} took over {DLQ_SCAN_TIMEOUT:.0f} s")
+    finally:
+        await consumer.stop()
+    return out
 
 
 def install_pipeline(app: Any, rt: Runtime, topics: Any) -> Pipeline:
@@ -438,8 +720,10 @@ def install_pipeline(app: Any, rt: Runtime, topics: Any) -> Pipeline:
 
     batching.install(app)
     pipeline = Pipeline(rt, topics, lambda *a: app.producer.send(*a))
+    pipeline.raw_producer = app.producer._ensure_producer
     batching.register_batch_topic(app, topics.events_in, pipeline.stage1)
     batching.register_batch_topic(app, topics.segments, pipeline.stage2)
+    batching.register_seek_hook(app, pipeline.after_seek)
     batching.register_checkpoint(app, topics.events_in, pipeline.checkpoint_components,
                                  COMPONENTS_CHECKPOINT, lambda: rt.components.dirty)
     batching.register_checkpoint(app, topics.segments, pipeline.checkpoint_services,

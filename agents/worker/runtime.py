@@ -112,13 +112,28 @@ class Runtime:
             return set()
         return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
 
+    def owned_partitions(self, rebalancing_ok: bool = False) -> set[int]:
+        """Table partitions this worker actively owns: those of the re-route topic,
+        which is co-partitioned with the components table whatever the input topic
+        looks like (``agents/routing.py``)."""
+        topic = self.settings.reroute_topic
+        if rebalancing_ok and self.app is not None:
+            return {tp.partition for tp in self.app.assignor.assigned_actives()
+                    if tp.topic == topic}
+        return self.active_partitions(topic)
+
     def ready(self) -> bool:
-        """Assigned, recovered and not rebalancing: the tables are the truth."""
+        """Assigned, recovered, sought (the routing of the input decided, a
+        predecessor's DLQ records read) and not rebalancing: the tables are the truth
+        and what is published from now on is counted."""
         app = self.app
         if app is None or app.rebalancing:
             return False
         recovery = app.tables.recovery
         if not recovery.completed.is_set():
+            return False
+        sought = getattr(app.consumer, "sought", None)
+        if sought is not None and not sought.is_set():
             return False
         return bool(app.assignor.assigned_actives())
 
@@ -128,7 +143,7 @@ class Runtime:
         return [name for name in self._catalog.services if part(name) in parts]
 
     def owned_components(self) -> list[str]:
-        parts = self.active_partitions(self.settings.events_topic)
+        parts = self.owned_partitions()
         part = self.component_partition
         return [cid for cid in self._catalog.components if part(cid) in parts]
 
@@ -136,8 +151,8 @@ class Runtime:
         """``owned_services()`` or ``owned_components()`` (``kind``) in sorted order,
         remembered while the catalog and the partitions owned stay the same (the
         collector's order; 100,000 ids cost ~0.1 s to select and sort)."""
-        topic = self.settings.segments_topic if kind == "services" else self.settings.events_topic
-        parts = frozenset(self.active_partitions(topic))
+        parts = frozenset(self.active_partitions(self.settings.segments_topic)
+                          if kind == "services" else self.owned_partitions())
         key = (id(self._catalog), parts)
         memo = self._owned_memo.get(kind)
         if memo is not None and memo[0] == key and memo[1] is self._catalog:
@@ -148,7 +163,7 @@ class Runtime:
 
     def owned_stats(self) -> list[PartitionStats]:
         out = []
-        for p in sorted(self.active_partitions(self.settings.events_topic)):
+        for p in sorted(self.owned_partitions()):
             stats = self.stats.get(stats_key(p))
             if stats is not None:
                 out.append(stats)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import bisect
 import contextlib
 import weakref
 import zlib
@@ -79,27 +78,33 @@ def partition_context(partition: int) -> Iterator[None]:
 
 
 class PartitionStats:
-    """Outcome counts and unmapped components seen in one input partition.
+    """Outcome counts and unmapped components of one table partition, and what they
+    cover.
 
     Kept in the components table so the counters survive restarts and move with their
     partition: the sum over the workers' owned partitions is the whole count, each
     message counted once.
 
-    ``offsets`` holds, per source topic, the input offsets already counted, as sorted
-    closed ranges ``[[lo, hi], ...]`` (one range in the steady state). After a crash
-    Kafka redelivers what was not committed, and around a restart messages can even
-    arrive out of offset order; a message whose offset is in a range was counted
-    already, so it is classified again (re-applying is harmless and re-sends the
-    segment a crash may have lost) but not counted twice. This record is written
-    before the trackers of its batch, into the same changelog partition, so if it
-    survived a crash the counts it holds match what was applied.
+    ``marks`` holds, per origin (input topic and partition, ``routing.mark_key``), the
+    highest input offset counted here (see ``agents/routing.py``): after a crash Kafka
+    redelivers what was not committed, and a forwarder may send a record twice; a
+    record at or below its mark is classified again (re-applying is harmless and
+    re-sends the segment a crash may have lost) but not counted or dead-lettered again.
+    ``dlq`` is the DLQ offset (of this partition's DLQ partition) before which every
+    record this partition dead-lettered was delivered when these counts were written;
+    the ones after it may have been sent by a predecessor that crashed before its next
+    checkpoint, so the worker that takes the partition reads them before it dead-letters
+    anything. This record is written before the trackers of its batch, into the same
+    changelog partition, so if it survived a crash the counts it holds match what was
+    applied.
     """
 
-    __slots__ = ("counts", "offsets", "unmapped")
+    __slots__ = ("counts", "dlq", "marks", "unmapped")
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
-        self.offsets: dict[str, list[list[int]]] = {}
+        self.marks: dict[str, int] = {}
+        self.dlq = 0
         self.unmapped = UnmappedTracker()
 
     def to_bytes(self) -> bytes:
@@ -111,17 +116,21 @@ class PartitionStats:
             {"e": sorted(exact)} if exact is not None
             else {"r": base64.b64encode(bytes(u._registers)).decode()}
         )
-        return _compact(orjson.dumps({"c": self.counts, "o": self.offsets, "u": unmapped}))
+        return _compact(orjson.dumps({"c": self.counts, "m": self.marks, "d": self.dlq,
+                                      "u": unmapped}))
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> PartitionStats:
         obj = orjson.loads(raw)
         stats = cls()
         stats.counts.update({k: int(v) for k, v in obj["c"].items()})
+        stats.marks = {str(k): int(v) for k, v in obj.get("m", {}).items()}
+        stats.dlq = int(obj.get("d", 0))
+        # Before marks: offset ranges per topic, of this partition's number.
         for topic, ranges in obj.get("o", {}).items():
-            if isinstance(ranges, int):  # an older record: everything up to it
-                ranges = [[0, ranges]]
-            stats.offsets[topic] = [[int(a), int(b)] for a, b in ranges]
+            last = ranges if isinstance(ranges, int) else max((int(b) for _, b in ranges),
+                                                              default=-1)
+            stats.marks.setdefault(f"{topic}/?", last)
         u = obj["u"]
         if "e" in u:
             stats.unmapped._exact = set(u["e"])
@@ -130,28 +139,11 @@ class PartitionStats:
             stats.unmapped._registers = bytearray(base64.b64decode(u["r"]))
         return stats
 
-
-def first_time(ranges: list[list[int]], offset: int) -> bool:
-    """Add ``offset`` to the sorted disjoint ``ranges``; False if it was there already."""
-    if ranges:
-        last = ranges[-1]
-        if offset == last[1] + 1:  # the common case: the next offset
-            last[1] = offset
-            return True
-        if last[0] <= offset <= last[1]:
-            return False
-    i = bisect.bisect_right(ranges, [offset, float("inf")]) - 1  # range starting <= offset
-    if i >= 0 and ranges[i][1] >= offset:
-        return False
-    if i >= 0 and ranges[i][1] == offset - 1:
-        ranges[i][1] = offset
-    else:
-        i += 1
-        ranges.insert(i, [offset, offset])
-    if i + 1 < len(ranges) and ranges[i + 1][0] == ranges[i][1] + 1:
-        ranges[i][1] = ranges[i + 1][1]
-        del ranges[i + 1]
-    return True
+    def adopt_legacy_marks(self, partition: int) -> None:
+        """Name the marks of a record written before marks existed (it held ranges of
+        its own partition's offsets, per topic)."""
+        for key in [k for k in self.marks if k.endswith("/?")]:
+            self.marks.setdefault(f"{key[:-2]}/{partition}", self.marks.pop(key))
 
 
 #: Values at least this long are kept as orjson made them (see ``_compact``).

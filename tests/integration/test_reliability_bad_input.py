@@ -41,8 +41,8 @@ from tests.fixtures_kafka import (
     Message,
     WorkerProcess,
     counted,
+    engine_reference,
     event_bytes,
-    reference_engine,
     scenario,
     wait_counted,
 )
@@ -198,7 +198,7 @@ def test_bad_input_never_stops_the_worker(kafka_broker: EmbeddedBroker, tmp_path
     bad = curated(now) + fuzz(now, rnd, 3000) + [
         (b"dns-2", huge_valid, None), (b"huge", huge_junk, None),
     ]
-    engine, reasons = reference_engine(EXAMPLE_CATALOG, warmup + bad)
+    engine, reasons = engine_reference(EXAMPLE_CATALOG, warmup + bad)
     producer = confluent_producer(kafka_broker, **{"message.max.bytes": 3 * HUGE})
     worker = WorkerProcess(kafka_broker, catalog, tmp_path)
     try:

@@ -12,7 +12,7 @@ to the messages published: nothing lost, nothing counted twice.
 ``test_full_redelivery_changes_nothing``: after a clean pass, the group's committed
 offsets on the input and segments topics are rewound to 0 and the whole stream is
 consumed again. Every number must stay as it was (segments are idempotent overwrites,
-the per-partition offset ranges keep the counters from counting twice), and the DLQ still
+the per-partition origin marks keep the counters from counting twice), and the DLQ still
 holds every rejected message exactly once.
 
 Every SIGKILL costs 10-25 s (the dead member's 10 s session timeout, the rejoin, the
@@ -36,6 +36,7 @@ from typing import Any
 import pytest
 
 from agents.worker.partitioning import Partitioner
+from tests.exact_reference import dlq_multiset
 from tests.fixtures_kafka import (
     EXAMPLE_CATALOG,
     counted,
@@ -132,13 +133,15 @@ def test_sigkill_five_times_under_load(tmp_path: Path, worker_factory: Any) -> N
         publisher.join(timeout=120)
         assert worker.starts == KILLS + 1
         took = wait_counted(worker, len(messages), timeout=90)
-        samples = wait_equal([worker], engine, timeout=30)
+        # The brute-force reference takes ~9 s per evaluation of 100,000 events.
+        samples = wait_equal([worker], engine, timeout=90)
         print(f"caught up {took:.1f} s after the last restart; run {time.monotonic() - t0:.1f} s")
         assert counted(samples) == len(messages)
-        # Every rejected message is in the DLQ. A kill between a DLQ write and the write
-        # of its partition's counters can dead-letter a message twice (at-least-once).
+        # Every rejected message is in the DLQ once, whatever the kills hit (the
+        # checkpoint records how far the DLQ held its rejections; a successor reads past
+        # that before it dead-letters anything).
         dlq = read_all(broker, "component-events-dlq", idle=2.0)
-        assert len(dlq) >= len(reasons)
+        assert dlq_multiset(dlq) == engine.dlq
         print(f"DLQ: {len(dlq)} records for {len(reasons)} rejected messages")
     finally:
         broker.stop()
@@ -166,7 +169,7 @@ def test_full_redelivery_changes_nothing(tmp_path: Path, worker_factory: Any) ->
         wait_for(lambda: _committed_total(broker.bootstrap, worker.app_id, "component-events") >= end,
                  30, "the first pass to be committed", interval=0.5)
         dlq = read_all(broker, "component-events-dlq", idle=2.0)
-        assert len(dlq) == len(reasons)
+        assert dlq_multiset(dlq) == engine.dlq
 
         assert worker.stop(signal.SIGTERM) == 0, worker.log_tail()  # leaves: the group is empty
         _rewind_group(broker.bootstrap, worker.app_id,
@@ -180,14 +183,14 @@ def test_full_redelivery_changes_nothing(tmp_path: Path, worker_factory: Any) ->
                 120, "the replay to reach the end of component-events", interval=0.5)
         except AssertionError as exc:
             raise AssertionError(f"replay stalled: {exc}\n{worker.log_tail()}") from exc
-        after = wait_equal([worker], engine, timeout=30)
+        after = wait_equal([worker], engine, timeout=60)
         # The stream was read again (the commit reached the end a second time), but the
         # DLQ still holds each rejected message once: the partition's offset ranges say
         # it was dead-lettered already. (A redelivered event older than its component's
         # newest ts minus the allowed lateness is classified `late` on replay; it is
         # neither counted nor dead-lettered again.)
         dlq2 = read_all(broker, "component-events-dlq", idle=2.0)
-        assert len(dlq2) == len(reasons), "a redelivered message was dead-lettered twice"
+        assert dlq_multiset(dlq2) == engine.dlq, "a redelivered message was dead-lettered twice"
         assert counted(after) == len(messages), "a redelivered message was counted twice"
         changed = {k for k in before if k in after and "window" not in dict(k[1])
                    and not k[0].endswith(("_seconds", "_ratio", "burn_rate")) and before[k] != after[k]}

@@ -1,0 +1,160 @@
+"""Every message gets exactly one outcome, and the DLQ holds each rejected message
+once, whatever point a crash hits (CONTRACT §1).
+
+The worker SIGKILLs itself at a named point (``agents/worker/faults.py``): in the
+middle of a fetch, after a checkpoint found its DLQ records delivered but before it
+wrote the counters, between the counters and the trackers of a checkpoint, and right
+after a (re)assignment was recovered. Cells are generated over the points, both table
+stores, an input topic co-partitioned with the worker (classified where read) or not
+(forwarded), and one cell where a second worker crashes during the rebalances of
+joining and leaving. The messages go out in parts, one per worker start (in one
+RocksDB cell the worker is killed twice on the same data dir); the
+result is compared with the brute-force reference: the sum and each count of
+``slawatch_events_total``, the DLQ read to its end as a multiset of (message, reason),
+and every series.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from agents.clients.broker import EmbeddedBroker
+from tests.exact_reference import Expected
+from tests.fixtures_kafka import WorkerProcess, counted, scenario, wide_catalog
+from tests.integration.test_input_topics import COMPONENTS, SERVICES, TOPIC, check_exact, publish
+
+pytestmark = [pytest.mark.integration]
+
+POINTS = ("fetch", "sent", "checkpoint", "recovery")
+STORES = ("memory", "rocksdb")
+
+
+@dataclass(frozen=True)
+class Cell:
+    point: str
+    store: str
+    input_partitions: int  # the worker has 4
+
+    @property
+    def id(self) -> str:
+        return f"{self.point}-{self.store}-in{self.input_partitions}"
+
+
+def cells() -> list[Cell]:
+    """Every point with one store and one kind of input topic; the DLQ's point with
+    both stores."""
+    out = []
+    for i, point in enumerate(POINTS):
+        out.append(Cell(point, STORES[(i + 1) % 2], 3 if i < 2 else 4))
+    out.append(Cell("sent", "rocksdb", 4))
+    return out
+
+
+#: The cell killed twice on one data dir.
+REPEATED = "sent-rocksdb-in4"
+
+
+DEFAULT = {"sent-memory-in3"}
+
+
+def _params() -> list[object]:
+    return [pytest.param(c, id=c.id, marks=() if c.id in DEFAULT else pytest.mark.slow)
+            for c in cells()]
+
+
+def _wait_dead_or_counted(worker: WorkerProcess, n: int, timeout: float) -> bool:
+    """True if the worker died (by its crash point) before it counted ``n``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not worker.alive():
+            return True
+        try:
+            if counted(worker.scrape()) >= n:
+                break
+        except (OSError, AssertionError):
+            pass
+        time.sleep(0.2)
+    # Counted is not yet checkpointed: give the checkpoint (and its crash point) time.
+    time.sleep(1.5)
+    return not worker.alive()
+
+
+@pytest.mark.parametrize("cell", _params())
+def test_crash_at_point(cell: Cell, tmp_path: Path) -> None:
+    text = wide_catalog(SERVICES)
+    catalog = tmp_path / "services.yaml"
+    catalog.write_text(text)
+    seed = zlib.crc32(cell.id.encode())
+    messages = scenario(COMPONENTS, 300, seed=seed, now=time.time())
+    # The first or second pass of the point; in one cell a second crash on the same
+    # RocksDB data dir (repeated kills).
+    n = 1 if cell.point == "recovery" else 1 + seed % 2  # one recovery per start
+    if cell.id == REPEATED:
+        parts = [messages[:100], messages[100:200], messages[200:]]
+        specs = [f"{cell.point}:{n}", f"{cell.point}:1", None]
+    else:
+        parts = [messages[:150], messages[150:]]
+        specs = [f"{cell.point}:{n}", None]
+    broker = EmbeddedBroker(log_path=tmp_path / "tansu.log").start()
+    worker = WorkerProcess(broker, catalog, tmp_path, partitions=4,
+                           extra=["--store", cell.store])
+    crashed = 0
+    try:
+        broker.create_topics({TOPIC: cell.input_partitions})
+        sent = 0
+        for spec, part in zip(specs, parts, strict=True):
+            if worker.alive():
+                worker.stop()
+            worker.env = {"SLAWATCH_CRASH_AT": spec} if spec else {}
+            worker.start()
+            publish(broker, "confluent", part)
+            sent += len(part)
+            if _wait_dead_or_counted(worker, sent, timeout=45):
+                assert worker.proc is not None and worker.proc.returncode == -9, worker.log_tail()
+                crashed += 1
+        assert worker.alive(), worker.log_tail()
+        assert crashed >= 1, "the crash point was never reached"
+        check_exact(broker, [worker], Expected(text, [v for _, v, _ in messages]), timeout=90)
+    finally:
+        worker.stop(timeout=10)
+        broker.stop()
+
+
+@pytest.mark.slow
+def test_crash_during_rebalances(tmp_path: Path) -> None:
+    """A second worker joins, crashes in its first batches (a rebalance hands its
+    partitions back), and joins again; events flow all along."""
+    text = wide_catalog(SERVICES)
+    catalog = tmp_path / "services.yaml"
+    catalog.write_text(text)
+    messages = scenario(COMPONENTS, 300, seed=18, now=time.time())
+    broker = EmbeddedBroker(log_path=tmp_path / "tansu.log").start()
+    a = WorkerProcess(broker, catalog, tmp_path, name="a", partitions=4)
+    b = WorkerProcess(broker, catalog, tmp_path, name="b", partitions=4,
+                      env={"SLAWATCH_CRASH_AT": "fetch:2"})
+    try:
+        broker.create_topics({TOPIC: 3})
+        a.start().wait_ready(timeout=60)
+        publish(broker, "kafka-python", messages[:100])
+        b.start()
+        time.sleep(3.0)  # b is joining: a rebalance is under way
+        publish(broker, "kafka-python", messages[100:200])
+        deadline = time.monotonic() + 60
+        while b.alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not b.alive() and b.proc is not None and b.proc.returncode == -9, b.log_tail()
+        publish(broker, "kafka-python", messages[200:250])
+        b.env = {}
+        b.start()
+        publish(broker, "kafka-python", messages[250:])
+        b.wait_ready(timeout=60)
+        check_exact(broker, [a, b], Expected(text, [v for _, v, _ in messages]), timeout=120)
+    finally:
+        for w in (a, b):
+            w.stop(timeout=10)
+        broker.stop()
