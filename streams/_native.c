@@ -163,9 +163,7 @@ static int program_state(const Program *p, uint64_t d, uint64_t m) {
 
 /* The blamed bits for the down mask d (CONTRACT §4 attribution, as compile_masks'
  * blame): from the root, descend only into nodes that fail; the failing leaves of a
- * list are its down ones, group & d. The program is a tree (a service reference is
- * emitted once per use), so each node is reached at most once. Returns 0 and sets
- * *err when out of memory. */
+ * list are its down ones, group & d. Returns 0 and sets *err when out of memory. */
 static uint64_t program_blame(const Program *p, uint64_t d, int *err) {
     char buf[MAX_STACK_NODES];
     int ibuf[MAX_STACK_NODES];
@@ -178,13 +176,17 @@ static uint64_t program_blame(const Program *p, uint64_t d, int *err) {
         *err = 1;
     } else {
         run_program(p, d, val);
-        int top = 0;
-        if (!val[p->nnodes - 1]) stack[top++] = p->nnodes - 1;
+        /* val: 1 holds, 0 fails, 2 failing and already pushed (so each node is pushed
+         * once even if a program shared a node: the stack never outgrows nnodes) */
+        int top = 0, root = p->nnodes - 1;
+        if (!val[root]) { val[root] = 2; stack[top++] = root; }
         while (top > 0) {
             const Node *nd = &p->nodes[stack[--top]];
             out |= nd->group & d;
-            for (int j = 0; j < nd->nkids; j++)
-                if (!val[nd->kids[j]]) stack[top++] = nd->kids[j];
+            for (int j = 0; j < nd->nkids; j++) {
+                int kid = nd->kids[j];
+                if (!val[kid]) { val[kid] = 2; stack[top++] = kid; }
+            }
         }
     }
     if (big) { PyMem_Free(val); PyMem_Free(stack); }
