@@ -22,7 +22,7 @@ system-deps:
 
 ## test: the whole suite (starts its own brokers, workers and Prometheus)
 test: system-deps $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 ## test-fast: the unit tests (no process started), without those marked slow
 test-fast: $(STAMP)

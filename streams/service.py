@@ -38,7 +38,7 @@ SegmentLike = Sequence[Any]
 
 class ServiceTracker:
     __slots__ = ("_acct", "_bad", "_down", "_model", "components", "frontier", "name",
-                 "pruned_downtime", "pruned_outages", "timeline")
+                 "pruned_downtime", "pruned_outages", "timeline", "whole_from")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -53,6 +53,9 @@ class ServiceTracker:
         self.frontier = -math.inf  # latest point of any component timeline
         self.pruned_outages = 0
         self.pruned_downtime = 0.0
+        # The history is whole from here on: the last prune's cut (the day rollups of
+        # periods.py recompute no day before it).
+        self.whole_from = -math.inf
         # The calendars applied to this history (``accounting.accounted``), while they
         # and the history stay the same; never stored.
         self._acct: Any = None
@@ -315,6 +318,8 @@ class ServiceTracker:
             keep = min(cut, tl.ts[0])
         for comp_tl in self.components.values():
             comp_tl.prune_before(keep)
+        if cut > self.whole_from:
+            self.whole_from = cut
 
     # -- persistence ---------------------------------------------------------------------
 
@@ -326,6 +331,7 @@ class ServiceTracker:
             "f": None if self.frontier == -math.inf else self.frontier,
             "po": self.pruned_outages,
             "pd": self.pruned_downtime,
+            **({} if self.whole_from == -math.inf else {"wf": self.whole_from}),
         }
 
     @classmethod
@@ -336,6 +342,7 @@ class ServiceTracker:
         tracker.frontier = -math.inf if obj["f"] is None else float(obj["f"])
         tracker.pruned_outages = int(obj["po"])
         tracker.pruned_downtime = float(obj["pd"])
+        tracker.whole_from = float(obj.get("wf", -math.inf))
         return tracker
 
 

@@ -733,3 +733,75 @@ def outages(
         cur.seconds = now - cur.start
         out.append(cur)
     return [o for o in out if (o.end if o.end is not None else now) > period_start]
+
+
+# --------------------------------------------------------------------------- period reports
+
+
+@dataclass
+class RefPeriodReport:
+    """CONTRACT §7 for one service and one month, by brute force over the whole month."""
+
+    up: float
+    down: float
+    planned: float
+    availability: float
+    met: bool
+    outages: list[tuple[float, float | None, float, tuple[str, ...]]]  # start, end, in month, blamed
+    longest_outage_seconds: float
+    restore_breaches: int
+    downtime_by_component: dict[str, float]
+    supported_availability: float
+    kpi_gap: bool
+
+
+def month_bounds(period: str, zone: str = "UTC") -> tuple[float, float]:
+    """[start, end) of calendar month ``YYYY-MM`` in ``zone``."""
+    y, m = (int(x) for x in period.split("-"))
+    tz = ZoneInfo(zone)
+    start = datetime(y, m, 1, tzinfo=tz)
+    end = datetime(y + (m == 12), m % 12 + 1, 1, tzinfo=tz)
+    return start.timestamp(), end.timestamp()
+
+
+def period_report(cat: RefCatalog, steps: StepFunctions, service: str, period: str,
+                  now: float) -> RefPeriodReport:
+    """The month ``period`` of ``service`` (in its service time's zone, else UTC) as known
+    at ``now``: every second of the month evaluated from the whole history, with its
+    calendars (§6); the outages as whole runs up to ``now``."""
+    ev = Evaluator(cat, steps, now)
+    svc = cat.services[service]
+    start, end = month_bounds(period, svc.service_time.zone if svc.service_time else "UTC")
+    hi = min(end, now)
+    # The calendars' changes over the whole month too (the evaluator finds them from
+    # the first event or 40 days before now on).
+    lo = math.floor((start - 86400.0) / GRID) * GRID
+    ev.cal_breaks = sorted(set(ev.cal_breaks) | set(cat.calendar_breaks(lo, end + 86400.0)))
+    tally = service_tally(ev, service, start, hi, with_blame=True)
+    breaks = ev.breaks(cat.components_of(service))
+    outages = []
+    for s, e in down_runs(ev, service, now):
+        stop = now if e is None else e
+        if s < hi and stop > start:
+            blamed: set[str] = set()
+            for b in [s] + [x for x in breaks if s < x < stop]:
+                blamed |= ev.blamed(service, b)
+            outages.append((s, e, min(stop, hi) - max(s, start), tuple(sorted(blamed))))
+    restore = svc.restore_time
+    supported = cat.supported(service)
+    by_component = dict.fromkeys(sorted(cat.components_of(service)), 0.0)
+    by_component.update(tally.blame)
+    return RefPeriodReport(
+        up=tally.up,
+        down=tally.down,
+        planned=tally.maintenance,
+        availability=tally.availability,
+        met=tally.availability >= svc.target,
+        outages=outages,
+        longest_outage_seconds=max((o[2] for o in outages), default=0.0),
+        restore_breaches=0 if restore is None else sum(
+            1 for s, e, _, _ in outages if (now if e is None else e) - s > restore),
+        downtime_by_component=by_component,
+        supported_availability=supported,
+        kpi_gap=supported < svc.target,
+    )

@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "check": ("agents.cli.check", "validate a catalog and print the internal-vs-external table"),
     "demo": ("agents.clients.demo", "embedded broker + worker + failure simulator on this machine"),
     "simulate": ("agents.clients.simulator", "publish realistic failures for a catalog"),
+    "report": ("agents.cli.report", "SLA report of a calendar month (table, csv, json, html)"),
 }
 
 

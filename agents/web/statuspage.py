@@ -51,6 +51,17 @@ PAGE = """<!doctype html>
   .num { text-align:right; font-variant-numeric: tabular-nums; }
   .outage { margin-top:.6rem; color:var(--down); font-weight:600; }
   .meta { margin-top:.4rem; color:var(--muted); font-size:.85rem; }
+  .badge.kpi-gap { background:var(--warn); color:#000; }
+  .chart-title { margin-top:.7rem; font-size:.8rem; color:var(--muted); }
+  svg.budget, svg.timeline { display:block; width:100%; }
+  .recent { font-size:.8rem; color:var(--muted); margin-top:.2rem; }
+  .recent b { color:var(--fg); font-weight:600; }
+  #legend { display:flex; flex-wrap:wrap; gap:.3rem 1.4rem; font-size:.8rem; color:var(--muted);
+            margin:-.4rem 0 1rem; }
+  #legend i { display:inline-block; width:1.4rem; height:.6rem; border-radius:.3rem;
+              vertical-align:middle; margin-right:.35rem; }
+  #legend i.line { background:none; border-top:2px solid var(--up); height:0; border-radius:0; }
+  #legend i.box { border-radius:0; }
 </style>
 </head>
 <body>
@@ -58,6 +69,16 @@ PAGE = """<!doctype html>
   <h1>Service status</h1>
   <div><span id="summary">loading…</span> <span id="error"></span></div>
 </header>
+<div id="legend">
+  <span><i style="background:var(--up)"></i>window bar: error budget left in that window
+    (full: no downtime)</span>
+  <span><i style="background:var(--down)"></i>window bar: availability below the SLA target</span>
+  <span><i class="line"></i>budget line: error budget left over the SLA period (0 = spent)</span>
+  <span><i class="box" style="background:var(--down)"></i>timeline: unplanned outage
+    (blamed components listed)</span>
+  <span><i class="box" style="background:var(--maint)"></i>timeline: planned maintenance</span>
+  <span><i style="background:var(--warn)"></i>KPI gap: the components' KPIs cannot carry the SLA</span>
+</div>
 <main id="grid"></main>
 <script>
 const REFRESH = __REFRESH__ * 1000;
@@ -110,6 +131,13 @@ function tile(s) {
       (s.restore_time_exceeded ? " — past restore time" : "") +
       (blamed.length ? " · " + blamed.join(", ") : "")));
   }
+  if (s.kpi_gap) {
+    const gap = el("span", "badge kpi-gap", "KPI GAP");
+    gap.title = "components meeting their KPIs support " + pct(s.supported_availability) +
+      " < target " + pct(s.sla.target);
+    badges.append(gap);
+  }
+  t.append(...history(s));
   t.append(el("div", "meta", "target " + pct(s.sla.target) + " / " + s.sla.period +
     " · SLA " + pct(s.sla.availability) + " · budget left " +
     (s.sla.error_budget_remaining * 100).toFixed(1) + "%" +
@@ -117,6 +145,115 @@ function tile(s) {
       s.service_time.hours_per_week + " h/week)" : "") +
     (s.customers.length ? " · " + s.customers.join(", ") : "")));
   return t;
+}
+// Outages of the SLA period per service (GET /api/services/{name}/outages), fetched
+// again only when the service's downtime or state changed, or after OUTAGES_TTL.
+const OUTAGES_TTL = 60000;
+const outagesCache = {};
+const SVG = "http://www.w3.org/2000/svg";
+function svgEl(tag, attrs, title) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  if (title) { const t = document.createElementNS(SVG, "title"); t.textContent = title; e.append(t); }
+  return e;
+}
+function signature(s) { return [s.state, s.outages_total, Math.round(s.sla.down_seconds)].join("/"); }
+async function loadOutages(services) {
+  const now = Date.now();
+  const wanted = services.filter(s => s.sla.down_seconds > 0 || s.state !== "up" ||
+                                      s.sla.planned_seconds > 0);
+  await Promise.all(wanted.map(async s => {
+    const c = outagesCache[s.service];
+    if (c && c.sig === signature(s) && now - c.at < OUTAGES_TTL) return;
+    try {
+      const r = await fetch("/api/services/" + encodeURIComponent(s.service) + "/outages",
+                            {cache: "no-store"});
+      if (r.ok) outagesCache[s.service] = {sig: signature(s), at: now, body: await r.json()};
+    } catch (e) { /* shown without its history until the next refresh */ }
+  }));
+}
+function fmtTime(t) {
+  const d = new Date(t * 1000);
+  return d.toISOString().slice(5, 16).replace("T", " ");
+}
+// The error budget left over the SLA period, and the outages on a timeline of the period.
+function history(s) {
+  const c = outagesCache[s.service];
+  const now = Date.now() / 1000;
+  const start = c ? c.body.sla_start : null;
+  const out = [];
+  const W = 320, H = 56, T = 18;
+  const outages = c ? c.body.outages : [];
+  const total = (1 - s.sla.target) * (s.sla.up_seconds + s.sla.down_seconds);
+  out.push(el("div", "chart-title", "Error budget over the SLA period (" + s.sla.period + "): " +
+    (s.sla.error_budget_remaining * 100).toFixed(1) + "% left"));
+  const budget = svgEl("svg", {class: "budget", viewBox: "0 0 " + W + " " + H,
+                               "data-budget-left": s.sla.error_budget_remaining.toFixed(4)});
+  budget.append(svgEl("rect", {x: 0, y: 0, width: W, height: H, fill: "#2d3742", rx: 4}));
+  // Down to -150% at most: an overspent budget runs off the bottom edge.
+  const lo = Math.max(-1.5, Math.min(-0.25, s.sla.error_budget_remaining));
+  const y = v => 4 + (H - 8) * (1 - (Math.max(v, lo) - lo) / (1 - lo));
+  budget.append(svgEl("line", {x1: 0, x2: W, y1: y(0), y2: y(0), stroke: "#8a96a3",
+                               "stroke-dasharray": "3 3"}, "budget spent"));
+  const label = (at, text) => {
+    const t = svgEl("text", {x: W - 3, y: at, "text-anchor": "end", "font-size": 9,
+                             fill: "#8a96a3"});
+    t.textContent = text;
+    return t;
+  };
+  // 100% just under its line; 0 above its line, or under it when the two would touch.
+  budget.append(label(y(1) + 10, "100%"),
+                label(y(0) - y(1) < 22 ? y(0) + 10 : y(0) - 3, "0 · spent"));
+  // Points: the remaining budget falls during each unplanned outage, flat between.
+  const pts = [];
+  if (start !== null && total > 0) {
+    const x = t => W * Math.max(0, Math.min(1, (t - start) / Math.max(1, now - start)));
+    let spent = 0;
+    pts.push([0, y(1)]);
+    for (const o of outages.filter(o => !o.planned)) {
+      const a = Math.max(o.start, start), b = Math.min(o.end === null ? now : o.end, now);
+      if (b <= a) continue;
+      pts.push([x(a), y(1 - spent / total)]);
+      spent += b - a;
+      pts.push([x(b), y(1 - spent / total)]);
+    }
+    pts.push([W, y(1 - spent / total)]);
+  } else {
+    pts.push([0, y(s.sla.error_budget_remaining)], [W, y(s.sla.error_budget_remaining)]);
+  }
+  const color = s.sla.error_budget_remaining < 0 ? "var(--down)" :
+    (s.sla.status === "meeting" ? "var(--up)" : "var(--warn)");
+  budget.append(svgEl("polyline", {points: pts.map(p => p.join(",")).join(" "), fill: "none",
+                                   stroke: color, "stroke-width": 2},
+                      "error budget left: " + (s.sla.error_budget_remaining * 100).toFixed(1) + "%"));
+  out.push(budget);
+  out.push(el("div", "chart-title", "Outages in the SLA period"));
+  const tl = svgEl("svg", {class: "timeline", viewBox: "0 0 " + W + " " + T});
+  tl.append(svgEl("rect", {x: 0, y: 0, width: W, height: T, fill: "#2d3742", rx: 4}));
+  if (start !== null) {
+    const x = t => W * Math.max(0, Math.min(1, (t - start) / Math.max(1, now - start)));
+    for (const o of outages) {
+      const a = Math.max(o.start, start), b = o.end === null ? now : o.end;
+      const title = (o.planned ? "planned maintenance " : "outage ") + fmtTime(o.start) + ", " +
+        dur(o.seconds) + (o.components.length ? " — " + o.components.join(", ") : "");
+      tl.append(svgEl("rect", {x: x(a), y: 2, width: Math.max(2, x(b) - x(a)), height: T - 4,
+                               fill: o.planned ? "var(--maint)" : "var(--down)",
+                               class: o.planned ? "planned" : "unplanned"}, title));
+    }
+  }
+  out.push(tl);
+  const recent = outages.filter(o => !o.planned).slice(-3).reverse();
+  if (recent.length) {
+    const list = el("div", "recent");
+    for (const o of recent) {
+      const line = el("div");
+      line.append(fmtTime(o.start) + " · " + dur(o.seconds) + (o.end === null ? " (ongoing)" : "") +
+                  " · ", el("b", "", o.components.join(", ") || "–"));
+      list.append(line);
+    }
+    out.push(list);
+  }
+  return out;
 }
 async function refresh() {
   try {
@@ -126,6 +263,7 @@ async function refresh() {
     const services = (Array.isArray(body) ? body : body.services).slice();
     services.sort((a, b) => (a.kind === b.kind ? 0 : a.kind === "external" ? -1 : 1) ||
                             a.service.localeCompare(b.service));
+    await loadOutages(services);
     const grid = document.getElementById("grid");
     grid.replaceChildren(...services.map(tile));
     const down = services.filter(s => s.state === "down").length;

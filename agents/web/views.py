@@ -85,6 +85,7 @@ def install_views(app: Any, rt: Runtime, registry: CollectorRegistry, services_t
 
     async def outages(self: Any, request: Any, name: str) -> Any:
         from streams.report import outages as outages_of
+        from streams.windows import period_bounds
 
         svc = rt.catalog.services.get(name)
         if svc is None:
@@ -98,6 +99,7 @@ def install_views(app: Any, rt: Runtime, registry: CollectorRegistry, services_t
                 "service": name,
                 "now": now,
                 "sla_period": svc.period.label,
+                "sla_start": period_bounds(svc.period, now)[0],
                 "outages": [o.to_json() for o in items],
             }
         )
@@ -212,6 +214,9 @@ def install_views(app: Any, rt: Runtime, registry: CollectorRegistry, services_t
     app.page("/readyz")(readyz)
     app.page("/api/services")(services)
     app.page("/api/worker")(worker)
+    from agents.web.reports import install_report_views
+
+    install_report_views(app, rt)
     # table_route forwards the request to the worker that owns the service's partition.
     app.page("/api/services/{name}/outages")(
         app.table_route(table=services_table, match_info="name")(outages)

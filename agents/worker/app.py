@@ -19,6 +19,7 @@ from agents.web.views import install_views
 from agents.worker.alerts import install_alerts
 from agents.worker.pipeline import Pipeline, install_pipeline
 from agents.worker.reload import CatalogReloader
+from agents.worker.rollups import TABLE, RollupKeeper
 from agents.worker.runtime import Runtime
 from agents.worker.topics import Topics, make_topics
 from streams.catalog import Catalog
@@ -175,6 +176,8 @@ def build_app(settings: WorkerSettings, catalog: Catalog) -> Built:
     rt.bind_tables(components_table, services_table)
     pipeline = install_pipeline(app, rt, topics)
     rt.pipeline = pipeline
+    rollups = RollupKeeper(rt, _raw_table(app, settings, TABLE))
+    pipeline.rollups = rt.rollups = rollups
     install_views(app, rt, make_registry(rt), services_table)
     reloader = CatalogReloader(rt)
 
@@ -196,6 +199,7 @@ def build_app(settings: WorkerSettings, catalog: Catalog) -> Built:
         rt.components.forget()
         rt.stats.forget()
         rt.services.forget()
+        rollups.forget()
 
     # Registered by calls, not decorators: Faust's decorators are untyped.
     app.task(_declare_outputs)

@@ -26,13 +26,13 @@ from time import perf_counter
 from typing import Any
 
 from agents.worker import alignment, faults, routing, segwire
+from agents.worker.rollups import RollupKeeper
 from agents.worker.runtime import Runtime
 from agents.worker.state import PartitionStats, stats_key
-from streams.batch import Columns, WireSegment, apply_columns, decode, take
+from streams import stage1, stage2
+from streams.batch import WireSegment
 from streams.component import ComponentTracker
-from streams.events import ComponentEvent
-from streams.service import ServiceTracker, in_time_order_columns
-from streams.states import State
+from streams.service import ServiceTracker
 
 log = logging.getLogger("slawatch.pipeline")
 
@@ -132,6 +132,7 @@ class Pipeline:
         #: Stage 2 has caught up with stage 1 when its position reaches it.
         self.segments_end: dict[int, int] = {}
         self._yield_at = 0.0
+        self.rollups: RollupKeeper | None = None  # set by the app (agents/worker/rollups.py)
 
     async def send(self, topic: str, key: bytes | None, value: bytes | None,
                    partition: int | None, headers: list[tuple[str, bytes]] | None = None) -> Any:
@@ -230,15 +231,7 @@ class Pipeline:
         rt = self.rt
         part = rt.component_partition
         n = rt.settings.partitions
-        cols, index, _rejects = decode([rec.value for rec in records], now)
-        dest: list[int | None] = [None] * len(records)
-        comps = cols[0]
-        if index is None:
-            for i, c in enumerate(comps):
-                dest[i] = part(c)
-        else:
-            for k, c in enumerate(comps):
-                dest[index[k]] = part(c)
+        dest = stage1.route([rec.value for rec in records], now, part)
         headers = routing.origin_headers
         for i, rec in enumerate(records):
             q = dest[i]
@@ -366,113 +359,43 @@ class Pipeline:
                 origins: list[routing.Origin] | None, p: int, now: float,
                 stats: PartitionStats, fanout: dict[str, list[WireSegment]],
                 out: list[Any]) -> None:
-        """Stage 1 on consecutive records of partition ``p``: decode, re-route, apply.
+        """Stage 1 on consecutive records of partition ``p``: the domain decides
+        (``stage1.classify``), this sends and stores what it decided.
 
         ``firsts[i]`` tells whether record ``i`` is delivered for the first time (None:
-        all are); only first deliveries are counted and dead-lettered. ``origins``:
-        the input record each stands for (None: the records themselves).
+        all are). ``origins``: the input record each stands for (None: the records
+        themselves, read from the input topic, where an event of another partition's
+        component is forwarded to it).
         """
         rt = self.rt
-        counts = stats.counts
-        cols, index, rejects = decode([rec.value for rec in records], now)
-        for i, reason in rejects:
-            if firsts is None or firsts[i]:
-                self._count(counts, "invalid")
-                self._dead_letter(records[i], None if origins is None else origins[i], p, reason, out)
-        if index is None:
-            index = list(range(len(records)))
-        comps = cols[0]
-        if origins is None:
-            # Arrived on the wrong partition: forward the original bytes to the right
-            # one, where they are classified and counted once, so a component's history
-            # stays in one partition.
-            part = rt.component_partition
-            away = {c for c in set(comps) if part(c) != p}
-            if away:
-                keep = []
-                for k, c in enumerate(comps):
-                    if c in away:
-                        # A redelivery was forwarded the first time (the checkpoint that
-                        # counted it waited for that send); the receiver would recognise
-                        # it by its origin anyway.
-                        j = index[k]
-                        if firsts is None or firsts[j]:
-                            rec = records[j]
-                            rt.counters.rerouted += 1
-                            out.append((self._reroute_topic, rec.key, rec.value, part(c),
-                                        routing.origin_headers(rec.topic, p, rec.offset)))
-                    else:
-                        keep.append(k)
-                cols = take(cols, keep)
-                index = [index[k] for k in keep]
-                comps = cols[0]
+        part = rt.component_partition
+        done = stage1.classify(
+            [rec.value for rec in records], firsts, now,
+            lookup=rt.components.get, catalog=rt.catalog,
+            allowed_lateness=rt.settings.allowed_lateness, fanout=fanout,
+            unmapped=stats.unmapped,
+            here=None if origins is not None else (lambda c: part(c) == p))
+        for i, c in done.away:
+            rec = records[i]
+            rt.counters.rerouted += 1
+            out.append((self._reroute_topic, rec.key, rec.value, part(c),
+                        routing.origin_headers(rec.topic, p, rec.offset)))
         table = rt.components
-        live: dict[str, ComponentTracker] = {}
-        for c in set(comps):
-            tracker = table.get(c)
-            if tracker is not None:
-                live[c] = tracker
-        known = set(live)
-        again = None if firsts is None else [not firsts[j] for j in index]
-        done = apply_columns(live, cols, rt.catalog.reverse_index, rt.settings.allowed_lateness,
-                             fanout, resend_duplicates=True, redelivered=again, catch=True)
-        for c, tracker in live.items():
-            if c in known:
-                table.touch(c, p)
-            else:
+        for c, tracker in done.trackers.items():
+            if c in done.created:
                 table.put(c, tracker, p)
-        # Accepted events are not listed: every applied event is accepted, or in
-        # ``others`` or ``errors``; only first deliveries are counted.
-        applied_first = len(index) if firsts is None else sum(map(firsts.__getitem__, index))
-        for i, outcome in done.others:
-            j = index[i]
-            first = firsts is None or firsts[j]
-            if outcome == "unmapped":
-                self._unmapped(cols, i, p, stats, first)
-            if first:
-                applied_first -= 1
-                self._count(counts, outcome)
-                if outcome == "late":
-                    self._dead_letter(records[j], None if origins is None else origins[j], p, "late", out)
+            else:
+                table.touch(c, p)
         for i, error in done.errors:
-            # An engine bug must not stop the pipeline: the message gets an outcome
-            # (invalid), goes to the DLQ with the error, and the log has the trace.
-            j = index[i]
-            rec = records[j]
+            # An engine bug must not stop the pipeline: the message is counted invalid
+            # and dead-lettered with the error (``classify``); the log has the trace.
+            rec = records[i]
             log.error("internal error on %s[%d]@%d", rec.topic, p, rec.offset, exc_info=error)
-            if firsts is None or firsts[j]:
-                applied_first -= 1
-                self._count(counts, "invalid")
-                self._dead_letter(rec, None if origins is None else origins[j], p,
-                                  f"internal error: {type(error).__name__}: {error}", out)
-        counts["accepted"] = counts.get("accepted", 0) + applied_first
-
-    @staticmethod
-    def _count(counts: dict[str, int], outcome: str) -> None:
-        counts[outcome] = counts.get(outcome, 0) + 1
-
-    def _unmapped(self, cols: Columns, i: int, p: int, stats: PartitionStats, first: bool) -> None:
-        """An event of a component no service reads: counted by the caller, observed
-        for the unmapped estimate, and kept in the component's own history if the
-        catalog lists it (its availability is still reported)."""
-        comp, st, ts = cols[0][i], cols[1][i], cols[2][i]
-        state = State(st)
-        if first:
-            stats.unmapped.observe(comp, state, ts)
-        if comp in self.rt.catalog.components:
-            tracker = self._component(comp, p)
-            outcome, _ = tracker.apply(ComponentEvent(comp, state, ts),
-                                       self.rt.settings.allowed_lateness)
-            if outcome == "accepted":
-                self.rt.components.touch(comp, p)
-
-    def _component(self, comp: str, p: int) -> ComponentTracker:
-        comps = self.rt.components
-        tracker = comps.get(comp)
-        if tracker is None:
-            tracker = ComponentTracker(comp)
-            comps.put(comp, tracker, p)
-        return tracker
+        for i, reason in done.dead_letters:
+            self._dead_letter(records[i], None if origins is None else origins[i], p, reason, out)
+        counts = stats.counts
+        for outcome, n in done.counts.items():
+            counts[outcome] = counts.get(outcome, 0) + n
 
     def _dead_letter(self, rec: Any, origin: routing.Origin | None, p: int, reason: str,
                      out: list[Any]) -> None:
@@ -517,14 +440,10 @@ class Pipeline:
         """Apply a fetch's segment messages to the service trackers.
 
         The segments of one service come from several stage-1 partitions, each in event
-        time order, but interleaved by batch: applied as they come, every batch of one
+        time order, but interleaved by batch: applied as they came, every batch of one
         partition would land "in the past" of another's and make the tracker re-evaluate
-        the interval (correct, but O(history since then) per segment). So each service's
-        segments of the whole fetch are merged by start time first, keeping every
-        component's own order (a component's later segment overrides its earlier one,
-        so that order is the one that must not change; the engine's result does not
-        depend on the order across components), and applied with ``apply_many``, which
-        re-evaluates once from the first segment that lands in the past.
+        the interval each time. So all of a service's segments of the fetch are handed
+        to the domain at once (``stage2.apply``), which merges them into time order.
         """
         catalog = self.rt.catalog
         svcs = self.rt.services
@@ -547,15 +466,17 @@ class Pipeline:
                 else:
                     entry[1].append(segments)
         for name, (p, parts) in by_service.items():
-            model = catalog.models.get(name)
-            if model is None:
-                continue  # the service left the catalog since this was sent
-            tracker = svcs.get(name)
+            cols = segwire.concat(parts)
+            before = svcs.get(name)
+            tracker = stage2.apply(before, name, *cols, catalog)
             if tracker is None:
-                tracker = ServiceTracker(name)
+                continue  # the service left the catalog since this was sent
+            if before is None:
                 svcs.put(name, tracker, p)
-            tracker.apply_many(in_time_order_columns(*segwire.concat(parts)), model)
-            svcs.touch(name, p)
+            else:
+                svcs.touch(name, p)
+            if self.rollups is not None:
+                self.rollups.mark(name, cols.starts)
             if perf_counter() >= self._yield_at:
                 await self._yield()
         return []
@@ -632,13 +553,27 @@ class Pipeline:
         return futures
 
     async def checkpoint_services(self) -> list[Any]:
-        """Write every service tracker changed since the last checkpoint, once."""
-        return await self.rt.services.flush(self.send, self._prune_service)
+        """Write every service tracker changed since the last checkpoint, once; first
+        the day rollups of what changed, computed before the trackers are pruned and on
+        the broker before a pruned tracker is sent (a day before a tracker's cut can no
+        longer be recomputed, so its rollup must not be the write a crash loses)."""
+        rollups = self.rollups
+        if rollups is None:
+            return await self.rt.services.flush(self.send, self._prune_service)
+        rollups.update()
+        futures = await rollups.flush(self.send)
+        if futures:
+            await asyncio.gather(*futures)
+        futures += await self.rt.services.flush(self.send, self._prune_service)
+        return futures + await rollups.flush(self.send)  # the horizons pruning moved
 
     def _prune_service(self, key: str, tracker: ServiceTracker) -> None:
         now = self._prune_due("s:" + key)
         if now is not None:
-            tracker.prune(now - self.rt.retention, self.rt.catalog.calendar(key))
+            cut = now - self.rt.retention
+            if self.rollups is not None:  # not before what a day rollup may still need
+                cut = self.rollups.prune_cut(key, cut, tracker)
+            tracker.prune(cut, self.rt.catalog.calendar(key))
 
 
 class InternalTopicError(RuntimeError):

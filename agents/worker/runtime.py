@@ -69,6 +69,7 @@ class Runtime:
         self.services: TrackerTable[ServiceTracker]
         self.topics: Any = None
         self.pipeline: Any = None  # the Pipeline, once built (for /api/worker)
+        self.rollups: Any = None  # the RollupKeeper (agents/worker/rollups.py), once built
         self._owned_memo: dict[str, tuple[Any, Catalog, list[str]]] = {}
 
     def bind_tables(self, components_table: Any, services_table: Any) -> None:
@@ -94,6 +95,8 @@ class Runtime:
             model = catalog.models.get(key)
             if model is not None:
                 tracker.bind(model)
+        if self.rollups is not None:
+            self.rollups.catalog_changed()
         self.counters.catalog_reloads += 1
         self.counters.catalog_loaded_at = time.time()
 

@@ -26,7 +26,7 @@ import orjson
 
 from streams.component import OUTCOMES, ComponentTracker
 from streams.service import ServiceTracker
-from streams.unmapped import UnmappedTracker
+from streams.unmapped import SpaceSaving, UnmappedTracker
 
 T = TypeVar("T")
 
@@ -116,6 +116,9 @@ class PartitionStats:
             {"e": sorted(exact)} if exact is not None
             else {"r": base64.b64encode(bytes(u._registers)).decode()}
         )
+        if u.top.n:
+            unmapped["t"] = u.top.to_obj()
+            unmapped["tn"] = u.top.n
         return _compact(orjson.dumps({"c": self.counts, "m": self.marks, "d": self.dlq,
                                       "u": unmapped}))
 
@@ -137,6 +140,8 @@ class PartitionStats:
         else:
             stats.unmapped._exact = None
             stats.unmapped._registers = bytearray(base64.b64decode(u["r"]))
+        if "t" in u:
+            stats.unmapped.top = SpaceSaving.from_obj(u["t"], int(u.get("tn", 0)))
         return stats
 
     def adopt_legacy_marks(self, partition: int) -> None:

@@ -111,6 +111,23 @@ def test_page_renders_the_state_the_api_reports(
     assert "Outage for 20m" in result.stdout
     assert "db-1" in result.stdout  # blamed component named on the tile
 
+    # Every bar has its legend; per service the budget line ends at the API's budget
+    # left, the timeline has a mark per outage of the SLA period, the KPI gap is shown.
+    assert result.stdout.count("<span><i") == 6
+    for name, svc in api.items():
+        section = re.search(rf'<section [^>]*data-service="{name}".*?</section>', result.stdout, re.S)
+        assert section, name
+        html = section.group(0)
+        left = re.search(r'class="budget"[^>]*data-budget-left="([-0-9.]+)"', html)
+        assert left and float(left.group(1)) == pytest.approx(
+            svc["sla"]["error_budget_remaining"], abs=1e-3), name
+        assert ("KPI GAP" in html) == svc["kpi_gap"], name
+        status, body = worker.get(f"/api/services/{name}/outages")
+        outages = orjson.loads(body)["outages"]
+        assert html.count('class="unplanned"') == sum(not o["planned"] for o in outages), name
+        assert html.count('class="planned"') == sum(o["planned"] for o in outages), name
+    assert api["shop"]["kpi_gap"] and 'class="unplanned"' in result.stdout
+
     shot = tmp_path / "status.png"
     result = browse(worker.url + "/", tmp_path, f"--screenshot={shot}", "--window-size=1280,720")
     assert result.returncode == 0 and shot.stat().st_size > 5000

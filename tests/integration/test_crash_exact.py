@@ -143,8 +143,13 @@ def test_crash_during_rebalances(tmp_path: Path) -> None:
         publish(broker, "kafka-python", messages[:100])
         b.start()
         time.sleep(3.0)  # b is joining: a rebalance is under way
-        publish(broker, "kafka-python", messages[100:200])
+        # Publish in slices while b lives, so that b fetches records however long its
+        # join takes on a loaded machine (it kills itself at its second fetch).
         deadline = time.monotonic() + 60
+        for lo in range(100, 200, 5):
+            publish(broker, "kafka-python", messages[lo:lo + 5])
+            if b.alive():
+                time.sleep(0.5)
         while b.alive() and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not b.alive() and b.proc is not None and b.proc.returncode == -9, b.log_tail()

@@ -1,0 +1,137 @@
+"""Durable day rollups of the services (CONTRACT §7) in a Faust table with a changelog.
+
+Stage 2 marks a service dirty from the earliest segment start of each batch it applied
+(one ``min`` per service and batch); at the services checkpoint, before the trackers are
+written (and pruned), ``RollupKeeper.checkpoint`` recomputes the dirty days from the
+trackers and writes the months that changed to the ``rollups`` table: to its store and
+its compacted changelog topic ``{app_id}-rollups-changelog``, in the service's own
+partition, so the rollups move with the service in a rebalance and are recovered with it.
+The input's offsets are committed only once these writes are on the broker, like every
+table write of the checkpoint.
+
+The changelog is also what ``slawatch report`` reads: every service of the group, from
+the topic alone, whatever workers run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from agents.worker.runtime import Runtime
+from agents.worker.state import CHUNKED, Send, TrackerTable
+from streams.periods import (
+    Accounting,
+    PeriodReport,
+    ServiceInfo,
+    month_bounds,
+    period_label,
+    service_accounting,
+    service_info,
+)
+from streams.rollups import RollupBook, Stored, decode, encode
+
+log = logging.getLogger("slawatch.rollups")
+
+TABLE = "rollups"
+
+
+def changelog_topic(app_id: str) -> str:
+    return f"{app_id}-{TABLE}-changelog"
+
+
+class TableStore:
+    """``streams.rollups.RollupStore`` over a ``TrackerTable``: writes go to the partition
+    of the service they belong to."""
+
+    def __init__(self, table: TrackerTable[Stored], rt: Runtime) -> None:
+        self.table = table
+        self.rt = rt
+
+    def get(self, key: str) -> Stored | None:
+        return self.table.get(key)
+
+    def put(self, service: str, key: str, value: Stored) -> None:
+        self.table.put(key, value, self.rt.service_partition(service))
+
+
+class ReadStore(TableStore):
+    """``TableStore`` for reports: what is not decoded already is decoded without being
+    kept, so reading a year of days leaves the worker's memory as it was."""
+
+    def get(self, key: str) -> Stored | None:
+        table = self.table
+        if key in table._cache or key in table._dirty:
+            return table.get(key)
+        raw = table.table.data.get(key)
+        if raw is None:
+            return None
+        if raw.startswith(CHUNKED):
+            return table.get(key)  # in parts: joined (and kept) by the table
+        return decode(raw)
+
+
+class RollupKeeper:
+    """The worker's rollup book and its table."""
+
+    def __init__(self, rt: Runtime, table: Any) -> None:
+        self.rt = rt
+        self.table: TrackerTable[Stored] = TrackerTable(table, decode, encode)
+        self.book = RollupBook(TableStore(self.table, rt), self.accounting, self.info)
+        self.reader = RollupBook(ReadStore(self.table, rt), self.accounting, self.info)
+
+    def accounting(self, service: str) -> Accounting:
+        return service_accounting(self.rt.catalog, service)
+
+    def info(self, service: str) -> ServiceInfo | None:
+        return service_info(self.rt.catalog, service)
+
+    def mark(self, service: str, starts: Any) -> None:
+        if starts:
+            self.book.mark(service, min(starts))
+
+    def update(self) -> None:
+        """Recompute the dirty days of every marked service (written by ``flush``)."""
+        book = self.book
+        dropped = book.dropped
+        if book.dirty:
+            now = time.time()
+            services = self.rt.services
+            for name in list(book.dirty):
+                tracker = services.get(name)
+                if tracker is None:
+                    book.dirty.pop(name, None)
+                    continue
+                try:
+                    book.update(name, tracker, tracker.frontier, now)
+                except Exception:  # a report must never stop the pipeline
+                    book.dirty.pop(name, None)
+                    log.exception("rollups of %s not updated", name)
+        if book.dropped > dropped:
+            log.warning("%d change(s) older than their service's kept history are not in "
+                        "the day rollups (%d so far): input partitions far apart in event "
+                        "time?", book.dropped - dropped, book.dropped)
+
+    async def flush(self, send: Send) -> list[Any]:
+        """Write the changed months and horizons; the send futures."""
+        return await self.table.flush(send)
+
+    def catalog_changed(self) -> None:
+        """A reloaded catalog may count seconds otherwise (a service time, a maintenance
+        window): the running month of every owned service is recomputed at the next
+        services checkpoint, as ``/metrics`` re-evaluates it. Closed months keep the
+        numbers they were closed with."""
+        now = time.time()
+        for name in self.rt.owned_services():
+            zone = self.accounting(name).zone
+            self.book.mark(name, month_bounds(period_label(now, zone), zone)[0])
+
+    def prune_cut(self, service: str, cut: float, tracker: Any = None) -> float:
+        return self.book.prune_cut(service, cut, tracker)
+
+    def report(self, service: str, period: str, now: float) -> PeriodReport | None:
+        return self.reader.report(service, period, now)
+
+    def forget(self) -> None:
+        self.table.forget()

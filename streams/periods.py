@@ -1,0 +1,665 @@
+"""Period reports (CONTRACT §7): a service's calendar month, from durable day rollups.
+
+A **day rollup** is the exact account of one local day of one service over
+``[start, covered)``: service-time seconds up, down and planned, the runs of unplanned
+down inside service time clipped to the day (with the components blamed), and the
+attribution of the down seconds (§4). It also holds the service's state at ``covered``,
+which carries on after it: until the next day that has a rollup of its own, nothing
+changed (a change would have made its day dirty and written a rollup for it). So a month
+is exact from its rollups alone, long after the detailed history was pruned, and a quiet
+service needs no writes at all.
+
+Everything here is pure: no clock, no I/O. How the service's seconds count (agreed
+service time, maintenance calendars: CONTRACT §6) comes in through ``Accounting``, which
+turns the service's step function over ``[a, b)`` into *classified pieces*: up, planned,
+down or outside service time. Without a service time that is the step function itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from streams import sla
+from streams.timeline import NO_TAG, Tag, Timeline
+
+UP, PLANNED, DOWN, OUTSIDE = 0, 1, 2, 3
+
+#: ``(a, b, state, blamed)``: the service is ``state`` (one of the four above) on
+#: ``[a, b)``; ``blamed`` names the components blamed while it is DOWN.
+Piece = tuple[float, float, int, Tag]
+
+
+class Accounting(Protocol):
+    """How one service's seconds count: the classification of its step function."""
+
+    zone: str  # IANA zone of the service's days and months ("UTC" without service time)
+    needs_components: bool  # whether ``carry`` reads the component states
+
+    def view(self, tracker: Any, a: float, b: float) -> Timeline:
+        """The service's classified step function (states 0..3), right on ``[a, b)``;
+        ``tracker`` is a ``streams.service.ServiceTracker`` or None (no event yet)."""
+        ...
+
+    def carry(self, tail: Tail, a: float, b: float) -> Iterable[Piece]:
+        """The classified pieces over ``[a, b)`` of a service whose step functions hold
+        what ``tail`` says from before ``a`` on, unchanged."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Tail:
+    """What holds after a rollup's covered part: the service's own state (before any
+    calendar) and blame, and the components not up (for maintenance windows)."""
+
+    state: int = UP
+    tag: Tag = NO_TAG
+    comps: tuple[tuple[str, int], ...] = ()
+
+
+NO_TAIL = Tail()
+
+
+class AllTheTime:
+    """Agreed 24×7, no maintenance window: the step function as it is, in UTC days."""
+
+    zone = "UTC"
+    needs_components = False
+
+    def view(self, tracker: Any, a: float, b: float) -> Timeline:
+        return tracker.timeline if tracker is not None else Timeline()
+
+    def carry(self, tail: Tail, a: float, b: float) -> Iterable[Piece]:
+        return ((a, b, tail.state, tail.tag),) if b > a else ()
+
+
+ALL_THE_TIME = AllTheTime()
+
+
+class Calendared:
+    """A service with a service time and/or maintenance windows (CONTRACT §6): the
+    accounted step function of ``streams.accounting``, in the service time's zone."""
+
+    def __init__(self, cal: Any) -> None:
+        self.cal = cal
+        self.zone = cal.zone or "UTC"
+        self.needs_components = bool(cal.windows)
+
+    def view(self, tracker: Any, a: float, b: float) -> Timeline:
+        from streams.accounting import accounted
+
+        return accounted(tracker, self.cal, b, b - a).timeline
+
+    def carry(self, tail: Tail, a: float, b: float) -> Iterable[Piece]:
+        from streams.service import ServiceTracker
+
+        if b <= a:
+            return ()
+        held = ServiceTracker(self.cal.name)
+        held.timeline = Timeline([a], [tail.state], [tail.tag])
+        held.components = {c: Timeline([a], [s], [NO_TAG]) for c, s in tail.comps}
+        return list(self.view(held, a, b).segments(a, b))
+
+
+# -- calendar days and months in a zone ------------------------------------------------
+
+
+@lru_cache(maxsize=64)
+def _zone(name: str) -> Any:
+    return UTC if name == "UTC" else ZoneInfo(name)
+
+
+def _midnight(d: date, zone: str) -> float:
+    return datetime(d.year, d.month, d.day, tzinfo=_zone(zone)).timestamp()
+
+
+def day_of(t: float, zone: str) -> date:
+    """The local date of instant ``t``."""
+    return datetime.fromtimestamp(t, _zone(zone)).date()
+
+
+def day_bounds(d: date, zone: str) -> tuple[float, float]:
+    """``[start, end)`` of local day ``d`` (23 or 25 hours on the days clocks change)."""
+    return _midnight(d, zone), _midnight(d + timedelta(days=1), zone)
+
+
+def parse_period(text: str) -> tuple[int, int]:
+    """``"2026-11"`` -> (2026, 11); ValueError naming the text otherwise."""
+    try:
+        year, month = text.split("-")
+        y, m = int(year), int(month)
+        if len(year) != 4 or len(month) != 2 or not 1 <= m <= 12:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"period {text!r}: expected YYYY-MM, e.g. 2026-11") from None
+    return y, m
+
+
+def period_label(t: float, zone: str) -> str:
+    d = day_of(t, zone)
+    return f"{d.year:04d}-{d.month:02d}"
+
+
+@lru_cache(maxsize=4096)
+def month_days(period: str, zone: str) -> tuple[date, ...]:
+    y, m = parse_period(period)
+    first = date(y, m, 1)
+    nxt = date(y + (m == 12), m % 12 + 1, 1)
+    return tuple(first + timedelta(days=i) for i in range((nxt - first).days))
+
+
+@lru_cache(maxsize=4096)
+def month_bounds(period: str, zone: str) -> tuple[float, float]:
+    days = month_days(period, zone)
+    return _midnight(days[0], zone), _midnight(days[-1] + timedelta(days=1), zone)
+
+
+def next_period(period: str) -> str:
+    y, m = parse_period(period)
+    return f"{y + (m == 12):04d}-{m % 12 + 1:02d}"
+
+
+def previous_period(period: str) -> str:
+    y, m = parse_period(period)
+    return f"{y - (m == 1):04d}-{(m - 2) % 12 + 1:02d}"
+
+
+# -- day rollups -----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class DayRollup:
+    """The exact account of one local day over ``[start, covered)``; see the module."""
+
+    day: str  # ISO date, local
+    start: float
+    end: float
+    covered: float
+    up: float = 0.0
+    down: float = 0.0
+    planned: float = 0.0
+    #: Unplanned down runs inside service time, clipped to ``[start, covered)``:
+    #: ``[a, b, blamed]`` in time order; runs that touch merge into one outage.
+    runs: list[tuple[float, float, Tag]] = field(default_factory=list)
+    blame: dict[str, float] = field(default_factory=dict)
+    tail: Tail = NO_TAIL  # what holds at ``covered`` and after it
+
+    def to_obj(self) -> dict[str, Any]:
+        obj: dict[str, Any] = {"day": self.day, "s": self.start, "e": self.end,
+                               "c": self.covered, "u": self.up, "d": self.down, "p": self.planned}
+        if self.runs:
+            obj["r"] = self.runs  # tuples: orjson writes them as arrays
+        if self.blame:
+            obj["b"] = self.blame
+        t = self.tail
+        if t.state:
+            obj["st"] = t.state
+        if t.tag:
+            obj["g"] = list(t.tag)
+        if t.comps:
+            obj["k"] = [[c, s] for c, s in t.comps]
+        return obj
+
+    @classmethod
+    def from_obj(cls, day: str, obj: Mapping[str, Any]) -> DayRollup:
+        return cls(day, float(obj["s"]), float(obj["e"]), float(obj["c"]), float(obj["u"]),
+                   float(obj["d"]), float(obj["p"]),
+                   [(float(a), float(b), tuple(t)) for a, b, t in obj.get("r", ())],
+                   {str(k): float(v) for k, v in obj.get("b", {}).items()},
+                   Tail(int(obj.get("st", UP)), tuple(obj.get("g", ())),
+                        tuple((str(c), int(s)) for c, s in obj.get("k", ()))))
+
+
+@dataclass(slots=True)
+class Account:
+    """Classified seconds of an interval: what a day (or a month) adds up to."""
+
+    up: float = 0.0
+    down: float = 0.0
+    planned: float = 0.0
+    runs: list[tuple[float, float, Tag]] = field(default_factory=list)
+    blame: dict[str, float] = field(default_factory=dict)
+
+    def add_pieces(self, pieces: Iterable[Piece]) -> None:
+        runs, blame = self.runs, self.blame
+        for a, b, state, tag in pieces:
+            dt = b - a
+            if dt <= 0:
+                continue
+            if state == UP:
+                self.up += dt
+            elif state == PLANNED:
+                self.planned += dt
+            elif state == DOWN:
+                self.down += dt
+                if tag:
+                    share = dt / len(tag)
+                    for comp in tag:
+                        blame[comp] = blame.get(comp, 0.0) + share
+                if runs and runs[-1][1] == a:
+                    ra, _, rt = runs[-1]
+                    runs[-1] = (ra, b, rt if set(tag) <= set(rt) else tuple(sorted(set(rt) | set(tag))))
+                else:
+                    runs.append((a, b, tuple(sorted(tag))))
+            # OUTSIDE: neither up nor down, and it ends a run
+
+    def add_rollup(self, r: DayRollup) -> None:
+        self.up += r.up
+        self.down += r.down
+        self.planned += r.planned
+        for comp, s in r.blame.items():
+            self.blame[comp] = self.blame.get(comp, 0.0) + s
+        runs = self.runs
+        for a, b, tag in r.runs:
+            if runs and runs[-1][1] == a:
+                ra, _, rt = runs[-1]
+                runs[-1] = (ra, b, tuple(sorted(set(rt) | set(tag))))
+            else:
+                runs.append((a, b, tag))
+
+
+def day_rollup(accounting: Accounting, view: Timeline, tracker: Any, d: date,
+               covered_until: float) -> DayRollup:
+    """The rollup of local day ``d``, covering up to ``covered_until`` (clipped to the
+    day), from ``view`` (``accounting.view`` of ``tracker``, right over the day)."""
+    zone = accounting.zone
+    start, end = day_bounds(d, zone)
+    covered = max(start, min(end, covered_until))
+    acc = Account()
+    acc.add_pieces(view.segments(start, covered))
+    return DayRollup(d.isoformat(), start, end, covered, acc.up, acc.down, acc.planned,
+                     acc.runs, acc.blame, tail_at(tracker, covered, accounting.needs_components))
+
+
+def extend_rollup(accounting: Accounting, old: DayRollup, view: Timeline, tracker: Any,
+                  covered_until: float) -> DayRollup:
+    """``day_rollup`` of ``old``'s day when nothing changed before ``old.covered``: its
+    account kept, the part after it added from ``view`` (the live path: a batch in time
+    order costs its own points, not the day's)."""
+    covered = max(old.covered, min(old.end, covered_until))
+    acc = Account(old.up, old.down, old.planned, list(old.runs), dict(old.blame))
+    acc.add_pieces(view.segments(old.covered, covered))
+    return DayRollup(old.day, old.start, old.end, covered, acc.up, acc.down, acc.planned,
+                     acc.runs, acc.blame, tail_at(tracker, covered, accounting.needs_components))
+
+
+def tail_at(tracker: Any, t: float, components: bool) -> Tail:
+    """The ``Tail`` of ``tracker`` at ``t``."""
+    if tracker is None:
+        return NO_TAIL
+    state, tag = tracker.timeline.point_at(t)
+    comps: tuple[tuple[str, int], ...] = ()
+    if components:
+        comps = tuple(sorted((c, int(tl.state_at(t))) for c, tl in tracker.components.items()
+                             if tl.state_at(t) != UP))
+    return Tail(int(state), tuple(tag) if state == DOWN else NO_TAG, comps)
+
+
+def days_between(a: float, b: float, zone: str) -> list[date]:
+    """The local days that hold an instant of ``[a, b]``."""
+    first, last = day_of(a, zone), day_of(b, zone)
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+# -- month rollups (what is stored) ------------------------------------------------------
+
+
+@dataclass(slots=True)
+class MonthRollup:
+    """What one service's month holds besides its days: its revision history and the
+    catalog's promise at its end.
+
+    ``catalog`` is what the catalog said about the service at the last write before the
+    month ended (target, kind, customers, restore_time, supported availability), so a
+    closed month is reported against the promise in force at its end. ``revision``
+    counts the writes, after the month ended, that changed its numbers (a late event
+    correcting a closed day); ``revised_at`` is the last one's wall-clock time.
+    """
+
+    service: str
+    period: str
+    zone: str
+    catalog: dict[str, Any] = field(default_factory=dict)
+    revision: int = 0
+    revised_at: float | None = None
+
+    def to_obj(self) -> dict[str, Any]:
+        return {"service": self.service, "period": self.period, "zone": self.zone,
+                "catalog": self.catalog, "revision": self.revision,
+                "revised_at": self.revised_at}
+
+    @classmethod
+    def from_obj(cls, obj: Mapping[str, Any]) -> MonthRollup:
+        return cls(str(obj["service"]), str(obj["period"]), str(obj["zone"]),
+                   dict(obj.get("catalog") or {}), int(obj.get("revision", 0)),
+                   obj.get("revised_at"))
+
+
+def is_revision(old: DayRollup | None, new: DayRollup, accounting: Accounting, *,
+                dirty_from: float, known: float, now: float) -> bool:
+    """Whether storing ``new`` over ``old`` revises a month that has ended (by ``now``):
+    the day's numbers (carried to its end) changed, unless the change only brings
+    history the service never had (a backfill: at or after ``known``, the newest instant
+    covered before, and older than ``BACKFILL_AGE`` by the clock)."""
+    if now < month_end_of(new.day, accounting.zone):
+        return False
+    if dirty_from >= known and now - dirty_from > BACKFILL_AGE:
+        return False
+    return old is None or _numbers(old, accounting) != _numbers(new, accounting)
+
+
+def month_end_of(day: str, zone: str) -> float:
+    return month_bounds(day[:7], zone)[1]
+
+
+#: A change older than this by the clock, to history the service had not seen, is a
+#: backfill, not a revision of a closed month.
+BACKFILL_AGE = 86400.0
+
+
+def _numbers(r: DayRollup, accounting: Accounting) -> tuple[Any, ...]:
+    """What a day adds to its month's report: its account carried to the day's end."""
+    acc = Account()
+    acc.add_rollup(r)
+    acc.add_pieces(accounting.carry(r.tail, r.covered, r.end))
+    return (acc.up, acc.down, acc.planned, acc.runs, sorted(acc.blame.items()))
+
+
+# -- reports ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ServiceInfo:
+    """What a report says about the service itself, from a catalog."""
+
+    name: str
+    kind: str
+    customers: tuple[str, ...]
+    target: float
+    restore_time: float | None
+    supported: float
+    components: tuple[str, ...]  # every component it requires (attribution keys)
+
+    def to_obj(self) -> dict[str, Any]:
+        return {"kind": self.kind, "customers": list(self.customers), "target": self.target,
+                "restore_time": self.restore_time, "supported": self.supported}
+
+    def with_snapshot(self, snap: Mapping[str, Any]) -> ServiceInfo:
+        """The catalog's values at the period's end, where the rollups recorded them."""
+        if not snap:
+            return self
+        return ServiceInfo(self.name, str(snap.get("kind", self.kind)),
+                           tuple(snap.get("customers", self.customers)),
+                           float(snap.get("target", self.target)),
+                           snap.get("restore_time", self.restore_time),
+                           float(snap.get("supported", self.supported)), self.components)
+
+
+@dataclass(slots=True)
+class Outage:
+    start: float
+    end: float | None  # None: still going on at the report's end
+    seconds: float  # the whole outage (service-time seconds; it may reach out of the period)
+    seconds_in_period: float
+    components: Tag
+
+    def to_json(self) -> dict[str, Any]:
+        return {"start": self.start, "end": self.end, "seconds": self.seconds,
+                "seconds_in_period": self.seconds_in_period, "components": list(self.components)}
+
+
+@dataclass(slots=True)
+class DayLine:
+    day: str
+    up: float
+    down: float
+    planned: float
+
+    @property
+    def availability(self) -> float:
+        return sla.availability(self.up, self.down)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"date": self.day, "up_seconds": self.up, "down_seconds": self.down,
+                "planned_seconds": self.planned, "availability": self.availability}
+
+
+@dataclass(slots=True)
+class PeriodReport:
+    service: str
+    kind: str
+    customers: tuple[str, ...]
+    period: str
+    zone: str
+    start: float
+    end: float  # the month's end, or the report's ``now`` for the running month
+    closed: bool
+    target: float
+    up: float
+    down: float
+    planned: float
+    outages: list[Outage]
+    downtime_by_component: dict[str, float]
+    supported_availability: float
+    restore_time: float | None
+    days: list[DayLine]
+    revision: int = 0
+    revised_at: float | None = None
+
+    @property
+    def availability(self) -> float:
+        return sla.availability(self.up, self.down)
+
+    @property
+    def met(self) -> bool:
+        return self.availability >= self.target
+
+    @property
+    def kpi_gap(self) -> bool:
+        return self.supported_availability < self.target
+
+    @property
+    def longest_outage_seconds(self) -> float:
+        return max((o.seconds_in_period for o in self.outages), default=0.0)
+
+    @property
+    def restore_breaches(self) -> int:
+        rt = self.restore_time
+        return 0 if rt is None else sum(1 for o in self.outages if o.seconds > rt)
+
+    def to_json(self) -> dict[str, Any]:
+        """The §7 object (plus the outage list, the days and the revision)."""
+        return {
+            "service": self.service,
+            "kind": self.kind,
+            "customers": list(self.customers),
+            "period": self.period,
+            "timezone": self.zone,
+            "start": self.start,
+            "end": self.end,
+            "closed": self.closed,
+            "target": self.target,
+            "availability": self.availability,
+            "met": self.met,
+            "up_seconds": self.up,
+            "down_seconds": self.down,
+            "planned_seconds": self.planned,
+            "outages": len(self.outages),
+            "longest_outage_seconds": self.longest_outage_seconds,
+            "restore_time_seconds": self.restore_time,
+            "restore_breaches": self.restore_breaches,
+            "downtime_by_component": self.downtime_by_component,
+            "supported_availability": self.supported_availability,
+            "kpi_gap": self.kpi_gap,
+            "revision": self.revision,
+            "revised_at": self.revised_at,
+            "outage_list": [o.to_json() for o in self.outages],
+            "days": [d.to_json() for d in self.days],
+        }
+
+
+class History:
+    """A service's day accounts from its stored day rollups, any day, with the carry rule.
+
+    ``lookup(iso_day)`` gives a stored rollup or None; ``first`` is the first day that
+    has one (None: none has), so carrying into a day looks back no further.
+    """
+
+    def __init__(self, accounting: Accounting, lookup: Callable[[str], DayRollup | None],
+                 first: str | None, until: float) -> None:
+        self.accounting = accounting
+        self.zone = accounting.zone
+        self.lookup = lookup
+        self.first = first
+        self.until = until  # nothing is known after this instant (the report's now)
+        self._seen: dict[str, DayRollup | None] = {}
+
+    def rollup(self, day: str) -> DayRollup | None:
+        if day not in self._seen:
+            self._seen[day] = self.lookup(day)
+        return self._seen[day]
+
+    def _carry_in(self, d: date) -> Tail:
+        first = self.first
+        if first is None:
+            return NO_TAIL
+        d -= timedelta(days=1)
+        while d.isoformat() >= first:  # look back to the last day with a rollup
+            r = self.rollup(d.isoformat())
+            if r is not None:
+                return r.tail
+            d -= timedelta(days=1)
+        return NO_TAIL  # no news is good news
+
+    def account(self, d: date) -> Account | None:
+        """The classified seconds of local day ``d`` up to ``until``; None after it."""
+        start, end = day_bounds(d, self.zone)
+        if start >= self.until:
+            return None
+        stop = min(end, self.until)
+        acc = Account()
+        r = self.rollup(d.isoformat())
+        carry = self.accounting.carry
+        if r is None:
+            acc.add_pieces(carry(self._carry_in(d), start, stop))
+        else:
+            acc.add_rollup(r)
+            if stop > r.covered:
+                acc.add_pieces(carry(r.tail, r.covered, stop))
+        return acc
+
+
+#: An outage is followed at most this many days beyond the period it is reported in.
+MAX_OUTAGE_DAYS = 400
+
+
+def period_report(info: ServiceInfo, period: str, history: History, *,
+                  month: MonthRollup | None = None) -> PeriodReport:
+    """The report of ``period`` (``YYYY-MM`` in the accounting's zone) from ``history``.
+
+    A month that has not ended by ``history.until`` is reported up to it (the running
+    month so far). Outages that reach over the month's edges are followed into the days
+    around it, so their whole length decides a restore breach; only their seconds in the
+    month count in the month's numbers.
+    """
+    zone = history.zone
+    start, end = month_bounds(period, zone)
+    closed = end <= history.until
+    if month is not None and month.catalog and closed:
+        info = info.with_snapshot(month.catalog)
+    total = Account()
+    lines: list[DayLine] = []
+    for d in month_days(period, zone):
+        acc = history.account(d)
+        if acc is None:
+            break
+        lines.append(DayLine(d.isoformat(), acc.up, acc.down, acc.planned))
+        total.up += acc.up
+        total.down += acc.down
+        total.planned += acc.planned
+        for comp, s in acc.blame.items():
+            total.blame[comp] = total.blame.get(comp, 0.0) + s
+        for run in acc.runs:
+            _append_run(total.runs, run)
+    outages = [_whole(run, history, start, min(end, history.until)) for run in total.runs]
+    by_component = dict.fromkeys(info.components, 0.0)
+    for comp in sorted(total.blame):
+        by_component[comp] = by_component.get(comp, 0.0) + total.blame[comp]
+    return PeriodReport(
+        service=info.name, kind=info.kind, customers=info.customers, period=period, zone=zone,
+        start=start, end=min(end, history.until), closed=closed, target=info.target,
+        up=total.up, down=total.down, planned=total.planned, outages=outages,
+        downtime_by_component=by_component, supported_availability=info.supported,
+        restore_time=info.restore_time, days=lines,
+        revision=month.revision if month is not None else 0,
+        revised_at=month.revised_at if month is not None else None,
+    )
+
+
+def _append_run(runs: list[tuple[float, float, Tag]], run: tuple[float, float, Tag]) -> None:
+    a, b, tag = run
+    if runs and runs[-1][1] == a:
+        ra, _, rt = runs[-1]
+        runs[-1] = (ra, b, tuple(sorted(set(rt) | set(tag))))
+    else:
+        runs.append(run)
+
+
+def _whole(run: tuple[float, float, Tag], history: History, lo: float, hi: float) -> Outage:
+    """The outage a run of the month belongs to, followed over the month's edges."""
+    a, b, tag = run
+    blamed = set(tag)
+    begin, finish = a, b
+    zone = history.zone
+    # Backwards while the run starts at a midnight and the day before ends down.
+    steps = 0
+    while begin == day_bounds(day_of(begin, zone), zone)[0] and begin <= lo and steps < MAX_OUTAGE_DAYS:
+        prev = history.account(day_of(begin, zone) - timedelta(days=1))
+        if prev is None or not prev.runs or prev.runs[-1][1] != begin:
+            break
+        begin = prev.runs[-1][0]
+        blamed.update(prev.runs[-1][2])
+        steps += 1
+    ongoing = False
+    steps = 0
+    while finish >= hi and steps < MAX_OUTAGE_DAYS:
+        if finish >= history.until:
+            ongoing = True
+            break
+        nxt = history.account(day_of(finish, zone))
+        if nxt is None or not nxt.runs or nxt.runs[0][0] != finish:
+            break
+        finish = nxt.runs[0][1]
+        blamed.update(nxt.runs[0][2])
+        steps += 1
+    return Outage(begin, None if ongoing else finish, finish - begin, b - a, tuple(sorted(blamed)))
+
+
+__all__ = [
+    "ALL_THE_TIME", "DOWN", "OUTSIDE", "PLANNED", "UP", "Account", "Accounting", "AllTheTime",
+    "DayLine", "DayRollup", "History", "MonthRollup", "Outage", "PeriodReport", "Piece",
+    "ServiceInfo", "day_bounds", "day_of", "day_rollup", "days_between", "month_bounds",
+    "month_days", "next_period", "parse_period", "period_label", "period_report",
+    "previous_period",
+]
+
+
+def service_info(catalog: Any, name: str) -> ServiceInfo | None:
+    """The ``ServiceInfo`` of ``name`` in a ``streams.catalog.Catalog``; None if absent."""
+    svc = catalog.services.get(name)
+    if svc is None:
+        return None
+    return ServiceInfo(name, svc.kind, tuple(svc.customers), float(svc.target), svc.restore_time,
+                       float(catalog.supported_availability(name)),
+                       tuple(sorted(catalog.components_of(name))))
+
+
+def service_accounting(catalog: Any, name: str) -> Accounting:
+    """How ``name``'s seconds count under ``catalog``: 24×7 in UTC days unless a service
+    time or a maintenance window applies to it (CONTRACT §6)."""
+    cal = catalog.calendar(name) if name in catalog.services else None
+    return ALL_THE_TIME if cal is None else Calendared(cal)

@@ -1,0 +1,168 @@
+"""Stage 1 of the pipeline as one domain call: a partition's records in, decisions out.
+
+``classify`` takes the raw values of consecutive records of one partition and decides
+everything the domain decides: which are invalid and why, which belong to another
+partition, the outcome of every event, the component trackers it changed, the segments
+to fan out to services, and what to dead-letter. The worker's agent only does the I/O
+around it: reads the records, looks trackers up in its table and writes back the ones
+returned, sends the forwards, the dead letters and the segments.
+
+Only first deliveries are counted and dead-lettered (``firsts``); a redelivered record
+is classified again so that its segments are re-sent (a forward lost in a crash is
+repaired that way), but it changes no counter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from streams.batch import WireSegment, apply_columns, decode, take
+from streams.catalog import Catalog
+from streams.component import ComponentTracker
+from streams.events import ComponentEvent
+from streams.states import State
+from streams.unmapped import UnmappedTracker
+
+
+@dataclass(slots=True)
+class Classified:
+    """What ``classify`` decided about a batch of one partition's records.
+
+    Indexes are positions in the batch. ``counts`` holds the outcomes of first
+    deliveries only; ``dead_letters`` and ``away`` list first deliveries only.
+    """
+
+    counts: dict[str, int] = field(default_factory=dict)
+    #: (index, reason): to the DLQ (invalid, late, or an internal error)
+    dead_letters: list[tuple[int, str]] = field(default_factory=list)
+    #: (index, component): belongs to another partition; forward it there
+    away: list[tuple[int, str]] = field(default_factory=list)
+    #: every tracker the batch changed or looked at, by component
+    trackers: dict[str, ComponentTracker] = field(default_factory=dict)
+    #: the components of ``trackers`` that did not exist before (to be stored)
+    created: set[str] = field(default_factory=set)
+    #: (index, exception): a tracker raised; the record is dead-lettered as invalid
+    errors: list[tuple[int, Exception]] = field(default_factory=list)
+
+    def count(self, outcome: str, n: int = 1) -> None:
+        self.counts[outcome] = self.counts.get(outcome, 0) + n
+
+
+def classify(
+    values: Sequence[bytes],
+    firsts: list[bool] | None,
+    now: float,
+    *,
+    lookup: Callable[[str], ComponentTracker | None],
+    catalog: Catalog,
+    allowed_lateness: float,
+    fanout: dict[str, list[WireSegment]],
+    unmapped: UnmappedTracker,
+    here: Callable[[str], bool] | None = None,
+) -> Classified:
+    """Decode, route, classify and apply ``values`` (consecutive records of one partition).
+
+    ``firsts[i]`` says whether record ``i`` is delivered for the first time (None: all
+    are). ``lookup`` finds a component's tracker (None: not seen yet). ``here(c)`` says
+    whether component ``c`` belongs to this partition (None: every event is classified
+    here, as for records already forwarded to their partition). Segments of changes go
+    into ``fanout`` (service -> segments); ``unmapped`` observes the first deliveries of
+    components no service reads.
+    """
+    out = Classified()
+
+    def first(i: int) -> bool:
+        return firsts is None or firsts[i]
+
+    cols, index, rejects = decode(values, now)
+    for i, reason in rejects:
+        if first(i):
+            out.count("invalid")
+            out.dead_letters.append((i, reason))
+    if index is None:
+        index = list(range(len(values)))
+    comps = cols[0]
+    if here is not None:
+        away = {c for c in set(comps) if not here(c)}
+        if away:
+            keep = []
+            for k, c in enumerate(comps):
+                if c not in away:
+                    keep.append(k)
+                elif first(index[k]):
+                    # a redelivery was forwarded the first time; the receiver would
+                    # recognise it by its origin anyway
+                    out.away.append((index[k], c))
+            cols = take(cols, keep)
+            index = [index[k] for k in keep]
+            comps = cols[0]
+    live: dict[str, ComponentTracker] = {}
+    for c in set(comps):
+        tracker = lookup(c)
+        if tracker is not None:
+            live[c] = tracker
+    known = set(live)
+    again = None if firsts is None else [not firsts[j] for j in index]
+    done = apply_columns(live, cols, catalog.reverse_index, allowed_lateness, fanout,
+                         resend_duplicates=True, redelivered=again, catch=True)
+    out.trackers.update(live)
+    out.created.update(c for c in live if c not in known)
+    # Every applied event is accepted unless listed in ``others`` or ``errors``.
+    accepted = sum(1 for j in index if first(j))
+    for i, outcome in done.others:
+        j = index[i]
+        if outcome == "unmapped":
+            _unmapped(out, cols[0][i], State(cols[1][i]), cols[2][i], first(j), lookup,
+                      catalog, allowed_lateness, unmapped)
+        if first(j):
+            accepted -= 1
+            out.count(outcome)
+            if outcome == "late":
+                out.dead_letters.append((j, "late"))
+    for i, error in done.errors:
+        j = index[i]
+        out.errors.append((j, error))
+        if first(j):
+            accepted -= 1
+            out.count("invalid")
+            out.dead_letters.append((j, f"internal error: {type(error).__name__}: {error}"))
+    out.count("accepted", accepted)
+    return out
+
+
+def _unmapped(out: Classified, comp: str, state: State, ts: float, first: bool,
+              lookup: Callable[[str], ComponentTracker | None], catalog: Catalog,
+              allowed_lateness: float, unmapped: UnmappedTracker) -> None:
+    """An event of a component no service reads: observed for the unmapped estimate,
+    and kept in the component's own history if the catalog lists it (its availability
+    is still reported). Ids the catalog does not know get no tracker: a flood of
+    made-up ids must not grow the tables."""
+    if first:
+        unmapped.observe(comp, state, ts)
+    if comp not in catalog.components:
+        return
+    tracker = out.trackers.get(comp) or lookup(comp)
+    created = tracker is None
+    if tracker is None:
+        tracker = ComponentTracker(comp)
+    outcome, _ = tracker.apply(ComponentEvent(comp, state, ts), allowed_lateness)
+    if created:
+        out.created.add(comp)
+        out.trackers[comp] = tracker
+    elif outcome == "accepted":
+        out.trackers[comp] = tracker
+
+
+def route(values: Sequence[bytes], now: float,
+          partition_of: Callable[[str], int]) -> list[int | None]:
+    """For records forwarded unread: the partition of each record's component, or None
+    for a record that is not a valid event (it has no component to route by)."""
+    cols, index, _ = decode(values, now)
+    dest: list[int | None] = [None] * len(values)
+    if index is None:
+        dest[:] = map(partition_of, cols[0])
+    else:
+        for k, c in zip(index, cols[0], strict=True):
+            dest[k] = partition_of(c)
+    return dest

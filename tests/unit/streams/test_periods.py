@@ -1,0 +1,276 @@
+"""Period reports (CONTRACT §7) from day rollups, against the brute-force reference.
+
+The engine is fed generated histories around a month in batches; after each batch the
+rollup book recomputes the dirty days and the service history is pruned as the worker
+prunes it (the book holds the cut back to the day before what it covered). The report
+of the month, built from the stored rollups alone, must equal the reference's brute
+force over the whole month from every event.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests import reference as ref
+from tests.strategies import (
+    ENGINE_SETTINGS,
+    build_engine,
+    calendars,
+    catalogs,
+    jittered_order,
+    to_event,
+)
+
+#: The month under test and the report's `now` choices: during it, and after it.
+PERIOD = "2024-03"
+START = datetime(2024, 3, 1, tzinfo=UTC).timestamp()
+END = datetime(2024, 4, 1, tzinfo=UTC).timestamp()
+RETENTION = 32 * 86400.0
+
+
+def make_book(engine: Any) -> Any:
+    from streams.periods import service_accounting, service_info
+    from streams.rollups import DictStore, RollupBook
+
+    return RollupBook(DictStore(), lambda name: service_accounting(engine.catalog, name),
+                      lambda name: service_info(engine.catalog, name))
+
+
+def feed(engine: Any, book: Any, arrivals: list[ref.Ev], cuts: list[int], now: float) -> None:
+    """Apply ``arrivals`` in batches split at ``cuts``, checkpointing after each batch as
+    the worker does: dirty days recomputed, then the history pruned."""
+    bounds = sorted({0, len(arrivals), *(c for c in cuts if 0 < c < len(arrivals))})
+    for lo, hi in itertools.pairwise(bounds):
+        batch = arrivals[lo:hi]
+        for e in batch:
+            engine.apply(to_event(e))
+        first = min(e.ts for e in batch)
+        for name in engine.services:
+            book.mark(name, first)
+        checkpoint(engine, book, now)
+
+
+def checkpoint(engine: Any, book: Any, now: float) -> None:
+    for name, tracker in engine.services.items():
+        book.update(name, tracker, tracker.frontier, now)
+        tracker.prune(book.prune_cut(name, now - RETENTION, tracker))
+
+
+def compare(got: Any, want: ref.RefPeriodReport) -> list[str]:
+    problems = []
+
+    def close(a: float, b: float) -> bool:
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-6)
+
+    j = got.to_json()
+    for field, value in (("up_seconds", want.up), ("down_seconds", want.down),
+                         ("planned_seconds", want.planned), ("availability", want.availability),
+                         ("longest_outage_seconds", want.longest_outage_seconds),
+                         ("supported_availability", want.supported_availability)):
+        if not close(j[field], value):
+            problems.append(f"{field}: got {j[field]}, want {value}")
+    for field, value in (("met", want.met), ("kpi_gap", want.kpi_gap),
+                         ("restore_breaches", want.restore_breaches), ("outages", len(want.outages))):
+        if j[field] != value:
+            problems.append(f"{field}: got {j[field]}, want {value}")
+    got_outages = [(o["start"], o["end"], o["seconds_in_period"], tuple(o["components"]))
+                   for o in j["outage_list"]]
+    if len(got_outages) == len(want.outages):
+        for g, w in zip(got_outages, want.outages, strict=True):
+            if g[0] != w[0] or g[1] != w[1] or not close(g[2], w[2]) or g[3] != w[3]:
+                problems.append(f"outage: got {g}, want {w}")
+    else:
+        problems.append(f"outage list: got {got_outages}, want {want.outages}")
+    gb, wb = j["downtime_by_component"], want.downtime_by_component
+    if set(gb) != set(wb) or any(not close(gb[c], wb[c]) for c in wb):
+        problems.append(f"downtime_by_component: got {gb}, want {wb}")
+    days = j["days"]
+    if sum(d["down_seconds"] for d in days) and not close(sum(d["down_seconds"] for d in days),
+                                                          want.down):
+        problems.append("days do not add up to the month")
+    return problems
+
+
+STEPS = (600.0, 3600.0, 5 * 3600.0, 86400.0)
+
+
+@st.composite
+def histories(draw: st.DrawFn, with_calendars: bool = False
+              ) -> tuple[dict[str, Any], list[ref.Ev], float]:
+    cat = draw(catalogs())
+    comps = list(cat["components"])
+    step = draw(st.sampled_from(STEPS))
+    if with_calendars:
+        draw(calendars(cat, END - 86400.0 * draw(st.integers(0, 31)), 3600.0))
+    span = int((END - START) / step)
+    margin = max(2, int(3 * 86400 / step))
+    ev = st.builds(
+        ref.Ev,
+        component=st.sampled_from(comps),
+        state=st.sampled_from((ref.UP, ref.DOWN, ref.MAINTENANCE, ref.DOWN)),
+        ts=st.integers(-margin, span + margin).map(lambda k: START + k * step),
+    )
+    events = draw(st.lists(ev, max_size=30))
+    now = draw(st.sampled_from((END + 10 * 86400.0, END + 3600.0, START + 15.5 * 86400.0)))
+    return cat, [e for e in events if e.ts <= now], now
+
+
+@ENGINE_SETTINGS
+@given(histories(), st.data())
+def test_month_report_from_rollups_matches_brute_force(h: Any, data: st.DataObject) -> None:
+    check_against_reference(h, data)
+
+
+@ENGINE_SETTINGS
+@given(histories(with_calendars=True), st.data())
+def test_month_report_with_calendars_matches_brute_force(h: Any, data: st.DataObject) -> None:
+    """Service times in zones with DST (the month and its days in that zone),
+    maintenance windows weekly and one-off (CONTRACT §6)."""
+    check_against_reference(h, data)
+
+
+def check_against_reference(h: Any, data: st.DataObject) -> None:
+    cat, events, now = h
+    jitter = data.draw(st.lists(st.floats(0, 1), min_size=len(events), max_size=len(events)))
+    arrivals = jittered_order(events, jitter, 600.0)
+    cuts = data.draw(st.lists(st.integers(0, max(0, len(arrivals))), max_size=6))
+    engine = build_engine(cat)
+    book = make_book(engine)
+    feed(engine, book, arrivals, cuts, now)
+
+    rcat = ref.RefCatalog.from_dict(cat)
+    _, applied = ref.classify(rcat, arrivals, 600.0)
+    steps = ref.StepFunctions(applied)
+    for name in rcat.services:
+        got = book.report(name, PERIOD, now)
+        want = ref.period_report(rcat, steps, name, PERIOD, now)
+        problems = compare(got, want)
+        assert not problems, f"{name} {PERIOD} at {now}: " + "; ".join(problems) + \
+            f"\narrivals={arrivals}\ncuts={cuts}"
+
+
+@ENGINE_SETTINGS
+@given(histories(), st.data())
+def test_input_partitions_days_apart_match_brute_force(h: Any, data: st.DataObject) -> None:
+    """A backfill read from two input partitions that run apart in event time (up to
+    five days): each component's events in order, the services' segments days out of
+    order. Pruning must keep what the late partition's days still need."""
+    cat, events, _ = h
+    now = END + 40 * 86400.0  # long after: only the rollups' hold-back limits pruning
+    comps = sorted(cat["components"])
+    ahead = set(data.draw(st.lists(st.sampled_from(comps), unique=True)))
+    skew = data.draw(st.sampled_from((0.0, 3600.0, 86400.0, 2.5 * 86400.0, 5 * 86400.0)))
+    arrivals = sorted(events, key=lambda e: e.ts - (skew if e.component in ahead else 0.0))
+    cuts = data.draw(st.lists(st.integers(0, max(0, len(arrivals))), max_size=8))
+    engine = build_engine(cat)
+    book = make_book(engine)
+    feed(engine, book, arrivals, cuts, now)
+    rcat = ref.RefCatalog.from_dict(cat)
+    _, applied = ref.classify(rcat, arrivals, 600.0)
+    steps = ref.StepFunctions(applied)
+    for name in rcat.services:
+        problems = compare(book.report(name, PERIOD, now), ref.period_report(rcat, steps, name,
+                                                                            PERIOD, now))
+        assert not problems, f"{name}: {problems}\narrivals={arrivals}\ncuts={cuts}"
+
+
+@ENGINE_SETTINGS
+@given(histories(), st.data())
+def test_backfill_in_one_batch_builds_the_same_reports(h: Any, data: st.DataObject) -> None:
+    """Sorted history in one go (a backfill into a fresh app id) and in many batches
+    (live processing) give the same numbers for every month."""
+    cat, events, now = h
+    arrivals = sorted(events, key=lambda e: e.ts)
+    cuts = data.draw(st.lists(st.integers(0, max(0, len(arrivals))), max_size=8))
+    live, backfill = build_engine(cat), build_engine(cat)
+    live_book, backfill_book = make_book(live), make_book(backfill)
+    feed(live, live_book, arrivals, cuts, now)
+    feed(backfill, backfill_book, arrivals, [], now)
+    for name in cat["services"]:
+        for period in ("2024-02", PERIOD, "2024-04"):
+            a = live_book.report(name, period, now)
+            b = backfill_book.report(name, period, now)
+            ja, jb = a.to_json(), b.to_json()
+            for k in ("revision", "revised_at"):
+                ja.pop(k), jb.pop(k)
+            assert _rounded(ja) == _rounded(jb), (name, period)
+
+
+def _rounded(x: Any) -> Any:
+    if isinstance(x, float):
+        return round(x, 6)
+    if isinstance(x, dict):
+        return {k: _rounded(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_rounded(v) for v in x]
+    return x
+
+
+def test_a_late_event_after_the_month_closed_is_a_revision() -> None:
+    cat = {"components": {"a": {"kpi": 0.99}, "b": {}},
+           "services": {"s": {"kind": "external", "customers": ["x"],
+                              "sla": {"target": 0.999, "period": "month"}, "restore_time": "1h",
+                              "requires": ["a", "b"]}}}
+    engine = build_engine(cat)
+    book = make_book(engine)
+    events = [ref.Ev("a", ref.DOWN, END - 7200), ref.Ev("a", ref.UP, END - 3600)]
+    feed(engine, book, events, [], END - 3000)
+    feed(engine, book, [ref.Ev("b", ref.UP, END + 60)], [], END + 120)
+    before = book.report("s", PERIOD, END + 120).to_json()
+    assert before["revision"] == 0 and before["down_seconds"] == 3600
+    # b was down for ten minutes before the month ended: it says so at END + 5 min.
+    feed(engine, book, [ref.Ev("b", ref.DOWN, END - 300)], [], END + 300)
+    after = book.report("s", PERIOD, END + 400).to_json()
+    assert after["down_seconds"] == 3600 + 300
+    assert after["revision"] == 1 and after["revised_at"] == END + 300
+    # b came back at END + 60: the outage is followed past the month's end.
+    assert after["outages"] == 2 and after["outage_list"][1]["end"] == END + 60
+    assert after["outage_list"][1]["seconds_in_period"] == 300
+    assert after["outage_list"][1]["seconds"] == 360
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin", "America/New_York"])
+def test_days_and_months_follow_the_zone(zone: str) -> None:
+    from streams.periods import day_bounds, month_bounds, month_days
+
+    days = month_days("2026-10", zone)
+    assert len(days) == 31
+    start, end = month_bounds("2026-10", zone)
+    assert sum(day_bounds(d, zone)[1] - day_bounds(d, zone)[0] for d in days) == end - start
+    lengths = {day_bounds(d, zone)[1] - day_bounds(d, zone)[0] for d in days}
+    assert lengths == ({86400.0} if zone != "Europe/Berlin" else {86400.0, 90000.0})
+
+
+def test_a_partition_five_days_behind_still_lands_in_its_days() -> None:
+    """Component b's input partition is five days of event time behind a's (a backfill):
+    its outage on the 10th arrives when a is at the 15th, after the service's history
+    was pruned as far as the rollups allow. It must still count, in its day."""
+    cat = {"components": {"a": {}, "b": {}},
+           "services": {"s": {"kind": "external", "customers": ["x"],
+                              "sla": {"target": 0.999, "period": "month"}, "restore_time": "1h",
+                              "requires": ["a", "b"]}}}
+    day = 86400.0
+    a_events = [ref.Ev("a", st, START + k * day + off) for k in range(31)
+                for st, off in ((ref.DOWN, 3600.0), (ref.UP, 3660.0))]
+    b_events = [ref.Ev("b", ref.DOWN, START), ref.Ev("b", ref.UP, START + 600.0),
+                ref.Ev("b", ref.DOWN, START + 9.5 * day), ref.Ev("b", ref.UP, START + 9.5 * day + 7200)]
+    arrivals = sorted(a_events + b_events,
+                      key=lambda e: e.ts - (5 * day if e.component == "a" else 0.0))
+    now = END + 40 * day
+    engine = build_engine(cat)
+    book = make_book(engine)
+    feed(engine, book, arrivals, list(range(0, len(arrivals), 3)), now)
+    rcat = ref.RefCatalog.from_dict(cat)
+    _, applied = ref.classify(rcat, arrivals, 600.0)
+    want = ref.period_report(rcat, ref.StepFunctions(applied), "s", PERIOD, now)
+    got = book.report("s", PERIOD, now)
+    assert not compare(got, want), compare(got, want)
+    assert book.dropped == 0
+    assert engine.services["s"].whole_from > -math.inf  # it was pruned meanwhile
