@@ -398,7 +398,11 @@ def main() -> int:
     ap.add_argument("--sweep", action="store_true",
                     help="measure the shape sweep instead (see (e) above); --rounds per point")
     ap.add_argument("--worker-partitions", type=int, default=8,
-                    help="the worker's --partitions in the sweep (the input topic's count varies)")
+                    help="the worker's --partitions in the sweep (the input topic's count "
+                         "varies); 0: the same as each point's input topic")
+    ap.add_argument("--sweep-only", action="append", default=[], metavar="FACTOR=VALUE",
+                    help="run only the sweep points with this factor value (e.g. size=30, "
+                         "base for the base shape); repeatable, any match runs")
     opts = ap.parse_args()
     if opts.sweep:
         return sweep(opts)
@@ -510,15 +514,27 @@ SWEEP_FACTORS: dict[str, tuple[Any, ...]] = {
 }
 
 
-def sweep_shapes() -> list[dict[str, Any]]:
-    """Every shape of the sweep once: the base, then one factor changed at a time."""
+def sweep_shapes(only: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every shape of the sweep once: the base, then one factor changed at a time.
+    ``only`` (``["size=30", "base"]``) keeps the shapes that match any of its items."""
     shapes = [dict(SWEEP_BASE)]
     for factor, values in SWEEP_FACTORS.items():
         for v in values:
             shape = {**SWEEP_BASE, factor: v}
             if shape not in shapes:
                 shapes.append(shape)
-    return shapes
+    if not only:
+        return shapes
+
+    def matches(shape: dict[str, Any], item: str) -> bool:
+        if item == "base":
+            return shape == SWEEP_BASE
+        factor, _, value = item.partition("=")
+        if factor not in SWEEP_FACTORS:
+            raise SystemExit(f"--sweep-only {item}: factor not one of {sorted(SWEEP_FACTORS)}")
+        return float(shape[factor]) == float(value)
+
+    return [s for s in shapes if any(matches(s, item) for item in only)]
 
 
 def _shape_label(s: dict[str, Any]) -> str:
@@ -534,7 +550,10 @@ def sweep(opts: argparse.Namespace) -> int:
     print(f"shape sweep, {max(1, opts.rounds)} round(s) a point, worker --partitions "
           f"{opts.worker_partitions}; work dir {work}", flush=True)
     with EmbeddedBroker(log_path=work / "broker.log") as broker:
-        for i, shape in enumerate(sweep_shapes()):
+        chosen = sweep_shapes(opts.sweep_only)
+        for i, shape in enumerate(sweep_shapes()):  # i fixes the seed: a point's events
+            if shape not in chosen:                 # are the same when run alone
+                continue
             catalog = work / f"sweep-{i}.json"
             catalog.write_text(make_shape_catalog(shape["components"], shape["size"],
                                                   shape["fanout"]))
@@ -546,15 +565,15 @@ def sweep(opts: argparse.Namespace) -> int:
             ends = input_end_offsets(broker, topic, shape["partitions"], msgs)
             # Another count than the worker's: every message is forwarded once, and the
             # pipeline is done when the re-route topic is read too.
-            rerouted = (input_end_offsets(broker, topic, opts.worker_partitions, msgs)
-                        if shape["partitions"] != opts.worker_partitions else None)
+            wp = opts.worker_partitions or shape["partitions"]
+            rerouted = (input_end_offsets(broker, topic, wp, msgs)
+                        if shape["partitions"] != wp else None)
             raws: list[float] = []
             pipes: list[float] = []
             rss = 0.0
             for k in range(max(1, opts.rounds)):
                 raws.append(asyncio.run(raw_getmany(broker.bootstrap, topic, len(msgs))))
-                w = Worker(broker, catalog, work, opts.worker_partitions, f"sweep-{i}-{k}",
-                           events_topic=topic)
+                w = Worker(broker, catalog, work, wp, f"sweep-{i}-{k}", events_topic=topic)
                 try:
                     w.wait_ready()
                     st = wait_pipeline(w, topic, w.segments_topic, ends, timeout=1800,

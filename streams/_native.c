@@ -161,6 +161,38 @@ static int program_state(const Program *p, uint64_t d, uint64_t m) {
     return st;
 }
 
+/* The blamed bits for the down mask d (CONTRACT §4 attribution, as compile_masks'
+ * blame): from the root, descend only into nodes that fail; the failing leaves of a
+ * list are its down ones, group & d. Returns 0 and sets *err when out of memory. */
+static uint64_t program_blame(const Program *p, uint64_t d, int *err) {
+    char buf[MAX_STACK_NODES];
+    int ibuf[MAX_STACK_NODES];
+    int big = p->nnodes > MAX_STACK_NODES;
+    char *val = big ? PyMem_Malloc((size_t)p->nnodes) : buf;
+    int *stack = big ? PyMem_Malloc(sizeof(int) * (size_t)p->nnodes) : ibuf;
+    uint64_t out = 0;
+    *err = 0;
+    if (val == NULL || stack == NULL) {
+        *err = 1;
+    } else {
+        run_program(p, d, val);
+        /* val: 1 holds, 0 fails, 2 failing and already pushed (so each node is pushed
+         * once even if a program shared a node: the stack never outgrows nnodes) */
+        int top = 0, root = p->nnodes - 1;
+        if (!val[root]) { val[root] = 2; stack[top++] = root; }
+        while (top > 0) {
+            const Node *nd = &p->nodes[stack[--top]];
+            out |= nd->group & d;
+            for (int j = 0; j < nd->nkids; j++) {
+                int kid = nd->kids[j];
+                if (!val[kid]) { val[kid] = 2; stack[top++] = kid; }
+            }
+        }
+    }
+    if (big) { PyMem_Free(val); PyMem_Free(stack); }
+    return out;
+}
+
 /* ---- helpers -------------------------------------------------------------------------- */
 
 /* A __slots__ attribute read and written at its offset in the object, as the member
@@ -386,6 +418,8 @@ static PyObject *apply_in_order(PyObject *self, PyObject *args) {
 typedef struct {
     Program *prog;  /* NULL: call state_mask */
     PyObject *bits, *cache, *state_mask;
+    PyObject *names;         /* the model's mask_names (bit i is names[i]), or NULL */
+    Py_ssize_t cache_max;    /* the memo's bound */
     long up_state;
     int small;      /* at most 64 bits: masks are uint64 */
 } Plan;
@@ -401,16 +435,24 @@ static void plan_free(PyObject *capsule) {
     Py_XDECREF(p->bits);
     Py_XDECREF(p->cache);
     Py_XDECREF(p->state_mask);
+    Py_XDECREF(p->names);
     PyMem_Free(p);
 }
 
-/* compile_plan(nodes or None, bits, blame_cache, state_mask, up_state) -> capsule */
+/* compile_plan(nodes or None, bits, blame_cache, state_mask, up_state[, names, cache_max])
+ * -> capsule. With the names, a blame the memo does not hold is computed from the
+ * program (at most 64 components) instead of calling model.blame_mask. */
 static PyObject *compile_plan(PyObject *self, PyObject *args) {
-    PyObject *nodes, *bits, *cache, *state_mask;
+    PyObject *nodes, *bits, *cache, *state_mask, *names = NULL;
     long up_state;
-    if (!PyArg_ParseTuple(args, "OO!O!Ol", &nodes, &PyDict_Type, &bits, &PyDict_Type, &cache,
-                          &state_mask, &up_state))
+    Py_ssize_t cache_max = 0;
+    if (!PyArg_ParseTuple(args, "OO!O!Ol|O!n", &nodes, &PyDict_Type, &bits, &PyDict_Type, &cache,
+                          &state_mask, &up_state, &PyTuple_Type, &names, &cache_max))
         return NULL;
+    if (names != NULL && PyTuple_GET_SIZE(names) != PyDict_GET_SIZE(bits)) {
+        PyErr_SetString(PyExc_ValueError, "names must name every bit");
+        return NULL;
+    }
     if (up_state < 0 || up_state > 2) {
         PyErr_Format(PyExc_ValueError, "up_state %ld is not 0, 1 or 2", up_state);
         return NULL;
@@ -434,11 +476,13 @@ static PyObject *compile_plan(PyObject *self, PyObject *args) {
     Py_INCREF(bits); p->bits = bits;
     Py_INCREF(cache); p->cache = cache;
     Py_INCREF(state_mask); p->state_mask = state_mask;
+    if (p->prog != NULL && names != NULL) { Py_INCREF(names); p->names = names; }
+    p->cache_max = cache_max;
     p->up_state = up_state;
     PyObject *cap = PyCapsule_New(p, "slawatch.plan", plan_free);
     if (cap == NULL) {
         if (p->prog != NULL) { PyMem_Free(p->prog->nodes); PyMem_Free(p->prog->kidbuf); PyMem_Free(p->prog); }
-        Py_DECREF(bits); Py_DECREF(cache); Py_DECREF(state_mask);
+        Py_DECREF(bits); Py_DECREF(cache); Py_DECREF(state_mask); Py_XDECREF(p->names);
         PyMem_Free(p);
     }
     return cap;
@@ -497,7 +541,26 @@ static int eval_state(Masks *k, const Plan *plan) {
     return st;
 }
 
-/* The blame tag for the down mask: the model's memo, else model.blame_mask(d). */
+/* The sorted tuple of the names blamed for the down mask (plan with names only). */
+static PyObject *plan_blame_tag(const Plan *plan, uint64_t d) {
+    int err;
+    uint64_t b = program_blame(plan->prog, d, &err);
+    if (err) return PyErr_NoMemory();
+    PyObject *tag = PyTuple_New(__builtin_popcountll(b));
+    if (tag == NULL) return NULL;
+    Py_ssize_t n = 0;
+    while (b) {
+        int i = __builtin_ctzll(b);
+        PyObject *name = PyTuple_GET_ITEM(plan->names, i);
+        Py_INCREF(name);
+        PyTuple_SET_ITEM(tag, n++, name);
+        b &= b - 1;
+    }
+    return tag;
+}
+
+/* The blame tag for the down mask: the model's memo, else from the program, else
+ * model.blame_mask(d). */
 static PyObject *blame_tag(Masks *k, const Plan *plan, PyObject *model) {
     PyObject *d = mask_obj(k, 0);
     if (d == NULL) return NULL;
@@ -508,9 +571,33 @@ static PyObject *blame_tag(Masks *k, const Plan *plan, PyObject *model) {
         return tag;
     }
     if (PyErr_Occurred()) { Py_DECREF(d); return NULL; }
+    if (k->small && plan->names != NULL) {
+        /* from the program: in a storm most down sets of a large service are new */
+        tag = plan_blame_tag(plan, k->d);
+        if (tag != NULL && PyDict_GET_SIZE(plan->cache) < plan->cache_max
+                && PyDict_SetItem(plan->cache, d, tag) < 0)
+            Py_CLEAR(tag);
+        Py_DECREF(d);
+        return tag;
+    }
     tag = PyObject_CallMethodOneArg(model, s_blame_mask, d);
     Py_DECREF(d);
     return tag;
+}
+
+/* blame_plan(plan, down) -> tag: for the tests, against model.blame_mask. */
+static PyObject *blame_plan(PyObject *self, PyObject *args) {
+    PyObject *cap, *d;
+    if (!PyArg_ParseTuple(args, "OO!", &cap, &PyLong_Type, &d)) return NULL;
+    Plan *plan = PyCapsule_GetPointer(cap, "slawatch.plan");
+    if (plan == NULL) return NULL;
+    if (!plan->small || plan->names == NULL) {
+        PyErr_SetString(PyExc_ValueError, "the plan has no program or no names");
+        return NULL;
+    }
+    uint64_t down = PyLong_AsUnsignedLongLong(d);
+    if (PyErr_Occurred()) return NULL;
+    return plan_blame_tag(plan, down);
 }
 
 /* evaluate_plan(plan, down, bad) -> state: for the tests, against the Python twins. */
@@ -1283,6 +1370,7 @@ static PyMethodDef methods[] = {
     {"recompute", svc_recompute, METH_VARARGS, "ServiceTracker._recompute"},
     {"compile_plan", compile_plan, METH_VARARGS, "a model's plan for apply_many"},
     {"evaluate_plan", evaluate_plan, METH_VARARGS, "state of a plan for (down, bad)"},
+    {"blame_plan", blame_plan, METH_VARARGS, "blamed names of a plan for a down mask"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -32,7 +32,7 @@ from streams.calendars import (
     zone,
 )
 from streams.durations import parse_duration
-from streams.events import COMPONENT_ID
+from streams.events import COMPONENT_ID, remember_valid
 from streams.requirements import (
     AllOf,
     AnyOf,
@@ -173,7 +173,7 @@ class ServiceModel:
         plan = None
         if fast is not None:
             plan = fast.compile_plan(self.program, self.bits, self.blame_cache, self.state_mask,
-                                     self.up_state)
+                                     self.up_state, self.mask_names, _BLAME_CACHE_MAX)
         object.__setattr__(self, "plan", plan)
 
     def state(self, states: Mapping[str, State]) -> State:
@@ -459,6 +459,7 @@ class _Parser:
             self.problem(f"top level: field {key!r}",
                          "unknown field (expected components, services, service_times, maintenance)")
         components = self.components(data.get("components"))
+        remember_valid(components)
         self.service_times = self.parse_service_times(data.get("service_times"))
         raw_services = data.get("services")
         if not isinstance(raw_services, dict) or not raw_services:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -28,6 +29,14 @@ _component_ok = COMPONENT_ID.fullmatch
 #: that come again and again. Bounded, so a flood of made-up ids cannot grow it.
 _valid_ids: set[str] = set()
 _VALID_IDS_MAX = 100_000
+
+
+def remember_valid(ids: Iterable[str]) -> None:
+    """Ids known to match COMPONENT_ID (a catalog's, checked as it was parsed), beyond
+    the bound: a catalog's first events then take the columns path too, where every new
+    id sent its whole slice message by message (a third of a 200k-event storm over
+    20,000 components)."""
+    _valid_ids.update(ids)
 _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
 

@@ -102,6 +102,8 @@ def test_mask_evaluators_match_the_tree_walk(
         assert model.program is not None and slow.program is None
         assert native.native.evaluate_plan(model.plan, md, mm) == want
         assert native.native.evaluate_plan(slow.plan, md, mm) == want
+        # the blame the C loop computes from the program when the memo does not hold it
+        assert native.native.blame_plan(model.plan, md) == blame(req, by_name, _resolve)
 
 
 def _segments_by_service(sc: Scenario) -> tuple[Any, dict[str, list[Any]]]:

@@ -119,6 +119,22 @@ def test_a_plain_batch_takes_the_column_path() -> None:
     )
 
 
+def test_a_catalogs_components_take_the_column_path_from_their_first_event() -> None:
+    from streams.catalog import parse_catalog
+
+    events._valid_ids.clear()
+    parse_catalog({"components": {"fresh-db.dc1": {}, "fresh-web:8080": {}},
+                   "services": {"shop": {"kind": "external", "customers": ["all"],
+                                         "sla": {"target": 0.99, "period": "30d"},
+                                         "requires": ["fresh-db.dc1", "fresh-web:8080"]}}})
+    raws = [orjson.dumps({"component": c, "state": "down", "ts": NOW})
+            for c in ("fresh-db.dc1", "fresh-web:8080")]
+    assert decode_columns(raws, NOW) == (["fresh-db.dc1", "fresh-web:8080"], [2, 2], [NOW, NOW])
+    # an id no catalog names still goes message by message the first time
+    assert decode_columns([orjson.dumps({"component": "other", "state": "up", "ts": NOW})],
+                          NOW) is None
+
+
 @pytest.mark.parametrize("change", [
     {"state": "Down"},  # not exact case: parse_event lowers it
     {"ts": "2024-03-01T00:00:00Z"},
