@@ -11,6 +11,7 @@ catalogs and event streams.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -188,20 +189,7 @@ def test_counters_never_decrease_in_time_order(sc: Scenario) -> None:
     time order they never decrease. (Out of order, a late event that merges two outages
     steps them back to the exact value: the contract's "same results as sorted arrival"
     wins over monotonicity; see DESIGN.md.)"""
-    engine = build_engine(sc.catalog, LATENESS)
-    last: dict[str, tuple[int, float]] = {}
-    # At equal ts the most severe state wins, so it comes first: a "down" after an "up"
-    # at the same instant would turn an ended outage back into a running one, which the
-    # engine rightly reports (the ended downtime steps back), but which is not time order.
-    severity = {"up": 0, "maintenance": 1, "down": 2}
-    for e in sorted(sc.events, key=lambda ev: (ev.ts, -severity[ev.state])):
-        apply_all(engine, [e])
-        rep = engine.report(sc.now)
-        for name, s in rep.services.items():
-            before = last.get(name, (0, 0.0))
-            assert s.outages_total >= before[0], (name, e, before, s.outages_total)
-            assert s.downtime_seconds_total >= before[1] - 1e-6, (name, e, before)
-            last[name] = (s.outages_total, s.downtime_seconds_total)
+    _assert_counters_grow_in_time_order(sc, lambda ev: sc.now)
 
 
 @ENGINE
@@ -227,6 +215,25 @@ def test_f_pruning_mid_stream_changes_nothing(sc: Scenario, data: st.DataObject)
 def test_g_long_streams_match_reference(sc: Scenario) -> None:
     """Long histories: trackers compact what is past the allowed lateness."""
     _check_against_reference(sc, sc.events)
+
+
+def _assert_counters_grow_in_time_order(sc: Scenario, report_at: Callable[[Ev], float]) -> None:
+    """Apply ``sc``'s events in time order, one at a time, reporting at ``report_at(ev)``
+    after each: outages_total and downtime_seconds_total never decrease."""
+    engine = build_engine(sc.catalog, LATENESS)
+    last: dict[str, tuple[int, float]] = {}
+    # At equal ts the most severe state wins, so it comes first: a "down" after an "up"
+    # at the same instant would turn an ended outage back into a running one, which the
+    # engine rightly reports (the ended downtime steps back), but which is not time order.
+    severity = {"up": 0, "maintenance": 1, "down": 2}
+    for e in sorted(sc.events, key=lambda ev: (ev.ts, -severity[ev.state])):
+        apply_all(engine, [e])
+        rep = engine.report(report_at(e))
+        for name, s in rep.services.items():
+            before = last.get(name, (0, 0.0))
+            assert s.outages_total >= before[0], (name, e, before, s.outages_total)
+            assert s.downtime_seconds_total >= before[1] - 1e-6, (name, e, before)
+            last[name] = (s.outages_total, s.downtime_seconds_total)
 
 
 def _assert_outages_match(sc: Scenario) -> None:
@@ -379,14 +386,4 @@ def test_calendars_counters_never_decrease_in_time_order(sc: Scenario) -> None:
     as a live worker sees them. (A fixed ``now`` later than the events would not do:
     a calendar boundary between an event and ``now`` ends an outage without an event,
     and an event from before that boundary, even in time order, arrives after it.)"""
-    engine = build_engine(sc.catalog, LATENESS)
-    last: dict[str, tuple[int, float]] = {}
-    severity = {"up": 0, "maintenance": 1, "down": 2}
-    for e in sorted(sc.events, key=lambda ev: (ev.ts, -severity[ev.state])):
-        apply_all(engine, [e])
-        rep = engine.report(e.ts)
-        for name, s in rep.services.items():
-            before = last.get(name, (0, 0.0))
-            assert s.outages_total >= before[0], (name, e, before, s.outages_total)
-            assert s.downtime_seconds_total >= before[1] - 1e-6, (name, e, before)
-            last[name] = (s.outages_total, s.downtime_seconds_total)
+    _assert_counters_grow_in_time_order(sc, lambda ev: ev.ts)
