@@ -70,6 +70,22 @@ def tiles(dom: str) -> dict[str, dict[str, str]]:
     return out
 
 
+def _services_once(worker: Any, service: str, state: str, timeout: float = 30.0
+                   ) -> dict[str, Any]:
+    """``/api/services`` by name, polled until ``service`` is in ``state`` (or the
+    timeout: the caller's assertions then say what was there)."""
+    deadline = time.monotonic() + timeout
+    api: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status, body = worker.get("/api/services")
+        if status == 200:
+            api = {s["service"]: s for s in orjson.loads(body)["services"]}
+            if api.get(service, {}).get("state") == state:
+                break
+        time.sleep(0.5)
+    return api
+
+
 def test_page_renders_the_state_the_api_reports(
     kafka_broker: Any, worker_factory: Any, tmp_path: Path
 ) -> None:
@@ -83,15 +99,7 @@ def test_page_renders_the_state_the_api_reports(
         (b"db-1", event_bytes("db-1", "down", now - 1200), None),
         (b"vpn-gw", event_bytes("vpn-gw", "up", now - 600), None),
     ])
-    deadline = time.monotonic() + 30
-    api: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        status, body = worker.get("/api/services")
-        if status == 200:
-            api = {s["service"]: s for s in orjson.loads(body)["services"]}
-            if api.get("shop", {}).get("state") == "down":
-                break
-        time.sleep(0.5)
+    api = _services_once(worker, "shop", "down")
     assert api["shop"]["state"] == "down", api
 
     status, page = worker.get("/")
@@ -164,22 +172,14 @@ def test_page_shows_outside_service_time_and_scheduled_maintenance(
         (b"db-1", event_bytes("db-1", "down", now - 600), None),  # inside the window
         (b"vpn-gw", event_bytes("vpn-gw", "down", now - 600), None),  # desk: outside
     ])
-    deadline = time.monotonic() + 30
-    api: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        status, body = worker.get("/api/services")
-        if status == 200:
-            api = {s["service"]: s for s in orjson.loads(body)["services"]}
-            if api.get("vpn", {}).get("state") == "down":
-                break
-        time.sleep(0.5)
+    api = _services_once(worker, "vpn", "down")
     assert api["shop"]["shown"] == "scheduled_maintenance", api["shop"]
     assert api["shop"]["state"] == "maintenance" and api["shop"]["scheduled_maintenance"]
     assert api["desk"]["shown"] == "outside_service_time", api["desk"]
     assert api["desk"]["state"] == "down" and not api["desk"]["in_service_time"]
     assert api["desk"]["sla"]["down_seconds"] == 0.0
     assert api["vpn"]["shown"] == "down"
-    status, metrics = worker.get("/metrics")
+    _, metrics = worker.get("/metrics")
     assert b'slawatch_service_in_service_time{kind="internal",service="desk"} 0.0' in metrics
     assert b'slawatch_service_scheduled_maintenance{kind="external",service="shop"} 1.0' in metrics
 
