@@ -4,8 +4,8 @@
  * Why: in an alert storm every event changes a state, and what is left per event in
  * Python is bookkeeping (a few list appends, dict lookups, bitmask updates) that the
  * interpreter runs at ~30 ns a bytecode. These functions do the same steps on the same
- * Python objects (the trackers' lists and dicts are unchanged, so persistence, reports
- * and the pure-Python twins see no difference); everything rare (late events,
+ * Python objects (the trackers' columns and dicts, so persistence, reports and the
+ * pure-Python twins see no difference); everything rare (late events,
  * compaction, re-evaluation of the past, blame of a new set of down components) calls
  * back into the Python methods. The pure-Python code stays the reference: the test
  * suite runs the engine properties on both (SLAWATCH_NATIVE=0 turns this module off).
@@ -21,8 +21,12 @@
 #include <string.h>
 #include <structmember.h>
 
-/* Set once by setup(): the Timeline class, NO_TAG, math.inf as a float object. */
+/* Set once by setup(): the Timeline class, NO_TAG, math.inf as a float object, and
+ * array.array with its append (a timeline's times and states are array('d') and
+ * array('b'): read here through the buffer protocol, appended through array.append). */
 static PyObject *Timeline_cls = NULL;
+static PyTypeObject *Array_type = NULL;
+static PyObject *Array_append = NULL;
 static PyObject *NO_TAG = NULL;
 static PyObject *INF_obj = NULL;
 static PyObject *UNMAPPED = NULL;
@@ -269,6 +273,65 @@ static inline PyObject *last_item(PyObject *list) {
     return n ? PyList_GET_ITEM(list, n - 1) : NULL;
 }
 
+/* ---- timeline columns: array('d') of times, array('b') of states ----------------------- */
+
+/* The column in slot ``s`` of ``obj`` (a new reference), checked to be an array. */
+static inline PyObject *col_slot(PyObject *obj, Slot *s) {
+    PyObject *v = slot_get(obj, s);
+    if (v != NULL && Py_TYPE(v) != Array_type) {
+        PyErr_Format(PyExc_TypeError, "%U must be an array.array", s->name);
+        Py_DECREF(v);
+        return NULL;
+    }
+    return v;
+}
+
+/* A read-only view of a column whose items are ``fmt`` ('d' or 'b'); release it with
+ * PyBuffer_Release before the column can grow. */
+static int col_view(PyObject *col, Py_buffer *v, char fmt) {
+    if (PyObject_GetBuffer(col, v, PyBUF_FORMAT) < 0) return -1;
+    if (v->format == NULL || v->format[0] != fmt || v->format[1] != 0) {
+        PyBuffer_Release(v);
+        PyErr_Format(PyExc_TypeError, "a timeline column must be array('%c')", fmt);
+        return -1;
+    }
+    return 0;
+}
+
+/* The last time of a column into *out: 1, 0 if it is empty, -1 on error. */
+static int dcol_last(PyObject *col, double *out) {
+    Py_buffer v;
+    if (col_view(col, &v, 'd') < 0) return -1;
+    Py_ssize_t n = v.len / (Py_ssize_t)sizeof(double);
+    if (n) *out = ((const double *)v.buf)[n - 1];
+    PyBuffer_Release(&v);
+    return n ? 1 : 0;
+}
+
+/* The last state of a column into *out: 1, 0 if it is empty, -1 on error. */
+static int bcol_last(PyObject *col, int *out) {
+    Py_buffer v;
+    if (col_view(col, &v, 'b') < 0) return -1;
+    Py_ssize_t n = v.len;
+    if (n) *out = ((const signed char *)v.buf)[n - 1];
+    PyBuffer_Release(&v);
+    return n ? 1 : 0;
+}
+
+static inline int col_append(PyObject *col, PyObject *value) {
+    PyObject *argv[2] = {col, value};
+    PyObject *r = PyObject_Vectorcall(Array_append, argv, 2, NULL);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* Append a point (time, state, tag) to a timeline's three columns. */
+static int append_point(PyObject *ts, PyObject *t, PyObject *st, PyObject *s, PyObject *tags, PyObject *tag) {
+    if (col_append(ts, t) < 0 || col_append(st, s) < 0 || PyList_Append(tags, tag) < 0) return -1;
+    return 0;
+}
+
 /* A state as a C int: small ints 0..2 (a State is an IntEnum: a PyLong subclass). */
 static inline int as_state(PyObject *o) {
     long v = PyLong_AsLong(o);
@@ -344,15 +407,14 @@ static PyObject *apply_in_order(PyObject *self, PyObject *args) {
         if (st < 0) return NULL;
         PyObject *h = slot_get(tracker, &CT_HISTORY);
         if (h == NULL) return NULL;
-        PyObject *hts = list_slot(h, &TL_TS), *hst = NULL, *htag = NULL;
-        if (hts != NULL) hst = list_slot(h, &TL_ST);
+        PyObject *hts = col_slot(h, &TL_TS), *hst = NULL, *htag = NULL;
+        if (hts != NULL) hst = col_slot(h, &TL_ST);
         if (hst != NULL) htag = list_slot(h, &TL_TAG);
         Py_DECREF(h);
         if (htag == NULL) { Py_XDECREF(hts); Py_XDECREF(hst); return NULL; }
-        PyObject *last = last_item(hst);
         int old = ST_UP;
-        if (last != NULL && (old = as_state(last)) < 0) { Py_DECREF(hts); Py_DECREF(hst); Py_DECREF(htag); return NULL; }
-        int rc = append3(hts, ts_obj, hst, st_obj, htag, NO_TAG);
+        if (bcol_last(hst, &old) < 0) { Py_DECREF(hts); Py_DECREF(hst); Py_DECREF(htag); return NULL; }
+        int rc = append_point(hts, ts_obj, hst, STATE_INT[st], htag, NO_TAG);
         Py_DECREF(hts); Py_DECREF(hst); Py_DECREF(htag);
         if (rc < 0) return NULL;
         if (slot_set(tracker, &CT_NEWEST, ts_obj) < 0) return NULL;
@@ -627,29 +689,31 @@ static int service_point(PyObject *svc, PyObject *sts, PyObject *sst, PyObject *
                          PyObject *start_obj, double start, int st, PyObject *tag) {
     PyObject *st_obj = STATE_INT[st];
     Py_INCREF(st_obj);
-    PyObject *lsts = last_item(sts);
     int rc = 0;
-    double last_t = lsts != NULL ? PyFloat_AsDouble(lsts) : 0.0;
-    if (last_t == -1.0 && PyErr_Occurred()) { Py_DECREF(st_obj); return -1; }
-    if (lsts != NULL && last_t == start) {
+    double last_t = 0.0;
+    int has = dcol_last(sts, &last_t);
+    if (has < 0) { Py_DECREF(st_obj); return -1; }
+    if (has && last_t == start) {
         PyObject *r = PyObject_CallMethodObjArgs(svc, s_append_state, start_obj, st_obj, tag, NULL);
         if (r == NULL) rc = -1; else Py_DECREF(r);
     } else {
-        PyObject *lsst = last_item(sst);
-        int differs;
-        if (lsst != NULL) {
-            int lv = as_state(lsst);
-            if (lv < 0) rc = -1;
+        int lv = 0, differs;
+        int hs = bcol_last(sst, &lv);
+        if (hs < 0) {
+            rc = -1;
+            differs = 0;
+        } else if (hs) {
             differs = lv != st;
-            if (rc == 0 && !differs) {
-                int e = eq(last_item(stag), tag);
+            if (!differs) {
+                PyObject *lt = last_item(stag);
+                int e = lt != NULL ? eq(lt, tag) : 0;
                 if (e < 0) rc = -1;
                 differs = !e;
             }
         } else {
             differs = st != 0 || PyObject_IsTrue(tag);
         }
-        if (rc == 0 && differs) rc = append3(sts, start_obj, sst, st_obj, stag, tag);
+        if (rc == 0 && differs) rc = append_point(sts, start_obj, sst, st_obj, stag, tag);
     }
     Py_DECREF(st_obj);
     return rc;
@@ -679,8 +743,8 @@ static PyObject *svc_apply_many(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_TypeError, "components must be a dict");
         goto done;
     }
-    sts = list_slot(svc, &TL_TS);
-    if (sts) sst = list_slot(svc, &TL_ST);
+    sts = col_slot(svc, &TL_TS);
+    if (sts) sst = col_slot(svc, &TL_ST);
     if (sst) stag = list_slot(svc, &TL_TAG);
     if (!stag) goto done;
     {
@@ -732,7 +796,7 @@ static PyObject *svc_apply_many(PyObject *self, PyObject *args) {
             Py_DECREF(tl);
             if (r < 0) goto done;
         }
-        PyObject *times = list_slot(tl, &TL_TS);
+        PyObject *times = col_slot(tl, &TL_TS);
         if (times == NULL) goto done;
         int rc = 0, in_order = 0;
         if (open && start > frontier) {
@@ -740,34 +804,29 @@ static PyObject *svc_apply_many(PyObject *self, PyObject *args) {
              * order for the component, at a new instant. */
             in_order = 1;
         } else if (open) {
-            PyObject *lt = last_item(times);
-            if (lt == NULL) in_order = 1;
-            else {
-                double last_t = PyFloat_AsDouble(lt);
-                if (last_t == -1.0 && PyErr_Occurred()) { Py_DECREF(times); goto done; }
-                if (start >= last_t) in_order = last_t == start ? 2 : 1;
-            }
+            double last_t = 0.0;
+            int has = dcol_last(times, &last_t);
+            if (has < 0) { Py_DECREF(times); goto done; }
+            if (!has) in_order = 1;
+            else if (start >= last_t) in_order = last_t == start ? 2 : 1;
         }
         if (in_order) {
             if (in_order == 2) {
                 PyObject *r = PyObject_CallMethodObjArgs(tl, s_append_state, start_obj, state_int, NULL);
                 if (r == NULL) rc = -1; else Py_DECREF(r);
             } else {
-                PyObject *tstates = list_slot(tl, &TL_ST);
+                PyObject *tstates = col_slot(tl, &TL_ST);
                 if (tstates == NULL) rc = -1;
                 else {
-                    PyObject *ls = last_item(tstates);
-                    int changed = state != 0;
-                    if (ls != NULL) {
-                        int lsv = as_state(ls);
-                        if (lsv < 0) rc = -1;
-                        changed = lsv != state;
-                    }
+                    int lsv = 0, changed = state != 0;
+                    int hs = bcol_last(tstates, &lsv);
+                    if (hs < 0) rc = -1;
+                    else if (hs) changed = lsv != state;
                     if (rc == 0 && changed) {
                         PyObject *ttag = list_slot(tl, &TL_TAG);
                         if (ttag == NULL) rc = -1;
                         else {
-                            rc = append3(times, start_obj, tstates, state_int, ttag, NO_TAG);
+                            rc = append_point(times, start_obj, tstates, state_int, ttag, NO_TAG);
                             Py_DECREF(ttag);
                         }
                     }
@@ -820,12 +879,12 @@ static PyObject *svc_apply_many(PyObject *self, PyObject *args) {
             PyObject *bit = PyDict_GetItemWithError(bits, comp);
             if (bit == NULL && PyErr_Occurred()) goto done;
             if (bit != NULL) {
-                PyObject *tstates = list_slot(tl, &TL_ST);
+                PyObject *tstates = col_slot(tl, &TL_ST);
                 if (tstates == NULL) goto done;
-                PyObject *ls = last_item(tstates);
-                int last = ls ? as_state(ls) : ST_UP;
+                int last = ST_UP;
+                int hs = bcol_last(tstates, &last);
                 Py_DECREF(tstates);
-                if (last < 0 || set_bit(&k, bit, last) < 0) goto done;
+                if (hs < 0 || last < 0 || last > 2 || set_bit(&k, bit, last) < 0) goto done;
             }
             double reach = open ? start : end;
             if (reach > frontier) frontier = reach;
@@ -879,31 +938,24 @@ static int change_cmp(const void *a, const void *b) {
     return (x->s > y->s) - (x->s < y->s);
 }
 
-static inline double item_double(PyObject *list, Py_ssize_t i) {
-    PyObject *o = PyList_GET_ITEM(list, i);
-    return PyFloat_CheckExact(o) ? PyFloat_AS_DOUBLE(o) : PyFloat_AsDouble(o);
-}
-
-/* bisect.bisect_right / bisect_left over a list of floats, from lo */
-static Py_ssize_t bisect_r(PyObject *list, double x, Py_ssize_t lo) {
-    Py_ssize_t hi = PyList_GET_SIZE(list);
+/* bisect.bisect_right / bisect_left over n sorted doubles, from lo */
+static Py_ssize_t bisect_r(const double *a, Py_ssize_t hi, double x, Py_ssize_t lo) {
     while (lo < hi) {
         Py_ssize_t mid = (lo + hi) / 2;
-        if (x < item_double(list, mid)) hi = mid; else lo = mid + 1;
+        if (x < a[mid]) hi = mid; else lo = mid + 1;
     }
     return lo;
 }
 
-static Py_ssize_t bisect_l(PyObject *list, double x, Py_ssize_t lo) {
-    Py_ssize_t hi = PyList_GET_SIZE(list);
+static Py_ssize_t bisect_l(const double *a, Py_ssize_t hi, double x, Py_ssize_t lo) {
     while (lo < hi) {
         Py_ssize_t mid = (lo + hi) / 2;
-        if (item_double(list, mid) < x) lo = mid + 1; else hi = mid;
+        if (a[mid] < x) lo = mid + 1; else hi = mid;
     }
     return lo;
 }
 
-/* Append (at, st, tag) to the point columns. */
+/* Append (at, st, tag) to the point columns (lists, for Timeline.assign_columns). */
 static int push_point(PyObject *pts, PyObject *psts, PyObject *ptags, double at, int st, PyObject *tag) {
     PyObject *t = PyFloat_FromDouble(at);
     if (t == NULL) return -1;
@@ -943,42 +995,55 @@ static PyObject *svc_recompute(PyObject *self, PyObject *args) {
     while (PyDict_Next(plan->bits, &pos, &comp, &bitobj)) {
         PyObject *tl = PyDict_GetItemWithError(comps, comp);
         if (tl == NULL) { if (PyErr_Occurred()) goto done; continue; }
-        PyObject *ts = list_slot(tl, &TL_TS);
+        PyObject *ts = col_slot(tl, &TL_TS);
         if (ts == NULL) goto done;
-        Py_ssize_t n = PyList_GET_SIZE(ts);
-        if (n == 0) { Py_DECREF(ts); continue; }
-        PyObject *sts = list_slot(tl, &TL_ST);
+        PyObject *sts = col_slot(tl, &TL_ST);
         if (sts == NULL) { Py_DECREF(ts); goto done; }
-        if (PyList_GET_SIZE(sts) != n) {
+        Py_buffer tv, sv_;
+        if (col_view(ts, &tv, 'd') < 0) { Py_DECREF(ts); Py_DECREF(sts); goto done; }
+        if (col_view(sts, &sv_, 'b') < 0) { PyBuffer_Release(&tv); Py_DECREF(ts); Py_DECREF(sts); goto done; }
+        Py_DECREF(ts);
+        Py_DECREF(sts);  /* the views hold the columns */
+        const double *tsa = tv.buf;
+        const signed char *sta = sv_.buf;
+        Py_ssize_t n = tv.len / (Py_ssize_t)sizeof(double);
+        int bad = 0;
+        if (sv_.len != n) {
             PyErr_SetString(PyExc_ValueError, "a timeline's columns differ in length");
-            Py_DECREF(ts); Py_DECREF(sts); goto done;
+            bad = 1;
         }
-        uint64_t bit = PyLong_AsUnsignedLongLong(bitobj);
-        if (bit == (uint64_t)-1 && PyErr_Occurred()) { Py_DECREF(ts); Py_DECREF(sts); goto done; }
-        Py_ssize_t i = bisect_r(ts, start, 0);
-        int st = i ? as_state(PyList_GET_ITEM(sts, i - 1)) : ST_UP;
-        if (st < 0) { Py_DECREF(ts); Py_DECREF(sts); goto done; }
-        if (st) { k.m |= bit; if (st == ST_DOWN) k.d |= bit; }
-        Py_ssize_t j = end == INFINITY ? n : bisect_l(ts, end, i);
-        if (j > i) {
-            if (nch + (j - i) > cap) {
+        uint64_t bit = 0;
+        if (!bad && n) {
+            bit = PyLong_AsUnsignedLongLong(bitobj);
+            if (bit == (uint64_t)-1 && PyErr_Occurred()) bad = 1;
+        }
+        if (!bad && n) {
+            Py_ssize_t i = bisect_r(tsa, n, start, 0);
+            int st = i ? sta[i - 1] : ST_UP;
+            if (st) { k.m |= bit; if (st == ST_DOWN) k.d |= bit; }
+            Py_ssize_t j = end == INFINITY ? n : bisect_l(tsa, n, end, i);
+            if (j > i && nch + (j - i) > cap) {
                 Py_ssize_t want = (nch + (j - i)) * 2;
                 Change *grown = PyMem_Realloc(changes, (size_t)want * sizeof(Change));
-                if (grown == NULL) { PyErr_NoMemory(); Py_DECREF(ts); Py_DECREF(sts); goto done; }
-                changes = grown;
-                cap = want;
+                if (grown == NULL) { PyErr_NoMemory(); bad = 1; }
+                else { changes = grown; cap = want; }
             }
-            for (Py_ssize_t q = i; q < j; q++) {
-                int sv = as_state(PyList_GET_ITEM(sts, q));
-                if (sv < 0) { Py_DECREF(ts); Py_DECREF(sts); goto done; }
-                changes[nch].t = item_double(ts, q);
+            for (Py_ssize_t q = i; !bad && q < j; q++) {
+                int s = sta[q];
+                if (s < 0 || s > 2) {
+                    PyErr_Format(PyExc_ValueError, "state %d is not 0, 1 or 2", s);
+                    bad = 1;
+                    break;
+                }
+                changes[nch].t = tsa[q];
                 changes[nch].bit = bit;
-                changes[nch].s = sv;
+                changes[nch].s = s;
                 nch++;
             }
         }
-        Py_DECREF(ts);
-        Py_DECREF(sts);
+        PyBuffer_Release(&tv);
+        PyBuffer_Release(&sv_);
+        if (bad) goto done;
     }
     if (PyErr_Occurred()) goto done;
     int last_st = eval_state(&k, plan);
@@ -1335,6 +1400,18 @@ static PyObject *setup(PyObject *self, PyObject *args) {
     PyObject *tl, *nt;
     if (!PyArg_ParseTuple(args, "O!O", &PyType_Type, &tl, &nt)) return NULL;
     if (slot_init(&TL_TS, tl) || slot_init(&TL_ST, tl) || slot_init(&TL_TAG, tl)) return NULL;
+    if (Array_type == NULL) {
+        PyObject *mod = PyImport_ImportModule("array");
+        if (mod == NULL) return NULL;
+        PyObject *at = PyObject_GetAttrString(mod, "array");
+        Py_DECREF(mod);
+        if (at == NULL) return NULL;
+        if (!PyType_Check(at)) { Py_DECREF(at); PyErr_SetString(PyExc_TypeError, "array.array"); return NULL; }
+        PyObject *app = PyObject_GetAttrString(at, "append");
+        if (app == NULL) { Py_DECREF(at); return NULL; }
+        Array_type = (PyTypeObject *)at;  /* owned */
+        Array_append = app;
+    }
     Py_INCREF(tl); Py_XSETREF(Timeline_cls, tl);
     Py_INCREF(nt); Py_XSETREF(NO_TAG, nt);
     Py_RETURN_NONE;

@@ -19,8 +19,9 @@ from typing import Any, Literal, NamedTuple
 
 from streams import native
 from streams.events import ComponentEvent
+from streams.record import Packer
 from streams.states import UP, State
-from streams.timeline import NO_TAG, Timeline
+from streams.timeline import NO_TAG, Timeline, float_column, state_column
 
 Outcome = Literal["accepted", "duplicate", "late", "unmapped", "invalid"]
 OUTCOMES: tuple[Outcome, ...] = ("accepted", "invalid", "duplicate", "late", "unmapped")
@@ -154,8 +155,8 @@ class ComponentTracker:
         self._clean = start + len(keep_t)
         if len(keep_t) == cut - start:
             return
-        times[start:cut] = keep_t
-        states[start:cut] = keep_s
+        times[start:cut] = float_column(keep_t)
+        states[start:cut] = state_column(keep_s)
         h.tag[start:cut] = [()] * len(keep_t)
         h._touched(start)
 
@@ -177,6 +178,18 @@ class ComponentTracker:
         tracker = cls(obj["c"])
         tracker.newest = -math.inf if obj["n"] is None else float(obj["n"])
         tracker.history = Timeline.from_obj(obj["h"])
+        return tracker
+
+    def to_record(self, out: Packer) -> dict[str, Any]:
+        """``to_obj`` with the history's columns packed into ``out`` (streams/record.py)."""
+        return {"c": self.component, "n": None if self.newest == -math.inf else self.newest,
+                "h": self.history.pack(out)}
+
+    @classmethod
+    def from_record(cls, obj: dict[str, Any], body: memoryview) -> ComponentTracker:
+        tracker = cls(obj["c"])
+        tracker.newest = -math.inf if obj["n"] is None else float(obj["n"])
+        tracker.history = Timeline.unpack(obj["h"], body, f"component {tracker.component!r}")
         return tracker
 
 

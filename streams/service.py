@@ -23,6 +23,7 @@ from typing import Any
 from streams import native
 from streams.calendars import ServiceCalendar
 from streams.catalog import ServiceModel
+from streams.record import Packer
 from streams.states import DOWN, MAINTENANCE, UP, State
 from streams.timeline import NO_TAG, Timeline
 
@@ -324,26 +325,49 @@ class ServiceTracker:
     # -- persistence ---------------------------------------------------------------------
 
     def to_obj(self) -> dict[str, Any]:
-        return {
-            "n": self.name,
-            "c": {comp: tl.to_obj() for comp, tl in self.components.items()},
-            "t": self.timeline.to_obj(),
-            "f": None if self.frontier == -math.inf else self.frontier,
-            "po": self.pruned_outages,
-            "pd": self.pruned_downtime,
-            **({} if self.whole_from == -math.inf else {"wf": self.whole_from}),
-        }
+        obj = self.to_obj_meta()
+        obj["c"] = {comp: tl.to_obj() for comp, tl in self.components.items()}
+        obj["t"] = self.timeline.to_obj()
+        return obj
 
     @classmethod
     def from_obj(cls, obj: dict[str, Any]) -> ServiceTracker:
         tracker = cls(obj["n"])
         tracker.components = {comp: Timeline.from_obj(o) for comp, o in obj["c"].items()}
         tracker.timeline = Timeline.from_obj(obj["t"])
-        tracker.frontier = -math.inf if obj["f"] is None else float(obj["f"])
-        tracker.pruned_outages = int(obj["po"])
-        tracker.pruned_downtime = float(obj["pd"])
-        tracker.whole_from = float(obj.get("wf", -math.inf))
+        tracker._load_meta(obj)
         return tracker
+
+    def to_record(self, out: Packer) -> dict[str, Any]:
+        """``to_obj`` with the timelines' columns packed into ``out`` (streams/record.py)."""
+        obj = self.to_obj_meta()
+        obj["c"] = {comp: tl.pack(out) for comp, tl in self.components.items()}
+        obj["t"] = self.timeline.pack(out)
+        return obj
+
+    @classmethod
+    def from_record(cls, obj: dict[str, Any], body: memoryview) -> ServiceTracker:
+        tracker = cls(obj["n"])
+        what = f"service {tracker.name!r}"
+        tracker.components = {comp: Timeline.unpack(o, body, what) for comp, o in obj["c"].items()}
+        tracker.timeline = Timeline.unpack(obj["t"], body, what)
+        tracker._load_meta(obj)
+        return tracker
+
+    def to_obj_meta(self) -> dict[str, Any]:
+        return {
+            "n": self.name,
+            "f": None if self.frontier == -math.inf else self.frontier,
+            "po": self.pruned_outages,
+            "pd": self.pruned_downtime,
+            **({} if self.whole_from == -math.inf else {"wf": self.whole_from}),
+        }
+
+    def _load_meta(self, obj: dict[str, Any]) -> None:
+        self.frontier = -math.inf if obj["f"] is None else float(obj["f"])
+        self.pruned_outages = int(obj["po"])
+        self.pruned_downtime = float(obj["pd"])
+        self.whole_from = float(obj.get("wf", -math.inf))
 
 
 def in_time_order(segs: Sequence[SegmentLike]) -> Sequence[SegmentLike]:

@@ -9,6 +9,14 @@ zero seconds, so they do not disturb the integral.
 Integration uses prefix sums of up/down/maintenance seconds that are rebuilt lazily
 from the first modified index, so appending in time order costs O(1) amortised, a late
 correction costs O(points after it), and any window is two binary searches.
+
+Memory: a stored state change is a point in several timelines (the component's history,
+each reading service's copy, the service's own), so the columns are flat arrays, not
+lists of objects: times and prefix sums ``array('d')`` (8 bytes a point, against a list
+slot and a 24-byte float), states ``array('b')`` (1 byte), the attribution index
+``array('q')``/``array('d')``. Tags stay a list (most entries are the shared ``NO_TAG``;
+a down service's are the model's memoised blame tuples). ``pack``/``unpack`` write and
+read the columns as their bytes, for checkpoints (``streams/record.py``).
 """
 
 from __future__ import annotations
@@ -16,13 +24,15 @@ from __future__ import annotations
 import itertools
 import math
 import operator
+import sys
+from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterator, Sequence
-from typing import Any, TypeVar
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
+from streams.record import Packer, column
 from streams.states import DOWN, MAINTENANCE, UP, State
 
-_N = TypeVar("_N", int, float)
 Tag = tuple[str, ...]
 NO_TAG: Tag = ()
 
@@ -30,14 +40,27 @@ _UP, _MAINT, _DOWN = int(UP), int(MAINTENANCE), int(DOWN)
 _sub = operator.sub
 
 
-def _accumulate(values: list[_N], initial: _N) -> list[_N]:
-    return list(itertools.accumulate(values, initial=initial))
+def _accumulate(values: Iterable[Any], initial: Any) -> Iterator[Any]:
+    """Running sums after ``initial`` (not including it)."""
+    it = itertools.accumulate(values, initial=initial)
+    next(it)
+    return it
 
 
-#: Never mutated: the value of a Timeline's derived lists until they are first built.
-_NONE_F: list[float] = []
-_NONE_I: list[int] = []
-_NONE_ATT: dict[str, tuple[list[int], list[float]]] = {}
+def float_column(values: Iterable[float] = ()) -> array[float]:
+    """A column of times or sums: ``array('d')``."""
+    return values if type(values) is array and values.typecode == "d" else array("d", values)
+
+
+def state_column(values: Iterable[int] = ()) -> array[int]:
+    """A column of states: ``array('b')``."""
+    return values if type(values) is array and values.typecode == "b" else array("b", values)
+
+
+#: Never mutated: the value of a Timeline's derived columns until they are first built.
+_NONE_F: array[float] = array("d")
+_NONE_I: array[int] = array("q")
+_NONE_ATT: dict[str, tuple[array[int], array[float]]] = {}
 
 #: ``_STATE[i] is State(i)``, without the cost of ``EnumMeta.__call__``.
 _STATE = (UP, MAINTENANCE, DOWN)
@@ -50,24 +73,25 @@ class Timeline:
 
     def __init__(
         self,
-        ts: list[float] | None = None,
-        st: list[int] | None = None,
+        ts: Iterable[float] | None = None,
+        st: Iterable[int] | None = None,
         tag: list[Tag] | None = None,
     ) -> None:
-        self.ts: list[float] = ts if ts is not None else []
-        self.st: list[int] = st if st is not None else []
+        # An array passed in is adopted, not copied (as lists were).
+        self.ts: array[float] = float_column(ts) if ts is not None else array("d")
+        self.st: array[int] = state_column(st) if st is not None else array("b")
         self.tag: list[Tag] = tag if tag is not None else [NO_TAG] * len(self.ts)
         # Prefix sums and the attribution index are allocated when first built (most
         # timelines never need some of them): until then they are the shared empties.
-        self._cu: list[float] = _NONE_F
-        self._cd: list[float] = _NONE_F
-        self._cm: list[float] = _NONE_F
-        self._cr: list[int] = _NONE_I  # down runs begun at or before each point
+        self._cu: array[float] = _NONE_F
+        self._cd: array[float] = _NONE_F
+        self._cm: array[float] = _NONE_F
+        self._cr: array[int] = _NONE_I  # down runs begun at or before each point
         self._valid = 0  # _cu and _cd are right for indexes < _valid
         self._valid2 = 0  # _cm and _cr for indexes < _valid2 (only some readers need them)
         # Attribution of down seconds (``attribute``): per blamed component, the indexes of
         # the closed pieces that blame it and the running sum of its shares of them.
-        self._att: dict[str, tuple[list[int], list[float]]] = _NONE_ATT
+        self._att: dict[str, tuple[array[int], array[float]]] = _NONE_ATT
         self._att_n = 0  # pieces indexed so far
         self._valid3 = 0  # pieces before this index are indexed right
         # Counts the edits other than appends (every one passes ``_touched``): with the
@@ -150,8 +174,8 @@ class Timeline:
         self.assign_columns(start, end, [p[0] for p in points], [p[1] for p in points],
                             [p[2] for p in points])
 
-    def assign_columns(self, start: float, end: float, pts: list[float], psts: list[int],
-                       ptags: list[Tag]) -> None:
+    def assign_columns(self, start: float, end: float, pts: Iterable[float],
+                       psts: Iterable[int], ptags: list[Tag]) -> None:
         """``assign`` of points given as columns, which must hold no redundant point
         between their first and last (each differs from the one before): only the edges
         are merged, so a long re-evaluation is spliced in without a pass over it."""
@@ -168,12 +192,12 @@ class Timeline:
         else:
             j = len(ts)
         i = bisect_left(ts, start)
-        ts[i:j] = pts
-        st[i:j] = psts
+        ts[i:j] = float_column(pts)
+        st[i:j] = state_column(psts)
         tag[i:j] = ptags
         # Merge redundant points at the far edge first (indexes below stay put), then
         # from just before `start` to the first point.
-        after = i + len(pts)
+        after = i + len(ptags)
         self._dedupe(after, after + 1)
         self._dedupe(max(0, i - 1), i + 1)
 
@@ -215,8 +239,8 @@ class Timeline:
         v = min(self._valid, n)
         cu, cd = self._cu, self._cd
         if cu is _NONE_F:
-            cu = self._cu = []
-            cd = self._cd = []
+            cu = self._cu = array("d")
+            cd = self._cd = array("d")
         del cu[v:], cd[v:]
         ts, st = self.ts, self.st
         if v == 0 and n:
@@ -229,10 +253,10 @@ class Timeline:
             # a column at a time because that is several times faster in CPython.
             prev = st[v - 1:n - 1]
             dts = list(map(_sub, ts[v:n], ts[v - 1:n - 1]))
-            cu += _accumulate([d if p == _UP else 0.0 for d, p in zip(dts, prev, strict=True)],
-                              initial=cu[-1])[1:]
-            cd += _accumulate([d if p == _DOWN else 0.0 for d, p in zip(dts, prev, strict=True)],
-                              initial=cd[-1])[1:]
+            cu.extend(_accumulate([d if p == _UP else 0.0 for d, p in zip(dts, prev, strict=True)],
+                                  initial=cu[-1]))
+            cd.extend(_accumulate([d if p == _DOWN else 0.0 for d, p in zip(dts, prev, strict=True)],
+                                  initial=cd[-1]))
         self._valid = n
 
     def _build_all(self) -> None:
@@ -244,8 +268,8 @@ class Timeline:
         v = min(self._valid2, n)
         cm, cr = self._cm, self._cr
         if cm is _NONE_F:
-            cm = self._cm = []
-            cr = self._cr = []
+            cm = self._cm = array("d")
+            cr = self._cr = array("q")
         del cm[v:], cr[v:]
         ts, st = self.ts, self.st
         if v == 0 and n:
@@ -255,10 +279,10 @@ class Timeline:
         if v < n:
             prev = st[v - 1:n - 1]
             dts = list(map(_sub, ts[v:n], ts[v - 1:n - 1]))
-            cm += _accumulate([d if p == _MAINT else 0.0 for d, p in zip(dts, prev, strict=True)],
-                              initial=cm[-1])[1:]
-            cr += _accumulate([1 if s == _DOWN and p != _DOWN else 0
-                               for s, p in zip(st[v:n], prev, strict=True)], initial=cr[-1])[1:]
+            cm.extend(_accumulate([d if p == _MAINT else 0.0 for d, p in zip(dts, prev, strict=True)],
+                                  initial=cm[-1]))
+            cr.extend(_accumulate([1 if s == _DOWN and p != _DOWN else 0
+                                   for s, p in zip(st[v:n], prev, strict=True)], initial=cr[-1]))
         self._valid2 = n
 
     def _cumulative(self, x: float) -> tuple[float, float, float]:
@@ -303,7 +327,7 @@ class Timeline:
                     for comp in tag:
                         entry = att.get(comp)
                         if entry is None:
-                            entry = att[comp] = ([], [0.0])
+                            entry = att[comp] = (array("q"), array("d", (0.0,)))
                         entry[0].append(i)
                         cum = entry[1]
                         cum.append(cum[-1] + share)
@@ -426,7 +450,7 @@ class Timeline:
     # -- persistence ---------------------------------------------------------------------
 
     def to_obj(self) -> dict[str, Any]:
-        obj: dict[str, Any] = {"t": self.ts, "s": self.st}
+        obj: dict[str, Any] = {"t": self.ts.tolist(), "s": self.st.tolist()}
         if any(self.tag):
             obj["g"] = [list(t) for t in self.tag]
         return obj
@@ -435,7 +459,41 @@ class Timeline:
     def from_obj(cls, obj: dict[str, Any]) -> Timeline:
         tags = obj.get("g")
         return cls(
-            list(obj["t"]),
-            list(obj["s"]),
+            obj["t"],
+            obj["s"],
             [tuple(t) for t in tags] if tags is not None else None,
         )
+
+    def pack(self, out: Packer) -> dict[str, Any]:
+        """This timeline's part of a record header; its columns go to ``out``.
+
+        Tags are written once each, in a table, and indexed per point (``u4``), only
+        when some point has one.
+        """
+        n = len(self.ts)
+        meta: dict[str, Any] = {"n": n, "o": out.add(self.ts)}
+        out.add(self.st)
+        tags = self.tag
+        if any(tags):
+            index: dict[Tag, int] = {NO_TAG: 0}
+            ix = array("I", [index.setdefault(t, len(index)) for t in tags])
+            out.add(ix)
+            meta["g"] = [list(t) for t in index][1:]
+        return meta
+
+    @classmethod
+    def unpack(cls, meta: dict[str, Any], body: memoryview, what: str) -> Timeline:
+        """The timeline ``pack`` wrote: ``meta`` its header part, ``body`` the record's."""
+        n, at = int(meta["n"]), int(meta["o"])
+        ts = column(body, "d", at, n, what)
+        at += 8 * n
+        st = column(body, "b", at, n, what)
+        tags = None
+        names = meta.get("g")
+        if names is not None:
+            table: list[Tag] = [NO_TAG, *(tuple(map(sys.intern, t)) for t in names)]
+            ix = column(body, "I", at + n, n, what)
+            if ix and max(ix) >= len(table):
+                raise ValueError(f"{what}: a tag index is out of its table")
+            tags = [table[i] for i in ix]
+        return cls(ts, st, tags)

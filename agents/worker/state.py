@@ -24,6 +24,7 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 
+from streams import record
 from streams.component import OUTCOMES, ComponentTracker
 from streams.service import ServiceTracker
 from streams.unmapped import SpaceSaving, UnmappedTracker
@@ -168,20 +169,34 @@ def _compact(raw: bytes) -> bytes:
     return raw if len(raw) >= COMPACT_BELOW else bytes(memoryview(raw))
 
 
+# Trackers are stored as binary records (streams/record.py: a JSON header and the
+# timelines' columns as bytes, joined in one pass into a value of exactly its size).
+# A value that starts with "{" is a tracker of an older release, stored as the JSON of
+# ``to_obj``: it is read as such, and rewritten in the new format when next changed.
+
+
 def encode_component(tracker: ComponentTracker) -> bytes:
-    return _compact(orjson.dumps(tracker.to_obj()))
+    out = record.Packer()
+    return out.encode(tracker.to_record(out))
 
 
 def decode_component(raw: bytes) -> ComponentTracker:
-    return ComponentTracker.from_obj(orjson.loads(raw))
+    if raw[:1] == b"{":
+        return ComponentTracker.from_obj(orjson.loads(raw))
+    header, body = record.decode(raw, "components table value")
+    return ComponentTracker.from_record(header, body)
 
 
 def encode_service(tracker: ServiceTracker) -> bytes:
-    return _compact(orjson.dumps(tracker.to_obj()))
+    out = record.Packer()
+    return out.encode(tracker.to_record(out))
 
 
 def decode_service(raw: bytes) -> ServiceTracker:
-    return ServiceTracker.from_obj(orjson.loads(raw))
+    if raw[:1] == b"{":
+        return ServiceTracker.from_obj(orjson.loads(raw))
+    header, body = record.decode(raw, "services table value")
+    return ServiceTracker.from_record(header, body)
 
 
 def encode_stats(stats: PartitionStats) -> bytes:

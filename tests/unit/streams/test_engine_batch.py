@@ -158,13 +158,13 @@ class _PlainTracker:
         self.timeline.assign(start, end, points)
 
     def dump(self) -> Any:
-        return ({c: (tl.ts, tl.st) for c, tl in self.components.items()},
-                (self.timeline.ts, self.timeline.st, self.timeline.tag))
+        return ({c: (list(tl.ts), [int(s) for s in tl.st]) for c, tl in self.components.items()},
+                (list(self.timeline.ts), [int(s) for s in self.timeline.st], self.timeline.tag))
 
 
 def _points(tracker: Any) -> Any:
-    return ({c: (tl.ts, [int(s) for s in tl.st]) for c, tl in tracker.components.items()},
-            (tracker.timeline.ts, [int(s) for s in tracker.timeline.st], tracker.timeline.tag))
+    return ({c: (list(tl.ts), [int(s) for s in tl.st]) for c, tl in tracker.components.items()},
+            (list(tracker.timeline.ts), [int(s) for s in tracker.timeline.st], tracker.timeline.tag))
 
 
 def _check_batches(sc: Scenario, data: st.DataObject) -> None:
