@@ -22,8 +22,10 @@
 #include <structmember.h>
 
 /* Set once by setup(): the Timeline class, NO_TAG, math.inf as a float object, and
- * array.array with its append (a timeline's times and states are array('d') and
- * array('b'): read here through the buffer protocol, appended through array.append). */
+ * array.array with its append (a timeline's times, states and tag indexes are
+ * array('d'), array('b') and array('I'): read here through the buffer protocol,
+ * appended through array.append; a tag is its index in the timeline's table, 0 for
+ * NO_TAG, looked up in the timeline's ``_gx`` and added by ``Timeline.intern``). */
 static PyObject *Timeline_cls = NULL;
 static PyTypeObject *Array_type = NULL;
 static PyObject *Array_append = NULL;
@@ -32,7 +34,8 @@ static PyObject *INF_obj = NULL;
 static PyObject *UNMAPPED = NULL;
 static PyObject *STATE_INT[3];  /* the ints 0, 1, 2, owned */
 
-static PyObject *s_compact, *s_append_state, *s_assign, *s_assign_columns, *s_settle, *s_blame_mask, *s_plan;
+static PyObject *s_intern;
+static PyObject *s_compact, *s_append_state, *s_assign, *s_assign_tagged, *s_settle, *s_blame_mask, *s_plan;
 
 #define ST_UP 0
 #define ST_MAINT 1
@@ -208,7 +211,7 @@ typedef struct {
     PyObject *name;
 } Slot;
 
-static Slot TL_TS, TL_ST, TL_TAG, CT_NEWEST, CT_HISTORY, CT_SINCE, SV_COMPONENTS, SV_DOWN, SV_BAD,
+static Slot TL_TS, TL_ST, TL_TAG, TL_GX, CT_NEWEST, CT_HISTORY, CT_SINCE, SV_COMPONENTS, SV_DOWN, SV_BAD,
     SV_TIMELINE, SV_FRONTIER;
 
 static int slot_name(Slot *s, const char *name) {
@@ -318,6 +321,35 @@ static int bcol_last(PyObject *col, int *out) {
     return n ? 1 : 0;
 }
 
+/* The last tag index of a column into *out: 1, 0 if it is empty, -1 on error. */
+static int icol_last(PyObject *col, unsigned int *out) {
+    Py_buffer v;
+    if (col_view(col, &v, 'I') < 0) return -1;
+    Py_ssize_t n = v.len / (Py_ssize_t)sizeof(unsigned int);
+    if (n) *out = ((const unsigned int *)v.buf)[n - 1];
+    PyBuffer_Release(&v);
+    return n ? 1 : 0;
+}
+
+/* The index of ``tag`` in the timeline's table (a new reference to an int), added if
+ * new; the int 0 for NO_TAG. */
+static PyObject *tag_index(PyObject *tl, PyObject *tag) {
+    if (tag == NO_TAG || (PyTuple_CheckExact(tag) && PyTuple_GET_SIZE(tag) == 0)) {
+        Py_INCREF(STATE_INT[0]);
+        return STATE_INT[0];
+    }
+    PyObject *gx = slot_get(tl, &TL_GX);
+    if (gx == NULL) return NULL;
+    PyObject *ix = PyDict_CheckExact(gx) ? PyDict_GetItemWithError(gx, tag) : NULL;
+    Py_DECREF(gx);  /* the timeline holds it, and ix in it, until the call below */
+    if (ix != NULL) {
+        Py_INCREF(ix);
+        return ix;
+    }
+    if (PyErr_Occurred()) return NULL;
+    return PyObject_CallMethodOneArg(tl, s_intern, tag);
+}
+
 static inline int col_append(PyObject *col, PyObject *value) {
     PyObject *argv[2] = {col, value};
     PyObject *r = PyObject_Vectorcall(Array_append, argv, 2, NULL);
@@ -326,9 +358,9 @@ static inline int col_append(PyObject *col, PyObject *value) {
     return 0;
 }
 
-/* Append a point (time, state, tag) to a timeline's three columns. */
+/* Append a point (time, state, tag index) to a timeline's three columns. */
 static int append_point(PyObject *ts, PyObject *t, PyObject *st, PyObject *s, PyObject *tags, PyObject *tag) {
-    if (col_append(ts, t) < 0 || col_append(st, s) < 0 || PyList_Append(tags, tag) < 0) return -1;
+    if (col_append(ts, t) < 0 || col_append(st, s) < 0 || col_append(tags, tag) < 0) return -1;
     return 0;
 }
 
@@ -409,12 +441,12 @@ static PyObject *apply_in_order(PyObject *self, PyObject *args) {
         if (h == NULL) return NULL;
         PyObject *hts = col_slot(h, &TL_TS), *hst = NULL, *htag = NULL;
         if (hts != NULL) hst = col_slot(h, &TL_ST);
-        if (hst != NULL) htag = list_slot(h, &TL_TAG);
+        if (hst != NULL) htag = col_slot(h, &TL_TAG);
         Py_DECREF(h);
         if (htag == NULL) { Py_XDECREF(hts); Py_XDECREF(hst); return NULL; }
         int old = ST_UP;
         if (bcol_last(hst, &old) < 0) { Py_DECREF(hts); Py_DECREF(hst); Py_DECREF(htag); return NULL; }
-        int rc = append_point(hts, ts_obj, hst, STATE_INT[st], htag, NO_TAG);
+        int rc = append_point(hts, ts_obj, hst, STATE_INT[st], htag, STATE_INT[0]);
         Py_DECREF(hts); Py_DECREF(hst); Py_DECREF(htag);
         if (rc < 0) return NULL;
         if (slot_set(tracker, &CT_NEWEST, ts_obj) < 0) return NULL;
@@ -697,23 +729,17 @@ static int service_point(PyObject *svc, PyObject *sts, PyObject *sst, PyObject *
         PyObject *r = PyObject_CallMethodObjArgs(svc, s_append_state, start_obj, st_obj, tag, NULL);
         if (r == NULL) rc = -1; else Py_DECREF(r);
     } else {
-        int lv = 0, differs;
+        PyObject *g = tag_index(svc, tag);
+        if (g == NULL) { Py_DECREF(st_obj); return -1; }
+        long gv = PyLong_AsLong(g);
+        int lv = 0, differs = 0;
+        unsigned int lg = 0;
         int hs = bcol_last(sst, &lv);
-        if (hs < 0) {
-            rc = -1;
-            differs = 0;
-        } else if (hs) {
-            differs = lv != st;
-            if (!differs) {
-                PyObject *lt = last_item(stag);
-                int e = lt != NULL ? eq(lt, tag) : 0;
-                if (e < 0) rc = -1;
-                differs = !e;
-            }
-        } else {
-            differs = st != 0 || PyObject_IsTrue(tag);
-        }
-        if (rc == 0 && differs) rc = append_point(sts, start_obj, sst, st_obj, stag, tag);
+        if (hs < 0 || icol_last(stag, &lg) < 0 || (gv == -1 && PyErr_Occurred())) rc = -1;
+        else if (hs) differs = lv != st || (long)lg != gv;
+        else differs = st != 0 || gv != 0;
+        if (rc == 0 && differs) rc = append_point(sts, start_obj, sst, st_obj, stag, g);
+        Py_DECREF(g);
     }
     Py_DECREF(st_obj);
     return rc;
@@ -745,7 +771,7 @@ static PyObject *svc_apply_many(PyObject *self, PyObject *args) {
     }
     sts = col_slot(svc, &TL_TS);
     if (sts) sst = col_slot(svc, &TL_ST);
-    if (sst) stag = list_slot(svc, &TL_TAG);
+    if (sst) stag = col_slot(svc, &TL_TAG);
     if (!stag) goto done;
     {
         PyObject *o = slot_get(tracker, &SV_FRONTIER);
@@ -823,10 +849,10 @@ static PyObject *svc_apply_many(PyObject *self, PyObject *args) {
                     if (hs < 0) rc = -1;
                     else if (hs) changed = lsv != state;
                     if (rc == 0 && changed) {
-                        PyObject *ttag = list_slot(tl, &TL_TAG);
+                        PyObject *ttag = col_slot(tl, &TL_TAG);
                         if (ttag == NULL) rc = -1;
                         else {
-                            rc = append_point(times, start_obj, tstates, state_int, ttag, NO_TAG);
+                            rc = append_point(times, start_obj, tstates, state_int, ttag, STATE_INT[0]);
                             Py_DECREF(ttag);
                         }
                     }
@@ -1087,7 +1113,7 @@ static PyObject *svc_recompute(PyObject *self, PyObject *args) {
     }
     svc = slot_get(tracker, &SV_TIMELINE);
     if (svc == NULL) goto done;
-    PyObject *r = PyObject_CallMethodObjArgs(svc, s_assign_columns, start_obj, end_obj, pts, psts, ptags, NULL);
+    PyObject *r = PyObject_CallMethodObjArgs(svc, s_assign_tagged, start_obj, end_obj, pts, psts, ptags, NULL);
     if (r == NULL) goto done;
     Py_DECREF(r);
     result = Py_True;
@@ -1399,7 +1425,8 @@ static PyObject *is_in_time_order(PyObject *self, PyObject *arg) {
 static PyObject *setup(PyObject *self, PyObject *args) {
     PyObject *tl, *nt;
     if (!PyArg_ParseTuple(args, "O!O", &PyType_Type, &tl, &nt)) return NULL;
-    if (slot_init(&TL_TS, tl) || slot_init(&TL_ST, tl) || slot_init(&TL_TAG, tl)) return NULL;
+    if (slot_init(&TL_TS, tl) || slot_init(&TL_ST, tl) || slot_init(&TL_TAG, tl) || slot_init(&TL_GX, tl))
+        return NULL;
     if (Array_type == NULL) {
         PyObject *mod = PyImport_ImportModule("array");
         if (mod == NULL) return NULL;
@@ -1457,12 +1484,12 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native", NULL, -1, 
 
 PyMODINIT_FUNC PyInit__native(void) {
     INTERN(s_compact, "compact"); INTERN(s_append_state, "append_state"); INTERN(s_assign, "assign");
-    INTERN(s_settle, "_settle"); INTERN(s_assign_columns, "assign_columns"); INTERN(s_blame_mask, "blame_mask"); INTERN(s_plan, "plan");
+    INTERN(s_settle, "_settle"); INTERN(s_assign_tagged, "assign_tagged"); INTERN(s_intern, "intern"); INTERN(s_blame_mask, "blame_mask"); INTERN(s_plan, "plan");
     INTERN(UNMAPPED, "unmapped");
     INTERN(s_component, "component"); INTERN(s_state, "state"); INTERN(s_ts_key, "ts");
     INTERN(s_source, "source"); INTERN(s_id, "id");
 
-    if (slot_name(&TL_TS, "ts") || slot_name(&TL_ST, "st") || slot_name(&TL_TAG, "tag")
+    if (slot_name(&TL_TS, "ts") || slot_name(&TL_ST, "st") || slot_name(&TL_TAG, "tag") || slot_name(&TL_GX, "_gx")
         || slot_name(&CT_NEWEST, "newest") || slot_name(&CT_HISTORY, "history")
         || slot_name(&CT_SINCE, "_since_compact") || slot_name(&SV_COMPONENTS, "components")
         || slot_name(&SV_DOWN, "_down") || slot_name(&SV_BAD, "_bad")

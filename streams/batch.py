@@ -24,7 +24,6 @@ from streams import native
 from streams.component import _COMPACT_EVERY, ComponentTracker, Outcome
 from streams.events import MAX_FUTURE_SECONDS, ComponentEvent, InvalidEvent, parse_event
 from streams.states import BY_NAME
-from streams.timeline import NO_TAG
 
 _INF = math.inf
 #: Exact-case state names as plain ints; other spellings take ``parse_event``.
@@ -191,7 +190,7 @@ def apply_columns(
             old = hst[-1] if hst else 0
             h.ts.append(ts)
             hst.append(st)
-            h.tag.append(NO_TAG)
+            h.tag.append(0)  # NO_TAG
             tracker.newest = ts
             n = tracker._since_compact + 1
             if n >= _COMPACT_EVERY:

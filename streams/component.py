@@ -14,6 +14,7 @@ and redelivery) is harmless, and heartbeats that change nothing produce no segme
 from __future__ import annotations
 
 import math
+from array import array
 from bisect import bisect_left, bisect_right
 from typing import Any, Literal, NamedTuple
 
@@ -21,7 +22,7 @@ from streams import native
 from streams.events import ComponentEvent
 from streams.record import Packer
 from streams.states import UP, State
-from streams.timeline import NO_TAG, Timeline, float_column, state_column
+from streams.timeline import Timeline, float_column, state_column
 
 Outcome = Literal["accepted", "duplicate", "late", "unmapped", "invalid"]
 OUTCOMES: tuple[Outcome, ...] = ("accepted", "invalid", "duplicate", "late", "unmapped")
@@ -73,7 +74,7 @@ class ComponentTracker:
             old = states[-1] if states else UP
             h.ts.append(ts)
             states.append(state)
-            h.tag.append(NO_TAG)
+            h.tag.append(0)  # NO_TAG
             self.newest = ts
             n = self._since_compact + 1
             if n >= _COMPACT_EVERY:
@@ -99,7 +100,7 @@ class ComponentTracker:
             pos += 1
         times.insert(pos, ts)
         states.insert(pos, st)
-        h.tag.insert(pos, ())
+        h.tag.insert(pos, 0)
         h._touched(pos)
         new = states[hi]  # the last point at ts, after the insertion
         segment = None
@@ -157,7 +158,7 @@ class ComponentTracker:
             return
         times[start:cut] = float_column(keep_t)
         states[start:cut] = state_column(keep_s)
-        h.tag[start:cut] = [()] * len(keep_t)
+        h.tag[start:cut] = array("I", bytes(4 * len(keep_t)))
         h._touched(start)
 
     def prune(self, cut: float, allowed_lateness: float) -> None:

@@ -420,7 +420,7 @@ def outages(svc: Service, tracker: ServiceTracker | None, now: float,
         tl = tracker.timeline
     start, _ = period_bounds(svc.period, now)
     out: list[Outage] = []
-    ts, st, tags = tl.ts, tl.st, tl.tag
+    ts, st, tix, table = tl.ts, tl.st, tl.tag, tl.tags
     i, n = 0, len(ts)
     while i < n and ts[i] <= now:
         if st[i] == UP or st[i] == OUTSIDE:
@@ -431,7 +431,7 @@ def outages(svc: Service, tracker: ServiceTracker | None, now: float,
         blamed: set[str] = set()
         j = i
         while j < n and ts[j] <= now and st[j] == kind:
-            blamed.update(tags[j])
+            blamed.update(table[tix[j]])
             j += 1
         end = ts[j] if j < n and ts[j] <= now else None
         if (end if end is not None else now) > start:

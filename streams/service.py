@@ -153,7 +153,7 @@ class ServiceTracker:
                     if (states[-1] != state) if states else state:
                         times.append(start)
                         states.append(state)
-                        tl.tag.append(NO_TAG)
+                        tl.tag.append(0)  # NO_TAG
                 bit = bits.get(comp)
                 if bit is not None:  # None: a component the (reloaded) model no longer reads
                     if state == _DOWN:
@@ -176,13 +176,13 @@ class ServiceTracker:
                     continue
                 frontier = start
                 st = state_mask(d, m) if m else up_state
-                tag = blame_mask(d) if st == _DOWN else NO_TAG
+                g = svc.intern(blame_mask(d)) if st == _DOWN else 0
                 if sts and sts[-1] == start:
-                    svc.append_state(start, st, tag)
-                elif (sst[-1] != st or stag[-1] != tag) if sst else (st or tag):
+                    svc.append_indexed(start, st, g)
+                elif (sst[-1] != st or stag[-1] != g) if sst else (st or g):
                     sts.append(start)
                     sst.append(st)
-                    stag.append(tag)
+                    stag.append(g)
                 continue
             # In the past: overwrite the copy; the service is re-evaluated at the end.
             tl.assign(start, end, [(start, state, NO_TAG)])
@@ -279,7 +279,7 @@ class ServiceTracker:
                 pts.append(at)
                 psts.append(st)
                 ptags.append(tag)
-        self.timeline.assign_columns(start, end, pts, psts, ptags)
+        self.timeline.assign_tagged(start, end, pts, psts, ptags)
 
     def state_at(self, t: float) -> State:
         return self.timeline.state_at(t)

@@ -14,9 +14,11 @@ Memory: a stored state change is a point in several timelines (the component's h
 each reading service's copy, the service's own), so the columns are flat arrays, not
 lists of objects: times and prefix sums ``array('d')`` (8 bytes a point, against a list
 slot and a 24-byte float), states ``array('b')`` (1 byte), the attribution index
-``array('q')``/``array('d')``. Tags stay a list (most entries are the shared ``NO_TAG``;
-a down service's are the model's memoised blame tuples). ``pack``/``unpack`` write and
-read the columns as their bytes, for checkpoints (``streams/record.py``).
+``array('i')``/``array('d')``. Tags are interned per timeline: ``tag`` holds, per point,
+the index of its tag in the timeline's table ``tags`` (``array('I')``, 4 bytes; 0 is
+``NO_TAG``, so a component's history and copies, never tagged, share one table), which
+also makes "same tag" an integer comparison. ``pack``/``unpack`` write and read the
+columns as their bytes, for checkpoints (``streams/record.py``).
 """
 
 from __future__ import annotations
@@ -61,6 +63,14 @@ def state_column(values: Iterable[int] = ()) -> array[int]:
 _NONE_F: array[float] = array("d")
 _NONE_I: array[int] = array("q")
 _NONE_ATT: dict[str, tuple[array[int], array[float]]] = {}
+#: The tag table and its index of an untagged timeline, shared until a tag comes.
+_NO_TAGS: list[Tag] = [NO_TAG]
+_NO_TAG_INDEX: dict[Tag, int] = {NO_TAG: 0}
+
+
+def tag_column(values: Iterable[int] = ()) -> array[int]:
+    """A column of tag indexes: ``array('I')``."""
+    return values if type(values) is array and values.typecode == "I" else array("I", values)
 
 #: ``_STATE[i] is State(i)``, without the cost of ``EnumMeta.__call__``.
 _STATE = (UP, MAINTENANCE, DOWN)
@@ -68,8 +78,8 @@ assert all(_STATE[int(s)] is s for s in State)
 
 
 class Timeline:
-    __slots__ = ("_att", "_att_n", "_cd", "_cm", "_cr", "_cu", "_gen", "_valid", "_valid2",
-                 "_valid3", "st", "tag", "ts")
+    __slots__ = ("_att", "_att_n", "_cd", "_cm", "_cr", "_cu", "_gen", "_gx", "_valid",
+                 "_valid2", "_valid3", "st", "tag", "tags", "ts")
 
     def __init__(
         self,
@@ -80,7 +90,10 @@ class Timeline:
         # An array passed in is adopted, not copied (as lists were).
         self.ts: array[float] = float_column(ts) if ts is not None else array("d")
         self.st: array[int] = state_column(st) if st is not None else array("b")
-        self.tag: list[Tag] = tag if tag is not None else [NO_TAG] * len(self.ts)
+        self.tags: list[Tag] = _NO_TAGS  # the tag of index i (0: NO_TAG)
+        self._gx: dict[Tag, int] = _NO_TAG_INDEX  # the index of each tag in ``tags``
+        self.tag: array[int] = (tag_column(map(self.intern, tag)) if tag is not None
+                                else array("I", bytes(4 * len(self.ts))))
         # Prefix sums and the attribution index are allocated when first built (most
         # timelines never need some of them): until then they are the shared empties.
         self._cu: array[float] = _NONE_F
@@ -101,6 +114,26 @@ class Timeline:
     def __len__(self) -> int:
         return len(self.ts)
 
+    def intern(self, tag: Tag) -> int:
+        """The index of ``tag`` in this timeline's table, added if new."""
+        if not tag:
+            return 0
+        i = self._gx.get(tag)
+        if i is None:
+            if self._gx is _NO_TAG_INDEX:
+                self._gx = {NO_TAG: 0}
+                self.tags = [NO_TAG]
+            i = self._gx[tag] = len(self.tags)
+            self.tags.append(tag)
+        return i
+
+    def tag_at(self, i: int) -> Tag:
+        return self.tags[self.tag[i]]
+
+    def tag_list(self) -> list[Tag]:
+        """Every point's tag, in order."""
+        return list(map(self.tags.__getitem__, self.tag))
+
     @property
     def last_state(self) -> State:
         return _STATE[self.st[-1]] if self.st else UP
@@ -115,7 +148,7 @@ class Timeline:
 
     def point_at(self, t: float) -> tuple[State, Tag]:
         i = bisect_right(self.ts, t) - 1
-        return (_STATE[self.st[i]], self.tag[i]) if i >= 0 else (UP, NO_TAG)
+        return (_STATE[self.st[i]], self.tags[self.tag[i]]) if i >= 0 else (UP, NO_TAG)
 
     def next_after(self, t: float) -> float:
         """The first point strictly after ``t`` (where the value at ``t`` stops holding)."""
@@ -142,10 +175,14 @@ class Timeline:
 
         Returns whether the function changed. This is the in-order fast path.
         """
+        return self.append_indexed(t, st, self.intern(tag))
+
+    def append_indexed(self, t: float, st: int, tag: int) -> bool:
+        """``append_state`` of a tag given as its index in ``tags``."""
         ts = self.ts
         if ts and ts[-1] == t:
             n = len(ts) - 1
-            prev_st, prev_tag = (self.st[n - 1], self.tag[n - 1]) if n > 0 else (UP, NO_TAG)
+            prev_st, prev_tag = (self.st[n - 1], self.tag[n - 1]) if n > 0 else (UP, 0)
             if self.st[n] == st and self.tag[n] == tag:
                 return False
             self._touched(n)
@@ -172,20 +209,21 @@ class Timeline:
         points at the edges are merged away so equal functions have equal point lists.
         """
         self.assign_columns(start, end, [p[0] for p in points], [p[1] for p in points],
-                            [p[2] for p in points])
+                            list(map(self.intern, [p[2] for p in points])))
 
     def assign_columns(self, start: float, end: float, pts: Iterable[float],
-                       psts: Iterable[int], ptags: list[Tag]) -> None:
+                       psts: Iterable[int], ptags: Sequence[int]) -> None:
         """``assign`` of points given as columns, which must hold no redundant point
         between their first and last (each differs from the one before): only the edges
-        are merged, so a long re-evaluation is spliced in without a pass over it."""
+        are merged, so a long re-evaluation is spliced in without a pass over it. Tags
+        are given as their indexes (``intern``)."""
         ts, st, tag = self.ts, self.st, self.tag
         if end != math.inf:
             j = bisect_left(ts, end)
             if j == len(ts) or ts[j] != end:
                 # Materialise the value at `end` before the interval is overwritten.
                 k = j - 1
-                old = (st[k], tag[k]) if k >= 0 else (UP, NO_TAG)
+                old = (st[k], tag[k]) if k >= 0 else (UP, 0)
                 ts.insert(j, end)
                 st.insert(j, old[0])
                 tag.insert(j, old[1])
@@ -194,12 +232,17 @@ class Timeline:
         i = bisect_left(ts, start)
         ts[i:j] = float_column(pts)
         st[i:j] = state_column(psts)
-        tag[i:j] = ptags
+        tag[i:j] = tag_column(ptags)
         # Merge redundant points at the far edge first (indexes below stay put), then
         # from just before `start` to the first point.
         after = i + len(ptags)
         self._dedupe(after, after + 1)
         self._dedupe(max(0, i - 1), i + 1)
+
+    def assign_tagged(self, start: float, end: float, pts: Iterable[float],
+                      psts: Iterable[int], ptags: Iterable[Tag]) -> None:
+        """``assign_columns`` of tags given as tuples."""
+        self.assign_columns(start, end, pts, psts, list(map(self.intern, ptags)))
 
     def _dedupe(self, lo: int, hi: int) -> None:
         ts, st, tag = self.ts, self.st, self.tag
@@ -308,7 +351,7 @@ class Timeline:
         return (b[0] - a[0], b[1] - a[1], b[2] - a[2])
 
     def _build_attribution(self) -> None:
-        ts, st, tags = self.ts, self.st, self.tag
+        ts, st, tix, table = self.ts, self.st, self.tag, self.tags
         closed = len(ts) - 1  # the last piece has no end yet
         v = self._valid3
         att = self._att
@@ -321,13 +364,14 @@ class Timeline:
             self._att_n = v
         for i in range(v, closed):
             if st[i] == _DOWN and ts[i + 1] > ts[i]:
-                tag = tags[i]
-                if tag:
+                g = tix[i]
+                if g:
+                    tag = table[g]
                     share = (ts[i + 1] - ts[i]) / len(tag)
                     for comp in tag:
                         entry = att.get(comp)
                         if entry is None:
-                            entry = att[comp] = (array("q"), array("d", (0.0,)))
+                            entry = att[comp] = (array("i"), array("d", (0.0,)))
                         entry[0].append(i)
                         cum = entry[1]
                         cum.append(cum[-1] + share)
@@ -344,21 +388,23 @@ class Timeline:
         if end <= start or not self.ts:
             return
         self._build_attribution()
-        ts, st, tags = self.ts, self.st, self.tag
+        ts, st, table, tix = self.ts, self.st, self.tags, self.tag
         lo = bisect_left(ts, start)  # first piece starting at or after start
         hi = bisect_right(ts, end) - 1  # the piece that holds end
         if hi < 0:
             return  # before the first point: up
         if lo > hi:  # start and end inside one piece
             i = hi
-            if st[i] == _DOWN and tags[i]:
-                share = (end - start) / len(tags[i])
-                for comp in tags[i]:
+            if st[i] == _DOWN and tix[i]:
+                tag = table[tix[i]]
+                share = (end - start) / len(tag)
+                for comp in tag:
                     out[comp] = out.get(comp, 0.0) + share
             return
-        if lo > 0 and ts[lo] > start and st[lo - 1] == _DOWN and tags[lo - 1]:  # cut by start
-            share = (ts[lo] - start) / len(tags[lo - 1])
-            for comp in tags[lo - 1]:
+        if lo > 0 and ts[lo] > start and st[lo - 1] == _DOWN and tix[lo - 1]:  # cut by start
+            tag = table[tix[lo - 1]]
+            share = (ts[lo] - start) / len(tag)
+            for comp in tag:
                 out[comp] = out.get(comp, 0.0) + share
         if hi > lo:  # whole pieces lo .. hi-1 (all closed: hi <= n - 1)
             for comp, (idx, cum) in self._att.items():
@@ -366,9 +412,10 @@ class Timeline:
                 b = bisect_left(idx, hi, a)
                 if b > a:
                     out[comp] = out.get(comp, 0.0) + (cum[b] - cum[a])
-        if end > ts[hi] and st[hi] == _DOWN and tags[hi]:  # the piece that holds end
-            share = (end - ts[hi]) / len(tags[hi])
-            for comp in tags[hi]:
+        if end > ts[hi] and st[hi] == _DOWN and tix[hi]:  # the piece that holds end
+            tag = table[tix[hi]]
+            share = (end - ts[hi]) / len(tag)
+            for comp in tag:
                 out[comp] = out.get(comp, 0.0) + share
 
     def up_down(self, start: float, end: float) -> tuple[float, float]:
@@ -432,7 +479,7 @@ class Timeline:
         """The pieces (from, to, state, tag) of the function clipped to [start, end]."""
         if end <= start:
             return
-        ts, st, tag = self.ts, self.st, self.tag
+        ts, st, tag, table = self.ts, self.st, self.tag, self.tags
         i = bisect_right(ts, start) - 1
         if i < 0:
             first = ts[0] if ts else math.inf
@@ -444,7 +491,7 @@ class Timeline:
             a = max(ts[i], start)
             b = min(ts[i + 1], end) if i + 1 < n else end
             if b > a:
-                yield (a, b, st[i], tag[i])
+                yield (a, b, st[i], table[tag[i]])
             i += 1
 
     # -- persistence ---------------------------------------------------------------------
@@ -452,7 +499,7 @@ class Timeline:
     def to_obj(self) -> dict[str, Any]:
         obj: dict[str, Any] = {"t": self.ts.tolist(), "s": self.st.tolist()}
         if any(self.tag):
-            obj["g"] = [list(t) for t in self.tag]
+            obj["g"] = [list(t) for t in self.tag_list()]
         return obj
 
     @classmethod
@@ -464,36 +511,50 @@ class Timeline:
             [tuple(t) for t in tags] if tags is not None else None,
         )
 
+    def compact_tags(self) -> None:
+        """Drop the tags no point uses any more from the table (after a prune or a
+        re-evaluation replaced points): the table stays bounded by the history."""
+        table = self.tags
+        if len(table) <= 1:
+            return
+        used = set(self.tag)
+        used.add(0)
+        if len(used) == len(table):
+            return
+        keep = sorted(used)
+        new = {old: i for i, old in enumerate(keep)}
+        self.tag = array("I", map(new.__getitem__, self.tag))
+        self.tags = [table[g] for g in keep]
+        self._gx = {t: i for i, t in enumerate(self.tags)}
+
     def pack(self, out: Packer) -> dict[str, Any]:
         """This timeline's part of a record header; its columns go to ``out``.
 
-        Tags are written once each, in a table, and indexed per point (``u4``), only
-        when some point has one.
+        The tag table is written once (without ``NO_TAG``, index 0) and the indexes
+        per point (``u4``), only when some point has a tag.
         """
-        n = len(self.ts)
-        meta: dict[str, Any] = {"n": n, "o": out.add(self.ts)}
+        meta: dict[str, Any] = {"n": len(self.ts), "o": out.add(self.ts)}
         out.add(self.st)
-        tags = self.tag
-        if any(tags):
-            index: dict[Tag, int] = {NO_TAG: 0}
-            ix = array("I", [index.setdefault(t, len(index)) for t in tags])
-            out.add(ix)
-            meta["g"] = [list(t) for t in index][1:]
+        if any(self.tag):
+            self.compact_tags()
+            out.add(self.tag)
+            meta["g"] = [list(t) for t in self.tags[1:]]
         return meta
 
     @classmethod
     def unpack(cls, meta: dict[str, Any], body: memoryview, what: str) -> Timeline:
         """The timeline ``pack`` wrote: ``meta`` its header part, ``body`` the record's."""
         n, at = int(meta["n"]), int(meta["o"])
-        ts = column(body, "d", at, n, what)
-        at += 8 * n
-        st = column(body, "b", at, n, what)
-        tags = None
+        tl = cls(column(body, "d", at, n, what), column(body, "b", at + 8 * n, n, what))
         names = meta.get("g")
         if names is not None:
-            table: list[Tag] = [NO_TAG, *(tuple(map(sys.intern, t)) for t in names)]
-            ix = column(body, "I", at + n, n, what)
-            if ix and max(ix) >= len(table):
+            ix = column(body, "I", at + 9 * n, n, what)
+            tags: list[Tag] = [NO_TAG, *(tuple(map(sys.intern, t)) for t in names)]
+            if ix and max(ix) >= len(tags):
                 raise ValueError(f"{what}: a tag index is out of its table")
-            tags = [table[i] for i in ix]
-        return cls(ts, st, tags)
+            tl.tag = ix
+            tl.tags = tags
+            tl._gx = {t: i for i, t in enumerate(tags)}
+            if len(tl._gx) != len(tags):
+                raise ValueError(f"{what}: a tag is in its table twice")
+        return tl

@@ -159,12 +159,12 @@ class _PlainTracker:
 
     def dump(self) -> Any:
         return ({c: (list(tl.ts), [int(s) for s in tl.st]) for c, tl in self.components.items()},
-                (list(self.timeline.ts), [int(s) for s in self.timeline.st], self.timeline.tag))
+                (list(self.timeline.ts), [int(s) for s in self.timeline.st], self.timeline.tag_list()))
 
 
 def _points(tracker: Any) -> Any:
     return ({c: (list(tl.ts), [int(s) for s in tl.st]) for c, tl in tracker.components.items()},
-            (list(tracker.timeline.ts), [int(s) for s in tracker.timeline.st], tracker.timeline.tag))
+            (list(tracker.timeline.ts), [int(s) for s in tracker.timeline.st], tracker.timeline.tag_list()))
 
 
 def _check_batches(sc: Scenario, data: st.DataObject) -> None:

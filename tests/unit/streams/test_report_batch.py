@@ -72,7 +72,7 @@ def test_timeline_changed_after_a_batch(points: list[tuple[float, State]],
             tl.append_state(t, int(state))
             last = t
     fresh = _timeline([])
-    fresh.ts, fresh.st, fresh.tag = list(tl.ts), list(tl.st), list(tl.tag)
+    fresh = Timeline(list(tl.ts), list(tl.st), tl.tag_list())
     for dt in (0.0, 1.0, 301.0):
         assert _got(window_availability_many([tl], NOW + dt)[0]) == _expected(fresh, NOW + dt)
 
