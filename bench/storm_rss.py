@@ -10,6 +10,7 @@ of the worker when ready, before any event, is subtracted for the growth per cha
 
     .venv/bin/python bench/storm_rss.py                       # 3M events, 400/400, fan-out 2
     .venv/bin/python bench/storm_rss.py --events 1000000
+    .venv/bin/python bench/storm_rss.py --scale           # throughput.py's --scale part alone
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import orjson
 
 from agents.clients.broker import EmbeddedBroker
 from agents.worker.partitioning import Partitioner
-from bench.throughput import Worker, make_catalog, publish, wait_pipeline
+from bench.throughput import Worker, make_catalog, publish, scale_run, wait_pipeline
 
 
 def event_chunks(n: int, components: int, change_ratio: float, start: float, chunk: int,
@@ -63,7 +64,18 @@ def main() -> int:
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--change-ratio", type=float, default=1.0)
     ap.add_argument("--chunk", type=int, default=200_000)
+    ap.add_argument("--scale", action="store_true",
+                    help="instead: RSS and scrape time of 100k components / 10k services "
+                         "(throughput.py --scale without its other parts)")
+    ap.add_argument("--scale-components", type=int, default=100_000)
+    ap.add_argument("--scale-services", type=int, default=10_000)
     opts = ap.parse_args()
+    if opts.scale:
+        work = Path(tempfile.mkdtemp(prefix="slawatch-scale-"))
+        with EmbeddedBroker(log_path=work / "broker.log") as broker:
+            for k, v in scale_run(broker, work, opts):
+                print(f"{k:<42}  {v}")
+        return 0
     work = Path(tempfile.mkdtemp(prefix="slawatch-storm-"))
     catalog = work / "catalog.yaml"
     catalog.write_text(make_catalog(opts.components, opts.services, opts.fanout, 0))
