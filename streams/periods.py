@@ -17,7 +17,10 @@ down or outside service time. Without a service time that is the step function i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import base64
+import sys
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
@@ -170,6 +173,114 @@ def previous_period(period: str) -> str:
 
 # -- day rollups -----------------------------------------------------------------------
 
+Run = tuple[float, float, Tag]
+
+
+class Runs:
+    """Down runs ``(a, b, blamed)`` in time order, as columns.
+
+    A day rollup of a flapping service holds a run per outage, and the running day is
+    rewritten at every services checkpoint: as a list each run was a tuple, two floats
+    and a sorted tag tuple (~170 B); here it is two doubles and a 4-byte index into a
+    table of the day's blamed sets. Stored as the columns' bytes (``to_obj``).
+    """
+
+    __slots__ = ("_gx", "ab", "ix", "tags")
+
+    def __init__(self, runs: Iterable[Run] = ()) -> None:
+        self.ab: array[float] = array("d")  # a0, b0, a1, b1, ...
+        self.ix: array[int] = array("I")  # the blamed set of run i: tags[ix[i]]
+        self.tags: list[Tag] = [NO_TAG]
+        self._gx: dict[Tag, int] = {NO_TAG: 0}
+        for run in runs:
+            self.append(run)
+
+    def _intern(self, tag: Tag) -> int:
+        i = self._gx.get(tag)
+        if i is None:
+            i = self._gx[tag] = len(self.tags)
+            self.tags.append(tag)
+        return i
+
+    def append(self, run: Run) -> None:
+        a, b, tag = run
+        self.ab.append(a)
+        self.ab.append(b)
+        self.ix.append(self._intern(tag))
+
+    def __len__(self) -> int:
+        return len(self.ix)
+
+    def __getitem__(self, i: int) -> Run:
+        if i < 0:
+            i += len(self.ix)
+        if not 0 <= i < len(self.ix):
+            raise IndexError("run index out of range")
+        return (self.ab[2 * i], self.ab[2 * i + 1], self.tags[self.ix[i]])
+
+    def __setitem__(self, i: int, run: Run) -> None:
+        if i < 0:
+            i += len(self.ix)
+        if not 0 <= i < len(self.ix):
+            raise IndexError("run index out of range")
+        a, b, tag = run
+        self.ab[2 * i] = a
+        self.ab[2 * i + 1] = b
+        self.ix[i] = self._intern(tag)
+
+    def __iter__(self) -> Iterator[Run]:
+        ab, tags = self.ab, self.tags
+        for i, g in enumerate(self.ix):
+            yield (ab[2 * i], ab[2 * i + 1], tags[g])
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Runs):
+            return self.ab == other.ab and list(self) == list(other)
+        if isinstance(other, list):
+            return list(self) == other
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Runs({list(self)!r})"
+
+    def copy(self) -> Runs:
+        out = Runs()
+        out.ab = array("d", self.ab)
+        out.ix = array("I", self.ix)
+        out.tags = list(self.tags)
+        out._gx = dict(self._gx)
+        return out
+
+    def to_obj(self) -> dict[str, Any]:
+        """The columns' bytes (little-endian, base64) and the table of blamed sets."""
+        ab, ix = self.ab, self.ix
+        if sys.byteorder == "big":  # pragma: no cover - little-endian machines here
+            ab, ix = array("d", ab), array("I", ix)
+            ab.byteswap()
+            ix.byteswap()
+        return {"ab": base64.b64encode(ab).decode("ascii"),
+                "ix": base64.b64encode(ix).decode("ascii"),
+                "t": [list(t) for t in self.tags[1:]]}
+
+    @classmethod
+    def from_obj(cls, obj: Mapping[str, Any], what: str) -> Runs:
+        out = cls()
+        try:
+            out.ab.frombytes(base64.b64decode(obj["ab"]))
+            out.ix.frombytes(base64.b64decode(obj["ix"]))
+        except (ValueError, TypeError, KeyError) as e:
+            raise ValueError(f"day rollup {what}: its runs' columns are not readable: {e}") from e
+        if sys.byteorder == "big":  # pragma: no cover
+            out.ab.byteswap()
+            out.ix.byteswap()
+        out.tags = [NO_TAG, *(tuple(map(sys.intern, t)) for t in obj.get("t", ()))]
+        out._gx = {t: i for i, t in enumerate(out.tags)}
+        if len(out.ab) != 2 * len(out.ix) or (out.ix and max(out.ix) >= len(out.tags)):
+            raise ValueError(f"day rollup {what}: its runs' columns do not match")
+        return out
+
 
 @dataclass(slots=True)
 class DayRollup:
@@ -184,7 +295,7 @@ class DayRollup:
     planned: float = 0.0
     #: Unplanned down runs inside service time, clipped to ``[start, covered)``:
     #: ``[a, b, blamed]`` in time order; runs that touch merge into one outage.
-    runs: list[tuple[float, float, Tag]] = field(default_factory=list)
+    runs: Runs = field(default_factory=Runs)
     blame: dict[str, float] = field(default_factory=dict)
     tail: Tail = NO_TAIL  # what holds at ``covered`` and after it
 
@@ -192,7 +303,7 @@ class DayRollup:
         obj: dict[str, Any] = {"day": self.day, "s": self.start, "e": self.end,
                                "c": self.covered, "u": self.up, "d": self.down, "p": self.planned}
         if self.runs:
-            obj["r"] = self.runs  # tuples: orjson writes them as arrays
+            obj["rc"] = self.runs.to_obj()
         if self.blame:
             obj["b"] = self.blame
         t = self.tail
@@ -208,7 +319,9 @@ class DayRollup:
     def from_obj(cls, day: str, obj: Mapping[str, Any]) -> DayRollup:
         return cls(day, float(obj["s"]), float(obj["e"]), float(obj["c"]), float(obj["u"]),
                    float(obj["d"]), float(obj["p"]),
-                   [(float(a), float(b), tuple(t)) for a, b, t in obj.get("r", ())],
+                   # "r": the runs as a list of [a, b, blamed], as an older release stored them
+                   Runs.from_obj(obj["rc"], day) if "rc" in obj
+                   else Runs((float(a), float(b), tuple(t)) for a, b, t in obj.get("r", ())),
                    {str(k): float(v) for k, v in obj.get("b", {}).items()},
                    Tail(int(obj.get("st", UP)), tuple(obj.get("g", ())),
                         tuple((str(c), int(s)) for c, s in obj.get("k", ()))))
@@ -221,7 +334,7 @@ class Account:
     up: float = 0.0
     down: float = 0.0
     planned: float = 0.0
-    runs: list[tuple[float, float, Tag]] = field(default_factory=list)
+    runs: Runs = field(default_factory=Runs)
     blame: dict[str, float] = field(default_factory=dict)
 
     def add_pieces(self, pieces: Iterable[Piece]) -> None:
@@ -281,7 +394,7 @@ def extend_rollup(accounting: Accounting, old: DayRollup, view: Timeline, tracke
     account kept, the part after it added from ``view`` (the live path: a batch in time
     order costs its own points, not the day's)."""
     covered = max(old.covered, min(old.end, covered_until))
-    acc = Account(old.up, old.down, old.planned, list(old.runs), dict(old.blame))
+    acc = Account(old.up, old.down, old.planned, old.runs.copy(), dict(old.blame))
     acc.add_pieces(view.segments(old.covered, covered))
     return DayRollup(old.day, old.start, old.end, covered, acc.up, acc.down, acc.planned,
                      acc.runs, acc.blame, tail_at(tracker, covered, accounting.needs_components))
@@ -600,7 +713,7 @@ def period_report(info: ServiceInfo, period: str, history: History, *,
     )
 
 
-def _append_run(runs: list[tuple[float, float, Tag]], run: tuple[float, float, Tag]) -> None:
+def _append_run(runs: Runs, run: Run) -> None:
     a, b, tag = run
     if runs and runs[-1][1] == a:
         ra, _, rt = runs[-1]

@@ -274,3 +274,28 @@ def test_a_partition_five_days_behind_still_lands_in_its_days() -> None:
     assert not compare(got, want), compare(got, want)
     assert book.dropped == 0
     assert engine.services["s"].whole_from > -math.inf  # it was pruned meanwhile
+
+
+def test_day_rollup_runs_stored_as_columns_and_read_from_an_older_release() -> None:
+    """A day's runs are stored as their columns' bytes; a value of an older release
+    (runs as a list of [a, b, blamed]) still reads to the same rollup."""
+    import orjson
+
+    from streams.periods import DayRollup, Runs
+    from streams.rollups import decode, encode
+
+    runs = Runs([(10.0, 20.5, ("a", "b")), (30.0, 31.0, ()), (40.0, 50.0, ("a", "b"))])
+    day = DayRollup("2024-03-01", 0.0, 86400.0, 60.0, 1.0, 2.0, 3.0, runs, {"a": 1.5})
+    raw = encode(day)
+    assert b'"r"' not in raw and decode(raw) == day
+    back = decode(raw)
+    assert isinstance(back, DayRollup) and list(back.runs) == list(runs)
+    assert len(back.runs.tags) == 2  # ("a", "b") once, after NO_TAG
+    old = orjson.loads(raw)
+    del old["rc"]
+    old["r"] = [[r[0], r[1], list(r[2])] for r in runs]
+    assert decode(orjson.dumps(old)) == day
+    broken = orjson.loads(raw)
+    broken["rc"]["ix"] = broken["rc"]["ix"][:4]
+    with pytest.raises(ValueError, match="2024-03-01"):
+        decode(orjson.dumps(broken))
