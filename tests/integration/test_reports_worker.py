@@ -25,6 +25,7 @@ import orjson
 import pytest
 import yaml
 
+from agents.worker.state import CHUNKED, decode_service
 from tests import reference as ref
 from tests.fixtures_kafka import (
     EXAMPLE_CATALOG,
@@ -177,9 +178,9 @@ def service_history_starts(broker: Any) -> dict[str, list[float]]:
     latest: dict[str, bytes] = {}
     for rec in records:
         key = rec.key.decode()
-        if "\x1f" not in key and rec.value is not None and rec.value.startswith(b"{"):
+        if "\x1f" not in key and rec.value is not None and not rec.value.startswith(CHUNKED):
             latest[key] = rec.value
-    return {k: orjson.loads(v)["t"]["t"] for k, v in latest.items()}
+    return {k: list(decode_service(v).timeline.ts) for k, v in latest.items()}
 
 
 @pytest.mark.parametrize(("store", "catalog_text"), [
