@@ -28,6 +28,7 @@
  * NO_TAG, looked up in the timeline's ``_gx`` and added by ``Timeline.intern``). */
 static PyObject *Timeline_cls = NULL;
 static PyTypeObject *Array_type = NULL;
+static PyObject *NO_TAG_INDEX = NULL;  /* streams.timeline._NO_TAG_INDEX: shared, never mutated */
 static PyObject *Array_append = NULL;
 static PyObject *NO_TAG = NULL;
 static PyObject *INF_obj = NULL;
@@ -211,7 +212,7 @@ typedef struct {
     PyObject *name;
 } Slot;
 
-static Slot TL_TS, TL_ST, TL_TAG, TL_GX, CT_NEWEST, CT_HISTORY, CT_SINCE, SV_COMPONENTS, SV_DOWN, SV_BAD,
+static Slot TL_TS, TL_ST, TL_TAG, TL_GX, TL_TAGS, CT_NEWEST, CT_HISTORY, CT_SINCE, SV_COMPONENTS, SV_DOWN, SV_BAD,
     SV_TIMELINE, SV_FRONTIER;
 
 static int slot_name(Slot *s, const char *name) {
@@ -278,6 +279,28 @@ static inline PyObject *last_item(PyObject *list) {
 
 /* ---- timeline columns: array('d') of times, array('b') of states ----------------------- */
 
+/* CPython's array object (Modules/arraymodule.c, the same from 3.x to 3.13), read and
+ * appended to in place on the hot paths: array.append parses its argument with
+ * PyArg_Parse and the buffer protocol costs two calls a read, a third of the engine's
+ * time at services of 10. setup() checks this layout against the buffer protocol on
+ * live arrays and leaves ``array_fast`` 0 (the generic calls) if anything differs; an
+ * append that would grow the array, or to an array with a buffer exported, takes the
+ * generic call too. */
+typedef struct {
+    PyObject_VAR_HEAD
+    char *ob_item;
+    Py_ssize_t allocated;
+    const char *ob_descr;  /* struct arraydescr, whose first member is the typecode */
+    PyObject *weakreflist;
+    Py_ssize_t ob_exports;
+} ArrayObj;
+static int array_fast = 0;
+static int array_fast_checked = 0;  /* what check_array_layout found */
+
+static inline int arr_is(PyObject *col, char code) {
+    return array_fast && Py_TYPE(col) == Array_type && *((ArrayObj *)col)->ob_descr == code;
+}
+
 /* The column in slot ``s`` of ``obj`` (a new reference), checked to be an array. */
 static inline PyObject *col_slot(PyObject *obj, Slot *s) {
     PyObject *v = slot_get(obj, s);
@@ -303,6 +326,11 @@ static int col_view(PyObject *col, Py_buffer *v, char fmt) {
 
 /* The last time of a column into *out: 1, 0 if it is empty, -1 on error. */
 static int dcol_last(PyObject *col, double *out) {
+    if (arr_is(col, 'd')) {
+        Py_ssize_t n = Py_SIZE(col);
+        if (n) *out = ((const double *)((ArrayObj *)col)->ob_item)[n - 1];
+        return n ? 1 : 0;
+    }
     Py_buffer v;
     if (col_view(col, &v, 'd') < 0) return -1;
     Py_ssize_t n = v.len / (Py_ssize_t)sizeof(double);
@@ -313,6 +341,11 @@ static int dcol_last(PyObject *col, double *out) {
 
 /* The last state of a column into *out: 1, 0 if it is empty, -1 on error. */
 static int bcol_last(PyObject *col, int *out) {
+    if (arr_is(col, 'b')) {
+        Py_ssize_t n = Py_SIZE(col);
+        if (n) *out = ((const signed char *)((ArrayObj *)col)->ob_item)[n - 1];
+        return n ? 1 : 0;
+    }
     Py_buffer v;
     if (col_view(col, &v, 'b') < 0) return -1;
     Py_ssize_t n = v.len;
@@ -323,6 +356,11 @@ static int bcol_last(PyObject *col, int *out) {
 
 /* The last tag index of a column into *out: 1, 0 if it is empty, -1 on error. */
 static int icol_last(PyObject *col, unsigned int *out) {
+    if (arr_is(col, 'I')) {
+        Py_ssize_t n = Py_SIZE(col);
+        if (n) *out = ((const unsigned int *)((ArrayObj *)col)->ob_item)[n - 1];
+        return n ? 1 : 0;
+    }
     Py_buffer v;
     if (col_view(col, &v, 'I') < 0) return -1;
     Py_ssize_t n = v.len / (Py_ssize_t)sizeof(unsigned int);
@@ -340,17 +378,56 @@ static PyObject *tag_index(PyObject *tl, PyObject *tag) {
     }
     PyObject *gx = slot_get(tl, &TL_GX);
     if (gx == NULL) return NULL;
-    PyObject *ix = PyDict_CheckExact(gx) ? PyDict_GetItemWithError(gx, tag) : NULL;
-    Py_DECREF(gx);  /* the timeline holds it, and ix in it, until the call below */
-    if (ix != NULL) {
-        Py_INCREF(ix);
-        return ix;
+    if (gx == NO_TAG_INDEX || !PyDict_CheckExact(gx)) {  /* the shared table: intern copies it */
+        Py_DECREF(gx);
+        return PyObject_CallMethodOneArg(tl, s_intern, tag);
     }
-    if (PyErr_Occurred()) return NULL;
-    return PyObject_CallMethodOneArg(tl, s_intern, tag);
+    PyObject *tags = slot_get(tl, &TL_TAGS);
+    if (tags == NULL) { Py_DECREF(gx); return NULL; }
+    if (!PyList_CheckExact(tags)) {
+        Py_DECREF(gx); Py_DECREF(tags);
+        return PyObject_CallMethodOneArg(tl, s_intern, tag);
+    }
+    /* one hash of the tuple: its index if known, else the next one, added */
+    PyObject *next = PyLong_FromSsize_t(PyList_GET_SIZE(tags));
+    PyObject *ix = next != NULL ? PyDict_SetDefault(gx, tag, next) : NULL;  /* borrowed */
+    if (ix != NULL && ix == next && PyList_Append(tags, tag) < 0) {
+        PyDict_DelItem(gx, tag);
+        ix = NULL;
+    }
+    Py_XINCREF(ix);
+    Py_XDECREF(next);
+    Py_DECREF(gx);
+    Py_DECREF(tags);
+    return ix;
 }
 
 static inline int col_append(PyObject *col, PyObject *value) {
+    if (array_fast && Py_TYPE(col) == Array_type) {
+        ArrayObj *a = (ArrayObj *)col;
+        Py_ssize_t n = Py_SIZE(a);
+        if (n < a->allocated && a->ob_exports == 0) {
+            char code = *a->ob_descr;
+            if (code == 'd' && PyFloat_CheckExact(value)) {
+                ((double *)a->ob_item)[n] = PyFloat_AS_DOUBLE(value);
+                Py_SET_SIZE(a, n + 1);
+                return 0;
+            }
+            if ((code == 'b' || code == 'I') && PyLong_CheckExact(value)) {
+                long v = PyLong_AsLong(value);
+                if (v == -1 && PyErr_Occurred()) PyErr_Clear();  /* the generic call says why */
+                else if (code == 'b' && v >= -128 && v <= 127) {
+                    ((signed char *)a->ob_item)[n] = (signed char)v;
+                    Py_SET_SIZE(a, n + 1);
+                    return 0;
+                } else if (code == 'I' && v >= 0 && (unsigned long)v <= 0xffffffffUL) {
+                    ((unsigned int *)a->ob_item)[n] = (unsigned int)v;
+                    Py_SET_SIZE(a, n + 1);
+                    return 0;
+                }
+            }
+        }
+    }
     PyObject *argv[2] = {col, value};
     PyObject *r = PyObject_Vectorcall(Array_append, argv, 2, NULL);
     if (r == NULL) return -1;
@@ -1421,12 +1498,57 @@ static PyObject *is_in_time_order(PyObject *self, PyObject *arg) {
     Py_RETURN_TRUE;
 }
 
+/* Whether ArrayObj is CPython's array layout here, on live arrays of each typecode the
+ * columns use: sets array_fast. */
+static int check_array_layout(void) {
+    const char *codes[3] = {"d", "b", "I"};
+    int ok = 1;
+    for (int i = 0; ok && i < 3; i++) {
+        PyObject *a = PyObject_CallFunction((PyObject *)Array_type, "s(iii)", codes[i], 1, 2, 3);
+        if (a == NULL) return -1;
+        ArrayObj *o = (ArrayObj *)a;
+        Py_buffer v;
+        if (PyObject_GetBuffer(a, &v, PyBUF_FORMAT) < 0) { Py_DECREF(a); return -1; }
+        ok = v.buf == (void *)o->ob_item && Py_SIZE(a) == 3 && o->allocated >= 3
+             && o->ob_exports == 1 && o->ob_descr != NULL && *o->ob_descr == codes[i][0]
+             && v.format != NULL && v.format[0] == codes[i][0] && v.len == 3 * v.itemsize;
+        PyBuffer_Release(&v);
+        ok = ok && o->ob_exports == 0;
+        if (ok && codes[i][0] == 'd') ok = ((double *)o->ob_item)[2] == 3.0;
+        if (ok && codes[i][0] == 'b') ok = ((signed char *)o->ob_item)[2] == 3;
+        if (ok && codes[i][0] == 'I') ok = v.itemsize == 4 && ((unsigned int *)o->ob_item)[2] == 3;
+        Py_DECREF(a);
+    }
+    array_fast = array_fast_checked = ok;
+    return 0;
+}
+
+
+
+/* array_fast([on]) -> bool: whether the columns are read and appended to in place; with
+ * ``on`` False the generic calls are used (for the tests), True restores the check's. */
+static PyObject *get_array_fast(PyObject *self, PyObject *args) {
+    int on = -1;
+    if (!PyArg_ParseTuple(args, "|p", &on)) return NULL;
+    if (on == 0) array_fast = 0;
+    else if (on == 1) array_fast = array_fast_checked;
+    return PyBool_FromLong(array_fast);
+}
+
 /* setup(Timeline, NO_TAG): the objects the loops put in the lists. */
 static PyObject *setup(PyObject *self, PyObject *args) {
     PyObject *tl, *nt;
     if (!PyArg_ParseTuple(args, "O!O", &PyType_Type, &tl, &nt)) return NULL;
-    if (slot_init(&TL_TS, tl) || slot_init(&TL_ST, tl) || slot_init(&TL_TAG, tl) || slot_init(&TL_GX, tl))
+    if (slot_init(&TL_TS, tl) || slot_init(&TL_ST, tl) || slot_init(&TL_TAG, tl) || slot_init(&TL_GX, tl)
+        || slot_init(&TL_TAGS, tl))
         return NULL;
+    if (NO_TAG_INDEX == NULL) {
+        PyObject *mod = PyImport_ImportModule("streams.timeline");
+        if (mod == NULL) return NULL;
+        NO_TAG_INDEX = PyObject_GetAttrString(mod, "_NO_TAG_INDEX");
+        Py_DECREF(mod);
+        if (NO_TAG_INDEX == NULL) return NULL;
+    }
     if (Array_type == NULL) {
         PyObject *mod = PyImport_ImportModule("array");
         if (mod == NULL) return NULL;
@@ -1438,6 +1560,7 @@ static PyObject *setup(PyObject *self, PyObject *args) {
         if (app == NULL) { Py_DECREF(at); return NULL; }
         Array_type = (PyTypeObject *)at;  /* owned */
         Array_append = app;
+        if (check_array_layout() < 0) return NULL;
     }
     Py_INCREF(tl); Py_XSETREF(Timeline_cls, tl);
     Py_INCREF(nt); Py_XSETREF(NO_TAG, nt);
@@ -1466,6 +1589,7 @@ static PyObject *register_class(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"setup", setup, METH_VARARGS, "setup(Timeline, NO_TAG)"},
+    {"array_fast", get_array_fast, METH_VARARGS, "whether columns are appended to in place"},
     {"register", register_class, METH_VARARGS, "register(kind, cls)"},
     {"apply_in_order", apply_in_order, METH_VARARGS, "stage 1's in-order path"},
     {"apply_many", svc_apply_many, METH_VARARGS, "ServiceTracker.apply_many"},
@@ -1489,7 +1613,7 @@ PyMODINIT_FUNC PyInit__native(void) {
     INTERN(s_component, "component"); INTERN(s_state, "state"); INTERN(s_ts_key, "ts");
     INTERN(s_source, "source"); INTERN(s_id, "id");
 
-    if (slot_name(&TL_TS, "ts") || slot_name(&TL_ST, "st") || slot_name(&TL_TAG, "tag") || slot_name(&TL_GX, "_gx")
+    if (slot_name(&TL_TS, "ts") || slot_name(&TL_ST, "st") || slot_name(&TL_TAG, "tag") || slot_name(&TL_GX, "_gx") || slot_name(&TL_TAGS, "tags")
         || slot_name(&CT_NEWEST, "newest") || slot_name(&CT_HISTORY, "history")
         || slot_name(&CT_SINCE, "_since_compact") || slot_name(&SV_COMPONENTS, "components")
         || slot_name(&SV_DOWN, "_down") || slot_name(&SV_BAD, "_bad")
