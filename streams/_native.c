@@ -36,7 +36,7 @@ static PyObject *UNMAPPED = NULL;
 static PyObject *STATE_INT[3];  /* the ints 0, 1, 2, owned */
 
 static PyObject *s_intern;
-static PyObject *s_compact, *s_append_state, *s_assign, *s_assign_tagged, *s_settle, *s_blame_mask, *s_plan;
+static PyObject *s_compact, *s_append_state, *s_assign, *s_assign_columns, *s_settle, *s_blame_mask, *s_plan;
 
 #define ST_UP 0
 #define ST_MAINT 1
@@ -1058,11 +1058,22 @@ static Py_ssize_t bisect_l(const double *a, Py_ssize_t hi, double x, Py_ssize_t 
     return lo;
 }
 
-/* Append (at, st, tag) to the point columns (lists, for Timeline.assign_columns). */
-static int push_point(PyObject *pts, PyObject *psts, PyObject *ptags, double at, int st, PyObject *tag) {
+/* Append (t, st, tag) to the point columns (lists, for Timeline.assign_columns), the tag
+ * as its index in the service timeline's table. */
+static int push_tagged(PyObject *svc, PyObject *pts, PyObject *psts, PyObject *ptags, PyObject *t,
+                       int st, PyObject *tag) {
+    PyObject *g = tag_index(svc, tag);
+    if (g == NULL) return -1;
+    int rc = append3(pts, t, psts, STATE_INT[st], ptags, g);
+    Py_DECREF(g);
+    return rc;
+}
+
+static int push_point(PyObject *svc, PyObject *pts, PyObject *psts, PyObject *ptags, double at, int st,
+                      PyObject *tag) {
     PyObject *t = PyFloat_FromDouble(at);
     if (t == NULL) return -1;
-    int rc = append3(pts, t, psts, STATE_INT[st], ptags, tag);
+    int rc = push_tagged(svc, pts, psts, ptags, t, st, tag);
     Py_DECREF(t);
     return rc;
 }
@@ -1153,9 +1164,11 @@ static PyObject *svc_recompute(PyObject *self, PyObject *args) {
     if (last_st < 0) goto done;
     if (last_st == ST_DOWN) { if ((last_tag = blame_tag(&k, plan, model)) == NULL) goto done; }
     else { last_tag = NO_TAG; Py_INCREF(last_tag); }
+    svc = slot_get(tracker, &SV_TIMELINE);
+    if (svc == NULL) goto done;
     pts = PyList_New(0); psts = PyList_New(0); ptags = PyList_New(0);
     if (!pts || !psts || !ptags) goto done;
-    if (append3(pts, start_obj, psts, STATE_INT[last_st], ptags, last_tag) < 0) goto done;
+    if (push_tagged(svc, pts, psts, ptags, start_obj, last_st, last_tag) < 0) goto done;
     if (nch) {
         qsort(changes, (size_t)nch, sizeof(Change), change_cmp);
         double at = changes[0].t;
@@ -1172,7 +1185,7 @@ static PyObject *svc_recompute(PyObject *self, PyObject *args) {
                     if (same < 0) { Py_DECREF(tag); goto done; }
                 }
                 if (!same) {
-                    if (push_point(pts, psts, ptags, at, st, tag) < 0) { Py_DECREF(tag); goto done; }
+                    if (push_point(svc, pts, psts, ptags, at, st, tag) < 0) { Py_DECREF(tag); goto done; }
                     last_st = st;
                     Py_SETREF(last_tag, tag);
                 } else {
@@ -1188,9 +1201,7 @@ static PyObject *svc_recompute(PyObject *self, PyObject *args) {
             else { k.d &= ~b; k.m &= ~b; }
         }
     }
-    svc = slot_get(tracker, &SV_TIMELINE);
-    if (svc == NULL) goto done;
-    PyObject *r = PyObject_CallMethodObjArgs(svc, s_assign_tagged, start_obj, end_obj, pts, psts, ptags, NULL);
+    PyObject *r = PyObject_CallMethodObjArgs(svc, s_assign_columns, start_obj, end_obj, pts, psts, ptags, NULL);
     if (r == NULL) goto done;
     Py_DECREF(r);
     result = Py_True;
@@ -1608,7 +1619,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native", NULL, -1, 
 
 PyMODINIT_FUNC PyInit__native(void) {
     INTERN(s_compact, "compact"); INTERN(s_append_state, "append_state"); INTERN(s_assign, "assign");
-    INTERN(s_settle, "_settle"); INTERN(s_assign_tagged, "assign_tagged"); INTERN(s_intern, "intern"); INTERN(s_blame_mask, "blame_mask"); INTERN(s_plan, "plan");
+    INTERN(s_settle, "_settle"); INTERN(s_assign_columns, "assign_columns"); INTERN(s_intern, "intern"); INTERN(s_blame_mask, "blame_mask"); INTERN(s_plan, "plan");
     INTERN(UNMAPPED, "unmapped");
     INTERN(s_component, "component"); INTERN(s_state, "state"); INTERN(s_ts_key, "ts");
     INTERN(s_source, "source"); INTERN(s_id, "id");

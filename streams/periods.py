@@ -195,7 +195,8 @@ class Runs:
         for run in runs:
             self.append(run)
 
-    def _intern(self, tag: Tag) -> int:
+    def intern(self, tag: Tag) -> int:
+        """The index of ``tag`` in the table, added if new."""
         i = self._gx.get(tag)
         if i is None:
             i = self._gx[tag] = len(self.tags)
@@ -207,7 +208,7 @@ class Runs:
         # + 0.0 makes -0.0 +0.0: equal times have equal bytes (``__eq__``; never NaN)
         self.ab.append(a + 0.0)
         self.ab.append(b + 0.0)
-        self.ix.append(self._intern(tag))
+        self.ix.append(self.intern(tag))
 
     def __len__(self) -> int:
         return len(self.ix)
@@ -227,7 +228,7 @@ class Runs:
         a, b, tag = run
         self.ab[2 * i] = a + 0.0
         self.ab[2 * i + 1] = b + 0.0
-        self.ix[i] = self._intern(tag)
+        self.ix[i] = self.intern(tag)
 
     def __iter__(self) -> Iterator[Run]:
         ab, tags = self.ab, self.tags
@@ -360,11 +361,17 @@ class Account:
                     share = dt / len(tag)
                     for comp in tag:
                         blame[comp] = blame.get(comp, 0.0) + share
-                if runs and runs[-1][1] == a:
-                    ra, _, rt = runs[-1]
-                    runs[-1] = (ra, b, rt if set(tag) <= set(rt) else tuple(sorted(set(rt) | set(tag))))
+                # runs[-1] and runs.append on the columns, without a method call a piece
+                ab, ix = runs.ab, runs.ix
+                if ix and ab[-1] == a:
+                    rt = runs.tags[ix[-1]]
+                    ab[-1] = b + 0.0
+                    if not set(tag) <= set(rt):
+                        ix[-1] = runs.intern(tuple(sorted(set(rt) | set(tag))))
                 else:
-                    runs.append((a, b, tuple(sorted(tag))))
+                    ab.append(a + 0.0)
+                    ab.append(b + 0.0)
+                    ix.append(runs.intern(tuple(sorted(tag))))
             # OUTSIDE: neither up nor down, and it ends a run
 
     def add_rollup(self, r: DayRollup) -> None:

@@ -314,6 +314,7 @@ class ServiceTracker:
                         self.pruned_downtime += tl.ts[k + 1] - tl.ts[k]
             del tl.ts[:i], tl.st[:i], tl.tag[:i]
             tl._touched(0)
+            tl.compact_tags()
         keep = cut
         if calendar is not None and calendar.windows and tl.ts:
             keep = min(cut, tl.ts[0])

@@ -270,6 +270,7 @@ class Timeline:
             return 0
         del self.ts[:i], self.st[:i], self.tag[:i]
         self._touched(0)
+        self.compact_tags()
         return i
 
     # -- integration -------------------------------------------------------------------
@@ -512,8 +513,9 @@ class Timeline:
         )
 
     def compact_tags(self) -> None:
-        """Drop the tags no point uses any more from the table (after a prune or a
-        re-evaluation replaced points): the table stays bounded by the history."""
+        """Drop the tags no point uses any more from the table (after a prune; points a
+        re-evaluation replaced leave theirs until then): the table stays bounded by the
+        history kept."""
         table = self.tags
         if len(table) <= 1:
             return
@@ -531,12 +533,12 @@ class Timeline:
         """This timeline's part of a record header; its columns go to ``out``.
 
         The tag table is written once (without ``NO_TAG``, index 0) and the indexes
-        per point (``u4``), only when some point has a tag.
+        per point (``u4``), when the table holds a tag (``prune_before`` drops the ones
+        no point uses any more).
         """
         meta: dict[str, Any] = {"n": len(self.ts), "o": out.add(self.ts)}
         out.add(self.st)
-        if any(self.tag):
-            self.compact_tags()
+        if len(self.tags) > 1:  # some point had a tag since the last prune
             out.add(self.tag)
             meta["g"] = [list(t) for t in self.tags[1:]]
         return meta
