@@ -388,15 +388,17 @@ static PyObject *tag_index(PyObject *tl, PyObject *tag) {
         Py_DECREF(gx); Py_DECREF(tags);
         return PyObject_CallMethodOneArg(tl, s_intern, tag);
     }
-    /* one hash of the tuple: its index if known, else the next one, added */
-    PyObject *next = PyLong_FromSsize_t(PyList_GET_SIZE(tags));
-    PyObject *ix = next != NULL ? PyDict_SetDefault(gx, tag, next) : NULL;  /* borrowed */
-    if (ix != NULL && ix == next && PyList_Append(tags, tag) < 0) {
-        PyDict_DelItem(gx, tag);
-        ix = NULL;
+    /* known: its index (no int made); new: the next index, added */
+    PyObject *ix = PyDict_GetItemWithError(gx, tag);  /* borrowed */
+    if (ix != NULL) {
+        Py_INCREF(ix);
+    } else if (!PyErr_Occurred()) {
+        ix = PyLong_FromSsize_t(PyList_GET_SIZE(tags));
+        if (ix != NULL && (PyDict_SetItem(gx, tag, ix) < 0 || PyList_Append(tags, tag) < 0)) {
+            if (PyDict_GetItemWithError(gx, tag) != NULL) PyDict_DelItem(gx, tag);
+            Py_CLEAR(ix);
+        }
     }
-    Py_XINCREF(ix);
-    Py_XDECREF(next);
     Py_DECREF(gx);
     Py_DECREF(tags);
     return ix;
