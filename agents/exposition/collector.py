@@ -42,7 +42,6 @@ from streams.report import (
     component_lines_until,
     service_report,
     service_report_until,
-    window_availability,
     window_availability_many,
 )
 from streams.states import UP
@@ -571,14 +570,21 @@ class ComponentLines:
         """Look again at the keys of ``ch`` whose bytes changed, whose proof ran out,
         or that have unwritten changes."""
         tokens, untils = ch.tokens, ch.untils
+        constant: list[tuple[int, Any]] = []  # (index, tracker) proved constant
         for i, key in enumerate(ch.keys):
             t, old = toks[i], tokens[i]
             if (t is old or t == old) and untils[i] > now and key not in dirty:
                 continue
-            self._look(ch, i, table, now)
+            self._look(ch, i, table, now, constant)
+        if constant:
+            self._constant(ch, constant, now)
         ch.until = min(untils, default=math.inf)
 
-    def _look(self, ch: _Chunk, i: int, table: TrackerTable[Any], now: float) -> None:
+    def _look(self, ch: _Chunk, i: int, table: TrackerTable[Any], now: float,
+              constant: list[tuple[int, Any]]) -> None:
+        """Key ``i`` of ``ch``: moving (its values computed at every scrape), or
+        proved constant until some time (added to ``constant``, whose lines
+        ``_constant`` writes)."""
         key = ch.keys[i]
         tracker, stored = table.get_stored(key)
         windows = self._catalog.component_windows.get(key) if self._catalog else None
@@ -591,28 +597,34 @@ class ComponentLines:
             return
         until = component_lines_until(tracker, now)
         if until > now and (tracker is None or stored is not None):
-            # constant values (1.0 or 0.0): pieces shared by the components with them
-            if tracker is None:
-                up, avail = True, _ALL_UP
-            else:
-                tl = tracker.history
-                up = tl.state_at(now) == UP
-                avail = window_availability(tl, now)
-            values = tuple([_f(avail[w]) for w in WINDOWS])
-            tails = self._templates.get(values)
-            if tails is None:
-                tails = self._templates[values] = _avail_tails(values)
-            b = _C_PIECES * i
             ch.tokens[i] = stored
             ch.untils[i] = until
-            ch.up[i] = _C_UP_FMT[up]
-            ch.pieces[b + 2:b + _C_PIECES:2] = tails
             ch.moving.pop(i, None)
+            constant.append((i, tracker))
         else:
             # values that move (or changes not yet written): computed at every scrape
             ch.tokens[i] = _STALE if stored is None else stored
             ch.untils[i] = now + RECHECK_SECONDS
             ch.moving[i] = tracker
+
+    def _constant(self, ch: _Chunk, constant: list[tuple[int, Any]], now: float) -> None:
+        """The lines of keys proved constant (1.0 or 0.0 in each window): pieces shared
+        by the components with the same values, computed for all of them at once."""
+        empty = Timeline()
+        values_of = window_availability_many(
+            [empty if t is None else t.history for _, t in constant], now)
+        templates = self._templates
+        up_i = _UP_I
+        n = _C_PIECES
+        for (i, _), (state, values) in zip(constant, values_of, strict=True):
+            # Keyed by the floats: each is exactly 1.0 or +0.0 here (never -0.0, which
+            # would find 0.0's text: 0.0 - 0.0 and 0.0 / x are +0.0).
+            tails = templates.get(values)
+            if tails is None:
+                tails = templates[values] = _avail_tails(tuple(map(_f, values)))
+            b = n * i
+            ch.up[i] = _C_UP_FMT[state == up_i]
+            ch.pieces[b + 2:b + n:2] = tails
 
     @staticmethod
     def _compute(ch: _Chunk, now: float) -> None:
