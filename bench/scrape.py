@@ -13,7 +13,8 @@ them), then times, in the same run and alternating:
   independent rendering the unit tests compare with.
 
 Times are the process's CPU seconds (``time.process_time``): the machine is shared, and
-wall time swings with the other jobs' load. Every scrape's text is checked equal to the baseline's, byte for byte.
+wall time swings with the other jobs' load. Every scrape's text is checked equal to the
+baseline's, byte for byte.
 
     .venv/bin/python bench/scrape.py [--components 100000 --services 10000 --rounds 3]
     .venv/bin/python bench/scrape.py --profile out.svg   # py-spy record of first scrapes
@@ -42,13 +43,11 @@ from prometheus_client.exposition import generate_latest  # noqa: E402
 from agents.exposition.collector import make_registry, render  # noqa: E402
 from agents.settings import WorkerSettings  # noqa: E402
 from agents.worker.runtime import Runtime  # noqa: E402
-from agents.worker.state import PartitionStats  # noqa: E402
-from agents.worker.state import encode_component, encode_service  # noqa: E402
+from agents.worker.state import PartitionStats, encode_component, encode_service  # noqa: E402
 from bench.throughput import make_catalog, make_events  # noqa: E402
 from streams.catalog import Catalog, parse_catalog  # noqa: E402
 from streams.engine import Engine  # noqa: E402
 from tests.support.metrics import families  # noqa: E402
-
 
 NL = b"\n"
 
