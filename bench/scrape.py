@@ -140,6 +140,10 @@ def main() -> int:
     ap.add_argument("--components", type=int, default=100_000)
     ap.add_argument("--services", type=int, default=10_000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--modes", nargs="+", default=["restart", "decoded", "prepared"],
+                    choices=["restart", "decoded", "prepared"],
+                    help="which first scrapes to time: after a restart (trackers as stored "
+                         "bytes), after the events (decoded), after the worker's prepare")
     ap.add_argument("--no-baseline", action="store_true", help="skip prometheus_client")
     ap.add_argument("--profile", metavar="SVG",
                     help="py-spy record this process during the scrapes (.svg: a flame graph, "
@@ -158,11 +162,14 @@ def main() -> int:
         spy = subprocess.Popen([str(exe), "record", "-r", "200", "-f", fmt, "-o", opts.profile,
                                 "--pid", str(os.getpid())])
         time.sleep(1.0)
-    times: dict[str, list[float]] = {"restart": [], "decoded": [], "warm": [], "baseline": []}
+    times: dict[str, list[float]] = {m: [] for m in opts.modes}
+    times.update({"warm": [], "baseline": []})
+    if "prepared" in opts.modes:
+        times.update({"prepare": [], "prepare step (longest)": []})
     expected: bytes | None = None
     for r in range(opts.rounds):
         texts = []
-        for mode in ("restart", "decoded"):
+        for mode in opts.modes:
             rt = fresh_runtime(catalog, comps, svcs)
             if mode == "decoded":
                 # As the pipeline leaves them after the events: every tracker decoded.
@@ -171,8 +178,19 @@ def main() -> int:
                 for key in svcs:
                     rt.services.get(key)
             registry = make_registry(rt)
-            registry.slawatch_collector.clock = lambda: now  # type: ignore[attr-defined]
+            collector = registry.slawatch_collector  # type: ignore[attr-defined]
+            collector.clock = lambda: now
             gc.collect()
+            if mode == "prepared":
+                # As the worker does once ready: prepare in steps, then the first scrape.
+                steps = []
+                t = time.process_time()
+                for _ in collector.prepare():
+                    steps.append(time.process_time() - t)
+                    t = time.process_time()
+                times["prepare"].append(sum(steps))
+                times["prepare step (longest)"].append(max(steps))
+                gc.collect()
             t = time.process_time()
             first, _ = render(registry)
             times[mode].append(time.process_time() - t)
@@ -202,6 +220,9 @@ def main() -> int:
         spy.wait()
     med = statistics.median
     what = {"restart": "first scrape, trackers as stored bytes (after a restart)",
+            "prepared": "first scrape after the worker's prepare (from stored bytes)",
+            "prepare": "  the prepare itself, all steps",
+            "prepare step (longest)": "  its longest step (the event loop held)",
             "decoded": "first scrape, trackers decoded (after the events)",
             "warm": "the next scrape",
             "baseline": "prometheus_client (rt.report + generate_latest)"}
@@ -211,8 +232,8 @@ def main() -> int:
             print(f"  {what[k]:<58} {med(v) * 1000:6.0f} ({min(v) * 1000:.0f}-{max(v) * 1000:.0f})")
     if times["baseline"]:
         b = med(times["baseline"])
-        print(f"  first scrapes = {med(times['restart']) / b:.3f} / {med(times['decoded']) / b:.3f}"
-              " of prometheus_client's time; every text identical to it: yes")
+        print("  first scrapes = " + " / ".join(f"{med(times[m]) / b:.3f}" for m in opts.modes)
+              + " of prometheus_client's time; every text identical to it: yes")
     return 0
 
 

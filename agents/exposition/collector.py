@@ -52,6 +52,8 @@ _ALL_UP = dict.fromkeys(WINDOWS, 1.0)
 _UP_I = int(UP)
 
 INGEST_ENDPOINTS = ("events", "alertmanager")
+#: Keys per step of ``SlawatchCollector.prepare`` (~10-30 ms of the event loop each).
+PREPARE_KEYS = 2048
 
 
 class SlawatchCollector:
@@ -94,6 +96,38 @@ class SlawatchCollector:
         components = self.component_lines.render(catalog, rt.components,
                                                  rt.owned_sorted("components"), now, _C_HEADS)
         return render_parts(report, components, services)
+
+    def prepare(self, step: int = PREPARE_KEYS) -> Iterator[None]:
+        """Do ahead, ``step`` keys at a time, the work a first scrape would do: decode
+        the owned trackers and prove which lines stay constant (``ComponentLines``,
+        ``ServiceLines``), yielding between steps. The worker runs it once it is
+        ready (``agents/worker/app.py``), in slices between which the event loop
+        serves the pipeline and scrapes; a scrape meanwhile is exact (it computes what
+        is not prepared yet). Stops early if the worker stops being ready."""
+        rt = self.rt
+        if not rt.ready():
+            return
+        catalog = rt.catalog
+        now = self.clock()
+        for table, keys in ((rt.components, rt.owned_sorted("components")),
+                            (rt.services, rt.owned_sorted("services"))):
+            get = table.get
+            for k in range(0, len(keys), step):
+                for key in keys[k:k + step]:
+                    get(key)
+                yield
+                if not rt.ready() or rt.catalog is not catalog:
+                    return
+        for _ in self.service_lines.prepare(catalog, rt.services, rt.owned_sorted("services"),
+                                            now, step):
+            yield
+            if not rt.ready() or rt.catalog is not catalog:
+                return
+        for _ in self.component_lines.prepare(catalog, rt.components,
+                                              rt.owned_sorted("components"), now):
+            yield
+            if not rt.ready() or rt.catalog is not catalog:
+                return
 
     def _worker_metrics(self, ready: bool) -> Iterator[Metric]:
         c = self.rt.counters
@@ -395,6 +429,24 @@ class _LineCache:
               ) -> tuple[tuple[Line, ...], float]:
         raise NotImplementedError
 
+    def prepare(self, catalog: Catalog, table: TrackerTable[Any], keys: list[str],
+                now: float, step: int) -> Iterator[None]:
+        """The entries ``render`` at ``now`` would make for ``keys``, ``step`` keys
+        at a time (yielding between steps); kept only where they are proved."""
+        entries = self._entries
+        if catalog is not self._catalog:
+            entries.clear()
+            self._catalog = catalog
+        for k in range(0, len(keys), step):
+            for key in keys[k:k + step]:
+                tracker, stored = table.get_stored(key)
+                if stored is None and tracker is not None:
+                    continue  # unwritten changes: nothing to keep
+                lines, until = self.fresh(catalog, key, tracker, now)
+                if until > now:
+                    entries[key] = _Entry(stored, now, until, lines)
+            yield
+
     def render(self, catalog: Catalog, table: TrackerTable[Any], keys: list[str],
                now: float, heads: tuple[str, ...]) -> list[Part]:
         """The families for ``keys`` in that order, as text parts (heads first)."""
@@ -503,7 +555,7 @@ class ComponentLines:
         self._firsts: list[str] = []
         self._keys: list[str] = []
         self._catalog: Catalog | None = None
-        self._templates: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._templates: dict[tuple[float, ...], tuple[str, ...]] = {}
         self._latest = -math.inf  # the latest ``now`` rendered: each proof began by it
         #: The table and its versions at the last render.
         self._versions: tuple[object, dict[int, int] | None] = (None, None)
@@ -523,6 +575,26 @@ class ComponentLines:
                     for c in map(comps.__getitem__, part)]
             self._chunks.append(_Chunk(part, labs, kpis))
         self._firsts = [ch.keys[0] for ch in self._chunks]
+
+    def prepare(self, catalog: Catalog, table: TrackerTable[Any], keys: list[str],
+                now: float) -> Iterator[None]:
+        """What ``render`` at ``now`` would look at, a chunk at a time (yielding
+        between chunks): the proofs of constant keys and their pieces. ``render``
+        still compares every key's stored bytes with what was seen here."""
+        self._versions = (None, None)  # render looks up every key's bytes again
+        if (catalog is not self._catalog or (keys is not self._keys and keys != self._keys)
+                or now < self._latest):
+            self._build(catalog, keys)
+            yield
+        self._latest = max(self._latest, now)
+        lookup, dirty = table.stored_lookup()
+        for ch in self._chunks:
+            if sys.getrefcount(ch.pieces) > 2:  # as in render
+                ch.pieces = list(ch.pieces)
+            toks = list(map(lookup, ch.keys))
+            if now >= ch.until or toks != ch.tokens:
+                self._check(ch, toks, table, dirty, now)
+            yield
 
     def render(self, catalog: Catalog, table: TrackerTable[Any], keys: list[str],
                now: float, heads: tuple[str, ...]) -> list[Part]:
