@@ -41,6 +41,7 @@ from prometheus_client import CollectorRegistry  # noqa: E402
 from prometheus_client.exposition import generate_latest  # noqa: E402
 
 from agents.exposition.collector import make_registry, render  # noqa: E402
+from agents.process import gcpolicy  # noqa: E402
 from agents.settings import WorkerSettings  # noqa: E402
 from agents.worker.runtime import Runtime  # noqa: E402
 from agents.worker.state import PartitionStats, encode_component, encode_service  # noqa: E402
@@ -149,6 +150,7 @@ def main() -> int:
                     help="py-spy record this process during the scrapes (.svg: a flame graph, "
                          "else collapsed stacks)")
     opts = ap.parse_args()
+    gcpolicy.apply()  # the worker's thresholds (agents/cli/worker.py)
     now = time.time()
     t0 = time.perf_counter()
     catalog, comps, svcs = build_state(opts.components, opts.services, now)

@@ -118,8 +118,9 @@ class SlawatchCollector:
                 yield
                 if not rt.ready() or rt.catalog is not catalog:
                     return
+        # A service's lines cost ~20 times a component's decoding: smaller steps.
         for _ in self.service_lines.prepare(catalog, rt.services, rt.owned_sorted("services"),
-                                            now, step):
+                                            now, max(1, step // 8)):
             yield
             if not rt.ready() or rt.catalog is not catalog:
                 return
@@ -562,19 +563,28 @@ class ComponentLines:
         self.reused = 0  # for tests and the benchmark: keys reused at the last render
 
     def _build(self, catalog: Catalog, keys: list[str]) -> None:
-        self._catalog = catalog
-        self._keys = keys
+        for _ in self._build_steps(catalog, keys):
+            pass
+
+    def _build_steps(self, catalog: Catalog, keys: list[str]) -> Iterator[None]:
+        """``_build``, yielding after each chunk (``prepare``); the chunks are adopted
+        at the end, whole."""
+        self._catalog = None  # until the chunks are whole
         self._templates.clear()
         comps = catalog.components
         step = max(1, JOIN_KEYS)
-        self._chunks = []
+        chunks = []
         for k in range(0, len(keys), step):
             part = keys[k:k + step]
             labs = [_component_label(c.id, c.team) for c in map(comps.__getitem__, part)]
             kpis = ["" if c.kpi is None else f"{_C_KPI}{{%s}} {_f(float(c.kpi))}\n"
                     for c in map(comps.__getitem__, part)]
-            self._chunks.append(_Chunk(part, labs, kpis))
-        self._firsts = [ch.keys[0] for ch in self._chunks]
+            chunks.append(_Chunk(part, labs, kpis))
+            yield
+        self._chunks = chunks
+        self._firsts = [ch.keys[0] for ch in chunks]
+        self._keys = keys
+        self._catalog = catalog
 
     def prepare(self, catalog: Catalog, table: TrackerTable[Any], keys: list[str],
                 now: float) -> Iterator[None]:
@@ -584,8 +594,8 @@ class ComponentLines:
         self._versions = (None, None)  # render looks up every key's bytes again
         if (catalog is not self._catalog or (keys is not self._keys and keys != self._keys)
                 or now < self._latest):
-            self._build(catalog, keys)
-            yield
+            yield from self._build_steps(catalog, keys)
+            self._latest = now
         self._latest = max(self._latest, now)
         lookup, dirty = table.stored_lookup()
         for ch in self._chunks:
