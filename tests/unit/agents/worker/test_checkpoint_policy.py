@@ -113,3 +113,32 @@ def test_a_failed_send_stops_the_checkpoint_before_it_writes() -> None:
     calls, consumer, exc = asyncio.run(scenario())
     assert calls == [] and isinstance(exc, OSError)
     assert consumer._send_error is exc and consumer.tracked == []
+
+
+def test_the_cost_of_a_checkpoint_runs_until_its_writes_are_acknowledged() -> None:
+    """The wait before the next checkpoint grows with how long the writes took to reach
+    the broker, not only with the hand-off to the producer."""
+    import asyncio
+
+    async def scenario() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        acked = loop.create_future()
+
+        async def write() -> list[object]:
+            return [acked]
+
+        cp = _Checkpoint(write, 0.5)
+        cp.unsaved.append(("tp", 10, 10, None))  # type: ignore[arg-type]
+        loop.call_later(0.2, acked.set_result, None)
+        consumer = _Consumer()
+        await batching.BatchConsumer.checkpoint(consumer, cp)  # type: ignore[arg-type]
+        handed = cp.cost
+        await acked
+        await asyncio.sleep(0)  # the done callbacks
+        return handed, cp.cost
+
+    handed, cost = asyncio.run(scenario())
+    assert handed < 0.1 and 0.2 <= cost < 5.0
+    cp = _cp(cost=cost)
+    assert not cp.due(100.0 + 0.5)  # the interval alone is up, the cost's wait is not
+    assert cp.due(100.0 + batching.COST_FACTOR * cost)
