@@ -758,15 +758,37 @@ def scale_run(broker: EmbeddedBroker, work: Path, opts: argparse.Namespace) -> l
             size = len(w.get("/metrics", timeout=120))
             times.append(time.perf_counter() - t0)
         cur, peak = w.rss()
-        return [
+        out = [
             (f"(d) scale: {nc:,} components, {ns:,} services", f"{len(msgs):,} events in "
              f"{done:.1f} s (ready {ready:.1f} s)"),
-            ("    /metrics scrape (best / worst of 3)", f"{min(times) * 1000:.0f} / "
-             f"{max(times) * 1000:.0f} ms, {size / 1e6:.1f} MB  (target < 1000 ms)"),
+            ("    /metrics scrapes after the events, 1st / 2nd / 3rd",
+             " / ".join(f"{t * 1000:.0f}" for t in times)
+             + f" ms, {size / 1e6:.1f} MB  (target < 1000 ms)"),
             ("    worker RSS now / peak", f"{cur:.0f} / {peak:.0f} MiB  (target < 500 MiB)"),
         ]
     finally:
         w.stop()
+    # A restart: the state recovered from the changelogs, nothing decoded; the first
+    # scrape comes PREPARE_WAIT s after ready, as Prometheus's would (every 15-60 s).
+    w = Worker(broker, catalog, work, opts.partitions, "bench-scale", events_topic=topic)
+    try:
+        ready = w.wait_ready(300)
+        time.sleep(PREPARE_WAIT)
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            w.get("/metrics", timeout=120)
+            times.append(time.perf_counter() - t0)
+        out.append((f"    after a restart (ready {ready:.1f} s), scrapes {PREPARE_WAIT:.0f} s "
+                    "after ready, 1st / 2nd / 3rd",
+                    " / ".join(f"{t * 1000:.0f}" for t in times) + " ms  (target < 1000 ms)"))
+    finally:
+        w.stop()
+    return out
+
+
+#: Seconds after ready of the first scrape of a restarted worker in ``scale_run``.
+PREPARE_WAIT = 15.0
 
 
 if __name__ == "__main__":
