@@ -311,12 +311,23 @@ class BatchConsumer(faust_aiokafka.Consumer):
         if saved is not None:
             saved.add_done_callback(_delivered(cp, began))
         self.batch_stats.checkpoints += 1
+        # A partition's batches since the last checkpoint become committable together,
+        # once the writes are acknowledged: one entry in flight for all of them (as
+        # many as MAX_INFLIGHT batches behind one slow write made the consumer wait
+        # for that write before it fetched again). Their own sends are done (waited
+        # for above); one that failed still fails the entry.
+        merged: dict[TP, tuple[int, int, list[asyncio.Future[Any]]]] = {}
         for tp, end, count, fut in entries:
             if tp not in self._expect:
                 continue  # revoked since: its offsets are the next owner's
+            _, total, futs = merged.get(tp, (end, 0, []))
+            if fut is not None and (fut.cancelled() or fut.exception() is not None):
+                futs.append(fut)
+            merged[tp] = (end, total + count, futs)
+        for tp, (end, count, futs) in merged.items():
             if saved is not None:
-                fut = saved if fut is None else asyncio.gather(fut, saved)
-            self._track(tp, end, count, fut)
+                futs.append(saved)
+            self._track(tp, end, count, self._gather(futs))
         return saved
 
     async def _maybe_checkpoint(self) -> None:
