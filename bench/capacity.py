@@ -133,6 +133,7 @@ def main() -> int:
             lag = time.perf_counter() - t_end
             cpu = [cpu_seconds(w.proc.pid) - c0 for w, c0 in zip(workers, cpu0, strict=True)]
             busy = sent_for + lag
+            rows.append(("published (ev/s)", f"{n / sent_for:,.0f}", f"{rate:,}"))
             rows.append(("kept up: lag once publishing stopped (s)", f"{lag:.1f}",
                          "~0 (CPU is not the limit)"))
             rows.append(("CPU per worker while loaded (% of a core)",
