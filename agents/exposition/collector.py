@@ -598,10 +598,11 @@ class ComponentLines:
             yield from self._build_steps(catalog, keys)
             self._latest = now
         self._latest = max(self._latest, now)
-        lookup, dirty = table.stored_lookup()
         for ch in self._chunks:
             if sys.getrefcount(ch.pieces) > 2:  # as in render
                 ch.pieces = list(ch.pieces)
+            # Looked up again at each step: a flush between two swaps the dirty keys.
+            lookup, dirty = table.stored_lookup()
             toks = list(map(lookup, ch.keys))
             if now >= ch.until or toks != ch.tokens:
                 self._check(ch, toks, table, dirty, now)
