@@ -159,9 +159,13 @@ class WorkerProcess:
 
     def __init__(self, broker: EmbeddedBroker, catalog: Path, workdir: Path, *, name: str = "w",
                  app_id: str = "slawatch-test", partitions: int = 4,
-                 extra: Iterable[str] = (), env: dict[str, str] | None = None) -> None:
+                 extra: Iterable[str] = (), env: dict[str, str] | None = None,
+                 crash_at: str | None = None) -> None:
         self.broker = broker
         self.env = dict(env or {})  # on top of this process's, without its SLAWATCH_*
+        #: ``POINT[:N]``: the next start SIGKILLs itself at the N-th pass of that crash
+        #: point (tests/support/crashing_worker.py); None: an ordinary worker.
+        self.crash_at = crash_at
         self.catalog = catalog
         self.name = name
         self.app_id = app_id
@@ -190,8 +194,10 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.starts += 1
+        command = (["-m", "agents.cli.main"] if self.crash_at is None
+                   else ["-m", "tests.support.crashing_worker", self.crash_at])
         cmd = [
-            sys.executable, "-m", "agents.cli.main", "worker", "--broker-kind", "tansu",
+            sys.executable, *command, "worker", "--broker-kind", "tansu",
             "--broker", self.broker.url,
             "--catalog", str(self.catalog),
             "--web-port", str(self.port),

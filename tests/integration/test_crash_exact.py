@@ -1,15 +1,15 @@
 """Every message gets exactly one outcome, and the DLQ holds each rejected message
 once, whatever point a crash hits (CONTRACT §1).
 
-The worker SIGKILLs itself at a named point (``agents/worker/faults.py``): in the
-middle of a fetch, after a checkpoint found its DLQ records delivered but before it
-wrote the counters, between the counters and the trackers of a checkpoint, and right
-after a (re)assignment was recovered. Cells are generated over the points, both table
-stores, an input topic co-partitioned with the worker (classified where read) or not
-(forwarded), and one cell where a second worker crashes during the rebalances of
-joining and leaving. The messages go out in parts, one per worker start (in one
-RocksDB cell the worker is killed twice on the same data dir); the
-result is compared with the brute-force reference: the sum and each count of
+The worker SIGKILLs itself at a named crash point (``agents/worker/faults.py``, armed by
+``tests/support/crashing_worker.py``): in the middle of a fetch, after a checkpoint found
+its DLQ records delivered but before it wrote the counters, between the counters and the
+trackers of a checkpoint, and right after a (re)assignment was recovered. Cells are
+generated over the points, both table stores, an input topic co-partitioned with the
+worker (classified where read) or not (forwarded), and one cell where a second worker
+crashes during the rebalances of joining and leaving. The messages go out in parts, one
+per worker start (in one RocksDB cell the worker is killed twice on the same data dir);
+the result is compared with the brute-force reference: the sum and each count of
 ``slawatch_events_total``, the DLQ read to its end as a multiset of (message, reason),
 and every series.
 """
@@ -110,7 +110,7 @@ def test_crash_at_point(cell: Cell, tmp_path: Path) -> None:
         for spec, part in zip(specs, parts, strict=True):
             if worker.alive():
                 worker.stop()
-            worker.env = {"SLAWATCH_CRASH_AT": spec} if spec else {}
+            worker.crash_at = spec
             worker.start()
             publish(broker, "confluent", part)
             sent += len(part)
@@ -136,7 +136,7 @@ def test_crash_during_rebalances(tmp_path: Path) -> None:
     broker = EmbeddedBroker(log_path=tmp_path / "tansu.log").start()
     a = WorkerProcess(broker, catalog, tmp_path, name="a", partitions=4)
     b = WorkerProcess(broker, catalog, tmp_path, name="b", partitions=4,
-                      env={"SLAWATCH_CRASH_AT": "fetch:2"})
+                      crash_at="fetch:2")
     try:
         broker.create_topics({TOPIC: 3})
         a.start().wait_ready(timeout=60)
@@ -154,7 +154,7 @@ def test_crash_during_rebalances(tmp_path: Path) -> None:
             time.sleep(0.2)
         assert not b.alive() and b.proc is not None and b.proc.returncode == -9, b.log_tail()
         publish(broker, "kafka-python", messages[200:250])
-        b.env = {}
+        b.crash_at = None
         b.start()
         publish(broker, "kafka-python", messages[250:])
         b.wait_ready(timeout=60)
