@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from streams.rollups import Stored, decode, encode
 from tests import reference as ref
 from tests.strategies import (
     ENGINE_SETTINGS,
@@ -35,9 +36,24 @@ END = datetime(2024, 4, 1, tzinfo=UTC).timestamp()
 RETENTION = 32 * 86400.0
 
 
+class DictStore:
+    """A ``streams.rollups.RollupStore`` in memory, stored as bytes as the worker's table
+    does: what survives is what is read."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+
+    def get(self, key: str) -> Stored | None:
+        raw = self.data.get(key)
+        return None if raw is None else decode(raw)
+
+    def put(self, service: str, key: str, value: Stored) -> None:
+        self.data[key] = encode(value)
+
+
 def make_book(engine: Any) -> Any:
     from streams.periods import service_accounting, service_info
-    from streams.rollups import DictStore, RollupBook
+    from streams.rollups import RollupBook
 
     return RollupBook(DictStore(), lambda name: service_accounting(engine.catalog, name),
                       lambda name: service_info(engine.catalog, name))
