@@ -124,6 +124,34 @@ def kafka_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
         broker.stop()
 
 
+class ExampleEstate:
+    """``EXAMPLE_CATALOG`` written to ``catalog`` on a fresh ``broker`` (4 partitions per
+    topic): the estate most worker tests run, with its event streams and what the
+    reference says of them."""
+
+    def __init__(self, broker: EmbeddedBroker, catalog: Path) -> None:
+        self.broker = broker
+        self.catalog = catalog
+        self.catalog.write_text(EXAMPLE_CATALOG)
+
+    def messages(self, n: int, *, seed: int, span: float = 7200.0) -> list[Message]:
+        """A messy stream (``scenario``) of ``n`` messages ending now, events in order
+        per component (jitter 0)."""
+        return scenario(EXAMPLE_COMPONENTS, n, seed=seed, now=time.time(), span=span,
+                        jitter=0.0)
+
+    def reference(self, messages: Iterable[Message]) -> tuple[Any, list[str]]:
+        """``reference_engine`` of the example catalog."""
+        return reference_engine(EXAMPLE_CATALOG, messages)
+
+
+@pytest.fixture
+def example_estate(kafka_broker: EmbeddedBroker, tmp_path: Path) -> ExampleEstate:
+    """The example estate on this test's broker (stopped after the test, after its
+    workers)."""
+    return ExampleEstate(kafka_broker, tmp_path / "services.yaml")
+
+
 # -- publishing -----------------------------------------------------------------------
 
 
