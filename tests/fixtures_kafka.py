@@ -21,7 +21,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -386,36 +386,70 @@ def compare(got: Samples, ref0: Samples, ref1: Samples, *, exact_events: bool = 
     return problems
 
 
-def wait_matches(workers: list[WorkerProcess], engine: Any, timeout: float = 30.0) -> Samples:
-    """Poll the workers' /metrics until their union equals the engine's reference."""
+#: Series whose values are summed over workers (per-partition counters); every other
+#: series must come from one worker only.
+SUMMED = ("slawatch_events", "slawatch_unmapped")
+
+
+def union_scrape(workers: Sequence[WorkerProcess], timeout: float = 2.0, *,
+                 all_answer: bool = False) -> tuple[Samples, list[Series]]:
+    """Union of the pipeline series of ``workers`` and the series exported twice.
+
+    A worker that does not answer (starting, killed) contributes nothing, unless
+    ``all_answer``: then its failed scrape raises (OSError or AssertionError).
+    """
+    union: Samples = {}
+    dups: list[Series] = []
+    for w in workers:
+        if not all_answer and not w.alive():
+            continue
+        try:
+            status, body = w.get("/metrics", timeout=timeout)
+        except OSError:
+            if all_answer:
+                raise
+            continue
+        if status != 200:
+            assert not all_answer, f"worker {w.name}: /metrics {status}: {body[:500]!r}"
+            continue
+        for k, v in pipeline_series(parse_metrics(body.decode())).items():
+            if k[0].startswith(SUMMED):
+                union[k] = union.get(k, 0.0) + v
+            elif k in union:
+                dups.append(k)
+            else:
+                union[k] = v
+    return union, dups
+
+
+def wait_matches(workers: Sequence[WorkerProcess], engine: Any, timeout: float = 30.0, *,
+                 all_answer: bool = True) -> Samples:
+    """Poll the workers' /metrics until their union equals the engine's reference, each
+    series from one worker. ``all_answer=False``: a worker that does not answer
+    (starting, killed) contributes nothing, as long as one does."""
     deadline = time.monotonic() + timeout
     problems: list[str] = ["never scraped"]
     while time.monotonic() < deadline:
         t0 = time.time()
-        union: Samples = {}
-        dup: list[Series] = []
         try:
-            for w in workers:
-                for k, v in pipeline_series(w.scrape()).items():
-                    if k in union and not k[0].startswith(("slawatch_events", "slawatch_unmapped")):
-                        dup.append(k)
-                    if k[0].startswith(("slawatch_events", "slawatch_unmapped")):
-                        union[k] = union.get(k, 0.0) + v
-                    else:
-                        union[k] = v
+            union, dups = union_scrape(workers, timeout=5.0, all_answer=all_answer)
         except (OSError, AssertionError) as exc:
             problems = [f"scrape failed: {exc}"]
             time.sleep(0.5)
             continue
         t1 = time.time()
-        problems = [f"series exported by two workers: {k}" for k in dup[:5]]
-        problems += compare(union, reference_samples(engine, t0), reference_samples(engine, t1))
+        problems = [f"series exported by two workers: {k}" for k in dups[:5]]
+        if not union:
+            problems.append("no worker answered")
+        else:
+            problems += compare(union, reference_samples(engine, t0), reference_samples(engine, t1))
         if not problems:
             return union
         time.sleep(0.5)
     logs = "\n".join(f"--- {w.name}\n{w.log_tail(30)}" for w in workers)
     raise AssertionError("metrics never matched the engine:\n  " + "\n  ".join(problems[:30])
                          + "\n" + logs)
+
 
 
 def counted(samples: Samples) -> float:

@@ -34,9 +34,9 @@ from tests.fixtures_kafka import (
     compare,
     counted,
     scenario,
+    union_scrape,
     wide_catalog,
 )
-from tests.reliability_helpers import union_scrape
 
 pytestmark = [pytest.mark.integration]
 
