@@ -245,9 +245,8 @@ class ServiceTracker:
         if changes:
             changes.sort()
             at = changes[0][0]
-            changes.append((_INF, 0, _UP))  # changes no bit: the last instant is written
             for t, bit, s in changes:
-                if t != at:  # every change at `at` applied: the service's state there
+                if t != at:
                     st = state_mask(d, m) if m else up_state
                     tag = blame_mask(d) if st == _DOWN else NO_TAG
                     if st != last_st or tag != last_tag:
@@ -257,6 +256,12 @@ class ServiceTracker:
                         last_st, last_tag = st, tag
                     at = t
                 d, m = _masks_with(d, m, bit, s)
+            st = state_mask(d, m) if m else up_state
+            tag = blame_mask(d) if st == _DOWN else NO_TAG
+            if st != last_st or tag != last_tag:
+                pts.append(at)
+                psts.append(st)
+                ptags.append(tag)
         self.timeline.assign_columns(start, end, pts, psts, ptags)
 
     def state_at(self, t: float) -> State:
