@@ -484,7 +484,10 @@ class Pipeline:
         app = rt.app
         consumer = app.consumer
         settings = rt.settings
-        check_internal_topics(settings, consumer.topic_partitions)
+        try:
+            check_internal_topics(settings, consumer.topic_partitions)
+        except InternalTopicError as exc:
+            await refuse(rt, str(exc))
         await self.topics.dlq.maybe_declare()
         assignor = app.assignor
         try:
@@ -569,6 +572,19 @@ class Pipeline:
 
 class InternalTopicError(RuntimeError):
     """An internal topic exists with a partition count the worker cannot work with."""
+
+
+async def refuse(rt: Runtime, reason: str) -> None:
+    """Stop the worker cleanly (leave the group, write nothing) because of ``reason``,
+    a setup it cannot work with: one line in the log, and the command exits with the
+    configuration error status (``agents/cli/worker.py``). Never returns."""
+    import os
+    import signal
+
+    log.error("%s", reason)
+    rt.refused = reason
+    os.kill(os.getpid(), signal.SIGTERM)
+    await asyncio.Event().wait()  # cancelled by the stop
 
 
 def check_internal_topics(settings: Any, count: Callable[[str], int | None]) -> None:

@@ -202,22 +202,33 @@ def test_any_input_topic(cell: Cell, tmp_path: Path) -> None:
         broker.stop()
 
 
-def test_internal_topic_of_another_count_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("topic", ["{app}-component-events-rerouted", "slawatch-service-segments",
+                                   "{app}-components-changelog"])
+def test_internal_topic_of_another_count_is_refused(topic: str, tmp_path: Path) -> None:
     """The worker's own topics must have --partitions partitions: one that exists with
-    another count stops the worker at start, with a message that says what to do."""
+    another count stops the worker at start with one line that names the topic, its
+    count, the expected count and what to do, and the configuration error status."""
+    from agents.cli.worker import EXIT_CONFIG
+
     catalog = tmp_path / "services.yaml"
     catalog.write_text(wide_catalog(SERVICES))
     broker = EmbeddedBroker(log_path=tmp_path / "tansu.log").start()
     worker = WorkerProcess(broker, catalog, tmp_path, partitions=4)
+    name = topic.format(app=worker.app_id)
+    count = 2 + zlib.crc32(name.encode()) % 5 * 2  # never 4
     try:
-        broker.create_topics({TOPIC: 3, f"{worker.app_id}-component-events-rerouted": 2})
+        broker.create_topics({TOPIC: 3, name: count})
         worker.start()
         assert worker.proc is not None
         code = worker.proc.wait(timeout=60)
-        assert code != 0
         log = worker.log_path.read_text()
-        assert (f"{worker.app_id}-component-events-rerouted has 2" in log
-                and "--partitions 4" in log and "--app-id" in log), worker.log_tail()
+        assert code == EXIT_CONFIG, worker.log_tail()
+        assert "Traceback" not in log, worker.log_tail()
+        lines = [line for line in log.splitlines() if f"{name} has {count}" in line]
+        assert lines, worker.log_tail()
+        assert all("--partitions 4" in line and f"--partitions {count}" in line
+                   and "--app-id" in line for line in lines), lines
+        assert any(line.startswith("slawatch worker: ") for line in lines), lines
     finally:
         worker.stop(timeout=10)
         broker.stop()
