@@ -100,7 +100,8 @@ def wide_catalog(services: int = 12) -> str:
 # -- broker ---------------------------------------------------------------------------
 
 
-TOPICS = ("component-events", "component-events-dlq", "slawatch-service-segments")
+#: The topics that are not the worker's own (those carry its app id, and it creates them).
+TOPICS = ("component-events", "component-events-dlq")
 
 
 def start_broker(tmp_path: Path, partitions: int) -> EmbeddedBroker:
