@@ -289,12 +289,12 @@ def diff_reports(ref: Any, rep: Any, *, counters: bool = True) -> list[str]:
         num(f"{w} sla_maintenance_seconds", r.sla_maintenance, s.sla_planned_seconds)
         num(f"{w} supported_availability", r.supported_availability, s.supported_availability)
         num(f"{w} kpi_gap", r.kpi_gap, int(s.kpi_gap))
-        for comp in set(r.downtime_by_component) | set(s.downtime_by_component):
-            num(
-                f"{w} downtime_by_component[{comp}]",
-                r.downtime_by_component.get(comp, 0.0),
-                s.downtime_by_component.get(comp, 0.0),
-            )
+        if set(r.downtime_by_component) != set(s.downtime_by_component):
+            out.append(f"{w} downtime_by_component: components {sorted(r.downtime_by_component)}"
+                       f" != {sorted(s.downtime_by_component)}")
+        for comp in set(r.downtime_by_component) & set(s.downtime_by_component):
+            num(f"{w} downtime_by_component[{comp}]", r.downtime_by_component[comp],
+                s.downtime_by_component[comp])
     for name, r in ref.components.items():
         c = rep.components.get(name)
         if c is None:
