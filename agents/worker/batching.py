@@ -87,7 +87,7 @@ MAX_PENDING = 20_000
 
 #: Batches of one partition whose sends may be in flight at once (back-pressure).
 MAX_INFLIGHT = 32
-#: Seconds between warnings while a fetch waits for the seek that ends a rebalance.
+#: Longest wait (s) for the seek to committed (and its hooks) that ends a rebalance.
 SEEK_WAIT = 30.0
 #: "Accept any first offset" (auto offset reset to latest: there is no fixed start).
 ANY = -1
@@ -425,15 +425,10 @@ class BatchConsumer(faust_aiokafka.Consumer):
             # the records against the start the seek set. Not before the hooks: they
             # read what a crashed predecessor dead-lettered, which a record processed
             # meanwhile would be dead-lettered again against. Dropping the records would
-            # lose them: the seek may be done already, and nothing would fetch them again.
-            began = time.monotonic()
-            while (not self._sought.is_set() and not self.should_stop
-                   and self.app.consumer_generation_id == generation):
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._sought.wait(), SEEK_WAIT)
-                if not self._sought.is_set():
-                    log.warning("%s: still waiting for the seek of the assignment (%.0f s)",
-                                tp, time.monotonic() - began)
+            # lose them until the partition's next fetch (a gap: it seeks back), so only
+            # a wait that this drain loop may itself be holding up ends in dropping them.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._sought.wait(), SEEK_WAIT)
         expect = self._expect.get(tp)
         if (expect is None or not self._sought.is_set()
                 or self.app.consumer_generation_id != generation):
