@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     engine.prune(NOW)
     print(f"engine.prune(now):     {(time.perf_counter() - t0) * 1000:8.1f} ms")
-    outcomes = Counter({k: v for k, v in report.events.items() if v})
+    outcomes = Counter({k: v for k, v in report.events_total.items() if v})
     status = Counter(s.sla_status for s in report.services.values())
     down = sum(1 for s in report.services.values() if not s.up)
     print(f"outcomes: {dict(outcomes)}")

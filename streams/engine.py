@@ -130,7 +130,7 @@ class Engine:
 
     def report(self, now: float) -> Report:
         catalog = self.catalog
-        report = Report(now=now, events=dict(self.counts), unmapped_components=self.unmapped.count())
+        report = Report(now=now, events_total=dict(self.counts), unmapped_components=self.unmapped.count())
         for name, svc in catalog.services.items():
             report.services[name] = service_report(svc, self.services.get(name), catalog, now)
         for cid, comp in catalog.components.items():

@@ -29,14 +29,14 @@ class ServiceReport:
     kind: str
     customers: tuple[str, ...]
     state: State
-    availability: dict[str, float]
-    sla_availability: float
+    availability_ratio: dict[str, float]
+    sla_availability_ratio: float
     sla_up_seconds: float
     sla_down_seconds: float
     sla_period: str
-    target: float
+    sla_target_ratio: float
     burn_rate: dict[str, float]
-    error_budget_remaining: float
+    error_budget_remaining_ratio: float
     error_budget_exhaustion_seconds: float
     trending_below_sla: bool
     sla_status: int
@@ -44,9 +44,9 @@ class ServiceReport:
     restore_target_seconds: float | None
     outages_total: int
     downtime_seconds_total: float
-    supported_availability: float
+    supported_availability_ratio: float
     kpi_gap: bool
-    downtime_by_component: dict[str, float]
+    downtime_by_component_seconds: dict[str, float]
     # CONTRACT §6: whether ``now`` is inside the agreed service time (always, for a
     # service agreed 24x7), whether a maintenance window touching it is open, the
     # service time's name and agreed hours a week (None: 24x7), and the planned
@@ -96,16 +96,16 @@ class ServiceReport:
                 "name": self.service_time,
                 "hours_per_week": self.service_time_hours_per_week,
             },
-            "availability": self.availability,
+            "availability": self.availability_ratio,
             "sla": {
-                "target": self.target,
+                "target": self.sla_target_ratio,
                 "period": self.sla_period,
-                "availability": self.sla_availability,
+                "availability": self.sla_availability_ratio,
                 "up_seconds": self.sla_up_seconds,
                 "down_seconds": self.sla_down_seconds,
                 "planned_seconds": self.sla_planned_seconds,
                 "status": ("meeting", "trending_below", "breached")[self.sla_status],
-                "error_budget_remaining": self.error_budget_remaining,
+                "error_budget_remaining": self.error_budget_remaining_ratio,
                 "error_budget_exhaustion_seconds": _finite_or_none(
                     self.error_budget_exhaustion_seconds
                 ),
@@ -117,9 +117,9 @@ class ServiceReport:
             "restore_time_exceeded": self.restore_time_exceeded,
             "outages_total": self.outages_total,
             "downtime_seconds_total": self.downtime_seconds_total,
-            "supported_availability": self.supported_availability,
+            "supported_availability": self.supported_availability_ratio,
             "kpi_gap": self.kpi_gap,
-            "downtime_by_component": self.downtime_by_component,
+            "downtime_by_component": self.downtime_by_component_seconds,
         }
 
 
@@ -127,9 +127,9 @@ class ServiceReport:
 class ComponentReport:
     name: str
     team: str | None
-    kpi: float | None
+    kpi_target_ratio: float | None
     state: State
-    availability: dict[str, float]
+    availability_ratio: dict[str, float]
 
     @property
     def up(self) -> bool:
@@ -159,7 +159,7 @@ class Report:
     now: float
     services: dict[str, ServiceReport] = field(default_factory=dict)
     components: dict[str, ComponentReport] = field(default_factory=dict)
-    events: dict[str, int] = field(default_factory=dict)
+    events_total: dict[str, int] = field(default_factory=dict)
     unmapped_components: int = 0
 
 
@@ -360,14 +360,14 @@ def service_report(
         kind=svc.kind,
         customers=svc.customers,
         state=state,
-        availability=avail,
-        sla_availability=sla_avail,
+        availability_ratio=avail,
+        sla_availability_ratio=sla_avail,
         sla_up_seconds=up,
         sla_down_seconds=down,
         sla_period=_period_label(svc.period),
-        target=svc.target,
+        sla_target_ratio=svc.target,
         burn_rate=burn,
-        error_budget_remaining=sla.budget_remaining(sla_avail, svc.target),
+        error_budget_remaining_ratio=sla.budget_remaining(sla_avail, svc.target),
         error_budget_exhaustion_seconds=sla.exhaustion_seconds(up, down, svc.target, avail["1h"]),
         trending_below_sla=trending,
         sla_status=sla.status(breached, trending),
@@ -375,9 +375,9 @@ def service_report(
         restore_target_seconds=svc.restore_time,
         outages_total=outages,
         downtime_seconds_total=downtime_total,
-        supported_availability=supported_avail,
+        supported_availability_ratio=supported_avail,
         kpi_gap=supported_avail < svc.target,
-        downtime_by_component=by_component,
+        downtime_by_component_seconds=by_component,
         in_service_time=cal is None or cal.in_service_time(now),
         scheduled_maintenance=cal is not None and cal.scheduled_maintenance(now),
         service_time=None if st is None else st.name,
@@ -448,18 +448,18 @@ def component_report(comp: Component, tracker: ComponentTracker | None, now: flo
     if windows:
         tl = component_view(tracker.history if tracker is not None else Timeline(), windows,
                             now, _LONGEST)
-        return ComponentReport(name=comp.id, team=comp.team, kpi=comp.kpi,
-                               state=tl.state_at(now), availability=window_availability(tl, now))
+        return ComponentReport(name=comp.id, team=comp.team, kpi_target_ratio=comp.kpi,
+                               state=tl.state_at(now), availability_ratio=window_availability(tl, now))
     if tracker is None:  # no event yet: up all along
-        return ComponentReport(name=comp.id, team=comp.team, kpi=comp.kpi, state=UP,
-                               availability=dict(_ALL_UP))
+        return ComponentReport(name=comp.id, team=comp.team, kpi_target_ratio=comp.kpi, state=UP,
+                               availability_ratio=dict(_ALL_UP))
     tl = tracker.history
     return ComponentReport(
         name=comp.id,
         team=comp.team,
-        kpi=comp.kpi,
+        kpi_target_ratio=comp.kpi,
         state=tl.state_at(now),
-        availability=window_availability(tl, now),
+        availability_ratio=window_availability(tl, now),
     )
 
 

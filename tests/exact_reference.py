@@ -135,23 +135,23 @@ class Expected:
             out.services[name] = ServiceReport(
                 name=name, kind=spec.get("kind", "internal"),
                 customers=tuple(spec.get("customers", ())), state=state[r.state],
-                availability=r.availability, sla_availability=r.sla_availability,
+                availability_ratio=r.availability, sla_availability_ratio=r.sla_availability,
                 sla_up_seconds=r.sla_up, sla_down_seconds=r.sla_down, sla_period=period,
-                target=r.sla_target, burn_rate=r.burn_rate,
-                error_budget_remaining=r.error_budget_remaining,
+                sla_target_ratio=r.sla_target, burn_rate=r.burn_rate,
+                error_budget_remaining_ratio=r.error_budget_remaining,
                 error_budget_exhaustion_seconds=r.error_budget_exhaustion_seconds,
                 trending_below_sla=bool(r.trending_below_sla), sla_status=r.sla_status,
                 outage_seconds=r.outage_seconds, restore_target_seconds=r.restore_target_seconds,
                 outages_total=r.outages_total, downtime_seconds_total=r.downtime_seconds_total,
-                supported_availability=r.supported_availability, kpi_gap=bool(r.kpi_gap),
-                downtime_by_component=r.downtime_by_component)
+                supported_availability_ratio=r.supported_availability, kpi_gap=bool(r.kpi_gap),
+                downtime_by_component_seconds=r.downtime_by_component)
         comps = self.catalog_dict["components"]
         for cid, c in ref.components.items():
             spec = comps.get(cid) or {}
             out.components[cid] = ComponentReport(
-                name=cid, team=spec.get("team"), kpi=c.kpi, state=state[c.state],
-                availability=c.availability)
-        out.events = dict(self.counts)
+                name=cid, team=spec.get("team"), kpi_target_ratio=c.kpi, state=state[c.state],
+                availability_ratio=c.availability)
+        out.events_total = dict(self.counts)
         out.unmapped_components = ref.unmapped
         return out
 

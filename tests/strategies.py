@@ -260,13 +260,14 @@ def diff_reports(ref: Any, rep: Any, *, counters: bool = True) -> list[str]:
         if r.state != state_word(s.state):
             out.append(f"{w} state: reference {r.state}, engine {state_word(s.state)}")
         for win, a in r.availability.items():
-            num(f"{w} availability[{win}]", a, s.availability[win])
+            num(f"{w} availability_ratio[{win}]", a, s.availability_ratio[win])
             num(f"{w} burn_rate[{win}]", r.burn_rate[win], s.burn_rate[win])
-        num(f"{w} sla_availability", r.sla_availability, s.sla_availability)
+        num(f"{w} sla_availability_ratio", r.sla_availability, s.sla_availability_ratio)
         num(f"{w} sla_up_seconds", r.sla_up, s.sla_up_seconds)
         num(f"{w} sla_down_seconds", r.sla_down, s.sla_down_seconds)
-        num(f"{w} target", r.sla_target, s.target)
-        num(f"{w} error_budget_remaining", r.error_budget_remaining, s.error_budget_remaining)
+        num(f"{w} sla_target_ratio", r.sla_target, s.sla_target_ratio)
+        num(f"{w} error_budget_remaining_ratio", r.error_budget_remaining,
+            s.error_budget_remaining_ratio)
         num(
             f"{w} error_budget_exhaustion_seconds",
             r.error_budget_exhaustion_seconds,
@@ -287,14 +288,16 @@ def diff_reports(ref: Any, rep: Any, *, counters: bool = True) -> list[str]:
         num(f"{w} in_service_time", r.in_service_time, int(s.in_service_time))
         num(f"{w} scheduled_maintenance", r.scheduled_maintenance, int(s.scheduled_maintenance))
         num(f"{w} sla_maintenance_seconds", r.sla_maintenance, s.sla_planned_seconds)
-        num(f"{w} supported_availability", r.supported_availability, s.supported_availability)
+        num(f"{w} supported_availability_ratio", r.supported_availability,
+            s.supported_availability_ratio)
         num(f"{w} kpi_gap", r.kpi_gap, int(s.kpi_gap))
-        if set(r.downtime_by_component) != set(s.downtime_by_component):
-            out.append(f"{w} downtime_by_component: components {sorted(r.downtime_by_component)}"
-                       f" != {sorted(s.downtime_by_component)}")
-        for comp in set(r.downtime_by_component) & set(s.downtime_by_component):
-            num(f"{w} downtime_by_component[{comp}]", r.downtime_by_component[comp],
-                s.downtime_by_component[comp])
+        if set(r.downtime_by_component) != set(s.downtime_by_component_seconds):
+            out.append(f"{w} downtime_by_component_seconds: components "
+                       f"{sorted(r.downtime_by_component)} != "
+                       f"{sorted(s.downtime_by_component_seconds)}")
+        for comp in set(r.downtime_by_component) & set(s.downtime_by_component_seconds):
+            num(f"{w} downtime_by_component_seconds[{comp}]", r.downtime_by_component[comp],
+                s.downtime_by_component_seconds[comp])
     for name, r in ref.components.items():
         c = rep.components.get(name)
         if c is None:
@@ -303,7 +306,7 @@ def diff_reports(ref: Any, rep: Any, *, counters: bool = True) -> list[str]:
         if r.state != state_word(c.state):
             out.append(f"component {name} state: reference {r.state}, engine {c.state}")
         for win, a in r.availability.items():
-            num(f"component {name} availability[{win}]", a, c.availability[win])
+            num(f"component {name} availability_ratio[{win}]", a, c.availability_ratio[win])
     return out
 
 
@@ -329,7 +332,7 @@ def diff_engine_reports(a: Any, b: Any, *, counters: bool = True) -> list[str]:
     for name, x in a.components.items():
         y = b.components[name]
         if x.state != y.state or any(
-            not close(x.availability[w], y.availability[w]) for w in x.availability
+            not close(x.availability_ratio[w], y.availability_ratio[w]) for w in x.availability_ratio
         ):
             out.append(f"component {name}: {x} != {y}")
     return out

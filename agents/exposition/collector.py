@@ -151,8 +151,8 @@ def render_parts(report: Report, component_parts: list[Part],
 
     events, unmapped = EVENT_METRICS
     add(events.head.rstrip("\n"))
-    for outcome in sorted(report.events):
-        add(f'{events.name}{{outcome="{_esc(outcome)}"}} {fmt(float(report.events[outcome]))}')
+    for outcome in sorted(report.events_total):
+        add(f'{events.name}{{outcome="{_esc(outcome)}"}} {fmt(float(report.events_total[outcome]))}')
     add(unmapped.head.rstrip("\n"))
     add(f"{unmapped.name} {fmt(float(report.unmapped_components))}")
     lines.append("")
@@ -178,11 +178,11 @@ def _service_lines_known(s: ServiceReport, lab: str, escape: bool) -> tuple[str,
      n_trend, n_status, n_outage, n_restore, n_outages, n_down, n_supported, n_gap,
      n_blame) = _S_NAMES
     f = _f
-    blame = s.downtime_by_component
+    blame = s.downtime_by_component_seconds
     comps = sorted(blame) if blame else ()
     # The values that vary, formatted together (``_f`` of each).
-    values = [*_BY_WINDOW(s.availability), *_BY_WINDOW(s.burn_rate), s.sla_availability,
-              s.error_budget_remaining, s.error_budget_exhaustion_seconds, s.outage_seconds,
+    values = [*_BY_WINDOW(s.availability_ratio), *_BY_WINDOW(s.burn_rate), s.sla_availability_ratio,
+              s.error_budget_remaining_ratio, s.error_budget_exhaustion_seconds, s.outage_seconds,
               s.downtime_seconds_total, *[blame[c] for c in comps]]
     texts = (_float_texts(values) if set(map(type, values)) == _FLOATS
              else list(map(f, values)))
@@ -203,7 +203,7 @@ def _service_lines_known(s: ServiceReport, lab: str, escape: bool) -> tuple[str,
         f"{n_sched}{{{lab}}} {'1.0' if s.scheduled_maintenance else '0.0'}\n",
         _window_texts(f"{n_avail}{{{lab}", texts[0:8]),
         f"{n_sla}{{{lab}}} {sla_t}\n",
-        f"{n_target}{{{lab}}} {f(s.target)}\n",
+        f"{n_target}{{{lab}}} {f(s.sla_target_ratio)}\n",
         _window_texts(f"{n_burn}{{{lab}", texts[8:16]),
         f"{n_budget}{{{lab}}} {budget_t}\n",
         f"{n_exhaust}{{{lab}}} {exhaust_t}\n",
@@ -214,7 +214,7 @@ def _service_lines_known(s: ServiceReport, lab: str, escape: bool) -> tuple[str,
         else f"{n_restore}{{{lab}}} {f(s.restore_target_seconds)}\n",
         f"{n_outages}{{{lab}}} {f(float(s.outages_total))}\n",
         f"{n_down}{{{lab}}} {down_t}\n",
-        f"{n_supported}{{{lab}}} {f(s.supported_availability)}\n",
+        f"{n_supported}{{{lab}}} {f(s.supported_availability_ratio)}\n",
         f"{n_gap}{{{lab}}} {'1.0' if s.kpi_gap else '0.0'}\n",
         blame_text,
     )
@@ -325,7 +325,8 @@ def component_text(comps: list[ComponentReport]) -> str:
     with a newline."""
     ups, avails, kpis = [_C_HEADS[0]], [_C_HEADS[1]], [_C_HEADS[2]]
     for c in comps:
-        u, a, k = _component_lines(_component_label(c.name, c.team), c.up, c.availability, c.kpi)
+        u, a, k = _component_lines(_component_label(c.name, c.team), c.up, c.availability_ratio,
+                                   c.kpi_target_ratio)
         ups.append(u)
         avails.append(a)
         kpis.append(k)

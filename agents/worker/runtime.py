@@ -190,7 +190,7 @@ class Runtime:
             for k, v in stats.counts.items():
                 counts[k] = counts.get(k, 0) + v
             unmapped += stats.unmapped.count()
-        report.events = counts
+        report.events_total = counts
         report.unmapped_components = unmapped
         names = self.owned_services() if services is None else list(services)
         for name in names:

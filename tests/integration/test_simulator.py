@@ -96,7 +96,7 @@ def test_flapping_service_trends_but_is_not_breached(catalog) -> None:  # type: 
             engine.apply(parse_event(raw, now))
         report = engine.report(now)
         pay = report.services[sim.trending_service or ""]
-        assert pay.sla_status == 1, (seed, pay.sla_availability, pay.availability)
+        assert pay.sla_status == 1, (seed, pay.sla_availability_ratio, pay.availability_ratio)
         assert pay.trending_below_sla
 
 

@@ -86,14 +86,14 @@ CASES = [
     ("saturday-outage-spends-no-budget", catalog(),
      [ev("a", "down", berlin(2024, 3, 16, 9, 0)), ev("a", "up", berlin(2024, 3, 16, 17, 0))],
      berlin(2024, 3, 16, 18, 0),
-     {"outages_total": 0, "sla_down_seconds": 0.0, "error_budget_remaining": 1.0,
-      "sla_availability": 1.0}),
+     {"outages_total": 0, "sla_down_seconds": 0.0, "error_budget_remaining_ratio": 1.0,
+      "sla_availability_ratio": 1.0}),
     ("holiday-outage-spends-no-budget", catalog(holidays=["2024-03-12"]),
      [ev("a", "down", berlin(2024, 3, 12, 9, 0)), ev("a", "up", berlin(2024, 3, 12, 17, 0))],
      berlin(2024, 3, 12, 20, 0), {"outages_total": 0, "sla_down_seconds": 0.0}),
     ("a-window-with-no-service-time-has-availability-1", catalog(),
      [ev("a", "down", berlin(2024, 3, 16, 9, 0))], berlin(2024, 3, 16, 18, 0),
-     {"availability": {"1h": 1.0, "6h": 1.0, "5m": 1.0}, "state": "down"}),
+     {"availability_ratio": {"1h": 1.0, "6h": 1.0, "5m": 1.0}, "state": "down"}),
     ("overnight-range-to-next-day-is-one-outage",
      catalog(weekly=["Mon-Sun 22:00-06:00"]),
      [ev("a", "down", berlin(2024, 3, 12, 21, 0)), ev("a", "up", berlin(2024, 3, 13, 7, 0))],
@@ -196,7 +196,7 @@ def test_numbers_move_at_the_boundary_without_an_event() -> None:
     assert not after.in_service_time and after.outage_seconds == 0.0
     assert after.downtime_seconds_total == 30 * MIN and after.outages_total == 1
     # [17:01, 18:01] holds 59 minutes of service time: 29 up, 30 down
-    assert after.availability["1h"] == pytest.approx(29 / 59)
+    assert after.availability_ratio["1h"] == pytest.approx(29 / 59)
 
 
 def test_reload_with_another_calendar_re_evaluates_history() -> None:

@@ -122,8 +122,8 @@ WINDOW_CASES = [
 )
 def test_window_boundaries(events: list[Ev], window: str, expected: float) -> None:
     report = run(events)
-    assert report.services["solo"].availability[window] == pytest.approx(expected, abs=1e-12)
-    assert report.components["a"].availability[window] == pytest.approx(expected, abs=1e-12)
+    assert report.services["solo"].availability_ratio[window] == pytest.approx(expected, abs=1e-12)
+    assert report.components["a"].availability_ratio[window] == pytest.approx(expected, abs=1e-12)
 
 
 STATE_AT_NOW = [
@@ -164,7 +164,7 @@ def test_future_event_counts_once_now_passes_it() -> None:
     assert run(events, NOW).services["solo"].state.label == "up"
     later = run(events, NOW + 120).services["solo"]
     assert later.state.label == "down"
-    assert later.availability["5m"] == pytest.approx(240 / 300)
+    assert later.availability_ratio["5m"] == pytest.approx(240 / 300)
     assert later.outage_seconds == pytest.approx(60.0)
 
 
@@ -176,12 +176,12 @@ def test_outage_longer_than_30_days() -> None:
     s = run(events).services["solo"]
     assert s.state.label == "down"
     assert s.outage_seconds == pytest.approx(40 * DAY)
-    assert s.availability["30d"] == 0.0
-    assert s.sla_availability == 0.0
+    assert s.availability_ratio["30d"] == 0.0
+    assert s.sla_availability_ratio == 0.0
     assert s.sla_status == 2
     assert s.outages_total == 1
     assert s.downtime_seconds_total == 0.0  # not ended yet
-    assert s.downtime_by_component == pytest.approx({"a": 30 * DAY})
+    assert s.downtime_by_component_seconds == pytest.approx({"a": 30 * DAY})
 
 
 def test_outage_longer_than_30_days_survives_pruning() -> None:
@@ -192,7 +192,7 @@ def test_outage_longer_than_30_days_survives_pruning() -> None:
     s = engine.report(NOW).services["solo"]
     assert s.state.label == "down"
     assert s.outage_seconds == pytest.approx(40 * DAY)
-    assert s.availability["30d"] == 0.0
+    assert s.availability_ratio["30d"] == 0.0
     assert s.outages_total == 1
     assert engine.report(NOW).components["a"].state.label == "down"
 
@@ -205,7 +205,7 @@ def test_ended_long_outage_counter_survives_pruning() -> None:
     assert s.state.label == "up"
     assert s.outages_total == 1
     assert s.downtime_seconds_total == pytest.approx(35 * DAY)
-    assert s.availability["30d"] == 1.0
+    assert s.availability_ratio["30d"] == 1.0
 
 
 def test_prune_keeps_every_window_exact() -> None:
@@ -219,9 +219,9 @@ def test_prune_keeps_every_window_exact() -> None:
     engine.prune(NOW)
     got = engine.report(NOW)
     for name in CATALOG["services"]:
-        assert got.services[name].availability == pytest.approx(want.services[name].availability)
-        assert got.services[name].sla_availability == pytest.approx(
-            want.services[name].sla_availability
+        assert got.services[name].availability_ratio == pytest.approx(want.services[name].availability_ratio)
+        assert got.services[name].sla_availability_ratio == pytest.approx(
+            want.services[name].sla_availability_ratio
         )
 
 
@@ -298,7 +298,7 @@ MONTH_BOUNDARY = [
 )
 def test_month_boundary(events: list[Ev], now: float, expected: float) -> None:
     s = run(events, now).services["monthly"]
-    assert s.sla_availability == pytest.approx(expected)
+    assert s.sla_availability_ratio == pytest.approx(expected)
 
 
 def test_calendar_month_is_utc_not_local() -> None:
@@ -356,9 +356,9 @@ def test_nesting_state_and_attribution(
 ) -> None:
     s = run(events).services[name]
     assert s.state.label == state
-    got = {c: v for c, v in s.downtime_by_component.items() if v}
+    got = {c: v for c, v in s.downtime_by_component_seconds.items() if v}
     assert got == pytest.approx(blame)
-    assert sum(s.downtime_by_component.values()) == pytest.approx(s.sla_down_seconds)
+    assert sum(s.downtime_by_component_seconds.values()) == pytest.approx(s.sla_down_seconds)
 
 
 def test_service_on_service_events_reach_the_dependant() -> None:
@@ -390,7 +390,7 @@ def contract_catalog() -> dict[str, Any]:
 
 def test_itil_example_is_a_kpi_gap() -> None:
     s = run([], NOW, ITIL).services["email"]
-    assert s.supported_availability == pytest.approx(0.99)
+    assert s.supported_availability_ratio == pytest.approx(0.99)
     assert s.kpi_gap
 
 
@@ -400,8 +400,8 @@ def test_contract_example_supported_availability() -> None:
     mx = 0.995 * 0.995 + 2 * 0.995 * 0.005  # at least 2 of (0.995, 0.995, 1)
     email = 0.9995 * (1 - 0.01**2) * dns * mx
     report = run([], NOW, cat)
-    assert report.services["dns"].supported_availability == pytest.approx(dns, rel=1e-12)
-    assert report.services["email"].supported_availability == pytest.approx(email, rel=1e-12)
+    assert report.services["dns"].supported_availability_ratio == pytest.approx(dns, rel=1e-12)
+    assert report.services["email"].supported_availability_ratio == pytest.approx(email, rel=1e-12)
     assert not report.services["dns"].kpi_gap
     assert not report.services["email"].kpi_gap  # 0.99937 >= 0.999
 
@@ -429,7 +429,7 @@ def test_supported_availability(
     cat = {"components": comps, "services": {"s": service(requires, target=0.5)}}
     engine = build_engine(cat)
     assert engine.catalog.supported_availability("s") == pytest.approx(expected, rel=1e-12)
-    assert engine.report(NOW).services["s"].supported_availability == pytest.approx(expected)
+    assert engine.report(NOW).services["s"].supported_availability_ratio == pytest.approx(expected)
     assert engine.catalog.kpi_gap("s") == (expected < 0.5)
 
 
@@ -437,18 +437,18 @@ def test_supported_availability(
 
 SLA_MATH = [
     # id, events, expected dict (service `solo`: target 0.99, period 30d)
-    ("meeting", [], {"sla_status": 0, "error_budget_remaining": 1.0,
+    ("meeting", [], {"sla_status": 0, "error_budget_remaining_ratio": 1.0,
                      "error_budget_exhaustion_seconds": math.inf, "burn_rate.1h": 0.0}),
     # 600 s down ended 30 min ago: budget = 0.01 * 30 d = 25920 s, 25320 left;
     # last hour 1/6 down -> exhaustion 25320 * 6
     ("recent-outage", [down("a", NOW - 40 * MIN), up("a", NOW - 30 * MIN)],
-     {"sla_status": 0, "error_budget_remaining": 1 - 600 / 25920,
+     {"sla_status": 0, "error_budget_remaining_ratio": 1 - 600 / 25920,
       "error_budget_exhaustion_seconds": 25320 * 6, "burn_rate.1h": (1 / 6) / 0.01,
       "downtime_seconds_total": 600.0, "outages_total": 1}),
     ("old-outage-no-recent-downtime", [down("a", NOW - 3 * HOUR), up("a", NOW - 2 * HOUR)],
-     {"error_budget_exhaustion_seconds": math.inf, "error_budget_remaining": 1 - 3600 / 25920}),
+     {"error_budget_exhaustion_seconds": math.inf, "error_budget_remaining_ratio": 1 - 3600 / 25920}),
     ("breached", [down("a", NOW - 8 * HOUR)],
-     {"sla_status": 2, "error_budget_remaining": 1 - 8 * 3600 / 25920,
+     {"sla_status": 2, "error_budget_remaining_ratio": 1 - 8 * 3600 / 25920,
       "error_budget_exhaustion_seconds": 0.0, "trending_below_sla": 0}),
     # budget spent by an old outage, nothing in the last hour: it is gone, so 0 s left
     ("spent-budget-quiet-hour", [down("a", NOW - 20 * HOUR), up("a", NOW - 10 * HOUR)],
@@ -507,7 +507,7 @@ def test_classification(events: list[Ev], outcomes: list[str]) -> None:
     assert apply_all(engine, events) == outcomes
     report = run(events)
     for outcome in set(outcomes):
-        assert report.events[outcome] == outcomes.count(outcome)
+        assert report.events_total[outcome] == outcomes.count(outcome)
 
 
 @pytest.mark.parametrize(
@@ -528,10 +528,10 @@ def test_unmapped_components_are_counted_not_labelled() -> None:
     apply_all(engine, [down(c, NOW) for c in ids])
     report = engine.report(NOW)
     assert report.unmapped_components == 51
-    assert report.events["unmapped"] == len(ids)
+    assert report.events_total["unmapped"] == len(ids)
     assert not any(c.startswith("made-up") for c in report.components)
     for s in report.services.values():
-        assert not any(c.startswith("made-up") for c in s.downtime_by_component)
+        assert not any(c.startswith("made-up") for c in s.downtime_by_component_seconds)
 
 
 def test_unmapped_listed_component_state_is_tracked() -> None:
@@ -539,7 +539,7 @@ def test_unmapped_listed_component_state_is_tracked() -> None:
     apply_all(engine, [down("spare", NOW - 60)])
     c = engine.report(NOW).components["spare"]
     assert c.state.label == "down"
-    assert c.availability["5m"] == pytest.approx(240 / 300)
+    assert c.availability_ratio["5m"] == pytest.approx(240 / 300)
 
 
 # --------------------------------------------------------------------------- counters
@@ -556,7 +556,7 @@ def test_late_merge_makes_counters_exact_not_sticky() -> None:
     assert apply_all(engine, [down("a", NOW - 30)]) == ["accepted"]  # most severe wins at -30
     after = engine.report(NOW).services["solo"]
     assert (after.outages_total, after.downtime_seconds_total) == (1, 30.0)  # one outage, -40..-10
-    assert after.availability["5m"] == pytest.approx(270 / 300)
+    assert after.availability_ratio["5m"] == pytest.approx(270 / 300)
 
 
 # --------------------------------------------------------------------------- event parsing
@@ -653,7 +653,7 @@ def test_parse_rejects_with_reason(raw: bytes, needles: list[str]) -> None:
     engine = build_engine(CATALOG, LATENESS)
     outcome, reason = engine.apply_raw(raw, P_NOW)
     assert (outcome, reason) == ("invalid", info.value.reason)
-    assert engine.report(P_NOW).events["invalid"] == 1
+    assert engine.report(P_NOW).events_total["invalid"] == 1
 
 
 def test_apply_raw_late_has_reason_late() -> None:
@@ -819,6 +819,6 @@ def test_history_is_bounded_by_changes_in_the_longest_window() -> None:
     # 90 days of flapping, pruned, holds no more than 33 days of flapping
     assert size_90[0] <= size_33[0] * 1.05
     assert size_90[1] <= size_33[1] * 1.05
-    assert engine.report(NOW).services["solo"].availability == pytest.approx(
-        engine2.report(NOW).services["solo"].availability
+    assert engine.report(NOW).services["solo"].availability_ratio == pytest.approx(
+        engine2.report(NOW).services["solo"].availability_ratio
     )

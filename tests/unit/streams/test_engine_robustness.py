@@ -87,4 +87,4 @@ def test_a_million_made_up_ids_stay_bounded_and_counted() -> None:
     assert abs(estimate - n) / n < 0.03
     report = engine.report(NOW)
     assert set(report.components) == {"a", "b"}  # no series for made-up ids
-    assert report.services["s"].availability["1d"] == 1.0
+    assert report.services["s"].availability_ratio["1d"] == 1.0

@@ -35,3 +35,20 @@ def test_spec_follows_prometheus_conventions() -> None:
             # base units: seconds and ratios, never minutes or percent
             assert not re.search(r"_(minutes|hours|percent)", m.name), m.name
     assert len(spec.BY_NAME) == len(spec.ALL_METRICS), "a metric is in the spec twice"
+
+
+def test_each_metric_reads_the_report_attribute_named_as_its_suffix() -> None:
+    """From a metric name to the number behind it in one hop: ``slawatch_service_X`` is
+    ``ServiceReport.X``, ``slawatch_component_X`` ``ComponentReport.X``,
+    ``slawatch_X`` (the event families) ``Report.X``; a report attribute renamed
+    without its metric (or the reverse) fails here."""
+    from streams.report import ComponentReport, Report, ServiceReport
+
+    owner = {"service": ServiceReport, "component": ComponentReport, "events": Report}
+    for m in spec.ALL_METRICS:
+        if m.scope == "worker":
+            assert m.field is None, m.name
+            continue
+        cls = owner[m.scope]
+        assert m.field is not None and hasattr(cls, m.field), (
+            f"{m.name} reads {cls.__name__}.{m.field}, which does not exist")
