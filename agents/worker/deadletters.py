@@ -132,6 +132,8 @@ class Ledger:
         of them is pending; after that only this worker's own, all counted.
         """
         pending = self.pending.get(q)
+        if pending is None:
+            return current  # not read at assignment: nothing known past its mark
         if pending:
             pending.difference_update([o for o in pending if covered(marks, o)])
             if pending:
