@@ -16,16 +16,19 @@ and every series.
 
 from __future__ import annotations
 
+import random
+import re
 import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
 import pytest
 
 from agents.clients.broker import EmbeddedBroker
 from tests.exact_reference import Expected
-from tests.fixtures_kafka import WorkerProcess, counted, scenario, wide_catalog
+from tests.fixtures_kafka import WorkerProcess, counted, scenario, wait_counted, wide_catalog
 from tests.integration.test_input_topics import COMPONENTS, SERVICES, TOPIC, check_exact, publish
 
 pytestmark = [pytest.mark.integration]
@@ -162,4 +165,69 @@ def test_crash_during_rebalances(tmp_path: Path) -> None:
     finally:
         for w in (a, b):
             w.stop(timeout=10)
+        broker.stop()
+
+
+def _rejections(n: int, seed: int) -> list[tuple[bytes, bytes, None]]:
+    """A stream in which about a third of the messages are rejected (late or invalid)."""
+    out = scenario(COMPONENTS, n, seed=seed, now=time.time())
+    rnd = random.Random(seed)
+    late = [m for m in out if rnd.random() < 0.25]
+    # Re-sent an hour late: each a `late` rejection (after its component's newer events).
+    older = []
+    for key, value, _ in late:
+        try:
+            obj = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(obj, dict) and isinstance(obj.get("ts"), float | int):
+            obj["ts"] = float(obj["ts"]) - 3600.0 - rnd.random()
+            older.append((key, orjson.dumps(obj), None))
+    mixed = out + older
+    rnd.shuffle(mixed)
+    return mixed
+
+
+@pytest.mark.parametrize("client", ["kafka-python", "confluent"])
+def test_successor_classifies_nothing_before_it_read_the_dlq(client: str, tmp_path: Path) -> None:
+    """A worker crashes after its rejections reached the DLQ and before the checkpoint
+    that counts them; its successor reads them back at assignment (which takes at
+    least half a second) while the input it must classify again, and new input, is
+    already being fetched. Nothing may be classified before that read is done: each
+    rejection is in the DLQ once, each message counted once."""
+    text = wide_catalog(SERVICES)
+    catalog = tmp_path / "services.yaml"
+    catalog.write_text(text)
+    seed = zlib.crc32(client.encode())
+    messages = _rejections(1500, seed)
+    parts = [messages[:500], messages[500:1000], messages[1000:]]
+    broker = EmbeddedBroker(log_path=tmp_path / "tansu.log").start()
+    worker = WorkerProcess(broker, catalog, tmp_path, partitions=4)
+    try:
+        broker.create_topics({TOPIC: 4})
+        # A first run leaves state to recover (the successor fetches while it does).
+        publish(broker, client, parts[0])
+        worker.start()
+        wait_counted(worker, len(parts[0]), timeout=60)
+        assert worker.stop() == 0, worker.log_tail()
+        # The next finds its first batches' rejections delivered, and is killed before
+        # it writes the counters.
+        publish(broker, client, parts[1])
+        worker.crash_at = "sent:1"
+        worker.start()
+        assert _wait_dead_or_counted(worker, 10**9, timeout=60), worker.log_tail()
+        assert worker.proc is not None and worker.proc.returncode == -9, worker.log_tail()
+        worker.crash_at = None
+        worker.start()
+        # New input all through the successor's start-up and its read of the DLQ.
+        for lo in range(0, len(parts[2]), 25):
+            publish(broker, client, parts[2][lo:lo + 25])
+            time.sleep(0.2)
+        worker.wait_ready(timeout=60)
+        log = worker.log_path.read_text(errors="replace")
+        found = [int(m) for m in re.findall(r"(\d+) DLQ records of a predecessor", log)]
+        assert found and found[-1] > 0, "the successor found no rejection of its predecessor"
+        check_exact(broker, [worker], Expected(text, [v for _, v, _ in messages]), timeout=90)
+    finally:
+        worker.stop(timeout=10)
         broker.stop()
