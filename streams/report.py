@@ -229,9 +229,6 @@ def window_availability(tl: Timeline, now: float) -> dict[str, float]:
     return out if _IN_SIZE_ORDER else {name: out[name] for name in _WINDOW_NAMES}
 
 
-_window_availability = window_availability  # the name tests know it by
-
-
 _ALL_UP_T = (1.0,) * len(_WINDOW_NAMES)
 _CONSTANT_T = {s: tuple(v[name] for name in _WINDOW_NAMES) for s, v in _CONSTANT.items()}
 _SIZES_ASC = tuple(size for size, _ in _WINDOWS_BY_SIZE)

@@ -87,7 +87,7 @@ MAX_PENDING = 20_000
 
 #: Batches of one partition whose sends may be in flight at once (back-pressure).
 MAX_INFLIGHT = 32
-#: Longest wait (s) for the seek to committed that ends a rebalance.
+#: Longest wait (s) for the seek to committed (and its hooks) that ends a rebalance.
 SEEK_WAIT = 30.0
 #: "Accept any first offset" (auto offset reset to latest: there is no fixed start).
 ANY = -1
@@ -445,19 +445,22 @@ class BatchConsumer(faust_aiokafka.Consumer):
     async def _admit(self, tp: TP, recs: Sequence[Any], generation: int) -> Sequence[Any]:
         """The records of ``recs`` to process now, judged against the expected offset."""
         stats = self.batch_stats
-        expect = self._expect.get(tp)
-        if expect is None:
-            # Fetched before this assignment's seek to committed has set the start (the
-            # partition is resumed just before that seek): wait for it, then judge the
-            # records against it. Dropping them would lose them: the seek may be done
-            # already, and nothing would fetch them again.
+        if not self._sought.is_set():
+            # Fetched before this assignment's seek to committed and its hooks are done
+            # (the partition is resumed just before that seek): wait for them, then judge
+            # the records against the start the seek set. Not before the hooks: they
+            # read what a crashed predecessor dead-lettered, which a record processed
+            # meanwhile would be dead-lettered again against. Dropping the records would
+            # lose them until the partition's next fetch (a gap: it seeks back), so only
+            # a wait that this drain loop may itself be holding up ends in dropping them.
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._sought.wait(), SEEK_WAIT)
-            expect = self._expect.get(tp)
-            if expect is None or self.app.consumer_generation_id != generation:
-                stats.dropped += len(recs)  # no longer ours: the next owner reads them
-                log.info("%s: %d records fetched outside an assignment: dropped", tp, len(recs))
-                return ()
+        expect = self._expect.get(tp)
+        if (expect is None or not self._sought.is_set()
+                or self.app.consumer_generation_id != generation):
+            stats.dropped += len(recs)  # no longer ours: the next owner reads them
+            log.info("%s: %d records fetched outside an assignment: dropped", tp, len(recs))
+            return ()
         first = recs[0].offset
         if expect != ANY and first > expect:
             if self._held_at.get(tp) == (expect, first):
