@@ -29,7 +29,9 @@ DEFAULT_WEB_HOST = "127.0.0.1"
 DEFAULT_APP_ID = "slawatch"
 DEFAULT_EVENTS_TOPIC = "component-events"
 DEFAULT_DLQ_TOPIC = "component-events-dlq"
-DEFAULT_SEGMENTS_TOPIC = "slawatch-service-segments"
+#: The segments topic of app id ``a`` unless named: ``a-service-segments`` (internal topics
+#: carry the app id, so two apps on one broker never read each other's).
+SEGMENTS_SUFFIX = "-service-segments"
 DEFAULT_PARTITIONS = 8
 DEFAULT_ALLOWED_LATENESS = "10m"
 
@@ -96,7 +98,8 @@ class WorkerSettings:
     app_id: str = DEFAULT_APP_ID
     events_topic: str = DEFAULT_EVENTS_TOPIC
     dlq_topic: str = DEFAULT_DLQ_TOPIC
-    segments_topic: str = DEFAULT_SEGMENTS_TOPIC
+    #: Empty: ``<app_id>-service-segments``.
+    segments_topic: str = ""
     partitions: int = DEFAULT_PARTITIONS
     replication_factor: int = 1
     allowed_lateness: float = 600.0
@@ -119,6 +122,10 @@ class WorkerSettings:
     gc_threshold: tuple[int, int, int] = gcpolicy.DEFAULT
     #: Which broker implementation: patches only the embedded one needs apply only to it.
     broker_kind: str = "kafka"
+
+    def __post_init__(self) -> None:
+        if not self.segments_topic:
+            object.__setattr__(self, "segments_topic", self.app_id + SEGMENTS_SUFFIX)
 
     @property
     def reroute_topic(self) -> str:
@@ -356,9 +363,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="input topic (default %(default)s)")
     t.add_argument("--dlq-topic", default=_env("SLAWATCH_DLQ_TOPIC", DEFAULT_DLQ_TOPIC),
                    help="rejected messages with their reason (default %(default)s)")
-    t.add_argument("--segments-topic",
-                   default=_env("SLAWATCH_SEGMENTS_TOPIC", DEFAULT_SEGMENTS_TOPIC),
-                   help="repartition topic keyed by service (default %(default)s)")
+    t.add_argument("--segments-topic", default=_env("SLAWATCH_SEGMENTS_TOPIC", ""),
+                   help="repartition topic keyed by service (internal; default "
+                        f"<app-id>{SEGMENTS_SUFFIX})")
     t.add_argument("--partitions", type=int,
                    default=_env_int("SLAWATCH_PARTITIONS", DEFAULT_PARTITIONS),
                    help="partitions of the worker's own topics (re-route, segments, "

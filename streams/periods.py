@@ -557,22 +557,17 @@ class DayLine:
 
 @dataclass(slots=True)
 class PeriodReport:
-    service: str
-    kind: str
-    customers: tuple[str, ...]
+    info: ServiceInfo  # the service's kind, customers, target, ... at the period's end
     period: str
     zone: str
     start: float
     end: float  # the month's end, or the report's ``now`` for the running month
     closed: bool
-    target: float
     up: float
     down: float
     planned: float
     outages: list[Outage]
     downtime_by_component: dict[str, float]
-    supported_availability: float
-    restore_time: float | None
     days: list[DayLine]
     revision: int = 0
     revised_at: float | None = None
@@ -583,11 +578,11 @@ class PeriodReport:
 
     @property
     def met(self) -> bool:
-        return self.availability >= self.target
+        return self.availability >= self.info.target
 
     @property
     def kpi_gap(self) -> bool:
-        return self.supported_availability < self.target
+        return self.info.supported < self.info.target
 
     @property
     def longest_outage_seconds(self) -> float:
@@ -595,21 +590,22 @@ class PeriodReport:
 
     @property
     def restore_breaches(self) -> int:
-        rt = self.restore_time
+        rt = self.info.restore_time
         return 0 if rt is None else sum(1 for o in self.outages if o.seconds > rt)
 
     def to_json(self) -> dict[str, Any]:
         """The §7 object (plus the outage list, the days and the revision)."""
+        info = self.info
         return {
-            "service": self.service,
-            "kind": self.kind,
-            "customers": list(self.customers),
+            "service": info.name,
+            "kind": info.kind,
+            "customers": list(info.customers),
             "period": self.period,
             "timezone": self.zone,
             "start": self.start,
             "end": self.end,
             "closed": self.closed,
-            "target": self.target,
+            "target": info.target,
             "availability": self.availability,
             "met": self.met,
             "up_seconds": self.up,
@@ -617,10 +613,10 @@ class PeriodReport:
             "planned_seconds": self.planned,
             "outages": len(self.outages),
             "longest_outage_seconds": self.longest_outage_seconds,
-            "restore_time_seconds": self.restore_time,
+            "restore_time_seconds": info.restore_time,
             "restore_breaches": self.restore_breaches,
             "downtime_by_component": self.downtime_by_component,
-            "supported_availability": self.supported_availability,
+            "supported_availability": info.supported,
             "kpi_gap": self.kpi_gap,
             "revision": self.revision,
             "revised_at": self.revised_at,
@@ -717,11 +713,9 @@ def period_report(info: ServiceInfo, period: str, history: History, *,
     for comp in sorted(total.blame):
         by_component[comp] = by_component.get(comp, 0.0) + total.blame[comp]
     return PeriodReport(
-        service=info.name, kind=info.kind, customers=info.customers, period=period, zone=zone,
-        start=start, end=min(end, history.until), closed=closed, target=info.target,
-        up=total.up, down=total.down, planned=total.planned, outages=outages,
-        downtime_by_component=by_component, supported_availability=info.supported,
-        restore_time=info.restore_time, days=lines,
+        info=info, period=period, zone=zone, start=start, end=min(end, history.until),
+        closed=closed, up=total.up, down=total.down, planned=total.planned, outages=outages,
+        downtime_by_component=by_component, days=lines,
         revision=month.revision if month is not None else 0,
         revised_at=month.revised_at if month is not None else None,
     )

@@ -229,12 +229,34 @@ def window_availability(tl: Timeline, now: float) -> dict[str, float]:
     return out if _IN_SIZE_ORDER else {name: out[name] for name in _WINDOW_NAMES}
 
 
-_window_availability = window_availability  # the name tests know it by
-
-
 _ALL_UP_T = (1.0,) * len(_WINDOW_NAMES)
 _CONSTANT_T = {s: tuple(v[name] for name in _WINDOW_NAMES) for s, v in _CONSTANT.items()}
 _SIZES_ASC = tuple(size for size, _ in _WINDOWS_BY_SIZE)
+
+
+#: Up to how many points ``window_availability_many`` sums a timeline's pieces itself
+#: rather than have the timeline build (and keep) its prefix sums.
+_LOCAL_SUMS = 24
+
+
+def _local_sums(ts: list[float], st: list[int], j: int) -> tuple[list[float], list[float]]:
+    """The prefix sums of up and down seconds at points ``0..j`` (``Timeline._build``'s
+    ``_cu`` and ``_cd``: the same additions in the same order)."""
+    up_i, down_i = _UP_I, _DOWN_I
+    u = d = 0.0
+    cu = [u]
+    cd = [d]
+    prev = ts[0]
+    for k in range(1, j + 1):
+        t = ts[k]
+        dt = t - prev
+        p = st[k - 1]
+        u = u + (dt if p == up_i else 0.0)
+        d = d + (dt if p == down_i else 0.0)
+        cu.append(u)
+        cd.append(d)
+        prev = t
+    return cu, cd
 
 
 def window_availability_many(timelines: Iterable[Timeline], now: float
@@ -276,9 +298,16 @@ def window_availability_many(timelines: Iterable[Timeline], now: float
             continue
         cu = tl._cu
         if tl._valid < len(ts) or len(cu) != len(ts):  # tl._build() has work to do
-            tl._build()
-            cu = tl._cu
-        cd = tl._cd
+            if j < _LOCAL_SUMS:
+                # A short history not summed yet (the first scrape after a start): the
+                # sums up to j, added as ``tl._build`` adds them (the same floats),
+                # without building and keeping all of them.
+                cu, cd = _local_sums(ts, st, j)
+            else:
+                tl._build()
+                cu, cd = tl._cu, tl._cd
+        else:
+            cd = tl._cd
         first = ts[0]
         dt = now - ts[j]
         bu = cu[j] + (dt if s == up_i else 0.0)

@@ -104,20 +104,6 @@ class RollupStore(Protocol):
     def put(self, service: str, key: str, value: Stored) -> None: ...
 
 
-class DictStore:
-    """A ``RollupStore`` in memory (tests)."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, bytes] = {}
-
-    def get(self, key: str) -> Stored | None:
-        raw = self.data.get(key)
-        return None if raw is None else decode(raw)
-
-    def put(self, service: str, key: str, value: Stored) -> None:
-        self.data[key] = encode(value)  # stored as bytes: what survives is what is read
-
-
 class RollupBook:
     """Dirty marks and the recomputation of day rollups over a ``RollupStore``."""
 

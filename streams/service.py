@@ -156,15 +156,7 @@ class ServiceTracker:
                         tl.tag.append(0)  # NO_TAG
                 bit = bits.get(comp)
                 if bit is not None:  # None: a component the (reloaded) model no longer reads
-                    if state == _DOWN:
-                        d |= bit
-                        m |= bit
-                    elif state:
-                        d &= ~bit
-                        m |= bit
-                    else:
-                        d &= ~bit
-                        m &= ~bit
+                    d, m = _masks_with(d, m, bit, state)
                 if start < frontier or dirty is not None:
                     # In the past of another component's change (or after a segment
                     # that was, at the same instant): re-evaluated when settled.
@@ -264,15 +256,7 @@ class ServiceTracker:
                         ptags.append(tag)
                         last_st, last_tag = st, tag
                     at = t
-                if s == _DOWN:
-                    d |= bit
-                    m |= bit
-                elif s:
-                    d &= ~bit
-                    m |= bit
-                else:
-                    d &= ~bit
-                    m &= ~bit
+                d, m = _masks_with(d, m, bit, s)
             st = state_mask(d, m) if m else up_state
             tag = blame_mask(d) if st == _DOWN else NO_TAG
             if st != last_st or tag != last_tag:
@@ -369,6 +353,16 @@ class ServiceTracker:
         self.pruned_outages = int(obj["po"])
         self.pruned_downtime = float(obj["pd"])
         self.whole_from = float(obj.get("wf", -math.inf))
+
+
+def _masks_with(down: int, bad: int, bit: int, state: int) -> tuple[int, int]:
+    """The masks (``_down``, ``_bad``) with the slot ``bit`` in ``state``: DOWN sets it in
+    both, MAINTENANCE in ``_bad`` only, UP in neither."""
+    if state == _DOWN:
+        return down | bit, bad | bit
+    if state:
+        return down & ~bit, bad | bit
+    return down & ~bit, bad & ~bit
 
 
 def in_time_order(segs: Sequence[SegmentLike]) -> Sequence[SegmentLike]:

@@ -21,7 +21,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +100,8 @@ def wide_catalog(services: int = 12) -> str:
 # -- broker ---------------------------------------------------------------------------
 
 
-TOPICS = ("component-events", "component-events-dlq", "slawatch-service-segments")
+#: The topics that are not the worker's own (those carry its app id, and it creates them).
+TOPICS = ("component-events", "component-events-dlq")
 
 
 def start_broker(tmp_path: Path, partitions: int) -> EmbeddedBroker:
@@ -122,6 +123,34 @@ def kafka_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
         yield broker
     finally:
         broker.stop()
+
+
+class ExampleEstate:
+    """``EXAMPLE_CATALOG`` written to ``catalog`` on a fresh ``broker`` (4 partitions per
+    topic): the estate most worker tests run, with its event streams and what the
+    reference says of them."""
+
+    def __init__(self, broker: EmbeddedBroker, catalog: Path) -> None:
+        self.broker = broker
+        self.catalog = catalog
+        self.catalog.write_text(EXAMPLE_CATALOG)
+
+    def messages(self, n: int, *, seed: int, span: float = 7200.0) -> list[Message]:
+        """A messy stream (``scenario``) of ``n`` messages ending now, events in order
+        per component (jitter 0)."""
+        return scenario(EXAMPLE_COMPONENTS, n, seed=seed, now=time.time(), span=span,
+                        jitter=0.0)
+
+    def reference(self, messages: Iterable[Message]) -> tuple[Any, list[str]]:
+        """``reference_engine`` of the example catalog."""
+        return reference_engine(EXAMPLE_CATALOG, messages)
+
+
+@pytest.fixture
+def example_estate(kafka_broker: EmbeddedBroker, tmp_path: Path) -> ExampleEstate:
+    """The example estate on this test's broker (stopped after the test, after its
+    workers)."""
+    return ExampleEstate(kafka_broker, tmp_path / "services.yaml")
 
 
 # -- publishing -----------------------------------------------------------------------
@@ -159,9 +188,13 @@ class WorkerProcess:
 
     def __init__(self, broker: EmbeddedBroker, catalog: Path, workdir: Path, *, name: str = "w",
                  app_id: str = "slawatch-test", partitions: int = 4,
-                 extra: Iterable[str] = (), env: dict[str, str] | None = None) -> None:
+                 extra: Iterable[str] = (), env: dict[str, str] | None = None,
+                 crash_at: str | None = None) -> None:
         self.broker = broker
         self.env = dict(env or {})  # on top of this process's, without its SLAWATCH_*
+        #: ``POINT[:N]``: the next start SIGKILLs itself at the N-th pass of that crash
+        #: point (tests/support/crashing_worker.py); None: an ordinary worker.
+        self.crash_at = crash_at
         self.catalog = catalog
         self.name = name
         self.app_id = app_id
@@ -190,8 +223,10 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.starts += 1
+        command = (["-m", "agents.cli.main"] if self.crash_at is None
+                   else ["-m", "tests.support.crashing_worker", self.crash_at])
         cmd = [
-            sys.executable, "-m", "agents.cli.main", "worker", "--broker-kind", "tansu",
+            sys.executable, *command, "worker", "--broker-kind", "tansu",
             "--broker", self.broker.url,
             "--catalog", str(self.catalog),
             "--web-port", str(self.port),
@@ -327,10 +362,7 @@ def compare(got: Samples, ref0: Samples, ref1: Samples, *, exact_events: bool = 
     a time-dependent value must lie between the two reference values.
     """
     problems: list[str] = []
-    # The engine names a component blamed for 0 s (an outage of no length); the
-    # brute-force reference only the components with seconds.
-    got = {k: v for k, v in pipeline_series(got).items()
-           if k in ref0 or v != 0.0 or k[0] != "slawatch_service_downtime_by_component_seconds"}
+    got = pipeline_series(got)
     missing = set(ref0) - set(got)
     extra = set(got) - set(ref0)
     for k in sorted(missing, key=str)[:10]:
@@ -352,36 +384,70 @@ def compare(got: Samples, ref0: Samples, ref1: Samples, *, exact_events: bool = 
     return problems
 
 
-def wait_matches(workers: list[WorkerProcess], engine: Any, timeout: float = 30.0) -> Samples:
-    """Poll the workers' /metrics until their union equals the engine's reference."""
+#: Series whose values are summed over workers (per-partition counters); every other
+#: series must come from one worker only.
+SUMMED = ("slawatch_events", "slawatch_unmapped")
+
+
+def union_scrape(workers: Sequence[WorkerProcess], timeout: float = 2.0, *,
+                 all_answer: bool = False) -> tuple[Samples, list[Series]]:
+    """Union of the pipeline series of ``workers`` and the series exported twice.
+
+    A worker that does not answer (starting, killed) contributes nothing, unless
+    ``all_answer``: then its failed scrape raises (OSError or AssertionError).
+    """
+    union: Samples = {}
+    dups: list[Series] = []
+    for w in workers:
+        if not all_answer and not w.alive():
+            continue
+        try:
+            status, body = w.get("/metrics", timeout=timeout)
+        except OSError:
+            if all_answer:
+                raise
+            continue
+        if status != 200:
+            assert not all_answer, f"worker {w.name}: /metrics {status}: {body[:500]!r}"
+            continue
+        for k, v in pipeline_series(parse_metrics(body.decode())).items():
+            if k[0].startswith(SUMMED):
+                union[k] = union.get(k, 0.0) + v
+            elif k in union:
+                dups.append(k)
+            else:
+                union[k] = v
+    return union, dups
+
+
+def wait_matches(workers: Sequence[WorkerProcess], engine: Any, timeout: float = 30.0, *,
+                 all_answer: bool = True) -> Samples:
+    """Poll the workers' /metrics until their union equals the engine's reference, each
+    series from one worker. ``all_answer=False``: a worker that does not answer
+    (starting, killed) contributes nothing, as long as one does."""
     deadline = time.monotonic() + timeout
     problems: list[str] = ["never scraped"]
     while time.monotonic() < deadline:
         t0 = time.time()
-        union: Samples = {}
-        dup: list[Series] = []
         try:
-            for w in workers:
-                for k, v in pipeline_series(w.scrape()).items():
-                    if k in union and not k[0].startswith(("slawatch_events", "slawatch_unmapped")):
-                        dup.append(k)
-                    if k[0].startswith(("slawatch_events", "slawatch_unmapped")):
-                        union[k] = union.get(k, 0.0) + v
-                    else:
-                        union[k] = v
+            union, dups = union_scrape(workers, timeout=5.0, all_answer=all_answer)
         except (OSError, AssertionError) as exc:
             problems = [f"scrape failed: {exc}"]
             time.sleep(0.5)
             continue
         t1 = time.time()
-        problems = [f"series exported by two workers: {k}" for k in dup[:5]]
-        problems += compare(union, reference_samples(engine, t0), reference_samples(engine, t1))
+        problems = [f"series exported by two workers: {k}" for k in dups[:5]]
+        if not union:
+            problems.append("no worker answered")
+        else:
+            problems += compare(union, reference_samples(engine, t0), reference_samples(engine, t1))
         if not problems:
             return union
         time.sleep(0.5)
     logs = "\n".join(f"--- {w.name}\n{w.log_tail(30)}" for w in workers)
     raise AssertionError("metrics never matched the engine:\n  " + "\n  ".join(problems[:30])
                          + "\n" + logs)
+
 
 
 def counted(samples: Samples) -> float:

@@ -649,7 +649,10 @@ def service_report(cat: RefCatalog, steps: StepFunctions, name: str, now: float)
         downtime_seconds_total=sum(e - s for s, e in runs if e is not None),
         supported_availability=supported,
         kpi_gap=int(supported < svc.target),
-        downtime_by_component=sla.blame,
+        # CONTRACT §4: every component the service reads has a series (0 until blamed),
+        # as the §7 report lists it; no other.
+        downtime_by_component={**dict.fromkeys(sorted(cat.components_of(name)), 0.0),
+                               **sla.blame},
         sla_up=sla.up,
         sla_down=sla.down,
         sla_maintenance=sla.maintenance,

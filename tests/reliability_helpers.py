@@ -24,11 +24,8 @@ from tests.fixtures_kafka import (
     Samples,
     Series,
     WorkerProcess,
-    pipeline_series,
+    wait_matches,
 )
-
-#: Series whose values are summed over workers (per-partition counters).
-SUMMED = ("slawatch_events", "slawatch_unmapped")
 
 
 def wait_for(pred: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> float:
@@ -57,34 +54,6 @@ def series_keys(samples: Samples) -> set[Series]:
 
 def service_names(samples: Samples) -> set[str]:
     return {dict(k[1])["service"] for k in samples if k[0] == "slawatch_service_up"}
-
-
-def union_scrape(workers: Sequence[WorkerProcess], timeout: float = 2.0) -> tuple[Samples, list[Series]]:
-    """Union of the pipeline series of ``workers`` and the series exported twice.
-
-    A worker that does not answer (starting, killed) contributes nothing.
-    """
-    union: Samples = {}
-    dups: list[Series] = []
-    for w in workers:
-        if not w.alive():
-            continue
-        try:
-            status, body = w.get("/metrics", timeout=timeout)
-        except OSError:
-            continue
-        if status != 200:
-            continue
-        from tests.fixtures_kafka import parse_metrics
-
-        for k, v in pipeline_series(parse_metrics(body.decode())).items():
-            if k[0].startswith(SUMMED):
-                union[k] = union.get(k, 0.0) + v
-            elif k in union:
-                dups.append(k)
-            else:
-                union[k] = v
-    return union, dups
 
 
 # -- publishing ---------------------------------------------------------------------------
@@ -269,35 +238,8 @@ def post(url: str, body: bytes, content_type: str = "application/json",
 
 # -- comparing with the engine ---------------------------------------------------------------
 
-#: Per-worker process series besides fixtures_kafka.WORKER_SERIES (HTTP ingestion counters).
-PROCESS_SERIES = ("slawatch_ingest_",)
-
-
-def engine_view(samples: Samples) -> Samples:
-    """The series the engine also computes (drops per-process series)."""
-    return {k: v for k, v in pipeline_series(samples).items() if not k[0].startswith(PROCESS_SERIES)}
-
 
 def wait_equal(workers: Sequence[WorkerProcess], engine: Any, timeout: float = 30.0) -> Samples:
-    """Like fixtures_kafka.wait_matches (union of /metrics == engine, each series once),
-    ignoring per-process series such as the HTTP ingestion counters."""
-    from tests.fixtures_kafka import compare, reference_samples
-
-    deadline = time.monotonic() + timeout
-    problems: list[str] = ["never scraped"]
-    while time.monotonic() < deadline:
-        t0 = time.time()
-        union, dups = union_scrape(workers, timeout=5.0)
-        t1 = time.time()
-        union = engine_view(union)
-        problems = [f"series exported by two workers: {k}" for k in dups[:5]]
-        if not union:
-            problems.append("no worker answered")
-        else:
-            problems += compare(union, reference_samples(engine, t0), reference_samples(engine, t1))
-        if not problems:
-            return union
-        time.sleep(0.5)
-    logs = "\n".join(f"--- {w.name}\n{w.log_tail(30)}" for w in workers)
-    raise AssertionError("metrics never matched the engine:\n  " + "\n  ".join(problems[:30])
-                         + "\n" + logs)
+    """``wait_matches`` where a worker that does not answer (starting, killed)
+    contributes nothing, as long as one does."""
+    return wait_matches(workers, engine, timeout, all_answer=False)

@@ -291,12 +291,13 @@ def diff_reports(ref: Any, rep: Any, *, counters: bool = True) -> list[str]:
         num(f"{w} supported_availability_ratio", r.supported_availability,
             s.supported_availability_ratio)
         num(f"{w} kpi_gap", r.kpi_gap, int(s.kpi_gap))
-        for comp in set(r.downtime_by_component) | set(s.downtime_by_component_seconds):
-            num(
-                f"{w} downtime_by_component_seconds[{comp}]",
-                r.downtime_by_component.get(comp, 0.0),
-                s.downtime_by_component_seconds.get(comp, 0.0),
-            )
+        if set(r.downtime_by_component) != set(s.downtime_by_component_seconds):
+            out.append(f"{w} downtime_by_component_seconds: components "
+                       f"{sorted(r.downtime_by_component)} != "
+                       f"{sorted(s.downtime_by_component_seconds)}")
+        for comp in set(r.downtime_by_component) & set(s.downtime_by_component_seconds):
+            num(f"{w} downtime_by_component_seconds[{comp}]", r.downtime_by_component[comp],
+                s.downtime_by_component_seconds[comp])
     for name, r in ref.components.items():
         c = rep.components.get(name)
         if c is None:

@@ -94,12 +94,15 @@ def run(args: argparse.Namespace) -> int:
         quiet=True,
     )
 
+    code: object = 0
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
         code = exc.code
-        return code if isinstance(code, int) else (0 if code is None else 1)
-    return 0
+    if built.rt.refused is not None:
+        print(f"slawatch worker: {built.rt.refused}", file=sys.stderr)
+        return EXIT_CONFIG
+    return code if isinstance(code, int) else (0 if code is None else 1)
 
 
 def _worker_class(base: Any) -> Any:

@@ -42,7 +42,6 @@ from streams.report import (
     component_lines_until,
     service_report,
     service_report_until,
-    window_availability,
     window_availability_many,
 )
 from streams.states import UP
@@ -53,6 +52,8 @@ _ALL_UP = dict.fromkeys(WINDOWS, 1.0)
 _UP_I = int(UP)
 
 INGEST_ENDPOINTS = ("events", "alertmanager")
+#: Keys per step of ``SlawatchCollector.prepare`` (~10-30 ms of the event loop each).
+PREPARE_KEYS = 2048
 
 
 class SlawatchCollector:
@@ -95,6 +96,39 @@ class SlawatchCollector:
         components = self.component_lines.render(catalog, rt.components,
                                                  rt.owned_sorted("components"), now, _C_HEADS)
         return render_parts(report, components, services)
+
+    def prepare(self, step: int = PREPARE_KEYS) -> Iterator[None]:
+        """Do ahead, ``step`` keys at a time, the work a first scrape would do: decode
+        the owned trackers and prove which lines stay constant (``ComponentLines``,
+        ``ServiceLines``), yielding between steps. The worker runs it once it is
+        ready (``agents/worker/app.py``), in slices between which the event loop
+        serves the pipeline and scrapes; a scrape meanwhile is exact (it computes what
+        is not prepared yet). Stops early if the worker stops being ready."""
+        rt = self.rt
+        if not rt.ready():
+            return
+        catalog = rt.catalog
+        now = self.clock()
+        for table, keys in ((rt.components, rt.owned_sorted("components")),
+                            (rt.services, rt.owned_sorted("services"))):
+            get = table.get
+            for k in range(0, len(keys), step):
+                for key in keys[k:k + step]:
+                    get(key)
+                yield
+                if not rt.ready() or rt.catalog is not catalog:
+                    return
+        # A service's lines cost ~20 times a component's decoding: smaller steps.
+        for _ in self.service_lines.prepare(catalog, rt.services, rt.owned_sorted("services"),
+                                            now, max(1, step // 8)):
+            yield
+            if not rt.ready() or rt.catalog is not catalog:
+                return
+        for _ in self.component_lines.prepare(catalog, rt.components,
+                                              rt.owned_sorted("components"), now):
+            yield
+            if not rt.ready() or rt.catalog is not catalog:
+                return
 
     def _worker_metrics(self, ready: bool) -> Iterator[Metric]:
         c = self.rt.counters
@@ -397,6 +431,24 @@ class _LineCache:
               ) -> tuple[tuple[Line, ...], float]:
         raise NotImplementedError
 
+    def prepare(self, catalog: Catalog, table: TrackerTable[Any], keys: list[str],
+                now: float, step: int) -> Iterator[None]:
+        """The entries ``render`` at ``now`` would make for ``keys``, ``step`` keys
+        at a time (yielding between steps); kept only where they are proved."""
+        entries = self._entries
+        if catalog is not self._catalog:
+            entries.clear()
+            self._catalog = catalog
+        for k in range(0, len(keys), step):
+            for key in keys[k:k + step]:
+                tracker, stored = table.get_stored(key)
+                if stored is None and tracker is not None:
+                    continue  # unwritten changes: nothing to keep
+                lines, until = self.fresh(catalog, key, tracker, now)
+                if until > now:
+                    entries[key] = _Entry(stored, now, until, lines)
+            yield
+
     def render(self, catalog: Catalog, table: TrackerTable[Any], keys: list[str],
                now: float, heads: tuple[str, ...]) -> list[Part]:
         """The families for ``keys`` in that order, as text parts (heads first)."""
@@ -505,26 +557,56 @@ class ComponentLines:
         self._firsts: list[str] = []
         self._keys: list[str] = []
         self._catalog: Catalog | None = None
-        self._templates: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._templates: dict[tuple[float, ...], tuple[str, ...]] = {}
         self._latest = -math.inf  # the latest ``now`` rendered: each proof began by it
         #: The table and its versions at the last render.
         self._versions: tuple[object, dict[int, int] | None] = (None, None)
         self.reused = 0  # for tests and the benchmark: keys reused at the last render
 
     def _build(self, catalog: Catalog, keys: list[str]) -> None:
-        self._catalog = catalog
-        self._keys = keys
+        for _ in self._build_steps(catalog, keys):
+            pass
+
+    def _build_steps(self, catalog: Catalog, keys: list[str]) -> Iterator[None]:
+        """``_build``, yielding after each chunk (``prepare``); the chunks are adopted
+        at the end, whole."""
+        self._catalog = None  # until the chunks are whole
         self._templates.clear()
         comps = catalog.components
         step = max(1, JOIN_KEYS)
-        self._chunks = []
+        chunks = []
         for k in range(0, len(keys), step):
             part = keys[k:k + step]
             labs = [_component_label(c.id, c.team) for c in map(comps.__getitem__, part)]
             kpis = ["" if c.kpi is None else f"{_C_KPI}{{%s}} {_f(float(c.kpi))}\n"
                     for c in map(comps.__getitem__, part)]
-            self._chunks.append(_Chunk(part, labs, kpis))
-        self._firsts = [ch.keys[0] for ch in self._chunks]
+            chunks.append(_Chunk(part, labs, kpis))
+            yield
+        self._chunks = chunks
+        self._firsts = [ch.keys[0] for ch in chunks]
+        self._keys = keys
+        self._catalog = catalog
+
+    def prepare(self, catalog: Catalog, table: TrackerTable[Any], keys: list[str],
+                now: float) -> Iterator[None]:
+        """What ``render`` at ``now`` would look at, a chunk at a time (yielding
+        between chunks): the proofs of constant keys and their pieces. ``render``
+        still compares every key's stored bytes with what was seen here."""
+        self._versions = (None, None)  # render looks up every key's bytes again
+        if (catalog is not self._catalog or (keys is not self._keys and keys != self._keys)
+                or now < self._latest):
+            yield from self._build_steps(catalog, keys)
+            self._latest = now
+        self._latest = max(self._latest, now)
+        for ch in self._chunks:
+            if sys.getrefcount(ch.pieces) > 2:  # as in render
+                ch.pieces = list(ch.pieces)
+            # Looked up again at each step: a flush between two swaps the dirty keys.
+            lookup, dirty = table.stored_lookup()
+            toks = list(map(lookup, ch.keys))
+            if now >= ch.until or toks != ch.tokens:
+                self._check(ch, toks, table, dirty, now)
+            yield
 
     def render(self, catalog: Catalog, table: TrackerTable[Any], keys: list[str],
                now: float, heads: tuple[str, ...]) -> list[Part]:
@@ -572,14 +654,21 @@ class ComponentLines:
         """Look again at the keys of ``ch`` whose bytes changed, whose proof ran out,
         or that have unwritten changes."""
         tokens, untils = ch.tokens, ch.untils
+        constant: list[tuple[int, Any]] = []  # (index, tracker) proved constant
         for i, key in enumerate(ch.keys):
             t, old = toks[i], tokens[i]
             if (t is old or t == old) and untils[i] > now and key not in dirty:
                 continue
-            self._look(ch, i, table, now)
+            self._look(ch, i, table, now, constant)
+        if constant:
+            self._constant(ch, constant, now)
         ch.until = min(untils, default=math.inf)
 
-    def _look(self, ch: _Chunk, i: int, table: TrackerTable[Any], now: float) -> None:
+    def _look(self, ch: _Chunk, i: int, table: TrackerTable[Any], now: float,
+              constant: list[tuple[int, Any]]) -> None:
+        """Key ``i`` of ``ch``: moving (its values computed at every scrape), or
+        proved constant until some time (added to ``constant``, whose lines
+        ``_constant`` writes)."""
         key = ch.keys[i]
         tracker, stored = table.get_stored(key)
         windows = self._catalog.component_windows.get(key) if self._catalog else None
@@ -592,28 +681,34 @@ class ComponentLines:
             return
         until = component_lines_until(tracker, now)
         if until > now and (tracker is None or stored is not None):
-            # constant values (1.0 or 0.0): pieces shared by the components with them
-            if tracker is None:
-                up, avail = True, _ALL_UP
-            else:
-                tl = tracker.history
-                up = tl.state_at(now) == UP
-                avail = window_availability(tl, now)
-            values = tuple([_f(avail[w]) for w in WINDOWS])
-            tails = self._templates.get(values)
-            if tails is None:
-                tails = self._templates[values] = _avail_tails(values)
-            b = _C_PIECES * i
             ch.tokens[i] = stored
             ch.untils[i] = until
-            ch.up[i] = _C_UP_FMT[up]
-            ch.pieces[b + 2:b + _C_PIECES:2] = tails
             ch.moving.pop(i, None)
+            constant.append((i, tracker))
         else:
             # values that move (or changes not yet written): computed at every scrape
             ch.tokens[i] = _STALE if stored is None else stored
             ch.untils[i] = now + RECHECK_SECONDS
             ch.moving[i] = tracker
+
+    def _constant(self, ch: _Chunk, constant: list[tuple[int, Any]], now: float) -> None:
+        """The lines of keys proved constant (1.0 or 0.0 in each window): pieces shared
+        by the components with the same values, computed for all of them at once."""
+        empty = Timeline()
+        values_of = window_availability_many(
+            [empty if t is None else t.history for _, t in constant], now)
+        templates = self._templates
+        up_i = _UP_I
+        n = _C_PIECES
+        for (i, _), (state, values) in zip(constant, values_of, strict=True):
+            # Keyed by the floats: each is exactly 1.0 or +0.0 here (never -0.0, which
+            # would find 0.0's text: 0.0 - 0.0 and 0.0 / x are +0.0).
+            tails = templates.get(values)
+            if tails is None:
+                tails = templates[values] = _avail_tails(tuple(map(_f, values)))
+            b = n * i
+            ch.up[i] = _C_UP_FMT[state == up_i]
+            ch.pieces[b + 2:b + n:2] = tails
 
     @staticmethod
     def _compute(ch: _Chunk, now: float) -> None:

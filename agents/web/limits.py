@@ -5,8 +5,8 @@ a request that makes the loop parse for seconds, or that makes the process alloc
 gigabytes, hurts every number. So every limit here is checked before the work it
 guards: the body is read with a cap (never buffered whole), and its JSON structure
 (nesting, number of items, number of values) is measured on a skeleton of bytes before
-``orjson`` builds a single object. A 4 MB ``[0,0,...]`` used to be parsed into 2M
-objects and re-serialised one by one before the item cap was looked at (21 s, 8 GB).
+``orjson`` builds a single object. Parsed first, a 4 MB ``[0,0,...]`` becomes 2M
+objects, re-serialised one by one before the item cap is looked at (21 s, 8 GB measured).
 
 Slow clients are cut off by the server (``agents/transport/webserver.py``): headers
 must arrive within ``--web-header-timeout`` of the connection (or of the last

@@ -13,7 +13,7 @@ import os
 import socket
 from typing import Any
 
-from agents.exposition.collector import make_registry
+from agents.exposition.collector import SlawatchCollector, make_registry
 from agents.settings import FAUST_TUNING, WorkerSettings
 from agents.web.views import install_views
 from agents.worker.alerts import install_alerts
@@ -149,6 +149,11 @@ def _raw_table(app: Any, settings: WorkerSettings, name: str) -> Any:
     return table
 
 
+#: How often the worker looks whether its scrapes need preparing (ready again after a
+#: start or rebalance, or another catalog).
+PREPARE_POLL_SECONDS = 1.0
+
+
 def build_app(settings: WorkerSettings, catalog: Catalog) -> Built:
     import faust
 
@@ -178,7 +183,8 @@ def build_app(settings: WorkerSettings, catalog: Catalog) -> Built:
     rt.pipeline = pipeline
     rollups = RollupKeeper(rt, _raw_table(app, settings, TABLE))
     pipeline.rollups = rt.rollups = rollups
-    install_views(app, rt, make_registry(rt), services_table)
+    registry = make_registry(rt)
+    install_views(app, rt, registry, services_table)
     reloader = CatalogReloader(rt)
 
     async def _declare_outputs() -> None:
@@ -201,8 +207,32 @@ def build_app(settings: WorkerSettings, catalog: Catalog) -> Built:
         rt.services.forget()
         rollups.forget()
 
+    async def _prepare_scrapes() -> None:
+        # The first scrape after a start, a rebalance or a catalog reload would decode
+        # every owned tracker and prove which lines stay constant in one go on the
+        # event loop (100k components / 10k services: seconds, a stall of the
+        # pipeline and a scrape near its timeout). Done here once the worker is
+        # ready, a slice at a time between which the loop runs the rest.
+        import asyncio
+
+        collector: SlawatchCollector = registry.slawatch_collector  # type: ignore[attr-defined]
+        done: tuple[Catalog | None, frozenset[int]] = (None, frozenset())
+        while True:
+            await asyncio.sleep(PREPARE_POLL_SECONDS)
+            if not rt.ready():
+                continue
+            catalog = rt.catalog
+            parts = frozenset(rt.owned_partitions())
+            if done[0] is catalog and done[1] == parts:
+                continue
+            for _ in collector.prepare():
+                await asyncio.sleep(0)
+            if rt.ready() and rt.catalog is catalog:
+                done = (catalog, parts)
+
     # Registered by calls, not decorators: Faust's decorators are untyped.
     app.task(_declare_outputs)
+    app.task(_prepare_scrapes)
     app.task(_reload_catalog)
     app.on_partitions_revoked.connect(_forget)
 

@@ -1,8 +1,6 @@
-"""Crash points for the crash tests: ``SLAWATCH_CRASH_AT=point:n`` makes the worker
-SIGKILL itself the ``n``-th time it passes ``point``.
-
-The points are the moments between two writes that a crash could separate, so the
-tests can place a crash where a timer-based kill would land only by luck:
+"""Named crash points: the moments of the worker between two writes that a crash could
+separate, so that a test can place a crash exactly there (a timer-based kill lands on
+one only by luck).
 
 - ``fetch``: a batch was classified and its sends (segments, re-routed records, DLQ
   records) handed to the producer; nothing of it is checkpointed.
@@ -13,33 +11,27 @@ tests can place a crash where a timer-based kill would land only by luck:
 - ``recovery``: an assignment was recovered and sought, before any record of it is
   processed.
 
-Unset (the default), ``point()`` is one dictionary lookup.
+``point(name)`` calls the hook installed with ``install``, if any. Nothing in slawatch
+installs one, and no flag or environment variable does: in production a point is one
+global read. The crash tests run the worker through ``tests/support/crashing_worker.py``,
+which installs a hook that SIGKILLs the process at the n-th pass of a point.
 """
 
 from __future__ import annotations
 
-import os
-import signal
+from collections.abc import Callable
 
-_ENV = "SLAWATCH_CRASH_AT"
-_target: tuple[str, int] | None = None
-_seen: dict[str, int] = {}
+_hook: Callable[[str], None] | None = None
 
 
-def _parse(spec: str | None) -> tuple[str, int] | None:
-    if not spec:
-        return None
-    name, _, n = spec.partition(":")
-    return name, int(n or 1)
-
-
-_target = _parse(os.environ.get(_ENV))
+def install(hook: Callable[[str], None] | None) -> None:
+    """Call ``hook(name)`` at every crash point from now on (None: no hook)."""
+    global _hook
+    _hook = hook
 
 
 def point(name: str) -> None:
-    """SIGKILL this process if it is the configured crash point's n-th pass."""
-    if _target is None or _target[0] != name:
-        return
-    _seen[name] = _seen.get(name, 0) + 1
-    if _seen[name] >= _target[1]:
-        os.kill(os.getpid(), signal.SIGKILL)
+    """The worker passes crash point ``name``."""
+    hook = _hook
+    if hook is not None:
+        hook(name)

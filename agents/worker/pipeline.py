@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from time import perf_counter
 from typing import Any
 
-from agents.worker import alignment, faults, routing, segwire
+from agents.worker import alignment, deadletters, faults, routing, segwire
 from agents.worker.rollups import RollupKeeper
 from agents.worker.runtime import Runtime
 from agents.worker.state import PartitionStats, stats_key
@@ -46,9 +46,6 @@ H_OFFSET = routing.H_OFFSET
 H_TRUNCATED = "slawatch-truncated"
 #: Room left under the producer's max request size for headers and batch overhead.
 DLQ_HEADROOM = 64 * 1024
-
-#: Longest a worker reads the DLQ for what a crashed predecessor sent (seconds).
-DLQ_SCAN_TIMEOUT = 60.0
 
 #: Longest stretch (s) a batch handler runs without letting other tasks run.
 YIELD_EVERY = 0.02
@@ -118,12 +115,9 @@ class Pipeline:
         self._reroute_end: dict[int, int] = {}
         self._self_fwd_inflight: dict[int, int] = {}
         self._self_fwd_end: dict[int, int] = {}
-        #: Per DLQ partition: the offset after the last record this worker delivered.
-        self._dlq_end: dict[int, int] = {}
-        self._dlq_partitions = rt.settings.partitions
-        #: Per table partition: origins a predecessor dead-lettered after its last
-        #: checkpoint (read from the DLQ at assignment; not sent again).
-        self._dead_letters: dict[int, set[routing.Origin]] = {}
+        #: What the DLQ holds of the owned partitions (``agents/worker/deadletters.py``),
+        #: new on every assignment.
+        self.dlq = deadletters.Ledger(rt.settings.partitions)
         self._dlq_topic = topics.dlq.get_topic_name()
         self._reroute_topic = topics.reroute.get_topic_name()
         self._segments_topic = topics.segments.get_topic_name()
@@ -331,8 +325,7 @@ class Pipeline:
         if fut.cancelled() or fut.exception() is not None:
             return
         md = fut.result()
-        end = self._dlq_end
-        end[md.partition] = max(end.get(md.partition, 0), md.offset + 1)
+        self.dlq.delivered(md.partition, md.offset)
 
     @staticmethod
     def _event_ts(rec: Any) -> float | None:
@@ -400,15 +393,16 @@ class Pipeline:
     def _dead_letter(self, rec: Any, origin: routing.Origin | None, p: int, reason: str,
                      out: list[Any]) -> None:
         """Send ``rec`` to the DLQ partition of table partition ``p``, naming the input
-        record it stands for, unless a predecessor that crashed before its checkpoint
-        sent it already (``after_seek`` read those)."""
+        record it stands for and ``p``, unless a predecessor that crashed before its
+        checkpoint sent it already (``after_seek`` read those)."""
         topic, part, offset = origin or (rec.topic, rec.partition, rec.offset)
-        if (topic, part, offset) in self._dead_letters.get(p, ()):
+        if self.dlq.seen(p, (topic, part, offset)):
             return
         self.dlq_log.warning(
             "rejected message %s[%d]@%d: %s", topic, part, offset, reason
         )
-        headers = [(H_REASON, reason.encode()), *routing.origin_headers(topic, part, offset)]
+        headers = [(H_REASON, reason.encode()), *routing.origin_headers(topic, part, offset),
+                   (deadletters.H_TABLE_PARTITION, str(p).encode())]
         key, value = rec.key, rec.value
         size = len(key or b"") + len(value or b"")
         limit = max(DLQ_HEADROOM, self._max_request - DLQ_HEADROOM)
@@ -419,7 +413,7 @@ class Pipeline:
             headers.append((H_TRUNCATED, str(size).encode()))
             key = key[:1024] if key else key
             value = (value or b"")[: limit - 1024]
-        out.append((self._dlq_topic, key, value, p % self._dlq_partitions, headers))
+        out.append((self._dlq_topic, key, value, self.dlq.dlq_partition(p), headers))
 
     def _prune_due(self, key: str) -> float | None:
         """``now`` if ``key``'s history was last pruned ``PRUNE_EVERY`` ago, else None."""
@@ -490,7 +484,10 @@ class Pipeline:
         app = rt.app
         consumer = app.consumer
         settings = rt.settings
-        check_internal_topics(settings, consumer.topic_partitions)
+        try:
+            check_internal_topics(settings, consumer.topic_partitions)
+        except InternalTopicError as exc:
+            await refuse(rt, str(exc))
         await self.topics.dlq.maybe_declare()
         assignor = app.assignor
         try:
@@ -501,27 +498,23 @@ class Pipeline:
         self._local_ok = set()
         self._self_fwd_inflight = {}
         self._self_fwd_end = {}
-        self._dlq_end = {}
         owned = sorted(rt.owned_partitions(rebalancing_ok=True))
         tps = [self._reroute_tp(q) for q in owned]
         self._reroute_end = {}
         if tps and self._copartitioned:
             ends = await consumer.highwaters(*tps)
             self._reroute_end = {tp.partition: int(off or 0) for tp, off in ends.items()}
-        self._dlq_partitions = len(await app.producer._ensure_producer().partitions_for(
+        dlq_partitions = len(await app.producer._ensure_producer().partitions_for(
             self._dlq_topic) or ()) or settings.partitions
-        marks: dict[int, int] = {}
-        for q in owned:
+        ledger = self.dlq = deadletters.Ledger(dlq_partitions)
+
+        def mark_of(q: int) -> int:
             stats = rt.stats.get(stats_key(q))
-            k = q % self._dlq_partitions
-            mark = 0 if stats is None else stats.dlq
-            marks[k] = min(marks.get(k, mark), mark)
-        self._dead_letters = {}
-        if marks:
-            found = await dead_letters_after(app, self._dlq_topic, marks)
-            for q in owned:
-                self._dead_letters[q] = found.get(q % self._dlq_partitions, set())
-            n = sum(len(v) for v in found.values())
+            return 0 if stats is None else stats.dlq
+
+        starts = ledger.starts(owned, mark_of)
+        if starts:
+            n = ledger.adopt(await deadletters.scan(app, self._dlq_topic, starts), owned)
             if n:
                 log.info("%d DLQ records of a predecessor's last batches: not sent again", n)
         log.info("input %s: %s", settings.events_topic,
@@ -538,14 +531,15 @@ class Pipeline:
         rt = self.rt
         for q in rt.owned_partitions():
             # Every DLQ record of the batches this checkpoint covers is delivered
-            # (the consumer waited for their sends): the counters cover them.
-            end = self._dlq_end.get(q % self._dlq_partitions)
-            if end is None:
-                continue
+            # (the consumer waited for their sends) and counted in these counters.
             key = stats_key(q)
             stats = rt.stats.get(key)
-            if stats is not None and stats.dlq < end:
-                stats.dlq = end
+            if stats is None:
+                continue
+            stats.adopt_legacy_marks(q)
+            mark = self.dlq.mark(q, stats.dlq, stats.marks)
+            if mark != stats.dlq:
+                stats.dlq = mark
                 rt.stats.touch(key, q)
         futures = await rt.stats.flush(self.send)
         faults.point("checkpoint")
@@ -580,6 +574,19 @@ class InternalTopicError(RuntimeError):
     """An internal topic exists with a partition count the worker cannot work with."""
 
 
+async def refuse(rt: Runtime, reason: str) -> None:
+    """Stop the worker cleanly (leave the group, write nothing) because of ``reason``,
+    a setup it cannot work with: one line in the log, and the command exits with the
+    configuration error status (``agents/cli/worker.py``). Never returns."""
+    import os
+    import signal
+
+    log.error("%s", reason)
+    rt.refused = reason
+    os.kill(os.getpid(), signal.SIGTERM)
+    await asyncio.Event().wait()  # cancelled by the stop
+
+
 def check_internal_topics(settings: Any, count: Callable[[str], int | None]) -> None:
     """Raise ``InternalTopicError`` naming every internal topic whose partition count
     is not ``--partitions`` (``count(topic)``: its partitions, None if unknown)."""
@@ -595,53 +602,6 @@ def check_internal_topics(settings: Any, count: Callable[[str], int | None]) -> 
             f"{wrong[0][1]} if that is the group's setting, or delete the app's internal "
             f"topics ({', '.join(names)}) to start this app id afresh (its state is lost), "
             f"or use a new --app-id.")
-
-
-async def dead_letters_after(app: Any, topic: str, marks: dict[int, int]) -> dict[int, set[routing.Origin]]:
-    """Per partition ``k`` of the DLQ ``topic``, the origins of its records from offset
-    ``marks[k]`` to the end (read with a consumer of its own, outside the group)."""
-    import aiokafka
-    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth, server_list
-
-    conf = app.conf
-    transport = app.transport
-    consumer = aiokafka.AIOKafkaConsumer(
-        bootstrap_servers=server_list(transport.url, transport.default_port),
-        group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
-        fetch_max_wait_ms=100,
-        **credentials_to_aiokafka_auth(conf.broker_credentials, conf.ssl_context))
-    out: dict[int, set[routing.Origin]] = {}
-    await consumer.start()
-    try:
-        tps = [aiokafka.TopicPartition(topic, k) for k in marks]
-        ends = {tp: int(off or 0) for tp, off in (await consumer.end_offsets(tps)).items()}
-        # tansu reports the start of the last batch + 1 as the end: anything past the
-        # mark shows as an end past it. Read at least to that end, then until a fetch
-        # comes back empty (an empty answer before that is only a fetch still waiting).
-        todo = [tp for tp in tps if ends.get(tp, 0) > marks[tp.partition]]
-        if not todo:
-            return out
-        consumer.assign(todo)
-        for tp in todo:
-            consumer.seek(tp, marks[tp.partition])
-        deadline = time.monotonic() + DLQ_SCAN_TIMEOUT
-        while True:
-            got = await consumer.getmany(timeout_ms=500, max_records=10_000)
-            for tp, recs in got.items():
-                found = out.setdefault(tp.partition, set())
-                for rec in recs:
-                    found.add(routing.origin_of(rec))
-            if not any(got.values()):
-                positions = [await consumer.position(tp) for tp in todo]
-                if all(pos >= ends[tp] for pos, tp in zip(positions, todo, strict=True)):
-                    break
-            if time.monotonic() > deadline:
-                # Never silently: a rejection of the predecessor may be sent again.
-                raise TimeoutError(f"reading {topic} from the checkpoint's marks {marks} "
-                                   f"to {ends} took over {DLQ_SCAN_TIMEOUT:.0f} s")
-    finally:
-        await consumer.stop()
-    return out
 
 
 def install_pipeline(app: Any, rt: Runtime, topics: Any) -> Pipeline:

@@ -70,6 +70,9 @@ class Runtime:
         self.topics: Any = None
         self.pipeline: Any = None  # the Pipeline, once built (for /api/worker)
         self.rollups: Any = None  # the RollupKeeper (agents/worker/rollups.py), once built
+        #: Why the worker refuses to go on (a setup it cannot work with), once it does:
+        #: the command prints it and exits with the configuration error status.
+        self.refused: str | None = None
         self._owned_memo: dict[str, tuple[Any, Catalog, list[str]]] = {}
 
     def bind_tables(self, components_table: Any, services_table: Any) -> None:

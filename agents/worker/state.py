@@ -91,11 +91,11 @@ class PartitionStats:
     redelivers what was not committed, and a forwarder may send a record twice; a
     record at or below its mark is classified again (re-applying is harmless and
     re-sends the segment a crash may have lost) but not counted or dead-lettered again.
-    ``dlq`` is the DLQ offset (of this partition's DLQ partition) before which every
-    record this partition dead-lettered was delivered when these counts were written;
-    the ones after it may have been sent by a predecessor that crashed before its next
-    checkpoint, so the worker that takes the partition reads them before it dead-letters
-    anything. This record is written before the trackers of its batch, into the same
+    ``dlq`` is the DLQ mark: an offset of this partition's DLQ partition before which
+    every record this partition dead-lettered is counted here; the ones after it may
+    have been sent by a predecessor that crashed before its next checkpoint, so the
+    worker that takes the partition reads them before it dead-letters anything
+    (``agents/worker/deadletters.py``). This record is written before the trackers of its batch, into the same
     changelog partition, so if it survived a crash the counts it holds match what was
     applied.
     """

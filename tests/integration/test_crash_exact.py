@@ -1,31 +1,34 @@
 """Every message gets exactly one outcome, and the DLQ holds each rejected message
 once, whatever point a crash hits (CONTRACT §1).
 
-The worker SIGKILLs itself at a named point (``agents/worker/faults.py``): in the
-middle of a fetch, after a checkpoint found its DLQ records delivered but before it
-wrote the counters, between the counters and the trackers of a checkpoint, and right
-after a (re)assignment was recovered. Cells are generated over the points, both table
-stores, an input topic co-partitioned with the worker (classified where read) or not
-(forwarded), and one cell where a second worker crashes during the rebalances of
-joining and leaving. The messages go out in parts, one per worker start (in one
-RocksDB cell the worker is killed twice on the same data dir); the
-result is compared with the brute-force reference: the sum and each count of
+The worker SIGKILLs itself at a named crash point (``agents/worker/faults.py``, armed by
+``tests/support/crashing_worker.py``): in the middle of a fetch, after a checkpoint found
+its DLQ records delivered but before it wrote the counters, between the counters and the
+trackers of a checkpoint, and right after a (re)assignment was recovered. Cells are
+generated over the points, both table stores, an input topic co-partitioned with the
+worker (classified where read) or not (forwarded), and one cell where a second worker
+crashes during the rebalances of joining and leaving. The messages go out in parts, one
+per worker start (in one RocksDB cell the worker is killed twice on the same data dir);
+the result is compared with the brute-force reference: the sum and each count of
 ``slawatch_events_total``, the DLQ read to its end as a multiset of (message, reason),
 and every series.
 """
 
 from __future__ import annotations
 
+import random
+import re
 import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
 import pytest
 
 from agents.clients.broker import EmbeddedBroker
 from tests.exact_reference import Expected
-from tests.fixtures_kafka import WorkerProcess, counted, scenario, wide_catalog
+from tests.fixtures_kafka import WorkerProcess, counted, scenario, wait_counted, wide_catalog
 from tests.integration.test_input_topics import COMPONENTS, SERVICES, TOPIC, check_exact, publish
 
 pytestmark = [pytest.mark.integration]
@@ -110,7 +113,7 @@ def test_crash_at_point(cell: Cell, tmp_path: Path) -> None:
         for spec, part in zip(specs, parts, strict=True):
             if worker.alive():
                 worker.stop()
-            worker.env = {"SLAWATCH_CRASH_AT": spec} if spec else {}
+            worker.crash_at = spec
             worker.start()
             publish(broker, "confluent", part)
             sent += len(part)
@@ -136,7 +139,7 @@ def test_crash_during_rebalances(tmp_path: Path) -> None:
     broker = EmbeddedBroker(log_path=tmp_path / "tansu.log").start()
     a = WorkerProcess(broker, catalog, tmp_path, name="a", partitions=4)
     b = WorkerProcess(broker, catalog, tmp_path, name="b", partitions=4,
-                      env={"SLAWATCH_CRASH_AT": "fetch:2"})
+                      crash_at="fetch:2")
     try:
         broker.create_topics({TOPIC: 3})
         a.start().wait_ready(timeout=60)
@@ -154,7 +157,7 @@ def test_crash_during_rebalances(tmp_path: Path) -> None:
             time.sleep(0.2)
         assert not b.alive() and b.proc is not None and b.proc.returncode == -9, b.log_tail()
         publish(broker, "kafka-python", messages[200:250])
-        b.env = {}
+        b.crash_at = None
         b.start()
         publish(broker, "kafka-python", messages[250:])
         b.wait_ready(timeout=60)
@@ -162,4 +165,69 @@ def test_crash_during_rebalances(tmp_path: Path) -> None:
     finally:
         for w in (a, b):
             w.stop(timeout=10)
+        broker.stop()
+
+
+def _rejections(n: int, seed: int) -> list[tuple[bytes, bytes, None]]:
+    """A stream in which about a third of the messages are rejected (late or invalid)."""
+    out = scenario(COMPONENTS, n, seed=seed, now=time.time())
+    rnd = random.Random(seed)
+    late = [m for m in out if rnd.random() < 0.25]
+    # Re-sent an hour late: each a `late` rejection (after its component's newer events).
+    older = []
+    for key, value, _ in late:
+        try:
+            obj = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(obj, dict) and isinstance(obj.get("ts"), float | int):
+            obj["ts"] = float(obj["ts"]) - 3600.0 - rnd.random()
+            older.append((key, orjson.dumps(obj), None))
+    mixed = out + older
+    rnd.shuffle(mixed)
+    return mixed
+
+
+@pytest.mark.parametrize("client", ["kafka-python", "confluent"])
+def test_successor_classifies_nothing_before_it_read_the_dlq(client: str, tmp_path: Path) -> None:
+    """A worker crashes after its rejections reached the DLQ and before the checkpoint
+    that counts them; its successor reads them back at assignment (which takes at
+    least half a second) while the input it must classify again, and new input, is
+    already being fetched. Nothing may be classified before that read is done: each
+    rejection is in the DLQ once, each message counted once."""
+    text = wide_catalog(SERVICES)
+    catalog = tmp_path / "services.yaml"
+    catalog.write_text(text)
+    seed = zlib.crc32(client.encode())
+    messages = _rejections(1500, seed)
+    parts = [messages[:500], messages[500:1000], messages[1000:]]
+    broker = EmbeddedBroker(log_path=tmp_path / "tansu.log").start()
+    worker = WorkerProcess(broker, catalog, tmp_path, partitions=4)
+    try:
+        broker.create_topics({TOPIC: 4})
+        # A first run leaves state to recover (the successor fetches while it does).
+        publish(broker, client, parts[0])
+        worker.start()
+        wait_counted(worker, len(parts[0]), timeout=60)
+        assert worker.stop() == 0, worker.log_tail()
+        # The next finds its first batches' rejections delivered, and is killed before
+        # it writes the counters.
+        publish(broker, client, parts[1])
+        worker.crash_at = "sent:1"
+        worker.start()
+        assert _wait_dead_or_counted(worker, 10**9, timeout=60), worker.log_tail()
+        assert worker.proc is not None and worker.proc.returncode == -9, worker.log_tail()
+        worker.crash_at = None
+        worker.start()
+        # New input all through the successor's start-up and its read of the DLQ.
+        for lo in range(0, len(parts[2]), 25):
+            publish(broker, client, parts[2][lo:lo + 25])
+            time.sleep(0.2)
+        worker.wait_ready(timeout=60)
+        log = worker.log_path.read_text(errors="replace")
+        found = [int(m) for m in re.findall(r"(\d+) DLQ records of a predecessor", log)]
+        assert found and found[-1] > 0, "the successor found no rejection of its predecessor"
+        check_exact(broker, [worker], Expected(text, [v for _, v, _ in messages]), timeout=90)
+    finally:
+        worker.stop(timeout=10)
         broker.stop()

@@ -33,10 +33,11 @@ from tests.fixtures_kafka import (
     WorkerProcess,
     compare,
     counted,
+    publish_messages,
     scenario,
+    union_scrape,
     wide_catalog,
 )
-from tests.reliability_helpers import union_scrape
 
 pytestmark = [pytest.mark.integration]
 
@@ -153,12 +154,12 @@ def wait_exact(workers: list[WorkerProcess], expected: Expected, timeout: float)
 
 
 def check_exact(broker: EmbeddedBroker, workers: list[WorkerProcess], expected: Expected,
-                timeout: float = 60.0) -> None:
+                timeout: float = 60.0, dlq_topic: str = DLQ) -> None:
     union = wait_exact(workers, expected, timeout)
     assert counted(union) == expected.total
     got = {dict(k[1])["outcome"]: v for k, v in union.items() if k[0] == "slawatch_events_total"}
     assert {k: v for k, v in got.items() if v} == {k: v for k, v in expected.counts.items() if v}
-    dlq = dlq_multiset(read_to_end(broker.bootstrap, DLQ))
+    dlq = dlq_multiset(read_to_end(broker.bootstrap, dlq_topic))
     assert dlq == expected.dlq, _dlq_diff(dlq, expected.dlq)
 
 
@@ -202,22 +203,62 @@ def test_any_input_topic(cell: Cell, tmp_path: Path) -> None:
         broker.stop()
 
 
-def test_internal_topic_of_another_count_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("topic", ["{app}-component-events-rerouted", "{app}-service-segments",
+                                   "{app}-components-changelog"])
+def test_internal_topic_of_another_count_is_refused(topic: str, tmp_path: Path) -> None:
     """The worker's own topics must have --partitions partitions: one that exists with
-    another count stops the worker at start, with a message that says what to do."""
+    another count stops the worker at start with one line that names the topic, its
+    count, the expected count and what to do, and the configuration error status."""
+    from agents.cli.worker import EXIT_CONFIG
+
     catalog = tmp_path / "services.yaml"
     catalog.write_text(wide_catalog(SERVICES))
     broker = EmbeddedBroker(log_path=tmp_path / "tansu.log").start()
     worker = WorkerProcess(broker, catalog, tmp_path, partitions=4)
+    name = topic.format(app=worker.app_id)
+    count = 2 + zlib.crc32(name.encode()) % 5 * 2  # never 4
     try:
-        broker.create_topics({TOPIC: 3, f"{worker.app_id}-component-events-rerouted": 2})
+        broker.create_topics({TOPIC: 3, name: count})
         worker.start()
         assert worker.proc is not None
         code = worker.proc.wait(timeout=60)
-        assert code != 0
         log = worker.log_path.read_text()
-        assert (f"{worker.app_id}-component-events-rerouted has 2" in log
-                and "--partitions 4" in log and "--app-id" in log), worker.log_tail()
+        assert code == EXIT_CONFIG, worker.log_tail()
+        assert "Traceback" not in log, worker.log_tail()
+        lines = [line for line in log.splitlines() if f"{name} has {count}" in line]
+        assert lines, worker.log_tail()
+        assert all("--partitions 4" in line and f"--partitions {count}" in line
+                   and "--app-id" in line for line in lines), lines
+        assert any(line.startswith("slawatch worker: ") for line in lines), lines
     finally:
         worker.stop(timeout=10)
+        broker.stop()
+
+
+def test_two_app_ids_share_a_broker(tmp_path: Path) -> None:
+    """Two apps (app ids) on one broker, with the same service names, each reading its
+    own input: each app's numbers are those of its own input alone, because every topic
+    of a worker's own (segments included) carries its app id."""
+    catalog = tmp_path / "services.yaml"
+    text = wide_catalog(SERVICES)
+    catalog.write_text(text)
+    broker = EmbeddedBroker(log_path=tmp_path / "tansu.log").start()
+    apps = {app: scenario(COMPONENTS, 300, seed=zlib.crc32(app.encode()), now=time.time())
+            for app in ("team-a", "team-b")}
+    workers = {app: WorkerProcess(broker, catalog, tmp_path, name=app, app_id=app,
+                                  partitions=4, extra=["--events-topic", f"{app}-events",
+                                                       "--dlq-topic", f"{app}-dlq"])
+               for app in apps}
+    try:
+        broker.create_topics({f"{app}-events": 4 for app in apps})
+        for w in workers.values():
+            w.start()
+        for app, messages in apps.items():
+            publish_messages(broker, messages, topic=f"{app}-events")
+        for app, messages in apps.items():
+            check_exact(broker, [workers[app]], Expected(text, [v for _, v, _ in messages]),
+                        timeout=90, dlq_topic=f"{app}-dlq")
+    finally:
+        for w in workers.values():
+            w.stop(timeout=10)
         broker.stop()

@@ -44,16 +44,11 @@ from tests.fixtures_kafka import (
     counted,
     engine_reference,
     event_bytes,
+    pipeline_series,
     scenario,
     wait_counted,
 )
-from tests.reliability_helpers import (
-    confluent_producer,
-    engine_view,
-    produce_all,
-    read_all,
-    rss_kib,
-)
+from tests.reliability_helpers import confluent_producer, produce_all, read_all, rss_kib
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -204,7 +199,7 @@ def test_bad_input_never_stops_the_worker(kafka_broker: EmbeddedBroker, tmp_path
         produce_all(producer, "component-events", warmup)
         worker.start()
         wait_counted(worker, len(warmup), timeout=60)
-        series_before = set(engine_view(worker.scrape()))
+        series_before = set(pipeline_series(worker.scrape()))
         rss_before = rss_kib(worker.pid)
 
         t0 = time.monotonic()
@@ -258,7 +253,7 @@ def test_bad_input_never_stops_the_worker(kafka_broker: EmbeddedBroker, tmp_path
         assert abs(unmapped - FLOOD) <= 0.05 * FLOOD + 20, unmapped
 
         # No new series: the flood of ids and the bad messages created no label values.
-        series_after = set(engine_view(samples))
+        series_after = set(pipeline_series(samples))
         assert series_after == series_before, (
             f"new series {sorted(series_after - series_before, key=str)[:5]}, "
             f"lost {sorted(series_before - series_after, key=str)[:5]}")

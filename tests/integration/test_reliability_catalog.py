@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from agents.clients.broker import EmbeddedBroker
 from tests.fixtures_kafka import (
@@ -33,18 +34,19 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 COMPONENTS = EXAMPLE_COMPONENTS
 REFUSED = "refused, the previous catalog stays in force"
-#: EXAMPLE_CATALOG without the `dns` service that `email` requires: a dangling reference.
-WITHOUT_DNS = EXAMPLE_CATALOG.replace(
-    """  dns:
-    kind: internal
-    customers: [it-operations]
-    sla: {target: 0.9995, period: 30d}
-    restore_time: 30m
-    requires:
-      - any: [dns-1, dns-2]
-""", "")
-#: EXAMPLE_CATALOG without `email` (nothing depends on it): a valid catalog.
-WITHOUT_EMAIL = EXAMPLE_CATALOG[:EXAMPLE_CATALOG.index("  email:")]
+
+
+def _without(service: str) -> str:
+    """EXAMPLE_CATALOG without ``service``."""
+    catalog = yaml.safe_load(EXAMPLE_CATALOG)
+    del catalog["services"][service]
+    return str(yaml.safe_dump(catalog, sort_keys=False))
+
+
+#: Without the `dns` service that `email` requires: a dangling reference.
+WITHOUT_DNS = _without("dns")
+#: Without `email` (nothing depends on it): a valid catalog.
+WITHOUT_EMAIL = _without("email")
 
 
 def _errors(worker: WorkerProcess) -> float:

@@ -30,28 +30,17 @@ from __future__ import annotations
 import random
 import signal
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agents.worker.partitioning import Partitioner
 from tests.exact_reference import dlq_multiset
-from tests.fixtures_kafka import (
-    EXAMPLE_CATALOG,
-    EXAMPLE_COMPONENTS,
-    counted,
-    publish_messages,
-    reference_engine,
-    scenario,
-    start_broker,
-    wait_counted,
-)
+from tests.fixtures_kafka import ExampleEstate, counted, publish_messages, wait_counted
 from tests.reliability_helpers import RatePublisher, read_all, wait_equal, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-COMPONENTS = EXAMPLE_COMPONENTS
 EVENTS = 100_000
 REPLAY_EVENTS = 10_000
 RATE = 2_500.0
@@ -99,105 +88,93 @@ def _committed_total(bootstrap: str, group: str, topic: str) -> int:
     return sum(om.offset for tp, om in offsets.items() if tp.topic == topic and om.offset >= 0)
 
 
-def test_sigkill_five_times_under_load(tmp_path: Path, worker_factory: Any) -> None:
-    broker = start_broker(tmp_path, 4)
-    try:
-        catalog = tmp_path / "services.yaml"
-        catalog.write_text(EXAMPLE_CATALOG)
-        messages = scenario(COMPONENTS, EVENTS, seed=SEED, now=time.time(), span=4 * 3600.0,
-                            jitter=0.0)
-        engine, reasons = reference_engine(EXAMPLE_CATALOG, messages)
-        rnd = random.Random(SEED)
+def test_sigkill_five_times_under_load(example_estate: ExampleEstate, worker_factory: Any
+                                       ) -> None:
+    broker, catalog = example_estate.broker, example_estate.catalog
+    messages = example_estate.messages(EVENTS, seed=SEED, span=4 * 3600.0)
+    engine, reasons = example_estate.reference(messages)
+    rnd = random.Random(SEED)
 
-        worker = worker_factory(broker, catalog)
-        worker.wait_ready(timeout=40)
-        publisher = RatePublisher(broker, messages, RATE).start()
-        kills: list[tuple[float, int, float]] = []  # (s into the stream, published, counted)
-        t0 = time.monotonic()
-        for i in range(KILLS):
-            if i % 2 == 0:
-                worker.wait_ready(timeout=60)  # a kill while processing ...
-                time.sleep(rnd.uniform(0.5, 4.0))
-            else:
-                time.sleep(rnd.uniform(1.0, 10.0))  # ... or while joining/recovering
-            try:
-                seen = counted(worker.scrape())
-            except (OSError, AssertionError):
-                seen = -1.0
-            kills.append((round(time.monotonic() - t0, 1), publisher.published, seen))
-            worker.stop(signal.SIGKILL)
-            worker.start()
-        print(f"\nkills (s into the stream, published, counted): {kills}")
-        still_flowing = [k for k in kills if k[1] < len(messages)]
-        assert len(still_flowing) >= 3, f"the kills should land while publishing: {kills}"
-        publisher.join(timeout=120)
-        assert worker.starts == KILLS + 1
-        took = wait_counted(worker, len(messages), timeout=90)
-        # The brute-force reference takes ~9 s per evaluation of 100,000 events.
-        samples = wait_equal([worker], engine, timeout=90)
-        print(f"caught up {took:.1f} s after the last restart; run {time.monotonic() - t0:.1f} s")
-        assert counted(samples) == len(messages)
-        # Every rejected message is in the DLQ with its reason, and nothing else is.
-        # Exactly once is asserted at the generated crash points (test_crash_exact.py);
-        # after five SIGKILLs under load a late rejection was seen twice in 1 of 3 full
-        # runs (issue 18, open), so the multiplicity is not asserted here.
-        dlq = read_all(broker, "component-events-dlq", idle=2.0)
-        got = dlq_multiset(dlq)
-        assert set(got) == set(engine.dlq), (set(got) ^ set(engine.dlq))
-        print(f"DLQ: {len(dlq)} records for {len(reasons)} rejected messages")
-    finally:
-        broker.stop()
-
-
-def test_full_redelivery_changes_nothing(tmp_path: Path, worker_factory: Any) -> None:
-    """Rewind the group to offset 0: the whole stream is delivered again, nothing moves."""
-    broker = start_broker(tmp_path, 4)
-    try:
-        catalog = tmp_path / "services.yaml"
-        catalog.write_text(EXAMPLE_CATALOG)
-        messages = scenario(COMPONENTS, REPLAY_EVENTS, seed=SEED + 1, now=time.time(),
-                            span=4 * 3600.0, jitter=0.0)
-        # mx-3's events come from a producer with another partitioner: the worker
-        # re-routes them, and must not re-route (and count) them again on the replay.
-        wrong = (Partitioner(4)("mx-3") + 1) % 4
-        messages = [(k, v, wrong) if k == b"mx-3" else (k, v, p) for k, v, p in messages]
-        assert sum(1 for m in messages if m[2] == wrong) > 100
-        engine, reasons = reference_engine(EXAMPLE_CATALOG, messages)
-        publish_messages(broker, messages)
-        worker = worker_factory(broker, catalog)
-        wait_counted(worker, len(messages), timeout=60)
-        before = wait_equal([worker], engine, timeout=30)
-        end = len(messages)
-        wait_for(lambda: _committed_total(broker.bootstrap, worker.app_id, "component-events") >= end,
-                 30, "the first pass to be committed", interval=0.5)
-        dlq = read_all(broker, "component-events-dlq", idle=2.0)
-        assert dlq_multiset(dlq) == engine.dlq
-
-        assert worker.stop(signal.SIGTERM) == 0, worker.log_tail()  # leaves: the group is empty
-        _rewind_group(broker.bootstrap, worker.app_id,
-                      ["component-events", "slawatch-service-segments"], 4)
-        assert _committed_total(broker.bootstrap, worker.app_id, "component-events") == 0
-        worker.start()
-        worker.wait_ready(timeout=60)
+    worker = worker_factory(broker, catalog)
+    worker.wait_ready(timeout=40)
+    publisher = RatePublisher(broker, messages, RATE).start()
+    kills: list[tuple[float, int, float]] = []  # (s into the stream, published, counted)
+    t0 = time.monotonic()
+    for i in range(KILLS):
+        if i % 2 == 0:
+            worker.wait_ready(timeout=60)  # a kill while processing ...
+            time.sleep(rnd.uniform(0.5, 4.0))
+        else:
+            time.sleep(rnd.uniform(1.0, 10.0))  # ... or while joining/recovering
         try:
-            replay = wait_for(
-                lambda: _committed_total(broker.bootstrap, worker.app_id, "component-events") >= end,
-                120, "the replay to reach the end of component-events", interval=0.5)
-        except AssertionError as exc:
-            raise AssertionError(f"replay stalled: {exc}\n{worker.log_tail()}") from exc
-        after = wait_equal([worker], engine, timeout=60)
-        # The stream was read again (the commit reached the end a second time), but the
-        # DLQ still holds each rejected message once: the partition's offset ranges say
-        # it was dead-lettered already. (A redelivered event older than its component's
-        # newest ts minus the allowed lateness is classified `late` on replay; it is
-        # neither counted nor dead-lettered again.)
-        dlq2 = read_all(broker, "component-events-dlq", idle=2.0)
-        assert dlq_multiset(dlq2) == engine.dlq, "a redelivered message was dead-lettered twice"
-        assert counted(after) == len(messages), "a redelivered message was counted twice"
-        changed = {k for k in before if k in after and "window" not in dict(k[1])
-                   and not k[0].endswith(("_seconds", "_ratio", "burn_rate")) and before[k] != after[k]}
-        assert not changed, f"counters moved on redelivery: {sorted(changed, key=str)[:5]}"
-        print(f"\nfull redelivery of {end} messages read again in {replay:.1f} s; every number "
-              f"as before; DLQ {len(dlq)} -> {len(dlq2)} records ({len(reasons)} rejected once)")
-    finally:
-        broker.stop()
+            seen = counted(worker.scrape())
+        except (OSError, AssertionError):
+            seen = -1.0
+        kills.append((round(time.monotonic() - t0, 1), publisher.published, seen))
+        worker.stop(signal.SIGKILL)
+        worker.start()
+    print(f"\nkills (s into the stream, published, counted): {kills}")
+    still_flowing = [k for k in kills if k[1] < len(messages)]
+    assert len(still_flowing) >= 3, f"the kills should land while publishing: {kills}"
+    publisher.join(timeout=120)
+    assert worker.starts == KILLS + 1
+    took = wait_counted(worker, len(messages), timeout=90)
+    # The brute-force reference takes ~9 s per evaluation of 100,000 events.
+    samples = wait_equal([worker], engine, timeout=90)
+    print(f"caught up {took:.1f} s after the last restart; run {time.monotonic() - t0:.1f} s")
+    assert counted(samples) == len(messages)
+    # Every rejected message is in the DLQ once, with its reason, and nothing else is.
+    dlq = read_all(broker, "component-events-dlq", idle=2.0)
+    got = dlq_multiset(dlq)
+    assert got == engine.dlq, (f"extra {list((got - engine.dlq).items())[:5]}, "
+                               f"missing {list((engine.dlq - got).items())[:5]}")
+    print(f"DLQ: {len(dlq)} records for {len(reasons)} rejected messages")
+
+
+def test_full_redelivery_changes_nothing(example_estate: ExampleEstate, worker_factory: Any
+                                         ) -> None:
+    """Rewind the group to offset 0: the whole stream is delivered again, nothing moves."""
+    broker, catalog = example_estate.broker, example_estate.catalog
+    messages = example_estate.messages(REPLAY_EVENTS, seed=SEED + 1, span=4 * 3600.0)
+    # mx-3's events come from a producer with another partitioner: the worker
+    # re-routes them, and must not re-route (and count) them again on the replay.
+    wrong = (Partitioner(4)("mx-3") + 1) % 4
+    messages = [(k, v, wrong) if k == b"mx-3" else (k, v, p) for k, v, p in messages]
+    assert sum(1 for m in messages if m[2] == wrong) > 100
+    engine, reasons = example_estate.reference(messages)
+    publish_messages(broker, messages)
+    worker = worker_factory(broker, catalog)
+    wait_counted(worker, len(messages), timeout=60)
+    before = wait_equal([worker], engine, timeout=30)
+    end = len(messages)
+    wait_for(lambda: _committed_total(broker.bootstrap, worker.app_id, "component-events") >= end,
+             30, "the first pass to be committed", interval=0.5)
+    dlq = read_all(broker, "component-events-dlq", idle=2.0)
+    assert dlq_multiset(dlq) == engine.dlq
+
+    assert worker.stop(signal.SIGTERM) == 0, worker.log_tail()  # leaves: the group is empty
+    _rewind_group(broker.bootstrap, worker.app_id,
+                  ["component-events", f"{worker.app_id}-service-segments"], 4)
+    assert _committed_total(broker.bootstrap, worker.app_id, "component-events") == 0
+    worker.start()
+    worker.wait_ready(timeout=60)
+    try:
+        replay = wait_for(
+            lambda: _committed_total(broker.bootstrap, worker.app_id, "component-events") >= end,
+            120, "the replay to reach the end of component-events", interval=0.5)
+    except AssertionError as exc:
+        raise AssertionError(f"replay stalled: {exc}\n{worker.log_tail()}") from exc
+    after = wait_equal([worker], engine, timeout=60)
+    # The stream was read again (the commit reached the end a second time), but the
+    # DLQ still holds each rejected message once: the partition's offset ranges say
+    # it was dead-lettered already. (A redelivered event older than its component's
+    # newest ts minus the allowed lateness is classified `late` on replay; it is
+    # neither counted nor dead-lettered again.)
+    dlq2 = read_all(broker, "component-events-dlq", idle=2.0)
+    assert dlq_multiset(dlq2) == engine.dlq, "a redelivered message was dead-lettered twice"
+    assert counted(after) == len(messages), "a redelivered message was counted twice"
+    changed = {k for k in before if k in after and "window" not in dict(k[1])
+               and not k[0].endswith(("_seconds", "_ratio", "burn_rate")) and before[k] != after[k]}
+    assert not changed, f"counters moved on redelivery: {sorted(changed, key=str)[:5]}"
+    print(f"\nfull redelivery of {end} messages read again in {replay:.1f} s; every number "
+          f"as before; DLQ {len(dlq)} -> {len(dlq2)} records ({len(reasons)} rejected once)")

@@ -14,36 +14,24 @@ import contextlib
 import os
 import signal
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.fixtures_kafka import (
-    EXAMPLE_CATALOG,
-    EXAMPLE_COMPONENTS,
-    counted,
-    publish_messages,
-    reference_engine,
-    scenario,
-    start_broker,
-    wait_counted,
-)
+from tests.fixtures_kafka import ExampleEstate, counted, publish_messages, wait_counted
 from tests.reliability_helpers import wait_equal
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-COMPONENTS = EXAMPLE_COMPONENTS
 OUTAGE = 30.0
 
 
-def test_broker_hung_for_30s_worker_survives_and_resumes(tmp_path: Path, worker_factory: Any) -> None:
-    broker = start_broker(tmp_path, 4)
+def test_broker_hung_for_30s_worker_survives_and_resumes(example_estate: ExampleEstate,
+                                                          worker_factory: Any) -> None:
+    broker, catalog = example_estate.broker, example_estate.catalog
     stopped = False
     try:
-        catalog = tmp_path / "services.yaml"
-        catalog.write_text(EXAMPLE_CATALOG)
-        messages = scenario(COMPONENTS, 2000, seed=11, now=time.time(), jitter=0.0)
+        messages = example_estate.messages(2000, seed=11)
         before, after = messages[:1000], messages[1000:]
         publish_messages(broker, before)
         worker = worker_factory(broker, catalog)
@@ -75,7 +63,7 @@ def test_broker_hung_for_30s_worker_survives_and_resumes(tmp_path: Path, worker_
         t1 = time.monotonic()
         publish_messages(broker, after)
         took = wait_counted(worker, len(messages), timeout=90) - (t1 - worker.started_at)
-        engine, _ = reference_engine(EXAMPLE_CATALOG, messages)
+        engine, _ = example_estate.reference(messages)
         samples = wait_equal([worker], engine, timeout=60)
         assert counted(samples) == len(messages)
         assert worker.alive() and worker.pid == pid and worker.starts == 1
@@ -83,13 +71,13 @@ def test_broker_hung_for_30s_worker_survives_and_resumes(tmp_path: Path, worker_
         assert status == 200
         print(f"all {len(after)} events published after SIGCONT counted {took:.1f} s later")
     finally:
-        if stopped and broker.pid is not None:
+        if stopped and broker.pid is not None:  # before the fixture stops the broker
             with contextlib.suppress(ProcessLookupError):
                 os.kill(broker.pid, signal.SIGCONT)
-        broker.stop()
 
 
-def test_stop_while_the_broker_is_gone_still_exits(tmp_path: Path, worker_factory: Any) -> None:
+def test_stop_while_the_broker_is_gone_still_exits(example_estate: ExampleEstate,
+                                                   worker_factory: Any) -> None:
     """SIGTERM with the broker dead: the worker exits within its stop deadline.
 
     Faust's stop waits for the broker (commit, LeaveGroup, flush) and retries forever;
@@ -98,16 +86,12 @@ def test_stop_while_the_broker_is_gone_still_exits(tmp_path: Path, worker_factor
     """
     from agents.cli.worker import EXIT_STOP_TIMEOUT, STOP_DEADLINE
 
-    broker = start_broker(tmp_path, 4)
-    try:
-        catalog = tmp_path / "services.yaml"
-        catalog.write_text(EXAMPLE_CATALOG)
-        messages = scenario(COMPONENTS, 500, seed=12, now=time.time(), jitter=0.0)
-        publish_messages(broker, messages)
-        worker = worker_factory(broker, catalog)
-        wait_counted(worker, len(messages), timeout=60)
-    finally:
-        broker.stop()
+    broker = example_estate.broker
+    messages = example_estate.messages(500, seed=12)
+    publish_messages(broker, messages)
+    worker = worker_factory(broker, example_estate.catalog)
+    wait_counted(worker, len(messages), timeout=60)
+    broker.stop()
     t0 = time.monotonic()
     assert worker.proc is not None
     worker.proc.send_signal(signal.SIGTERM)

@@ -31,15 +31,10 @@ from tests.fixtures_kafka import (
     reference_engine,
     scenario,
     start_broker,
+    union_scrape,
     wide_catalog,
 )
-from tests.reliability_helpers import (
-    RatePublisher,
-    service_names,
-    union_scrape,
-    wait_equal,
-    wait_for,
-)
+from tests.reliability_helpers import RatePublisher, service_names, wait_equal, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

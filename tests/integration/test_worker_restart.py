@@ -11,30 +11,17 @@ what an uninterrupted run gives (tests/integration/test_worker_pipeline.py).
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.fixtures_kafka import (
-    EXAMPLE_CATALOG,
-    EXAMPLE_COMPONENTS,
-    publish_messages,
-    reference_engine,
-    scenario,
-    start_broker,
-    wait_counted,
-    wait_matches,
-)
+from tests.fixtures_kafka import ExampleEstate, publish_messages, wait_counted, wait_matches
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.slow,
 ]
-
-COMPONENTS = EXAMPLE_COMPONENTS
-
 
 #: ``memory`` rebuilds the tables from the changelogs on start; ``rocksdb`` (the
 #: production store) reopens them from --data-dir and reads only the changelog's tail.
@@ -47,50 +34,42 @@ def _stored_on_disk(tmp_path: Path, store: str) -> None:
 
 
 @STORES
-def test_sigterm_halfway_then_restart(tmp_path: Path, worker_factory: Any, store: str) -> None:
-    broker = start_broker(tmp_path, 4)
-    try:
-        catalog = tmp_path / "services.yaml"
-        catalog.write_text(EXAMPLE_CATALOG)
-        messages = scenario(COMPONENTS, 1200, seed=4, now=time.time(), jitter=0.0)
-        half = len(messages) // 2
-        publish_messages(broker, messages[:half])
-        worker = worker_factory(broker, catalog, extra=["--store", store])
-        wait_counted(worker, half)
-        assert worker.stop(signal.SIGTERM) == 0, worker.log_tail()
+def test_sigterm_halfway_then_restart(tmp_path: Path, example_estate: ExampleEstate,
+                                      worker_factory: Any, store: str) -> None:
+    broker, catalog = example_estate.broker, example_estate.catalog
+    messages = example_estate.messages(1200, seed=4)
+    half = len(messages) // 2
+    publish_messages(broker, messages[:half])
+    worker = worker_factory(broker, catalog, extra=["--store", store])
+    wait_counted(worker, half)
+    assert worker.stop(signal.SIGTERM) == 0, worker.log_tail()
 
-        publish_messages(broker, messages[half:])
-        worker.start()
-        ready = worker.wait_ready()
-        assert ready < 15.0, f"restarted worker ready after {ready:.1f} s"
-        wait_counted(worker, len(messages))
-        engine, _ = reference_engine(EXAMPLE_CATALOG, messages)
-        wait_matches([worker], engine)
-        _stored_on_disk(tmp_path, store)
-    finally:
-        broker.stop()
+    publish_messages(broker, messages[half:])
+    worker.start()
+    ready = worker.wait_ready()
+    assert ready < 15.0, f"restarted worker ready after {ready:.1f} s"
+    wait_counted(worker, len(messages))
+    engine, _ = example_estate.reference(messages)
+    wait_matches([worker], engine)
+    _stored_on_disk(tmp_path, store)
 
 
 @STORES
-def test_sigkill_halfway_then_restart(tmp_path: Path, worker_factory: Any, store: str) -> None:
-    broker = start_broker(tmp_path, 4)
-    try:
-        catalog = tmp_path / "services.yaml"
-        catalog.write_text(EXAMPLE_CATALOG)
-        messages = scenario(COMPONENTS, 6000, seed=5, now=time.time(), jitter=0.0)
-        publish_messages(broker, messages)
-        worker = worker_factory(broker, catalog, extra=["--store", store])
-        wait_counted(worker, len(messages) // 3)
-        worker.stop(signal.SIGKILL)
+def test_sigkill_halfway_then_restart(tmp_path: Path, example_estate: ExampleEstate,
+                                      worker_factory: Any, store: str) -> None:
+    broker, catalog = example_estate.broker, example_estate.catalog
+    messages = example_estate.messages(6000, seed=5)
+    publish_messages(broker, messages)
+    worker = worker_factory(broker, catalog, extra=["--store", store])
+    wait_counted(worker, len(messages) // 3)
+    worker.stop(signal.SIGKILL)
 
-        worker.start()
-        worker.wait_ready(timeout=40)
-        wait_counted(worker, len(messages), timeout=60)
-        engine, _ = reference_engine(EXAMPLE_CATALOG, messages)
-        samples = wait_matches([worker], engine, timeout=60)
-        # Exact counts: nothing counted twice although Kafka redelivered after the kill.
-        total = sum(v for k, v in samples.items() if k[0] == "slawatch_events_total")
-        assert total == len(messages)
-        _stored_on_disk(tmp_path, store)
-    finally:
-        broker.stop()
+    worker.start()
+    worker.wait_ready(timeout=40)
+    wait_counted(worker, len(messages), timeout=60)
+    engine, _ = example_estate.reference(messages)
+    samples = wait_matches([worker], engine, timeout=60)
+    # Exact counts: nothing counted twice although Kafka redelivered after the kill.
+    total = sum(v for k, v in samples.items() if k[0] == "slawatch_events_total")
+    assert total == len(messages)
+    _stored_on_disk(tmp_path, store)

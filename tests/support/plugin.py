@@ -3,7 +3,7 @@ in pyproject.toml), so every test directory gets the same ones without copies.
 
 - ``engine_path``: run a module's engine tests on the C loops and on the Python ones.
 - ``kafka_broker`` / ``worker_factory``: a real tansu broker and real worker processes
-  (``tests/fixtures_kafka.py``).
+  (``tests/fixtures_kafka.py``); ``example_estate``: the example catalog on that broker.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fixtures_kafka import kafka_broker, worker_factory
+from tests.fixtures_kafka import example_estate, kafka_broker, worker_factory
 
-__all__ = ["engine_path", "kafka_broker", "worker_factory"]
+__all__ = ["engine_path", "example_estate", "kafka_broker", "worker_factory"]
 
 
 @pytest.fixture(scope="module", params=["c", "python"])

@@ -1,5 +1,6 @@
 """The arrows of docs/DESIGN.md hold: streams/ is pure, clients/ do not reach into the
-worker. Checked on the source (imports anywhere in a module, not only at its top)."""
+worker, nothing of slawatch imports the tests. Checked on the source (imports anywhere
+in a module, not only at its top)."""
 
 from __future__ import annotations
 
@@ -56,6 +57,15 @@ def test_streams_reads_no_clock(path: Path) -> None:
 @pytest.mark.parametrize("path", _modules("agents/clients"), ids=lambda p: p.name)
 def test_clients_do_not_import_the_worker(path: Path) -> None:
     bad = [m for m in _imports(path) if m.startswith("agents.worker")]
+    assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
+
+
+@pytest.mark.parametrize("path", _modules("streams") + _modules("agents"),
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_production_imports_nothing_of_the_tests(path: Path) -> None:
+    """Test-only code lives in tests/ (e.g. the crash points' hook,
+    tests/support/crashing_worker.py); an installed slawatch has no tests package."""
+    bad = [m for m in _imports(path) if m.split(".")[0] == "tests"]
     assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
 
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from streams import sla
 from streams.catalog import ServiceModel
 from streams.events import COMPONENT_ID, InvalidEvent, parse_event
-from streams.report import _WINDOW_NAMES, _WINDOW_SIZES, _window_availability
+from streams.report import _WINDOW_NAMES, _WINDOW_SIZES, window_availability
 from streams.requirements import (
     AllOf,
     AnyOf,
@@ -91,7 +91,7 @@ def test_window_availability_is_bit_identical(points: list[tuple[float, State]])
     tl = Timeline()
     for back, state in sorted(points, key=lambda p: -p[0]):
         tl.append_state(NOW - back, int(state))
-    assert _window_availability(tl, NOW) == _reference_availability(tl, NOW)
+    assert window_availability(tl, NOW) == _reference_availability(tl, NOW)
 
 
 @pytest.mark.parametrize("component", ["ok-1", "bad id", "", "x" * 201, "ü", "a/b@c:d"])

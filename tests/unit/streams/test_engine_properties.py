@@ -198,11 +198,9 @@ def test_counters_never_decrease_in_time_order(sc: Scenario) -> None:
     _assert_counters_grow_in_time_order(sc, lambda ev: sc.now)
 
 
-@ENGINE
-@given(sc=scenarios(allow_unknown=False), data=st.data())
-def test_f_pruning_mid_stream_changes_nothing(sc: Scenario, data: st.DataObject) -> None:
-    """prune(t) for any t <= now, interleaved with the stream, leaves the report at now
-    identical (every window reads at most 31 days back; gauges and counters alike)."""
+def _pruned_mid_stream(sc: Scenario, data: st.DataObject) -> Any:
+    """An engine fed ``sc``'s events one at a time, pruned at drawn moments between them
+    (at an event's ts, at now, or 40 days after the event, never after now), then at now."""
     engine = build_engine(sc.catalog, LATENESS)
     for e in sc.events:
         if data.draw(st.booleans(), label="prune?"):
@@ -210,6 +208,15 @@ def test_f_pruning_mid_stream_changes_nothing(sc: Scenario, data: st.DataObject)
             engine.prune(min(when, sc.now))
         apply_all(engine, [e])
     engine.prune(sc.now)
+    return engine
+
+
+@ENGINE
+@given(sc=scenarios(allow_unknown=False), data=st.data())
+def test_f_pruning_mid_stream_changes_nothing(sc: Scenario, data: st.DataObject) -> None:
+    """prune(t) for any t <= now, interleaved with the stream, leaves the report at now
+    identical (every window reads at most 31 days back; gauges and counters alike)."""
+    engine = _pruned_mid_stream(sc, data)
     report = engine.report(sc.now)
     ref = reference_report(RefCatalog.from_dict(sc.catalog), sc.events, sc.now, LATENESS)
     problems = diff_reports(ref, report)
@@ -341,13 +348,7 @@ def test_calendars_any_arrival_order_matches_reference(sc: Scenario) -> None:
 def test_calendars_pruning_and_restoring_change_nothing(sc: Scenario, data: st.DataObject) -> None:
     """Pruned mid-stream (counters carry the accounted outages) and round-tripped
     through bytes, the report at now still equals the reference."""
-    engine = build_engine(sc.catalog, LATENESS)
-    for e in sc.events:
-        if data.draw(st.booleans(), label="prune?"):
-            when = data.draw(st.sampled_from((e.ts, sc.now, e.ts + 40 * 86400.0)), label="when")
-            engine.prune(min(when, sc.now))
-        apply_all(engine, [e])
-    engine.prune(sc.now)
+    engine = _pruned_mid_stream(sc, data)
     restored = _round_trip(engine, sc.catalog)
     ref = reference_report(RefCatalog.from_dict(sc.catalog), sc.events, sc.now, LATENESS)
     for rep in (engine.report(sc.now), restored.report(sc.now)):

@@ -238,6 +238,67 @@ def test_randomised_against_fresh_reports() -> None:
     assert h.collector.component_lines.reused > 0
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_prepared_lines_equal_fresh_ones(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``prepare`` (what the worker does once ready) run in steps interleaved with
+    events, writes, the clock and scrapes: every scrape is a fresh report's text."""
+    from agents.exposition import collector as mod
+
+    monkeypatch.setattr(mod, "JOIN_KEYS", 3)  # several chunks, several steps each
+    rng = random.Random(seed)
+    h = Harness(14)
+    steps = None
+    for _ in range(80):
+        r = rng.random()
+        if r < 0.4:
+            comp = f"c{rng.randrange(14)}"
+            state = rng.choice([State.UP, State.UP, State.DOWN, State.MAINTENANCE])
+            ts = h.now - rng.choice([0.0, 1.0, 30.0, 299.0, 300.0, 3000.0, 2 * DAY])
+            h.apply(comp, state, ts, flush=rng.random() < 0.7)
+        elif r < 0.5:
+            h.flush()
+        elif r < 0.6:
+            h.now += rng.choice([0.0, 0.5, 60.0, 300.0, 3600.0, DAY, 8 * DAY])
+        elif r < 0.7 and rng.random() < 0.3:
+            # a restart: a new runtime over the same stored bytes, nothing decoded
+            h.flush()
+            old = h.rt
+            h.rt = FakeRuntime(WorkerSettings(), old.catalog)
+            h.rt.bind_tables(old.components.table, old.services.table)
+            h.collector = SlawatchCollector(h.rt, clock=lambda: h.now)
+            steps = None
+        if steps is None and rng.random() < 0.3:
+            steps = h.collector.prepare(step=rng.choice([1, 2, 5, 100]))
+        if steps is not None:
+            for _ in range(rng.randrange(4)):
+                if next(steps, StopIteration) is StopIteration:
+                    steps = None
+                    break
+        if rng.random() < 0.4:
+            h.check()
+    h.check()
+
+
+def test_prepare_then_scrape_reuses_everything_constant() -> None:
+    h = Harness(20)
+    for i in range(20):
+        h.apply(f"c{i}", State.UP, T0 - 100 - i)
+    h.apply("c3", State.DOWN, T0 - 2 * DAY)
+    old = h.rt
+    h.rt = FakeRuntime(WorkerSettings(), old.catalog)  # restarted: bytes only
+    h.rt.bind_tables(old.components.table, old.services.table)
+    h.collector = SlawatchCollector(h.rt, clock=lambda: h.now)
+    assert not h.rt.components._cache
+    for _ in h.collector.prepare(step=4):
+        pass
+    assert len(h.rt.components._cache) == 20  # decoded ahead
+    h.now += 1.0
+    h.check()
+    keys = len(h.rt.owned_sorted("components"))
+    assert h.collector.component_lines.reused == keys  # all proved constant ahead
+    assert h.collector.service_lines.reused > 0
+
+
 def test_chunks_join_to_the_text() -> None:
     h = Harness(5)
     h.apply("c0", State.DOWN, T0 - 60)

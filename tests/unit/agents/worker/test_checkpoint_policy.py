@@ -113,3 +113,71 @@ def test_a_failed_send_stops_the_checkpoint_before_it_writes() -> None:
     calls, consumer, exc = asyncio.run(scenario())
     assert calls == [] and isinstance(exc, OSError)
     assert consumer._send_error is exc and consumer.tracked == []
+
+
+def test_the_cost_of_a_checkpoint_runs_until_its_writes_are_acknowledged() -> None:
+    """The wait before the next checkpoint grows with how long the writes took to reach
+    the broker, not only with the hand-off to the producer."""
+    import asyncio
+
+    async def scenario() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        acked = loop.create_future()
+
+        async def write() -> list[object]:
+            return [acked]
+
+        cp = _Checkpoint(write, 0.5)
+        cp.unsaved.append(("tp", 10, 10, None))  # type: ignore[arg-type]
+        loop.call_later(0.2, acked.set_result, None)
+        consumer = _Consumer()
+        await batching.BatchConsumer.checkpoint(consumer, cp)  # type: ignore[arg-type]
+        handed = cp.cost
+        await acked
+        await asyncio.sleep(0)  # the done callbacks
+        return handed, cp.cost
+
+    handed, cost = asyncio.run(scenario())
+    assert handed < 0.1 and 0.2 <= cost < 5.0
+    cp = _cp(cost=cost)
+    assert not cp.due(100.0 + 0.5)  # the interval alone is up, the cost's wait is not
+    assert cp.due(100.0 + batching.COST_FACTOR * cost)
+
+
+def test_a_partitions_batches_become_committable_together() -> None:
+    """All batches of a partition since the last checkpoint are one entry in flight
+    (a slow write must not fill MAX_INFLIGHT with batches waiting on it), at the last
+    batch's end; a batch whose send failed still fails that entry."""
+    import asyncio
+
+    async def scenario() -> tuple[list[tuple[object, int]], list[object]]:
+        loop = asyncio.get_running_loop()
+        failed = loop.create_future()
+        failed.set_exception(OSError("lost"))
+        ok = loop.create_future()
+        ok.set_result(None)
+        tracked_futs: list[object] = []
+
+        async def write() -> list[object]:
+            return []
+
+        cp = _Checkpoint(write, 0.5)
+        for end in range(1, 40):
+            cp.unsaved.append(("a", end * 10, 10, ok))  # type: ignore[arg-type]
+        cp.unsaved.append(("b", 5, 5, failed))  # type: ignore[arg-type]
+        cp.unsaved.append(("b", 9, 4, None))  # type: ignore[arg-type]
+        consumer = _Consumer()
+        consumer._expect = {"a": 0, "b": 0}
+
+        def track(tp: object, end: int, count: int, fut: object) -> None:
+            consumer.tracked.append((tp, end))
+            tracked_futs.append(fut)
+
+        consumer._track = track  # type: ignore[method-assign]
+        await batching.BatchConsumer.checkpoint(consumer, cp)  # type: ignore[arg-type]
+        return consumer.tracked, tracked_futs
+
+    tracked, futs = asyncio.run(scenario())
+    assert tracked == [("a", 390), ("b", 9)]
+    assert futs[0] is None  # nothing written, every send done: committable at once
+    assert futs[1] is not None and futs[1].exception() is not None  # type: ignore[attr-defined]

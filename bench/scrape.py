@@ -1,0 +1,243 @@
+"""The first /metrics scrape after a start, at production scale, in one process.
+
+A worker that starts holds its trackers only as the bytes its tables recovered; the
+first scrape decodes each, computes every service's and component's values and writes
+~1.1M series. This bench builds that state without Kafka (the same catalog and events
+as ``bench/throughput.py --scale``, applied by the engine, encoded as the tables store
+them), then times, in the same run and alternating:
+
+- ``first``: ``render`` on a runtime that has just "recovered" (nothing decoded yet);
+- ``warm``:  the scrape right after it (what is reused from the first);
+- ``baseline``: the same families through prometheus_client (``rt.report(now)`` and
+  ``generate_latest`` over the generic families of tests/support/metrics.py), the
+  independent rendering the unit tests compare with.
+
+Times are the process's CPU seconds (``time.process_time``): the machine is shared, and
+wall time swings with the other jobs' load. Every scrape's text is checked equal to the
+baseline's, byte for byte.
+
+    .venv/bin/python bench/scrape.py [--components 100000 --services 10000 --rounds 3]
+    .venv/bin/python bench/scrape.py --profile out.svg   # py-spy record of first scrapes
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import orjson  # noqa: E402
+from prometheus_client import CollectorRegistry  # noqa: E402
+from prometheus_client.exposition import generate_latest  # noqa: E402
+
+from agents.exposition.collector import make_registry, render  # noqa: E402
+from agents.process import gcpolicy  # noqa: E402
+from agents.settings import WorkerSettings  # noqa: E402
+from agents.worker.runtime import Runtime  # noqa: E402
+from agents.worker.state import PartitionStats, encode_component, encode_service  # noqa: E402
+from bench.throughput import make_catalog, make_events  # noqa: E402
+from streams.catalog import Catalog, parse_catalog  # noqa: E402
+from streams.engine import Engine  # noqa: E402
+from tests.support.metrics import families  # noqa: E402
+
+NL = b"\n"
+
+
+class _Store(dict[str, bytes]):
+    def set_persisted_offset(self, tp: Any, offset: int) -> None:
+        pass
+
+
+class _Topic:
+    def get_topic_name(self) -> str:
+        return "bench-changelog"
+
+
+class _Table:
+    """What TrackerTable reads of a Faust table: ``data`` and a changelog topic."""
+
+    def __init__(self, data: dict[str, bytes]) -> None:
+        self.data = _Store(data)
+        self.changelog_topic = _Topic()
+
+
+class _Runtime(Runtime):
+    """Every partition owned, recovered and ready."""
+
+    def owned_services(self) -> list[str]:
+        return list(self.catalog.services)
+
+    def owned_components(self) -> list[str]:
+        return list(self.catalog.components)
+
+    def owned_stats(self) -> list[PartitionStats]:
+        return []
+
+    def ready(self) -> bool:
+        return True
+
+
+def build_state(nc: int, ns: int, now: float) -> tuple[Catalog, dict[str, bytes], dict[str, bytes]]:
+    """The catalog and the stored bytes of every tracker after the --scale events."""
+    catalog = parse_catalog(orjson.loads(make_catalog(nc, ns, 1, 0)), "bench")
+    msgs = make_events(nc * 2, nc, 0.2, now - 7200, seed=2)
+    msgs += [(f"c{i}".encode(), orjson.dumps({"component": f"c{i}", "state": "up",
+                                              "ts": now - 60})) for i in range(nc)]
+    engine = Engine(catalog, allowed_lateness=600.0)
+    raws = [v for _, v in msgs]
+    for k in range(0, len(raws), 2000):
+        engine.apply_raw_many(raws[k:k + 2000], now)
+    comps = {k: encode_component(t) for k, t in engine.components.items()}
+    svcs = {k: encode_service(t) for k, t in engine.services.items()}
+    return catalog, comps, svcs
+
+
+def fresh_runtime(catalog: Catalog, comps: dict[str, bytes], svcs: dict[str, bytes]) -> _Runtime:
+    rt = _Runtime(WorkerSettings(), catalog)
+    rt.bind_tables(_Table(comps), _Table(svcs))
+    rt.counters.catalog_loaded_at = 0.0  # the same text for every runtime of the run
+    return rt
+
+
+class _Families:
+    def __init__(self, report: Any) -> None:
+        self.report = report
+
+    def collect(self) -> Any:
+        return families(self.report)
+
+
+def baseline(rt: _Runtime, now: float) -> bytes:
+    """The families through prometheus_client (the collector's worker families first,
+    as ``render`` writes them)."""
+    head = generate_latest(make_registry(rt))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(rt.report(now)))  # type: ignore[arg-type]
+    body = generate_latest(registry)
+    # render: worker families, then services, components, events; generate_latest
+    # writes the report's families in the spec's order (events first): reorder.
+    return head + _reorder(body)
+
+
+def _reorder(body: bytes) -> bytes:
+    """Move the event families (written first by ``families``) to the end."""
+    marker = b"# HELP slawatch_service_"
+    i = body.index(marker)
+    return body[i:] + body[:i]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--components", type=int, default=100_000)
+    ap.add_argument("--services", type=int, default=10_000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--modes", nargs="+", default=["restart", "decoded", "prepared"],
+                    choices=["restart", "decoded", "prepared"],
+                    help="which first scrapes to time: after a restart (trackers as stored "
+                         "bytes), after the events (decoded), after the worker's prepare")
+    ap.add_argument("--no-baseline", action="store_true", help="skip prometheus_client")
+    ap.add_argument("--profile", metavar="SVG",
+                    help="py-spy record this process during the scrapes (.svg: a flame graph, "
+                         "else collapsed stacks)")
+    opts = ap.parse_args()
+    gcpolicy.apply()  # the worker's thresholds (agents/cli/worker.py)
+    now = time.time()
+    t0 = time.perf_counter()
+    catalog, comps, svcs = build_state(opts.components, opts.services, now)
+    print(f"state: {len(comps):,} component and {len(svcs):,} service trackers stored "
+          f"({time.perf_counter() - t0:.1f} s to build)")
+    spy = None
+    if opts.profile:
+        # py-spy from the venv's bin (dev extras); raw (collapsed stacks) if not .svg
+        exe = Path(sys.executable).with_name("py-spy")
+        fmt = "flamegraph" if opts.profile.endswith(".svg") else "raw"
+        spy = subprocess.Popen([str(exe), "record", "-r", "200", "-f", fmt, "-o", opts.profile,
+                                "--pid", str(os.getpid())])
+        time.sleep(1.0)
+    times: dict[str, list[float]] = {m: [] for m in opts.modes}
+    times.update({"warm": [], "baseline": []})
+    if "prepared" in opts.modes:
+        times.update({"prepare": [], "prepare step (longest)": []})
+    expected: bytes | None = None
+    for r in range(opts.rounds):
+        texts = []
+        for mode in opts.modes:
+            rt = fresh_runtime(catalog, comps, svcs)
+            if mode == "decoded":
+                # As the pipeline leaves them after the events: every tracker decoded.
+                for key in comps:
+                    rt.components.get(key)
+                for key in svcs:
+                    rt.services.get(key)
+            registry = make_registry(rt)
+            collector = registry.slawatch_collector  # type: ignore[attr-defined]
+            collector.clock = lambda: now
+            gc.collect()
+            if mode == "prepared":
+                # As the worker does once ready: prepare in steps, then the first scrape.
+                steps = []
+                t = time.process_time()
+                for _ in collector.prepare():
+                    steps.append(time.process_time() - t)
+                    t = time.process_time()
+                times["prepare"].append(sum(steps))
+                times["prepare step (longest)"].append(max(steps))
+                gc.collect()
+            t = time.process_time()
+            first, _ = render(registry)
+            times[mode].append(time.process_time() - t)
+            texts.append(first)
+            if mode == "decoded":
+                t = time.process_time()
+                warm, _ = render(registry)
+                times["warm"].append(time.process_time() - t)
+                texts.append(warm)
+            del rt, registry
+        if not opts.no_baseline and not spy:
+            rt = fresh_runtime(catalog, comps, svcs)
+            gc.collect()
+            t = time.process_time()
+            expected = baseline(rt, now)
+            times["baseline"].append(time.process_time() - t)
+            del rt
+        if expected is not None and any(x != expected for x in texts):
+            print(f"round {r}: TEXT DIFFERS from prometheus_client's "
+                  f"({[len(x) for x in texts]} / {len(expected)} bytes)")
+            return 1
+        print(f"round {r}: " + "   ".join(f"{k} {v[-1] * 1000:5.0f} ms" for k, v in times.items()
+                                          if v)
+              + f"   ({len(first) / 1e6:.1f} MB, {first.count(NL):,} lines)")
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its output on Ctrl-C
+        spy.wait()
+    med = statistics.median
+    what = {"restart": "first scrape, trackers as stored bytes (after a restart)",
+            "prepared": "first scrape after the worker's prepare (from stored bytes)",
+            "prepare": "  the prepare itself, all steps",
+            "prepare step (longest)": "  its longest step (the event loop held)",
+            "decoded": "first scrape, trackers decoded (after the events)",
+            "warm": "the next scrape",
+            "baseline": "prometheus_client (rt.report + generate_latest)"}
+    print(f"\nCPU ms, median of {opts.rounds} (min-max); target for a first scrape < 1000 ms")
+    for k, v in times.items():
+        if v:
+            print(f"  {what[k]:<58} {med(v) * 1000:6.0f} ({min(v) * 1000:.0f}-{max(v) * 1000:.0f})")
+    if times["baseline"]:
+        b = med(times["baseline"])
+        print("  first scrapes = " + " / ".join(f"{med(times[m]) / b:.3f}" for m in opts.modes)
+              + " of prometheus_client's time; every text identical to it: yes")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
