@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -239,7 +239,7 @@ _SIZES_ASC = tuple(size for size, _ in _WINDOWS_BY_SIZE)
 _LOCAL_SUMS = 24
 
 
-def _local_sums(ts: list[float], st: list[int], j: int) -> tuple[list[float], list[float]]:
+def _local_sums(ts: Sequence[float], st: Sequence[int], j: int) -> tuple[list[float], list[float]]:
     """The prefix sums of up and down seconds at points ``0..j`` (``Timeline._build``'s
     ``_cu`` and ``_cd``: the same additions in the same order)."""
     up_i, down_i = _UP_I, _DOWN_I
@@ -296,7 +296,8 @@ def window_availability_many(timelines: Iterable[Timeline], now: float
         if ts[j] <= cut or (j == 0 and s == up_i):
             add(const[s])
             continue
-        cu = tl._cu
+        cu: Sequence[float] = tl._cu
+        cd: Sequence[float]
         if tl._valid < len(ts) or len(cu) != len(ts):  # tl._build() has work to do
             if j < _LOCAL_SUMS:
                 # A short history not summed yet (the first scrape after a start): the
