@@ -1,7 +1,8 @@
 """Decoded trackers over Faust tables of raw bytes, and per-partition counters.
 
-Table values are kept as the engine's serialized bytes (orjson of ``to_obj``) so the
-changelog and RocksDB hold a stable, inspectable format, but decoding a tracker for
+Table values are kept as the engine's serialized bytes (trackers: the binary records of
+``streams/record.py``; counters: orjson) so the changelog and RocksDB hold a stable,
+documented format, but decoding a tracker for
 every event would dominate the cost of the pipeline. ``TrackerTable`` therefore keeps a
 decoded object next to the exact bytes it came from: as long as the table still holds
 those bytes the object is the truth, and when recovery or a standby update replaced
