@@ -43,48 +43,14 @@ from prometheus_client.exposition import generate_latest  # noqa: E402
 from agents.exposition.collector import make_registry, render  # noqa: E402
 from agents.process import gcpolicy  # noqa: E402
 from agents.settings import WorkerSettings  # noqa: E402
-from agents.worker.runtime import Runtime  # noqa: E402
-from agents.worker.state import PartitionStats, encode_component, encode_service  # noqa: E402
+from agents.worker.state import encode_component, encode_service  # noqa: E402
 from bench.throughput import make_catalog, make_events  # noqa: E402
 from streams.catalog import Catalog, parse_catalog  # noqa: E402
 from streams.engine import Engine  # noqa: E402
+from tests.fake_tables import FakeRuntime, Table  # noqa: E402
 from tests.support.metrics import families  # noqa: E402
 
 NL = b"\n"
-
-
-class _Store(dict[str, bytes]):
-    def set_persisted_offset(self, tp: Any, offset: int) -> None:
-        pass
-
-
-class _Topic:
-    def get_topic_name(self) -> str:
-        return "bench-changelog"
-
-
-class _Table:
-    """What TrackerTable reads of a Faust table: ``data`` and a changelog topic."""
-
-    def __init__(self, data: dict[str, bytes]) -> None:
-        self.data = _Store(data)
-        self.changelog_topic = _Topic()
-
-
-class _Runtime(Runtime):
-    """Every partition owned, recovered and ready."""
-
-    def owned_services(self) -> list[str]:
-        return list(self.catalog.services)
-
-    def owned_components(self) -> list[str]:
-        return list(self.catalog.components)
-
-    def owned_stats(self) -> list[PartitionStats]:
-        return []
-
-    def ready(self) -> bool:
-        return True
 
 
 def build_state(nc: int, ns: int, now: float) -> tuple[Catalog, dict[str, bytes], dict[str, bytes]]:
@@ -102,9 +68,9 @@ def build_state(nc: int, ns: int, now: float) -> tuple[Catalog, dict[str, bytes]
     return catalog, comps, svcs
 
 
-def fresh_runtime(catalog: Catalog, comps: dict[str, bytes], svcs: dict[str, bytes]) -> _Runtime:
-    rt = _Runtime(WorkerSettings(), catalog)
-    rt.bind_tables(_Table(comps), _Table(svcs))
+def fresh_runtime(catalog: Catalog, comps: dict[str, bytes], svcs: dict[str, bytes]) -> FakeRuntime:
+    rt = FakeRuntime(WorkerSettings(), catalog)
+    rt.bind_tables(Table(comps), Table(svcs))
     rt.counters.catalog_loaded_at = 0.0  # the same text for every runtime of the run
     return rt
 
@@ -117,7 +83,7 @@ class _Families:
         return families(self.report)
 
 
-def baseline(rt: _Runtime, now: float) -> bytes:
+def baseline(rt: FakeRuntime, now: float) -> bytes:
     """The families through prometheus_client (the collector's worker families first,
     as ``render`` writes them)."""
     head = generate_latest(make_registry(rt))

@@ -16,7 +16,7 @@ of the worker when ready, before any event, is subtracted for the growth per cha
 from __future__ import annotations
 
 import argparse
-import random
+import itertools
 import sys
 import tempfile
 import time
@@ -25,32 +25,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import orjson
 
 from agents.clients.broker import EmbeddedBroker
 from agents.worker.partitioning import Partitioner
-from bench.throughput import Worker, make_catalog, publish, scale_run, wait_pipeline
+from bench.throughput import (
+    Worker,
+    iter_events,
+    make_catalog,
+    publish,
+    scale_run,
+    wait_pipeline,
+)
 
 
 def event_chunks(n: int, components: int, change_ratio: float, start: float, chunk: int,
                  seed: int = 1) -> Iterator[list[tuple[bytes, bytes]]]:
     """``throughput.make_events``, the same events, ``chunk`` at a time."""
-    rng = random.Random(seed)
-    state = ["up"] * components
-    out: list[tuple[bytes, bytes]] = []
-    span = 3600.0
-    for i in range(n):
-        c = rng.randrange(components)
-        if rng.random() < change_ratio:
-            state[c] = "down" if state[c] == "up" else "up"
-        ts = start + span * i / n
-        cid = f"c{c}"
-        out.append((cid.encode(), orjson.dumps({"component": cid, "state": state[c],
-                                                "ts": round(ts, 3), "source": "bench"})))
-        if len(out) == chunk:
-            yield out
-            out = []
-    if out:
+    events = iter_events(n, components, change_ratio, start, seed)
+    while out := list(itertools.islice(events, chunk)):
         yield out
 
 

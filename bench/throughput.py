@@ -55,6 +55,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -116,11 +117,12 @@ def make_shape_catalog(components: int, size: int, fanout: int) -> str:
     return orjson.dumps({"components": comps, "services": svcs}).decode()
 
 
-def make_events(n: int, components: int, change_ratio: float, start: float,
-                seed: int = 1) -> list[tuple[bytes, bytes]]:
+def iter_events(n: int, components: int, change_ratio: float, start: float,
+                seed: int = 1) -> Iterator[tuple[bytes, bytes]]:
+    """The storm, one (key, value) at a time over an hour of event time; a share
+    ``change_ratio`` of the events flip their component's state."""
     rng = random.Random(seed)
     state = ["up"] * components
-    out = []
     span = 3600.0
     for i in range(n):
         c = rng.randrange(components)
@@ -128,9 +130,13 @@ def make_events(n: int, components: int, change_ratio: float, start: float,
             state[c] = "down" if state[c] == "up" else "up"
         ts = start + span * i / n
         cid = f"c{c}"
-        out.append((cid.encode(), orjson.dumps({"component": cid, "state": state[c],
-                                                "ts": round(ts, 3), "source": "bench"})))
-    return out
+        yield cid.encode(), orjson.dumps({"component": cid, "state": state[c],
+                                          "ts": round(ts, 3), "source": "bench"})
+
+
+def make_events(n: int, components: int, change_ratio: float, start: float,
+                seed: int = 1) -> list[tuple[bytes, bytes]]:
+    return list(iter_events(n, components, change_ratio, start, seed))
 
 
 def publish(broker: EmbeddedBroker, topic: str, partitions: int,

@@ -1,8 +1,13 @@
-"""A stand-in for a Faust table (store dict + changelog topic name) for TrackerTable tests."""
+"""Stand-ins for a Faust table (store dict + changelog topic name) and for a worker's
+runtime that owns every partition, for TrackerTable and collector tests and the scrape
+benchmark."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from agents.worker.runtime import Runtime
+from agents.worker.state import PartitionStats
 
 
 class Store(dict[str, bytes]):
@@ -16,6 +21,24 @@ class Topic:
 
 
 class Table:
-    def __init__(self) -> None:
-        self.data = Store()
+    """What TrackerTable reads of a Faust table: ``data`` and a changelog topic."""
+
+    def __init__(self, data: dict[str, bytes] | None = None) -> None:
+        self.data = Store(data or {})
         self.changelog_topic = Topic()
+
+
+class FakeRuntime(Runtime):
+    """Every partition owned, recovered and ready; tables are plain dicts."""
+
+    def owned_services(self) -> list[str]:
+        return list(self.catalog.services)
+
+    def owned_components(self) -> list[str]:
+        return list(self.catalog.components)
+
+    def owned_stats(self) -> list[PartitionStats]:
+        return []
+
+    def ready(self) -> bool:
+        return True

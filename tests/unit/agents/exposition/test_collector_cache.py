@@ -18,34 +18,17 @@ import pytest
 
 from agents.exposition.collector import SlawatchCollector, render_chunks, render_report
 from agents.settings import WorkerSettings
-from agents.worker.runtime import Runtime
-from agents.worker.state import PartitionStats, encode_component
+from agents.worker.state import encode_component
 from streams.catalog import Catalog, parse_catalog
 from streams.component import ComponentTracker
 from streams.events import ComponentEvent
 from streams.report import component_lines_until, component_report
 from streams.service import ServiceTracker
 from streams.states import State
-from tests.fake_tables import Table
+from tests.fake_tables import FakeRuntime, Table
 
 T0 = 1_700_000_000.0
 DAY = 86400.0
-
-
-class FakeRuntime(Runtime):
-    """Every partition owned, always ready; tables are plain dicts."""
-
-    def owned_services(self) -> list[str]:
-        return list(self.catalog.services)
-
-    def owned_components(self) -> list[str]:
-        return list(self.catalog.components)
-
-    def owned_stats(self) -> list[PartitionStats]:
-        return []
-
-    def ready(self) -> bool:
-        return True
 
 
 def catalog(n: int, team: str = "t") -> Catalog:
