@@ -680,14 +680,18 @@ def latency_under_load(opts: argparse.Namespace) -> int:
                     if shape["partitions"] != wp else None)
         lat_catalog = work / "latency.yaml"
         lat_catalog.write_text(make_catalog(0, 0, 1, lat_n))
-        broker.create_topics({"latency-events": opts.partitions})
-        lw = Worker(broker, lat_catalog, work, opts.partitions, "bench-latency",
-                    events_topic="latency-events")
-        try:
-            lw.wait_ready()
-            latency_run(broker, lw, "latency-events", opts.latency_rate, 3.0, lat_n)  # warm-up
-            for r in range(max(1, opts.rounds)):
-                for loaded in (False, True):
+        for r in range(max(1, opts.rounds)):
+            for loaded in (False, True):
+                # A fresh latency worker and topic each time: on tansu a consumer's
+                # latency grows over a long run with no worker at all (README), which
+                # would make the later measurements slower than the first.
+                lat_topic = f"latency-events-{r}-{int(loaded)}"
+                broker.create_topics({lat_topic: opts.partitions})
+                lw = Worker(broker, lat_catalog, work, opts.partitions,
+                            f"bench-latency-{r}-{int(loaded)}", events_topic=lat_topic)
+                try:
+                    lw.wait_ready()
+                    latency_run(broker, lw, lat_topic, opts.latency_rate, 3.0, lat_n)  # warm-up
                     stop = threading.Event()
                     rates: list[float] = []
                     errors: list[str] = []
@@ -717,7 +721,7 @@ def latency_under_load(opts: argparse.Namespace) -> int:
                         th = threading.Thread(target=load, daemon=True)
                         th.start()
                         time.sleep(8.0)  # the load worker started and working off
-                    lat, missing = latency_run(broker, lw, "latency-events", opts.latency_rate,
+                    lat, missing = latency_run(broker, lw, lat_topic, opts.latency_rate,
                                                opts.latency_seconds, lat_n)
                     if th is not None:
                         stop.set()
@@ -732,8 +736,8 @@ def latency_under_load(opts: argparse.Namespace) -> int:
                     print(f"  round {r} {row[0]:<10}: p50 {row[1] * 1000:.0f} ms, p99 "
                           f"{row[2] * 1000:.0f} ms, max {row[3] * 1000:.0f} ms, {missing} not "
                           f"seen  {row[5]}", flush=True)
-        finally:
-            lw.stop()
+                finally:
+                    lw.stop()
     for kind in ("alone", "under load"):
         p99s = [r[2] for r in rows if r[0] == kind]
         print(f"p99 {kind:<10}: median {statistics.median(p99s) * 1000:.0f} ms "
