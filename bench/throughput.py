@@ -189,13 +189,17 @@ async def raw_getmany(bootstrap: str, topic: str, n: int) -> float:
 
 class Worker:
     def __init__(self, broker: EmbeddedBroker, catalog: Path, workdir: Path, partitions: int,
-                 app_id: str, events_topic: str = "component-events") -> None:
+                 app_id: str, events_topic: str = "component-events",
+                 tree: Path | None = None) -> None:
+        # ``tree``: another checkout (with its own .venv) whose worker to run instead
+        self.tree = tree or ROOT
+        python = str(self.tree / ".venv" / "bin" / "python") if tree else sys.executable
         self.segments_topic = f"{app_id}-segments"
         self.reroute_topic = f"{app_id}-component-events-rerouted"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = workdir / f"{app_id}.log"
-        cmd = [sys.executable, "-m", "agents.cli.main", "worker", "--broker", broker.url,
+        cmd = [python, "-m", "agents.cli.main", "worker", "--broker", broker.url,
                "--catalog", str(catalog), "--web-port", str(self.port), "--web-host", "127.0.0.1",
                "--data-dir", str(workdir / app_id), "--app-id", app_id,
                "--partitions", str(partitions), "--store", "memory", "--log-level", "warning",
@@ -211,7 +215,7 @@ class Worker:
                    "-o", spy, "--", *cmd]
         self.started = time.monotonic()
         with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            self.proc = subprocess.Popen(cmd, cwd=self.tree, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, env=env)
 
     def get(self, path: str, timeout: float = 10.0) -> bytes:
@@ -419,7 +423,13 @@ def main() -> int:
     ap.add_argument("--latency-under-load", action="append", default=[], metavar="FACTOR=VALUE",
                     help="measure (f) instead: latency alone and while this sweep point runs "
                          "at full speed on another worker (e.g. base, fanout=5)")
+    ap.add_argument("--latency-ab", metavar="TREE", type=Path,
+                    help="measure (c) only: this tree's worker against the worker of another "
+                         "checkout TREE (its own .venv), alternated --rounds times, same broker "
+                         "and the same measurement")
     opts = ap.parse_args()
+    if opts.latency_ab:
+        return latency_ab(opts)
     if opts.latency_under_load:
         return latency_under_load(opts)
     if opts.sweep:
@@ -676,14 +686,18 @@ def latency_under_load(opts: argparse.Namespace) -> int:
                     if shape["partitions"] != wp else None)
         lat_catalog = work / "latency.yaml"
         lat_catalog.write_text(make_catalog(0, 0, 1, lat_n))
-        broker.create_topics({"latency-events": opts.partitions})
-        lw = Worker(broker, lat_catalog, work, opts.partitions, "bench-latency",
-                    events_topic="latency-events")
-        try:
-            lw.wait_ready()
-            latency_run(broker, lw, "latency-events", opts.latency_rate, 3.0, lat_n)  # warm-up
-            for r in range(max(1, opts.rounds)):
-                for loaded in (False, True):
+        for r in range(max(1, opts.rounds)):
+            for loaded in (False, True):
+                # A fresh latency worker and topic each time: on tansu a consumer's
+                # latency grows over a long run with no worker at all (README), which
+                # would make the later measurements slower than the first.
+                lat_topic = f"latency-events-{r}-{int(loaded)}"
+                broker.create_topics({lat_topic: opts.partitions})
+                lw = Worker(broker, lat_catalog, work, opts.partitions,
+                            f"bench-latency-{r}-{int(loaded)}", events_topic=lat_topic)
+                try:
+                    lw.wait_ready()
+                    latency_run(broker, lw, lat_topic, opts.latency_rate, 3.0, lat_n)  # warm-up
                     stop = threading.Event()
                     rates: list[float] = []
                     errors: list[str] = []
@@ -713,7 +727,7 @@ def latency_under_load(opts: argparse.Namespace) -> int:
                         th = threading.Thread(target=load, daemon=True)
                         th.start()
                         time.sleep(8.0)  # the load worker started and working off
-                    lat, missing = latency_run(broker, lw, "latency-events", opts.latency_rate,
+                    lat, missing = latency_run(broker, lw, lat_topic, opts.latency_rate,
                                                opts.latency_seconds, lat_n)
                     if th is not None:
                         stop.set()
@@ -728,13 +742,54 @@ def latency_under_load(opts: argparse.Namespace) -> int:
                     print(f"  round {r} {row[0]:<10}: p50 {row[1] * 1000:.0f} ms, p99 "
                           f"{row[2] * 1000:.0f} ms, max {row[3] * 1000:.0f} ms, {missing} not "
                           f"seen  {row[5]}", flush=True)
-        finally:
-            lw.stop()
+                finally:
+                    lw.stop()
     for kind in ("alone", "under load"):
         p99s = [r[2] for r in rows if r[0] == kind]
         print(f"p99 {kind:<10}: median {statistics.median(p99s) * 1000:.0f} ms "
               f"({min(p99s) * 1000:.0f}-{max(p99s) * 1000:.0f}) over {len(p99s)} rounds "
               "(target < 250 ms under load)")
+    return 0
+
+
+def latency_ab(opts: argparse.Namespace) -> int:
+    """(c) alone on two workers, this checkout's and ``--latency-ab TREE``'s, alternated
+    ``--rounds`` times on one broker: the same measurement code for both, so a regression
+    shows against a baseline measured in the same run on the same machine load."""
+    lat_n = 50
+    tree = opts.latency_ab.resolve()
+    work = Path(tempfile.mkdtemp(prefix="slawatch-latab-"))
+    print(f"latency at {opts.latency_rate:,}/s for {opts.latency_seconds:.0f} s: {ROOT} "
+          f"(new) against {tree} (old); work dir {work}", flush=True)
+    rows: dict[str, list[tuple[float, float, float]]] = {"new": [], "old": []}
+    with EmbeddedBroker(log_path=work / "broker.log") as broker:
+        lat_catalog = work / "latency.yaml"
+        lat_catalog.write_text(make_catalog(0, 0, 1, lat_n))
+        for r in range(max(1, opts.rounds)):
+            order = ("new", "old") if r % 2 == 0 else ("old", "new")
+            for kind in order:
+                topic = f"latency-events-{kind}-{r}"
+                broker.create_topics({topic: opts.partitions})
+                w = Worker(broker, lat_catalog, work, opts.partitions, f"lat-{kind}-{r}",
+                           events_topic=topic, tree=None if kind == "new" else tree)
+                try:
+                    w.wait_ready()
+                    latency_run(broker, w, topic, opts.latency_rate, 3.0, lat_n)  # warm-up
+                    lat, missing = latency_run(broker, w, topic, opts.latency_rate,
+                                               opts.latency_seconds, lat_n)
+                finally:
+                    w.stop()
+                row = (pct(lat, 0.5), pct(lat, 0.99), max(lat, default=float("nan")))
+                rows[kind].append(row)
+                print(f"  round {r} {kind}: p50 {row[0] * 1000:.0f} ms, p99 {row[1] * 1000:.0f} ms, "
+                      f"max {row[2] * 1000:.0f} ms, {missing} not seen; load average "
+                      f"{os.getloadavg()[0]:.1f}", flush=True)
+    med = {k: statistics.median(x[1] for x in v) for k, v in rows.items()}
+    for kind, v in rows.items():
+        print(f"p99 {kind}: median {med[kind] * 1000:.0f} ms "
+              f"({min(x[1] for x in v) * 1000:.0f}-{max(x[1] for x in v) * 1000:.0f}); "
+              f"p50 median {statistics.median(x[0] for x in v) * 1000:.0f} ms")
+    print(f"p99 new / old: {med['new'] / med['old']:.2f}")
     return 0
 
 
