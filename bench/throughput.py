@@ -601,20 +601,8 @@ def sweep(opts: argparse.Namespace) -> int:
         for i, shape in enumerate(sweep_shapes()):  # i fixes the seed: a point's events
             if shape not in chosen:                 # are the same when run alone
                 continue
-            catalog = work / f"sweep-{i}.json"
-            catalog.write_text(make_shape_catalog(shape["components"], shape["size"],
-                                                  shape["fanout"]))
-            topic = f"sweep-{i}-events"
-            broker.create_topics({topic: shape["partitions"]})  # before the worker, as ops do
-            msgs = make_events(shape["events"], shape["components"], shape["change"],
-                               time.time() - 7200, seed=i + 1)
-            publish(broker, topic, shape["partitions"], msgs)
-            ends = input_end_offsets(broker, topic, shape["partitions"], msgs)
-            # Another count than the worker's: every message is forwarded once, and the
-            # pipeline is done when the re-route topic is read too.
-            wp = opts.worker_partitions or shape["partitions"]
-            rerouted = (input_end_offsets(broker, topic, wp, msgs)
-                        if shape["partitions"] != wp else None)
+            catalog, topic, msgs, wp, ends, rerouted = stage_point(
+                broker, work, f"sweep-{i}", shape, i, opts.worker_partitions)
             raws: list[float] = []
             pipes: list[float] = []
             rss = 0.0
@@ -654,6 +642,29 @@ def sweep(opts: argparse.Namespace) -> int:
     return 0
 
 
+def stage_point(broker: EmbeddedBroker, work: Path, name: str, shape: dict[str, Any],
+                index: int, worker_partitions: int
+                ) -> tuple[Path, str, list[tuple[bytes, bytes]], int, Any, Any]:
+    """A sweep point's catalog and backlog on the broker: the catalog file, the input
+    topic (made before the worker, as ops do), the events, the worker's partition count,
+    and the end offsets the pipeline must reach. ``index`` fixes the seed, so a point's
+    events are the same whichever run stages it. With another partition count than the
+    worker's every message is forwarded once, and the pipeline is done when the re-route
+    topic is read too (the last item; None when nothing is forwarded)."""
+    catalog = work / f"{name}.json"
+    catalog.write_text(make_shape_catalog(shape["components"], shape["size"], shape["fanout"]))
+    topic = f"{name}-events"
+    broker.create_topics({topic: shape["partitions"]})
+    msgs = make_events(shape["events"], shape["components"], shape["change"],
+                       time.time() - 7200, seed=index + 1)
+    publish(broker, topic, shape["partitions"], msgs)
+    ends = input_end_offsets(broker, topic, shape["partitions"], msgs)
+    wp = worker_partitions or shape["partitions"]
+    rerouted = (input_end_offsets(broker, topic, wp, msgs)
+                if shape["partitions"] != wp else None)
+    return catalog, topic, msgs, wp, ends, rerouted
+
+
 def latency_under_load(opts: argparse.Namespace) -> int:
     """(f): latency at ``--latency-rate`` on a worker of its own, first alone, then while
     sweep points (``--latency-under-load FACTOR=VALUE``, one shape) run at full speed
@@ -673,17 +684,8 @@ def latency_under_load(opts: argparse.Namespace) -> int:
           f"under load of: {_shape_label(shape)}; work dir {work}", flush=True)
     rows: list[tuple[str, float, float, float, int, str]] = []
     with EmbeddedBroker(log_path=work / "broker.log") as broker:
-        catalog = work / "load.json"
-        catalog.write_text(make_shape_catalog(shape["components"], shape["size"], shape["fanout"]))
-        topic = "load-events"
-        broker.create_topics({topic: shape["partitions"]})
-        msgs = make_events(shape["events"], shape["components"], shape["change"],
-                           time.time() - 7200, seed=index + 1)
-        publish(broker, topic, shape["partitions"], msgs)
-        ends = input_end_offsets(broker, topic, shape["partitions"], msgs)
-        wp = opts.worker_partitions or shape["partitions"]
-        rerouted = (input_end_offsets(broker, topic, wp, msgs)
-                    if shape["partitions"] != wp else None)
+        catalog, topic, msgs, wp, ends, rerouted = stage_point(
+            broker, work, "load", shape, index, opts.worker_partitions)
         lat_catalog = work / "latency.yaml"
         lat_catalog.write_text(make_catalog(0, 0, 1, lat_n))
         for r in range(max(1, opts.rounds)):
