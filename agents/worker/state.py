@@ -31,6 +31,7 @@ from streams.service import ServiceTracker
 from streams.unmapped import SpaceSaving, UnmappedTracker
 
 T = TypeVar("T")
+_Tr = TypeVar("_Tr", ComponentTracker, ServiceTracker)
 
 #: Components table key of a partition's counters. '#' cannot occur in a component id
 #: (CONTRACT §1), so these keys never collide with a tracker.
@@ -96,9 +97,9 @@ class PartitionStats:
     every record this partition dead-lettered is counted here; the ones after it may
     have been sent by a predecessor that crashed before its next checkpoint, so the
     worker that takes the partition reads them before it dead-letters anything
-    (``agents/worker/deadletters.py``). This record is written before the trackers of its batch, into the same
-    changelog partition, so if it survived a crash the counts it holds match what was
-    applied.
+    (``agents/worker/deadletters.py``). This record is written before the trackers of
+    its batch, into the same changelog partition, so if it survived a crash the counts
+    it holds match what was applied.
     """
 
     __slots__ = ("counts", "dlq", "marks", "unmapped")
@@ -176,28 +177,32 @@ def _compact(raw: bytes) -> bytes:
 # ``to_obj``: it is read as such, and rewritten in the new format when next changed.
 
 
-def encode_component(tracker: ComponentTracker) -> bytes:
+def _encode(tracker: ComponentTracker | ServiceTracker) -> bytes:
     out = record.Packer()
     return out.encode(tracker.to_record(out))
+
+
+def _decode(cls: type[_Tr], raw: bytes, what: str) -> _Tr:
+    if raw[:1] == b"{":
+        return cls.from_obj(orjson.loads(raw))
+    header, body = record.decode(raw, what)
+    return cls.from_record(header, body)
+
+
+def encode_component(tracker: ComponentTracker) -> bytes:
+    return _encode(tracker)
 
 
 def decode_component(raw: bytes) -> ComponentTracker:
-    if raw[:1] == b"{":
-        return ComponentTracker.from_obj(orjson.loads(raw))
-    header, body = record.decode(raw, "components table value")
-    return ComponentTracker.from_record(header, body)
+    return _decode(ComponentTracker, raw, "components table value")
 
 
 def encode_service(tracker: ServiceTracker) -> bytes:
-    out = record.Packer()
-    return out.encode(tracker.to_record(out))
+    return _encode(tracker)
 
 
 def decode_service(raw: bytes) -> ServiceTracker:
-    if raw[:1] == b"{":
-        return ServiceTracker.from_obj(orjson.loads(raw))
-    header, body = record.decode(raw, "services table value")
-    return ServiceTracker.from_record(header, body)
+    return _decode(ServiceTracker, raw, "services table value")
 
 
 def encode_stats(stats: PartitionStats) -> bytes:
