@@ -10,6 +10,7 @@ errors) describe the worker itself.
 
 from __future__ import annotations
 
+import itertools
 import math
 import operator
 import sys
@@ -109,23 +110,21 @@ class SlawatchCollector:
             return
         catalog = rt.catalog
         now = self.clock()
-        for table, keys in ((rt.components, rt.owned_sorted("components")),
-                            (rt.services, rt.owned_sorted("services"))):
+        components, services = rt.owned_sorted("components"), rt.owned_sorted("services")
+
+        def decode(table: TrackerTable[Any], keys: list[str]) -> Iterator[None]:
             get = table.get
             for k in range(0, len(keys), step):
                 for key in keys[k:k + step]:
                     get(key)
                 yield
-                if not rt.ready() or rt.catalog is not catalog:
-                    return
-        # A service's lines cost ~20 times a component's decoding: smaller steps.
-        for _ in self.service_lines.prepare(catalog, rt.services, rt.owned_sorted("services"),
-                                            now, max(1, step // 8)):
-            yield
-            if not rt.ready() or rt.catalog is not catalog:
-                return
-        for _ in self.component_lines.prepare(catalog, rt.components,
-                                              rt.owned_sorted("components"), now):
+
+        steps = itertools.chain(
+            decode(rt.components, components), decode(rt.services, services),
+            # A service's lines cost ~20 times a component's decoding: smaller steps.
+            self.service_lines.prepare(catalog, rt.services, services, now, max(1, step // 8)),
+            self.component_lines.prepare(catalog, rt.components, components, now))
+        for _ in steps:
             yield
             if not rt.ready() or rt.catalog is not catalog:
                 return
