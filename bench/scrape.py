@@ -18,6 +18,16 @@ baseline's, byte for byte.
 
     .venv/bin/python bench/scrape.py [--components 100000 --services 10000 --rounds 3]
     .venv/bin/python bench/scrape.py --profile out.svg   # py-spy record of first scrapes
+    .venv/bin/python bench/scrape.py --worker [--ab TREE] # over HTTP, in real workers
+
+``--worker`` measures the same scrapes over HTTP in real worker processes (an embedded
+broker, ``bench/throughput.py``'s worker), wall time of ``curl`` sending what a
+Prometheus scrape sends (``Accept-Encoding: gzip`` and its ``Accept``), in three
+situations per round: (1) a fresh worker that worked off the --scale backlog (300k
+events, every tracker changed after ready), (2) the same state after a restart, the
+first scrape ``--wait`` s after ready, (3) then a backlog of a down/up blip of every
+component (every tracker changed again since the prepare). With ``--ab TREE`` the
+worker of another checkout (its own .venv) runs the same rounds, alternated.
 """
 
 from __future__ import annotations
@@ -102,6 +112,109 @@ def _reorder(body: bytes) -> bytes:
     return body[i:] + body[:i]
 
 
+#: What a Prometheus 2.x/3.x scrape asks for (scrape/scrape.go), so the worker answers
+#: as it would answer Prometheus.
+PROMETHEUS_HEADERS = (
+    "Accept: application/openmetrics-text;version=1.0.0;q=0.5,"
+    "application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+    "Accept-Encoding: gzip",
+    "User-Agent: Prometheus/2.x",
+)
+
+
+def curl_scrape(url: str, timeout: float = 120.0) -> tuple[float, int]:
+    """(wall seconds, bytes on the wire) of one scrape by curl, which runs in its own
+    process (a client in this one would share its interpreter)."""
+    args = ["curl", "-sS", "--max-time", str(timeout), "-o", "/dev/null",
+            "-w", "%{time_total} %{size_download}"]
+    for h in PROMETHEUS_HEADERS:
+        args += ["-H", h]
+    wire = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout.split()
+    return float(wire[0]), int(wire[1])
+
+
+def worker_rounds(opts: argparse.Namespace) -> int:
+    """``--worker``: first scrapes over HTTP in real workers (see the module doc)."""
+    import tempfile
+
+    from agents.clients.broker import EmbeddedBroker
+    from bench.throughput import Worker, input_end_offsets, publish, wait_pipeline
+
+    nc, ns = opts.components, opts.services
+    work = Path(tempfile.mkdtemp(prefix="slawatch-scrape-"))
+    catalog = work / "scale.yaml"
+    catalog.write_text(make_catalog(nc, ns, 1, 0))
+    trees: list[tuple[str, Path | None]] = [("this", None)]
+    if opts.ab:
+        trees.append(("other", Path(opts.ab).resolve()))
+    rows: dict[tuple[str, str], list[float]] = {}
+    parts = 4
+
+    def scrapes(w: Worker, label: str, tree: str) -> None:
+        for k in ("first", "second"):
+            spy = None
+            if opts.profile:  # a directory here: the worker recorded during each scrape
+                out = Path(opts.profile) / f"{tree}-{label.replace(' ', '-')}-{k}.txt"
+                out.parent.mkdir(parents=True, exist_ok=True)
+                spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record",
+                                        "-r", "250", "-f", "raw", "-o", str(out), "--pid",
+                                        str(w.proc.pid)], stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL)
+                time.sleep(1.0)
+            t, size = curl_scrape(w.url + "/metrics")
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait()
+            rows.setdefault((tree, f"{label}, {k}"), []).append(t)
+            print(f"  {tree}: {label}, {k} scrape {t * 1000:.0f} ms ({size / 1e6:.1f} MB on "
+                  f"the wire; load {os.getloadavg()[0]:.1f})", flush=True)
+
+    with EmbeddedBroker(log_path=work / "broker.log") as broker:
+        for r in range(opts.rounds):
+            for tree, path in (trees if r % 2 == 0 else trees[::-1]):
+                app = f"scrape-{tree}-{r}"
+                topic = f"{app}-events"
+                broker.create_topics({topic: parts})
+                now = time.time()
+                msgs = make_events(nc * 2, nc, 0.2, now - 7200, seed=2)
+                msgs += [(f"c{i}".encode(), orjson.dumps({"component": f"c{i}", "state": "up",
+                                                          "ts": now - 60})) for i in range(nc)]
+                publish(broker, topic, parts, msgs)
+                ends = input_end_offsets(broker, topic, parts, msgs)
+                # (1) a fresh worker: ready at once, then the backlog changes every tracker
+                w = Worker(broker, catalog, work, parts, app, events_topic=topic, tree=path)
+                try:
+                    w.wait_ready(300)
+                    wait_pipeline(w, topic, w.segments_topic, ends, timeout=1800)
+                    scrapes(w, "after the start's backlog", tree)
+                finally:
+                    w.stop()
+                # (2) restarted: the state recovered, prepared once ready
+                w = Worker(broker, catalog, work, parts, app, events_topic=topic, tree=path)
+                try:
+                    ready = w.wait_ready(300)
+                    time.sleep(opts.wait)
+                    print(f"  {tree}: restarted, ready after {ready:.1f} s", flush=True)
+                    scrapes(w, "after a restart", tree)
+                    # (3) a blip of every component: every tracker changed since the prepare
+                    t = time.time()
+                    blip = [(f"c{i}".encode(), orjson.dumps(
+                        {"component": f"c{i}", "state": s, "ts": t - dt}))
+                        for i in range(nc) for s, dt in (("down", 30), ("up", 25))]
+                    publish(broker, topic, parts, blip)
+                    ends2 = input_end_offsets(broker, topic, parts, msgs + blip)
+                    wait_pipeline(w, topic, w.segments_topic, ends2, timeout=1800)
+                    scrapes(w, "after a backlog since", tree)
+                finally:
+                    w.stop()
+    print(f"\nwall ms of curl scrapes (Prometheus's headers), median (min-max) of {opts.rounds}")
+    med = statistics.median
+    for (tree, label), v in rows.items():
+        print(f"  {tree:<6} {label:<40} {med(v) * 1000:6.0f} ({min(v) * 1000:.0f}-"
+              f"{max(v) * 1000:.0f})")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--components", type=int, default=100_000)
@@ -114,8 +227,16 @@ def main() -> int:
     ap.add_argument("--no-baseline", action="store_true", help="skip prometheus_client")
     ap.add_argument("--profile", metavar="SVG",
                     help="py-spy record this process during the scrapes (.svg: a flame graph, "
-                         "else collapsed stacks)")
+                         "else collapsed stacks); with --worker a directory: each worker "
+                         "during each scrape")
+    ap.add_argument("--worker", action="store_true",
+                    help="over HTTP in real workers instead (see above)")
+    ap.add_argument("--ab", metavar="TREE", help="--worker: also another checkout's worker")
+    ap.add_argument("--wait", type=float, default=15.0,
+                    help="--worker: seconds after ready of a restarted worker's first scrape")
     opts = ap.parse_args()
+    if opts.worker:
+        return worker_rounds(opts)
     gcpolicy.apply()  # the worker's thresholds (agents/cli/worker.py)
     now = time.time()
     t0 = time.perf_counter()

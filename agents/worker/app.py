@@ -212,23 +212,43 @@ def build_app(settings: WorkerSettings, catalog: Catalog) -> Built:
         # every owned tracker and prove which lines stay constant in one go on the
         # event loop (100k components / 10k services: seconds, a stall of the
         # pipeline and a scrape near its timeout). Done here once the worker is
-        # ready, a slice at a time between which the loop runs the rest.
+        # ready, a slice at a time between which the loop runs the rest. Later, what
+        # batches changed is looked at again (``refresh``) once the pipeline is idle:
+        # after a backlog, the first scrape would otherwise redo it all at once.
         import asyncio
 
         collector: SlawatchCollector = registry.slawatch_collector  # type: ignore[attr-defined]
         done: tuple[Catalog | None, frozenset[int]] = (None, frozenset())
+
+        def versions() -> object:
+            # They move at every write of either stage's batches (TrackerTable.versions).
+            return (rt.components.versions(), rt.services.versions())
+
+        seen: object = None  # the versions the last pass began at
+        last: object = None  # the versions at the last poll
         while True:
             await asyncio.sleep(PREPARE_POLL_SECONDS)
+            now_versions = versions()
+            idle, last = now_versions == last, now_versions
             if not rt.ready():
                 continue
             catalog = rt.catalog
             parts = frozenset(rt.owned_partitions())
             if done[0] is catalog and done[1] == parts:
+                if now_versions == seen or not idle:
+                    continue  # nothing written since, or the pipeline is busy: later
+                for _ in collector.refresh():
+                    await asyncio.sleep(0)
+                    if versions() != now_versions:
+                        break  # a batch was written: events go first, the rest later
+                else:
+                    seen = now_versions
                 continue
             for _ in collector.prepare():
                 await asyncio.sleep(0)
             if rt.ready() and rt.catalog is catalog:
                 done = (catalog, parts)
+                seen = now_versions
 
     # Registered by calls, not decorators: Faust's decorators are untyped.
     app.task(_declare_outputs)
