@@ -22,12 +22,14 @@ baseline's, byte for byte.
 
 ``--worker`` measures the same scrapes over HTTP in real worker processes (an embedded
 broker, ``bench/throughput.py``'s worker), wall time of ``curl`` sending what a
-Prometheus scrape sends (``Accept-Encoding: gzip`` and its ``Accept``), in three
-situations per round: (1) a fresh worker that worked off the --scale backlog (300k
-events, every tracker changed after ready), (2) the same state after a restart, the
-first scrape ``--wait`` s after ready, (3) then a backlog of a down/up blip of every
-component (every tracker changed again since the prepare). With ``--ab TREE`` the
-worker of another checkout (its own .venv) runs the same rounds, alternated.
+Prometheus scrape sends (``Accept-Encoding: gzip`` and its ``Accept``; a third
+scrape without gzip), in three situations per round: (1) a fresh worker that worked
+off the --scale backlog (300k events, every tracker changed after ready), (2) the same
+state after a restart, the first scrape ``--wait`` s after ready, (3) then a backlog
+of a down/up blip of every component (every tracker changed again since the prepare).
+After a backlog the first scrape comes ``--backlog-wait`` s after it was worked off.
+With ``--ab TREE`` the worker of another checkout (its own .venv) runs the same rounds,
+alternated.
 """
 
 from __future__ import annotations
@@ -122,13 +124,15 @@ PROMETHEUS_HEADERS = (
 )
 
 
-def curl_scrape(url: str, timeout: float = 120.0) -> tuple[float, int]:
+def curl_scrape(url: str, timeout: float = 120.0, gzip: bool = True) -> tuple[float, int]:
     """(wall seconds, bytes on the wire) of one scrape by curl, which runs in its own
-    process (a client in this one would share its interpreter)."""
+    process (a client in this one would share its interpreter); without ``gzip``, as
+    a client that does not accept it."""
     args = ["curl", "-sS", "--max-time", str(timeout), "-o", "/dev/null",
             "-w", "%{time_total} %{size_download}"]
     for h in PROMETHEUS_HEADERS:
-        args += ["-H", h]
+        if gzip or not h.startswith("Accept-Encoding"):
+            args += ["-H", h]
     wire = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout.split()
     return float(wire[0]), int(wire[1])
 
@@ -151,7 +155,7 @@ def worker_rounds(opts: argparse.Namespace) -> int:
     parts = 4
 
     def scrapes(w: Worker, label: str, tree: str) -> None:
-        for k in ("first", "second"):
+        for k in ("first", "second", "third, no gzip"):
             spy = None
             if opts.profile:  # a directory here: the worker recorded during each scrape
                 out = Path(opts.profile) / f"{tree}-{label.replace(' ', '-')}-{k}.txt"
@@ -161,7 +165,7 @@ def worker_rounds(opts: argparse.Namespace) -> int:
                                         str(w.proc.pid)], stdout=subprocess.DEVNULL,
                                        stderr=subprocess.DEVNULL)
                 time.sleep(1.0)
-            t, size = curl_scrape(w.url + "/metrics")
+            t, size = curl_scrape(w.url + "/metrics", gzip=not k.endswith("no gzip"))
             if spy is not None:
                 spy.send_signal(signal.SIGINT)
                 spy.wait()
@@ -186,6 +190,7 @@ def worker_rounds(opts: argparse.Namespace) -> int:
                 try:
                     w.wait_ready(300)
                     wait_pipeline(w, topic, w.segments_topic, ends, timeout=1800)
+                    time.sleep(opts.backlog_wait)
                     scrapes(w, "after the start's backlog", tree)
                 finally:
                     w.stop()
@@ -204,6 +209,7 @@ def worker_rounds(opts: argparse.Namespace) -> int:
                     publish(broker, topic, parts, blip)
                     ends2 = input_end_offsets(broker, topic, parts, msgs + blip)
                     wait_pipeline(w, topic, w.segments_topic, ends2, timeout=1800)
+                    time.sleep(opts.backlog_wait)
                     scrapes(w, "after a backlog since", tree)
                 finally:
                     w.stop()
@@ -234,6 +240,9 @@ def main() -> int:
     ap.add_argument("--ab", metavar="TREE", help="--worker: also another checkout's worker")
     ap.add_argument("--wait", type=float, default=15.0,
                     help="--worker: seconds after ready of a restarted worker's first scrape")
+    ap.add_argument("--backlog-wait", type=float, default=5.0,
+                    help="--worker: seconds after a backlog was worked off of the first "
+                         "scrape (Prometheus's come at any phase of its interval)")
     opts = ap.parse_args()
     if opts.worker:
         return worker_rounds(opts)

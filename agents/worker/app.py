@@ -216,6 +216,7 @@ def build_app(settings: WorkerSettings, catalog: Catalog) -> Built:
         # batches changed is looked at again (``refresh``) once the pipeline is idle:
         # after a backlog, the first scrape would otherwise redo it all at once.
         import asyncio
+        import time
 
         collector: SlawatchCollector = registry.slawatch_collector  # type: ignore[attr-defined]
         done: tuple[Catalog | None, frozenset[int]] = (None, frozenset())
@@ -237,12 +238,15 @@ def build_app(settings: WorkerSettings, catalog: Catalog) -> Built:
             if done[0] is catalog and done[1] == parts:
                 if now_versions == seen or not idle:
                     continue  # nothing written since, or the pipeline is busy: later
+                t0 = time.perf_counter()
                 for _ in collector.refresh():
                     await asyncio.sleep(0)
                     if versions() != now_versions:
+                        log.debug("scrape refresh: interrupted by a batch")
                         break  # a batch was written: events go first, the rest later
                 else:
                     seen = now_versions
+                    log.debug("scrape refresh: done in %.3f s", time.perf_counter() - t0)
                 continue
             for _ in collector.prepare():
                 await asyncio.sleep(0)
