@@ -42,6 +42,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,7 @@ from prometheus_client.exposition import generate_latest  # noqa: E402
 from agents.exposition.collector import make_registry, render  # noqa: E402
 from agents.process import gcpolicy  # noqa: E402
 from agents.settings import WorkerSettings  # noqa: E402
-from agents.worker.state import encode_component, encode_service  # noqa: E402
+from agents.worker.state import TrackerTable, encode_component, encode_service  # noqa: E402
 from bench.throughput import make_catalog, make_events  # noqa: E402
 from streams.catalog import Catalog, parse_catalog  # noqa: E402
 from streams.engine import Engine  # noqa: E402
@@ -65,19 +66,26 @@ from tests.support.metrics import families  # noqa: E402
 NL = b"\n"
 
 
-def build_state(nc: int, ns: int, now: float) -> tuple[Catalog, dict[str, bytes], dict[str, bytes]]:
-    """The catalog and the stored bytes of every tracker after the --scale events."""
+State = tuple[dict[str, bytes], dict[str, bytes]]
+
+
+def build_state(nc: int, ns: int, now: float) -> tuple[Catalog, State, State]:
+    """The catalog and the stored bytes of every tracker after the --scale events, and
+    after a backlog since of a down/up blip of every component (every tracker changed)."""
     catalog = parse_catalog(orjson.loads(make_catalog(nc, ns, 1, 0)), "bench")
     msgs = make_events(nc * 2, nc, 0.2, now - 7200, seed=2)
     msgs += [(f"c{i}".encode(), orjson.dumps({"component": f"c{i}", "state": "up",
                                               "ts": now - 60})) for i in range(nc)]
     engine = Engine(catalog, allowed_lateness=600.0)
-    raws = [v for _, v in msgs]
-    for k in range(0, len(raws), 2000):
-        engine.apply_raw_many(raws[k:k + 2000], now)
-    comps = {k: encode_component(t) for k, t in engine.components.items()}
-    svcs = {k: encode_service(t) for k, t in engine.services.items()}
-    return catalog, comps, svcs
+    out = []
+    for batch in (msgs, [(b"", orjson.dumps({"component": f"c{i}", "state": s, "ts": now - dt}))
+                         for i in range(nc) for s, dt in (("down", 30), ("up", 25))]):
+        raws = [v for _, v in batch]
+        for k in range(0, len(raws), 2000):
+            engine.apply_raw_many(raws[k:k + 2000], now)
+        out.append(({k: encode_component(t) for k, t in engine.components.items()},
+                    {k: encode_service(t) for k, t in engine.services.items()}))
+    return catalog, out[0], out[1]
 
 
 def fresh_runtime(catalog: Catalog, comps: dict[str, bytes], svcs: dict[str, bytes]) -> FakeRuntime:
@@ -221,15 +229,29 @@ def worker_rounds(opts: argparse.Namespace) -> int:
     return 0
 
 
+def _timed_steps(steps: Iterator[None]) -> list[float]:
+    """CPU seconds of each step of ``steps``."""
+    out = []
+    t = time.process_time()
+    for _ in steps:
+        out.append(time.process_time() - t)
+        t = time.process_time()
+    return out or [0.0]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--components", type=int, default=100_000)
     ap.add_argument("--services", type=int, default=10_000)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--modes", nargs="+", default=["restart", "decoded", "prepared"],
-                    choices=["restart", "decoded", "prepared"],
+    ap.add_argument("--modes", nargs="+",
+                    default=["restart", "decoded", "prepared", "backlog", "refreshed"],
+                    choices=["restart", "decoded", "prepared", "backlog", "refreshed"],
                     help="which first scrapes to time: after a restart (trackers as stored "
-                         "bytes), after the events (decoded), after the worker's prepare")
+                         "bytes), after the events (decoded), after the worker's prepare; "
+                         "prepared, then a backlog changed every tracker (a blip of every "
+                         "component, the trackers decoded as the pipeline leaves them): "
+                         "scraped at once, or after the worker's refresh")
     ap.add_argument("--no-baseline", action="store_true", help="skip prometheus_client")
     ap.add_argument("--profile", metavar="SVG",
                     help="py-spy record this process during the scrapes (.svg: a flame graph, "
@@ -249,7 +271,7 @@ def main() -> int:
     gcpolicy.apply()  # the worker's thresholds (agents/cli/worker.py)
     now = time.time()
     t0 = time.perf_counter()
-    catalog, comps, svcs = build_state(opts.components, opts.services, now)
+    catalog, (comps, svcs), after = build_state(opts.components, opts.services, now)
     print(f"state: {len(comps):,} component and {len(svcs):,} service trackers stored "
           f"({time.perf_counter() - t0:.1f} s to build)")
     spy = None
@@ -264,9 +286,13 @@ def main() -> int:
     times.update({"warm": [], "baseline": []})
     if "prepared" in opts.modes:
         times.update({"prepare": [], "prepare step (longest)": []})
+    if "refreshed" in opts.modes:
+        times.update({"refresh": [], "refresh step (longest)": []})
     expected: bytes | None = None
+    expected_after: bytes | None = None
     for r in range(opts.rounds):
-        texts = []
+        texts: list[bytes] = []
+        texts_after: list[bytes] = []
         for mode in opts.modes:
             rt = fresh_runtime(catalog, comps, svcs)
             if mode == "decoded":
@@ -281,18 +307,33 @@ def main() -> int:
             gc.collect()
             if mode == "prepared":
                 # As the worker does once ready: prepare in steps, then the first scrape.
-                steps = []
-                t = time.process_time()
-                for _ in collector.prepare():
-                    steps.append(time.process_time() - t)
-                    t = time.process_time()
+                steps = _timed_steps(collector.prepare())
                 times["prepare"].append(sum(steps))
                 times["prepare step (longest)"].append(max(steps))
                 gc.collect()
+            if mode in ("backlog", "refreshed"):
+                for _ in collector.prepare():
+                    pass
+                render(registry)
+                # The backlog: every stored value replaced (forget: as a rebalance would,
+                # so the tables' versions move), every tracker decoded as the pipeline
+                # leaves them.
+                tables: tuple[TrackerTable[Any], ...] = (rt.components, rt.services)
+                for table, data in zip(tables, after, strict=True):
+                    table.table.data.update(data)
+                    table.forget()
+                    for key in data:
+                        table.get(key)
+                gc.collect()
+                if mode == "refreshed":
+                    steps = _timed_steps(collector.refresh())
+                    times["refresh"].append(sum(steps))
+                    times["refresh step (longest)"].append(max(steps))
+                    gc.collect()
             t = time.process_time()
             first, _ = render(registry)
             times[mode].append(time.process_time() - t)
-            texts.append(first)
+            (texts_after if mode in ("backlog", "refreshed") else texts).append(first)
             if mode == "decoded":
                 t = time.process_time()
                 warm, _ = render(registry)
@@ -306,9 +347,13 @@ def main() -> int:
             expected = baseline(rt, now)
             times["baseline"].append(time.process_time() - t)
             del rt
-        if expected is not None and any(x != expected for x in texts):
-            print(f"round {r}: TEXT DIFFERS from prometheus_client's "
-                  f"({[len(x) for x in texts]} / {len(expected)} bytes)")
+        if texts_after and not opts.no_baseline and not spy:
+            rt = fresh_runtime(catalog, *after)
+            expected_after = baseline(rt, now)
+            del rt
+        if (expected is not None and any(x != expected for x in texts)) or (
+                expected_after is not None and any(x != expected_after for x in texts_after)):
+            print(f"round {r}: TEXT DIFFERS from prometheus_client's")
             return 1
         print(f"round {r}: " + "   ".join(f"{k} {v[-1] * 1000:5.0f} ms" for k, v in times.items()
                                           if v)
@@ -322,6 +367,10 @@ def main() -> int:
             "prepare": "  the prepare itself, all steps",
             "prepare step (longest)": "  its longest step (the event loop held)",
             "decoded": "first scrape, trackers decoded (after the events)",
+            "backlog": "prepared, a backlog changed every tracker: first scrape",
+            "refreshed": "the same after the worker's refresh",
+            "refresh": "  the refresh itself, all steps",
+            "refresh step (longest)": "  its longest step",
             "warm": "the next scrape",
             "baseline": "prometheus_client (rt.report + generate_latest)"}
     print(f"\nCPU ms, median of {opts.rounds} (min-max); target for a first scrape < 1000 ms")
