@@ -545,6 +545,10 @@ _C_PIECES = 1 + 2 * len(WINDOWS)
 #: Seconds after which a component whose values move is asked again whether they
 #: still do (they are computed afresh meanwhile, which is always exact).
 RECHECK_SECONDS = 60.0
+#: Moving components with more history points than this get their prefix sums built
+#: ahead (``prepare``); shorter ones are summed on the spot at each scrape
+#: (``window_availability_many`` keeps no sums below 24 points).
+WARM_POINTS = 24
 _STALE = object()  # a token equal to no stored value: look again at the next scrape
 _BY_WINDOW = operator.itemgetter(*WINDOWS)
 
@@ -650,10 +654,13 @@ class ComponentLines:
             toks = list(map(lookup, ch.keys))
             if now >= ch.until or toks != ch.tokens:
                 self._check(ch, toks, table, dirty, now)
-                if ch.moving:
-                    # Their values are computed at each scrape: build the sums that
-                    # takes now (kept by the timelines until they change again).
-                    self._compute(ch, now)
+                long = [t for t in ch.moving.values()
+                        if type(t) is not _Windowed and len(t.history.ts) > WARM_POINTS]
+                if long:
+                    # Their values are computed at each scrape from prefix sums the
+                    # timelines build when first asked and keep until they change:
+                    # built here rather than at the scrape.
+                    window_availability_many([t.history for t in long], now)
             yield
         if table.versions() == before:
             # No write since the first step: every chunk's tokens are the bytes stored
