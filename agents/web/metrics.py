@@ -1,27 +1,28 @@
 """``GET /metrics``: the exposition text written a piece at a time, gzip-compressed when
 the client asks for it (Prometheus does: ``Accept-Encoding: gzip``).
 
-Why gzip, and at level 1: at 100k components / 10k services the text is ~123 MB per
-scrape. Uncompressed that is ~1 s on a 1 Gbit/s link before Prometheus has read it,
-and 65 Mbit/s for ever at a 15 s interval; gzip level 1 makes it ~8 MB (15x) for
-~0.25 s of CPU (level 6, zlib's default and aiohttp's, ~0.75 s for 12% less). The
-compression runs in a thread of its own (zlib lets go of the GIL while it works), so
-it overlaps with the event loop encoding the next piece, and the loop stays free for
-the pipeline. ``bench/scrape.py --worker`` measures both encodings.
+Why gzip, and how: at 100k components / 10k services the text is ~123 MB per scrape.
+Uncompressed that is ~1 s on a 1 Gbit/s link before Prometheus has read it, and
+65 Mbit/s for ever at a 15 s interval; gzip level 1 makes it ~8 MB (15x). zlib takes
+~0.25 s of CPU for it at level 1 (0.75 s at level 6, its default and aiohttp's), ISA-L
+(``isal``) 0.05 s for the same size: on a loaded machine zlib's quarter second made a
+scrape slower than sending the text as it is (``bench/scrape.py --worker``). The
+compression runs in a thread of its own (ISA-L lets go of the GIL while it works, as
+zlib does), overlapping with the event loop encoding the next piece.
 """
 
 from __future__ import annotations
 
 import asyncio
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from isal import isal_zlib
 from prometheus_client import CollectorRegistry
 
 from agents.exposition.collector import render_chunks
 
-#: zlib level of a gzip-encoded scrape (see the module doc).
+#: ISA-L level of a gzip-encoded scrape (0-3; 1: as small as zlib's level 1).
 GZIP_LEVEL = 1
 #: The thread that compresses: one, so one scrape's pieces stay in order and
 #: concurrent scrapes cannot take more than a core between them.
@@ -74,7 +75,8 @@ async def metrics_response(request: Any, registry: CollectorRegistry) -> Any:
             await response.write(chunk)
     else:
         loop = asyncio.get_running_loop()
-        gz = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # gzip framing
+        gz = isal_zlib.compressobj(GZIP_LEVEL, isal_zlib.DEFLATED,
+                                   16 + isal_zlib.MAX_WBITS)  # gzip framing
         pending: asyncio.Future[bytes] | None = None
         # Piece k is encoded (the loop reading ``chunks``) while piece k-1 compresses.
         for chunk in chunks:
