@@ -65,6 +65,10 @@ class SlawatchCollector:
         self.clock = clock
         self.component_lines = ComponentLines()
         self.service_lines = ServiceLines()
+        #: Responses being written (``agents/web/metrics.py``): the worker holds its
+        #: prepare and refresh steps meanwhile, which would otherwise run between the
+        #: pieces of a response and add their time to that scrape's.
+        self.writing = 0
 
     def describe(self) -> list[Metric]:
         # No fixed description: the series depend on the catalog and ownership.

@@ -14,6 +14,7 @@ zlib does), overlapping with the event loop encoding the next piece.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -69,6 +70,18 @@ async def metrics_response(request: Any, registry: CollectorRegistry) -> Any:
         headers["Content-Encoding"] = "gzip"
     response = StreamResponse(headers=headers)
     response.enable_chunked_encoding()
+    collector = getattr(registry, "slawatch_collector", None)
+    if collector is not None:
+        collector.writing += 1
+    try:
+        await _write(request, response, chunks, gzip)
+    finally:
+        if collector is not None:
+            collector.writing -= 1
+    return response
+
+
+async def _write(request: Any, response: Any, chunks: Iterator[bytes], gzip: bool) -> None:
     await response.prepare(request)
     if not gzip:
         for chunk in chunks:
@@ -91,4 +104,3 @@ async def metrics_response(request: Any, registry: CollectorRegistry) -> Any:
                 await response.write(out)
         await response.write(await loop.run_in_executor(_GZIP_POOL, gz.flush))
     await response.write_eof()
-    return response

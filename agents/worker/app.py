@@ -152,6 +152,8 @@ def _raw_table(app: Any, settings: WorkerSettings, name: str) -> Any:
 #: How often the worker looks whether its scrapes need preparing (ready again after a
 #: start or rebalance, or another catalog).
 PREPARE_POLL_SECONDS = 1.0
+#: How often a held prepare or refresh looks whether the scrapes being written are done.
+SCRAPE_WAIT_SECONDS = 0.02
 
 
 def build_app(settings: WorkerSettings, catalog: Catalog) -> Built:
@@ -225,6 +227,13 @@ def build_app(settings: WorkerSettings, catalog: Catalog) -> Built:
             # They move at every write of either stage's batches (TrackerTable.versions).
             return (rt.components.versions(), rt.services.versions())
 
+        async def turn() -> None:
+            # Between two steps: the loop's other work, and no step while a scrape's
+            # response is being written (its wall time would grow by the step's).
+            await asyncio.sleep(0)
+            while collector.writing:
+                await asyncio.sleep(SCRAPE_WAIT_SECONDS)
+
         seen: object = None  # the versions the last pass began at
         last: object = None  # the versions at the last poll
         while True:
@@ -240,7 +249,7 @@ def build_app(settings: WorkerSettings, catalog: Catalog) -> Built:
                     continue  # nothing written since, or the pipeline is busy: later
                 t0 = time.perf_counter()
                 for _ in collector.refresh():
-                    await asyncio.sleep(0)
+                    await turn()
                     if versions() != now_versions:
                         log.debug("scrape refresh: interrupted by a batch")
                         break  # a batch was written: events go first, the rest later
@@ -249,7 +258,7 @@ def build_app(settings: WorkerSettings, catalog: Catalog) -> Built:
                     log.debug("scrape refresh: done in %.3f s", time.perf_counter() - t0)
                 continue
             for _ in collector.prepare():
-                await asyncio.sleep(0)
+                await turn()
             if rt.ready() and rt.catalog is catalog:
                 done = (catalog, parts)
                 seen = now_versions

@@ -120,3 +120,55 @@ def test_a_text_of_many_pieces_is_one_gzip_stream(monkeypatch: pytest.MonkeyPatc
     d = zlib.decompressobj(16 + zlib.MAX_WBITS)
     assert d.decompress(raw) + d.flush() == expected
     assert d.eof and not d.unused_data
+
+
+@pytest.mark.parametrize("header", ["gzip", None])
+def test_a_client_that_goes_away_leaves_no_scrape_counted_as_writing(header: str | None) -> None:
+    """The worker holds its prepare and refresh while responses are being written
+    (``SlawatchCollector.writing``): a client that reads the headers and goes away
+    must not leave it held."""
+    from agents.exposition import collector as mod
+
+    rt = FakeRuntime(WorkerSettings(), catalog(2000))
+    rt.bind_tables(Table(), Table())
+    registry = make_registry(rt)
+    collector = registry.slawatch_collector  # type: ignore[attr-defined]
+    collector.clock = lambda: T0
+    seen: list[int] = []
+
+    async def run() -> None:
+        app = web.Application()
+
+        async def handler(request: web.Request) -> web.StreamResponse:
+            return await metrics_response(request, registry)
+
+        app.router.add_get("/metrics", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            enc = f"Accept-Encoding: {header}\r\n" if header else ""
+            writer.write(f"GET /metrics HTTP/1.1\r\nHost: x\r\n{enc}\r\n".encode())
+            await writer.drain()
+            await reader.readuntil(b"\r\n\r\n")
+            seen.append(collector.writing)
+            writer.close()
+            for _ in range(200):
+                await asyncio.sleep(0.01)
+                if not collector.writing:
+                    break
+            seen.append(collector.writing)
+        finally:
+            await runner.cleanup()
+
+    old = mod.JOIN_KEYS
+    mod.JOIN_KEYS = 1  # thousands of pieces: the response is still being written
+    try:
+        asyncio.run(run())
+    finally:
+        mod.JOIN_KEYS = old
+    assert seen[0] in (0, 1)  # 1 while still writing (not certain: socket buffers)
+    assert seen[-1] == 0
