@@ -286,6 +286,8 @@ def main() -> int:
     times.update({"warm": [], "baseline": []})
     if "prepared" in opts.modes:
         times.update({"prepare": [], "prepare step (longest)": []})
+    if "backlog" in opts.modes:
+        times["backlog next"] = []
     if "refreshed" in opts.modes:
         times.update({"refresh": [], "refresh step (longest)": []})
     expected: bytes | None = None
@@ -334,6 +336,10 @@ def main() -> int:
             first, _ = render(registry)
             times[mode].append(time.process_time() - t)
             (texts_after if mode in ("backlog", "refreshed") else texts).append(first)
+            if mode == "backlog":
+                t = time.process_time()
+                texts_after.append(render(registry)[0])
+                times["backlog next"].append(time.process_time() - t)
             if mode == "decoded":
                 t = time.process_time()
                 warm, _ = render(registry)
@@ -368,6 +374,7 @@ def main() -> int:
             "prepare step (longest)": "  its longest step (the event loop held)",
             "decoded": "first scrape, trackers decoded (after the events)",
             "backlog": "prepared, a backlog changed every tracker: first scrape",
+            "backlog next": "  the scrape after it",
             "refreshed": "the same after the worker's refresh",
             "refresh": "  the refresh itself, all steps",
             "refresh step (longest)": "  its longest step",
