@@ -20,6 +20,7 @@ import base64
 import contextlib
 import weakref
 import zlib
+from array import array
 from collections.abc import Awaitable, Callable, Container, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -181,6 +182,16 @@ def encode_component(tracker: ComponentTracker) -> bytes:
     return out.encode(tracker.to_record(out))
 
 
+def pack_component(tracker: ComponentTracker) -> tuple[dict[str, Any], list[array[Any]]]:
+    out = record.Packer()
+    return tracker.to_record(out), out.bufs
+
+
+def pack_service(tracker: ServiceTracker) -> tuple[dict[str, Any], list[array[Any]]]:
+    out = record.Packer()
+    return tracker.to_record(out), out.bufs
+
+
 def decode_component(raw: bytes) -> ComponentTracker:
     if raw[:1] == b"{":
         return ComponentTracker.from_obj(orjson.loads(raw))
@@ -213,6 +224,45 @@ CHUNK_SIZE = 512 * 1024
 CHUNKED = b"\x00slawatch-parts\x00"
 
 
+#: First bytes of the head record of a tracker stored incrementally (see ``_incremental``).
+INCREMENTAL = b"\x02slawatch-inc1\x00"
+#: A tracker whose columns hold at least this many bytes is stored incrementally;
+#: below it the whole record is one message (pieces would only add keys).
+INCREMENTAL_FROM = 64 * 1024
+#: Bytes of a column per piece. A checkpoint rewrites the pieces that changed: in order,
+#: the open last piece of each growing column; the head lists every piece, so smaller
+#: pieces make a longer head (about 20 bytes a piece).
+PIECE_SIZE = 16 * 1024
+
+
+def _piece_key(key: str, column: int, index: int, gen: int) -> str:
+    return f"{key}\x1f{column}.{index}.{gen}"
+
+
+def _head(header: dict[str, Any], gen: int, size: int, layout: list[list[Any]]) -> bytes:
+    """An incremental head: the tracker's record header (offsets into the body its
+    pieces join to), its checkpoint number, the piece size, and per column its length
+    in bytes, and per piece the checkpoint that wrote it and its CRC-32."""
+    return INCREMENTAL + orjson.dumps({"r": header, "g": gen, "s": size, "k": layout})
+
+
+def _head_meta(head: bytes, key: str) -> dict[str, Any]:
+    try:
+        meta = orjson.loads(memoryview(head)[len(INCREMENTAL):])
+        if not isinstance(meta, dict) or not all(f in meta for f in ("r", "g", "s", "k")):
+            raise ValueError("fields missing")
+    except ValueError as exc:
+        raise ValueError(f"tracker {key!r}: unreadable head of its pieces ({exc})") from exc
+    return meta
+
+
+def _pieces_of(key: str, head: bytes) -> list[tuple[str, bytes | None]]:
+    """Tombstones for every piece an incremental head names."""
+    meta = _head_meta(head, key)
+    return [(_piece_key(key, col, i, g), None)
+            for col, (_, gens, _) in enumerate(meta["k"]) for i, g in enumerate(gens)]
+
+
 def _part_key(key: str, version: int, index: int) -> str:
     # \x1f cannot occur in a component id, and a service name with a control
     # character in it would be odd; the parts are never read as trackers.
@@ -228,11 +278,19 @@ class TrackerTable(Generic[T]):
     """A Faust table of raw bytes seen as decoded objects, written once per batch."""
 
     def __init__(
-        self, table: Any, decode: Callable[[bytes], T], encode: Callable[[T], bytes]
+        self, table: Any, decode: Callable[[bytes], T], encode: Callable[[T], bytes],
+        pack: Callable[[T], tuple[dict[str, Any], list[array[Any]]]] | None = None,
+        unpack: Callable[[dict[str, Any], memoryview], T] | None = None,
     ) -> None:
+        """``pack``/``unpack`` (a record header and its columns, see streams/record.py)
+        make the table store large values incrementally (``_incremental``)."""
         self.table = table
         self._decode = decode
         self._encode = encode
+        self._pack = pack
+        self._unpack = unpack
+        self.incremental_from = INCREMENTAL_FROM
+        self.piece_size = PIECE_SIZE
         self._cache: dict[str, tuple[bytes, T]] = {}
         self._dirty: dict[str, int] = {}  # key -> its partition
         self._chunks: dict[str, tuple[int, int]] = {}  # key -> (version, parts) stored
@@ -256,10 +314,85 @@ class TrackerTable(Generic[T]):
         hit = self._cache.get(key)
         if hit is not None and (hit[0] is raw or hit[0] == raw):
             return hit[1]
-        full = self._join(key, raw) if raw.startswith(CHUNKED) else raw
-        obj = self._decode(full)
+        if raw.startswith(INCREMENTAL):
+            obj = self._assemble(key, raw)
+        else:
+            obj = self._decode(self._join(key, raw) if raw.startswith(CHUNKED) else raw)
         self._cache[key] = (raw, obj)
         return obj
+
+    def _assemble(self, key: str, head: bytes) -> T:
+        """The tracker an incremental head stands for, from the pieces it names."""
+        if self._unpack is None:
+            raise ValueError(f"table value {key!r}: stored in pieces, but this table "
+                             "has no record decoder")
+        meta = _head_meta(head, key)
+        size, data = int(meta["s"]), self.table.data
+        parts: list[bytes] = []
+        for col, (n, gens, crcs) in enumerate(meta["k"]):
+            if len(gens) != -(-n // size) or len(crcs) != len(gens):
+                raise ValueError(f"tracker {key!r}: head of checkpoint {meta['g']} lists "
+                                 f"{len(gens)} pieces for column {col} of {n} bytes")
+            for i, gen in enumerate(gens):
+                piece = data.get(_piece_key(key, col, i, gen))
+                if piece is None:
+                    raise ValueError(
+                        f"tracker {key!r}: piece {col}.{i} of checkpoint {gen}, named by "
+                        f"its head (checkpoint {meta['g']}), is missing from the table")
+                if len(piece) != min(size, n - i * size) or zlib.crc32(piece) != crcs[i]:
+                    raise ValueError(
+                        f"tracker {key!r}: piece {col}.{i} of checkpoint {gen} does not "
+                        "match its head")
+                parts.append(piece)
+        return self._unpack(meta["r"], memoryview(b"".join(parts)))
+
+    def _incremental(
+        self, key: str, header: dict[str, Any], cols: list[array[Any]], old: bytes | None
+    ) -> tuple[bytes, list[tuple[str, bytes | None]]]:
+        """The writes that store a tracker as a head and pieces, given its stored value.
+
+        Each column is cut into pieces of ``piece_size`` bytes from its start; a piece is
+        written again only if its bytes changed (compared with the stored piece, not a
+        hash: a wrong "unchanged" would lose history). A changed piece goes under a new
+        key (the head's checkpoint number), so the pieces the stored head names are
+        never overwritten: the new pieces first, then the head naming them, then
+        tombstones for the pieces no longer named. Same partition, so a recovery that
+        stops anywhere in between finds the old head with all its pieces, or the new one
+        with all of its. Pieces of a head lost in a crash get the same keys next time.
+        """
+        store, size = self.table.data, self.piece_size
+        prev = _head_meta(old, key) if old is not None and old.startswith(INCREMENTAL) else None
+        gen = int(prev["g"]) + 1 if prev else 1
+        before: list[Any] = prev["k"] if prev and int(prev["s"]) == size else []
+        writes: list[tuple[str, bytes | None]] = []
+        layout: list[list[Any]] = []
+        for col, column in enumerate(cols):
+            mv = memoryview(column).cast("B")
+            n = len(mv)
+            was = before[col] if col < len(before) else (0, [], [])
+            gens: list[int] = []
+            crcs: list[int] = []
+            for i in range(-(-n // size)):
+                piece = mv[i * size:(i + 1) * size]
+                if i < len(was[1]) and min(size, was[0] - i * size) == len(piece):
+                    stored = store.get(_piece_key(key, col, i, was[1][i]))
+                    if stored is not None and stored == piece:
+                        gens.append(was[1][i])
+                        crcs.append(was[2][i])
+                        continue
+                data = bytes(piece)
+                writes.append((_piece_key(key, col, i, gen), data))
+                gens.append(gen)
+                crcs.append(zlib.crc32(data))
+            layout.append([n, gens, crcs])
+        head = _head(header, gen, size, layout)
+        writes.append((key, head))
+        if prev:
+            for col, (_, gens, _) in enumerate(prev["k"]):
+                now = layout[col][1] if col < len(layout) and before else []
+                writes += [(_piece_key(key, col, i, g), None) for i, g in enumerate(gens)
+                           if i >= len(now) or now[i] != g]
+        return head, writes
 
     def get_stored(self, key: str) -> tuple[T | None, bytes | None]:
         """``get(key)`` and the stored bytes the object is exactly the decoding of.
@@ -335,10 +468,26 @@ class TrackerTable(Generic[T]):
             obj = cache[key][1]
             if before_write is not None:
                 before_write(key, obj)
-            raw = encode(obj)
             old = self._chunks.pop(key, None)
             writes: list[tuple[str, bytes | None]] = []
-            if len(raw) > chunk:
+            raw: bytes | None = None
+            if self._pack is not None:
+                with partition_context(partition):
+                    before = store.get(key)
+                    header, cols = self._pack(obj)
+                    if sum(len(c) * c.itemsize for c in cols) >= self.incremental_from:
+                        stored, writes = self._incremental(key, header, cols, before)
+                    else:
+                        raw = record.join(header, cols)
+                        if before is not None and before.startswith(INCREMENTAL):
+                            # Small again (pruned): whole, then tombstones for its pieces.
+                            writes = [(key, raw), *_pieces_of(key, before)]
+                            stored, raw = raw, None
+            else:
+                raw = encode(obj)
+            if raw is None:
+                pass
+            elif len(raw) > chunk:
                 # Larger than a Kafka message may be (1 MB by default): parts of a new
                 # version first, then the head naming them, then tombstones for the old
                 # version's parts. Same partition, so the log keeps this order and a
