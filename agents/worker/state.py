@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
+import struct
 import weakref
 import zlib
 from array import array
@@ -224,43 +226,114 @@ CHUNK_SIZE = 512 * 1024
 CHUNKED = b"\x00slawatch-parts\x00"
 
 
-#: First bytes of the head record of a tracker stored incrementally (see ``_incremental``).
-INCREMENTAL = b"\x02slawatch-inc1\x00"
+#: First bytes of the head record of a tracker stored incrementally (see ``_incremental``),
+#: and of one of its patches.
+INCREMENTAL = b"\x02slawatch-inc2\x00"
+PATCH = b"\x03slawatch-patch\x00"
 #: A tracker whose columns hold at least this many bytes is stored incrementally;
-#: below it the whole record is one message (pieces would only add keys).
-INCREMENTAL_FROM = 64 * 1024
-#: Bytes of a column per piece. A checkpoint rewrites the pieces that changed: in order,
-#: the open last piece of each growing column; the head lists every piece, so smaller
-#: pieces make a longer head (about 20 bytes a piece).
-PIECE_SIZE = 16 * 1024
+#: below it the whole record is one message (a head and patches would only add keys).
+INCREMENTAL_FROM = 16 * 1024
+#: Columns are compared with what was written in blocks of this many bytes (a digest a
+#: block kept in memory, 0.4% of the history): a change rewrites its column from the
+#: start of the first block that differs; an append writes just the new bytes.
+BLOCK = 4096
+#: A new base (every column whole, the patches deleted) is written when the patches
+#: after the base would hold more than this many times the columns' bytes, or number
+#: more than ``MAX_PATCHES``: the store and a recovery read at most about twice the
+#: history.
+REBASE_RATIO = 1.0
+MAX_PATCHES = 64
+_PATCH_LEN = struct.Struct("<I")
 
 
-def _piece_key(key: str, column: int, index: int, gen: int) -> str:
-    return f"{key}\x1f{column}.{index}.{gen}"
+def _patch_key(key: str, gen: int) -> str:
+    # \x1f cannot occur in a component id (see _part_key); "p" tells it from a part.
+    return f"{key}\x1fp{gen}"
 
 
-def _head(header: dict[str, Any], gen: int, size: int, layout: list[list[Any]]) -> bytes:
+def _digest(block: Any) -> bytes:
+    return hashlib.blake2b(block, digest_size=16).digest()
+
+
+class _Column:
+    """What was written of one column: its length, digests of its whole blocks and of
+    the bytes after them."""
+
+    __slots__ = ("blocks", "n", "tail")
+
+    def __init__(self, mv: memoryview) -> None:
+        self.n = len(mv)
+        full = self.n // BLOCK
+        self.blocks = [_digest(mv[i * BLOCK:(i + 1) * BLOCK]) for i in range(full)]
+        self.tail = _digest(mv[full * BLOCK:])
+
+    def first_change(self, mv: memoryview) -> int:
+        """Where ``mv`` first differs from the written column (its length if nowhere)."""
+        blocks, size = self.blocks, len(mv)
+        for i, d in enumerate(blocks):
+            if (i + 1) * BLOCK > size or _digest(mv[i * BLOCK:(i + 1) * BLOCK]) != d:
+                return i * BLOCK
+        at = len(blocks) * BLOCK
+        if self.n > size or _digest(mv[at:self.n]) != self.tail:
+            return at
+        return self.n
+
+    def advance(self, mv: memoryview, start: int) -> None:
+        """Now ``mv`` is written, and was the same as before up to ``start``."""
+        keep = start // BLOCK
+        del self.blocks[keep:]
+        self.n = len(mv)
+        full = self.n // BLOCK
+        self.blocks += [_digest(mv[i * BLOCK:(i + 1) * BLOCK]) for i in range(keep, full)]
+        self.tail = _digest(mv[full * BLOCK:])
+
+
+def _patch(edits: list[tuple[int, int, memoryview]]) -> bytes:
+    """A patch: per edited column, cut it at ``start`` and append the bytes."""
+    head = orjson.dumps([[col, start, len(data)] for col, start, data in edits])
+    return b"".join([PATCH, _PATCH_LEN.pack(len(head)), head, *(d for _, _, d in edits)])
+
+
+def _apply_patch(cols: list[bytearray], raw: bytes, what: str) -> None:
+    at = len(PATCH)
+    if not raw.startswith(PATCH) or len(raw) < at + _PATCH_LEN.size:
+        raise ValueError(f"{what}: not a patch")
+    (n,) = _PATCH_LEN.unpack_from(raw, at)
+    at += _PATCH_LEN.size
+    edits = orjson.loads(memoryview(raw)[at:at + n])
+    at += n
+    for col, start, size in edits:
+        while len(cols) <= col:
+            cols.append(bytearray())
+        if start > len(cols[col]) or at + size > len(raw):
+            raise ValueError(f"{what}: an edit of column {col} does not fit")
+        del cols[col][start:]
+        cols[col] += memoryview(raw)[at:at + size]
+        at += size
+
+
+def _head(header: dict[str, Any], gen: int, lengths: list[int],
+          patches: list[list[int]]) -> bytes:
     """An incremental head: the tracker's record header (offsets into the body its
-    pieces join to), its checkpoint number, the piece size, and per column its length
-    in bytes, and per piece the checkpoint that wrote it and its CRC-32."""
-    return INCREMENTAL + orjson.dumps({"r": header, "g": gen, "s": size, "k": layout})
+    columns join to), its checkpoint number, the columns' lengths, and the patches
+    that build the columns, in order: per patch the checkpoint that wrote it, its
+    size and CRC-32."""
+    return INCREMENTAL + orjson.dumps({"r": header, "g": gen, "k": lengths, "p": patches})
 
 
 def _head_meta(head: bytes, key: str) -> dict[str, Any]:
     try:
         meta = orjson.loads(memoryview(head)[len(INCREMENTAL):])
-        if not isinstance(meta, dict) or not all(f in meta for f in ("r", "g", "s", "k")):
+        if not isinstance(meta, dict) or not all(f in meta for f in ("r", "g", "k", "p")):
             raise ValueError("fields missing")
     except ValueError as exc:
-        raise ValueError(f"tracker {key!r}: unreadable head of its pieces ({exc})") from exc
+        raise ValueError(f"tracker {key!r}: unreadable head of its patches ({exc})") from exc
     return meta
 
 
 def _pieces_of(key: str, head: bytes) -> list[tuple[str, bytes | None]]:
-    """Tombstones for every piece an incremental head names."""
-    meta = _head_meta(head, key)
-    return [(_piece_key(key, col, i, g), None)
-            for col, (_, gens, _) in enumerate(meta["k"]) for i, g in enumerate(gens)]
+    """Tombstones for every patch an incremental head names."""
+    return [(_patch_key(key, int(p[0])), None) for p in _head_meta(head, key)["p"]]
 
 
 def _part_key(key: str, version: int, index: int) -> str:
@@ -290,7 +363,8 @@ class TrackerTable(Generic[T]):
         self._pack = pack
         self._unpack = unpack
         self.incremental_from = INCREMENTAL_FROM
-        self.piece_size = PIECE_SIZE
+        # key -> (checkpoint of its head, its columns as written), see ``_incremental``.
+        self._written: dict[str, tuple[int, list[_Column]]] = {}
         self._cache: dict[str, tuple[bytes, T]] = {}
         self._dirty: dict[str, int] = {}  # key -> its partition
         self._chunks: dict[str, tuple[int, int]] = {}  # key -> (version, parts) stored
@@ -322,76 +396,90 @@ class TrackerTable(Generic[T]):
         return obj
 
     def _assemble(self, key: str, head: bytes) -> T:
-        """The tracker an incremental head stands for, from the pieces it names."""
+        """The tracker an incremental head stands for, from the patches it names."""
         if self._unpack is None:
-            raise ValueError(f"table value {key!r}: stored in pieces, but this table "
+            raise ValueError(f"table value {key!r}: stored in patches, but this table "
                              "has no record decoder")
         meta = _head_meta(head, key)
-        size, data = int(meta["s"]), self.table.data
-        parts: list[bytes] = []
-        for col, (n, gens, crcs) in enumerate(meta["k"]):
-            if len(gens) != -(-n // size) or len(crcs) != len(gens):
-                raise ValueError(f"tracker {key!r}: head of checkpoint {meta['g']} lists "
-                                 f"{len(gens)} pieces for column {col} of {n} bytes")
-            for i, gen in enumerate(gens):
-                piece = data.get(_piece_key(key, col, i, gen))
-                if piece is None:
-                    raise ValueError(
-                        f"tracker {key!r}: piece {col}.{i} of checkpoint {gen}, named by "
-                        f"its head (checkpoint {meta['g']}), is missing from the table")
-                if len(piece) != min(size, n - i * size) or zlib.crc32(piece) != crcs[i]:
-                    raise ValueError(
-                        f"tracker {key!r}: piece {col}.{i} of checkpoint {gen} does not "
-                        "match its head")
-                parts.append(piece)
-        return self._unpack(meta["r"], memoryview(b"".join(parts)))
+        cols = self._columns(key, meta)
+        return self._unpack(meta["r"], memoryview(b"".join(cols)))
+
+    def _columns(self, key: str, meta: dict[str, Any]) -> list[bytearray]:
+        data = self.table.data
+        cols: list[bytearray] = []
+        for gen, size, crc in meta["p"]:
+            raw = data.get(_patch_key(key, gen))
+            if raw is None:
+                raise ValueError(
+                    f"tracker {key!r}: the patch of checkpoint {gen}, named by its head "
+                    f"(checkpoint {meta['g']}), is missing from the table")
+            if len(raw) != size or zlib.crc32(raw) != crc:
+                raise ValueError(f"tracker {key!r}: the patch of checkpoint {gen} does not "
+                                 "match its head")
+            _apply_patch(cols, raw, f"tracker {key!r}: patch of checkpoint {gen}")
+        lengths = meta["k"]
+        del cols[len(lengths):]
+        while len(cols) < len(lengths):
+            cols.append(bytearray())
+        if [len(c) for c in cols] != lengths:
+            raise ValueError(f"tracker {key!r}: its patches do not build the columns its head "
+                             f"(checkpoint {meta['g']}) describes")
+        return cols
 
     def _incremental(
         self, key: str, header: dict[str, Any], cols: list[array[Any]], old: bytes | None
     ) -> tuple[bytes, list[tuple[str, bytes | None]]]:
-        """The writes that store a tracker as a head and pieces, given its stored value.
+        """The writes that store a tracker as a head and patches, given its stored value.
 
-        Each column is cut into pieces of ``piece_size`` bytes from its start; a piece is
-        written again only if its bytes changed (compared with the stored piece, not a
-        hash: a wrong "unchanged" would lose history). A changed piece goes under a new
-        key (the head's checkpoint number), so the pieces the stored head names are
-        never overwritten: the new pieces first, then the head naming them, then
-        tombstones for the pieces no longer named. Same partition, so a recovery that
-        stops anywhere in between finds the old head with all its pieces, or the new one
-        with all of its. Pieces of a head lost in a crash get the same keys next time.
+        A patch cuts columns where they first differ from what was written and appends
+        the new bytes (found with digests of blocks of what was written, ``_Column``):
+        in order, only the points added since the last checkpoint. Each patch has a key
+        of its own (the head's checkpoint number): the new patch first, then the head
+        naming every patch to apply, then tombstones for the patches no longer named
+        (after a new base). Same partition, so a recovery that stops anywhere in between
+        finds the old head with all its patches, or the new one with all of its; a
+        patch whose head was lost in a crash gets the same key next time.
         """
-        store, size = self.table.data, self.piece_size
         prev = _head_meta(old, key) if old is not None and old.startswith(INCREMENTAL) else None
+        mvs = [memoryview(c).cast("B") for c in cols]
+        total = sum(len(m) for m in mvs)
+        known = self._written.get(key)
+        if prev is not None and (known is None or known[0] != prev["g"]):
+            # Not written by this process since its head was stored (recovered).
+            known = (prev["g"], [_Column(memoryview(c)) for c in self._columns(key, prev)])
         gen = int(prev["g"]) + 1 if prev else 1
-        before: list[Any] = prev["k"] if prev and int(prev["s"]) == size else []
+        patches: list[list[int]] = list(prev["p"]) if prev else []
+        edits: list[tuple[int, int, memoryview]] = []
+        written = known[1] if known is not None else []
+        for col, mv in enumerate(mvs):
+            start = written[col].first_change(mv) if col < len(written) else 0
+            if col >= len(written) or start != len(mv) or written[col].n != len(mv):
+                edits.append((col, start, mv[start:]))
+        size_now = sum(len(d) for _, _, d in edits)
+        rebase = (not patches or len(patches) >= MAX_PATCHES
+                  or sum(p[1] for p in patches[1:]) + size_now > REBASE_RATIO * total)
         writes: list[tuple[str, bytes | None]] = []
-        layout: list[list[Any]] = []
-        for col, column in enumerate(cols):
-            mv = memoryview(column).cast("B")
-            n = len(mv)
-            was = before[col] if col < len(before) else (0, [], [])
-            gens: list[int] = []
-            crcs: list[int] = []
-            for i in range(-(-n // size)):
-                piece = mv[i * size:(i + 1) * size]
-                if i < len(was[1]) and min(size, was[0] - i * size) == len(piece):
-                    stored = store.get(_piece_key(key, col, i, was[1][i]))
-                    if stored is not None and stored == piece:
-                        gens.append(was[1][i])
-                        crcs.append(was[2][i])
-                        continue
-                data = bytes(piece)
-                writes.append((_piece_key(key, col, i, gen), data))
-                gens.append(gen)
-                crcs.append(zlib.crc32(data))
-            layout.append([n, gens, crcs])
-        head = _head(header, gen, size, layout)
+        if rebase:
+            edits = [(col, 0, mv) for col, mv in enumerate(mvs)]
+            gone = patches
+            patches = []
+        else:
+            gone = []
+        raw = _patch(edits)
+        patches.append([gen, len(raw), zlib.crc32(raw)])
+        writes.append((_patch_key(key, gen), raw))
+        head = _head(header, gen, [len(m) for m in mvs], patches)
         writes.append((key, head))
-        if prev:
-            for col, (_, gens, _) in enumerate(prev["k"]):
-                now = layout[col][1] if col < len(layout) and before else []
-                writes += [(_piece_key(key, col, i, g), None) for i, g in enumerate(gens)
-                           if i >= len(now) or now[i] != g]
+        writes += [(_patch_key(key, int(p[0])), None) for p in gone]
+        # What is written now, for the next checkpoint's comparison.
+        starts = dict.fromkeys(range(len(mvs)), 0) if rebase else {c: s for c, s, _ in edits}
+        cols_now = written[:len(mvs)]
+        for col, mv in enumerate(mvs):
+            if col >= len(cols_now):
+                cols_now.append(_Column(mv))
+            elif col in starts:
+                cols_now[col].advance(mv, starts[col])
+        self._written[key] = (gen, cols_now)
         return head, writes
 
     def get_stored(self, key: str) -> tuple[T | None, bytes | None]:
@@ -551,6 +639,7 @@ class TrackerTable(Generic[T]):
         self._generation += 1
         keep = {k: self._cache[k] for k in self._dirty if k in self._cache}
         self._cache = keep
+        self._written = {}  # rebuilt from the stored heads when next written
 
 
 def _persist_offset(store: Any) -> Callable[[Any], None]:

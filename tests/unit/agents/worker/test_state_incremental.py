@@ -1,8 +1,9 @@
-"""Trackers stored incrementally: a head and the pieces of their columns.
+"""Trackers stored incrementally: a head and the patches that build their columns.
 
-A checkpoint writes only the pieces whose bytes changed since the stored ones (the open
-last piece of each growing column; from the touched piece on after a late correction or
-a compaction), new pieces under new keys, then the head naming them, then tombstones.
+A checkpoint writes one patch: per column, where it first differs from what was
+written and the bytes from there (in order, the points added; from the touched block on
+after a late correction, a compaction or a prune), under a new key, then the head naming
+every patch, then tombstones (after a new base).
 Generated histories (in-order and late events, compactions, prunes) are written through
 ``TrackerTable.flush`` checkpoint after checkpoint; what a recovery rebuilds from the
 changelog, and from every prefix of it (a worker killed between two writes), must decode
@@ -19,6 +20,7 @@ import faust.streams  # noqa: F401  # flush imports it; its first import runs `f
 import orjson
 import pytest
 
+from agents.worker import state
 from agents.worker.state import (
     INCREMENTAL,
     TrackerTable,
@@ -38,16 +40,23 @@ from tests.fake_tables import Table
 Log = list[tuple[bytes, bytes | None, int]]
 
 
+@pytest.fixture(autouse=True)
+def _small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks and patch counts small enough that short histories span many."""
+    monkeypatch.setattr(state, "BLOCK", 64)
+    monkeypatch.setattr(state, "MAX_PATCHES", 7)
+
+
 def comp_table(t: Table) -> TrackerTable[ComponentTracker]:
     tt = TrackerTable(t, decode_component, encode_component, pack_component,
                       ComponentTracker.from_record)
-    tt.incremental_from, tt.piece_size = 512, 64  # many pieces from small histories
+    tt.incremental_from = 512
     return tt
 
 
 def svc_table(t: Table) -> TrackerTable[ServiceTracker]:
     tt = TrackerTable(t, decode_service, encode_service, pack_service, ServiceTracker.from_record)
-    tt.incremental_from, tt.piece_size = 512, 96
+    tt.incremental_from = 512
     return tt
 
 
@@ -157,10 +166,11 @@ def test_recovery_rebuilds_the_whole_records(seed: int, late: float, prune_every
 
 
 def test_a_checkpoint_writes_only_what_changed() -> None:
-    """In order, a checkpoint's pieces are a few per column, not the history again."""
-    _, slog, wholes, ends = run(3, 0.0, 0)
-    whole_bytes = sum(len(v) for k, v in wholes[-1].items() if k.startswith("s/"))
-    written = sum(len(v or b"") for _, v, _ in slog[ends[-2]:])
+    """In order, checkpoints write the points added (and a new base now and then), not
+    the history again each time."""
+    _, slog, wholes, _ = run(3, 0.0, 0)
+    whole_bytes = sum(len(v) for w in wholes for k, v in w.items() if k.startswith("s/"))
+    written = sum(len(v or b"") for _, v, _ in slog)
     assert written < whole_bytes / 2, (written, whole_bytes)
 
 
