@@ -232,7 +232,7 @@ INCREMENTAL = b"\x02slawatch-inc2\x00"
 PATCH = b"\x03slawatch-patch\x00"
 #: A tracker whose columns hold at least this many bytes is stored incrementally;
 #: below it the whole record is one message (a head and patches would only add keys).
-INCREMENTAL_FROM = 16 * 1024
+INCREMENTAL_FROM = 1024
 #: Columns are compared with what was written in blocks of this many bytes (a digest a
 #: block kept in memory, 0.4% of the history): a change rewrites its column from the
 #: start of the first block that differs; an append writes just the new bytes.
@@ -242,7 +242,7 @@ BLOCK = 4096
 #: more than ``MAX_PATCHES``: the store and a recovery read at most about twice the
 #: history.
 REBASE_RATIO = 1.0
-MAX_PATCHES = 64
+MAX_PATCHES = 16
 _PATCH_LEN = struct.Struct("<I")
 
 
@@ -310,6 +310,52 @@ def _apply_patch(cols: list[bytearray], raw: bytes, what: str) -> None:
         del cols[col][start:]
         cols[col] += memoryview(raw)[at:at + size]
         at += size
+
+
+def _tag_tables(header: Any, found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The timeline parts of a record header that hold a tag table (``Timeline.pack``)."""
+    if isinstance(header, dict):
+        if "g" in header and "o" in header and "n" in header:
+            found.append(header)
+        for v in header.values():
+            if isinstance(v, dict):
+                _tag_tables(v, found)
+    return found
+
+
+def _split_tags(header: dict[str, Any], first: int) -> tuple[dict[str, Any], list[bytes]]:
+    """``header`` with each tag table moved to a column of its own (one JSON line a
+    tag: a tag added appends a line), numbered from ``first``. A service's table of
+    component sets can outweigh its columns; in the head it would be written whole at
+    every checkpoint."""
+    out: list[bytes] = []
+    header = orjson.loads(orjson.dumps(header))  # a copy: the tracker's own stays
+    for meta in _tag_tables(header, []):
+        out.append(b"".join(orjson.dumps(t) + b"\n" for t in meta.pop("g")))
+        meta["gc"] = first + len(out) - 1
+    return header, out
+
+
+def _join_tags(header: dict[str, Any], cols: list[bytearray]) -> tuple[dict[str, Any], int]:
+    """``_split_tags`` undone; returns the header and how many columns are the body's."""
+    first = len(cols)
+    for meta in _tag_columns(header, []):
+        col = int(meta.pop("gc"))
+        if not 0 <= col < len(cols):
+            raise ValueError(f"tag table column {col} does not exist")
+        first = min(first, col)
+        meta["g"] = [orjson.loads(line) for line in bytes(cols[col]).splitlines()]
+    return header, first
+
+
+def _tag_columns(header: Any, found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if isinstance(header, dict):
+        if "gc" in header:
+            found.append(header)
+        for v in header.values():
+            if isinstance(v, dict):
+                _tag_columns(v, found)
+    return found
 
 
 def _head(header: dict[str, Any], gen: int, lengths: list[int],
@@ -402,7 +448,11 @@ class TrackerTable(Generic[T]):
                              "has no record decoder")
         meta = _head_meta(head, key)
         cols = self._columns(key, meta)
-        return self._unpack(meta["r"], memoryview(b"".join(cols)))
+        try:
+            header, body = _join_tags(meta["r"], cols)
+        except ValueError as exc:
+            raise ValueError(f"tracker {key!r}: {exc}") from exc
+        return self._unpack(header, memoryview(b"".join(cols[:body])))
 
     def _columns(self, key: str, meta: dict[str, Any]) -> list[bytearray]:
         data = self.table.data
@@ -441,7 +491,8 @@ class TrackerTable(Generic[T]):
         patch whose head was lost in a crash gets the same key next time.
         """
         prev = _head_meta(old, key) if old is not None and old.startswith(INCREMENTAL) else None
-        mvs = [memoryview(c).cast("B") for c in cols]
+        header, tags = _split_tags(header, len(cols))
+        mvs = [memoryview(c).cast("B") for c in cols] + [memoryview(t) for t in tags]
         total = sum(len(m) for m in mvs)
         known = self._written.get(key)
         if prev is not None and (known is None or known[0] != prev["g"]):
@@ -456,7 +507,9 @@ class TrackerTable(Generic[T]):
             if col >= len(written) or start != len(mv) or written[col].n != len(mv):
                 edits.append((col, start, mv[start:]))
         size_now = sum(len(d) for _, _, d in edits)
-        rebase = (not patches or len(patches) >= MAX_PATCHES
+        # Trackers that grew together must not all rebase at the same checkpoint.
+        limit = MAX_PATCHES - zlib.crc32(key.encode()) % (MAX_PATCHES // 2)
+        rebase = (not patches or len(patches) >= limit
                   or sum(p[1] for p in patches[1:]) + size_now > REBASE_RATIO * total)
         writes: list[tuple[str, bytes | None]] = []
         if rebase:
