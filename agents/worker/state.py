@@ -312,28 +312,24 @@ def _apply_patch(cols: list[bytearray], raw: bytes, what: str) -> None:
         at += size
 
 
-def _tag_tables(header: Any, found: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The timeline parts of a record header that hold a tag table (``Timeline.pack``)."""
-    if isinstance(header, dict):
-        if "g" in header and "o" in header and "n" in header:
-            found.append(header)
-        for v in header.values():
-            if isinstance(v, dict):
-                _tag_tables(v, found)
-    return found
-
-
 def _split_tags(header: dict[str, Any], first: int) -> tuple[dict[str, Any], list[bytes]]:
-    """``header`` with each tag table moved to a column of its own (one JSON line a
-    tag: a tag added appends a line), numbered from ``first``. A service's table of
-    component sets can outweigh its columns; in the head it would be written whole at
-    every checkpoint."""
+    """``header`` with each tag table moved to a column of its own, numbered from
+    ``first``. A service's table of component sets can outweigh its columns; in the head
+    it would be written whole at every checkpoint. The column is the table's JSON
+    without its closing bracket, so a tag added is an append."""
     out: list[bytes] = []
-    header = orjson.loads(orjson.dumps(header))  # a copy: the tracker's own stays
-    for meta in _tag_tables(header, []):
-        out.append(b"".join(orjson.dumps(t) + b"\n" for t in meta.pop("g")))
-        meta["gc"] = first + len(out) - 1
-    return header, out
+
+    def split(part: dict[str, Any]) -> dict[str, Any]:
+        part = dict(part)  # a copy: the tracker's header stays as it is
+        if "g" in part and "o" in part and "n" in part:
+            out.append(orjson.dumps(part.pop("g"))[:-1])
+            part["gc"] = first + len(out) - 1
+        for k, v in part.items():
+            if isinstance(v, dict):
+                part[k] = split(v)
+        return part
+
+    return split(header), out
 
 
 def _join_tags(header: dict[str, Any], cols: list[bytearray]) -> tuple[dict[str, Any], int]:
@@ -344,7 +340,7 @@ def _join_tags(header: dict[str, Any], cols: list[bytearray]) -> tuple[dict[str,
         if not 0 <= col < len(cols):
             raise ValueError(f"tag table column {col} does not exist")
         first = min(first, col)
-        meta["g"] = [orjson.loads(line) for line in bytes(cols[col]).splitlines()]
+        meta["g"] = orjson.loads(bytes(cols[col]) + b"]")
     return header, first
 
 
@@ -409,8 +405,9 @@ class TrackerTable(Generic[T]):
         self._pack = pack
         self._unpack = unpack
         self.incremental_from = INCREMENTAL_FROM
-        # key -> (checkpoint of its head, its columns as written), see ``_incremental``.
-        self._written: dict[str, tuple[int, list[_Column]]] = {}
+        # key -> (checkpoint of its head, its columns as written, the head, its patches):
+        # see ``_incremental``.
+        self._written: dict[str, tuple[int, list[_Column], bytes, list[list[int]]]] = {}
         self._cache: dict[str, tuple[bytes, T]] = {}
         self._dirty: dict[str, int] = {}  # key -> its partition
         self._chunks: dict[str, tuple[int, int]] = {}  # key -> (version, parts) stored
@@ -490,14 +487,19 @@ class TrackerTable(Generic[T]):
         finds the old head with all its patches, or the new one with all of its; a
         patch whose head was lost in a crash gets the same key next time.
         """
-        prev = _head_meta(old, key) if old is not None and old.startswith(INCREMENTAL) else None
+        known = self._written.get(key)
+        if known is not None and old is not None and (old is known[2] or old == known[2]):
+            prev: dict[str, Any] | None = {"g": known[0], "p": known[3]}  # as written
+        elif old is not None and old.startswith(INCREMENTAL):
+            # Not written by this process since its head was stored (recovered).
+            prev = _head_meta(old, key)
+            known = (prev["g"], [_Column(memoryview(c)) for c in self._columns(key, prev)],
+                     old, prev["p"])
+        else:
+            prev = known = None
         header, tags = _split_tags(header, len(cols))
         mvs = [memoryview(c).cast("B") for c in cols] + [memoryview(t) for t in tags]
         total = sum(len(m) for m in mvs)
-        known = self._written.get(key)
-        if prev is not None and (known is None or known[0] != prev["g"]):
-            # Not written by this process since its head was stored (recovered).
-            known = (prev["g"], [_Column(memoryview(c)) for c in self._columns(key, prev)])
         gen = int(prev["g"]) + 1 if prev else 1
         patches: list[list[int]] = list(prev["p"]) if prev else []
         edits: list[tuple[int, int, memoryview]] = []
@@ -532,7 +534,7 @@ class TrackerTable(Generic[T]):
                 cols_now.append(_Column(mv))
             elif col in starts:
                 cols_now[col].advance(mv, starts[col])
-        self._written[key] = (gen, cols_now)
+        self._written[key] = (gen, cols_now, head, patches)
         return head, writes
 
     def get_stored(self, key: str) -> tuple[T | None, bytes | None]:
