@@ -50,8 +50,13 @@ class Packer:
         return at
 
     def encode(self, header: dict[str, Any]) -> bytes:
-        head = orjson.dumps(header)
-        return b"".join([MAGIC, _LEN.pack(len(head)), head, *self.bufs])
+        return join(header, self.bufs)
+
+
+def join(header: dict[str, Any], bufs: list[Any]) -> bytes:
+    """The record of ``header`` and the column buffers a ``Packer`` collected."""
+    head = orjson.dumps(header)
+    return b"".join([MAGIC, _LEN.pack(len(head)), head, *bufs])
 
 
 def is_record(raw: bytes) -> bool:
