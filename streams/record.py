@@ -39,8 +39,10 @@ class Packer:
         self.bufs: list[Any] = []
         self.size = 0
 
-    def add(self, col: array[Any]) -> int:
-        """Append a column's bytes; returns where they start in the body."""
+    def add(self, col: array[Any], owner: Any = None) -> int:
+        """Append a column's bytes; returns where they start in the body. ``owner`` (the
+        timeline the column is part of) is for packers that write columns apart
+        (agents/worker/state.py); this one only joins them."""
         at = self.size
         if _BIG and col.itemsize > 1:  # pragma: no cover - little-endian machines here
             col = array(col.typecode, col)
@@ -48,6 +50,10 @@ class Packer:
         self.bufs.append(col)  # bytes.join reads its buffer: no copy until then
         self.size += len(col) * col.itemsize
         return at
+
+    def tag_table(self, meta: dict[str, Any], owner: Any) -> None:
+        """Store a timeline's tag table (``owner.tags``, without ``NO_TAG``) in ``meta``."""
+        meta["g"] = [list(t) for t in owner.tags[1:]]
 
     def encode(self, header: dict[str, Any]) -> bytes:
         return join(header, self.bufs)

@@ -25,8 +25,6 @@ from agents.worker.state import (
     encode_component,
     encode_service,
     encode_stats,
-    pack_component,
-    pack_service,
     stats_key,
 )
 from streams.catalog import Catalog
@@ -79,10 +77,10 @@ class Runtime:
 
     def bind_tables(self, components_table: Any, services_table: Any) -> None:
         self.components = TrackerTable(components_table, decode_component, encode_component,
-                                       pack_component, ComponentTracker.from_record)
+                                       ComponentTracker.to_record, ComponentTracker.from_record)
         self.stats = TrackerTable(components_table, PartitionStats.from_bytes, encode_stats)
         self.services = TrackerTable(services_table, decode_service, encode_service,
-                                     pack_service, ServiceTracker.from_record)
+                                     ServiceTracker.to_record, ServiceTracker.from_record)
 
     # -- catalog ---------------------------------------------------------------------
 

@@ -18,16 +18,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import hashlib
-import struct
 import weakref
 import zlib
-from array import array
 from collections.abc import Awaitable, Callable, Container, Iterator
 from typing import Any, Generic, TypeVar
 
 import orjson
 
+from agents.worker import patchlog
 from streams import record
 from streams.component import OUTCOMES, ComponentTracker
 from streams.service import ServiceTracker
@@ -196,16 +194,6 @@ def encode_component(tracker: ComponentTracker) -> bytes:
     return _encode(tracker)
 
 
-def pack_component(tracker: ComponentTracker) -> tuple[dict[str, Any], list[array[Any]]]:
-    out = record.Packer()
-    return tracker.to_record(out), out.bufs
-
-
-def pack_service(tracker: ServiceTracker) -> tuple[dict[str, Any], list[array[Any]]]:
-    out = record.Packer()
-    return tracker.to_record(out), out.bufs
-
-
 def decode_component(raw: bytes) -> ComponentTracker:
     return _decode(ComponentTracker, raw, "components table value")
 
@@ -231,158 +219,6 @@ CHUNK_SIZE = 512 * 1024
 CHUNKED = b"\x00slawatch-parts\x00"
 
 
-#: First bytes of the head record of a tracker stored incrementally (see ``_incremental``),
-#: and of one of its patches.
-INCREMENTAL = b"\x02slawatch-inc2\x00"
-PATCH = b"\x03slawatch-patch\x00"
-#: A tracker whose columns hold at least this many bytes is stored incrementally;
-#: below it the whole record is one message (a head and patches would only add keys).
-INCREMENTAL_FROM = 1024
-#: Columns are compared with what was written in blocks of this many bytes (a digest a
-#: block kept in memory, 0.4% of the history): a change rewrites its column from the
-#: start of the first block that differs; an append writes just the new bytes.
-BLOCK = 4096
-#: A new base (every column whole, the patches deleted) is written when the patches
-#: after the base would hold more than this many times the columns' bytes, or number
-#: more than ``MAX_PATCHES``: the store and a recovery read at most about twice the
-#: history.
-REBASE_RATIO = 1.0
-MAX_PATCHES = 16
-_PATCH_LEN = struct.Struct("<I")
-
-
-def _patch_key(key: str, gen: int) -> str:
-    # \x1f cannot occur in a component id (see _part_key); "p" tells it from a part.
-    return f"{key}\x1fp{gen}"
-
-
-def _digest(block: Any) -> bytes:
-    return hashlib.blake2b(block, digest_size=16).digest()
-
-
-class _Column:
-    """What was written of one column: its length, digests of its whole blocks and of
-    the bytes after them."""
-
-    __slots__ = ("blocks", "n", "tail")
-
-    def __init__(self, mv: memoryview) -> None:
-        self.n = len(mv)
-        full = self.n // BLOCK
-        self.blocks = [_digest(mv[i * BLOCK:(i + 1) * BLOCK]) for i in range(full)]
-        self.tail = _digest(mv[full * BLOCK:])
-
-    def first_change(self, mv: memoryview) -> int:
-        """Where ``mv`` first differs from the written column (its length if nowhere)."""
-        blocks, size = self.blocks, len(mv)
-        for i, d in enumerate(blocks):
-            if (i + 1) * BLOCK > size or _digest(mv[i * BLOCK:(i + 1) * BLOCK]) != d:
-                return i * BLOCK
-        at = len(blocks) * BLOCK
-        if self.n > size or _digest(mv[at:self.n]) != self.tail:
-            return at
-        return self.n
-
-    def advance(self, mv: memoryview, start: int) -> None:
-        """Now ``mv`` is written, and was the same as before up to ``start``."""
-        keep = start // BLOCK
-        del self.blocks[keep:]
-        self.n = len(mv)
-        full = self.n // BLOCK
-        self.blocks += [_digest(mv[i * BLOCK:(i + 1) * BLOCK]) for i in range(keep, full)]
-        self.tail = _digest(mv[full * BLOCK:])
-
-
-def _patch(edits: list[tuple[int, int, memoryview]]) -> bytes:
-    """A patch: per edited column, cut it at ``start`` and append the bytes."""
-    head = orjson.dumps([[col, start, len(data)] for col, start, data in edits])
-    return b"".join([PATCH, _PATCH_LEN.pack(len(head)), head, *(d for _, _, d in edits)])
-
-
-def _apply_patch(cols: list[bytearray], raw: bytes, what: str) -> None:
-    at = len(PATCH)
-    if not raw.startswith(PATCH) or len(raw) < at + _PATCH_LEN.size:
-        raise ValueError(f"{what}: not a patch")
-    (n,) = _PATCH_LEN.unpack_from(raw, at)
-    at += _PATCH_LEN.size
-    edits = orjson.loads(memoryview(raw)[at:at + n])
-    at += n
-    for col, start, size in edits:
-        while len(cols) <= col:
-            cols.append(bytearray())
-        if start > len(cols[col]) or at + size > len(raw):
-            raise ValueError(f"{what}: an edit of column {col} does not fit")
-        del cols[col][start:]
-        cols[col] += memoryview(raw)[at:at + size]
-        at += size
-
-
-def _split_tags(header: dict[str, Any], first: int) -> tuple[dict[str, Any], list[bytes]]:
-    """``header`` with each tag table moved to a column of its own, numbered from
-    ``first``. A service's table of component sets can outweigh its columns; in the head
-    it would be written whole at every checkpoint. The column is the table's JSON
-    without its closing bracket, so a tag added is an append."""
-    out: list[bytes] = []
-
-    def split(part: dict[str, Any]) -> dict[str, Any]:
-        part = dict(part)  # a copy: the tracker's header stays as it is
-        if "g" in part and "o" in part and "n" in part:
-            out.append(orjson.dumps(part.pop("g"))[:-1])
-            part["gc"] = first + len(out) - 1
-        for k, v in part.items():
-            if isinstance(v, dict):
-                part[k] = split(v)
-        return part
-
-    return split(header), out
-
-
-def _join_tags(header: dict[str, Any], cols: list[bytearray]) -> tuple[dict[str, Any], int]:
-    """``_split_tags`` undone; returns the header and how many columns are the body's."""
-    first = len(cols)
-    for meta in _tag_columns(header, []):
-        col = int(meta.pop("gc"))
-        if not 0 <= col < len(cols):
-            raise ValueError(f"tag table column {col} does not exist")
-        first = min(first, col)
-        meta["g"] = orjson.loads(bytes(cols[col]) + b"]")
-    return header, first
-
-
-def _tag_columns(header: Any, found: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    if isinstance(header, dict):
-        if "gc" in header:
-            found.append(header)
-        for v in header.values():
-            if isinstance(v, dict):
-                _tag_columns(v, found)
-    return found
-
-
-def _head(header: dict[str, Any], gen: int, lengths: list[int],
-          patches: list[list[int]]) -> bytes:
-    """An incremental head: the tracker's record header (offsets into the body its
-    columns join to), its checkpoint number, the columns' lengths, and the patches
-    that build the columns, in order: per patch the checkpoint that wrote it, its
-    size and CRC-32."""
-    return INCREMENTAL + orjson.dumps({"r": header, "g": gen, "k": lengths, "p": patches})
-
-
-def _head_meta(head: bytes, key: str) -> dict[str, Any]:
-    try:
-        meta = orjson.loads(memoryview(head)[len(INCREMENTAL):])
-        if not isinstance(meta, dict) or not all(f in meta for f in ("r", "g", "k", "p")):
-            raise ValueError("fields missing")
-    except ValueError as exc:
-        raise ValueError(f"tracker {key!r}: unreadable head of its patches ({exc})") from exc
-    return meta
-
-
-def _pieces_of(key: str, head: bytes) -> list[tuple[str, bytes | None]]:
-    """Tombstones for every patch an incremental head names."""
-    return [(_patch_key(key, int(p[0])), None) for p in _head_meta(head, key)["p"]]
-
-
 def _part_key(key: str, version: int, index: int) -> str:
     # \x1f cannot occur in a component id, and a service name with a control
     # character in it would be odd; the parts are never read as trackers.
@@ -399,20 +235,19 @@ class TrackerTable(Generic[T]):
 
     def __init__(
         self, table: Any, decode: Callable[[bytes], T], encode: Callable[[T], bytes],
-        pack: Callable[[T], tuple[dict[str, Any], list[array[Any]]]] | None = None,
+        pack: Callable[[T, record.Packer], dict[str, Any]] | None = None,
         unpack: Callable[[dict[str, Any], memoryview], T] | None = None,
     ) -> None:
-        """``pack``/``unpack`` (a record header and its columns, see streams/record.py)
-        make the table store large values incrementally (``_incremental``)."""
+        """``pack``/``unpack`` (``to_record``/``from_record`` of a tracker: a record
+        header and its columns, see streams/record.py) make the table store values of
+        at least ``incremental_from`` bytes as a head and patches (agents/worker/
+        patchlog.py)."""
         self.table = table
         self._decode = decode
         self._encode = encode
         self._pack = pack
         self._unpack = unpack
-        self.incremental_from = INCREMENTAL_FROM
-        # key -> (checkpoint of its head, its columns as written, the head, its patches):
-        # see ``_incremental``.
-        self._written: dict[str, tuple[int, list[_Column], bytes, list[list[int]]]] = {}
+        self.incremental_from = patchlog.INCREMENTAL_FROM
         self._cache: dict[str, tuple[bytes, T]] = {}
         self._dirty: dict[str, int] = {}  # key -> its partition
         self._chunks: dict[str, tuple[int, int]] = {}  # key -> (version, parts) stored
@@ -436,111 +271,16 @@ class TrackerTable(Generic[T]):
         hit = self._cache.get(key)
         if hit is not None and (hit[0] is raw or hit[0] == raw):
             return hit[1]
-        if raw.startswith(INCREMENTAL):
-            obj = self._assemble(key, raw)
+        if raw.startswith(patchlog.HEAD):
+            if self._unpack is None:
+                raise ValueError(f"table value {key!r}: stored in patches, but this table "
+                                 "has no record decoder")
+            # Its timelines' ``_low`` are their lengths: as this head stores them.
+            obj = patchlog.assemble(key, raw, self.table.data, self._unpack)
         else:
             obj = self._decode(self._join(key, raw) if raw.startswith(CHUNKED) else raw)
         self._cache[key] = (raw, obj)
         return obj
-
-    def _assemble(self, key: str, head: bytes) -> T:
-        """The tracker an incremental head stands for, from the patches it names."""
-        if self._unpack is None:
-            raise ValueError(f"table value {key!r}: stored in patches, but this table "
-                             "has no record decoder")
-        meta = _head_meta(head, key)
-        cols = self._columns(key, meta)
-        try:
-            header, body = _join_tags(meta["r"], cols)
-        except ValueError as exc:
-            raise ValueError(f"tracker {key!r}: {exc}") from exc
-        return self._unpack(header, memoryview(b"".join(cols[:body])))
-
-    def _columns(self, key: str, meta: dict[str, Any]) -> list[bytearray]:
-        data = self.table.data
-        cols: list[bytearray] = []
-        for gen, size, crc in meta["p"]:
-            raw = data.get(_patch_key(key, gen))
-            if raw is None:
-                raise ValueError(
-                    f"tracker {key!r}: the patch of checkpoint {gen}, named by its head "
-                    f"(checkpoint {meta['g']}), is missing from the table")
-            if len(raw) != size or zlib.crc32(raw) != crc:
-                raise ValueError(f"tracker {key!r}: the patch of checkpoint {gen} does not "
-                                 "match its head")
-            _apply_patch(cols, raw, f"tracker {key!r}: patch of checkpoint {gen}")
-        lengths = meta["k"]
-        del cols[len(lengths):]
-        while len(cols) < len(lengths):
-            cols.append(bytearray())
-        if [len(c) for c in cols] != lengths:
-            raise ValueError(f"tracker {key!r}: its patches do not build the columns its head "
-                             f"(checkpoint {meta['g']}) describes")
-        return cols
-
-    def _incremental(
-        self, key: str, header: dict[str, Any], cols: list[array[Any]], old: bytes | None
-    ) -> tuple[bytes, list[tuple[str, bytes | None]]]:
-        """The writes that store a tracker as a head and patches, given its stored value.
-
-        A patch cuts columns where they first differ from what was written and appends
-        the new bytes (found with digests of blocks of what was written, ``_Column``):
-        in order, only the points added since the last checkpoint. Each patch has a key
-        of its own (the head's checkpoint number): the new patch first, then the head
-        naming every patch to apply, then tombstones for the patches no longer named
-        (after a new base). Same partition, so a recovery that stops anywhere in between
-        finds the old head with all its patches, or the new one with all of its; a
-        patch whose head was lost in a crash gets the same key next time.
-        """
-        known = self._written.get(key)
-        if known is not None and old is not None and (old is known[2] or old == known[2]):
-            prev: dict[str, Any] | None = {"g": known[0], "p": known[3]}  # as written
-        elif old is not None and old.startswith(INCREMENTAL):
-            # Not written by this process since its head was stored (recovered).
-            prev = _head_meta(old, key)
-            known = (prev["g"], [_Column(memoryview(c)) for c in self._columns(key, prev)],
-                     old, prev["p"])
-        else:
-            prev = known = None
-        header, tags = _split_tags(header, len(cols))
-        mvs = [memoryview(c).cast("B") for c in cols] + [memoryview(t) for t in tags]
-        total = sum(len(m) for m in mvs)
-        gen = int(prev["g"]) + 1 if prev else 1
-        patches: list[list[int]] = list(prev["p"]) if prev else []
-        edits: list[tuple[int, int, memoryview]] = []
-        written = known[1] if known is not None else []
-        for col, mv in enumerate(mvs):
-            start = written[col].first_change(mv) if col < len(written) else 0
-            if col >= len(written) or start != len(mv) or written[col].n != len(mv):
-                edits.append((col, start, mv[start:]))
-        size_now = sum(len(d) for _, _, d in edits)
-        # Trackers that grew together must not all rebase at the same checkpoint.
-        limit = MAX_PATCHES - zlib.crc32(key.encode()) % (MAX_PATCHES // 2)
-        rebase = (not patches or len(patches) >= limit
-                  or sum(p[1] for p in patches[1:]) + size_now > REBASE_RATIO * total)
-        writes: list[tuple[str, bytes | None]] = []
-        if rebase:
-            edits = [(col, 0, mv) for col, mv in enumerate(mvs)]
-            gone = patches
-            patches = []
-        else:
-            gone = []
-        raw = _patch(edits)
-        patches.append([gen, len(raw), zlib.crc32(raw)])
-        writes.append((_patch_key(key, gen), raw))
-        head = _head(header, gen, [len(m) for m in mvs], patches)
-        writes.append((key, head))
-        writes += [(_patch_key(key, int(p[0])), None) for p in gone]
-        # What is written now, for the next checkpoint's comparison.
-        starts = dict.fromkeys(range(len(mvs)), 0) if rebase else {c: s for c, s, _ in edits}
-        cols_now = written[:len(mvs)]
-        for col, mv in enumerate(mvs):
-            if col >= len(cols_now):
-                cols_now.append(_Column(mv))
-            elif col in starts:
-                cols_now[col].advance(mv, starts[col])
-        self._written[key] = (gen, cols_now, head, patches)
-        return head, writes
 
     def get_stored(self, key: str) -> tuple[T | None, bytes | None]:
         """``get(key)`` and the stored bytes the object is exactly the decoding of.
@@ -579,7 +319,10 @@ class TrackerTable(Generic[T]):
 
     def put(self, key: str, obj: T, partition: int) -> None:
         """Adopt a new object for ``key``; it is written at the next ``flush``."""
-        self._cache[key] = (b"", obj)
+        hit = self._cache.get(key)
+        # The bytes an object came from (or was last written as) stay with it: the
+        # next write of a head and patches counts from them (see ``flush``).
+        self._cache[key] = (hit[0] if hit is not None and hit[1] is obj else b"", obj)
         self._dirty[key] = partition
 
     def touch(self, key: str, partition: int) -> None:
@@ -622,15 +365,21 @@ class TrackerTable(Generic[T]):
             if self._pack is not None:
                 with partition_context(partition):
                     before = store.get(key)
-                    header, cols = self._pack(obj)
-                    if sum(len(c) * c.itemsize for c in cols) >= self.incremental_from:
-                        stored, writes = self._incremental(key, header, cols, before)
-                    else:
-                        raw = record.join(header, cols)
-                        if before is not None and before.startswith(INCREMENTAL):
-                            # Small again (pruned): whole, then tombstones for its pieces.
-                            writes = [(key, raw), *_pieces_of(key, before)]
-                            stored, raw = raw, None
+                inc = before if before is not None and before.startswith(patchlog.HEAD) else None
+                cols = patchlog.Columns()
+                header = self._pack(obj, cols)
+                if cols.size >= self.incremental_from:
+                    # ``known``: the stored head is the one this object was read from or
+                    # last written as, so its timelines' ``_low`` count from it.
+                    known = inc is not None and (inc is cache[key][0] or inc == cache[key][0])
+                    stored, writes = patchlog.write(key, header, cols, inc, known, chunk)
+                else:
+                    del cols, header
+                    raw = encode(obj)
+                    if inc is not None:
+                        # Small again (pruned): whole, then tombstones for its patches.
+                        writes = [(key, raw), *patchlog.tombstones(key, inc)]
+                        stored, raw = raw, None
             else:
                 raw = encode(obj)
             if raw is None:
@@ -699,7 +448,6 @@ class TrackerTable(Generic[T]):
         self._generation += 1
         keep = {k: self._cache[k] for k in self._dirty if k in self._cache}
         self._cache = keep
-        self._written = {}  # rebuilt from the stored heads when next written
 
 
 def _persist_offset(store: Any) -> Callable[[Any], None]:

@@ -25,7 +25,7 @@ import orjson
 import pytest
 import yaml
 
-from agents.worker.state import TrackerTable, decode_service, encode_service, pack_service
+from agents.worker.state import TrackerTable, decode_service, encode_service
 from streams.service import ServiceTracker
 from tests import reference as ref
 from tests.fake_tables import Table
@@ -186,7 +186,7 @@ def service_history_starts(broker: Any) -> dict[str, list[float]]:
             latest[key] = rec.value
     stored = Table()
     stored.data.update(latest)
-    table = TrackerTable(stored, decode_service, encode_service, pack_service,
+    table = TrackerTable(stored, decode_service, encode_service, ServiceTracker.to_record,
                          ServiceTracker.from_record)
     out: dict[str, list[float]] = {}
     for key in [k for k in latest if "\x1f" not in k]:

@@ -20,16 +20,14 @@ import faust.streams  # noqa: F401  # flush imports it; its first import runs `f
 import orjson
 import pytest
 
-from agents.worker import state
+from agents.worker import patchlog
+from agents.worker.patchlog import HEAD as INCREMENTAL
 from agents.worker.state import (
-    INCREMENTAL,
     TrackerTable,
     decode_component,
     decode_service,
     encode_component,
     encode_service,
-    pack_component,
-    pack_service,
 )
 from streams.catalog import parse_catalog
 from streams.component import ComponentTracker
@@ -41,21 +39,21 @@ Log = list[tuple[bytes, bytes | None, int]]
 
 
 @pytest.fixture(autouse=True)
-def _small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Blocks and patch counts small enough that short histories span many."""
-    monkeypatch.setattr(state, "BLOCK", 64)
-    monkeypatch.setattr(state, "MAX_PATCHES", 7)
+def _few_patches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Few enough patches between bases that short histories rebase many times."""
+    monkeypatch.setattr(patchlog, "MAX_PATCHES", 7)
 
 
 def comp_table(t: Table) -> TrackerTable[ComponentTracker]:
-    tt = TrackerTable(t, decode_component, encode_component, pack_component,
+    tt = TrackerTable(t, decode_component, encode_component, ComponentTracker.to_record,
                       ComponentTracker.from_record)
     tt.incremental_from = 512
     return tt
 
 
 def svc_table(t: Table) -> TrackerTable[ServiceTracker]:
-    tt = TrackerTable(t, decode_service, encode_service, pack_service, ServiceTracker.from_record)
+    tt = TrackerTable(t, decode_service, encode_service, ServiceTracker.to_record,
+                      ServiceTracker.from_record)
     tt.incremental_from = 512
     return tt
 
