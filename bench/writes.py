@@ -4,9 +4,11 @@ A checkpoint writes every tracker changed since the last one (agents/worker/stat
 ``TrackerTable.flush``). This replays a sweep point's events through the engine (no
 Kafka), ``--per-checkpoint`` events between two checkpoints, and adds up the bytes the
 component and service changelogs get, next to the bytes of the events: "whole" as
-every changed tracker's whole record (before incremental writes), "incr" as what
-``TrackerTable.flush`` sends now (pieces that changed, heads, tombstones), and the
-last checkpoint of each (the largest, late in the storm).
+``TrackerTable.flush`` sent before incremental writes (every changed tracker's whole
+record, the table without ``pack``), "incr" as it sends now (heads and the patches of
+what changed, agents/worker/patchlog.py), the last checkpoint of each (the largest,
+late in the storm), and the CPU seconds of the two flushes (alternated at each
+checkpoint, same trackers).
 
     .venv/bin/python bench/writes.py --sweep-only fanout=5 --per-checkpoint 2000 20000
 """
@@ -31,8 +33,6 @@ from agents.worker.state import (  # noqa: E402
     decode_service,
     encode_component,
     encode_service,
-    pack_component,
-    pack_service,
 )
 from bench.throughput import _shape_label, make_events, make_shape_catalog, sweep_shapes  # noqa: E402
 from streams.catalog import parse_catalog  # noqa: E402
@@ -59,8 +59,9 @@ class _Table:
         self.changelog_topic = _Topic()
 
 
-def flushed_bytes(table: TrackerTable[Any]) -> int:
-    """Write the table's dirty trackers; returns the bytes of keys and values sent."""
+def flushed_bytes(table: TrackerTable[Any]) -> tuple[int, float]:
+    """Write the table's dirty trackers; returns the bytes of keys and values sent, and
+    the CPU seconds of the flush."""
     sent = 0
 
     async def send(topic: str, key: bytes, value: bytes | None, partition: int) -> Any:
@@ -73,8 +74,13 @@ def flushed_bytes(table: TrackerTable[Any]) -> int:
     async def go() -> None:
         await table.flush(send)
 
-    asyncio.run(go())
-    return sent
+    loop = asyncio.new_event_loop()
+    try:
+        t0 = time.process_time()
+        loop.run_until_complete(go())
+        return sent, time.process_time() - t0
+    finally:
+        loop.close()
 
 
 def main() -> int:
@@ -86,7 +92,8 @@ def main() -> int:
     opts = ap.parse_args()
     every = sweep_shapes()
     print(f"{'shape':<58} {'events/cp':>9} {'events MB':>9} {'whole MB':>9} {'incr MB':>8} "
-          f"{'whole x':>7} {'incr x':>6} {'last cp whole MB':>16} {'last cp incr MB':>15}")
+          f"{'whole x':>7} {'incr x':>6} {'last cp whole MB':>16} {'last cp incr MB':>15} "
+          f"{'whole CPU s':>11} {'incr CPU s':>10}")
     for shape in sweep_shapes(opts.sweep_only):
         index = every.index(shape)  # the same seed as the sweep: the same events
         catalog = parse_catalog(orjson.loads(make_shape_catalog(
@@ -98,33 +105,40 @@ def main() -> int:
         now = time.time()
         for per in opts.per_checkpoint:
             engine = Engine(catalog, allowed_lateness=600.0)
-            comp_table = TrackerTable(_Table(), decode_component, encode_component,
-                                      pack_component, ComponentTracker.from_record)
-            svc_table = TrackerTable(_Table(), decode_service, encode_service,
-                                     pack_service, ServiceTracker.from_record)
-            whole = incr = last_whole = last_incr = 0
-            for k in range(0, len(raws), per):
+            tables = {
+                "whole": (TrackerTable(_Table(), decode_component, encode_component),
+                          TrackerTable(_Table(), decode_service, encode_service)),
+                "incr": (TrackerTable(_Table(), decode_component, encode_component,
+                                      ComponentTracker.to_record, ComponentTracker.from_record),
+                         TrackerTable(_Table(), decode_service, encode_service,
+                                      ServiceTracker.to_record, ServiceTracker.from_record)),
+            }
+            total = dict.fromkeys(tables, 0)
+            last = dict.fromkeys(tables, 0)
+            cpu = dict.fromkeys(tables, 0.0)
+            for n, k in enumerate(range(0, len(raws), per)):
                 for lo in range(k, min(len(raws), k + per), 2000):  # fetches of 2,000
                     engine.apply_raw_many(raws[lo:min(lo + 2000, k + per)], now)
                 touched = {c for c in comps_of[k:k + per] if c in engine.components}
                 services = {s for c in touched for s in catalog.services_for(c)
                             if s in engine.services}
-                last_whole = (sum(len(c) + len(encode_component(engine.components[c]))
-                                  for c in touched)
-                              + sum(len(s) + len(encode_service(engine.services[s]))
-                                    for s in services))
-                for c in touched:
-                    comp_table.put(c, engine.components[c], 0)
-                for s in services:
-                    svc_table.put(s, engine.services[s], 0)
-                last_incr = flushed_bytes(comp_table) + flushed_bytes(svc_table)
-                whole += last_whole
-                incr += last_incr
+                order = list(tables) if n % 2 == 0 else list(reversed(tables))
+                for name in order:  # alternated; neither changes the trackers
+                    comp_table, svc_table = tables[name]
+                    for c in touched:
+                        comp_table.put(c, engine.components[c], 0)
+                    for s in services:
+                        svc_table.put(s, engine.services[s], 0)
+                    (cb, cc), (sb, sc) = flushed_bytes(comp_table), flushed_bytes(svc_table)
+                    last[name] = cb + sb
+                    total[name] += cb + sb
+                    cpu[name] += cc + sc
+            whole, incr, last_whole, last_incr = total["whole"], total["incr"], last["whole"], last["incr"]
             events = sum(map(len, raws))
             print(f"{_shape_label(shape):<58} {per:>9,} {events / 1e6:>9.1f} "
                   f"{whole / 1e6:>9.1f} {incr / 1e6:>8.1f} {whole / events:>7.1f} "
-                  f"{incr / events:>6.2f} {last_whole / 1e6:>16.2f} {last_incr / 1e6:>15.3f}",
-                  flush=True)
+                  f"{incr / events:>6.2f} {last_whole / 1e6:>16.2f} {last_incr / 1e6:>15.3f} "
+                  f"{cpu['whole']:>11.2f} {cpu['incr']:>10.2f}", flush=True)
     return 0
 
 

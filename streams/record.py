@@ -39,10 +39,12 @@ class Packer:
         self.bufs: list[Any] = []
         self.size = 0
 
-    def add(self, col: array[Any], owner: Any = None) -> int:
-        """Append a column's bytes; returns where they start in the body. ``owner`` (the
-        timeline the column is part of) is for packers that write columns apart
-        (agents/worker/state.py); this one only joins them."""
+    def timeline(self, owner: Any) -> None:
+        """The columns added next are ``owner``'s (a timeline): for packers that write
+        columns apart (agents/worker/patchlog.py); this one only joins them."""
+
+    def add(self, col: array[Any]) -> int:
+        """Append a column's bytes; returns where they start in the body."""
         at = self.size
         if _BIG and col.itemsize > 1:  # pragma: no cover - little-endian machines here
             col = array(col.typecode, col)

@@ -69,41 +69,45 @@ def patch_key(key: str, number: int) -> str:
 
 
 class Columns(record.Packer):
-    """A ``Packer`` that notes the timeline of every column and keeps tag tables out of
-    the header (each one a column after the body's, see ``write``)."""
+    """A ``Packer`` that notes which timeline each column is part of and keeps tag
+    tables out of the header (each one a column after the body's, see ``write``)."""
 
-    __slots__ = ("owners", "tagged")
+    __slots__ = ("groups", "tagged")
 
     def __init__(self) -> None:
         super().__init__()
-        self.owners: list[Timeline] = []
-        self.tagged: list[Timeline] = []
+        self.groups: list[tuple[Timeline, int]] = []  # (timeline, its first column)
+        self.tagged: list[tuple[Timeline, dict[str, Any]]] = []
 
-    def add(self, col: Any, owner: Any = None) -> int:
-        self.owners.append(owner)
-        return super().add(col)
+    def timeline(self, owner: Any) -> None:
+        self.groups.append((owner, len(self.bufs)))
 
     def tag_table(self, meta: dict[str, Any], owner: Any) -> None:
         meta["gc"] = len(self.tagged)  # its column: the body's, then this many
         meta["gn"] = len(owner.tags) - 1
-        self.tagged.append(owner)
+        self.tagged.append((owner, meta))
+
+    def whole(self, header: dict[str, Any]) -> bytes:
+        """The whole record (streams/record.py) of what was packed, tag tables in the
+        header as ``Packer`` has them."""
+        for owner, meta in self.tagged:
+            del meta["gc"], meta["gn"]
+            super().tag_table(meta, owner)
+        return record.join(header, self.bufs)
 
 
-def _metas(header: Any, out: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
-    """The timelines' parts of a record header, in the order their columns were packed
-    (a dict keeps its order), each with the key it is under."""
+def _shape(header: dict[str, Any], out: list[Any]) -> list[Any]:
+    """What decides which column is which: the timelines in the order their columns
+    were packed (a dict keeps its order), by the key each is under, and which have a
+    tag column."""
     for k, v in header.items():
         if type(v) is dict:
             if "o" in v:
-                out.append((k, v))
+                out.append(k)
+                out.append("gc" in v)
             else:
-                _metas(v, out)
+                _shape(v, out)
     return out
-
-
-def _shape(metas: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, bool]]:
-    """What decides which column is which: the timelines, in order, and which have tags."""
-    return [(k, "gc" in m) for k, m in metas]
 
 
 def parse_head(head: bytes, key: str) -> dict[str, Any]:
@@ -121,28 +125,31 @@ def tombstones(key: str, head: bytes) -> Writes:
     return [(patch_key(key, int(p[0])), None) for p in parse_head(head, key)["p"]]
 
 
-def _patches(edits: list[tuple[int, int, Any]], limit: int) -> list[bytes]:
-    """The patches of ``edits`` (column, cut at, bytes to append), each at most about
-    ``limit`` bytes: a longer edit goes on in the next patch, which cuts its column
-    where the one before ended."""
+def _patches(edits: list[tuple[int, int, Any, int]], limit: int) -> list[bytes]:
+    """The patches of ``edits`` (column, cut at, bytes or an array to append, its size in
+    bytes), each at most about ``limit`` bytes: a longer edit goes on in the next patch,
+    which cuts its column where the one before ended."""
     out: list[bytes] = []
-    todo: list[tuple[int, int, Any]] = []
+    todo: list[tuple[int, int, Any, int]] = []
     room = limit
 
     def emit() -> None:
-        head = orjson.dumps([[c, s, len(d)] for c, s, d in todo])
-        out.append(b"".join([PATCH, _LEN.pack(len(head)), head, *(d for _, _, d in todo)]))
+        head = orjson.dumps([[c, s, n] for c, s, _, n in todo])
+        out.append(b"".join([PATCH, _LEN.pack(len(head)), head, *(d for _, _, d, _ in todo)]))
         todo.clear()
 
-    for col, start, data in edits:
-        while len(data) > room and room > 0:
-            todo.append((col, start, data[:room]))
-            start += room
-            data = data[room:]
-            emit()
-            room = limit
-        todo.append((col, start, data))
-        room -= len(data)
+    for col, start, data, size in edits:
+        if size > room:
+            data = memoryview(data).cast("B")  # released with the last slice, below
+            while size > room:
+                todo.append((col, start, data[:room], room))
+                start += room
+                data = data[room:]
+                size -= room
+                emit()
+                room = limit
+        todo.append((col, start, data, size))
+        room -= size
         if room <= 0:
             emit()
             room = limit
@@ -178,52 +185,59 @@ def write(key: str, header: dict[str, Any], cols: Columns, stored: bytes | None,
     object, so its timelines' ``_low`` count from it; else a new base. Sets ``_low`` of
     every timeline written to its length."""
     old = parse_head(stored, key) if stored is not None else None
-    bufs, owners, tagged = cols.bufs, cols.owners, cols.tagged
+    bufs, groups, tagged = cols.bufs, cols.groups, cols.tagged
     nbody = len(bufs)
-    metas = _metas(header, [])
-    old_metas: list[tuple[str, dict[str, Any]]] = []
-    edits: list[tuple[int, int, Any]] = []
+    shape = zlib.crc32(orjson.dumps(_shape(header, [])))
+    edits: list[tuple[int, int, Any, int]] = []  # column, cut at, to append, its bytes
     lens: list[int] = []
     patches: list[list[int]] = list(old["p"]) if old is not None else []
     base = int(old["b"]) if old is not None else 0
-    rebase = True
-    if old is not None and known:
-        old_metas = _metas(old["r"], [])
-        rebase = _shape(old_metas) != _shape(metas)
+    rebase = old is None or not known or old.get("l") != shape
     if not rebase:
         assert old is not None
         prev = old["k"]
-        for i, col in enumerate(bufs):
-            size = col.itemsize
-            n = len(col) * size
-            start = min(owners[i]._low * size, prev[i])
-            if start < prev[i] or n > start:
-                edits.append((i, start, memoryview(col).cast("B")[start:]))
-            lens.append(n)
-        old_n = [m["gn"] for _, m in old_metas if "gc" in m]
-        for j, tl in enumerate(tagged):
+        ends = [first for _, first in groups[1:]]
+        ends.append(nbody)
+        for (tl, first), end in zip(groups, ends, strict=True):
+            low = tl._low
+            if low == len(tl.ts) and 8 * low == prev[first]:  # as written
+                lens += prev[first:end]
+                continue
+            for i in range(first, end):
+                col = bufs[i]
+                size = col.itemsize
+                n = len(col) * size
+                if low * size < prev[i]:
+                    edits.append((i, low * size, col[low:], n - low * size))
+                elif n > prev[i]:
+                    edits.append((i, prev[i], col[prev[i] // size:], n - prev[i]))
+                lens.append(n)
+        old_n = [m["gn"] for m in _tag_metas(old["r"], [])]
+        for j, (tl, meta) in enumerate(tagged):
             i = nbody + j
-            now_n = len(tl.tags) - 1
+            now_n = meta["gn"]
             if tl._low > 0 and old_n[j] <= now_n:
                 if now_n > old_n[j]:
                     more = b"," + orjson.dumps(tl.tags[1 + old_n[j]:])[1:-1]
-                    edits.append((i, prev[i], more))
+                    edits.append((i, prev[i], more, len(more)))
                     lens.append(prev[i] + len(more))
                 else:
                     lens.append(prev[i])
             else:
                 table = orjson.dumps(tl.tags[1:])[:-1]
-                edits.append((i, 0, table))
+                edits.append((i, 0, table, len(table)))
                 lens.append(len(table))
-        size_now = sum(len(d) for _, _, d in edits)
+        size_now = sum(e[3] for e in edits)
         limit = MAX_PATCHES - zlib.crc32(key.encode()) % (MAX_PATCHES // 2)
         rebase = (len(patches) - base + 1 >= limit
                   or sum(p[1] for p in patches[base:]) + size_now > REBASE_RATIO * sum(lens))
     gone: list[list[int]] = []
     if rebase:
-        edits = [(i, 0, memoryview(col).cast("B")) for i, col in enumerate(bufs)]
-        edits += [(nbody + j, 0, orjson.dumps(tl.tags[1:])[:-1]) for j, tl in enumerate(tagged)]
-        lens = [len(d) for _, _, d in edits]
+        edits = [(i, 0, col, len(col) * col.itemsize) for i, col in enumerate(bufs)]
+        for j, (tl, _) in enumerate(tagged):
+            table = orjson.dumps(tl.tags[1:])[:-1]
+            edits.append((nbody + j, 0, table, len(table)))
+        lens = [e[3] for e in edits]
         gone, patches = patches, []
     number = max((int(p[0]) for p in (*gone, *patches)), default=0) + 1
     writes: Writes = []
@@ -231,15 +245,26 @@ def write(key: str, header: dict[str, Any], cols: Columns, stored: bytes | None,
         patches.append([number, len(raw), zlib.crc32(raw)])
         writes.append((patch_key(key, number), raw))
         number += 1
-    del edits  # the column views: an array that exports its buffer cannot grow
     if rebase:
         base = len(patches)
-    head = HEAD + orjson.dumps({"r": header, "k": lens, "p": patches, "b": base})
+    head = HEAD + orjson.dumps({"r": header, "k": lens, "p": patches, "b": base, "l": shape})
     writes.append((key, head))
     writes += [(patch_key(key, int(p[0])), None) for p in gone]
-    for tl in owners:
+    for tl, _ in groups:
         tl._low = len(tl.ts)
     return head, writes
+
+
+def _tag_metas(header: dict[str, Any], out: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The timelines' parts of a header that name a tag column, in order."""
+    for v in header.values():
+        if type(v) is dict:
+            if "o" in v:
+                if "gc" in v:
+                    out.append(v)
+            else:
+                _tag_metas(v, out)
+    return out
 
 
 def assemble(key: str, head: bytes, data: Mapping[str, bytes],
@@ -263,7 +288,7 @@ def assemble(key: str, head: bytes, data: Mapping[str, bytes],
         raise ValueError(f"tracker {key!r}: its patches do not build the columns its head "
                          "describes")
     header = meta["r"]
-    tags = [m for _, m in _metas(header, []) if "gc" in m]
+    tags = _tag_metas(header, [])
     nbody = len(lengths) - len(tags)
     for m in tags:
         col, n = int(m.pop("gc")), int(m.pop("gn"))

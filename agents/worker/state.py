@@ -356,53 +356,54 @@ class TrackerTable(Generic[T]):
         records: list[tuple[bytes, bytes | None, int]] = []
         chunk = self.chunk_size
         for key, partition in dirty.items():
-            obj = cache[key][1]
-            if before_write is not None:
-                before_write(key, obj)
-            old = self._chunks.pop(key, None)
-            writes: list[tuple[str, bytes | None]] = []
-            raw: bytes | None = None
-            if self._pack is not None:
-                with partition_context(partition):
-                    before = store.get(key)
-                inc = before if before is not None and before.startswith(patchlog.HEAD) else None
-                cols = patchlog.Columns()
-                header = self._pack(obj, cols)
-                if cols.size >= self.incremental_from:
-                    # ``known``: the stored head is the one this object was read from or
-                    # last written as, so its timelines' ``_low`` count from it.
-                    known = inc is not None and (inc is cache[key][0] or inc == cache[key][0])
-                    stored, writes = patchlog.write(key, header, cols, inc, known, chunk)
-                else:
-                    del cols, header
-                    raw = encode(obj)
-                    if inc is not None:
-                        # Small again (pruned): whole, then tombstones for its patches.
-                        writes = [(key, raw), *patchlog.tombstones(key, inc)]
-                        stored, raw = raw, None
-            else:
-                raw = encode(obj)
-            if raw is None:
-                pass
-            elif len(raw) > chunk:
-                # Larger than a Kafka message may be (1 MB by default): parts of a new
-                # version first, then the head naming them, then tombstones for the old
-                # version's parts. Same partition, so the log keeps this order and a
-                # head never names parts that are not before it.
-                version = (old[0] + 1) if old else 1
-                n = -(-len(raw) // chunk)
-                writes += [(_part_key(key, version, i), raw[i * chunk:(i + 1) * chunk])
-                           for i in range(n)]
-                head = CHUNKED + orjson.dumps({"v": version, "n": n, "crc": zlib.crc32(raw)})
-                writes.append((key, head))
-                self._chunks[key] = (version, n)
-                stored = head
-            else:
-                writes.append((key, raw))
-                stored = raw
-            if old:
-                writes += [(_part_key(key, old[0], i), None) for i in range(old[1])]
+            # Store reads and writes belong to the key's partition (RocksDB keeps one
+            # database per partition).
             with partition_context(partition):
+                obj = cache[key][1]
+                if before_write is not None:
+                    before_write(key, obj)
+                old = self._chunks.pop(key, None)
+                writes: list[tuple[str, bytes | None]] = []
+                raw: bytes | None = None
+                if self._pack is not None:
+                    before = store.get(key)
+                    inc = before if before is not None and before.startswith(patchlog.HEAD) else None
+                    cols = patchlog.Columns()
+                    header = self._pack(obj, cols)
+                    if cols.size >= self.incremental_from:
+                        # ``known``: the stored head is the one this object was read from or
+                        # last written as, so its timelines' ``_low`` count from it.
+                        known = inc is not None and (inc is cache[key][0] or inc == cache[key][0])
+                        stored, writes = patchlog.write(key, header, cols, inc, known, chunk)
+                    else:
+                        raw = cols.whole(header)
+                        if inc is not None:
+                            # Small again (pruned): whole, then tombstones for its patches.
+                            writes = [(key, raw), *patchlog.tombstones(key, inc)]
+                            stored, raw = raw, None
+                    del cols
+                else:
+                    raw = encode(obj)
+                if raw is None:
+                    pass
+                elif len(raw) > chunk:
+                    # Larger than a Kafka message may be (1 MB by default): parts of a new
+                    # version first, then the head naming them, then tombstones for the old
+                    # version's parts. Same partition, so the log keeps this order and a
+                    # head never names parts that are not before it.
+                    version = (old[0] + 1) if old else 1
+                    n = -(-len(raw) // chunk)
+                    writes += [(_part_key(key, version, i), raw[i * chunk:(i + 1) * chunk])
+                               for i in range(n)]
+                    head = CHUNKED + orjson.dumps({"v": version, "n": n, "crc": zlib.crc32(raw)})
+                    writes.append((key, head))
+                    self._chunks[key] = (version, n)
+                    stored = head
+                else:
+                    writes.append((key, raw))
+                    stored = raw
+                if old:
+                    writes += [(_part_key(key, old[0], i), None) for i in range(old[1])]
                 for k, v in writes:
                     if v is None:
                         with contextlib.suppress(KeyError):
