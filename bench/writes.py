@@ -89,6 +89,8 @@ def main() -> int:
                     help="sweep points as in bench/throughput.py (default: every point)")
     ap.add_argument("--per-checkpoint", type=int, nargs="+", default=[2000, 20000],
                     help="events between two checkpoints")
+    ap.add_argument("--incremental-from", type=int, default=None, metavar="BYTES",
+                    help="the tables' incremental_from (default: agents/worker/patchlog.py's)")
     opts = ap.parse_args()
     every = sweep_shapes()
     print(f"{'shape':<58} {'events/cp':>9} {'events MB':>9} {'whole MB':>9} {'incr MB':>8} "
@@ -113,6 +115,9 @@ def main() -> int:
                          TrackerTable(_Table(), decode_service, encode_service,
                                       ServiceTracker.to_record, ServiceTracker.from_record)),
             }
+            if opts.incremental_from is not None:
+                for t in tables["incr"]:
+                    t.incremental_from = opts.incremental_from
             total = dict.fromkeys(tables, 0)
             last = dict.fromkeys(tables, 0)
             cpu = dict.fromkeys(tables, 0.0)

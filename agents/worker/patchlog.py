@@ -52,8 +52,11 @@ T = TypeVar("T")
 HEAD = b"\x02slawatch-inc3\x00"
 PATCH = b"\x03slawatch-patch\x00"
 #: A tracker whose columns hold at least this many bytes is stored incrementally; below
-#: it the whole record is one message (a head and patches would only add keys).
-INCREMENTAL_FROM = 1024
+#: it the whole record is one message. A head and a patch cost ~7 us more of Python
+#: than a whole record (2026-12-06); below ~4 KiB the bytes they save cost less than
+#: that to send (fan-out 5 in ``bench/writes.py``: from 1 KiB 1,540 -> 294 MB with 12%
+#: more flush CPU, from 4 KiB -> 367 MB with 5% more; services of 1 stay whole).
+INCREMENTAL_FROM = 4096
 #: Rebase when the patches after the base would hold more than this many times the
 #: columns' bytes, or number more than ``MAX_PATCHES``.
 REBASE_RATIO = 1.0
@@ -72,12 +75,13 @@ class Columns(record.Packer):
     """A ``Packer`` that notes which timeline each column is part of and keeps tag
     tables out of the header (each one a column after the body's, see ``write``)."""
 
-    __slots__ = ("groups", "tagged")
+    __slots__ = ("groups", "shape", "tagged")
 
     def __init__(self) -> None:
         super().__init__()
         self.groups: list[tuple[Timeline, int]] = []  # (timeline, its first column)
         self.tagged: list[tuple[Timeline, dict[str, Any]]] = []
+        self.shape: list[int] = []  # the timelines with a tag column, by their number
 
     def timeline(self, owner: Any) -> None:
         self.groups.append((owner, len(self.bufs)))
@@ -86,6 +90,7 @@ class Columns(record.Packer):
         meta["gc"] = len(self.tagged)  # its column: the body's, then this many
         meta["gn"] = len(owner.tags) - 1
         self.tagged.append((owner, meta))
+        self.shape.append(len(self.groups) - 1)
 
     def whole(self, header: dict[str, Any]) -> bytes:
         """The whole record (streams/record.py) of what was packed, tag tables in the
@@ -96,26 +101,31 @@ class Columns(record.Packer):
         return record.join(header, self.bufs)
 
 
-def _shape(header: dict[str, Any], out: list[Any]) -> list[Any]:
-    """What decides which column is which: the timelines in the order their columns
-    were packed (a dict keeps its order), by the key each is under, and which have a
-    tag column."""
-    for k, v in header.items():
-        if type(v) is dict:
-            if "o" in v:
-                out.append(k)
-                out.append("gc" in v)
-            else:
-                _shape(v, out)
-    return out
+def _head(meta: dict[str, Any], header: dict[str, Any]) -> bytes:
+    """A head: what a write needs of the last one first (``meta``: the columns' lengths
+    "k", the patches "p" (number, size, CRC-32), how many of them are the base "b", the
+    bytes of those after it "d", the shape "l", the tag tables' sizes "gn"), then the
+    record header "r"."""
+    m = orjson.dumps(meta)
+    return b"".join([HEAD, _LEN.pack(len(m)), m, orjson.dumps(header)])
 
 
-def parse_head(head: bytes, key: str) -> dict[str, Any]:
+_META = frozenset(("k", "p", "b", "d", "l", "gn"))
+
+
+def parse_head(head: bytes, key: str, whole: bool = False) -> dict[str, Any]:
+    """A head's ``meta``, and with ``whole`` the record header under "r" too."""
     try:
-        meta = orjson.loads(memoryview(head)[len(HEAD):])
-        if not isinstance(meta, dict) or not all(f in meta for f in ("r", "k", "p", "b")):
+        at = len(HEAD) + _LEN.size
+        (n,) = _LEN.unpack_from(head, len(HEAD))
+        meta = orjson.loads(memoryview(head)[at:at + n])
+        if not isinstance(meta, dict) or len(meta.keys() & _META) != len(_META):
             raise ValueError("fields missing")
-    except ValueError as exc:
+        if whole:
+            meta["r"] = orjson.loads(memoryview(head)[at + n:])
+            if not isinstance(meta["r"], dict):
+                raise ValueError("its record header is not an object")
+    except (ValueError, struct.error) as exc:
         raise ValueError(f"tracker {key!r}: unreadable head of its patches ({exc})") from exc
     return meta
 
@@ -129,6 +139,9 @@ def _patches(edits: list[tuple[int, int, Any, int]], limit: int) -> list[bytes]:
     """The patches of ``edits`` (column, cut at, bytes or an array to append, its size in
     bytes), each at most about ``limit`` bytes: a longer edit goes on in the next patch,
     which cuts its column where the one before ended."""
+    if sum(e[3] for e in edits) <= limit:  # the usual case: one patch
+        head = orjson.dumps([[c, s, n] for c, s, _, n in edits])
+        return [b"".join([PATCH, _LEN.pack(len(head)), head, *(e[2] for e in edits)])]
     out: list[bytes] = []
     todo: list[tuple[int, int, Any, int]] = []
     room = limit
@@ -187,7 +200,9 @@ def write(key: str, header: dict[str, Any], cols: Columns, stored: bytes | None,
     old = parse_head(stored, key) if stored is not None else None
     bufs, groups, tagged = cols.bufs, cols.groups, cols.tagged
     nbody = len(bufs)
-    shape = zlib.crc32(orjson.dumps(_shape(header, [])))
+    # Which column is which: how many timelines and columns, and which timelines have
+    # tags (a tracker's timelines are only ever added, at the end of their kind).
+    shape = [len(groups), nbody, *cols.shape]
     edits: list[tuple[int, int, Any, int]] = []  # column, cut at, to append, its bytes
     lens: list[int] = []
     patches: list[list[int]] = list(old["p"]) if old is not None else []
@@ -212,7 +227,7 @@ def write(key: str, header: dict[str, Any], cols: Columns, stored: bytes | None,
                 elif n > prev[i]:
                     edits.append((i, prev[i], col[prev[i] // size:], n - prev[i]))
                 lens.append(n)
-        old_n = [m["gn"] for m in _tag_metas(old["r"], [])]
+        old_n = old["gn"]
         for j, (tl, meta) in enumerate(tagged):
             i = nbody + j
             now_n = meta["gn"]
@@ -230,7 +245,7 @@ def write(key: str, header: dict[str, Any], cols: Columns, stored: bytes | None,
         size_now = sum(e[3] for e in edits)
         limit = MAX_PATCHES - zlib.crc32(key.encode()) % (MAX_PATCHES // 2)
         rebase = (len(patches) - base + 1 >= limit
-                  or sum(p[1] for p in patches[base:]) + size_now > REBASE_RATIO * sum(lens))
+                  or old["d"] + size_now > REBASE_RATIO * sum(lens))
     gone: list[list[int]] = []
     if rebase:
         edits = [(i, 0, col, len(col) * col.itemsize) for i, col in enumerate(bufs)]
@@ -239,7 +254,8 @@ def write(key: str, header: dict[str, Any], cols: Columns, stored: bytes | None,
             edits.append((nbody + j, 0, table, len(table)))
         lens = [e[3] for e in edits]
         gone, patches = patches, []
-    number = max((int(p[0]) for p in (*gone, *patches)), default=0) + 1
+    last = patches or gone  # numbers only grow, in the order the head names them
+    number = int(last[-1][0]) + 1 if last else 1
     writes: Writes = []
     for raw in _patches(edits, chunk):
         patches.append([number, len(raw), zlib.crc32(raw)])
@@ -247,7 +263,8 @@ def write(key: str, header: dict[str, Any], cols: Columns, stored: bytes | None,
         number += 1
     if rebase:
         base = len(patches)
-    head = HEAD + orjson.dumps({"r": header, "k": lens, "p": patches, "b": base, "l": shape})
+    head = _head({"k": lens, "p": patches, "b": base, "d": sum(p[1] for p in patches[base:]),
+                  "l": shape, "gn": [m["gn"] for _, m in tagged]}, header)
     writes.append((key, head))
     writes += [(patch_key(key, int(p[0])), None) for p in gone]
     for tl, _ in groups:
@@ -270,7 +287,7 @@ def _tag_metas(header: dict[str, Any], out: list[dict[str, Any]]) -> list[dict[s
 def assemble(key: str, head: bytes, data: Mapping[str, bytes],
              unpack: Callable[[dict[str, Any], memoryview], T]) -> T:
     """The tracker a head stands for, from the patches it names in ``data``."""
-    meta = parse_head(head, key)
+    meta = parse_head(head, key, whole=True)
     cols: list[bytearray] = []
     for number, size, crc in meta["p"]:
         raw = data.get(patch_key(key, number))

@@ -101,7 +101,6 @@ def test_the_store_decodes_to_the_live_trackers_after_every_checkpoint(
     clog: Log = []
     slog: Log = []
     ts = 1_700_000_000.0
-    heads = 0
     for batch, then in steps:
         raws = []
         for comp, state, dt, late in batch:
@@ -127,7 +126,6 @@ def test_the_store_decodes_to_the_live_trackers_after_every_checkpoint(
         for name, s in engine.services.items():
             got_s = back_s.get(name)
             assert got_s is not None and encode_service(got_s) == encode_service(s), name
-        heads += sum(1 for _, v, _ in slog if v is not None and v.startswith(patchlog.HEAD))
         if then == "restart":
             comps, svcs = back_c, back_s
         elif then == "rebalance":
@@ -158,7 +156,7 @@ def test_the_generated_runs_reach_heads_patches_and_pieces() -> None:
         for name, s in engine.services.items():
             svcs.put(name, s, 0)
         flush(svcs, log)
-    heads = [orjson.loads(v[len(patchlog.HEAD):]) for _, v, _ in log
+    heads = [patchlog.parse_head(v, "k") for _, v, _ in log
              if v is not None and v.startswith(patchlog.HEAD)]
     assert heads
     assert max(len(h["p"]) - h["b"] for h in heads) >= 2  # patches after a base
