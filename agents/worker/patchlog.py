@@ -19,7 +19,12 @@ length again (``write``), so each column is sent from ``_low`` on. A tag table (
 components blamed, per distinct set: a service's can outweigh its columns) is a column
 of its own, its JSON without the closing bracket, so the tags a checkpoint added are an
 append; a renumbering (``Timeline.compact_tags``, at a prune) sets ``_low`` to 0 and the
-table is written again.
+table is written again. The watermarks count from the head the object was read from or
+last written as: the table keeps that head with the decoded object (``TrackerTable``'s
+cache), so nothing is kept per tracker beyond what the store holds. A write finding
+another head (a rebalance, a new object), or timelines changed in number or tag columns
+(the head's shape "l"; a tracker's timelines are only ever added, after those of their
+kind), writes a new base.
 
 Crash order: a checkpoint writes its patches, then the head naming them, then tombstones
 for patches no head names any more (after a new base). One partition keeps that order,

@@ -1,9 +1,10 @@
 """Trackers stored incrementally: a head and the patches that build their columns.
 
-A checkpoint writes one patch: per column, where it first differs from what was
-written and the bytes from there (in order, the points added; from the touched block on
-after a late correction, a compaction or a prune), under a new key, then the head naming
-every patch, then tombstones (after a new base).
+A checkpoint writes patches: per column, where to cut it (the first point edited since
+the last write, ``Timeline._low``) and the bytes from there (in order, the points added;
+from the first point touched on after a late correction, a compaction or a prune),
+under keys of their own, then the head naming every patch, then tombstones (after a new
+base).
 Generated histories (in-order and late events, compactions, prunes) are written through
 ``TrackerTable.flush`` checkpoint after checkpoint; what a recovery rebuilds from the
 changelog, and from every prefix of it (a worker killed between two writes), must decode
