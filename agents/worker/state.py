@@ -355,6 +355,7 @@ class TrackerTable(Generic[T]):
         # run between our awaits, and must find each key either dirty or stored.
         records: list[tuple[bytes, bytes | None, int]] = []
         chunk = self.chunk_size
+        lookup = self.stored_lookup()[0]
         for key, partition in dirty.items():
             # Store reads and writes belong to the key's partition (RocksDB keeps one
             # database per partition).
@@ -366,7 +367,7 @@ class TrackerTable(Generic[T]):
                 writes: list[tuple[str, bytes | None]] = []
                 raw: bytes | None = None
                 if self._pack is not None:
-                    before = store.get(key)
+                    before = lookup(key)
                     inc = before if before is not None and before.startswith(patchlog.HEAD) else None
                     cols = patchlog.Columns()
                     header = self._pack(obj, cols)
