@@ -112,7 +112,7 @@ class Timeline:
         self._gen = 0
         # Points before ``_low`` (and the tag table, unless ``_low`` is 0) are as the
         # checkpoint writer last stored them: it sets ``_low`` to the length after each
-        # write (agents/worker/state.py), every edit but an append lowers it to the
+        # write (agents/worker/patchlog.py), every edit but an append lowers it to the
         # index it touched, and appends leave it, so a checkpoint sends the columns
         # from ``_low`` on and the tags added. 0: nothing is known written.
         self._low = 0
