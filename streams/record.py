@@ -39,6 +39,10 @@ class Packer:
         self.bufs: list[Any] = []
         self.size = 0
 
+    def timeline(self, owner: Any) -> None:
+        """The columns added next are ``owner``'s (a timeline): for packers that write
+        columns apart (agents/worker/patchlog.py); this one only joins them."""
+
     def add(self, col: array[Any]) -> int:
         """Append a column's bytes; returns where they start in the body."""
         at = self.size
@@ -49,9 +53,18 @@ class Packer:
         self.size += len(col) * col.itemsize
         return at
 
+    def tag_table(self, meta: dict[str, Any], owner: Any) -> None:
+        """Store a timeline's tag table (``owner.tags``, without ``NO_TAG``) in ``meta``."""
+        meta["g"] = [list(t) for t in owner.tags[1:]]
+
     def encode(self, header: dict[str, Any]) -> bytes:
-        head = orjson.dumps(header)
-        return b"".join([MAGIC, _LEN.pack(len(head)), head, *self.bufs])
+        return join(header, self.bufs)
+
+
+def join(header: dict[str, Any], bufs: list[Any]) -> bytes:
+    """The record of ``header`` and the column buffers a ``Packer`` collected."""
+    head = orjson.dumps(header)
+    return b"".join([MAGIC, _LEN.pack(len(head)), head, *bufs])
 
 
 def is_record(raw: bytes) -> bool:

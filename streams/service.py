@@ -43,6 +43,8 @@ class ServiceTracker:
 
     def __init__(self, name: str) -> None:
         self.name = name
+        # Copies are only ever added (at the end): incremental checkpoints find each
+        # timeline's columns by their order (agents/worker/patchlog.py).
         self.components: dict[str, Timeline] = {}
         # Latest state of every component the bound model reads, as two bitmasks over
         # its slots (``model.bits``): bit set in ``_down`` when DOWN, in ``_bad`` when not

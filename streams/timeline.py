@@ -78,7 +78,7 @@ assert all(_STATE[int(s)] is s for s in State)
 
 
 class Timeline:
-    __slots__ = ("_att", "_att_n", "_cd", "_cm", "_cr", "_cu", "_gen", "_gx", "_valid",
+    __slots__ = ("_att", "_att_n", "_cd", "_cm", "_cr", "_cu", "_gen", "_gx", "_low", "_valid",
                  "_valid2", "_valid3", "st", "tag", "tags", "ts")
 
     def __init__(
@@ -110,6 +110,12 @@ class Timeline:
         # Counts the edits other than appends (every one passes ``_touched``): with the
         # length it tells a reader whether the function changed since it last looked.
         self._gen = 0
+        # Points before ``_low`` (and the tag table, unless ``_low`` is 0) are as the
+        # checkpoint writer last stored them: it sets ``_low`` to the length after each
+        # write (agents/worker/patchlog.py), every edit but an append lowers it to the
+        # index it touched, and appends leave it, so a checkpoint sends the columns
+        # from ``_low`` on and the tags added. 0: nothing is known written.
+        self._low = 0
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -163,6 +169,8 @@ class Timeline:
 
     def _touched(self, index: int) -> None:
         self._gen += 1
+        if index < self._low:
+            self._low = index
         if index < self._valid:
             self._valid = index
         if index < self._valid2:
@@ -524,6 +532,7 @@ class Timeline:
         if len(used) == len(table):
             return
         keep = sorted(used)
+        self._low = 0  # the table is renumbered: written again whole
         new = {old: i for i, old in enumerate(keep)}
         self.tag = array("I", map(new.__getitem__, self.tag))
         self.tags = [table[g] for g in keep]
@@ -536,11 +545,12 @@ class Timeline:
         per point (``u4``), when the table holds a tag (``prune_before`` drops the ones
         no point uses any more).
         """
+        out.timeline(self)
         meta: dict[str, Any] = {"n": len(self.ts), "o": out.add(self.ts)}
         out.add(self.st)
         if len(self.tags) > 1:  # some point had a tag since the last prune
             out.add(self.tag)
-            meta["g"] = [list(t) for t in self.tags[1:]]
+            out.tag_table(meta, self)
         return meta
 
     @classmethod
@@ -559,4 +569,5 @@ class Timeline:
             tl._gx = {t: i for i, t in enumerate(tags)}
             if len(tl._gx) != len(tags):
                 raise ValueError(f"{what}: a tag is in its table twice")
+        tl._low = n  # as stored (see ``_low``)
         return tl

@@ -76,9 +76,11 @@ class Runtime:
         self._owned_memo: dict[str, tuple[Any, Catalog, list[str]]] = {}
 
     def bind_tables(self, components_table: Any, services_table: Any) -> None:
-        self.components = TrackerTable(components_table, decode_component, encode_component)
+        self.components = TrackerTable(components_table, decode_component, encode_component,
+                                       ComponentTracker.to_record, ComponentTracker.from_record)
         self.stats = TrackerTable(components_table, PartitionStats.from_bytes, encode_stats)
-        self.services = TrackerTable(services_table, decode_service, encode_service)
+        self.services = TrackerTable(services_table, decode_service, encode_service,
+                                     ServiceTracker.to_record, ServiceTracker.from_record)
 
     # -- catalog ---------------------------------------------------------------------
 

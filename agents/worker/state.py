@@ -25,6 +25,7 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 
+from agents.worker import patchlog
 from streams import record
 from streams.component import OUTCOMES, ComponentTracker
 from streams.service import ServiceTracker
@@ -233,11 +234,20 @@ class TrackerTable(Generic[T]):
     """A Faust table of raw bytes seen as decoded objects, written once per batch."""
 
     def __init__(
-        self, table: Any, decode: Callable[[bytes], T], encode: Callable[[T], bytes]
+        self, table: Any, decode: Callable[[bytes], T], encode: Callable[[T], bytes],
+        pack: Callable[[T, record.Packer], dict[str, Any]] | None = None,
+        unpack: Callable[[dict[str, Any], memoryview], T] | None = None,
     ) -> None:
+        """``pack``/``unpack`` (``to_record``/``from_record`` of a tracker: a record
+        header and its columns, see streams/record.py) make the table store values of
+        at least ``incremental_from`` bytes as a head and patches (agents/worker/
+        patchlog.py)."""
         self.table = table
         self._decode = decode
         self._encode = encode
+        self._pack = pack
+        self._unpack = unpack
+        self.incremental_from = patchlog.INCREMENTAL_FROM
         self._cache: dict[str, tuple[bytes, T]] = {}
         self._dirty: dict[str, int] = {}  # key -> its partition
         self._chunks: dict[str, tuple[int, int]] = {}  # key -> (version, parts) stored
@@ -261,8 +271,14 @@ class TrackerTable(Generic[T]):
         hit = self._cache.get(key)
         if hit is not None and (hit[0] is raw or hit[0] == raw):
             return hit[1]
-        full = self._join(key, raw) if raw.startswith(CHUNKED) else raw
-        obj = self._decode(full)
+        if raw.startswith(patchlog.HEAD):
+            if self._unpack is None:
+                raise ValueError(f"table value {key!r}: stored in patches, but this table "
+                                 "has no record decoder")
+            # Its timelines' ``_low`` are their lengths: as this head stores them.
+            obj = patchlog.assemble(key, raw, self.table.data, self._unpack)
+        else:
+            obj = self._decode(self._join(key, raw) if raw.startswith(CHUNKED) else raw)
         self._cache[key] = (raw, obj)
         return obj
 
@@ -303,7 +319,10 @@ class TrackerTable(Generic[T]):
 
     def put(self, key: str, obj: T, partition: int) -> None:
         """Adopt a new object for ``key``; it is written at the next ``flush``."""
-        self._cache[key] = (b"", obj)
+        hit = self._cache.get(key)
+        # The bytes an object came from (or was last written as) stay with it: the
+        # next write of a head and patches counts from them (see ``flush``).
+        self._cache[key] = (hit[0] if hit is not None and hit[1] is obj else b"", obj)
         self._dirty[key] = partition
 
     def touch(self, key: str, partition: int) -> None:
@@ -336,32 +355,56 @@ class TrackerTable(Generic[T]):
         # run between our awaits, and must find each key either dirty or stored.
         records: list[tuple[bytes, bytes | None, int]] = []
         chunk = self.chunk_size
+        lookup = self.stored_lookup()[0]
         for key, partition in dirty.items():
-            obj = cache[key][1]
-            if before_write is not None:
-                before_write(key, obj)
-            raw = encode(obj)
-            old = self._chunks.pop(key, None)
-            writes: list[tuple[str, bytes | None]] = []
-            if len(raw) > chunk:
-                # Larger than a Kafka message may be (1 MB by default): parts of a new
-                # version first, then the head naming them, then tombstones for the old
-                # version's parts. Same partition, so the log keeps this order and a
-                # head never names parts that are not before it.
-                version = (old[0] + 1) if old else 1
-                n = -(-len(raw) // chunk)
-                writes += [(_part_key(key, version, i), raw[i * chunk:(i + 1) * chunk])
-                           for i in range(n)]
-                head = CHUNKED + orjson.dumps({"v": version, "n": n, "crc": zlib.crc32(raw)})
-                writes.append((key, head))
-                self._chunks[key] = (version, n)
-                stored = head
-            else:
-                writes.append((key, raw))
-                stored = raw
-            if old:
-                writes += [(_part_key(key, old[0], i), None) for i in range(old[1])]
+            # Store reads and writes belong to the key's partition (RocksDB keeps one
+            # database per partition).
             with partition_context(partition):
+                obj = cache[key][1]
+                if before_write is not None:
+                    before_write(key, obj)
+                old = self._chunks.pop(key, None)
+                writes: list[tuple[str, bytes | None]] = []
+                raw: bytes | None = None
+                if self._pack is not None:
+                    before = lookup(key)
+                    inc = before if before is not None and before.startswith(patchlog.HEAD) else None
+                    cols = patchlog.Columns()
+                    header = self._pack(obj, cols)
+                    if cols.size >= self.incremental_from:
+                        # ``known``: the stored head is the one this object was read from or
+                        # last written as, so its timelines' ``_low`` count from it.
+                        known = inc is not None and (inc is cache[key][0] or inc == cache[key][0])
+                        stored, writes = patchlog.write(key, header, cols, inc, known, chunk)
+                    else:
+                        raw = cols.whole(header)
+                        if inc is not None:
+                            # Small again (pruned): whole, then tombstones for its patches.
+                            writes = [(key, raw), *patchlog.tombstones(key, inc)]
+                            stored, raw = raw, None
+                    del cols
+                else:
+                    raw = encode(obj)
+                if raw is None:
+                    pass
+                elif len(raw) > chunk:
+                    # Larger than a Kafka message may be (1 MB by default): parts of a new
+                    # version first, then the head naming them, then tombstones for the old
+                    # version's parts. Same partition, so the log keeps this order and a
+                    # head never names parts that are not before it.
+                    version = (old[0] + 1) if old else 1
+                    n = -(-len(raw) // chunk)
+                    writes += [(_part_key(key, version, i), raw[i * chunk:(i + 1) * chunk])
+                               for i in range(n)]
+                    head = CHUNKED + orjson.dumps({"v": version, "n": n, "crc": zlib.crc32(raw)})
+                    writes.append((key, head))
+                    self._chunks[key] = (version, n)
+                    stored = head
+                else:
+                    writes.append((key, raw))
+                    stored = raw
+                if old:
+                    writes += [(_part_key(key, old[0], i), None) for i in range(old[1])]
                 for k, v in writes:
                     if v is None:
                         with contextlib.suppress(KeyError):

@@ -25,8 +25,10 @@ import orjson
 import pytest
 import yaml
 
-from agents.worker.state import CHUNKED, decode_service
+from agents.worker.state import TrackerTable, decode_service, encode_service
+from streams.service import ServiceTracker
 from tests import reference as ref
+from tests.fake_tables import Table
 from tests.fixtures_kafka import (
     EXAMPLE_CATALOG,
     ROOT,
@@ -176,11 +178,22 @@ def service_history_starts(broker: Any) -> dict[str, list[float]]:
     """Per service, the point times of its timeline in the newest services-table value."""
     records = read_topic(broker, "slawatch-test-services-changelog", 10**9, timeout=5.0)
     latest: dict[str, bytes] = {}
-    for rec in records:
+    for rec in records:  # what a recovery rebuilds: the last value per key
         key = rec.key.decode()
-        if "\x1f" not in key and rec.value is not None and not rec.value.startswith(CHUNKED):
+        if rec.value is None:
+            latest.pop(key, None)
+        else:
             latest[key] = rec.value
-    return {k: list(decode_service(v).timeline.ts) for k, v in latest.items()}
+    stored = Table()
+    stored.data.update(latest)
+    table = TrackerTable(stored, decode_service, encode_service, ServiceTracker.to_record,
+                         ServiceTracker.from_record)
+    out: dict[str, list[float]] = {}
+    for key in [k for k in latest if "\x1f" not in k]:
+        tracker = table.get(key)
+        assert tracker is not None
+        out[key] = list(tracker.timeline.ts)
+    return out
 
 
 @pytest.mark.parametrize(("store", "catalog_text"), [
