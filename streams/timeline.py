@@ -83,6 +83,11 @@ assert all(_STATE[int(s)] is s for s in State)
 #: Prefix sums are kept at the points whose index is a multiple of ``BLOCK``.
 SHIFT = 5
 BLOCK = 1 << SHIFT
+#: The attribution index keeps a component's running sum at every ``ATT_BLOCK``-th of
+#: its pieces (a query adds at most ATT_BLOCK - 1 shares, in Python: kept short).
+ATT_SHIFT = 3
+ATT_BLOCK = 1 << ATT_SHIFT
+ATT_MASK = ATT_BLOCK - 1
 #: Values per kept point in ``Timeline._sums``: up, down and maintenance seconds before
 #: the point, and the down runs begun at or before it (an integer, exact as a float).
 _SUMS = 4
@@ -170,7 +175,8 @@ class Timeline:
         self._sums: array[float] = _NONE_F  # _SUMS values per kept point (see BLOCK)
         self._valid = 0  # the sums kept are right for indexes < _valid
         # Attribution of down seconds (``attribute``): per blamed component, the indexes of
-        # the closed pieces that blame it and the running sum of its shares of them.
+        # the closed pieces that blame it and the running sum of its shares of them (kept
+        # at every ATT_BLOCK-th piece, see _att_cum).
         self._att: dict[str, tuple[array[int], array[float]]] = _NONE_ATT
         self._att_n = 0  # pieces indexed so far
         self._valid3 = 0  # pieces before this index are indexed right
@@ -391,6 +397,24 @@ class Timeline:
         b = self._cumulative(end)
         return (b[0] - a[0], b[1] - a[1], b[2] - a[2])
 
+    def _share(self, i: int) -> float:
+        """A blamed component's seconds of the closed down piece ``i``."""
+        ts = self.ts
+        return (ts[i + 1] - ts[i]) / len(self.tags[self.tag[i]])
+
+    def _att_cum(self, idx: array[int], cum: array[float], e: int) -> float:
+        """The running sum of a component's shares of its first ``e`` pieces in ``idx``:
+        kept at every ``ATT_BLOCK``-th, the rest added on in the order the index added
+        them (the same float)."""
+        if e == len(idx):
+            return cum[-1]
+        k = e >> ATT_SHIFT
+        total = cum[k]
+        share = self._share
+        for q in range(k << ATT_SHIFT, e):
+            total = total + share(idx[q])
+        return total
+
     def _build_attribution(self) -> None:
         ts, st, tix, table = self.ts, self.st, self.tag, self.tags
         closed = len(ts) - 1  # the last piece has no end yet
@@ -401,7 +425,10 @@ class Timeline:
         if self._att_n > v:  # forget the pieces from v on
             for idx, cum in att.values():
                 k = bisect_left(idx, v)
-                del idx[k:], cum[k + 1:]
+                total = self._att_cum(idx, cum, k)
+                del idx[k:], cum[(k >> ATT_SHIFT) + 1:]
+                if k & ATT_MASK:
+                    cum.append(total)
             self._att_n = v
         for i in range(v, closed):
             if st[i] == _DOWN and ts[i + 1] > ts[i]:
@@ -413,9 +440,15 @@ class Timeline:
                         entry = att.get(comp)
                         if entry is None:
                             entry = att[comp] = (array("i"), array("d", (0.0,)))
-                        entry[0].append(i)
-                        cum = entry[1]
-                        cum.append(cum[-1] + share)
+                        idx, cum = entry
+                        # cum: the sums at entries 0, ATT_BLOCK, 2 * ATT_BLOCK, ..., then
+                        # the running total when the count is not a multiple of it.
+                        total = cum[-1] + share
+                        if len(idx) & ATT_MASK:
+                            cum[-1] = total
+                        else:
+                            cum.append(total)
+                        idx.append(i)
         if closed > v:
             self._att_n = self._valid3 = closed
 
@@ -448,11 +481,12 @@ class Timeline:
             for comp in tag:
                 out[comp] = out.get(comp, 0.0) + share
         if hi > lo:  # whole pieces lo .. hi-1 (all closed: hi <= n - 1)
+            at = self._att_cum
             for comp, (idx, cum) in self._att.items():
                 a = bisect_left(idx, lo)
                 b = bisect_left(idx, hi, a)
                 if b > a:
-                    out[comp] = out.get(comp, 0.0) + (cum[b] - cum[a])
+                    out[comp] = out.get(comp, 0.0) + (at(idx, cum, b) - at(idx, cum, a))
         if end > ts[hi] and st[hi] == _DOWN and tix[hi]:  # the piece that holds end
             tag = table[tix[hi]]
             share = (end - ts[hi]) / len(tag)

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from streams import native
 from streams.report import _WINDOW_NAMES, window_availability, window_availability_many
 from streams.states import DOWN, MAINTENANCE, UP, State
-from streams.timeline import _SUMS, BLOCK, Timeline, _extend_sums, _sums_at
+from streams.timeline import _SUMS, ATT_BLOCK, BLOCK, Timeline, _extend_sums, _sums_at
 
 pytestmark = pytest.mark.usefixtures("engine_path")
 
@@ -192,3 +192,40 @@ def test_every_prune_leaves_only_the_tags_in_use(
             assert set(tl.tag) | {0} == set(range(len(tl.tags)))
             assert len(set(tl.tags)) == len(tl.tags)
             assert list(tl.segments(cut, t + 1.0)) == before
+
+
+@settings(max_examples=150, deadline=None)
+@given(edits=st.lists(_edit, max_size=40),
+       windows=st.lists(st.tuples(st.floats(0.0, 3e6), st.floats(0.0, 3e6)), max_size=3))
+def test_attribution_sums_equal_the_running_sums(
+        edits: list[tuple[str, float, int, State, tuple[str, ...], int]],
+        windows: list[tuple[float, float]]) -> None:
+    """The attribution index keeps a component's running sum at every ATT_BLOCK-th of its
+    pieces; the sum after any number of pieces is the running sum's float, bit for bit,
+    through appends, re-evaluations and prunes between reads."""
+    tl = Timeline()
+    t = 1_000.0
+    for op, step, count, state, tag, where in edits:
+        if op == "append":
+            for k in range(count):
+                t += step * (k % 3 != 0)
+                s = STATES[(int(state) + k) % 3]
+                tl.append_state(t, int(s), tag if s == DOWN else ())
+        elif op == "assign" and tl.ts:
+            at = tl.ts[where % len(tl)]
+            tl.assign(at, at + step if step else math.inf,
+                      [(at, int(state), tag if state == DOWN else ())])
+        elif op == "prune" and tl.ts:
+            tl.prune_before(tl.ts[where % len(tl)])
+        for start, width in windows:  # reads build the index part way
+            tl.attribute(start, start + width, {})
+        if op == "ask" or not tl.ts:
+            continue  # the index is read only after it is brought up to date: below
+        tl._build_attribution()
+        for idx, cum in tl._att.values():
+            running = [0.0]
+            for i in idx:
+                running.append(running[-1] + (tl.ts[i + 1] - tl.ts[i]) / len(tl.tag_at(i)))
+            assert [tl._att_cum(idx, cum, e).hex() for e in range(len(idx) + 1)] == \
+                [x.hex() for x in running]
+            assert len(cum) == len(idx) // ATT_BLOCK + 1 + (len(idx) % ATT_BLOCK != 0)
