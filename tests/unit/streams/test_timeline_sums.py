@@ -229,3 +229,56 @@ def test_attribution_sums_equal_the_running_sums(
             assert [tl._att_cum(idx, cum, e).hex() for e in range(len(idx) + 1)] == \
                 [x.hex() for x in running]
             assert len(cum) == len(idx) // ATT_BLOCK + 1 + (len(idx) % ATT_BLOCK != 0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(points=st.lists(st.tuples(st.floats(0.0, 5000.0, allow_nan=False),
+                                 st.sampled_from(STATES)), max_size=5 * BLOCK),
+       reads=st.lists(st.tuples(st.floats(-1e4, 4e5), st.floats(0.0, 4e5)), min_size=1,
+                      max_size=4))
+def test_service_numbers_equal_the_per_point_sums(points: list[tuple[float, State]],
+                                                  reads: list[tuple[float, float]]) -> None:
+    """``totals``, ``up_down``, ``window_totals`` and ``outage_counters`` (the SLA, error
+    budget and outage series) from the kept sums are the per-point sums' floats."""
+    tl = Timeline()
+    t = 0.0
+    for step, state in points:
+        t += step
+        tl.append_state(t, int(state))
+    run = [tuple(float.fromhex(x) if isinstance(x, str) else x for x in p) for p in _running(tl)]
+
+    def cum(x: float) -> tuple[float, float, float]:
+        from bisect import bisect_right
+        ts = tl.ts
+        if not ts or x < ts[0]:
+            return (x - (ts[0] if ts else 0.0), 0.0, 0.0)
+        i = bisect_right(ts, x) - 1
+        dt, s = x - ts[i], tl.st[i]
+        return (run[i][0] + (dt if s == int(UP) else 0.0), run[i][1] + (dt if s == int(DOWN) else 0.0),
+                run[i][2] + (dt if s == int(MAINTENANCE) else 0.0))
+
+    def hexes(v: tuple[float, ...]) -> list[str]:
+        return [x.hex() for x in v]
+
+    for start, width in reads:
+        end = start + width
+        if width > 0:
+            a, b = cum(start), cum(end)
+            want = (b[0] - a[0], b[1] - a[1], b[2] - a[2])
+            assert hexes(tl.totals(start, end)) == hexes(want)
+            assert hexes(tl.up_down(start, end)) == hexes(want[:2])
+        sizes = (width, 2 * width + 1.0)
+        got = tl.window_totals(end, sizes)
+        for size, g in zip(sizes, got, strict=True):
+            a, b = cum(end - size), cum(end)
+            assert hexes(g) == hexes((b[0] - a[0], b[1] - a[1], b[2] - a[2])) or not tl.ts
+        count, ended, current = tl.outage_counters(end)
+        i = sum(1 for x in tl.ts if x <= end) - 1
+        if i >= 0:
+            assert count == run[i][3]
+            j = i
+            while j > 0 and tl.st[j - 1] == int(DOWN):
+                j -= 1
+            cur = end - tl.ts[j] if tl.st[i] == int(DOWN) else 0.0
+            assert (ended.hex(), current.hex()) == (
+                ((cum(end)[1] - cum(tl.ts[0])[1]) - cur).hex(), cur.hex())
