@@ -319,7 +319,7 @@ def test_day_rollup_runs_stored_as_columns_and_read_from_an_older_release() -> N
     broken["rc"]["ix"] = broken["rc"]["ix"][:4]
     with pytest.raises(ValueError, match="2024-03-01"):
         decode(orjson.dumps(broken))
-    with pytest.raises(ValueError, match="2024-03-01|day rollup"):
+    with pytest.raises(ValueError, match="day rollup"):
         decode(raw[:-6])  # a record cut short
     plain = DayRollup("2024-03-02", 0.0, 86400.0, 60.0, 60.0, 0.0, 0.0)
     assert decode(encode(plain)) == plain  # no runs: JSON, as before
