@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams import native
+from streams.accounting import OUTSIDE
 from streams.report import _WINDOW_NAMES, window_availability, window_availability_many
 from streams.states import DOWN, MAINTENANCE, UP, State
 from streams.timeline import _SUMS, ATT_BLOCK, BLOCK, Timeline, _extend_sums, _sums_at
@@ -86,10 +87,12 @@ def test_sums_at_every_point_equal_the_running_sums(
 
 
 @settings(max_examples=150, deadline=None)
-@given(points=st.lists(st.tuples(_times, st.sampled_from(STATES)), max_size=6 * BLOCK),
+@given(points=st.lists(st.tuples(_times, st.sampled_from((*STATES, OUTSIDE))),
+                       max_size=6 * BLOCK),
        kept=st.integers(0, 8))
-def test_c_and_python_twins_agree(points: list[tuple[float, State]], kept: int) -> None:
-    """The C and Python twins on the same columns, from any number of blocks kept."""
+def test_c_and_python_twins_agree(points: list[tuple[float, int]], kept: int) -> None:
+    """The C and Python twins on the same columns, from any number of blocks kept; the
+    accounted timelines' OUTSIDE (3) counts in no sum."""
     fast = native.native
     if fast is None:
         pytest.skip("the Python path has no twin to compare with")
@@ -110,6 +113,8 @@ def test_c_and_python_twins_agree(points: list[tuple[float, State]], kept: int) 
     for i in range(len(ts)):
         assert [x.hex() for x in fast.sums_at(ts, sts, full, i)] == \
             [x.hex() for x in _sums_at(ts, sts, full, i)]
+    tl = Timeline(ts, sts)
+    assert _asked(tl) == _running(tl)
 
 
 @settings(max_examples=100, deadline=None)
