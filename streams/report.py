@@ -10,16 +10,17 @@ import math
 from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-from streams import sla
+from streams import native, sla
 from streams.accounting import OUTSIDE, accounted, component_view
 from streams.calendars import MaintenanceWindow
 from streams.catalog import Catalog, Component, Period, Service
 from streams.component import ComponentTracker
 from streams.service import ServiceTracker
 from streams.states import DOWN, MAINTENANCE, UP, State
-from streams.timeline import Timeline
+from streams.timeline import BLOCK, Timeline
 from streams.windows import WINDOWS, period_bounds
 
 
@@ -258,6 +259,7 @@ def window_availability_many(timelines: Iterable[Timeline], now: float
     const = {s: (s, v) for s, v in _CONSTANT_T.items()}
     out: list[tuple[int, tuple[float, ...]]] = []
     add = out.append
+    fast = native.native
     for tl in timelines:
         ts = tl.ts
         if not ts:
@@ -275,10 +277,16 @@ def window_availability_many(timelines: Iterable[Timeline], now: float
         # The sums of a point in the first block are added from the first point, not
         # kept: a short history (most of them, at the first scrape after a start) needs
         # none built.
-        at = tl.sums_at
+        if fast is None:
+            at = tl.sums_at
+        else:  # tl.sums_at without its Python frame at each read
+            if j >= BLOCK and j >= tl._valid:
+                tl._build()
+            at = partial(fast.sums_at, ts, st, tl._sums)
         first = ts[0]
         dt = now - ts[j]
         u, d, _, _ = at(j)
+        last = j  # the point whose sums u, d are (several window starts share one)
         bu = u + (dt if s == up_i else 0.0)
         bd = d + (dt if s == down_i else 0.0)
         vals: list[float] = []
@@ -294,7 +302,9 @@ def window_availability_many(timelines: Iterable[Timeline], now: float
                 hi = i + 1
             dt = x - ts[i]
             p = st[i]
-            u, d, _, _ = at(i)
+            if i != last:
+                u, d, _, _ = at(i)
+                last = i
             au = u + (dt if p == up_i else 0.0)
             ad = d + (dt if p == down_i else 0.0)
             up = bu - au
