@@ -1511,6 +1511,151 @@ static PyObject *is_in_time_order(PyObject *self, PyObject *arg) {
     Py_RETURN_TRUE;
 }
 
+/* Prefix sums kept at every SUMS_BLOCK-th point of a timeline (Timeline._sums, see
+ * streams/timeline.py): per kept point up, down and maintenance seconds before it and the
+ * down runs begun at or before it. The sums between are added one by one from the kept
+ * ones, in the order the running sum adds them, so they are the same doubles: each step
+ * is ``u = u + (p == UP ? dt : 0.0)`` exactly as the Python twins write it. */
+#define SUMS_SHIFT 5
+#define SUMS_BLOCK (1 << SUMS_SHIFT)
+#define SUMS_N 4
+
+typedef struct { double u, d, m, r; } Sums;
+
+/* One step of the running sums from point q - 1 (time *prev, state *p) to point q. */
+static inline void sums_step(Sums *a, double t, int s, double *prev, int *p) {
+    double dt = t - *prev;
+    a->u = a->u + (*p == ST_UP ? dt : 0.0);
+    a->d = a->d + (*p == ST_DOWN ? dt : 0.0);
+    a->m = a->m + (*p == ST_MAINT ? dt : 0.0);
+    if (s == ST_DOWN && *p != ST_DOWN) a->r = a->r + 1.0;
+    *prev = t;
+    *p = s;
+}
+
+/* The three columns as read-only views; 0, or -1 with an exception set. */
+static int sums_views(PyObject *ts, PyObject *st, PyObject *sums, Py_buffer *vt, Py_buffer *vs,
+                      Py_buffer *vk) {
+    if (col_view(ts, vt, 'd') < 0) return -1;
+    if (col_view(st, vs, 'b') < 0) { PyBuffer_Release(vt); return -1; }
+    if (col_view(sums, vk, 'd') < 0) { PyBuffer_Release(vt); PyBuffer_Release(vs); return -1; }
+    if (vt->len / 8 != vs->len) {
+        PyBuffer_Release(vt); PyBuffer_Release(vs); PyBuffer_Release(vk);
+        PyErr_SetString(PyExc_ValueError, "a timeline's times and states differ in length");
+        return -1;
+    }
+    return 0;
+}
+
+/* sums_extend(ts, st, sums) -> bytes: the kept sums of the blocks after the last one in
+ * ``sums``, up to the block of the last point (timeline._extend_sums's twin), as the
+ * bytes of doubles to append to ``sums``. */
+static PyObject *sums_extend(PyObject *self, PyObject *args) {
+    PyObject *ts, *st, *sums;
+    if (!PyArg_ParseTuple(args, "OOO", &ts, &st, &sums)) return NULL;
+    Py_buffer vt, vs, vk;
+    if (sums_views(ts, st, sums, &vt, &vs, &vk) < 0) return NULL;
+    const double *t = vt.buf;
+    const signed char *sv = vs.buf;
+    const double *kept = vk.buf;
+    Py_ssize_t n = vs.len, k = vk.len / 8 / SUMS_N;
+    Py_ssize_t need = n ? (n + SUMS_BLOCK - 1) >> SUMS_SHIFT : 0;
+    Py_ssize_t first = k ? k : 0;  /* the first block to write */
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (need > first ? need - first : 0) * SUMS_N * 8);
+    if (out == NULL || need <= first) goto done;
+    double *w = (double *)PyBytes_AS_STRING(out);
+    Sums a;
+    Py_ssize_t q;
+    if (k == 0) {
+        a.u = a.d = a.m = 0.0;
+        a.r = sv[0] == ST_DOWN ? 1.0 : 0.0;
+        *w++ = a.u; *w++ = a.d; *w++ = a.m; *w++ = a.r;
+        k = 1;
+        q = 0;
+    } else {
+        const double *b = kept + SUMS_N * (k - 1);
+        a.u = b[0]; a.d = b[1]; a.m = b[2]; a.r = b[3];
+        q = (k - 1) << SUMS_SHIFT;
+    }
+    double prev = t[q];
+    int p = sv[q];
+    for (; k < need; k++) {
+        Py_ssize_t end = k << SUMS_SHIFT;
+        for (q = q + 1; q <= end; q++) sums_step(&a, t[q], sv[q], &prev, &p);
+        q = end;
+        *w++ = a.u; *w++ = a.d; *w++ = a.m; *w++ = a.r;
+    }
+done:
+    PyBuffer_Release(&vt); PyBuffer_Release(&vs); PyBuffer_Release(&vk);
+    return out;
+}
+
+/* sums_at(ts, st, sums, i) -> (up, down, maintenance, runs): the prefix sums at point i
+ * (timeline._sums_at's twin); ``sums`` must hold i's block unless it is the first. */
+static PyObject *sums_at(PyObject *self, PyObject *args) {
+    PyObject *ts, *st, *sums;
+    Py_ssize_t i;
+    if (!PyArg_ParseTuple(args, "OOOn", &ts, &st, &sums, &i)) return NULL;
+    Py_buffer vt, vs, vk;
+    if (sums_views(ts, st, sums, &vt, &vs, &vk) < 0) return NULL;
+    const double *t = vt.buf;
+    const signed char *sv = vs.buf;
+    Py_ssize_t k = i >> SUMS_SHIFT, j = k << SUMS_SHIFT;
+    PyObject *res = NULL;
+    Sums a;
+    if (i < 0 || i >= vs.len) {
+        PyErr_SetString(PyExc_IndexError, "sums_at: point index out of range");
+        goto done;
+    }
+    if (k) {
+        if (vk.len / 8 < SUMS_N * (k + 1)) {
+            PyErr_SetString(PyExc_ValueError, "sums_at: the block's sums are not built");
+            goto done;
+        }
+        const double *b = (const double *)vk.buf + SUMS_N * k;
+        a.u = b[0]; a.d = b[1]; a.m = b[2]; a.r = b[3];
+    } else {
+        a.u = a.d = a.m = 0.0;
+        a.r = sv[0] == ST_DOWN ? 1.0 : 0.0;
+    }
+    double prev = t[j];
+    int p = sv[j];
+    for (Py_ssize_t q = j + 1; q <= i; q++) sums_step(&a, t[q], sv[q], &prev, &p);
+    res = Py_BuildValue("(dddd)", a.u, a.d, a.m, a.r);
+done:
+    PyBuffer_Release(&vt); PyBuffer_Release(&vs); PyBuffer_Release(&vk);
+    return res;
+}
+
+/* tags_used(tag) -> int: how many distinct tag indexes ``tag`` (array('I')) holds, 0
+ * (NO_TAG) counted whether it occurs or not: Timeline.compact_tags compares it with its
+ * table's length, at every prune. */
+static PyObject *tags_used(PyObject *self, PyObject *args) {
+    PyObject *tag;
+    Py_ssize_t ntags;
+    if (!PyArg_ParseTuple(args, "On", &tag, &ntags)) return NULL;
+    Py_buffer v;
+    if (col_view(tag, &v, 'I') < 0) return NULL;
+    if (ntags < 1) ntags = 1;
+    unsigned char *seen = PyMem_Calloc((size_t)ntags, 1);
+    if (seen == NULL) { PyBuffer_Release(&v); return PyErr_NoMemory(); }
+    const unsigned int *g = v.buf;
+    Py_ssize_t n = v.len / 4, count = 1;
+    seen[0] = 1;
+    for (Py_ssize_t q = 0; q < n; q++) {
+        unsigned int x = g[q];
+        if (x >= (unsigned int)ntags) {
+            PyMem_Free(seen); PyBuffer_Release(&v);
+            PyErr_SetString(PyExc_ValueError, "tags_used: a tag index is out of its table");
+            return NULL;
+        }
+        if (!seen[x]) { seen[x] = 1; count++; }
+    }
+    PyMem_Free(seen);
+    PyBuffer_Release(&v);
+    return PyLong_FromSsize_t(count);
+}
+
 /* Whether ArrayObj is CPython's array layout here, on live arrays of each typecode the
  * columns use: sets array_fast. */
 static int check_array_layout(void) {
@@ -1612,6 +1757,9 @@ static PyMethodDef methods[] = {
     {"compile_plan", compile_plan, METH_VARARGS, "a model's plan for apply_many"},
     {"evaluate_plan", evaluate_plan, METH_VARARGS, "state of a plan for (down, bad)"},
     {"blame_plan", blame_plan, METH_VARARGS, "blamed names of a plan for a down mask"},
+    {"sums_extend", sums_extend, METH_VARARGS, "the kept prefix sums of a timeline's new blocks"},
+    {"sums_at", sums_at, METH_VARARGS, "a timeline's prefix sums at a point"},
+    {"tags_used", tags_used, METH_VARARGS, "distinct tag indexes of a tag column"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from streams import sla
+from streams.record import Packer, column
 from streams.timeline import NO_TAG, Tag, Timeline
 
 UP, PLANNED, DOWN, OUTSIDE = 0, 1, 2, 3
@@ -182,7 +183,8 @@ class Runs:
     A day rollup of a flapping service holds a run per outage, and the running day is
     rewritten at every services checkpoint: as a list each run was a tuple, two floats
     and a sorted tag tuple (~170 B); here it is two doubles and a 4-byte index into a
-    table of the day's blamed sets. Stored as the columns' bytes (``to_obj``).
+    table of the day's blamed sets. Stored as the columns' bytes in a checkpoint record
+    (``to_obj`` with a ``Packer``; base64 in JSON without one).
     """
 
     __slots__ = ("_gx", "ab", "ix", "tags")
@@ -261,28 +263,38 @@ class Runs:
         out._gx = dict(self._gx)
         return out
 
-    def to_obj(self) -> dict[str, Any]:
-        """The columns' bytes (little-endian, base64) and the table of blamed sets."""
+    def to_obj(self, out: Packer | None = None) -> dict[str, Any]:
+        """The table of blamed sets and the columns: their bytes added to ``out`` (a
+        checkpoint record, ``streams/record.py``), or without it little-endian in base64."""
         ab, ix = self.ab, self.ix
+        tags = [list(t) for t in self.tags[1:]]
+        if out is not None:
+            return {"n": len(ix), "o": out.add(ab), "oi": out.add(ix), "t": tags}
         if sys.byteorder == "big":  # pragma: no cover - little-endian machines here
             ab, ix = array("d", ab), array("I", ix)
             ab.byteswap()
             ix.byteswap()
         return {"ab": base64.b64encode(ab).decode("ascii"),
                 "ix": base64.b64encode(ix).decode("ascii"),
-                "t": [list(t) for t in self.tags[1:]]}
+                "t": tags}
 
     @classmethod
-    def from_obj(cls, obj: Mapping[str, Any], what: str) -> Runs:
+    def from_obj(cls, obj: Mapping[str, Any], what: str, body: memoryview | None = None) -> Runs:
+        """What ``to_obj`` gave; ``body`` the record's, when it was given a ``Packer``."""
         out = cls()
         try:
-            out.ab.frombytes(base64.b64decode(obj["ab"]))
-            out.ix.frombytes(base64.b64decode(obj["ix"]))
+            if body is not None and "o" in obj:
+                n = int(obj["n"])
+                out.ab = column(body, "d", int(obj["o"]), 2 * n, f"day rollup {what}")
+                out.ix = column(body, "I", int(obj["oi"]), n, f"day rollup {what}")
+            else:
+                out.ab.frombytes(base64.b64decode(obj["ab"]))
+                out.ix.frombytes(base64.b64decode(obj["ix"]))
+                if sys.byteorder == "big":  # pragma: no cover
+                    out.ab.byteswap()
+                    out.ix.byteswap()
         except (ValueError, TypeError, KeyError) as e:
             raise ValueError(f"day rollup {what}: its runs' columns are not readable: {e}") from e
-        if sys.byteorder == "big":  # pragma: no cover
-            out.ab.byteswap()
-            out.ix.byteswap()
         out.tags = [NO_TAG, *(tuple(map(sys.intern, t)) for t in obj.get("t", ()))]
         out._gx = {t: i for i, t in enumerate(out.tags)}
         if len(out.ab) != 2 * len(out.ix) or (out.ix and max(out.ix) >= len(out.tags)):
@@ -307,11 +319,12 @@ class DayRollup:
     blame: dict[str, float] = field(default_factory=dict)
     tail: Tail = NO_TAIL  # what holds at ``covered`` and after it
 
-    def to_obj(self) -> dict[str, Any]:
+    def to_obj(self, out: Packer | None = None) -> dict[str, Any]:
+        """The rollup as JSON-able values; its runs' columns go to ``out`` if given."""
         obj: dict[str, Any] = {"day": self.day, "s": self.start, "e": self.end,
                                "c": self.covered, "u": self.up, "d": self.down, "p": self.planned}
         if self.runs:
-            obj["rc"] = self.runs.to_obj()
+            obj["rc"] = self.runs.to_obj(out)
         if self.blame:
             obj["b"] = self.blame
         t = self.tail
@@ -324,11 +337,12 @@ class DayRollup:
         return obj
 
     @classmethod
-    def from_obj(cls, day: str, obj: Mapping[str, Any]) -> DayRollup:
+    def from_obj(cls, day: str, obj: Mapping[str, Any], body: memoryview | None = None
+                 ) -> DayRollup:
         return cls(day, float(obj["s"]), float(obj["e"]), float(obj["c"]), float(obj["u"]),
                    float(obj["d"]), float(obj["p"]),
                    # "r": the runs as a list of [a, b, blamed], as an older release stored them
-                   Runs.from_obj(obj["rc"], day) if "rc" in obj
+                   Runs.from_obj(obj["rc"], day, body) if "rc" in obj
                    else Runs((float(a), float(b), tuple(t)) for a, b, t in obj.get("r", ())),
                    {str(k): float(v) for k, v in obj.get("b", {}).items()},
                    Tail(int(obj.get("st", UP)), tuple(obj.get("g", ())),

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-from streams import sla
+from streams import native, sla
 from streams.accounting import OUTSIDE, accounted, component_view
 from streams.calendars import MaintenanceWindow
 from streams.catalog import Catalog, Component, Period, Service
 from streams.component import ComponentTracker
 from streams.service import ServiceTracker
 from streams.states import DOWN, MAINTENANCE, UP, State
-from streams.timeline import Timeline
+from streams.timeline import BLOCK, Timeline
 from streams.windows import WINDOWS, period_bounds
 
 
@@ -202,13 +203,13 @@ def window_availability(tl: Timeline, now: float) -> dict[str, float]:
         return dict(_ALL_UP)  # every point is after now: up before the first one
     if ts[j] <= now - _LONGEST or (j == 0 and st[0] == _UP_I):
         return dict(_CONSTANT[st[j]])
-    tl._build()
-    cu, cd = tl._cu, tl._cd
+    at = tl.sums_at
     first = ts[0]
     dt = now - ts[j]
     s = st[j]
-    bu = cu[j] + (dt if s == _UP_I else 0.0)
-    bd = cd[j] + (dt if s == _DOWN_I else 0.0)
+    u, d, _, _ = at(j)
+    bu = u + (dt if s == _UP_I else 0.0)
+    bd = d + (dt if s == _DOWN_I else 0.0)
     out: dict[str, float] = {}
     hi = j + 1
     for size, name in _WINDOWS_BY_SIZE:
@@ -221,8 +222,9 @@ def window_availability(tl: Timeline, now: float) -> dict[str, float]:
             hi = i + 1
             dt = x - ts[i]
             s = st[i]
-            au = cu[i] + (dt if s == _UP_I else 0.0)
-            ad = cd[i] + (dt if s == _DOWN_I else 0.0)
+            u, d, _, _ = at(i)
+            au = u + (dt if s == _UP_I else 0.0)
+            ad = d + (dt if s == _DOWN_I else 0.0)
         up = bu - au
         total = up + (bd - ad)
         out[name] = 1.0 if total <= 0 else up / total
@@ -232,31 +234,6 @@ def window_availability(tl: Timeline, now: float) -> dict[str, float]:
 _ALL_UP_T = (1.0,) * len(_WINDOW_NAMES)
 _CONSTANT_T = {s: tuple(v[name] for name in _WINDOW_NAMES) for s, v in _CONSTANT.items()}
 _SIZES_ASC = tuple(size for size, _ in _WINDOWS_BY_SIZE)
-
-
-#: Up to how many points ``window_availability_many`` sums a timeline's pieces itself
-#: rather than have the timeline build (and keep) its prefix sums.
-_LOCAL_SUMS = 24
-
-
-def _local_sums(ts: Sequence[float], st: Sequence[int], j: int) -> tuple[list[float], list[float]]:
-    """The prefix sums of up and down seconds at points ``0..j`` (``Timeline._build``'s
-    ``_cu`` and ``_cd``: the same additions in the same order)."""
-    up_i, down_i = _UP_I, _DOWN_I
-    u = d = 0.0
-    cu = [u]
-    cd = [d]
-    prev = ts[0]
-    for k in range(1, j + 1):
-        t = ts[k]
-        dt = t - prev
-        p = st[k - 1]
-        u = u + (dt if p == up_i else 0.0)
-        d = d + (dt if p == down_i else 0.0)
-        cu.append(u)
-        cd.append(d)
-        prev = t
-    return cu, cd
 
 
 def window_availability_many(timelines: Iterable[Timeline], now: float
@@ -282,6 +259,7 @@ def window_availability_many(timelines: Iterable[Timeline], now: float
     const = {s: (s, v) for s, v in _CONSTANT_T.items()}
     out: list[tuple[int, tuple[float, ...]]] = []
     add = out.append
+    fast = native.native
     for tl in timelines:
         ts = tl.ts
         if not ts:
@@ -296,23 +274,21 @@ def window_availability_many(timelines: Iterable[Timeline], now: float
         if ts[j] <= cut or (j == 0 and s == up_i):
             add(const[s])
             continue
-        cu: Sequence[float] = tl._cu
-        cd: Sequence[float]
-        if tl._valid < len(ts) or len(cu) != len(ts):  # tl._build() has work to do
-            if j < _LOCAL_SUMS:
-                # A short history not summed yet (the first scrape after a start): the
-                # sums up to j, added as ``tl._build`` adds them (the same floats),
-                # without building and keeping all of them.
-                cu, cd = _local_sums(ts, st, j)
-            else:
+        # The sums of a point in the first block are added from the first point, not
+        # kept: a short history (most of them, at the first scrape after a start) needs
+        # none built.
+        if fast is None:
+            at = tl.sums_at
+        else:  # tl.sums_at without its Python frame at each read
+            if j >= BLOCK and j >= tl._valid:
                 tl._build()
-                cu, cd = tl._cu, tl._cd
-        else:
-            cd = tl._cd
+            at = partial(fast.sums_at, ts, st, tl._sums)
         first = ts[0]
         dt = now - ts[j]
-        bu = cu[j] + (dt if s == up_i else 0.0)
-        bd = cd[j] + (dt if s == down_i else 0.0)
+        u, d, _, _ = at(j)
+        last = j  # the point whose sums u, d are (several window starts share one)
+        bu = u + (dt if s == up_i else 0.0)
+        bd = d + (dt if s == down_i else 0.0)
         vals: list[float] = []
         put = vals.append
         hi = j + 1
@@ -326,8 +302,11 @@ def window_availability_many(timelines: Iterable[Timeline], now: float
                 hi = i + 1
             dt = x - ts[i]
             p = st[i]
-            au = cu[i] + (dt if p == up_i else 0.0)
-            ad = cd[i] + (dt if p == down_i else 0.0)
+            if i != last:
+                u, d, _, _ = at(i)
+                last = i
+            au = u + (dt if p == up_i else 0.0)
+            ad = d + (dt if p == down_i else 0.0)
             up = bu - au
             total = up + (bd - ad)
             put(1.0 if total <= 0 else up / total)

@@ -6,9 +6,13 @@ the first point the state is UP ("no news is good news"). Several points may sha
 ``ts``: the last one wins (callers keep them sorted by severity), and the others last
 zero seconds, so they do not disturb the integral.
 
-Integration uses prefix sums of up/down/maintenance seconds that are rebuilt lazily
-from the first modified index, so appending in time order costs O(1) amortised, a late
-correction costs O(points after it), and any window is two binary searches.
+Integration uses prefix sums of up/down/maintenance seconds (and of down runs begun)
+that are rebuilt lazily from the first modified index, so appending in time order costs
+O(1) amortised, a late correction costs O(points after it), and any window is two binary
+searches. The sums are kept at every ``BLOCK``-th point only (32 bytes a block, against
+32 a point): the sum at point ``i`` is the kept one at its block's first point plus the
+pieces after it, added one by one in the same order as the running sum added them, so it
+is the same float, bit for bit (``sums_at``; in C ``_native.sums_at``).
 
 Memory: a stored state change is a point in several timelines (the component's history,
 each reading service's copy, the service's own), so the columns are flat arrays, not
@@ -61,7 +65,6 @@ def state_column(values: Iterable[int] = ()) -> array[int]:
 
 #: Never mutated: the value of a Timeline's derived columns until they are first built.
 _NONE_F: array[float] = array("d")
-_NONE_I: array[int] = array("q")
 _NONE_ATT: dict[str, tuple[array[int], array[float]]] = {}
 #: The tag table and its index of an untagged timeline, shared until a tag comes.
 _NO_TAGS: list[Tag] = [NO_TAG]
@@ -77,9 +80,82 @@ _STATE = (UP, MAINTENANCE, DOWN)
 assert all(_STATE[int(s)] is s for s in State)
 
 
+#: Prefix sums are kept at the points whose index is a multiple of ``BLOCK``.
+SHIFT = 5
+BLOCK = 1 << SHIFT
+#: The attribution index keeps a component's running sum at every ``ATT_BLOCK``-th of
+#: its pieces (a query adds at most ATT_BLOCK - 1 shares, in Python: kept short).
+ATT_SHIFT = 3
+ATT_BLOCK = 1 << ATT_SHIFT
+ATT_MASK = ATT_BLOCK - 1
+#: Values per kept point in ``Timeline._sums``: up, down and maintenance seconds before
+#: the point, and the down runs begun at or before it (an integer, exact as a float).
+_SUMS = 4
+
+
+def _extend_sums(ts: Sequence[float], st: Sequence[int], sums: array[float]) -> None:
+    """Append to ``sums`` the kept sums of the blocks after its last one, up to the block
+    of the last point (``_native.sums_extend``'s twin)."""
+    n = len(ts)
+    k = len(sums) // _SUMS
+    if not n:
+        return
+    if k == 0:
+        sums.extend((0.0, 0.0, 0.0, 1.0 if st[0] == _DOWN else 0.0))
+        k = 1
+    need = (n + BLOCK - 1) >> SHIFT
+    if k >= need:
+        return
+    v = (k - 1) << SHIFT  # the last kept point
+    hi = (need - 1) << SHIFT  # the last point to keep
+    b = _SUMS * (k - 1)
+    # The running sums from point v to hi, the same additions in the same order as a
+    # loop would make them (accumulate adds left to right), a column at a time.
+    prev = st[v:hi]
+    dts = list(map(_sub, ts[v + 1:hi + 1], ts[v:hi]))
+    cols = [
+        list(_accumulate([d if p == want else 0.0 for d, p in zip(dts, prev, strict=True)],
+                         initial=sums[b + c]))[BLOCK - 1::BLOCK]
+        for c, want in enumerate((_UP, _DOWN, _MAINT))
+    ]
+    runs = list(_accumulate([1 if s == _DOWN and p != _DOWN else 0
+                             for s, p in zip(st[v + 1:hi + 1], prev, strict=True)],
+                            initial=int(sums[b + 3])))[BLOCK - 1::BLOCK]
+    sums.extend(itertools.chain.from_iterable(zip(*cols, map(float, runs), strict=True)))
+
+
+def _sums_at(ts: Sequence[float], st: Sequence[int], sums: Sequence[float], i: int
+             ) -> tuple[float, float, float, float]:
+    """The prefix sums at point ``i`` (``_native.sums_at``'s twin): up, down and
+    maintenance seconds before it, down runs begun at or before it. ``sums`` must hold
+    the kept ones up to ``i``'s block, unless that is the first."""
+    k = i >> SHIFT
+    j = k << SHIFT
+    if k:
+        b = _SUMS * k
+        u, d, m, r = sums[b], sums[b + 1], sums[b + 2], sums[b + 3]
+    else:
+        u = d = m = 0.0
+        r = 1.0 if st[0] == _DOWN else 0.0
+    prev = ts[j]
+    p = st[j]
+    for q in range(j + 1, i + 1):
+        t = ts[q]
+        dt = t - prev
+        u = u + (dt if p == _UP else 0.0)
+        d = d + (dt if p == _DOWN else 0.0)
+        m = m + (dt if p == _MAINT else 0.0)
+        s = st[q]
+        if s == _DOWN and p != _DOWN:
+            r += 1.0
+        prev = t
+        p = s
+    return u, d, m, r
+
+
 class Timeline:
-    __slots__ = ("_att", "_att_n", "_cd", "_cm", "_cr", "_cu", "_gen", "_gx", "_low", "_valid",
-                 "_valid2", "_valid3", "st", "tag", "tags", "ts")
+    __slots__ = ("_att", "_att_n", "_gen", "_gx", "_low", "_sums", "_valid", "_valid3", "st",
+                 "tag", "tags", "ts")
 
     def __init__(
         self,
@@ -95,15 +171,12 @@ class Timeline:
         self.tag: array[int] = (tag_column(map(self.intern, tag)) if tag is not None
                                 else array("I", bytes(4 * len(self.ts))))
         # Prefix sums and the attribution index are allocated when first built (most
-        # timelines never need some of them): until then they are the shared empties.
-        self._cu: array[float] = _NONE_F
-        self._cd: array[float] = _NONE_F
-        self._cm: array[float] = _NONE_F
-        self._cr: array[int] = _NONE_I  # down runs begun at or before each point
-        self._valid = 0  # _cu and _cd are right for indexes < _valid
-        self._valid2 = 0  # _cm and _cr for indexes < _valid2 (only some readers need them)
+        # timelines never need them): until then they are the shared empties.
+        self._sums: array[float] = _NONE_F  # _SUMS values per kept point (see BLOCK)
+        self._valid = 0  # the sums kept are right for indexes < _valid
         # Attribution of down seconds (``attribute``): per blamed component, the indexes of
-        # the closed pieces that blame it and the running sum of its shares of them.
+        # the closed pieces that blame it and the running sum of its shares of them (kept
+        # at every ATT_BLOCK-th piece, see _att_cum).
         self._att: dict[str, tuple[array[int], array[float]]] = _NONE_ATT
         self._att_n = 0  # pieces indexed so far
         self._valid3 = 0  # pieces before this index are indexed right
@@ -173,8 +246,6 @@ class Timeline:
             self._low = index
         if index < self._valid:
             self._valid = index
-        if index < self._valid2:
-            self._valid2 = index
         if index <= self._valid3:  # piece index - 1 ends at point index
             self._valid3 = index - 1 if index > 0 else 0
 
@@ -274,68 +345,43 @@ class Timeline:
         [cut, ...) and the start of an ongoing run are unchanged.
         """
         i = bisect_right(self.ts, cut) - 1
-        if i <= 0:
-            return 0
-        del self.ts[:i], self.st[:i], self.tag[:i]
-        self._touched(0)
+        if i > 0:
+            del self.ts[:i], self.st[:i], self.tag[:i]
+            self._touched(0)
+        # Also when no point went: a re-evaluation may have replaced the last users of
+        # some tags since the last prune.
         self.compact_tags()
-        return i
+        return max(i, 0)
 
     # -- integration -------------------------------------------------------------------
 
     def _build(self) -> None:
-        """Bring the prefix sums of up and down seconds up to date (``_cu``, ``_cd``)."""
+        """Bring the kept prefix sums (``_sums``) up to date."""
         n = len(self.ts)
-        if self._valid >= n and len(self._cu) == n:
+        need = _SUMS * ((n + BLOCK - 1) >> SHIFT)
+        sums = self._sums
+        if self._valid >= n and len(sums) == need:
             return
-        v = min(self._valid, n)
-        cu, cd = self._cu, self._cd
-        if cu is _NONE_F:
-            cu = self._cu = array("d")
-            cd = self._cd = array("d")
-        del cu[v:], cd[v:]
-        ts, st = self.ts, self.st
-        if v == 0 and n:
-            cu.append(0.0)
-            cd.append(0.0)
-            v = 1
-        if v < n:
-            # cu[i] = cu[i-1] + (seconds of piece i-1 if it was up), ...: the same sums in
-            # the same order as a loop would add them (accumulate adds left to right), built
-            # a column at a time because that is several times faster in CPython.
-            prev = st[v - 1:n - 1]
-            dts = list(map(_sub, ts[v:n], ts[v - 1:n - 1]))
-            cu.extend(_accumulate([d if p == _UP else 0.0 for d, p in zip(dts, prev, strict=True)],
-                                  initial=cu[-1]))
-            cd.extend(_accumulate([d if p == _DOWN else 0.0 for d, p in zip(dts, prev, strict=True)],
-                                  initial=cd[-1]))
+        if sums is _NONE_F:
+            sums = self._sums = array("d")
+        # The point kept at k * BLOCK is right while it is below _valid.
+        del sums[_SUMS * ((min(self._valid, n) + BLOCK - 1) >> SHIFT):]
+        fast = _nm.native
+        if fast is not None:
+            sums.frombytes(fast.sums_extend(self.ts, self.st, sums))
+        else:
+            _extend_sums(self.ts, self.st, sums)
         self._valid = n
 
-    def _build_all(self) -> None:
-        """``_build``, and the maintenance seconds and down runs (``_cm``, ``_cr``) too."""
-        self._build()
-        n = len(self.ts)
-        if self._valid2 >= n and len(self._cm) == n:
-            return
-        v = min(self._valid2, n)
-        cm, cr = self._cm, self._cr
-        if cm is _NONE_F:
-            cm = self._cm = array("d")
-            cr = self._cr = array("q")
-        del cm[v:], cr[v:]
-        ts, st = self.ts, self.st
-        if v == 0 and n:
-            cm.append(0.0)
-            cr.append(1 if st[0] == _DOWN else 0)
-            v = 1
-        if v < n:
-            prev = st[v - 1:n - 1]
-            dts = list(map(_sub, ts[v:n], ts[v - 1:n - 1]))
-            cm.extend(_accumulate([d if p == _MAINT else 0.0 for d, p in zip(dts, prev, strict=True)],
-                                  initial=cm[-1]))
-            cr.extend(_accumulate([1 if s == _DOWN and p != _DOWN else 0
-                                   for s, p in zip(st[v:n], prev, strict=True)], initial=cr[-1]))
-        self._valid2 = n
+    def sums_at(self, i: int) -> tuple[float, float, float, float]:
+        """The prefix sums at point ``i`` (0 <= i < len): seconds up, down and in
+        maintenance before it, and down runs begun at or before it (a float)."""
+        if i >= BLOCK and i >= self._valid:
+            self._build()
+        fast = _nm.native
+        if fast is not None:
+            return fast.sums_at(self.ts, self.st, self._sums, i)  # type: ignore[no-any-return]
+        return _sums_at(self.ts, self.st, self._sums, i)
 
     def _cumulative(self, x: float) -> tuple[float, float, float]:
         ts = self.ts
@@ -344,20 +390,38 @@ class Timeline:
         i = bisect_right(ts, x) - 1
         dt = x - ts[i]
         s = self.st[i]
+        u, d, m, _ = self.sums_at(i)
         return (
-            self._cu[i] + (dt if s == UP else 0.0),
-            self._cd[i] + (dt if s == DOWN else 0.0),
-            self._cm[i] + (dt if s == MAINTENANCE else 0.0),
+            u + (dt if s == UP else 0.0),
+            d + (dt if s == DOWN else 0.0),
+            m + (dt if s == MAINTENANCE else 0.0),
         )
 
     def totals(self, start: float, end: float) -> tuple[float, float, float]:
         """Seconds (up, down, maintenance) in [start, end]."""
         if end <= start:
             return (0.0, 0.0, 0.0)
-        self._build_all()
         a = self._cumulative(start)
         b = self._cumulative(end)
         return (b[0] - a[0], b[1] - a[1], b[2] - a[2])
+
+    def _share(self, i: int) -> float:
+        """A blamed component's seconds of the closed down piece ``i``."""
+        ts = self.ts
+        return (ts[i + 1] - ts[i]) / len(self.tags[self.tag[i]])
+
+    def _att_cum(self, idx: array[int], cum: array[float], e: int) -> float:
+        """The running sum of a component's shares of its first ``e`` pieces in ``idx``:
+        kept at every ``ATT_BLOCK``-th, the rest added on in the order the index added
+        them (the same float)."""
+        if e == len(idx):
+            return cum[-1]
+        k = e >> ATT_SHIFT
+        total = cum[k]
+        share = self._share
+        for q in range(k << ATT_SHIFT, e):
+            total = total + share(idx[q])
+        return total
 
     def _build_attribution(self) -> None:
         ts, st, tix, table = self.ts, self.st, self.tag, self.tags
@@ -369,7 +433,10 @@ class Timeline:
         if self._att_n > v:  # forget the pieces from v on
             for idx, cum in att.values():
                 k = bisect_left(idx, v)
-                del idx[k:], cum[k + 1:]
+                total = self._att_cum(idx, cum, k)
+                del idx[k:], cum[(k >> ATT_SHIFT) + 1:]
+                if k & ATT_MASK:
+                    cum.append(total)
             self._att_n = v
         for i in range(v, closed):
             if st[i] == _DOWN and ts[i + 1] > ts[i]:
@@ -381,9 +448,15 @@ class Timeline:
                         entry = att.get(comp)
                         if entry is None:
                             entry = att[comp] = (array("i"), array("d", (0.0,)))
-                        entry[0].append(i)
-                        cum = entry[1]
-                        cum.append(cum[-1] + share)
+                        idx, cum = entry
+                        # cum: the sums at entries 0, ATT_BLOCK, 2 * ATT_BLOCK, ..., then
+                        # the running total when the count is not a multiple of it.
+                        total = cum[-1] + share
+                        if len(idx) & ATT_MASK:
+                            cum[-1] = total
+                        else:
+                            cum.append(total)
+                        idx.append(i)
         if closed > v:
             self._att_n = self._valid3 = closed
 
@@ -416,11 +489,12 @@ class Timeline:
             for comp in tag:
                 out[comp] = out.get(comp, 0.0) + share
         if hi > lo:  # whole pieces lo .. hi-1 (all closed: hi <= n - 1)
+            at = self._att_cum
             for comp, (idx, cum) in self._att.items():
                 a = bisect_left(idx, lo)
                 b = bisect_left(idx, hi, a)
                 if b > a:
-                    out[comp] = out.get(comp, 0.0) + (cum[b] - cum[a])
+                    out[comp] = out.get(comp, 0.0) + (at(idx, cum, b) - at(idx, cum, a))
         if end > ts[hi] and st[hi] == _DOWN and tix[hi]:  # the piece that holds end
             tag = table[tix[hi]]
             share = (end - ts[hi]) / len(tag)
@@ -431,8 +505,7 @@ class Timeline:
         """Seconds (up, down) in [start, end]: ``totals`` without maintenance, the same floats."""
         if end <= start:
             return (0.0, 0.0)
-        self._build()
-        ts, st, cu, cd = self.ts, self.st, self._cu, self._cd
+        ts, st = self.ts, self.st
         out = []
         for x in (start, end):
             if not ts or x < ts[0]:
@@ -441,7 +514,8 @@ class Timeline:
             i = bisect_right(ts, x) - 1
             dt = x - ts[i]
             s = st[i]
-            out.append((cu[i] + (dt if s == _UP else 0.0), cd[i] + (dt if s == _DOWN else 0.0)))
+            u, d, _, _ = self.sums_at(i)
+            out.append((u + (dt if s == _UP else 0.0), d + (dt if s == _DOWN else 0.0)))
         (au, ad), (bu, bd) = out
         return (bu - au, bd - ad)
 
@@ -449,7 +523,6 @@ class Timeline:
         """(up, down, maintenance) seconds in [now - size, now] for each size, in one go."""
         if not self.ts:
             return [(size, 0.0, 0.0) for size in sizes]
-        self._build_all()
         b = self._cumulative(now)
         out = []
         for size in sizes:
@@ -460,14 +533,13 @@ class Timeline:
     def outage_counters(self, now: float) -> tuple[int, float, float]:
         """(down runs begun, down seconds of runs ended, length of the current run) at ``now``.
 
-        O(log n) from the prefix sums: the ended runs' seconds are all down seconds up
+        O(log n + BLOCK) from the prefix sums: the ended runs' seconds are all down seconds up
         to ``now`` minus the part of the run still going on.
         """
         ts = self.ts
         i = bisect_right(ts, now) - 1
         if i < 0:
             return 0, 0.0, 0.0
-        self._build_all()
         st = self.st
         down_total = self._cumulative(now)[1] - self._cumulative(ts[0])[1]
         current = 0.0
@@ -476,7 +548,7 @@ class Timeline:
             while j > 0 and st[j - 1] == DOWN:
                 j -= 1
             current = now - ts[j]
-        return self._cr[i], down_total - current, current
+        return int(self.sums_at(i)[3]), down_total - current, current
 
     def down_points(self, start: float, end: float) -> Iterator[tuple[float, float, Tag]]:
         """Pieces (from, to, tag) of `down` within [start, end]."""
@@ -521,16 +593,24 @@ class Timeline:
         )
 
     def compact_tags(self) -> None:
-        """Drop the tags no point uses any more from the table (after a prune; points a
+        """Drop the tags no point uses any more from the table (at every prune; points a
         re-evaluation replaced leave theirs until then): the table stays bounded by the
-        history kept."""
+        history kept. Counting the tags in use is one pass over the index column (in C
+        when built); the table is rebuilt only when some tag went."""
         table = self.tags
         if len(table) <= 1:
             return
-        used = set(self.tag)
+        fast = _nm.native
+        if fast is not None:
+            if fast.tags_used(self.tag, len(table)) == len(table):
+                return
+            used = set(self.tag)
+        else:
+            used = set(self.tag)
+            used.add(0)
+            if len(used) == len(table):
+                return
         used.add(0)
-        if len(used) == len(table):
-            return
         keep = sorted(used)
         self._low = 0  # the table is renumbered: written again whole
         new = {old: i for i, old in enumerate(keep)}
@@ -571,3 +651,8 @@ class Timeline:
                 raise ValueError(f"{what}: a tag is in its table twice")
         tl._low = n  # as stored (see ``_low``)
         return tl
+
+
+# At the end: streams.native imports this module (for Timeline), and the sums above read
+# its ``native`` at each call (the tests switch it off and on).
+from streams import native as _nm  # noqa: E402

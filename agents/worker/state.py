@@ -123,7 +123,7 @@ class PartitionStats:
         if u.top.n:
             unmapped["t"] = u.top.to_obj()
             unmapped["tn"] = u.top.n
-        return _compact(orjson.dumps({"c": self.counts, "m": self.marks, "d": self.dlq,
+        return compact_value(orjson.dumps({"c": self.counts, "m": self.marks, "d": self.dlq,
                                       "u": unmapped}))
 
     @classmethod
@@ -155,11 +155,11 @@ class PartitionStats:
             self.marks.setdefault(f"{key[:-2]}/{partition}", self.marks.pop(key))
 
 
-#: Values at least this long are kept as orjson made them (see ``_compact``).
+#: Values at least this long are kept as orjson made them (see ``compact_value``).
 COMPACT_BELOW = 32 * 1024
 
 
-def _compact(raw: bytes) -> bytes:
+def compact_value(raw: bytes) -> bytes:
     """``raw`` in a buffer of its own size, if it is short.
 
     orjson builds its output in a buffer of several KiB and shrinks it in place; the

@@ -289,25 +289,37 @@ def test_a_partition_five_days_behind_still_lands_in_its_days() -> None:
 
 
 def test_day_rollup_runs_stored_as_columns_and_read_from_an_older_release() -> None:
-    """A day's runs are stored as their columns' bytes; a value of an older release
-    (runs as a list of [a, b, blamed]) still reads to the same rollup."""
+    """A day's runs are stored as their columns' bytes in a checkpoint record; values of
+    older releases (the columns in base64 in JSON, or runs as a list of [a, b, blamed])
+    still read to the same rollup."""
     import orjson
 
+    from streams import record
     from streams.periods import DayRollup, Runs
     from streams.rollups import decode, encode
 
     runs = Runs([(10.0, 20.5, ("a", "b")), (30.0, 31.0, ()), (40.0, 50.0, ("a", "b"))])
     day = DayRollup("2024-03-01", 0.0, 86400.0, 60.0, 1.0, 2.0, 3.0, runs, {"a": 1.5})
     raw = encode(day)
-    assert b'"r"' not in raw and decode(raw) == day
+    assert record.is_record(raw) and decode(raw) == day
     back = decode(raw)
     assert isinstance(back, DayRollup) and list(back.runs) == list(runs)
+    assert [x.hex() for x in back.runs.ab] == [x.hex() for x in runs.ab]
     assert len(back.runs.tags) == 2  # ("a", "b") once, after NO_TAG
-    old = orjson.loads(raw)
+    in_base64 = orjson.dumps(day.to_obj())  # the previous release's value
+    assert decode(in_base64) == day
+    many = DayRollup("2024-03-01", 0.0, 86400.0, 60.0, 1.0, 2.0, 3.0,
+                     Runs((10.0 * k, 10.0 * k + 5.0, ("a",)) for k in range(200)))
+    assert len(encode(many)) < 0.8 * len(orjson.dumps(many.to_obj()))
+    old = orjson.loads(in_base64)
     del old["rc"]
     old["r"] = [[r[0], r[1], list(r[2])] for r in runs]
     assert decode(orjson.dumps(old)) == day
-    broken = orjson.loads(raw)
+    broken = orjson.loads(in_base64)
     broken["rc"]["ix"] = broken["rc"]["ix"][:4]
     with pytest.raises(ValueError, match="2024-03-01"):
         decode(orjson.dumps(broken))
+    with pytest.raises(ValueError, match="day rollup"):
+        decode(raw[:-6])  # a record cut short
+    plain = DayRollup("2024-03-02", 0.0, 86400.0, 60.0, 60.0, 0.0, 0.0)
+    assert decode(encode(plain)) == plain  # no runs: JSON, as before
