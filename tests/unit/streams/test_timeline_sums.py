@@ -73,6 +73,7 @@ def test_sums_at_every_point_equal_the_running_sums(
     for op, step, count, state, tag, where in edits:
         tag = tag if state == DOWN else ()
         if op == "append":  # a run of in-order points, ties included
+            t = max(t, tl.ts[-1]) if tl.ts else t  # an assign may have ended past t
             for k in range(count):
                 t += step * (k % 3 != 0)
                 tl.append_state(t, int(STATES[(int(state) + k) % 3]), tag)
@@ -184,6 +185,9 @@ def test_every_prune_leaves_only_the_tags_in_use(
     for op, step, count, state, tag, where in edits:
         tag = tag if state == DOWN else ()
         if op == "append":
+            # append_state is for times at or after the last point; an assign may
+            # have ended past ``t``.
+            t = max(t, tl.ts[-1]) if tl.ts else t
             for k in range(count % 5 + 1):
                 t += step * (k % 2)
                 tl.append_state(t, int(state), tag)
@@ -191,12 +195,14 @@ def test_every_prune_leaves_only_the_tags_in_use(
             at = tl.ts[where % len(tl)]
             tl.assign(at, at + step if step else math.inf, [(at, int(state), tag)])
         elif tl.ts:
+            assert list(tl.ts) == sorted(tl.ts)
             cut = tl.ts[0] - 1.0 if op == "ask" else tl.ts[where % len(tl)]
-            before = list(tl.segments(cut, t + 1.0))
+            end = max(t, tl.ts[-1]) + 1.0
+            before = list(tl.segments(cut, end))
             tl.prune_before(cut)
             assert set(tl.tag) | {0} == set(range(len(tl.tags)))
             assert len(set(tl.tags)) == len(tl.tags)
-            assert list(tl.segments(cut, t + 1.0)) == before
+            assert list(tl.segments(cut, end)) == before
 
 
 @settings(max_examples=150, deadline=None)
