@@ -30,7 +30,14 @@ alternate ``--rounds`` times and the medians are compared:
               8, 16, the topic made before the worker), components (400 to 20,000), storm
               or 10% changes, 200k or 1M events. Prints a table (shape, raw ev/s,
               pipeline ev/s, ratio, RSS) and the worst point. ``--profile DIR`` records
-              each point's worker with py-spy while it works off the events.
+              each point's workers with py-spy while they work off the events.
+              ``--inproc`` adds, per point, what a consumer reaches inside a worker
+              process (bench/inworker.py): "raw-ws" raw_getmany with the worker's fetch
+              settings (bench process), "in-raw" a raw aiokafka consumer of the
+              worker's settings on the worker's event loop, "in-thread" the same on
+              Faust's consumer thread, "fetch" the worker's own consumer path (Faust,
+              the batch consumer) with a stage 1 that only decodes. ``--ab TREE``
+              adds another checkout's pipeline (the baseline), alternated in each round.
 (f) --latency-under-load FACTOR=VALUE   (c) alone, then while that sweep point runs at
               full speed on another worker (another app id and consumer group, the same
               broker and cores), alternated ``--rounds`` times.
@@ -158,12 +165,18 @@ def publish(broker: EmbeddedBroker, topic: str, partitions: int,
 # -- (a) the raw client -------------------------------------------------------------
 
 
-async def raw_getmany(bootstrap: str, topic: str, n: int) -> float:
+#: The fetch settings of the worker's consumer (Faust's ``consumer_max_fetch_size``, the
+#: fetch wait of ``agents/transport/faust_patches.py``), for the "raw-ws" measurement.
+WORKER_FETCH = {"max_partition_fetch_bytes": 4 * 1024 * 1024, "fetch_max_wait_ms": 100}
+
+
+async def raw_getmany(bootstrap: str, topic: str, n: int, **settings: Any) -> float:
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"raw-{time.time()}",
                                 auto_offset_reset="earliest", enable_auto_commit=False,
-                                session_timeout_ms=10_000, heartbeat_interval_ms=1_000)
+                                session_timeout_ms=10_000, heartbeat_interval_ms=1_000,
+                                **settings)
     await consumer.start()
     loads = orjson.loads
     seen = 0
@@ -605,9 +618,10 @@ def stop_profile(spy: subprocess.Popen[bytes]) -> None:
 
 #: What a sweep round measures, in this order (rotated by one each round, so no kind
 #: always runs first): "raw" (``raw_getmany`` in the bench process), "pipeline" (this
-#: tree's worker), with ``--inproc`` "in-raw", "in-thread", "fetch" (bench/inworker.py
-#: modes raw, rawthread, fetch) and with ``--ab TREE`` "base" (TREE's worker).
-INPROC_KINDS = ("in-raw", "in-thread", "fetch")
+#: tree's worker), with ``--inproc`` "raw-ws" (``raw_getmany`` with the worker's fetch
+#: settings), "in-raw", "in-thread", "fetch" (bench/inworker.py modes raw, rawthread,
+#: fetch) and with ``--ab TREE`` "base" (TREE's worker).
+INPROC_KINDS = ("raw-ws", "in-raw", "in-thread", "fetch")
 
 
 def sweep_kinds(opts: argparse.Namespace) -> list[str]:
@@ -625,8 +639,9 @@ def run_kind(kind: str, broker: EmbeddedBroker, work: Path, name: str, catalog: 
              rerouted: Any, opts: argparse.Namespace) -> tuple[float, float]:
     """One measurement of a sweep point: (events/s, the worker's peak RSS in MiB, 0 for
     the raw client)."""
-    if kind == "raw":
-        return asyncio.run(raw_getmany(broker.bootstrap, topic, len(msgs))), 0.0
+    if kind in ("raw", "raw-ws"):
+        settings = WORKER_FETCH if kind == "raw-ws" else {}
+        return asyncio.run(raw_getmany(broker.bootstrap, topic, len(msgs), **settings)), 0.0
     mode = {"in-raw": "raw", "in-thread": "rawthread", "fetch": "fetch"}.get(kind)
     out = work / f"{name}.out.json"
     env = {}

@@ -389,9 +389,10 @@ class Pipeline:
             unmapped=stats.unmapped,
             here=None if origins is not None else (lambda c: part(c) == p))
         if spill is not None:
-            for i, c in done.away:
-                spill.append((records[i], part(c)))
-            for i, c in done.away_again:
+            # In offset order: a redelivery's event applied after a later one of its
+            # component could be late behind it, and then not applied again
+            away = sorted(done.away + done.away_again) if done.away_again else done.away
+            for i, c in away:
                 spill.append((records[i], part(c)))
         table = rt.components
         for c, tracker in done.trackers.items():

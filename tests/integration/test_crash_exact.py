@@ -124,15 +124,21 @@ def test_crash_at_point(cell: Cell, tmp_path: Path) -> None:
                 worker.stop()
             worker.crash_at = spec
             worker.start()
-            # In pieces, so that a part makes several fetches and checkpoints (the
-            # crash point's N-th pass) however few hops it takes.
-            for lo in range(0, len(part), 50):
-                publish(broker, "confluent", part[lo:lo + 50])
-                time.sleep(0.6)
-            sent += len(part)
-            if _wait_dead_or_counted(worker, sent, timeout=45):
-                assert worker.proc is not None and worker.proc.returncode == -9, worker.log_tail()
-                crashed += 1
+            # In pieces, each counted (and given time for a checkpoint) before the
+            # next, so that a part passes each point several times however few
+            # fetches and hops its records take.
+            for lo in range(0, len(part), 30):
+                publish(broker, "confluent", part[lo:lo + 30])
+                sent += len(part[lo:lo + 30])
+                if _wait_dead_or_counted(worker, sent, timeout=45):
+                    assert worker.proc is not None and worker.proc.returncode == -9, \
+                        worker.log_tail()
+                    crashed += 1
+                    rest = part[lo + 30:]  # goes out too, for the next start to read
+                    if rest:
+                        publish(broker, "confluent", rest)
+                        sent += len(rest)
+                    break
         assert worker.alive(), worker.log_tail()
         assert crashed >= 1, "the crash point was never reached"
         check_exact(broker, [worker], Expected(text, [v for _, v, _ in messages]), timeout=90)
