@@ -624,6 +624,10 @@ def stop_profile(spy: subprocess.Popen[bytes]) -> None:
 INPROC_KINDS = ("raw-ws", "in-raw", "in-thread", "fetch")
 
 
+#: Pipeline rates from the start of its first batch (``BatchStats.begun_at``) by run name.
+FROM_START: dict[str, float] = {}
+
+
 def sweep_kinds(opts: argparse.Namespace) -> list[str]:
     kinds = ["raw"]
     if opts.inproc:
@@ -646,9 +650,10 @@ def run_kind(kind: str, broker: EmbeddedBroker, work: Path, name: str, catalog: 
     out = work / f"{name}.out.json"
     env = {}
     events_topic = topic
+    if mode is not None:
+        env = {"BENCH_TOPIC": topic, "BENCH_EVENTS": str(len(msgs)), "BENCH_OUT": str(out)}
     if mode in ("raw", "rawthread"):
         # The worker's own input is an empty topic; the raw consumer inside reads ``topic``.
-        env = {"BENCH_TOPIC": topic, "BENCH_EVENTS": str(len(msgs)), "BENCH_OUT": str(out)}
         events_topic = f"{name}-idle"
     w = Worker(broker, catalog, work, wp, name, events_topic=events_topic,
                tree=opts.ab if kind == "base" else None, inworker=mode, inworker_env=env)
@@ -667,9 +672,12 @@ def run_kind(kind: str, broker: EmbeddedBroker, work: Path, name: str, catalog: 
             rate = float(orjson.loads(out.read_bytes())["rate"])
         else:
             st = wait_pipeline(w, topic, w.segments_topic, ends, timeout=1800,
-                               reroute_ends=None if mode == "fetch" else rerouted)
+                               reroute_ends=rerouted)
             stats = st["stats"]
             rate = len(msgs) / max(1e-9, stats["last_at"] - stats["first_at"])
+            if opts.inproc and kind == "pipeline" and stats.get("begun_at"):
+                # From the start of the first batch, as the other kinds measure.
+                FROM_START[name] = len(msgs) / max(1e-9, stats["last_at"] - stats["begun_at"])
         if spy is not None:
             stop_profile(spy)
             spy = None
@@ -703,21 +711,26 @@ def sweep(opts: argparse.Namespace) -> int:
                 order = kinds[k % len(kinds):] + kinds[:k % len(kinds)]
                 loads = []
                 for kind in order:
-                    rate, peak = run_kind(kind, broker, work, f"sweep-{i}-{k}-{kind}", catalog,
+                    name = f"sweep-{i}-{k}-{kind}"
+                    rate, peak = run_kind(kind, broker, work, name, catalog,
                                           topic, msgs, wp, ends, rerouted, opts)
                     rates[kind].append(rate)
+                    if name in FROM_START:
+                        rates.setdefault("pipe-begun", []).append(FROM_START[name])
                     loads.append(os.getloadavg()[0])
                     if kind == "pipeline":
                         rss = max(rss, peak)
-                print(f"    round {k}: " + ", ".join(f"{kind} {rates[kind][-1]:,.0f}"
-                                                     for kind in kinds)
+                print(f"    round {k}: " + ", ".join(f"{kind} {v[-1]:,.0f}"
+                                                     for kind, v in rates.items())
                       + f"; load average {min(loads):.1f}-{max(loads):.1f}", flush=True)
             med = {kind: statistics.median(v) for kind, v in rates.items()}
             rows.append((_shape_label(shape), med, rss))
-            print(f"  {rows[-1][0]}: " + ", ".join(f"{kind} {med[kind]:,.0f}/s" for kind in kinds)
+            print(f"  {rows[-1][0]}: " + ", ".join(f"{kind} {v:,.0f}/s" for kind, v in med.items())
                   + f", ratio {med['pipeline'] / med['raw']:.3f}, peak RSS {rss:.0f} MiB",
                   flush=True)
     cols = [k for k in kinds if k not in ("raw", "pipeline", "base")]
+    if opts.inproc:
+        cols.append("pipe-begun")  # the pipeline from the start of its first batch
     head = (f"{'shape':<58} {'raw ev/s':>10} "
             + "".join(f"{c + ' ev/s':>15}" for c in cols)
             + f" {'pipeline ev/s':>14} {'ratio':>6}"
@@ -726,7 +739,8 @@ def sweep(opts: argparse.Namespace) -> int:
     print(head)
     for label, med, rss in rows:
         raw = med["raw"]
-        print(f"{label:<58} {raw:>10,.0f} " + "".join(f"{med[c]:>15,.0f}" for c in cols)
+        print(f"{label:<58} {raw:>10,.0f} "
+              + "".join(f"{med.get(c, float('nan')):>15,.0f}" for c in cols)
               + f" {med['pipeline']:>14,.0f} {med['pipeline'] / raw:>6.3f}"
               + (f" {med['base']:>10,.0f} {med['base'] / raw:>6.3f}" if opts.ab else "")
               + f" {rss:>8.0f}")
