@@ -299,7 +299,11 @@ def wait_pipeline(worker: Worker, events_topic: str, segments_topic: str,
             st = worker.status()
             done1 = caught_up(st, events_topic, input_ends)
             if reroute_ends is not None:
-                done1 = done1 and caught_up(st, worker.reroute_topic, reroute_ends)
+                # A worker that says what it forwarded (it classifies where it reads
+                # what it owns) is read to that; an older one forwards every message.
+                fwd = st.get("rerouted_produced", {}).get(worker.reroute_topic)
+                ends = reroute_ends if fwd is None else {int(p): e for p, e in fwd.items()}
+                done1 = done1 and caught_up(st, worker.reroute_topic, ends)
             seg_ends = {int(p): e for p, e in st.get("segments_produced", {})
                         .get(segments_topic, {}).items()}
             if done1 and st.get("inflight_batches", 1) == 0 and caught_up(st, segments_topic, seg_ends):

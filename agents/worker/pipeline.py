@@ -314,6 +314,12 @@ class Pipeline:
 
         fut.add_done_callback(done)
 
+    @property
+    def forwarded_end(self) -> dict[int, int]:
+        """Per re-route partition, the offset after this worker's last delivered forward
+        there (since its last assignment)."""
+        return dict(self._fwd_end)
+
     def _direct(self, q: int) -> bool:
         """Whether input records of table partition ``q`` are classified here, where
         they are read, from any input partition (``agents/routing.py``): this worker
