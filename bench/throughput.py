@@ -736,7 +736,7 @@ def sweep(opts: argparse.Namespace) -> int:
     if opts.inproc:
         cols.append("pipe-begun")  # the pipeline from the start of its first batch
     head = (f"{'shape':<58} {'raw ev/s':>10} "
-            + "".join(f"{c + ' ev/s':>15}" for c in cols)
+            + "".join(f"{c + ' ev/s':>16}" for c in cols)
             + f" {'pipeline ev/s':>14} {'ratio':>6}"
             + (f" {'base ev/s':>10} {'base':>6}" if opts.ab else "") + f" {'RSS MiB':>8}")
     print()
@@ -744,7 +744,7 @@ def sweep(opts: argparse.Namespace) -> int:
     for label, med, rss in rows:
         raw = med["raw"]
         print(f"{label:<58} {raw:>10,.0f} "
-              + "".join(f"{med.get(c, float('nan')):>15,.0f}" for c in cols)
+              + "".join(f"{med.get(c, float('nan')):>16,.0f}" for c in cols)
               + f" {med['pipeline']:>14,.0f} {med['pipeline'] / raw:>6.3f}"
               + (f" {med['base']:>10,.0f} {med['base'] / raw:>6.3f}" if opts.ab else "")
               + f" {rss:>8.0f}")

@@ -544,11 +544,12 @@ class Pipeline:
             n = ledger.adopt(await deadletters.scan(app, self._dlq_topic, starts), owned)
             if n:
                 log.info("%d DLQ records of a predecessor's last batches: not sent again", n)
-        log.info("input %s: %s", settings.events_topic,
-                 "co-partitioned with the tables (classified where read)"
-                 if self._copartitioned else
+        log.info("input %s: %s; records of the %d table partitions owned here are "
+                 "classified where read (once their re-route partitions are read), the "
+                 "others forwarded", settings.events_topic,
+                 "co-partitioned with the tables" if self._copartitioned else
                  f"{consumer.topic_partitions(settings.events_topic)} partitions, not "
-                 f"{settings.partitions}: every record forwarded by component")
+                 f"{settings.partitions}", len(owned))
 
     async def checkpoint_components(self) -> list[Any]:
         """Write every component tracker and partition counter changed since the last
