@@ -10,7 +10,7 @@ WORKDIR /app
 
 # Dependencies and the package first, the example catalog last: editing the catalog
 # does not reinstall anything.
-COPY requirements.lock pyproject.toml setup.py README.md ./
+COPY requirements.lock pyproject.toml setup.py README.md LICENSE ./
 COPY streams ./streams
 COPY agents ./agents
 # gcc only for the build of the engine's C loops (streams/_native.c), then gone;

@@ -31,7 +31,7 @@ test-fast: $(STAMP)
 ## lock: requirements.lock (the Docker image's pinned dependencies, with hashes)
 lock: $(STAMP)
 	$(PY) -m pip install --quiet uv
-	printf 'setuptools>=68\n' > .build-requirements.in
+	printf 'setuptools>=77\n' > .build-requirements.in
 	{ echo "# Pinned runtime dependencies of the Docker image, with hashes (pip install --require-hashes)."; \
 	  echo "# Made by \`make lock\` (uv pip compile --universal --generate-hashes) from pyproject.toml;"; \
 	  echo "# setuptools builds slawatch itself."; \

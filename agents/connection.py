@@ -204,20 +204,23 @@ def add_security_arguments(parser: argparse.ArgumentParser) -> None:
     """The Kafka security flags, each defaulting to its SLAWATCH_* variable."""
     s = parser.add_argument_group("Kafka security (for real clusters)")
     s.add_argument("--security-protocol", choices=SECURITY_PROTOCOLS,
-                   default=_env("SLAWATCH_SECURITY_PROTOCOL", "PLAINTEXT"), help="default %(default)s")
+                   default=_env("SLAWATCH_SECURITY_PROTOCOL", "PLAINTEXT"),
+                   help="env SLAWATCH_SECURITY_PROTOCOL, default %(default)s")
     s.add_argument("--sasl-mechanism", choices=SASL_MECHANISMS,
-                   default=_env("SLAWATCH_SASL_MECHANISM", "PLAIN"), help="default %(default)s")
-    s.add_argument("--sasl-username", default=_env("SLAWATCH_SASL_USERNAME"))
+                   default=_env("SLAWATCH_SASL_MECHANISM", "PLAIN"),
+                   help="env SLAWATCH_SASL_MECHANISM, default %(default)s")
+    s.add_argument("--sasl-username", default=_env("SLAWATCH_SASL_USERNAME"),
+                   help="env SLAWATCH_SASL_USERNAME")
     s.add_argument("--sasl-password-file", default=None,
                    help="file holding the SASL password (or $SLAWATCH_SASL_PASSWORD_FILE; "
                         "$SLAWATCH_SASL_PASSWORD also works)")
     s.add_argument("--sasl-password", default=None, help=argparse.SUPPRESS)
     s.add_argument("--ssl-cafile", default=_env("SLAWATCH_SSL_CAFILE"),
-                   help="CA bundle that signed the brokers' certificates")
+                   help="CA bundle that signed the brokers' certificates (env SLAWATCH_SSL_CAFILE)")
     s.add_argument("--ssl-certfile", default=_env("SLAWATCH_SSL_CERTFILE"),
-                   help="client certificate (mutual TLS)")
+                   help="client certificate (mutual TLS; env SLAWATCH_SSL_CERTFILE)")
     s.add_argument("--ssl-keyfile", default=_env("SLAWATCH_SSL_KEYFILE"),
-                   help="client private key (mutual TLS)")
+                   help="client private key (mutual TLS; env SLAWATCH_SSL_KEYFILE)")
     s.add_argument("--ssl-key-password-file", default=None,
                    help="file holding the client key's password (or "
                         "$SLAWATCH_SSL_KEY_PASSWORD_FILE)")

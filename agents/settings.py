@@ -13,13 +13,12 @@ worker must be consuming within seconds. ``FAUST_TUNING`` records what was measu
 from __future__ import annotations
 
 import argparse
-import os
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.connection import KafkaConnection, add_security_arguments
+from agents.connection import KafkaConnection, _env, add_security_arguments
 from agents.process import gcpolicy
 
 DEFAULT_BROKER = "kafka://localhost:9092"
@@ -68,11 +67,6 @@ FAUST_TUNING: dict[str, Any] = {
     # of a backlog by 130 MiB and made the flood test's RSS bound flaky. Operators can
     # set it through SLAWATCH_FAUST_SETTINGS='{"consumer_max_fetch_size": 8388608}'.
 }
-
-
-def _env(name: str, default: str | None = None) -> str | None:
-    value = os.environ.get(name)
-    return value if value not in (None, "") else default
 
 
 def _env_int(name: str, default: int) -> int:
@@ -304,7 +298,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="events older than the newest of their component minus this are "
                         "'late' (env SLAWATCH_ALLOWED_LATENESS, default %(default)s)")
     g.add_argument("--log-level", default=_env("SLAWATCH_LOG_LEVEL", "info"),
-                   choices=("debug", "info", "warning", "error"), help="default %(default)s")
+                   choices=("debug", "info", "warning", "error"),
+                   help="env SLAWATCH_LOG_LEVEL, default %(default)s")
 
     g.add_argument("--gc-threshold",
                    default=_env("SLAWATCH_GC_THRESHOLD", ",".join(map(str, gcpolicy.DEFAULT))),
@@ -360,12 +355,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="consumer group and prefix of internal topics (env SLAWATCH_APP_ID, "
                         "default %(default)s)")
     t.add_argument("--events-topic", default=_env("SLAWATCH_EVENTS_TOPIC", DEFAULT_EVENTS_TOPIC),
-                   help="input topic (default %(default)s)")
+                   help="input topic (env SLAWATCH_EVENTS_TOPIC, default %(default)s)")
     t.add_argument("--dlq-topic", default=_env("SLAWATCH_DLQ_TOPIC", DEFAULT_DLQ_TOPIC),
-                   help="rejected messages with their reason (default %(default)s)")
+                   help="rejected messages with their reason (env SLAWATCH_DLQ_TOPIC, default "
+                        "%(default)s)")
     t.add_argument("--segments-topic", default=_env("SLAWATCH_SEGMENTS_TOPIC", ""),
-                   help="repartition topic keyed by service (internal; default "
-                        f"<app-id>{SEGMENTS_SUFFIX})")
+                   help="repartition topic keyed by service (internal; env "
+                        f"SLAWATCH_SEGMENTS_TOPIC, default <app-id>{SEGMENTS_SUFFIX})")
     t.add_argument("--partitions", type=int,
                    default=_env_int("SLAWATCH_PARTITIONS", DEFAULT_PARTITIONS),
                    help="partitions of the worker's own topics (re-route, segments, "
@@ -374,11 +370,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "%(default)s)")
     t.add_argument("--replication-factor", type=int,
                    default=_env_int("SLAWATCH_REPLICATION_FACTOR", 1),
-                   help="replication of the topics the worker creates (default %(default)s)")
+                   help="replication of the topics the worker creates (env "
+                        "SLAWATCH_REPLICATION_FACTOR, default %(default)s)")
     t.add_argument("--standby-replicas", type=int,
                    default=_env_int("SLAWATCH_STANDBY_REPLICAS", 1),
                    help="standby copies of each table partition kept by other workers, for "
-                        "fast failover (default %(default)s)")
+                        "fast failover (env SLAWATCH_STANDBY_REPLICAS, default %(default)s)")
 
     add_security_arguments(parser)
 

@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--web-port", type=int, default=None,
                         help=f"worker web port (default {DEFAULT_WEB_PORT}, or a free one if taken)")
     parser.add_argument("--catalog", default=default_catalog(),
-                        help="service catalog (default %(default)s)")
+                        help="service catalog (env SLAWATCH_CATALOG, default %(default)s)")
     parser.add_argument("--duration", type=float, default=None,
                         help="stop after this many seconds (default: run until Ctrl-C)")
     parser.add_argument("--run-dir", default=None,

@@ -65,6 +65,10 @@ class SlawatchCollector:
         self.clock = clock
         self.component_lines = ComponentLines()
         self.service_lines = ServiceLines()
+        #: Responses being written (``agents/web/metrics.py``): the worker holds its
+        #: prepare and refresh steps meanwhile, which would otherwise run between the
+        #: pieces of a response and add their time to that scrape's.
+        self.writing = 0
 
     def describe(self) -> list[Metric]:
         # No fixed description: the series depend on the catalog and ownership.
@@ -105,6 +109,18 @@ class SlawatchCollector:
         ready (``agents/worker/app.py``), in slices between which the event loop
         serves the pipeline and scrapes; a scrape meanwhile is exact (it computes what
         is not prepared yet). Stops early if the worker stops being ready."""
+        return self._ahead(step, decode=True)
+
+    def refresh(self, step: int = PREPARE_KEYS) -> Iterator[None]:
+        """``prepare`` again for what changed since: only the trackers whose stored
+        bytes changed (or whose proof ran out) are looked at again, and the lazily
+        built sums of those whose values move are built, so the next scrape costs what
+        a scrape with no change before it does. The worker runs it when its pipeline
+        is idle (``agents/worker/app.py``): after a backlog, the first scrape would
+        otherwise redo the work for every tracker the backlog changed."""
+        return self._ahead(step, decode=False)
+
+    def _ahead(self, step: int, decode: bool) -> Iterator[None]:
         rt = self.rt
         if not rt.ready():
             return
@@ -112,7 +128,7 @@ class SlawatchCollector:
         now = self.clock()
         components, services = rt.owned_sorted("components"), rt.owned_sorted("services")
 
-        def decode(table: TrackerTable[Any], keys: list[str]) -> Iterator[None]:
+        def decode_keys(table: TrackerTable[Any], keys: list[str]) -> Iterator[None]:
             get = table.get
             for k in range(0, len(keys), step):
                 for key in keys[k:k + step]:
@@ -120,7 +136,8 @@ class SlawatchCollector:
                 yield
 
         steps = itertools.chain(
-            decode(rt.components, components), decode(rt.services, services),
+            *((decode_keys(rt.components, components), decode_keys(rt.services, services))
+              if decode else ()),
             # A service's lines cost ~20 times a component's decoding: smaller steps.
             self.service_lines.prepare(catalog, rt.services, services, now, max(1, step // 8)),
             self.component_lines.prepare(catalog, rt.components, components, now))
@@ -424,6 +441,10 @@ class _LineCache:
     def __init__(self) -> None:
         self._entries: dict[str, _Entry] = {}
         self._catalog: Catalog | None = None
+        #: Keys whose values move, with the stored bytes ``prepare`` last computed them
+        #: from (None: no tracker); of the catalog ``_looked_catalog``.
+        self._looked: dict[str, bytes | None] = {}
+        self._looked_catalog: Catalog | None = None
         self.reused = 0  # for tests and the benchmark: keys reused at the last render
 
     def fresh(self, catalog: Catalog, key: str, tracker: Any, now: float
@@ -433,20 +454,42 @@ class _LineCache:
     def prepare(self, catalog: Catalog, table: TrackerTable[Any], keys: list[str],
                 now: float, step: int) -> Iterator[None]:
         """The entries ``render`` at ``now`` would make for ``keys``, ``step`` keys
-        at a time (yielding between steps); kept only where they are proved."""
-        entries = self._entries
+        at a time (yielding between steps); kept only where they are proved. A key
+        whose entry still holds, or whose values move but whose stored bytes are
+        those looked at by the last ``prepare`` (its sums are built), is skipped."""
+        entries, looked = self._entries, self._looked
         if catalog is not self._catalog:
             entries.clear()
             self._catalog = catalog
+        if catalog is not self._looked_catalog:
+            looked.clear()
+            self._looked_catalog = catalog
         for k in range(0, len(keys), step):
+            # Looked up again at each step: a flush between two swaps the dirty keys.
+            lookup, dirty = table.stored_lookup()
             for key in keys[k:k + step]:
+                if key not in dirty:
+                    raw = lookup(key)
+                    e = entries.get(key)
+                    if e is not None and e.since <= now < e.until and _same(raw, e.token):
+                        continue
+                    if key in looked and _same(raw, looked[key]):
+                        continue
                 tracker, stored = table.get_stored(key)
                 if stored is None and tracker is not None:
                     continue  # unwritten changes: nothing to keep
                 lines, until = self.fresh(catalog, key, tracker, now)
                 if until > now:
                     entries[key] = _Entry(stored, now, until, lines)
+                    looked.pop(key, None)
+                else:
+                    entries.pop(key, None)
+                    looked[key] = stored
             yield
+        if len(looked) > len(keys):  # keys no longer owned
+            keep = set(keys)
+            for key in [k for k in looked if k not in keep]:
+                del looked[key]
 
     def render(self, catalog: Catalog, table: TrackerTable[Any], keys: list[str],
                now: float, heads: tuple[str, ...]) -> list[Part]:
@@ -491,6 +534,11 @@ class _LineCache:
         return out
 
 
+def _same(raw: bytes | None, token: bytes | None) -> bool:
+    """Whether stored bytes ``raw`` are ``token`` (None: no tracker)."""
+    return raw is token or (raw is not None and token is not None and raw == token)
+
+
 #: ``_C_UP`` line of a component (``% label``), by whether it is up.
 _C_UP_FMT = (f"{_C_UP}{{%s}} 0.0\n", f"{_C_UP}{{%s}} 1.0\n")
 _C_AVAIL_HEAD = f"{_C_AVAIL}{{"
@@ -501,6 +549,10 @@ _C_PIECES = 1 + 2 * len(WINDOWS)
 #: Seconds after which a component whose values move is asked again whether they
 #: still do (they are computed afresh meanwhile, which is always exact).
 RECHECK_SECONDS = 60.0
+#: Moving components with more history points than this get their prefix sums built
+#: ahead (``prepare``); shorter ones are summed on the spot at each scrape
+#: (``window_availability_many`` keeps no sums below 24 points).
+WARM_POINTS = 24
 _STALE = object()  # a token equal to no stored value: look again at the next scrape
 _BY_WINDOW = operator.itemgetter(*WINDOWS)
 
@@ -592,6 +644,7 @@ class ComponentLines:
         between chunks): the proofs of constant keys and their pieces. ``render``
         still compares every key's stored bytes with what was seen here."""
         self._versions = (None, None)  # render looks up every key's bytes again
+        before = table.versions()
         if (catalog is not self._catalog or (keys is not self._keys and keys != self._keys)
                 or now < self._latest):
             yield from self._build_steps(catalog, keys)
@@ -605,7 +658,18 @@ class ComponentLines:
             toks = list(map(lookup, ch.keys))
             if now >= ch.until or toks != ch.tokens:
                 self._check(ch, toks, table, dirty, now)
+                long = [t for t in ch.moving.values()
+                        if type(t) is not _Windowed and len(t.history.ts) > WARM_POINTS]
+                if long:
+                    # Their values are computed at each scrape from prefix sums the
+                    # timelines build when first asked and keep until they change:
+                    # built here rather than at the scrape.
+                    window_availability_many([t.history for t in long], now)
             yield
+        if table.versions() == before:
+            # No write since the first step: every chunk's tokens are the bytes stored
+            # now, so the next render need not look them up again.
+            self._versions = (table, before)
 
     def render(self, catalog: Catalog, table: TrackerTable[Any], keys: list[str],
                now: float, heads: tuple[str, ...]) -> list[Part]:

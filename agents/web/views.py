@@ -1,6 +1,7 @@
 """HTTP views on the worker's Faust web server: /metrics, health, and the JSON API.
 
-* ``/metrics`` — Prometheus text, built at scrape time by ``SlawatchCollector``.
+* ``/metrics`` — Prometheus text, built at scrape time by ``SlawatchCollector``,
+  gzip-compressed when asked (``metrics.py``).
 * ``/healthz`` — 200 while the process and its event loop answer (liveness: restart
   me if this fails).
 * ``/readyz`` — 200 once partitions are assigned and the tables recovered, 503 while
@@ -28,8 +29,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from agents.exposition.collector import render_chunks
 from agents.web import limits
+from agents.web.metrics import metrics_response
 from agents.worker.alerts import alerts_topic
 from agents.worker.runtime import Runtime
 
@@ -40,20 +41,7 @@ def install_views(app: Any, rt: Runtime, registry: CollectorRegistry, services_t
     """Register the views on ``app`` (a faust.App)."""
 
     async def metrics(self: Any, request: Any) -> Any:
-        from aiohttp.web import StreamResponse
-
-        # Every number taken at one instant, the text encoded and written a piece at a
-        # time: a large catalog's text is ~100 MB, and one body was held thrice over.
-        chunks, content_type = render_chunks(registry)
-        # aiohttp refuses a content_type with parameters (Prometheus's has version and
-        # charset), so the header is set as is.
-        response = StreamResponse(headers={"Content-Type": content_type})
-        response.enable_chunked_encoding()
-        await response.prepare(request)
-        for chunk in chunks:
-            await response.write(chunk)
-        await response.write_eof()
-        return response
+        return await metrics_response(request, registry)
 
     async def healthz(self: Any, request: Any) -> Any:
         # Served without credentials (agents/web/guard.py): nothing but the status.

@@ -152,6 +152,8 @@ def _raw_table(app: Any, settings: WorkerSettings, name: str) -> Any:
 #: How often the worker looks whether its scrapes need preparing (ready again after a
 #: start or rebalance, or another catalog).
 PREPARE_POLL_SECONDS = 1.0
+#: How often a held prepare or refresh looks whether the scrapes being written are done.
+SCRAPE_WAIT_SECONDS = 0.02
 
 
 def build_app(settings: WorkerSettings, catalog: Catalog) -> Built:
@@ -212,23 +214,54 @@ def build_app(settings: WorkerSettings, catalog: Catalog) -> Built:
         # every owned tracker and prove which lines stay constant in one go on the
         # event loop (100k components / 10k services: seconds, a stall of the
         # pipeline and a scrape near its timeout). Done here once the worker is
-        # ready, a slice at a time between which the loop runs the rest.
+        # ready, a slice at a time between which the loop runs the rest. Later, what
+        # batches changed is looked at again (``refresh``) once the pipeline is idle:
+        # after a backlog, the first scrape would otherwise redo it all at once.
         import asyncio
+        import time
 
         collector: SlawatchCollector = registry.slawatch_collector  # type: ignore[attr-defined]
         done: tuple[Catalog | None, frozenset[int]] = (None, frozenset())
+
+        def versions() -> object:
+            # They move at every write of either stage's batches (TrackerTable.versions).
+            return (rt.components.versions(), rt.services.versions())
+
+        async def turn() -> None:
+            # Between two steps: the loop's other work, and no step while a scrape's
+            # response is being written (its wall time would grow by the step's).
+            await asyncio.sleep(0)
+            while collector.writing:
+                await asyncio.sleep(SCRAPE_WAIT_SECONDS)
+
+        seen: object = None  # the versions the last pass began at
+        last: object = None  # the versions at the last poll
         while True:
             await asyncio.sleep(PREPARE_POLL_SECONDS)
+            now_versions = versions()
+            idle, last = now_versions == last, now_versions
             if not rt.ready():
                 continue
             catalog = rt.catalog
             parts = frozenset(rt.owned_partitions())
             if done[0] is catalog and done[1] == parts:
+                if now_versions == seen or not idle:
+                    continue  # nothing written since, or the pipeline is busy: later
+                t0 = time.perf_counter()
+                for _ in collector.refresh():
+                    await turn()
+                    if versions() != now_versions:
+                        log.debug("scrape refresh: interrupted by a batch")
+                        break  # a batch was written: events go first, the rest later
+                else:
+                    seen = now_versions
+                    log.debug("scrape refresh: done in %.3f s", time.perf_counter() - t0)
                 continue
             for _ in collector.prepare():
-                await asyncio.sleep(0)
+                await turn()
             if rt.ready() and rt.catalog is catalog:
                 done = (catalog, parts)
+                seen = now_versions
 
     # Registered by calls, not decorators: Faust's decorators are untyped.
     app.task(_declare_outputs)

@@ -251,7 +251,9 @@ def test_prepared_lines_equal_fresh_ones(seed: int, monkeypatch: pytest.MonkeyPa
             h.collector = SlawatchCollector(h.rt, clock=lambda: h.now)
             steps = None
         if steps is None and rng.random() < 0.3:
-            steps = h.collector.prepare(step=rng.choice([1, 2, 5, 100]))
+            # the first pass once ready, or a refresh of what changed since
+            ahead = rng.choice([h.collector.prepare, h.collector.refresh])
+            steps = ahead(step=rng.choice([1, 2, 5, 100]))
         if steps is not None:
             for _ in range(rng.randrange(4)):
                 if next(steps, StopIteration) is StopIteration:
@@ -280,6 +282,115 @@ def test_prepare_then_scrape_reuses_everything_constant() -> None:
     keys = len(h.rt.owned_sorted("components"))
     assert h.collector.component_lines.reused == keys  # all proved constant ahead
     assert h.collector.service_lines.reused > 0
+
+
+class Spies:
+    """Which component keys ``ComponentLines`` looks at again and which services
+    ``ServiceLines`` computes afresh (a component looked at, a service computed, is
+    work a scrape would otherwise do)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from agents.exposition import collector as mod
+
+        self.looked: list[str] = []
+        self.fresh: list[str] = []
+        real_look, real_fresh = mod.ComponentLines._look, mod.ServiceLines.fresh
+
+        def look(lines: Any, ch: Any, i: int, *args: Any) -> None:
+            self.looked.append(ch.keys[i])
+            real_look(lines, ch, i, *args)
+
+        def fresh(lines: Any, catalog: Catalog, key: str, *args: Any) -> Any:
+            self.fresh.append(key)
+            return real_fresh(lines, catalog, key, *args)
+
+        monkeypatch.setattr(mod.ComponentLines, "_look", look)
+        monkeypatch.setattr(mod.ServiceLines, "fresh", fresh)
+
+    def clear(self) -> None:
+        self.looked.clear()
+        self.fresh.clear()
+
+
+def backlog_after_ready(h: Harness, rng: random.Random) -> tuple[set[str], set[str]]:
+    """Some history, the collector prepared, then a backlog (written in batches of a
+    few components) with events for every component: new trackers, and down/up blips
+    that move the values of some. Returns the components blipped and those whose
+    stored bytes changed, and the services whose did (an up after an up changes
+    none)."""
+    comps = [f"c{i}" for i in range(len(h.rt.catalog.components) - 1)]
+    for c in rng.sample(comps, len(comps) // 3):
+        h.apply(c, State.UP, T0 - rng.choice([40 * DAY, 2 * DAY, 3600.0]))
+    for _ in h.collector.prepare(step=rng.choice([1, 3, 64])):
+        pass
+    h.check()
+    h.now += rng.choice([1.0, 60.0])
+    before = {c: h.rt.components.table.data.get(c) for c in comps}
+    services = h.rt.owned_sorted("services")
+    before_s = {s: h.rt.services.table.data.get(s) for s in services}
+    blipped = set(rng.sample(comps, rng.randrange(len(comps) // 2)))
+    for c in comps:
+        if c in blipped:
+            at = h.now - rng.choice([30.0, 2 * 3600.0, 2 * DAY])
+            h.apply(c, State.DOWN, at, flush=False)
+            h.apply(c, State.UP, at + rng.choice([1.0, 20.0]), flush=False)
+        else:
+            h.apply(c, State.UP, h.now - rng.choice([5.0, 100.0]), flush=False)
+        if rng.random() < 0.3:
+            h.flush()
+    h.flush()
+    changed = {c for c in comps if h.rt.components.table.data.get(c) != before[c]}
+    changed |= {s for s in services if h.rt.services.table.data.get(s) != before_s[s]}
+    assert len(changed) > len(comps) // 2
+    return blipped, changed
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_refresh_after_a_backlog_leaves_the_scrape_nothing_to_redo(
+        seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a backlog that changed every tracker since the prepare, ``refresh``
+    looks again at what changed, so the first scrape after it looks at no component
+    again, computes afresh only the services whose values move, and is a fresh
+    report's text."""
+    from agents.exposition import collector as mod
+
+    monkeypatch.setattr(mod, "JOIN_KEYS", 4)
+    rng = random.Random(seed)
+    h = Harness(rng.randrange(6, 30))
+    blipped, changed = backlog_after_ready(h, rng)
+    spies = Spies(monkeypatch)
+    for _ in h.collector.refresh(step=rng.choice([1, 3, 64])):
+        pass
+    assert set(spies.looked) == {c for c in changed if c.startswith("c")}  # ahead, only them
+    assert set(spies.fresh) >= {s for s in changed if s.startswith("s")}
+    spies.clear()
+    h.check()
+    services = h.rt.owned_sorted("services")
+    assert spies.looked == []
+    assert len(spies.fresh) == len(services) - h.collector.service_lines.reused
+    # Reused: at least the services none of whose components blipped (up throughout).
+    quiet = [s for s in services if not blipped & set(h.rt.catalog.components_of(s))]
+    assert h.collector.service_lines.reused >= len(quiet)
+    # A second refresh, nothing written since: nothing looked at.
+    spies.clear()
+    for _ in h.collector.refresh():
+        pass
+    assert spies.looked == [] and spies.fresh == []
+    h.now += 0.5
+    h.check()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_without_refresh_the_scrape_redoes_what_the_backlog_changed(
+        seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The counterpart: the work the refresh takes off the first scrape."""
+    rng = random.Random(seed)
+    h = Harness(rng.randrange(6, 30))
+    _, changed = backlog_after_ready(h, rng)
+    spies = Spies(monkeypatch)
+    h.check()
+    assert set(spies.looked) == {c for c in changed if c.startswith("c")}
+    assert set(spies.fresh) >= {s for s in changed if s.startswith("s")}
 
 
 def test_chunks_join_to_the_text() -> None:
