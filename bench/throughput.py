@@ -30,7 +30,14 @@ alternate ``--rounds`` times and the medians are compared:
               8, 16, the topic made before the worker), components (400 to 20,000), storm
               or 10% changes, 200k or 1M events. Prints a table (shape, raw ev/s,
               pipeline ev/s, ratio, RSS) and the worst point. ``--profile DIR`` records
-              each point's worker with py-spy while it works off the events.
+              each point's workers with py-spy while they work off the events.
+              ``--inproc`` adds, per point, what a consumer reaches inside a worker
+              process (bench/inworker.py): "raw-ws" raw_getmany with the worker's fetch
+              settings (bench process), "in-raw" a raw aiokafka consumer of the
+              worker's settings on the worker's event loop, "in-thread" the same on
+              Faust's consumer thread, "fetch" the worker's own consumer path (Faust,
+              the batch consumer) with a stage 1 that only decodes. ``--ab TREE``
+              adds another checkout's pipeline (the baseline), alternated in each round.
 (f) --latency-under-load FACTOR=VALUE   (c) alone, then while that sweep point runs at
               full speed on another worker (another app id and consumer group, the same
               broker and cores), alternated ``--rounds`` times.
@@ -158,12 +165,18 @@ def publish(broker: EmbeddedBroker, topic: str, partitions: int,
 # -- (a) the raw client -------------------------------------------------------------
 
 
-async def raw_getmany(bootstrap: str, topic: str, n: int) -> float:
+#: The fetch settings of the worker's consumer (Faust's ``consumer_max_fetch_size``, the
+#: fetch wait of ``agents/transport/faust_patches.py``), for the "raw-ws" measurement.
+WORKER_FETCH = {"max_partition_fetch_bytes": 4 * 1024 * 1024, "fetch_max_wait_ms": 100}
+
+
+async def raw_getmany(bootstrap: str, topic: str, n: int, **settings: Any) -> float:
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"raw-{time.time()}",
                                 auto_offset_reset="earliest", enable_auto_commit=False,
-                                session_timeout_ms=10_000, heartbeat_interval_ms=1_000)
+                                session_timeout_ms=10_000, heartbeat_interval_ms=1_000,
+                                **settings)
     await consumer.start()
     loads = orjson.loads
     seen = 0
@@ -190,8 +203,10 @@ async def raw_getmany(bootstrap: str, topic: str, n: int) -> float:
 class Worker:
     def __init__(self, broker: EmbeddedBroker, catalog: Path, workdir: Path, partitions: int,
                  app_id: str, events_topic: str = "component-events",
-                 tree: Path | None = None) -> None:
+                 tree: Path | None = None, inworker: str | None = None,
+                 inworker_env: dict[str, str] | None = None) -> None:
         # ``tree``: another checkout (with its own .venv) whose worker to run instead
+        # ``inworker``: a MODE of bench/inworker.py (a measurement inside the worker)
         self.tree = tree or ROOT
         python = str(self.tree / ".venv" / "bin" / "python") if tree else sys.executable
         self.segments_topic = f"{app_id}-segments"
@@ -199,7 +214,9 @@ class Worker:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = workdir / f"{app_id}.log"
-        cmd = [python, "-m", "agents.cli.main", "worker", "--broker", broker.url,
+        entry = ([str(ROOT / "bench" / "inworker.py"), inworker] if inworker
+                 else ["-m", "agents.cli.main"])
+        cmd = [python, *entry, "worker", "--broker", broker.url,
                "--catalog", str(catalog), "--web-port", str(self.port), "--web-host", "127.0.0.1",
                "--data-dir", str(workdir / app_id), "--app-id", app_id,
                "--partitions", str(partitions), "--store", "memory", "--log-level", "warning",
@@ -207,6 +224,7 @@ class Worker:
                "--events-topic", events_topic, "--segments-topic", self.segments_topic,
                "--dlq-topic", f"{app_id}-dlq"]
         env = {k: v for k, v in os.environ.items() if not k.startswith("SLAWATCH_")}
+        env.update(inworker_env or {})
         if os.environ.get("BENCH_FAUST_SETTINGS"):  # measuring a setting
             env["SLAWATCH_FAUST_SETTINGS"] = os.environ["BENCH_FAUST_SETTINGS"]
         spy = os.environ.get("BENCH_PY_SPY")  # e.g. /tmp/worker.txt: profile the worker
@@ -281,7 +299,11 @@ def wait_pipeline(worker: Worker, events_topic: str, segments_topic: str,
             st = worker.status()
             done1 = caught_up(st, events_topic, input_ends)
             if reroute_ends is not None:
-                done1 = done1 and caught_up(st, worker.reroute_topic, reroute_ends)
+                # A worker that says what it forwarded (it classifies where it reads
+                # what it owns) is read to that; an older one forwards every message.
+                fwd = st.get("rerouted_produced", {}).get(worker.reroute_topic)
+                ends = reroute_ends if fwd is None else {int(p): e for p, e in fwd.items()}
+                done1 = done1 and caught_up(st, worker.reroute_topic, ends)
             seg_ends = {int(p): e for p, e in st.get("segments_produced", {})
                         .get(segments_topic, {}).items()}
             if done1 and st.get("inflight_batches", 1) == 0 and caught_up(st, segments_topic, seg_ends):
@@ -420,6 +442,14 @@ def main() -> int:
     ap.add_argument("--profile", metavar="DIR",
                     help="sweep: py-spy record the worker of each point while it works off "
                          "the events (DIR/sweep-<point>-<round>.txt, collapsed stacks)")
+    ap.add_argument("--inproc", action="store_true",
+                    help="sweep: also measure, inside a worker process (bench/inworker.py), "
+                         "a raw aiokafka consumer on the worker's loop and on Faust's "
+                         "consumer thread, and the worker's fetch path with a stage 1 that "
+                         "only decodes")
+    ap.add_argument("--ab", metavar="TREE", type=Path,
+                    help="sweep: also run the pipeline of another checkout TREE (its own "
+                         ".venv) in every round, alternated with this tree's")
     ap.add_argument("--latency-under-load", action="append", default=[], metavar="FACTOR=VALUE",
                     help="measure (f) instead: latency alone and while this sweep point runs "
                          "at full speed on another worker (e.g. base, fanout=5)")
@@ -590,12 +620,88 @@ def stop_profile(spy: subprocess.Popen[bytes]) -> None:
         spy.wait()
 
 
+#: What a sweep round measures, in this order (rotated by one each round, so no kind
+#: always runs first): "raw" (``raw_getmany`` in the bench process), "pipeline" (this
+#: tree's worker), with ``--inproc`` "raw-ws" (``raw_getmany`` with the worker's fetch
+#: settings), "in-raw", "in-thread", "fetch" (bench/inworker.py modes raw, rawthread,
+#: fetch) and with ``--ab TREE`` "base" (TREE's worker).
+INPROC_KINDS = ("raw-ws", "in-raw", "in-thread", "fetch")
+
+
+#: Pipeline rates from the start of its first batch (``BatchStats.begun_at``) by run name.
+FROM_START: dict[str, float] = {}
+
+
+def sweep_kinds(opts: argparse.Namespace) -> list[str]:
+    kinds = ["raw"]
+    if opts.inproc:
+        kinds += INPROC_KINDS
+    kinds.append("pipeline")
+    if opts.ab:
+        kinds.append("base")
+    return kinds
+
+
+def run_kind(kind: str, broker: EmbeddedBroker, work: Path, name: str, catalog: Path,
+             topic: str, msgs: list[tuple[bytes, bytes]], wp: int, ends: dict[int, int],
+             rerouted: Any, opts: argparse.Namespace) -> tuple[float, float]:
+    """One measurement of a sweep point: (events/s, the worker's peak RSS in MiB, 0 for
+    the raw client)."""
+    if kind in ("raw", "raw-ws"):
+        settings = WORKER_FETCH if kind == "raw-ws" else {}
+        return asyncio.run(raw_getmany(broker.bootstrap, topic, len(msgs), **settings)), 0.0
+    mode = {"in-raw": "raw", "in-thread": "rawthread", "fetch": "fetch"}.get(kind)
+    out = work / f"{name}.out.json"
+    env = {}
+    events_topic = topic
+    if mode is not None:
+        env = {"BENCH_TOPIC": topic, "BENCH_EVENTS": str(len(msgs)), "BENCH_OUT": str(out)}
+    if mode in ("raw", "rawthread"):
+        # The worker's own input is an empty topic; the raw consumer inside reads ``topic``.
+        events_topic = f"{name}-idle"
+    w = Worker(broker, catalog, work, wp, name, events_topic=events_topic,
+               tree=opts.ab if kind == "base" else None, inworker=mode, inworker_env=env)
+    spy = None
+    try:
+        w.wait_ready()
+        if opts.profile:
+            spy = start_profile(w.proc.pid, Path(opts.profile) / f"{name}.txt")
+        if env:
+            deadline = time.monotonic() + 600
+            while not out.exists():
+                if not w.alive() or time.monotonic() > deadline:
+                    raise SystemExit(f"in-worker raw consumer failed:\n"
+                                     f"{w.log.read_text()[-3000:]}")
+                time.sleep(POLL_INTERVAL)
+            rate = float(orjson.loads(out.read_bytes())["rate"])
+        else:
+            st = wait_pipeline(w, topic, w.segments_topic, ends, timeout=1800,
+                               reroute_ends=rerouted)
+            stats = st["stats"]
+            rate = len(msgs) / max(1e-9, stats["last_at"] - stats["first_at"])
+            if opts.inproc and kind == "pipeline" and stats.get("begun_at"):
+                # From the start of the first batch, as the other kinds measure.
+                FROM_START[name] = len(msgs) / max(1e-9, stats["last_at"] - stats["begun_at"])
+        if spy is not None:
+            stop_profile(spy)
+            spy = None
+        return rate, w.rss()[1]
+    finally:
+        if spy is not None:
+            stop_profile(spy)
+        w.stop()
+
+
 def sweep(opts: argparse.Namespace) -> int:
-    """(e): raw and pipeline over every shape of ``sweep_shapes``; the table and the worst."""
+    """(e): raw and pipeline over every shape of ``sweep_shapes``; the table and the worst.
+    With ``--inproc`` also the raw consumer inside a worker process and the worker's fetch
+    path alone; with ``--ab TREE`` also TREE's pipeline (see ``INPROC_KINDS``)."""
     work = Path(tempfile.mkdtemp(prefix="slawatch-sweep-"))
-    rows: list[tuple[str, float, float, float, float]] = []
+    kinds = sweep_kinds(opts)
+    rows: list[tuple[str, dict[str, float], float]] = []
     print(f"shape sweep, {max(1, opts.rounds)} round(s) a point, worker --partitions "
-          f"{opts.worker_partitions}; work dir {work}", flush=True)
+          f"{opts.worker_partitions}; measured: {', '.join(kinds)}"
+          + (f" (base: {opts.ab})" if opts.ab else "") + f"; work dir {work}", flush=True)
     with EmbeddedBroker(log_path=work / "broker.log") as broker:
         chosen = sweep_shapes(opts.sweep_only)
         for i, shape in enumerate(sweep_shapes()):  # i fixes the seed: a point's events
@@ -603,42 +709,49 @@ def sweep(opts: argparse.Namespace) -> int:
                 continue
             catalog, topic, msgs, wp, ends, rerouted = stage_point(
                 broker, work, f"sweep-{i}", shape, i, opts.worker_partitions)
-            raws: list[float] = []
-            pipes: list[float] = []
+            rates: dict[str, list[float]] = {k: [] for k in kinds}
             rss = 0.0
             for k in range(max(1, opts.rounds)):
-                raws.append(asyncio.run(raw_getmany(broker.bootstrap, topic, len(msgs))))
-                w = Worker(broker, catalog, work, wp, f"sweep-{i}-{k}", events_topic=topic)
-                spy = None
-                try:
-                    w.wait_ready()
-                    if opts.profile:
-                        spy = start_profile(w.proc.pid, Path(opts.profile) / f"sweep-{i}-{k}.txt")
-                    st = wait_pipeline(w, topic, w.segments_topic, ends, timeout=1800,
-                                       reroute_ends=rerouted)
-                    if spy is not None:
-                        stop_profile(spy)
-                        spy = None
-                    stats = st["stats"]
-                    pipes.append(len(msgs) / max(1e-9, stats["last_at"] - stats["first_at"]))
-                    rss = max(rss, w.rss()[1])
-                finally:
-                    if spy is not None:
-                        stop_profile(spy)
-                    w.stop()
-            raw, pipe = statistics.median(raws), statistics.median(pipes)
-            rows.append((_shape_label(shape), raw, pipe, pipe / raw, rss))
-            print(f"  {rows[-1][0]}: raw {raw:,.0f}/s, pipeline {pipe:,.0f}/s, "
-                  f"ratio {pipe / raw:.3f}, peak RSS {rss:.0f} MiB", flush=True)
-    head = f"{'shape':<58} {'raw ev/s':>10} {'pipeline ev/s':>14} {'ratio':>6} {'RSS MiB':>8}"
+                order = kinds[k % len(kinds):] + kinds[:k % len(kinds)]
+                loads = []
+                for kind in order:
+                    name = f"sweep-{i}-{k}-{kind}"
+                    rate, peak = run_kind(kind, broker, work, name, catalog,
+                                          topic, msgs, wp, ends, rerouted, opts)
+                    rates[kind].append(rate)
+                    if name in FROM_START:
+                        rates.setdefault("pipe-begun", []).append(FROM_START[name])
+                    loads.append(os.getloadavg()[0])
+                    if kind == "pipeline":
+                        rss = max(rss, peak)
+                print(f"    round {k}: " + ", ".join(f"{kind} {v[-1]:,.0f}"
+                                                     for kind, v in rates.items())
+                      + f"; load average {min(loads):.1f}-{max(loads):.1f}", flush=True)
+            med = {kind: statistics.median(v) for kind, v in rates.items()}
+            rows.append((_shape_label(shape), med, rss))
+            print(f"  {rows[-1][0]}: " + ", ".join(f"{kind} {v:,.0f}/s" for kind, v in med.items())
+                  + f", ratio {med['pipeline'] / med['raw']:.3f}, peak RSS {rss:.0f} MiB",
+                  flush=True)
+    cols = [k for k in kinds if k not in ("raw", "pipeline", "base")]
+    if opts.inproc:
+        cols.append("pipe-begun")  # the pipeline from the start of its first batch
+    head = (f"{'shape':<58} {'raw ev/s':>10} "
+            + "".join(f"{c + ' ev/s':>16}" for c in cols)
+            + f" {'pipeline ev/s':>14} {'ratio':>6}"
+            + (f" {'base ev/s':>10} {'base':>6}" if opts.ab else "") + f" {'RSS MiB':>8}")
     print()
     print(head)
-    for label, raw, pipe, ratio, rss in rows:
-        print(f"{label:<58} {raw:>10,.0f} {pipe:>14,.0f} {ratio:>6.3f} {rss:>8.0f}")
-    worst = min(rows, key=lambda r: r[3])
-    ratios = sorted(r[3] for r in rows)
-    print(f"\nworst: {worst[0]} at {worst[3]:.3f} of raw (target >= 0.25); "
-          f"median of the sweep {statistics.median(ratios):.3f} (target >= 0.5)")
+    for label, med, rss in rows:
+        raw = med["raw"]
+        print(f"{label:<58} {raw:>10,.0f} "
+              + "".join(f"{med.get(c, float('nan')):>16,.0f}" for c in cols)
+              + f" {med['pipeline']:>14,.0f} {med['pipeline'] / raw:>6.3f}"
+              + (f" {med['base']:>10,.0f} {med['base'] / raw:>6.3f}" if opts.ab else "")
+              + f" {rss:>8.0f}")
+    ratios = sorted((med["pipeline"] / med["raw"], label) for label, med, _ in rows)
+    worst = ratios[0]
+    print(f"\nworst: {worst[1]} at {worst[0]:.3f} of raw (target >= 0.25); "
+          f"median of the sweep {statistics.median(r for r, _ in ratios):.3f} (target >= 0.5)")
     return 0
 
 

@@ -55,6 +55,7 @@ from streams.requirements import (
     indexed_slots,
     leaves,
     mask_program,
+    mask_shape,
     masks_via_list,
     supported,
 )
@@ -212,12 +213,14 @@ class ServiceModel:
         names = tuple(sorted(slots))
         state_mask: MaskStateFn = _unset_state  # __post_init__ wraps the list-based ones
         blame_bits: MaskBlamer = _unset_blame
+        shape = None
         with contextlib.suppress(RecursionError, SyntaxError, MemoryError):
-            state_mask, blame_bits = compile_masks(requires, resolve, names)
+            shape = mask_shape(requires, resolve, names)
+            state_mask, blame_bits = compile_masks(requires, resolve, names, shape)
         program = None
         if len(names) <= 64:
             with contextlib.suppress(RecursionError):
-                program = tuple(mask_program(requires, resolve, names))
+                program = tuple(mask_program(requires, resolve, names, shape))
         return cls(name, components, state_of_mapping, blame_of_mapping, requires, slots,
                    {c: i for i, c in enumerate(slots)}, state_ix, blame_ix,
                    mask_names=names, state_mask=state_mask, blame_bits=blame_bits,

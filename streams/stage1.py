@@ -38,6 +38,10 @@ class Classified:
     dead_letters: list[tuple[int, str]] = field(default_factory=list)
     #: (index, component): belongs to another partition; forward it there
     away: list[tuple[int, str]] = field(default_factory=list)
+    #: (index, component): a redelivery that belongs to another partition. Its first
+    #: delivery went there; what that partition kept of it is its owner's to say
+    #: (a crash may have kept this partition's mark and lost the other's state).
+    away_again: list[tuple[int, str]] = field(default_factory=list)
     #: every tracker the batch changed or looked at, by component
     trackers: dict[str, ComponentTracker] = field(default_factory=dict)
     #: the components of ``trackers`` that did not exist before (to be stored)
@@ -91,9 +95,9 @@ def classify(
                 if c not in away:
                     keep.append(k)
                 elif first(index[k]):
-                    # a redelivery was forwarded the first time; the receiver would
-                    # recognise it by its origin anyway
                     out.away.append((index[k], c))
+                else:
+                    out.away_again.append((index[k], c))
             cols = take(cols, keep)
             index = [index[k] for k in keep]
             comps = cols[0]

@@ -104,6 +104,10 @@ def install_views(app: Any, rt: Runtime, registry: CollectorRegistry, services_t
             "batches": rt.counters.batches,
             **status,
             "segments_produced": {rt.settings.segments_topic: {str(p): e for p, e in ends.items()}},
+            # what this worker forwarded to each re-route partition (delivered)
+            "rerouted_produced": {rt.settings.reroute_topic: {
+                str(p): e for p, e in (pipeline.forwarded_end if pipeline is not None
+                                       else {}).items()}},
         })
 
     async def status_page(self: Any, request: Any) -> Any:

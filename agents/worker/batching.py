@@ -108,6 +108,7 @@ class BatchStats:
     handle_seconds: float = 0.0  # in handlers
     first_at: float = 0.0  # wall clock of the first and the last batch handled
     last_at: float = 0.0
+    begun_at: float = 0.0  # wall clock when the first batch's handler began
 
 
 @dataclass
@@ -500,6 +501,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 stats.dropped += sum(len(r) for r in batch.values())
                 return  # a rebalance started: Faust seeks back before resuming
             ends = {tp: recs[-1].offset for tp, recs in batch.items()}
+            if not stats.begun_at:
+                stats.begun_at = time.time()
             t1 = perf_counter()
             futures = await handler(batch)
             stats.handle_seconds += perf_counter() - t1

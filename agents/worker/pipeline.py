@@ -111,10 +111,10 @@ class Pipeline:
         self._pruned: dict[str, float] = {}
         # Routing (agents/routing.py), set again by ``after_seek`` on every assignment.
         self._copartitioned = False
-        self._local_ok: set[int] = set()
+        self._direct_ok: set[int] = set()
         self._reroute_end: dict[int, int] = {}
-        self._self_fwd_inflight: dict[int, int] = {}
-        self._self_fwd_end: dict[int, int] = {}
+        self._fwd_inflight: dict[int, int] = {}
+        self._fwd_end: dict[int, int] = {}
         #: What the DLQ holds of the owned partitions (``agents/worker/deadletters.py``),
         #: new on every assignment.
         self.dlq = deadletters.Ledger(rt.settings.partitions)
@@ -141,51 +141,63 @@ class Pipeline:
         the segments of every partition, which stage 2 merges into time order. In a
         large fetch, what a partition ran ahead of the others in event time is left
         for the next fetch (``alignment.cuts``; the consumer seeks back to it).
-        Input partitions that are not co-partitioned with the worker's tables are
-        forwarded whole to the re-route topic (``agents/routing.py``).
+        An input record is classified here when this worker owns its component's table
+        partition (``_direct``), whatever input partition it came from; any other is
+        forwarded to the re-route topic (``agents/routing.py``).
         Returns the futures of what it sent (DLQ and re-route records, then segments);
         the changed trackers and counters are written by ``checkpoint_components``.
         """
         rt = self.rt
         now = time.time()
         reroute = self._reroute_topic
-        local = {tp: self._local(tp.partition) for tp in batch if tp.topic != reroute}
+        #: per table partition, decided once per call (see ``_direct``)
+        ok: dict[int, bool] = {}
+
+        def direct(q: int) -> bool:
+            d = ok.get(q)
+            if d is None:
+                d = ok[q] = self._direct(q)
+            return d
+
+        local = {tp: self._copartitioned and direct(tp.partition)
+                 for tp in batch if tp.topic != reroute}
         # Partitions that ran ahead in event time keep the rest for the next fetch.
-        inputs = {tp: recs for tp, recs in batch.items() if local.get(tp)}
+        inputs = {tp: recs for tp, recs in batch.items() if tp.topic != reroute}
         for tp, n in alignment.cuts(inputs, self._event_ts).items():
             batch[tp] = batch[tp][:n]
         fanout: dict[str, list[WireSegment]] = {}
         out: list[tuple[str, bytes | None, bytes | None, int | None, Any]] = []
-        forwards: dict[int, list[tuple[bytes | None, bytes | None, Any, bool]]] = {}
+        forwards: dict[int, list[tuple[bytes | None, bytes | None, Any]]] = {}
+        #: input records classified here in another table partition than their own
+        here: dict[int, list[Any]] = {}
+        #: (record, table partition) of a local partition's records of other partitions
+        spill: list[tuple[Any, int]] = []
         n = 0
         for tp, records in batch.items():
             p = tp.partition
             topic = tp.topic
             n += len(records)
-            if topic != reroute and not local[tp]:
-                self._forward_all(records, now, forwards)
-                continue
-            key = stats_key(p)
-            stats = rt.stats.get(key)
-            if stats is None:
-                stats = PartitionStats()
-            stats.adopt_legacy_marks(p)
-            # Redelivered, or forwarded twice (counted already): classify again, count
-            # nothing.
-            origins: list[routing.Origin] | None = None
             if topic == reroute:
-                origins = [routing.origin_of(r) for r in records]
-                firsts = routing.first_times(stats.marks, origins)
+                await self._classify(records, p, [routing.origin_of(r) for r in records],
+                                     now, fanout, out, spill)
+            elif local[tp]:
+                await self._classify(records, p, None, now, fanout, out, spill)
             else:
-                firsts = routing.first_times_run(stats.marks, topic, p, records)
-            if firsts is not None:
-                rt.counters.rewound += 1
-            for lo in range(0, len(records), SLICE):
-                self._events(records[lo:lo + SLICE], firsts and firsts[lo:lo + SLICE],
-                             origins and origins[lo:lo + SLICE], p, now, stats, fanout, out)
-                if perf_counter() >= self._yield_at:
-                    await self._yield()
-            rt.stats.put(key, stats, p)
+                for rec, q in zip(records, self._route(records, now), strict=True):
+                    spill.append((rec, q))
+        headers = routing.origin_headers
+        for rec, q in spill:
+            if direct(q):
+                here.setdefault(q, []).append(rec)
+            else:
+                rt.counters.rerouted += 1
+                items = forwards.get(q)
+                if items is None:
+                    items = forwards[q] = []
+                items.append((rec.key, rec.value, headers(rec.topic, rec.partition, rec.offset)))
+        for q, records in here.items():
+            await self._classify(records, q, [(r.topic, r.partition, r.offset) for r in records],
+                                 now, fanout, out, None)
         send = self.send
         futures = []
         for t, k, v, part, h in out:
@@ -194,8 +206,6 @@ class Pipeline:
             futures.append(fut)
             if t == self._dlq_topic:
                 fut.add_done_callback(self._dlq_delivered)
-            elif t == self._reroute_topic and h is not None and h[1][1] == str(part).encode():
-                self._self_fwd_sent(part, fut, 1)
         for q, items in forwards.items():
             futures += await self._send_forwards(q, items)
         part_svc = rt.service_partition
@@ -214,34 +224,45 @@ class Pipeline:
         faults.point("fetch")
         return futures
 
-    def _forward_all(self, records: Sequence[Any], now: float,
-                     forwards: dict[int, list[tuple[bytes | None, bytes | None, Any, bool]]]
-                     ) -> None:
-        """Forward every record of an input partition that is not co-partitioned with
-        the tables to the re-route partition of its component, unparsed: the owner of
-        that partition classifies, counts and dead-letters it (``agents/routing.py``).
-        A record without a component goes to partition ``p mod --partitions``: where a
-        co-partitioned input partition ``p`` has it classified too."""
+    async def _classify(self, records: Sequence[Any], q: int,
+                        origins: list[routing.Origin] | None, now: float,
+                        fanout: dict[str, list[WireSegment]], out: list[Any],
+                        spill: list[tuple[Any, int]] | None) -> None:
+        """Stage 1 on records classified in table partition ``q``: its counters and
+        marks, then ``_events`` a slice at a time. ``origins``: the input record each
+        stands for (None: records of input partition ``q`` read where they are, whose
+        events of another partition's components go to ``spill``)."""
         rt = self.rt
-        part = rt.component_partition
-        n = rt.settings.partitions
-        dest = stage1.route([rec.value for rec in records], now, part)
-        headers = routing.origin_headers
-        for i, rec in enumerate(records):
-            q = dest[i]
-            if q is None:
-                # Not an event (invalid): the same table partition whichever way the
-                # input partition is read, so its origin mark there covers it.
-                q = rec.partition % n
-            rt.counters.rerouted += 1
-            items = forwards.get(q)
-            if items is None:
-                items = forwards[q] = []
-            items.append((rec.key, rec.value, headers(rec.topic, rec.partition, rec.offset),
-                          rec.partition == q))
+        key = stats_key(q)
+        stats = rt.stats.get(key)
+        if stats is None:
+            stats = PartitionStats()
+        stats.adopt_legacy_marks(q)
+        # Redelivered, or forwarded twice (counted already): classify again, count
+        # nothing.
+        if origins is not None:
+            firsts = routing.first_times(stats.marks, origins)
+        else:
+            firsts = routing.first_times_run(stats.marks, records[0].topic, q, records)
+        if firsts is not None:
+            rt.counters.rewound += 1
+        for lo in range(0, len(records), SLICE):
+            self._events(records[lo:lo + SLICE], firsts and firsts[lo:lo + SLICE],
+                         origins and origins[lo:lo + SLICE], q, now, stats, fanout, out, spill)
+            if perf_counter() >= self._yield_at:
+                await self._yield()
+        rt.stats.put(key, stats, q)
 
-    async def _send_forwards(self, q: int,
-                             items: list[tuple[bytes | None, bytes | None, Any, bool]]
+    def _route(self, records: Sequence[Any], now: float) -> list[int]:
+        """The table partition of each record of an input partition that is not
+        co-partitioned with the tables: its component's. A record without a component
+        (invalid) goes to ``p mod --partitions``, where a co-partitioned input partition
+        ``p`` has it classified too, so its origin mark there covers it."""
+        n = self.rt.settings.partitions
+        dest = stage1.route([rec.value for rec in records], now, self.rt.component_partition)
+        return [rec.partition % n if q is None else q for rec, q in zip(records, dest, strict=True)]
+
+    async def _send_forwards(self, q: int, items: list[tuple[bytes | None, bytes | None, Any]]
                              ) -> list[Any]:
         """Send forwarded records to re-route partition ``q`` in order; the futures.
 
@@ -251,69 +272,72 @@ class Pipeline:
         raw = self.raw_producer() if self.raw_producer is not None else None
         futures: list[Any] = []
         if raw is None:
-            for key, value, headers, own in items:
+            for key, value, headers in items:
                 fut = await self.send(self._reroute_topic, key, value, q, headers)
                 futures.append(fut)
-                if own:
-                    self._self_fwd_sent(q, fut, 1)
+                self._forward_sent(q, fut, 1)
             return futures
         topic = self._reroute_topic
         i = 0
         while i < len(items):
             batch = raw.create_batch()
-            own = False
             start = i
             while i < len(items):
-                key, value, headers, mine = items[i]
+                key, value, headers = items[i]
                 if batch.append(timestamp=None, key=key, value=value, headers=headers) is None:
                     break
-                own = own or mine
                 i += 1
             if i == start:  # one record larger than a batch: the producer's own path
-                key, value, headers, mine = items[i]
+                key, value, headers = items[i]
                 fut = await self.send(topic, key, value, q, headers)
-                if mine:
-                    self._self_fwd_sent(q, fut, 1)
+                self._forward_sent(q, fut, 1)
                 futures.append(fut)
                 i += 1
                 continue
             batch.close()
             fut = await raw.send_batch(batch, topic, partition=q)
-            if own:
-                self._self_fwd_sent(q, fut, i - start)
+            self._forward_sent(q, fut, i - start)
             futures.append(fut)
         return futures
 
-    def _self_fwd_sent(self, q: int, fut: Any, count: int) -> None:
-        """A forward from input partition ``q`` to re-route partition ``q`` is in flight:
-        no local classification of ``q`` until it is read back."""
-        self._self_fwd_inflight[q] = self._self_fwd_inflight.get(q, 0) + 1
+    def _forward_sent(self, q: int, fut: Any, count: int) -> None:
+        """A forward to re-route partition ``q`` is in flight: nothing is classified
+        in table partition ``q`` from the input until it is read back."""
+        self._fwd_inflight[q] = self._fwd_inflight.get(q, 0) + 1
 
         def done(f: Any) -> None:
-            self._self_fwd_inflight[q] = self._self_fwd_inflight.get(q, 1) - 1
+            self._fwd_inflight[q] = self._fwd_inflight.get(q, 1) - 1
             if f.cancelled() or f.exception() is not None:
                 return
             end = f.result().offset + count
-            self._self_fwd_end[q] = max(self._self_fwd_end.get(q, 0), end)
+            self._fwd_end[q] = max(self._fwd_end.get(q, 0), end)
 
         fut.add_done_callback(done)
 
-    def _local(self, p: int) -> bool:
-        """Whether input partition ``p`` is classified where it is read (see
-        ``agents/routing.py``): co-partitioned, and nothing forwarded from ``p`` to
-        re-route partition ``p`` is still ahead of this worker's position there."""
-        if not self._copartitioned:
-            return False
-        if p in self._local_ok:
+    @property
+    def forwarded_end(self) -> dict[int, int]:
+        """Per re-route partition, the offset after this worker's last delivered forward
+        there (since its last assignment)."""
+        return dict(self._fwd_end)
+
+    def _direct(self, q: int) -> bool:
+        """Whether input records of table partition ``q`` are classified here, where
+        they are read, from any input partition (``agents/routing.py``): this worker
+        owns ``q``, and nothing forwarded to re-route partition ``q`` before (by this
+        worker, or by anyone before this assignment) is still ahead of this worker's
+        position there, so no input record overtakes a forwarded one of its origin.
+        Once true it stays so until the next assignment: from then on this worker
+        forwards nothing to ``q``."""
+        if q in self._direct_ok:
             return True
-        if self._self_fwd_inflight.get(p):
+        if self._fwd_inflight.get(q):
             return False
         consumer = self.rt.app.consumer
-        pos = consumer.next_offset(self._reroute_tp(p))
-        end = max(self._reroute_end.get(p, 0), self._self_fwd_end.get(p, 0))
+        pos = consumer.next_offset(self._reroute_tp(q))
+        end = max(self._reroute_end.get(q, 0), self._fwd_end.get(q, 0))
         if pos is None or pos < end:
             return False
-        self._local_ok.add(p)
+        self._direct_ok.add(q)
         return True
 
     def _reroute_tp(self, p: int) -> Any:
@@ -351,14 +375,16 @@ class Pipeline:
     def _events(self, records: Sequence[Any], firsts: list[bool] | None,
                 origins: list[routing.Origin] | None, p: int, now: float,
                 stats: PartitionStats, fanout: dict[str, list[WireSegment]],
-                out: list[Any]) -> None:
-        """Stage 1 on consecutive records of partition ``p``: the domain decides
+                out: list[Any], spill: list[tuple[Any, int]] | None) -> None:
+        """Stage 1 on consecutive records of table partition ``p``: the domain decides
         (``stage1.classify``), this sends and stores what it decided.
 
         ``firsts[i]`` tells whether record ``i`` is delivered for the first time (None:
-        all are). ``origins``: the input record each stands for (None: the records
-        themselves, read from the input topic, where an event of another partition's
-        component is forwarded to it).
+        all are). ``origins``: the input record each stands for (None: the records of
+        input partition ``p`` themselves, co-partitioned with the tables, whose events
+        of another partition's components go to ``spill`` with that partition: the
+        first deliveries, and redeliveries too, which the other partition's marks judge
+        (``stage1``'s ``away_again``)).
         """
         rt = self.rt
         part = rt.component_partition
@@ -368,11 +394,12 @@ class Pipeline:
             allowed_lateness=rt.settings.allowed_lateness, fanout=fanout,
             unmapped=stats.unmapped,
             here=None if origins is not None else (lambda c: part(c) == p))
-        for i, c in done.away:
-            rec = records[i]
-            rt.counters.rerouted += 1
-            out.append((self._reroute_topic, rec.key, rec.value, part(c),
-                        routing.origin_headers(rec.topic, p, rec.offset)))
+        if spill is not None:
+            # In offset order: a redelivery's event applied after a later one of its
+            # component could be late behind it, and then not applied again
+            away = sorted(done.away + done.away_again) if done.away_again else done.away
+            for i, c in away:
+                spill.append((records[i], part(c)))
         table = rt.components
         for c, tracker in done.trackers.items():
             if c in done.created:
@@ -495,13 +522,13 @@ class Pipeline:
                                    == assignor.group_for_topic(self._reroute_topic))
         except KeyError:
             self._copartitioned = False
-        self._local_ok = set()
-        self._self_fwd_inflight = {}
-        self._self_fwd_end = {}
+        self._direct_ok = set()
+        self._fwd_inflight = {}
+        self._fwd_end = {}
         owned = sorted(rt.owned_partitions(rebalancing_ok=True))
         tps = [self._reroute_tp(q) for q in owned]
         self._reroute_end = {}
-        if tps and self._copartitioned:
+        if tps:
             ends = await consumer.highwaters(*tps)
             self._reroute_end = {tp.partition: int(off or 0) for tp, off in ends.items()}
         dlq_partitions = len(await app.producer._ensure_producer().partitions_for(
@@ -517,11 +544,12 @@ class Pipeline:
             n = ledger.adopt(await deadletters.scan(app, self._dlq_topic, starts), owned)
             if n:
                 log.info("%d DLQ records of a predecessor's last batches: not sent again", n)
-        log.info("input %s: %s", settings.events_topic,
-                 "co-partitioned with the tables (classified where read)"
-                 if self._copartitioned else
+        log.info("input %s: %s; records of the %d table partitions owned here are "
+                 "classified where read (once their re-route partitions are read), the "
+                 "others forwarded", settings.events_topic,
+                 "co-partitioned with the tables" if self._copartitioned else
                  f"{consumer.topic_partitions(settings.events_topic)} partitions, not "
-                 f"{settings.partitions}: every record forwarded by component")
+                 f"{settings.partitions}", len(owned))
 
     async def checkpoint_components(self) -> list[Any]:
         """Write every component tracker and partition counter changed since the last

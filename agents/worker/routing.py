@@ -7,16 +7,15 @@ re-route topic, of the components table and of its changelog, and only the worke
 owns ``q`` may classify, count and dead-letter an event of ``c``.
 
 Faust gives one worker the same partition numbers of all the topics of one
-*co-partitioned group* (topics with the same partition count). So:
-
-* **Local** (the input topic is in the re-route topic's group: same count): the owner
-  of input partition ``p`` owns table partition ``p``; an event of a component of ``p``
-  is classified where it was read (no hop, the common case); any other is forwarded to
-  the re-route topic's partition ``q``.
-* **Forward** (any other count, or right after one): the owner of input partition ``p``
-  may own no table partition at all, so it forwards *every* record, unparsed, to
-  re-route partition ``q`` (a record that is not an event: ``p`` mod the count, where
-  the local path classifies it too), and the owner of ``q`` classifies it there.
+*co-partitioned group* (topics with the same partition count), but it may also give a
+worker table partitions of components whose events it reads in input partitions of
+another count (one worker owns every partition). So an input record of component ``c``
+is classified **where it is read** whenever this worker owns ``q`` and may classify
+there (below), whatever the input partition; otherwise it is **forwarded**, unparsed,
+to re-route partition ``q`` (a record that is not an event: to ``p`` mod the count,
+where a co-partitioned input partition ``p`` is classified too), and the owner of
+``q`` classifies it there. With one worker nothing is forwarded; with ``n`` workers
+about ``(n - 1) / n`` of the input is.
 
 Every counted record is identified by its *origin*: the input topic, partition and
 offset (a forwarded record carries them in headers), and is always classified in the
@@ -28,11 +27,16 @@ mark was counted before, whether it arrives again because a crash redelivered th
 or because a forwarder sent it twice. That mark is written by the same checkpoint as
 the counters and the trackers, so it never claims what they do not hold.
 
-Switching a partition from forward to local (the input topic grew to the worker's
-count, or a backlog of forwarded records is left from a crash) must not let a local
-record overtake a forwarded one of the same origin: local classification of ``p``
-starts only once the re-route partition ``p`` was read to the end it had when the
-partition was assigned, and this worker has no forward of ``p`` to ``p`` in flight.
+Switching table partition ``q`` from forwarded to classified where read (every
+assignment starts forwarding) must not let an input record overtake a forwarded one of
+the same origin: input records are classified in ``q`` only once the re-route partition
+``q`` was read to the end it had when the partition was assigned (everyone's forwards
+before the rebalance) and past every forward to ``q`` this worker sent since, and none
+is in flight; from then on this worker forwards nothing to ``q`` until the next
+assignment. A redelivered record of a co-partitioned input partition ``p`` whose
+component lives in ``q`` is judged by ``q``'s marks, not ``p``'s: classified in ``q``, its
+first delivery was written to ``q``'s state and ``p``'s mark by one checkpoint, but to two
+changelog partitions, and a crash may keep one without the other.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ The worker SIGKILLs itself at a named crash point (``agents/worker/faults.py``, 
 its DLQ records delivered but before it wrote the counters, between the counters and the
 trackers of a checkpoint, and right after a (re)assignment was recovered. Cells are
 generated over the points, both table stores, an input topic co-partitioned with the
-worker (classified where read) or not (forwarded), and one cell where a second worker
+worker or not, read where it is (one worker owns every table partition) or forwarded
+(forced with ``+forward``, as a group of workers forwards), and one cell where a second worker
 crashes during the rebalances of joining and leaving. The messages go out in parts, one
 per worker start (in one RocksDB cell the worker is killed twice on the same data dir);
 the result is compared with the brute-force reference: the sum and each count of
@@ -42,19 +43,24 @@ class Cell:
     point: str
     store: str
     input_partitions: int  # the worker has 4
+    forward: bool = False  # every record of the input forwarded through the re-route topic
 
     @property
     def id(self) -> str:
-        return f"{self.point}-{self.store}-in{self.input_partitions}"
+        return (f"{self.point}-{self.store}-in{self.input_partitions}"
+                + ("-forward" if self.forward else ""))
 
 
 def cells() -> list[Cell]:
     """Every point with one store and one kind of input topic; the DLQ's point with
-    both stores."""
+    both stores; the points of a batch (fetch, sent) with another count's input both
+    read where it is and forwarded."""
     out = []
     for i, point in enumerate(POINTS):
-        out.append(Cell(point, STORES[(i + 1) % 2], 3 if i < 2 else 4))
+        out.append(Cell(point, STORES[(i + 1) % 2], 3 if i < 2 else 4, forward=i == 0))
     out.append(Cell("sent", "rocksdb", 4))
+    out.append(Cell("fetch", "memory", 3))
+    out.append(Cell("sent", "memory", 3, forward=True))
     return out
 
 
@@ -97,12 +103,15 @@ def test_crash_at_point(cell: Cell, tmp_path: Path) -> None:
     # The first or second pass of the point; in one cell a second crash on the same
     # RocksDB data dir (repeated kills).
     n = 1 if cell.point == "recovery" else 1 + seed % 2  # one recovery per start
+    mode = "+forward" if cell.forward else ""
     if cell.id == REPEATED:
         parts = [messages[:100], messages[100:200], messages[200:]]
         specs = [f"{cell.point}:{n}", f"{cell.point}:1", None]
     else:
         parts = [messages[:150], messages[150:]]
-        specs = [f"{cell.point}:{n}", None]
+        # A forwarding worker's successor reads where it is: it must first read what
+        # its predecessor forwarded (routing.py's switch, after a crash).
+        specs = [f"{cell.point}:{n}{mode}", None]
     broker = EmbeddedBroker(log_path=tmp_path / "tansu.log").start()
     worker = WorkerProcess(broker, catalog, tmp_path, partitions=4,
                            extra=["--store", cell.store])
@@ -115,11 +124,21 @@ def test_crash_at_point(cell: Cell, tmp_path: Path) -> None:
                 worker.stop()
             worker.crash_at = spec
             worker.start()
-            publish(broker, "confluent", part)
-            sent += len(part)
-            if _wait_dead_or_counted(worker, sent, timeout=45):
-                assert worker.proc is not None and worker.proc.returncode == -9, worker.log_tail()
-                crashed += 1
+            # In pieces, each counted (and given time for a checkpoint) before the
+            # next, so that a part passes each point several times however few
+            # fetches and hops its records take.
+            for lo in range(0, len(part), 30):
+                publish(broker, "confluent", part[lo:lo + 30])
+                sent += len(part[lo:lo + 30])
+                if _wait_dead_or_counted(worker, sent, timeout=45):
+                    assert worker.proc is not None and worker.proc.returncode == -9, \
+                        worker.log_tail()
+                    crashed += 1
+                    rest = part[lo + 30:]  # goes out too, for the next start to read
+                    if rest:
+                        publish(broker, "confluent", rest)
+                        sent += len(rest)
+                    break
         assert worker.alive(), worker.log_tail()
         assert crashed >= 1, "the crash point was never reached"
         check_exact(broker, [worker], Expected(text, [v for _, v, _ in messages]), timeout=90)

@@ -1,10 +1,15 @@
 """The `slawatch` command with a crash point armed, for the crash tests:
 
-    python -m tests.support.crashing_worker POINT[:N] worker --broker ...
+    python -m tests.support.crashing_worker POINT[:N][+forward] worker --broker ...
 
 SIGKILLs the process the ``N``-th time (default 1) it passes the crash point ``POINT``
 of ``agents/worker/faults.py``; the rest of the arguments are `slawatch`'s.
 ``WorkerProcess(crash_at="POINT:N")`` starts the worker this way.
+
+``+forward``: an input topic that is not co-partitioned with the tables is forwarded
+whole through the re-route topic, as a worker of a group does with the records of the
+table partitions other workers own; alone, a worker owns every table partition and
+classifies every record where it reads it (``agents/worker/routing.py``).
 """
 
 from __future__ import annotations
@@ -34,8 +39,26 @@ def crash_at(spec: str) -> Callable[[str], None]:
     return hook
 
 
+def forward_other_counts() -> None:
+    """Classify input records where they are read only when the input topic is
+    co-partitioned with the tables (``Pipeline._direct``)."""
+    from agents.worker.pipeline import Pipeline
+
+    direct = Pipeline._direct
+
+    def copartitioned_only(self: Pipeline, q: int) -> bool:
+        return self._copartitioned and direct(self, q)
+
+    Pipeline._direct = copartitioned_only  # type: ignore[method-assign]
+
+
 def main(argv: list[str]) -> int:
     spec, *rest = argv
+    spec, plus, mode = spec.partition("+")
+    if plus and mode != "forward":
+        raise SystemExit(f"crashing_worker: unknown mode {mode!r}")
+    if mode == "forward":
+        forward_other_counts()
     faults.install(crash_at(spec))
     return cli.main(rest)
 

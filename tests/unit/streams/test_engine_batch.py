@@ -21,6 +21,7 @@ from streams.catalog import ServiceModel
 from streams.requirements import (
     AllOf,
     AnyOf,
+    AtLeast,
     Leaf,
     Requirement,
     blame,
@@ -28,6 +29,7 @@ from streams.requirements import (
     compile_masks,
     evaluate,
     indexed_slots,
+    mask_shape,
 )
 from streams.service import in_time_order, in_time_order_columns
 from streams.states import DOWN, MAINTENANCE, UP, State
@@ -322,3 +324,52 @@ def test_in_time_order_columns_is_in_time_order(segs: list[Any], all_open: bool,
     comps, starts, ends, states = ([g[k] for g in segs] for k in range(4))
     got = list(in_time_order_columns(comps, starts, None if all_open else ends, bytes(states)))
     assert got == list(in_time_order(segs))
+
+
+def _renamed(node: Requirement, to: dict[str, str]) -> Requirement:
+    if isinstance(node, Leaf):
+        return Leaf(to[node.component])
+    if isinstance(node, AllOf):
+        return AllOf(tuple(_renamed(i, to) for i in node.items))
+    if isinstance(node, AnyOf):
+        return AnyOf(tuple(_renamed(i, to) for i in node.items))
+    if isinstance(node, AtLeast):
+        return AtLeast(node.k, tuple(_renamed(i, to) for i in node.items))
+    return node  # the service reference
+
+
+@settings(max_examples=200, deadline=None)
+@given(tree=trees(), states=st.lists(st.sampled_from(STATES), min_size=5, max_size=5))
+def test_one_shape_over_other_components_is_compiled_once_and_still_exact(
+    tree: Requirement, states: list[State]
+) -> None:
+    """Services of one shape share their compiled functions and program (a catalog of
+    thousands of services of ten components builds each model from its shape's), so a
+    service over other components, built second, must still be the tree walk of its own
+    components."""
+    req = tree if isinstance(tree, AllOf) else AllOf((tree,))
+    to = {c: f"z{c}" for c in COMPS}  # the same order: the same bits, the same shape
+    other = _renamed(req, to)
+    base_other = _renamed(BASE, to)
+
+    def resolve_other(name: str) -> Requirement:
+        assert name == "base"
+        return base_other
+
+    first = ServiceModel.build("s1", req, frozenset(COMPS), _resolve)
+    second = ServiceModel.build("s2", other, frozenset(to.values()), resolve_other)
+    assert (mask_shape(req, _resolve, first.mask_names)
+            == mask_shape(other, resolve_other, second.mask_names))
+    for model, resolve, names in ((first, _resolve, COMPS),
+                                  (second, resolve_other, tuple(to.values()))):
+        by_name = dict(zip(names, states, strict=True))
+        r = model.requires
+        d, m = _masks(model.mask_names, by_name)
+        if not evaluate(r, by_name, resolve, planned=False):
+            want = int(DOWN)
+        elif not evaluate(r, by_name, resolve, planned=True):
+            want = int(MAINTENANCE)
+        else:
+            want = int(UP)
+        assert model.state_mask(d, m) == want
+        assert model.blame_mask(d) == blame(r, by_name, resolve)

@@ -1,0 +1,155 @@
+"""A `slawatch worker` process with a measurement inside it (bench/throughput.py --inproc).
+
+    python bench/inworker.py MODE worker [worker flags...]
+
+The process is the worker command itself (`agents.cli.main`): the same GC and malloc
+policies, the same transport patches, the Faust app built by ``build_app``, its consumer
+group joined, its web server up. One thing is changed, by MODE:
+
+``raw``        a raw aiokafka consumer in the worker's event loop (the loop our batch
+               handlers run on) reads ``BENCH_TOPIC``: ``getmany`` + ``orjson.loads``
+               per record + a commit per fetch, as ``throughput.raw_getmany`` does in the
+               bench process. It is made by Faust's own factory for the worker's consumer
+               (``AIOKafkaConsumerThread._create_worker_consumer``), so it has the worker's
+               settings (fetch size, the 100 ms fetch wait of ``faust_patches``, timeouts,
+               CRC checks, poll records); only the group id (its own) and the assignor
+               (round robin: Faust's assignor is the app's own state) differ. The worker's
+               own input topic is an empty one, so the worker idles beside it.
+``rawthread``  the same consumer on the loop of Faust's consumer thread, where the
+               worker's own aiokafka consumer fetches (its records reach our handlers
+               through ``call_thread``, a hop between threads and loops).
+``fetch``      the worker reads its input topic as always (Faust's consumer thread, the
+               batch consumer's drain loop, admission, commits), but stage 1 only decodes
+               each record with ``orjson.loads`` and sends nothing: the client, Faust and
+               our consumer path without either stage's work.
+
+Each writes ``{"events": n, "seconds": s, "rate": r}`` to ``BENCH_OUT`` once
+``BENCH_EVENTS`` records were read: the time from the return of the first fetch with
+records to the end of the last, as ``raw_getmany`` measures. (The pipeline's figure,
+from ``/api/worker``, starts at the end of its first batch: a first fetch can hold
+most of a 200k backlog, so that figure flatters it; ``begun_at`` is the start.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import orjson  # noqa: E402
+
+MODES = ("raw", "rawthread", "fetch")
+
+
+async def consume(consumer: Any, n: int) -> tuple[float, float]:
+    """``getmany`` + ``orjson.loads`` per record + a commit per fetch until ``n`` records
+    were read; (seconds from the first fetch with records to the last, records/s)."""
+    loads = orjson.loads
+    seen = 0
+    t0 = 0.0
+    while seen < n:
+        batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+        if batch and not t0:
+            t0 = time.perf_counter()
+        for records in batch.values():
+            for r in records:
+                loads(r.value)
+            seen += len(records)
+        if batch:
+            await consumer.commit()
+    seconds = max(1e-9, time.perf_counter() - t0)
+    return seconds, n / seconds
+
+
+def _install_raw(built: Any, on_thread: bool) -> None:
+    from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+
+    app = built.app
+    topic = os.environ["BENCH_TOPIC"]
+    n = int(os.environ["BENCH_EVENTS"])
+    out = Path(os.environ["BENCH_OUT"])
+
+    async def run_raw() -> None:
+        thread = app.consumer._thread
+        consumer = thread._create_worker_consumer(app.transport)
+        consumer._group_id = f"inworker-raw-{time.time()}"
+        consumer._partition_assignment_strategy = (RoundRobinPartitionAssignor,)
+        consumer.subscribe([topic])
+        await consumer.start()
+        try:
+            seconds, rate = await consume(consumer, n)
+        finally:
+            await consumer.stop()
+        out.write_bytes(orjson.dumps({"events": n, "seconds": seconds, "rate": rate}))
+
+    async def task() -> None:
+        while not built.rt.ready():  # the worker's own group join first
+            await asyncio.sleep(0.1)
+        if on_thread:
+            thread = app.consumer._thread
+            fut = asyncio.run_coroutine_threadsafe(run_raw(), thread.thread_loop)
+            await asyncio.wrap_future(fut)
+        else:
+            await run_raw()
+
+    app.task(task)
+
+
+def _install_fetch() -> None:
+    from agents.worker.pipeline import Pipeline
+
+    out = os.environ.get("BENCH_OUT")
+    want = int(os.environ.get("BENCH_EVENTS", "0"))
+    seen = [0, 0.0]  # records, perf_counter at the first call (the first fetch's return)
+
+    async def stage1(self: Pipeline, batch: dict[Any, Any]) -> list[Any]:
+        if not seen[1]:
+            seen[1] = time.perf_counter()
+        loads = orjson.loads
+        n = 0
+        for records in batch.values():
+            for r in records:
+                loads(r.value)
+            n += len(records)
+        self.rt.counters.batches += 1
+        self.rt.counters.events += n
+        seen[0] += n
+        if out and want and seen[0] >= want and not Path(out).exists():
+            seconds = max(1e-9, time.perf_counter() - seen[1])
+            Path(out).write_bytes(orjson.dumps({"events": seen[0], "seconds": seconds,
+                                                "rate": seen[0] / seconds}))
+        return []
+
+    Pipeline.stage1 = stage1  # type: ignore[method-assign]
+
+
+def main() -> int:
+    mode, argv = sys.argv[1], sys.argv[2:]
+    if mode not in MODES:
+        raise SystemExit(f"inworker: MODE is one of {MODES}, not {mode!r}")
+    import agents.worker.app as app_mod
+
+    build_app = app_mod.build_app
+    if mode == "fetch":
+        _install_fetch()
+    else:
+        def build(settings: Any, catalog: Any) -> Any:
+            built = build_app(settings, catalog)
+            _install_raw(built, on_thread=mode == "rawthread")
+            return built
+
+        app_mod.build_app = build  # type: ignore[assignment]
+    from agents.cli.main import main as cli_main
+
+    return cli_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
