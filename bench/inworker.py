@@ -145,7 +145,7 @@ def main() -> int:
             _install_raw(built, on_thread=mode == "rawthread")
             return built
 
-        app_mod.build_app = build  # type: ignore[assignment]
+        app_mod.build_app = build
     from agents.cli.main import main as cli_main
 
     return cli_main(argv)

@@ -113,7 +113,7 @@ def main() -> int:
         try:
             import confluent_kafka
         except ImportError:
-            confluent_kafka = None
+            confluent_kafka = None  # type: ignore[assignment]  # librdkafka is optional here
         if confluent_kafka is not None:
             cp = confluent_kafka.Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5,
                                            "partitioner": "murmur2_random"})

@@ -108,7 +108,7 @@ def baseline(rt: FakeRuntime, now: float) -> bytes:
     as ``render`` writes them)."""
     head = generate_latest(make_registry(rt))
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Families(rt.report(now)))  # type: ignore[arg-type]
+    registry.register(_Families(rt.report(now)))
     body = generate_latest(registry)
     # render: worker families, then services, components, events; generate_latest
     # writes the report's families in the spec's order (events first): reorder.

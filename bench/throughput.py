@@ -552,10 +552,10 @@ def main() -> int:
         finally:
             for w in workers:
                 w.stop()
-    width = max(len(k) for k, _ in results)
+    width = max(len(label) for label, _ in results)
     print()
-    for k, v in results:
-        print(f"{k:<{width}}  {v}")
+    for label, value in results:
+        print(f"{label:<{width}}  {value}")
     return 0
 
 
