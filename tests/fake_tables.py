@@ -1,9 +1,10 @@
 """Stand-ins for a Faust table (store dict + changelog topic name) and for a worker's
 runtime that owns every partition, for TrackerTable and collector tests and the scrape
-benchmark."""
+benchmark; a changelog as a list of sends, and the table recovery builds from it."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from agents.worker.runtime import Runtime
@@ -26,6 +27,32 @@ class Table:
     def __init__(self, data: dict[str, bytes] | None = None) -> None:
         self.data = Store(data or {})
         self.changelog_topic = Topic()
+
+
+#: A changelog as sent: (key, value or None for a tombstone, partition), in order.
+Log = list[tuple[bytes, bytes | None, int]]
+
+
+async def flush_to(tt: Any, log: Log) -> None:
+    """``TrackerTable.flush`` with every send appended to ``log`` and acknowledged."""
+    async def send(topic: str, key: bytes, val: bytes | None, partition: int) -> Any:
+        log.append((key, val, partition))
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+    await tt.flush(send)
+
+
+def replay(log: Log) -> Table:
+    """What recovery builds from a changelog: last write per key, tombstones delete."""
+    t = Table()
+    for key, val, _ in log:
+        if val is None:
+            t.data.pop(key.decode(), None)
+        else:
+            t.data[key.decode()] = val
+    return t
 
 
 class FakeRuntime(Runtime):

@@ -17,7 +17,8 @@ import orjson
 import pytest
 
 from agents.worker.state import CHUNKED, TrackerTable
-from tests.fake_tables import Table
+from tests.fake_tables import Table, replay
+from tests.fake_tables import flush_to as flush
 
 
 def value(n: int, tag: str) -> dict[str, Any]:
@@ -28,27 +29,6 @@ def table_of(t: Table, chunk: int) -> TrackerTable[dict[str, Any]]:
     tt: TrackerTable[dict[str, Any]] = TrackerTable(t, orjson.loads, orjson.dumps)
     tt.chunk_size = chunk
     return tt
-
-
-async def flush(tt: TrackerTable[Any], log: list[tuple[bytes, bytes | None, int]]) -> None:
-    async def send(topic: str, key: bytes, val: bytes | None, partition: int) -> Any:
-        log.append((key, val, partition))
-        fut = asyncio.get_running_loop().create_future()
-        fut.set_result(None)
-        return fut
-
-    await tt.flush(send)
-
-
-def replay(log: list[tuple[bytes, bytes | None, int]]) -> Table:
-    """What recovery builds from a changelog: last write per key, tombstones delete."""
-    t = Table()
-    for key, val, _ in log:
-        if val is None:
-            t.data.pop(key.decode(), None)
-        else:
-            t.data[key.decode()] = val
-    return t
 
 
 @pytest.mark.parametrize("sizes", [[10, 5000], [5000, 10], [5000, 6000, 7000], [3000, 3000]])

@@ -34,9 +34,7 @@ from streams.catalog import parse_catalog
 from streams.component import ComponentTracker
 from streams.engine import Engine
 from streams.service import ServiceTracker
-from tests.fake_tables import Table
-
-Log = list[tuple[bytes, bytes | None, int]]
+from tests.fake_tables import Log, Table, flush_to, replay
 
 
 @pytest.fixture(autouse=True)
@@ -60,24 +58,7 @@ def svc_table(t: Table) -> TrackerTable[ServiceTracker]:
 
 
 def flush(tt: TrackerTable[Any], log: Log) -> None:
-    async def send(topic: str, key: bytes, val: bytes | None, partition: int) -> Any:
-        log.append((key, val, partition))
-        fut = asyncio.get_running_loop().create_future()
-        fut.set_result(None)
-        return fut
-
-    asyncio.run(tt.flush(send))
-
-
-def replay(log: Log) -> Table:
-    """What recovery builds from a changelog: last write per key, tombstones delete."""
-    t = Table()
-    for key, val, _ in log:
-        if val is None:
-            t.data.pop(key.decode(), None)
-        else:
-            t.data[key.decode()] = val
-    return t
+    asyncio.run(flush_to(tt, log))
 
 
 CATALOG = {

@@ -34,9 +34,7 @@ from streams.catalog import parse_catalog
 from streams.component import ComponentTracker
 from streams.engine import Engine
 from streams.service import ServiceTracker
-from tests.fake_tables import Table
-
-Log = list[tuple[bytes, bytes | None, int]]
+from tests.fake_tables import Log, Table, flush_to, replay
 
 COMPS = [f"c{i}" for i in range(7)]
 SLA = {"target": 0.999, "period": "30d"}
@@ -65,23 +63,7 @@ def tables(comp_data: Table, svc_data: Table) -> tuple[TrackerTable[ComponentTra
 
 
 def flush(tt: TrackerTable[Any], log: Log) -> None:
-    async def send(topic: str, key: bytes, val: bytes | None, partition: int) -> Any:
-        log.append((key, val, partition))
-        fut = asyncio.get_running_loop().create_future()
-        fut.set_result(None)
-        return fut
-
-    asyncio.run(tt.flush(send))
-
-
-def replay(log: Log) -> Table:
-    t = Table()
-    for key, val, _ in log:
-        if val is None:
-            t.data.pop(key.decode(), None)
-        else:
-            t.data[key.decode()] = val
-    return t
+    asyncio.run(flush_to(tt, log))
 
 
 event = st.tuples(st.sampled_from(COMPS), st.sampled_from(["up", "down", "down", "maintenance"]),
