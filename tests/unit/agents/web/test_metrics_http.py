@@ -5,9 +5,11 @@ exposition text byte for byte, for generated estates and clients' headers."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import random
 import zlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -57,7 +59,9 @@ def estate(seed: int) -> Harness:
     return h
 
 
-async def _fetch(registry: Any, header: str | None) -> tuple[bytes, Any, bytes]:
+@contextlib.asynccontextmanager
+async def _served(registry: Any) -> AsyncIterator[int]:
+    """``/metrics`` of ``registry`` on a real aiohttp server on loopback; its port."""
     app = web.Application()
 
     async def handler(request: web.Request) -> web.StreamResponse:
@@ -68,8 +72,14 @@ async def _fetch(registry: Any, header: str | None) -> tuple[bytes, Any, bytes]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
+        yield site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    finally:
+        await runner.cleanup()
+
+
+async def _fetch(registry: Any, header: str | None) -> tuple[bytes, Any, bytes]:
+    async with _served(registry) as port:
         headers = {} if header is None else {"Accept-Encoding": header}
         async with ClientSession(auto_decompress=False, skip_auto_headers=["Accept-Encoding"]) \
                 as session, session.get(f"http://127.0.0.1:{port}/metrics",
@@ -78,8 +88,6 @@ async def _fetch(registry: Any, header: str | None) -> tuple[bytes, Any, bytes]:
             raw = await resp.read()
             expected, _ = render(registry)  # the same clock: the same text
             return raw, resp.headers, expected
-    finally:
-        await runner.cleanup()
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -137,18 +145,7 @@ def test_a_client_that_goes_away_leaves_no_scrape_counted_as_writing(header: str
     seen: list[int] = []
 
     async def run() -> None:
-        app = web.Application()
-
-        async def handler(request: web.Request) -> web.StreamResponse:
-            return await metrics_response(request, registry)
-
-        app.router.add_get("/metrics", handler)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        try:
+        async with _served(registry) as port:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             enc = f"Accept-Encoding: {header}\r\n" if header else ""
             writer.write(f"GET /metrics HTTP/1.1\r\nHost: x\r\n{enc}\r\n".encode())
@@ -161,8 +158,6 @@ def test_a_client_that_goes_away_leaves_no_scrape_counted_as_writing(header: str
                 if not collector.writing:
                     break
             seen.append(collector.writing)
-        finally:
-            await runner.cleanup()
 
     old = mod.JOIN_KEYS
     mod.JOIN_KEYS = 1  # thousands of pieces: the response is still being written
