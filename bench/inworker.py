@@ -50,7 +50,8 @@ MODES = ("raw", "rawthread", "fetch")
 
 async def consume(consumer: Any, n: int) -> tuple[float, float]:
     """``getmany`` + ``orjson.loads`` per record + a commit per fetch until ``n`` records
-    were read; (seconds from the first fetch with records to the last, records/s)."""
+    were read; (seconds from the first fetch with records to the last, records/s). The
+    raw baseline's one loop: ``throughput.raw_getmany`` runs it in the bench process."""
     loads = orjson.loads
     seen = 0
     t0 = 0.0

@@ -73,6 +73,7 @@ import orjson  # noqa: E402
 
 from agents.clients.broker import EmbeddedBroker, free_port  # noqa: E402
 from agents.worker.partitioning import Partitioner  # noqa: E402
+from bench.inworker import consume  # noqa: E402
 
 # -- catalog and events -------------------------------------------------------------
 
@@ -178,21 +179,8 @@ async def raw_getmany(bootstrap: str, topic: str, n: int, **settings: Any) -> fl
                                 session_timeout_ms=10_000, heartbeat_interval_ms=1_000,
                                 **settings)
     await consumer.start()
-    loads = orjson.loads
-    seen = 0
-    t0 = 0.0
     try:
-        while seen < n:
-            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
-            if batch and not t0:
-                t0 = time.perf_counter()
-            for records in batch.values():
-                for r in records:
-                    loads(r.value)
-                seen += sum(len(r) for r in batch.values())
-            if batch:
-                await consumer.commit()
-        return n / (time.perf_counter() - t0)
+        return (await consume(consumer, n))[1]
     finally:
         await consumer.stop()
 
