@@ -39,24 +39,7 @@ from streams.catalog import parse_catalog  # noqa: E402
 from streams.component import ComponentTracker  # noqa: E402
 from streams.engine import Engine  # noqa: E402
 from streams.service import ServiceTracker  # noqa: E402
-
-
-class _Store(dict[str, bytes]):
-    def set_persisted_offset(self, tp: Any, offset: int) -> None:
-        pass
-
-
-class _Topic:
-    def get_topic_name(self) -> str:
-        return "changelog"
-
-
-class _Table:
-    """The store and changelog name ``TrackerTable`` writes (a Faust memory table's)."""
-
-    def __init__(self) -> None:
-        self.data = _Store()
-        self.changelog_topic = _Topic()
+from tests.fake_tables import Table  # noqa: E402
 
 
 def flushed_bytes(table: TrackerTable[Any]) -> tuple[int, float]:
@@ -108,11 +91,11 @@ def main() -> int:
         for per in opts.per_checkpoint:
             engine = Engine(catalog, allowed_lateness=600.0)
             tables = {
-                "whole": (TrackerTable(_Table(), decode_component, encode_component),
-                          TrackerTable(_Table(), decode_service, encode_service)),
-                "incr": (TrackerTable(_Table(), decode_component, encode_component,
+                "whole": (TrackerTable(Table(), decode_component, encode_component),
+                          TrackerTable(Table(), decode_service, encode_service)),
+                "incr": (TrackerTable(Table(), decode_component, encode_component,
                                       ComponentTracker.to_record, ComponentTracker.from_record),
-                         TrackerTable(_Table(), decode_service, encode_service,
+                         TrackerTable(Table(), decode_service, encode_service,
                                       ServiceTracker.to_record, ServiceTracker.from_record)),
             }
             if opts.incremental_from is not None:
