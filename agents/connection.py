@@ -25,7 +25,8 @@ SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
-def _env(name: str, default: str | None = None) -> str | None:
+def env_value(name: str, default: str | None = None) -> str | None:
+    """The environment variable ``name``; an empty value counts as unset."""
     value = os.environ.get(name)
     return value if value not in (None, "") else default
 
@@ -172,14 +173,14 @@ class KafkaConnection:
         def secret(flag_value: str | None, file_flag: str | None, env: str, what: str) -> str | None:
             if flag_value is not None:
                 return flag_value
-            path = file_flag or _env(f"{env}_FILE")
+            path = file_flag or env_value(f"{env}_FILE")
             if path:
                 try:
                     return read_secret(path, what)
                 except ValueError as exc:
                     errors.append(str(exc))
                     return None
-            return _env(env)
+            return env_value(env)
 
         password = secret(getattr(args, "sasl_password", None), getattr(args, "sasl_password_file", None),
                           "SLAWATCH_SASL_PASSWORD", "SASL password")
@@ -204,22 +205,22 @@ def add_security_arguments(parser: argparse.ArgumentParser) -> None:
     """The Kafka security flags, each defaulting to its SLAWATCH_* variable."""
     s = parser.add_argument_group("Kafka security (for real clusters)")
     s.add_argument("--security-protocol", choices=SECURITY_PROTOCOLS,
-                   default=_env("SLAWATCH_SECURITY_PROTOCOL", "PLAINTEXT"),
+                   default=env_value("SLAWATCH_SECURITY_PROTOCOL", "PLAINTEXT"),
                    help="env SLAWATCH_SECURITY_PROTOCOL, default %(default)s")
     s.add_argument("--sasl-mechanism", choices=SASL_MECHANISMS,
-                   default=_env("SLAWATCH_SASL_MECHANISM", "PLAIN"),
+                   default=env_value("SLAWATCH_SASL_MECHANISM", "PLAIN"),
                    help="env SLAWATCH_SASL_MECHANISM, default %(default)s")
-    s.add_argument("--sasl-username", default=_env("SLAWATCH_SASL_USERNAME"),
+    s.add_argument("--sasl-username", default=env_value("SLAWATCH_SASL_USERNAME"),
                    help="env SLAWATCH_SASL_USERNAME")
     s.add_argument("--sasl-password-file", default=None,
                    help="file holding the SASL password (or $SLAWATCH_SASL_PASSWORD_FILE; "
                         "$SLAWATCH_SASL_PASSWORD also works)")
     s.add_argument("--sasl-password", default=None, help=argparse.SUPPRESS)
-    s.add_argument("--ssl-cafile", default=_env("SLAWATCH_SSL_CAFILE"),
+    s.add_argument("--ssl-cafile", default=env_value("SLAWATCH_SSL_CAFILE"),
                    help="CA bundle that signed the brokers' certificates (env SLAWATCH_SSL_CAFILE)")
-    s.add_argument("--ssl-certfile", default=_env("SLAWATCH_SSL_CERTFILE"),
+    s.add_argument("--ssl-certfile", default=env_value("SLAWATCH_SSL_CERTFILE"),
                    help="client certificate (mutual TLS; env SLAWATCH_SSL_CERTFILE)")
-    s.add_argument("--ssl-keyfile", default=_env("SLAWATCH_SSL_KEYFILE"),
+    s.add_argument("--ssl-keyfile", default=env_value("SLAWATCH_SSL_KEYFILE"),
                    help="client private key (mutual TLS; env SLAWATCH_SSL_KEYFILE)")
     s.add_argument("--ssl-key-password-file", default=None,
                    help="file holding the client key's password (or "

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.connection import KafkaConnection, _env, add_security_arguments
+from agents.connection import KafkaConnection, add_security_arguments, env_value
 from agents.process import gcpolicy
 
 DEFAULT_BROKER = "kafka://localhost:9092"
@@ -70,7 +70,7 @@ FAUST_TUNING: dict[str, Any] = {
 
 
 def _env_int(name: str, default: int) -> int:
-    value = _env(name)
+    value = env_value(name)
     if value is None:
         return default
     try:
@@ -260,7 +260,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def _env_flag(name: str) -> bool:
-    value = (_env(name) or "").lower()
+    value = (env_value(name) or "").lower()
     if value in ("", "0", "false", "no", "off"):
         return False
     if value in ("1", "true", "yes", "on"):
@@ -271,63 +271,63 @@ def _env_flag(name: str) -> bool:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The worker's flags; each defaults to its SLAWATCH_* variable, then to CONTRACT §5."""
     g = parser.add_argument_group("basics")
-    g.add_argument("--broker", default=_env("SLAWATCH_BROKER", DEFAULT_BROKER),
+    g.add_argument("--broker", default=env_value("SLAWATCH_BROKER", DEFAULT_BROKER),
                    help="Kafka bootstrap URL(s), e.g. kafka://host:9092;host2:9092 "
                         "(env SLAWATCH_BROKER, default %(default)s)")
-    g.add_argument("--catalog", default=_env("SLAWATCH_CATALOG", DEFAULT_CATALOG),
+    g.add_argument("--catalog", default=env_value("SLAWATCH_CATALOG", DEFAULT_CATALOG),
                    help="service catalog YAML (env SLAWATCH_CATALOG, default %(default)s); "
                         "reloaded on SIGHUP and when the file changes")
     g.add_argument("--web-port", type=int, default=_env_int("SLAWATCH_WEB_PORT", DEFAULT_WEB_PORT),
                    help="port of /metrics and the JSON API (env SLAWATCH_WEB_PORT, "
                         "default %(default)s)")
-    g.add_argument("--web-host", default=_env("SLAWATCH_WEB_HOST", DEFAULT_WEB_HOST),
+    g.add_argument("--web-host", default=env_value("SLAWATCH_WEB_HOST", DEFAULT_WEB_HOST),
                    help="address the web server binds (env SLAWATCH_WEB_HOST, default "
                         "%(default)s; another address needs --web-config-file with "
                         "basic_auth_users and tls_server_config, see README 'Security')")
-    g.add_argument("--data-dir", default=_env("SLAWATCH_DATA_DIR", "slawatch-data"),
+    g.add_argument("--data-dir", default=env_value("SLAWATCH_DATA_DIR", "slawatch-data"),
                    help="local state directory (RocksDB tables) (env SLAWATCH_DATA_DIR, "
                         "default %(default)s)")
-    g.add_argument("--store", choices=STORES, default=_env("SLAWATCH_STORE", "memory"),
+    g.add_argument("--store", choices=STORES, default=env_value("SLAWATCH_STORE", "memory"),
                    help="table store: memory (rebuilt from the changelog topics on start), "
                         "rocksdb (kept in --data-dir: a restart reads only the changelog "
                         "tail; needs rocksdict, pip install 'slawatch[rocksdb]'), auto = "
                         "rocksdb if rocksdict is installed (env SLAWATCH_STORE, default "
                         "%(default)s)")
-    g.add_argument("--allowed-lateness", default=_env("SLAWATCH_ALLOWED_LATENESS",
+    g.add_argument("--allowed-lateness", default=env_value("SLAWATCH_ALLOWED_LATENESS",
                                                       DEFAULT_ALLOWED_LATENESS),
                    help="events older than the newest of their component minus this are "
                         "'late' (env SLAWATCH_ALLOWED_LATENESS, default %(default)s)")
-    g.add_argument("--log-level", default=_env("SLAWATCH_LOG_LEVEL", "info"),
+    g.add_argument("--log-level", default=env_value("SLAWATCH_LOG_LEVEL", "info"),
                    choices=("debug", "info", "warning", "error"),
                    help="env SLAWATCH_LOG_LEVEL, default %(default)s")
 
     g.add_argument("--gc-threshold",
-                   default=_env("SLAWATCH_GC_THRESHOLD", ",".join(map(str, gcpolicy.DEFAULT))),
+                   default=env_value("SLAWATCH_GC_THRESHOLD", ",".join(map(str, gcpolicy.DEFAULT))),
                    help="the process's garbage-collector thresholds, gen0,gen1,gen2 (env "
                         "SLAWATCH_GC_THRESHOLD, default %(default)s; CPython's own is "
                         "700,10,10: 10-20%% slower at 10,000 components)")
     g.add_argument("--broker-kind", choices=("kafka", "tansu"),
-                   default=_env("SLAWATCH_BROKER_KIND", "kafka"),
+                   default=env_value("SLAWATCH_BROKER_KIND", "kafka"),
                    help="the broker's implementation (env SLAWATCH_BROKER_KIND, default "
                         "%(default)s); `tansu` (the embedded broker of the demo and the "
                         "tests) turns on the patches for its quirks (agents/transport/)")
-    g.add_argument("--alertmanager-label", default=_env("SLAWATCH_ALERTMANAGER_LABEL", "instance"),
+    g.add_argument("--alertmanager-label", default=env_value("SLAWATCH_ALERTMANAGER_LABEL", "instance"),
                    help="alert label that names the component in POST /ingest/alertmanager, or "
                         "several separated by commas, the first present wins (env "
                         "SLAWATCH_ALERTMANAGER_LABEL, default %(default)s)")
-    g.add_argument("--alertmanager-alertnames", default=_env("SLAWATCH_ALERTMANAGER_ALERTNAMES", ""),
+    g.add_argument("--alertmanager-alertnames", default=env_value("SLAWATCH_ALERTMANAGER_ALERTNAMES", ""),
                    help="only these alertnames (comma-separated) mark components down; others "
                         "are skipped (env SLAWATCH_ALERTMANAGER_ALERTNAMES, default: all)")
     g.add_argument("--alertmanager-component-pattern",
-                   default=_env("SLAWATCH_ALERTMANAGER_COMPONENT_PATTERN"),
+                   default=env_value("SLAWATCH_ALERTMANAGER_COMPONENT_PATTERN"),
                    help="regular expression whose first group, matched against the label's "
                         "value, is the component id, e.g. '([^:]+)(:[0-9]+)?' drops a port "
                         "(env SLAWATCH_ALERTMANAGER_COMPONENT_PATTERN)")
     w = parser.add_argument_group("web security (README 'Security')")
-    w.add_argument("--web-config-file", default=_env("SLAWATCH_WEB_CONFIG_FILE"),
+    w.add_argument("--web-config-file", default=env_value("SLAWATCH_WEB_CONFIG_FILE"),
                    help="TLS and basic auth of every HTTP endpoint, in Prometheus "
                         "exporter-toolkit's format (env SLAWATCH_WEB_CONFIG_FILE)")
-    w.add_argument("--web-peer-ca-file", default=_env("SLAWATCH_WEB_PEER_CA_FILE"),
+    w.add_argument("--web-peer-ca-file", default=env_value("SLAWATCH_WEB_PEER_CA_FILE"),
                    help="CA bundle that signed the other workers' web certificates, for the "
                         "requests a worker forwards (env SLAWATCH_WEB_PEER_CA_FILE; default: "
                         "the system CAs and the certificates in cert_file)")
@@ -336,30 +336,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="HTTP connections served at once; more get 503 (env "
                         "SLAWATCH_WEB_MAX_CONNECTIONS, default %(default)s)")
     w.add_argument("--web-header-timeout", type=float,
-                   default=float(_env("SLAWATCH_WEB_HEADER_TIMEOUT") or 10),
+                   default=float(env_value("SLAWATCH_WEB_HEADER_TIMEOUT") or 10),
                    help="seconds a request's headers may take from the connection (or the last "
                         "response) on; idle keep-alive connections close after it too (env "
                         "SLAWATCH_WEB_HEADER_TIMEOUT, default %(default)s)")
     w.add_argument("--web-body-timeout", type=float,
-                   default=float(_env("SLAWATCH_WEB_BODY_TIMEOUT") or 30),
+                   default=float(env_value("SLAWATCH_WEB_BODY_TIMEOUT") or 30),
                    help="seconds an ingest body may take to arrive (env SLAWATCH_WEB_BODY_TIMEOUT, "
                         "default %(default)s)")
     w.add_argument("--ingest", action="store_true", default=_env_flag("SLAWATCH_INGEST"),
                    help="serve POST /ingest/events and /ingest/alertmanager (env "
                         "SLAWATCH_INGEST=1; off by default: 404)")
-    w.add_argument("--ingest-token-file", default=_env("SLAWATCH_INGEST_TOKEN_FILE"),
+    w.add_argument("--ingest-token-file", default=env_value("SLAWATCH_INGEST_TOKEN_FILE"),
                    help="file holding the bearer token ingest requires (env "
                         "SLAWATCH_INGEST_TOKEN_FILE); read again when it changes")
     t = parser.add_argument_group("topics (all workers of a group must agree)")
-    t.add_argument("--app-id", default=_env("SLAWATCH_APP_ID", DEFAULT_APP_ID),
+    t.add_argument("--app-id", default=env_value("SLAWATCH_APP_ID", DEFAULT_APP_ID),
                    help="consumer group and prefix of internal topics (env SLAWATCH_APP_ID, "
                         "default %(default)s)")
-    t.add_argument("--events-topic", default=_env("SLAWATCH_EVENTS_TOPIC", DEFAULT_EVENTS_TOPIC),
+    t.add_argument("--events-topic", default=env_value("SLAWATCH_EVENTS_TOPIC", DEFAULT_EVENTS_TOPIC),
                    help="input topic (env SLAWATCH_EVENTS_TOPIC, default %(default)s)")
-    t.add_argument("--dlq-topic", default=_env("SLAWATCH_DLQ_TOPIC", DEFAULT_DLQ_TOPIC),
+    t.add_argument("--dlq-topic", default=env_value("SLAWATCH_DLQ_TOPIC", DEFAULT_DLQ_TOPIC),
                    help="rejected messages with their reason (env SLAWATCH_DLQ_TOPIC, default "
                         "%(default)s)")
-    t.add_argument("--segments-topic", default=_env("SLAWATCH_SEGMENTS_TOPIC", ""),
+    t.add_argument("--segments-topic", default=env_value("SLAWATCH_SEGMENTS_TOPIC", ""),
                    help="repartition topic keyed by service (internal; env "
                         f"SLAWATCH_SEGMENTS_TOPIC, default <app-id>{SEGMENTS_SUFFIX})")
     t.add_argument("--partitions", type=int,

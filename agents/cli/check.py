@@ -10,9 +10,10 @@ owning team can start before the month's report, not after.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import TextIO
+
+from agents.connection import env_value
 
 DEFAULT_CATALOG = "config/services.yaml"
 
@@ -21,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "catalog",
         nargs="?",
-        default=os.environ.get("SLAWATCH_CATALOG", DEFAULT_CATALOG),
+        default=env_value("SLAWATCH_CATALOG", DEFAULT_CATALOG),
         help="catalog file (default: $SLAWATCH_CATALOG or config/services.yaml)",
     )
 

@@ -8,18 +8,19 @@ not checked: this is the container asking its own process over loopback); exit s
 
 from __future__ import annotations
 
-import os
 import ssl
 import sys
 import urllib.request
 
+from agents.connection import env_value
+
 
 def main() -> int:
-    port = os.environ.get("SLAWATCH_WEB_PORT", "6066")
+    port = env_value("SLAWATCH_WEB_PORT", "6066")
     from agents.web.auth import WebConfigError, load_web_config
 
     try:
-        tls = load_web_config(os.environ.get("SLAWATCH_WEB_CONFIG_FILE")).tls is not None
+        tls = load_web_config(env_value("SLAWATCH_WEB_CONFIG_FILE")).tls is not None
     except WebConfigError as exc:
         print(f"slawatch health check: {exc}", file=sys.stderr)
         return 1

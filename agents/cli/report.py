@@ -33,7 +33,7 @@ INCOMPLETE = 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from agents.connection import DEFAULT_BROKER, _env, add_security_arguments
+    from agents.connection import DEFAULT_BROKER, add_security_arguments, env_value
 
     parser.add_argument("--period", required=True,
                         help="calendar month YYYY-MM (in each service's zone), or `current`")
@@ -43,15 +43,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="only the services of this customer (repeatable)")
     parser.add_argument("--format", choices=FORMATS, default="table", help="default %(default)s")
     parser.add_argument("--output", "-o", default="-", help="file to write (default stdout)")
-    parser.add_argument("--catalog", default=_env("SLAWATCH_CATALOG", "config/services.yaml"),
+    parser.add_argument("--catalog", default=env_value("SLAWATCH_CATALOG", "config/services.yaml"),
                         help="the workers' catalog (env SLAWATCH_CATALOG, default %(default)s)")
     parser.add_argument("--worker", action="append", default=[], metavar="URL",
                         help="gather from this worker's /api/reports instead of the changelog "
                              "(repeatable: give every worker of the group)")
     g = parser.add_argument_group("Kafka (reading the rollups changelog)")
-    g.add_argument("--broker", default=_env("SLAWATCH_BROKER", DEFAULT_BROKER),
+    g.add_argument("--broker", default=env_value("SLAWATCH_BROKER", DEFAULT_BROKER),
                    help="bootstrap URL(s) (env SLAWATCH_BROKER, default %(default)s)")
-    g.add_argument("--app-id", default=_env("SLAWATCH_APP_ID", "slawatch"),
+    g.add_argument("--app-id", default=env_value("SLAWATCH_APP_ID", "slawatch"),
                    help="the workers' --app-id (env SLAWATCH_APP_ID, default %(default)s)")
     g.add_argument("--timeout", type=float, default=30.0,
                    help="seconds to read the changelog or wait for a worker (default %(default)s)")

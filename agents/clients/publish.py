@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import signal
 import sys
 import threading
@@ -34,6 +33,7 @@ from agents.connection import (
     DEFAULT_BROKER,
     KafkaConnection,
     add_security_arguments,
+    env_value,
 )
 from agents.connection import bootstrap_servers as bootstrap_servers  # re-exported
 from agents.transport.kafka_python_batches import (
@@ -62,11 +62,6 @@ MAX_REPORTED_INVALID = 50
 # -- settings ----------------------------------------------------------------------------
 
 
-def _env(name: str, default: str | None = None) -> str | None:
-    value = os.environ.get(name)
-    return value if value not in (None, "") else default
-
-
 #: The publisher's connection settings are the worker's (``agents/connection.py``).
 KafkaSettings = KafkaConnection
 
@@ -74,10 +69,10 @@ KafkaSettings = KafkaConnection
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     """Broker, topic, security and batching flags (shared with `simulate`)."""
     g = parser.add_argument_group("Kafka")
-    g.add_argument("--broker", default=_env("SLAWATCH_BROKER", DEFAULT_BROKER),
+    g.add_argument("--broker", default=env_value("SLAWATCH_BROKER", DEFAULT_BROKER),
                    help="bootstrap URL(s), kafka://host:9092;host2:9092 or host:9092,host2:9092 "
                         "(env SLAWATCH_BROKER, default %(default)s)")
-    g.add_argument("--topic", default=_env("SLAWATCH_EVENTS_TOPIC", DEFAULT_TOPIC),
+    g.add_argument("--topic", default=env_value("SLAWATCH_EVENTS_TOPIC", DEFAULT_TOPIC),
                    help="topic (env SLAWATCH_EVENTS_TOPIC, default %(default)s)")
     g.add_argument("--acks", choices=("all", "1", "0"), default="all",
                    help="acknowledgements to wait for (default %(default)s)")

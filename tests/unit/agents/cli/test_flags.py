@@ -57,3 +57,23 @@ def test_every_variable_a_flag_reads_is_in_its_help(
         if variable in watched.read and variable not in (action.help or ""):
             missing.append(f"{action.option_strings[-1]} reads ${variable}")
     assert not missing, f"slawatch {command} --help does not name: " + "; ".join(missing)
+
+
+#: The arguments a subcommand cannot start without.
+_REQUIRED = {"report": ["--period", "current"]}
+
+
+@pytest.mark.parametrize("command", sorted(SUBCOMMANDS))
+def test_a_variable_set_empty_is_the_same_as_unset(
+    command: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Compose files and Helm values often write `SLAWATCH_X: ""` for "not set".
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SLAWATCH_")}
+    watched = _Watched(base)
+    monkeypatch.setattr(os, "environ", watched)
+    unset = vars(build_parser(command).parse_args([command, *_REQUIRED.get(command, [])]))
+    names = sorted(n for n in watched.read if n.startswith("SLAWATCH_"))
+    assert names, f"slawatch {command} reads no SLAWATCH_* variable"
+    monkeypatch.setattr(os, "environ", _Watched(base | {n: "" for n in names}))
+    empty = vars(build_parser(command).parse_args([command, *_REQUIRED.get(command, [])]))
+    assert empty == unset
