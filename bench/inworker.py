@@ -135,6 +135,8 @@ def main() -> int:
     mode, argv = sys.argv[1], sys.argv[2:]
     if mode not in MODES:
         raise SystemExit(f"inworker: MODE is one of {MODES}, not {mode!r}")
+    if os.environ.get("BENCH_SWITCHINTERVAL"):  # the GIL's switch interval (s)
+        sys.setswitchinterval(float(os.environ["BENCH_SWITCHINTERVAL"]))
     import agents.worker.app as app_mod
 
     build_app = app_mod.build_app
