@@ -55,12 +55,11 @@ VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
     "fetch-poll10k": ("fetch", _faust({"broker_max_poll_records": 10_000})),
     "fetch-4m": ("fetch", _faust({"consumer_max_fetch_size": 4 * 1024 * 1024})),
     "fetch-256k": ("fetch", _faust({"consumer_max_fetch_size": 256 * 1024})),
-    "fetch-loop": ("fetch", {"BENCH_CONSUMER_LOOP": "1"}),
-    "fetch-thread": ("fetch", {"BENCH_CONSUMER_LOOP": "0"}),
     "pipeline": ("pipeline", {}),
-    "pipeline-trace": ("pipeline", {"BENCH_FETCH_TRACE": "1"}),
-    "pipeline-loop": ("pipeline", {"BENCH_CONSUMER_LOOP": "1"}),
-    "pipeline-thread": ("pipeline", {"BENCH_CONSUMER_LOOP": "0"}),
+    "pipeline-sw1ms": ("worker", {"BENCH_SWITCHINTERVAL": "0.001"}),
+    "pipeline-sw20ms": ("worker", {"BENCH_SWITCHINTERVAL": "0.02"}),
+    "pipeline-poll10k": ("pipeline", _faust({"broker_max_poll_records": 10_000})),
+    "pipeline-4m": ("pipeline", _faust({"consumer_max_fetch_size": 4 * 1024 * 1024})),
 }
 
 
@@ -73,7 +72,9 @@ def run(variant: str, broker: EmbeddedBroker, work: Path, name: str, catalog: Pa
     env = dict(extra)
     events_topic = topic
     mode: str | None = None
-    if kind != "pipeline":
+    if kind == "worker":
+        mode = kind
+    elif kind != "pipeline":
         mode = "raw" if kind == "inraw" else kind
         env.update(BENCH_TOPIC=topic, BENCH_EVENTS=str(len(msgs)), BENCH_OUT=str(out))
         if mode in ("raw", "rawthread"):
@@ -82,14 +83,15 @@ def run(variant: str, broker: EmbeddedBroker, work: Path, name: str, catalog: Pa
                inworker_env=env)
     try:
         w.wait_ready()
-        if mode is None:
+        if mode in (None, "worker"):
             st = wait_pipeline(w, topic, w.segments_topic, ends, timeout=1800,
                                reroute_ends=rerouted)["stats"]
             print(f"    {variant}: {st['fetches']} fetches, {st['batches']} batches, "
-                  f"{st['records']} records, in the fetch {st['wait_seconds']:.2f} s, "
+                  f"{st['records']} records, held {st['held']}, dropped {st['dropped']}, "
+                  f"in the fetch {st['wait_seconds']:.2f} s, "
                   f"in handlers {st['handle_seconds']:.2f} s, "
                   f"first to last batch {st['last_at'] - st['begun_at']:.2f} s", flush=True)
-            return len(msgs) / max(1e-9, st["last_at"] - st["begun_at"])
+            return float(len(msgs) / max(1e-9, st["last_at"] - st["begun_at"]))
         deadline = time.monotonic() + 600
         while not out.exists():
             if not w.alive() or time.monotonic() > deadline:
