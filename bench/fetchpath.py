@@ -56,6 +56,7 @@ VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
     "fetch-4m": ("fetch", _faust({"consumer_max_fetch_size": 4 * 1024 * 1024})),
     "fetch-256k": ("fetch", _faust({"consumer_max_fetch_size": 256 * 1024})),
     "pipeline": ("pipeline", {}),
+    "base": ("base", {}),  # --base TREE's pipeline
     "pipeline-sw1ms": ("worker", {"BENCH_SWITCHINTERVAL": "0.001"}),
     "pipeline-sw20ms": ("worker", {"BENCH_SWITCHINTERVAL": "0.02"}),
     "pipeline-poll10k": ("pipeline", _faust({"broker_max_poll_records": 10_000})),
@@ -64,7 +65,8 @@ VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
 
 
 def run(variant: str, broker: EmbeddedBroker, work: Path, name: str, catalog: Path, topic: str,
-        msgs: list[Any], wp: int, ends: dict[int, int], rerouted: Any) -> float:
+        msgs: list[Any], wp: int, ends: dict[int, int], rerouted: Any,
+        base: Path | None = None) -> float:
     kind, extra = VARIANTS[variant]
     if kind == "raw":
         return asyncio.run(raw_getmany(broker.bootstrap, topic, len(msgs)))
@@ -72,15 +74,20 @@ def run(variant: str, broker: EmbeddedBroker, work: Path, name: str, catalog: Pa
     env = dict(extra)
     events_topic = topic
     mode: str | None = None
-    if kind == "worker":
+    tree = None
+    if kind == "base":
+        if base is None:
+            raise SystemExit("variant base needs --base TREE")
+        tree = base
+    elif kind == "worker":
         mode = kind
     elif kind != "pipeline":
         mode = "raw" if kind == "inraw" else kind
         env.update(BENCH_TOPIC=topic, BENCH_EVENTS=str(len(msgs)), BENCH_OUT=str(out))
         if mode in ("raw", "rawthread"):
             events_topic = f"{name}-idle"
-    w = Worker(broker, catalog, work, wp, name, events_topic=events_topic, inworker=mode,
-               inworker_env=env)
+    w = Worker(broker, catalog, work, wp, name, events_topic=events_topic, tree=tree,
+               inworker=mode, inworker_env=env)
     try:
         w.wait_ready()
         if mode in (None, "worker"):
@@ -90,8 +97,11 @@ def run(variant: str, broker: EmbeddedBroker, work: Path, name: str, catalog: Pa
                   f"{st['records']} records, held {st['held']}, dropped {st['dropped']}, "
                   f"in the fetch {st['wait_seconds']:.2f} s, "
                   f"in handlers {st['handle_seconds']:.2f} s, "
-                  f"first to last batch {st['last_at'] - st['begun_at']:.2f} s", flush=True)
-            return float(len(msgs) / max(1e-9, st["last_at"] - st["begun_at"]))
+                  f"first to last batch {st['last_at'] - (st.get('begun_at') or st['first_at']):.2f} s",
+                  flush=True)
+            # (a tree without ``begun_at`` counts from the end of its first batch)
+            start = st.get("begun_at") or st["first_at"]
+            return float(len(msgs) / max(1e-9, st["last_at"] - start))
         deadline = time.monotonic() + 600
         while not out.exists():
             if not w.alive() or time.monotonic() > deadline:
@@ -108,6 +118,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--shape", action="append", default=[], metavar="FACTOR=VALUE")
     ap.add_argument("--worker-partitions", type=int, default=8)
+    ap.add_argument("--base", type=Path, metavar="TREE",
+                    help="another checkout (with its .venv) whose pipeline variant base runs")
     opts = ap.parse_args()
     shape = dict(SWEEP_BASE)
     for item in opts.shape:
@@ -124,7 +136,7 @@ def main() -> int:
             order = opts.variants[k % len(opts.variants):] + opts.variants[:k % len(opts.variants)]
             for v in order:
                 rate = run(v, broker, work, f"fp-{index}-{k}-{v}", catalog, topic, msgs, wp,
-                           ends, rerouted)
+                           ends, rerouted, opts.base)
                 rates[v].append(rate)
                 loads.append(os.getloadavg()[0])
                 print(f"  round {k} {v:<16} {rate:>10,.0f} ev/s  load {loads[-1]:.1f}", flush=True)
