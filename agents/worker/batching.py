@@ -599,9 +599,15 @@ def register_batch_topic(app: Any, topic: Any, handler: BatchHandler) -> None:
     """Deliver ``topic``'s records in batches to ``handler({tp: records})``.
 
     The topic is added to the app's subscriptions (the conductor declares it); no agent
-    iterates it.
+    iterates it. Its records reach the handler as aiokafka_patches' ``LeanRecord``
+    tuples (``topic``, ``partition``, ``offset``, ``timestamp``, ``key``, ``value``,
+    ``headers``), not aiokafka's ``ConsumerRecord``: building those was most of the
+    client's CPU per record.
     """
+    from agents.transport import aiokafka_patches
+
     app.topics.add(topic)
     consumer = _batch_consumer(app)
+    aiokafka_patches.lean_records_for(topic.topics)
     for name in topic.topics:
         consumer.batch_handlers[name] = handler
