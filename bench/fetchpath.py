@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 import orjson  # noqa: E402
 
 from agents.clients.broker import EmbeddedBroker  # noqa: E402
+from bench import throughput  # noqa: E402
 from bench.throughput import (  # noqa: E402
     POLL_INTERVAL,
     SWEEP_BASE,
@@ -56,7 +57,9 @@ VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
     "fetch-4m": ("fetch", _faust({"consumer_max_fetch_size": 4 * 1024 * 1024})),
     "fetch-256k": ("fetch", _faust({"consumer_max_fetch_size": 256 * 1024})),
     "pipeline": ("pipeline", {}),
-    "base": ("base", {}),  # --base TREE's pipeline
+    # --base TREE's pipeline and fetch path (its own bench/inworker.py)
+    "base": ("pipeline", {}),
+    "base-fetch": ("fetch", {}),
     "pipeline-sw1ms": ("worker", {"BENCH_SWITCHINTERVAL": "0.001"}),
     "pipeline-sw20ms": ("worker", {"BENCH_SWITCHINTERVAL": "0.02"}),
     "pipeline-poll10k": ("pipeline", _faust({"broker_max_poll_records": 10_000})),
@@ -75,19 +78,24 @@ def run(variant: str, broker: EmbeddedBroker, work: Path, name: str, catalog: Pa
     events_topic = topic
     mode: str | None = None
     tree = None
-    if kind == "base":
+    if variant.startswith("base"):
         if base is None:
-            raise SystemExit("variant base needs --base TREE")
+            raise SystemExit(f"variant {variant} needs --base TREE")
         tree = base
-    elif kind == "worker":
+    if kind == "worker":
         mode = kind
     elif kind != "pipeline":
         mode = "raw" if kind == "inraw" else kind
         env.update(BENCH_TOPIC=topic, BENCH_EVENTS=str(len(msgs)), BENCH_OUT=str(out))
         if mode in ("raw", "rawthread"):
             events_topic = f"{name}-idle"
-    w = Worker(broker, catalog, work, wp, name, events_topic=events_topic, tree=tree,
-               inworker=mode, inworker_env=env)
+    # Worker runs ``throughput.ROOT``'s bench/inworker.py: TREE's own for its variants
+    throughput.ROOT = tree or ROOT
+    try:
+        w = Worker(broker, catalog, work, wp, name, events_topic=events_topic, tree=tree,
+                   inworker=mode, inworker_env=env)
+    finally:
+        throughput.ROOT = ROOT
     try:
         w.wait_ready()
         if mode in (None, "worker"):
@@ -119,7 +127,7 @@ def main() -> int:
     ap.add_argument("--shape", action="append", default=[], metavar="FACTOR=VALUE")
     ap.add_argument("--worker-partitions", type=int, default=8)
     ap.add_argument("--base", type=Path, metavar="TREE",
-                    help="another checkout (with its .venv) whose pipeline variant base runs")
+                    help="another checkout (with its .venv) that variants base and base-fetch run")
     opts = ap.parse_args()
     shape = dict(SWEEP_BASE)
     for item in opts.shape:
