@@ -117,9 +117,11 @@ def lean_records_for(topics: Iterable[str]) -> None:
                     if offset < skip:
                         continue
                     self.next_fetch_offset = offset + 1
+                    # ``or ()``: the C record's own empty list would be one more
+                    # container per record for the collector (aiokafka makes a tuple)
                     yield new(LeanRecord, (topic, partition, offset, record.timestamp,
                                            record.timestamp_type, record.key, record.value,
-                                           record.headers))
+                                           record.headers or ()))
             self.next_fetch_offset = batch.next_offset
 
     def _unpack_records(self: Any) -> Iterator[Any]:
