@@ -18,6 +18,8 @@ group joined, its web server up. One thing is changed, by MODE:
 ``rawthread``  the same consumer on the loop of Faust's consumer thread, where the
                worker's own aiokafka consumer fetches (its records reach our handlers
                through ``call_thread``, a hop between threads and loops).
+``worker``     nothing changed: the worker as it is, with ``BENCH_SWITCHINTERVAL`` (the
+               GIL's switch interval, s) applied as in every mode.
 ``fetch``      the worker reads its input topic as always (Faust's consumer thread, the
                batch consumer's drain loop, admission, commits), but stage 1 only decodes
                each record with ``orjson.loads`` and sends nothing: the client, Faust and
@@ -45,7 +47,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import orjson  # noqa: E402
 
-MODES = ("raw", "rawthread", "fetch")
+MODES = ("raw", "rawthread", "fetch", "worker")
 
 
 async def consume(consumer: Any, n: int) -> tuple[float, float]:
@@ -135,12 +137,14 @@ def main() -> int:
     mode, argv = sys.argv[1], sys.argv[2:]
     if mode not in MODES:
         raise SystemExit(f"inworker: MODE is one of {MODES}, not {mode!r}")
+    if os.environ.get("BENCH_SWITCHINTERVAL"):  # the GIL's switch interval (s)
+        sys.setswitchinterval(float(os.environ["BENCH_SWITCHINTERVAL"]))
     import agents.worker.app as app_mod
 
     build_app = app_mod.build_app
     if mode == "fetch":
         _install_fetch()
-    else:
+    elif mode != "worker":
         def build(settings: Any, catalog: Any) -> Any:
             built = build_app(settings, catalog)
             _install_raw(built, on_thread=mode == "rawthread")

@@ -2,7 +2,8 @@
 
 - ``faust_patches``: Faust's seek to committed offsets, its recovery highwaters, its
   hard-coded fetch wait.
-- ``aiokafka_patches``: LeaveGroup in generation 0.
+- ``aiokafka_patches``: LeaveGroup in generation 0; lean records for the batch
+  consumer's topics (``lean_records_for``, applied when a batch topic is registered).
 - ``kafka_python_batches``: the publisher's pre-encoded record batches, handed to
   kafka-python's accumulator.
 - ``webserver``: Faust's aiohttp web driver with a connection cap, a TLS handshake

@@ -4,6 +4,8 @@
 
 SIGKILLs the process the ``N``-th time (default 1) it passes the crash point ``POINT``
 of ``agents/worker/faults.py``; the rest of the arguments are `slawatch`'s.
+``POINT~SECONDS`` instead pauses the process for that long at every pass: a worker
+slowed down that much works off a backlog long enough for a rebalance to land in it.
 ``WorkerProcess(crash_at="POINT:N")`` starts the worker this way.
 
 ``+forward``: an input topic that is not co-partitioned with the tables is forwarded
@@ -17,6 +19,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 
 from agents.cli import main as cli
@@ -35,6 +38,16 @@ def crash_at(spec: str) -> Callable[[str], None]:
             seen += 1
             if seen >= times:
                 os.kill(os.getpid(), signal.SIGKILL)
+
+    return hook
+
+
+def pause_at(name: str, seconds: float) -> Callable[[str], None]:
+    """The hook that blocks this process for ``seconds`` at every pass of ``name``."""
+
+    def hook(point: str) -> None:
+        if point == name:
+            time.sleep(seconds)
 
     return hook
 
@@ -59,7 +72,8 @@ def main(argv: list[str]) -> int:
         raise SystemExit(f"crashing_worker: unknown mode {mode!r}")
     if mode == "forward":
         forward_other_counts()
-    faults.install(crash_at(spec))
+    name, pause, seconds = spec.partition("~")
+    faults.install(pause_at(name, float(seconds)) if pause else crash_at(spec))
     return cli.main(rest)
 
 

@@ -33,7 +33,7 @@ def _consumer(expect: int | None) -> Any:
     return SimpleNamespace(
         batch_stats=BatchStats(), _sought=asyncio.Event(),
         _expect={} if expect is None else {TOPIC_PARTITION: expect},
-        app=SimpleNamespace(consumer_generation_id=1), _held_at={}, _gap_at={},
+        app=SimpleNamespace(consumer_generation_id=1), _gap_at={},
         _inflight={})
 
 
