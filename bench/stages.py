@@ -11,6 +11,8 @@ on a shared machine, and it can be profiled with many samples.
     .venv/bin/python bench/stages.py --sweep-only size=1 --sweep-only fanout=5
     .venv/bin/python bench/stages.py --sweep-only components=20000 --repeat 3
     .venv/bin/python bench/stages.py --sweep-only base --cprofile 30
+    valgrind --tool=callgrind --instr-atstart=no .venv/bin/python bench/stages.py \
+        --sweep-only size=1 --events 20000 --repeat 1 --callgrind
 
 Prints, per shape, events/s of both stages (best of ``--repeat`` fresh runs) and the
 share of each stage. Times are this thread's CPU time, not wall time: on a shared
@@ -22,8 +24,11 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
+import os
 import pstats
+import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -120,20 +125,20 @@ class Run:
                 shares = segwire.decode_many(value)
             else:
                 shares = [(key.decode(), segwire.decode_columns(value))]
-            for name, cols in shares:
+            for name, share in shares:
                 entry = by_service.get(name)
                 if entry is None:
-                    by_service[name] = (p, [cols])
+                    by_service[name] = (p, [share])
                 else:
-                    entry[1].append(cols)
+                    entry[1].append(share)
         for name, (p, parts) in by_service.items():
             cols = segwire.concat(parts)
             before = svcs.get(name)
-            tracker = stage2.apply(before, name, *cols, catalog)
-            if tracker is None:
+            service = stage2.apply(before, name, *cols, catalog)
+            if service is None:
                 continue
             if before is None:
-                svcs.put(name, tracker, p)
+                svcs.put(name, service, p)
             else:
                 svcs.touch(name, p)
             self.segments += len(cols.comps)
@@ -163,6 +168,13 @@ def fetches(msgs: list[tuple[bytes, bytes]], partitions: int, per_fetch: int
     return out
 
 
+def _callgrind(what: str) -> None:
+    """Instrumentation on or off (under ``valgrind --tool=callgrind --instr-atstart=no``):
+    instructions counted for the runs only, not for making the events."""
+    subprocess.run(["callgrind_control", "-i", what, str(os.getpid())], check=True,
+                   stdout=subprocess.DEVNULL)
+
+
 def run_shape(shape: dict[str, Any], index: int, args: argparse.Namespace) -> dict[str, float]:
     catalog = parse_catalog(orjson.loads(make_shape_catalog(
         shape["components"], shape["size"], shape["fanout"])), "bench")
@@ -172,6 +184,7 @@ def run_shape(shape: dict[str, Any], index: int, args: argparse.Namespace) -> di
     batches = fetches(msgs, shape["partitions"], args.per_fetch)
     n = len(msgs)
     results = []
+    fault_counts: list[int] = []
     for r in range(max(1, args.repeat)):
         # A fresh catalog each run: its models are built at first touch, as in a worker.
         cat = parse_catalog(orjson.loads(make_shape_catalog(
@@ -180,6 +193,9 @@ def run_shape(shape: dict[str, Any], index: int, args: argparse.Namespace) -> di
         now = time.time()
         gc.collect()
         prof = cProfile.Profile() if args.cprofile else None
+        if args.callgrind:
+            _callgrind("on")
+        faults = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
         t0 = time.thread_time()
         if prof is not None:
             prof.enable()
@@ -188,11 +204,16 @@ def run_shape(shape: dict[str, Any], index: int, args: argparse.Namespace) -> di
         if prof is not None:
             prof.disable()
         took = time.thread_time() - t0
+        faults = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - faults
+        if args.callgrind:
+            _callgrind("off")
         results.append((took, run))
+        fault_counts.append(faults)
         if prof is not None and r == 0:
             pstats.Stats(prof).sort_stats("tottime").print_stats(args.cprofile)
     took, run = min(results, key=lambda tr: tr[0])
     return {"ev/s": n / took, "median ev/s": n / statistics.median(t for t, _ in results),
+            "faults/event": statistics.median(fault_counts) / n,
             "stage1 s": run.t1, "stage2 s": run.t2, "fetches": len(batches),
             "segments": run.segments, "messages": run.messages}
 
@@ -210,6 +231,9 @@ def main() -> int:
     ap.add_argument("--python", action="store_true", help="the pure-Python loops (no C)")
     ap.add_argument("--cprofile", type=int, default=0, metavar="N",
                     help="cProfile the first run of each shape; print the top N by own time")
+    ap.add_argument("--callgrind", action="store_true",
+                    help="under valgrind --tool=callgrind --instr-atstart=no: instrument the "
+                         "runs only (instruction counts do not depend on the machine's load)")
     args = ap.parse_args()
     gcpolicy.apply()  # as a worker does (agents/cli/worker.py)
     mallocpolicy.apply()
@@ -223,7 +247,8 @@ def main() -> int:
         res = run_shape(shape, every.index(shape), args)
         total = res["stage1 s"] + res["stage2 s"]
         print(f"{_shape_label(shape)}: {res['ev/s']:>9,.0f} ev/s (median "
-              f"{res['median ev/s']:,.0f}); stage 1 {res['stage1 s'] / total:.0%}, stage 2 "
+              f"{res['median ev/s']:,.0f}); {res['faults/event']:.3f} page faults an event; "
+              f"stage 1 {res['stage1 s'] / total:.0%}, stage 2 "
               f"{res['stage2 s'] / total:.0%}; {res['fetches']} fetches, "
               f"{res['messages']:,} segment messages, {res['segments']:,} segments", flush=True)
     return 0

@@ -1511,6 +1511,87 @@ static PyObject *is_in_time_order(PyObject *self, PyObject *arg) {
     Py_RETURN_TRUE;
 }
 
+/* ---- the segments wire form (agents/worker/segwire.py) ------------------------------------ */
+
+/* encode_segments(items) -> (n, body, ids): the columns of segwire.encode_many for
+ * ``items`` = [(service, [(component, start, end, state), ...]), ...]: ``body`` holds
+ * the segment count of each service (uint32), then every start and every end (float64)
+ * and every state (uint8), in the host's byte order; ``ids`` the component ids joined by
+ * newlines, in UTF-8; ``n`` the segments. */
+static PyObject *encode_segments(PyObject *self, PyObject *items) {
+    if (!PyList_CheckExact(items)) {
+        PyErr_SetString(PyExc_TypeError, "items must be a list");
+        return NULL;
+    }
+    Py_ssize_t k = PyList_GET_SIZE(items), n = 0, idlen = 0;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        PyObject *item = PyList_GET_ITEM(items, i);
+        if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 2
+                || !PyList_CheckExact(PyTuple_GET_ITEM(item, 1))) {
+            PyErr_SetString(PyExc_TypeError, "an item is a (service, list of segments) pair");
+            return NULL;
+        }
+        PyObject *segs = PyTuple_GET_ITEM(item, 1);
+        Py_ssize_t m = PyList_GET_SIZE(segs);
+        if (m > 0xffffffffL) {
+            PyErr_SetString(PyExc_ValueError, "too many segments for one service");
+            return NULL;
+        }
+        for (Py_ssize_t j = 0; j < m; j++) {
+            PyObject *seg = PyList_GET_ITEM(segs, j);
+            if (!PyTuple_Check(seg) || PyTuple_GET_SIZE(seg) != 4 || !PyUnicode_Check(PyTuple_GET_ITEM(seg, 0))) {
+                PyErr_SetString(PyExc_TypeError, "a segment is a (component, start, end, state) tuple");
+                return NULL;
+            }
+            Py_ssize_t len;
+            if (PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(seg, 0), &len) == NULL) return NULL;
+            idlen += len + 1;
+        }
+        n += m;
+    }
+    if (n) idlen--;  /* no newline after the last */
+    PyObject *body = PyBytes_FromStringAndSize(NULL, 4 * k + 17 * n);
+    PyObject *ids = PyBytes_FromStringAndSize(NULL, idlen);
+    if (body == NULL || ids == NULL) { Py_XDECREF(body); Py_XDECREF(ids); return NULL; }
+    char *b = PyBytes_AS_STRING(body);
+    uint32_t *counts = (uint32_t *)b;  /* bytes objects are aligned for any type */
+    double *starts = (double *)(b + 4 * k), *ends = starts + n;
+    unsigned char *states = (unsigned char *)(ends + n);
+    char *out = PyBytes_AS_STRING(ids);
+    Py_ssize_t q = 0;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        PyObject *segs = PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 1);
+        Py_ssize_t m = PyList_GET_SIZE(segs);
+        uint32_t c = (uint32_t)m;
+        memcpy(counts + i, &c, 4);
+        for (Py_ssize_t j = 0; j < m; j++, q++) {
+            PyObject *seg = PyList_GET_ITEM(segs, j);
+            double t0 = PyFloat_AsDouble(PyTuple_GET_ITEM(seg, 1));
+            double t1 = PyFloat_AsDouble(PyTuple_GET_ITEM(seg, 2));
+            long st = PyLong_AsLong(PyTuple_GET_ITEM(seg, 3));
+            if (PyErr_Occurred()) goto fail;
+            if (st < 0 || st > 2) {
+                PyErr_Format(PyExc_ValueError, "state %ld is not 0, 1 or 2", st);
+                goto fail;
+            }
+            memcpy(starts + q, &t0, 8);
+            memcpy(ends + q, &t1, 8);
+            states[q] = (unsigned char)st;
+            Py_ssize_t len;
+            const char *id = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(seg, 0), &len);
+            if (id == NULL) goto fail;
+            if (q) *out++ = '\n';
+            memcpy(out, id, (size_t)len);
+            out += len;
+        }
+    }
+    return Py_BuildValue("(nNN)", n, body, ids);
+fail:
+    Py_DECREF(body);
+    Py_DECREF(ids);
+    return NULL;
+}
+
 /* Prefix sums kept at every SUMS_BLOCK-th point of a timeline (Timeline._sums, see
  * streams/timeline.py): per kept point up, down and maintenance seconds before it and the
  * down runs begun at or before it. The sums between are added one by one from the kept
@@ -1753,6 +1834,7 @@ static PyMethodDef methods[] = {
     {"apply_many", svc_apply_many, METH_VARARGS, "ServiceTracker.apply_many"},
     {"columns_raw", columns_raw, METH_VARARGS, "decode_columns without dicts for plain messages"},
     {"is_in_time_order", is_in_time_order, METH_O, "segments open-ended and sorted by start"},
+    {"encode_segments", encode_segments, METH_O, "the columns of segwire.encode_many"},
     {"recompute", svc_recompute, METH_VARARGS, "ServiceTracker._recompute"},
     {"compile_plan", compile_plan, METH_VARARGS, "a model's plan for apply_many"},
     {"evaluate_plan", evaluate_plan, METH_VARARGS, "state of a plan for (down, bad)"},

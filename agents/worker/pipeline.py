@@ -9,7 +9,8 @@ applies the segments to the service's ``ServiceTracker``.
 Both are batch handlers of ``batching.BatchConsumer``: they get every record Faust
 fetched for one partition at once, and per batch each changed tracker is serialized and
 written to its table once, and the segments of a fetch travel as one message per
-segments partition (``segwire.encode_many``), so the per-event cost is the engine's work. A handler returns the futures of its writes;
+segments partition (``segwire.encode_many``), so the per-event cost is the engine's
+work. A handler returns the futures of its writes;
 the consumer commits the batch's offsets only once they all succeeded.
 
 Bad input never stops the worker: a message that cannot be decoded, and an event that
@@ -215,14 +216,14 @@ class Pipeline:
         by_part: dict[int, list[tuple[str, list[WireSegment]]]] = {}
         for name, segs in fanout.items():
             sp = part_svc(name)
-            items = by_part.get(sp)
-            if items is None:
+            shares = by_part.get(sp)
+            if shares is None:
                 by_part[sp] = [(name, segs)]
             else:
-                items.append((name, segs))
-        for sp, items in by_part.items():
+                shares.append((name, segs))
+        for sp, shares in by_part.items():
             fut = None
-            for value in segwire.encode_many(items):
+            for value in segwire.encode_many(shares):
                 fut = await send(seg_topic, None, value, sp)
                 futures.append(fut)
             if fut is not None:

@@ -37,6 +37,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from streams import native
+
 MAGIC = b"\x00seg1"
 MAGIC_MANY = b"\x00seg2"
 _HEAD = struct.Struct("<I")
@@ -96,6 +98,13 @@ def encode_many(items: Sequence[tuple[str, Sequence[Sequence[Any]]]],
 
 def _encode_many(items: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> bytes:
     names = [name for name, _ in items]
+    head = orjson.dumps(names)
+    fast = native.native
+    if fast is not None and not _BIG_ENDIAN and type(items) is list:
+        # The columns in one pass in C (a zip over every segment of a fetch cost more
+        # than applying them).
+        n, body, ids = fast.encode_segments(items)
+        return b"".join((MAGIC_MANY, _HEAD_MANY.pack(len(names), n, len(head)), body, head, ids))
     counts = array("I", [len(segs) for _, segs in items])
     comps, starts, ends, states = zip(*chain.from_iterable(segs for _, segs in items), strict=True)
     a_start = array("d", starts)
@@ -104,7 +113,6 @@ def _encode_many(items: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> bytes:
         counts.byteswap()
         a_start.byteswap()
         a_end.byteswap()
-    head = orjson.dumps(names)
     return b"".join((MAGIC_MANY, _HEAD_MANY.pack(len(names), len(comps), len(head)),
                      counts.tobytes(), a_start.tobytes(), a_end.tobytes(), bytes(states), head,
                      "\n".join(comps).encode()))
@@ -218,7 +226,8 @@ def decode_many(raw: bytes) -> list[tuple[str, Columns]]:
         raise ValueError(f"segments message: service names: {exc}") from None
     comps = list(map(_intern, bytes(view[o + j:]).decode().split("\n")))
     if (type(names) is not list or len(names) != k or not all(type(x) is str for x in names)
-            or sum(counts) != n or 0 in counts or len(comps) != n or max(states) > 2
+            or sum(counts) != n or 0 in counts or len(comps) != n or "" in comps
+            or max(states) > 2
             or not all(map(math.isfinite, starts))
             or (ends is not None and any(map(math.isnan, ends)))):
         raise ValueError("not a valid segments message")
