@@ -404,12 +404,40 @@ static PyObject *tag_index(PyObject *tl, PyObject *tag) {
     return ix;
 }
 
+/* Room for one more item in an array with no buffer exported, grown as the array
+ * module's own array_resize grows it (the same sizes, so the same memory), with
+ * PyMem_Realloc as it does (arraymodule.c allocates ob_item with PyMem_ in 3.8-3.13):
+ * array.append parses its argument with PyArg_Parse, which cost more than the append
+ * at small timelines, whose arrays are full every few items. 0, or -1 with MemoryError. */
+#if PY_VERSION_HEX < 0x030E0000
+#define ARR_GROW 1
+#else
+#define ARR_GROW 0  /* an array module not checked against: its own append grows it */
+#endif
+static int arr_room(ArrayObj *a, Py_ssize_t itemsize) {
+    Py_ssize_t n = Py_SIZE(a);
+    if (n < a->allocated) return 0;
+    size_t want = (size_t)((n + 1) >> 4) + (n < 8 ? 3 : 7) + (size_t)(n + 1);
+    if (want > (size_t)PY_SSIZE_T_MAX / (size_t)itemsize) { PyErr_NoMemory(); return -1; }
+    char *items = PyMem_Realloc(a->ob_item, want * (size_t)itemsize);
+    if (items == NULL) { PyErr_NoMemory(); return -1; }
+    a->ob_item = items;
+    a->allocated = (Py_ssize_t)want;
+    return 0;
+}
+
 static inline int col_append(PyObject *col, PyObject *value) {
     if (array_fast && Py_TYPE(col) == Array_type) {
         ArrayObj *a = (ArrayObj *)col;
         Py_ssize_t n = Py_SIZE(a);
+        char code = *a->ob_descr;
+        if (ARR_GROW && n >= a->allocated && a->ob_exports == 0
+                && ((code == 'd' && PyFloat_CheckExact(value))
+                    || ((code == 'b' || code == 'I') && PyLong_CheckExact(value)))
+                && arr_room(a, code == 'd' ? (Py_ssize_t)sizeof(double)
+                               : code == 'b' ? 1 : (Py_ssize_t)sizeof(unsigned int)) < 0)
+            return -1;
         if (n < a->allocated && a->ob_exports == 0) {
-            char code = *a->ob_descr;
             if (code == 'd' && PyFloat_CheckExact(value)) {
                 ((double *)a->ob_item)[n] = PyFloat_AS_DOUBLE(value);
                 Py_SET_SIZE(a, n + 1);
