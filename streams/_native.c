@@ -1620,6 +1620,28 @@ fail:
     return NULL;
 }
 
+/* float_kinds(buffer of doubles) -> (any NaN, any infinity): the checks of a segments
+ * message's time columns, without a float object per item. */
+static PyObject *float_kinds(PyObject *self, PyObject *arg) {
+    Py_buffer v;
+    if (PyObject_GetBuffer(arg, &v, PyBUF_FORMAT) < 0) return NULL;
+    if (v.format == NULL || v.format[0] != 'd' || v.format[1] != 0 || v.len % sizeof(double)) {
+        PyBuffer_Release(&v);
+        PyErr_SetString(PyExc_TypeError, "a buffer of doubles is expected");
+        return NULL;
+    }
+    const double *a = v.buf;
+    Py_ssize_t n = v.len / (Py_ssize_t)sizeof(double);
+    int nan = 0, inf = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double x = a[i];
+        if (x != x) nan = 1;
+        else if (x == INFINITY || x == -INFINITY) inf = 1;
+    }
+    PyBuffer_Release(&v);
+    return Py_BuildValue("(OO)", nan ? Py_True : Py_False, inf ? Py_True : Py_False);
+}
+
 /* Prefix sums kept at every SUMS_BLOCK-th point of a timeline (Timeline._sums, see
  * streams/timeline.py): per kept point up, down and maintenance seconds before it and the
  * down runs begun at or before it. The sums between are added one by one from the kept
@@ -1863,6 +1885,7 @@ static PyMethodDef methods[] = {
     {"columns_raw", columns_raw, METH_VARARGS, "decode_columns without dicts for plain messages"},
     {"is_in_time_order", is_in_time_order, METH_O, "segments open-ended and sorted by start"},
     {"encode_segments", encode_segments, METH_O, "the columns of segwire.encode_many"},
+    {"float_kinds", float_kinds, METH_O, "(any NaN, any infinity) of a buffer of doubles"},
     {"recompute", svc_recompute, METH_VARARGS, "ServiceTracker._recompute"},
     {"compile_plan", compile_plan, METH_VARARGS, "a model's plan for apply_many"},
     {"evaluate_plan", evaluate_plan, METH_VARARGS, "state of a plan for (down, bad)"},

@@ -227,9 +227,8 @@ def decode_many(raw: bytes) -> list[tuple[str, Columns]]:
     comps = list(map(_intern, bytes(view[o + j:]).decode().split("\n")))
     if (type(names) is not list or len(names) != k or not all(type(x) is str for x in names)
             or sum(counts) != n or 0 in counts or len(comps) != n or "" in comps
-            or max(states) > 2
-            or not all(map(math.isfinite, starts))
-            or (ends is not None and any(map(math.isnan, ends)))):
+            or max(states) > 2 or not _finite(starts)
+            or (ends is not None and _float_kinds(ends)[0])):
         raise ValueError("not a valid segments message")
     s_list = starts.tolist()
     e_list = None if ends is None else ends.tolist()
@@ -241,6 +240,18 @@ def decode_many(raw: bytes) -> list[tuple[str, Columns]]:
                                   states[a:b])))
         a = b
     return out
+
+
+def _float_kinds(col: array[float]) -> tuple[bool, bool]:
+    """(any NaN, any infinity) in ``col``."""
+    fast = native.native
+    if fast is not None:
+        return fast.float_kinds(col)  # type: ignore[no-any-return]
+    return any(map(math.isnan, col)), any(map(math.isinf, col))
+
+
+def _finite(col: array[float]) -> bool:
+    return not any(_float_kinds(col))
 
 
 def _decode_json(raw: bytes) -> list[Segment]:

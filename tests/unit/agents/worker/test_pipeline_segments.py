@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import orjson
@@ -116,7 +117,7 @@ def _messages(catalog: Catalog, stream: list[Seg], cuts: list[int], forms: list[
     message holds every service's segments of its piece, in order."""
     bounds = sorted({0, len(stream), *(c % (len(stream) + 1) for c in cuts)})
     out = []
-    for k, (lo, hi) in enumerate(zip(bounds, bounds[1:], strict=False)):
+    for k, (lo, hi) in enumerate(pairwise(bounds)):
         shares = [(name, [seg for seg in stream[lo:hi] if seg[0] in catalog.components_of(name)])
                   for name in catalog.services]
         shares = [(name, segs) for name, segs in shares if segs]

@@ -122,6 +122,8 @@ def _many(*shares: tuple[str, list[tuple[str, float, float, int]]]) -> bytes:
     _many(("s", [("a", 1.0, math.inf, 2), ("b", 2.0, math.inf, 0)])).replace(
         b"\x02\x00\x00\x00", b"\x01\x00\x00\x00", 1),  # counts that do not add up
     _many(("s", [("a", math.nan, math.inf, 2)])),  # a start that is not a time
+    _many(("s", [("b", 1.0, math.inf, 0), ("a", -math.inf, math.inf, 2)])),  # nor is this
+    _many(("s", [("a", 1.0, 5.0, 2), ("b", 1.0, math.nan, 0)])),  # an end that is not a time
 ])
 def test_a_damaged_many_message_is_a_value_error(raw: bytes) -> None:
     with pytest.raises(ValueError):
