@@ -482,11 +482,6 @@ static inline int as_state(PyObject *o) {
     return (int)v;
 }
 
-static int append3(PyObject *a, PyObject *x, PyObject *b, PyObject *y, PyObject *c, PyObject *z) {
-    if (PyList_Append(a, x) < 0 || PyList_Append(b, y) < 0 || PyList_Append(c, z) < 0) return -1;
-    return 0;
-}
-
 /* ---- stage 1: the in-order path of batch.apply_columns -------------------------------- */
 
 /* apply_in_order(trackers, comps, states, tss, i, services_for, lateness, fanout,
@@ -1088,13 +1083,13 @@ static Py_ssize_t bisect_l(const double *a, Py_ssize_t hi, double x, Py_ssize_t 
     return lo;
 }
 
-/* Append (t, st, tag) to the point columns (lists, for Timeline.assign_columns), the tag
+/* Append (t, st, tag) to the point columns (arrays, for Timeline.assign_columns), the tag
  * as its index in the service timeline's table. */
 static int push_tagged(PyObject *svc, PyObject *pts, PyObject *psts, PyObject *ptags, PyObject *t,
                        int st, PyObject *tag) {
     PyObject *g = tag_index(svc, tag);
     if (g == NULL) return -1;
-    int rc = append3(pts, t, psts, STATE_INT[st], ptags, g);
+    int rc = append_point(pts, t, psts, STATE_INT[st], ptags, g);
     Py_DECREF(g);
     return rc;
 }
@@ -1196,7 +1191,11 @@ static PyObject *svc_recompute(PyObject *self, PyObject *args) {
     else { last_tag = NO_TAG; Py_INCREF(last_tag); }
     svc = slot_get(tracker, &SV_TIMELINE);
     if (svc == NULL) goto done;
-    pts = PyList_New(0); psts = PyList_New(0); ptags = PyList_New(0);
+    /* the columns assign_columns takes over as they are (appended to in place: from
+     * lists it converted each item with PyArg_Parse, more than the sweep itself) */
+    pts = PyObject_CallFunction((PyObject *)Array_type, "s", "d");
+    psts = pts ? PyObject_CallFunction((PyObject *)Array_type, "s", "b") : NULL;
+    ptags = psts ? PyObject_CallFunction((PyObject *)Array_type, "s", "I") : NULL;
     if (!pts || !psts || !ptags) goto done;
     if (push_tagged(svc, pts, psts, ptags, start_obj, last_st, last_tag) < 0) goto done;
     if (nch) {
