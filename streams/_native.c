@@ -1619,6 +1619,70 @@ fail:
     return NULL;
 }
 
+/* time_ordered(comps, starts, states) -> list or None: the open-ended segments given as
+ * columns (lists of ids and of float starts; states as bytes or a list of ints), as
+ * (component, start, inf, state) tuples sorted by start, stably (each component keeps
+ * its own order); None when the starts are in order already. For
+ * service.in_time_order_columns, without a Python call per segment. */
+typedef struct { double t; Py_ssize_t i; } Keyed;
+
+static int keyed_cmp(const void *a, const void *b) {
+    const Keyed *x = a, *y = b;
+    if (x->t < y->t) return -1;
+    if (x->t > y->t) return 1;
+    return (x->i > y->i) - (x->i < y->i);
+}
+
+static PyObject *time_ordered(PyObject *self, PyObject *args) {
+    PyObject *comps, *starts, *states;
+    if (!PyArg_ParseTuple(args, "O!O!O", &PyList_Type, &comps, &PyList_Type, &starts, &states))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(comps);
+    int bytes = PyBytes_CheckExact(states);
+    if (PyList_GET_SIZE(starts) != n || (bytes ? PyBytes_GET_SIZE(states) : (PyList_CheckExact(states)
+            ? PyList_GET_SIZE(states) : -1)) != n) {
+        PyErr_SetString(PyExc_ValueError, "columns of different lengths (or states not bytes or a list)");
+        return NULL;
+    }
+    Keyed *keys = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(Keyed));
+    if (keys == NULL) return PyErr_NoMemory();
+    int sorted = 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double t = PyFloat_AsDouble(PyList_GET_ITEM(starts, i));
+        if (t == -1.0 && PyErr_Occurred()) { PyMem_Free(keys); return NULL; }
+        if (i && !(t >= keys[i - 1].t)) sorted = 0;
+        keys[i].t = t;
+        keys[i].i = i;
+    }
+    if (sorted) { PyMem_Free(keys); Py_RETURN_NONE; }
+    qsort(keys, (size_t)n, sizeof(Keyed), keyed_cmp);
+    PyObject *out = PyList_New(n);
+    if (out == NULL) { PyMem_Free(keys); return NULL; }
+    const unsigned char *sb = bytes ? (const unsigned char *)PyBytes_AS_STRING(states) : NULL;
+    for (Py_ssize_t q = 0; q < n; q++) {
+        Py_ssize_t i = keys[q].i;
+        PyObject *st;
+        if (sb != NULL) {
+            if (sb[i] > 2) {
+                PyErr_Format(PyExc_ValueError, "state %d is not 0, 1 or 2", (int)sb[i]);
+                goto fail;
+            }
+            st = STATE_INT[sb[i]];
+        } else {
+            st = PyList_GET_ITEM(states, i);
+        }
+        PyObject *seg = PyTuple_Pack(4, PyList_GET_ITEM(comps, i), PyList_GET_ITEM(starts, i), INF_obj, st);
+        if (seg == NULL) goto fail;
+        PyList_SET_ITEM(out, q, seg);
+    }
+    PyMem_Free(keys);
+    return out;
+fail:
+    PyMem_Free(keys);
+    Py_DECREF(out);
+    return NULL;
+}
+
 /* float_kinds(buffer of doubles) -> (any NaN, any infinity): the checks of a segments
  * message's time columns, without a float object per item. */
 static PyObject *float_kinds(PyObject *self, PyObject *arg) {
@@ -1884,6 +1948,7 @@ static PyMethodDef methods[] = {
     {"columns_raw", columns_raw, METH_VARARGS, "decode_columns without dicts for plain messages"},
     {"is_in_time_order", is_in_time_order, METH_O, "segments open-ended and sorted by start"},
     {"encode_segments", encode_segments, METH_O, "the columns of segwire.encode_many"},
+    {"time_ordered", time_ordered, METH_VARARGS, "open-ended segment columns as tuples sorted by start"},
     {"float_kinds", float_kinds, METH_O, "(any NaN, any infinity) of a buffer of doubles"},
     {"recompute", svc_recompute, METH_VARARGS, "ServiceTracker._recompute"},
     {"compile_plan", compile_plan, METH_VARARGS, "a model's plan for apply_many"},
