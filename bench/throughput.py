@@ -264,6 +264,15 @@ class Worker:
                 self.proc.wait(10)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (0 if it is gone or 0)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def caught_up(status: dict[str, Any], topic: str, ends: dict[int, int]) -> bool:
     pos = status.get("position", {}).get(topic, {})
     return all(pos.get(str(p), 0) >= end for p, end in ends.items() if end)
@@ -594,7 +603,8 @@ def start_profile(pid: int, out: Path) -> subprocess.Popen[bytes]:
     pausing it (--nonblocking), every thread, with native (C) frames where it can."""
     out.parent.mkdir(parents=True, exist_ok=True)
     exe = Path(sys.executable).with_name("py-spy")
-    return subprocess.Popen([str(exe), "record", "--nonblocking", "-r", "100", "-f", "raw",
+    rate = os.environ.get("BENCH_SPY_RATE", "100")  # samples a second
+    return subprocess.Popen([str(exe), "record", "--nonblocking", "-r", rate, "-f", "raw",
                              "-o", str(out), "--pid", str(pid)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -652,6 +662,7 @@ def run_kind(kind: str, broker: EmbeddedBroker, work: Path, name: str, catalog: 
     spy = None
     try:
         w.wait_ready()
+        cpu0 = (cpu_seconds(w.proc.pid), cpu_seconds(broker.pid or 0))
         if opts.profile:
             spy = start_profile(w.proc.pid, Path(opts.profile) / f"{name}.txt")
         if env:
@@ -667,6 +678,17 @@ def run_kind(kind: str, broker: EmbeddedBroker, work: Path, name: str, catalog: 
                                reroute_ends=rerouted)
             stats = st["stats"]
             rate = len(msgs) / max(1e-9, stats["last_at"] - stats["first_at"])
+            if os.environ.get("BENCH_STATS"):  # the batch path's counters of this run
+                # CPU of the worker and of the broker per event, from ready to caught up:
+                # steadier than the rate on a shared machine (time waiting for a core
+                # is not in it)
+                cpu = (cpu_seconds(w.proc.pid) - cpu0[0],
+                       cpu_seconds(broker.pid or 0) - cpu0[1])
+                print(f"    {name}: CPU per event: worker {cpu[0] / len(msgs) * 1e6:.2f} µs, "
+                      f"broker {cpu[1] / len(msgs) * 1e6:.2f} µs", flush=True)
+                print(f"    {name}: " + ", ".join(
+                    f"{k} {v:.2f}" if isinstance(v, float) and v < 1e6 else f"{k} {v}"
+                    for k, v in stats.items() if not k.endswith("_at")), flush=True)
             if opts.inproc and kind == "pipeline" and stats.get("begun_at"):
                 # From the start of the first batch, as the other kinds measure.
                 FROM_START[name] = len(msgs) / max(1e-9, stats["last_at"] - stats["begun_at"])

@@ -404,12 +404,40 @@ static PyObject *tag_index(PyObject *tl, PyObject *tag) {
     return ix;
 }
 
+/* Room for one more item in an array with no buffer exported, grown as the array
+ * module's own array_resize grows it (the same sizes, so the same memory), with
+ * PyMem_Realloc as it does (arraymodule.c allocates ob_item with PyMem_ in 3.8-3.13):
+ * array.append parses its argument with PyArg_Parse, which cost more than the append
+ * at small timelines, whose arrays are full every few items. 0, or -1 with MemoryError. */
+#if PY_VERSION_HEX < 0x030E0000
+#define ARR_GROW 1
+#else
+#define ARR_GROW 0  /* an array module not checked against: its own append grows it */
+#endif
+static int arr_room(ArrayObj *a, Py_ssize_t itemsize) {
+    Py_ssize_t n = Py_SIZE(a);
+    if (n < a->allocated) return 0;
+    size_t want = (size_t)((n + 1) >> 4) + (n < 8 ? 3 : 7) + (size_t)(n + 1);
+    if (want > (size_t)PY_SSIZE_T_MAX / (size_t)itemsize) { PyErr_NoMemory(); return -1; }
+    char *items = PyMem_Realloc(a->ob_item, want * (size_t)itemsize);
+    if (items == NULL) { PyErr_NoMemory(); return -1; }
+    a->ob_item = items;
+    a->allocated = (Py_ssize_t)want;
+    return 0;
+}
+
 static inline int col_append(PyObject *col, PyObject *value) {
     if (array_fast && Py_TYPE(col) == Array_type) {
         ArrayObj *a = (ArrayObj *)col;
         Py_ssize_t n = Py_SIZE(a);
+        char code = *a->ob_descr;
+        if (ARR_GROW && n >= a->allocated && a->ob_exports == 0
+                && ((code == 'd' && PyFloat_CheckExact(value))
+                    || ((code == 'b' || code == 'I') && PyLong_CheckExact(value)))
+                && arr_room(a, code == 'd' ? (Py_ssize_t)sizeof(double)
+                               : code == 'b' ? 1 : (Py_ssize_t)sizeof(unsigned int)) < 0)
+            return -1;
         if (n < a->allocated && a->ob_exports == 0) {
-            char code = *a->ob_descr;
             if (code == 'd' && PyFloat_CheckExact(value)) {
                 ((double *)a->ob_item)[n] = PyFloat_AS_DOUBLE(value);
                 Py_SET_SIZE(a, n + 1);
@@ -452,11 +480,6 @@ static inline int as_state(PyObject *o) {
         return -1;
     }
     return (int)v;
-}
-
-static int append3(PyObject *a, PyObject *x, PyObject *b, PyObject *y, PyObject *c, PyObject *z) {
-    if (PyList_Append(a, x) < 0 || PyList_Append(b, y) < 0 || PyList_Append(c, z) < 0) return -1;
-    return 0;
 }
 
 /* ---- stage 1: the in-order path of batch.apply_columns -------------------------------- */
@@ -1060,13 +1083,13 @@ static Py_ssize_t bisect_l(const double *a, Py_ssize_t hi, double x, Py_ssize_t 
     return lo;
 }
 
-/* Append (t, st, tag) to the point columns (lists, for Timeline.assign_columns), the tag
+/* Append (t, st, tag) to the point columns (arrays, for Timeline.assign_columns), the tag
  * as its index in the service timeline's table. */
 static int push_tagged(PyObject *svc, PyObject *pts, PyObject *psts, PyObject *ptags, PyObject *t,
                        int st, PyObject *tag) {
     PyObject *g = tag_index(svc, tag);
     if (g == NULL) return -1;
-    int rc = append3(pts, t, psts, STATE_INT[st], ptags, g);
+    int rc = append_point(pts, t, psts, STATE_INT[st], ptags, g);
     Py_DECREF(g);
     return rc;
 }
@@ -1168,7 +1191,11 @@ static PyObject *svc_recompute(PyObject *self, PyObject *args) {
     else { last_tag = NO_TAG; Py_INCREF(last_tag); }
     svc = slot_get(tracker, &SV_TIMELINE);
     if (svc == NULL) goto done;
-    pts = PyList_New(0); psts = PyList_New(0); ptags = PyList_New(0);
+    /* the columns assign_columns takes over as they are (appended to in place: from
+     * lists it converted each item with PyArg_Parse, more than the sweep itself) */
+    pts = PyObject_CallFunction((PyObject *)Array_type, "s", "d");
+    psts = pts ? PyObject_CallFunction((PyObject *)Array_type, "s", "b") : NULL;
+    ptags = psts ? PyObject_CallFunction((PyObject *)Array_type, "s", "I") : NULL;
     if (!pts || !psts || !ptags) goto done;
     if (push_tagged(svc, pts, psts, ptags, start_obj, last_st, last_tag) < 0) goto done;
     if (nch) {
@@ -1511,6 +1538,173 @@ static PyObject *is_in_time_order(PyObject *self, PyObject *arg) {
     Py_RETURN_TRUE;
 }
 
+/* ---- the segments wire form (agents/worker/segwire.py) ------------------------------------ */
+
+/* encode_segments(items) -> (n, body, ids): the columns of segwire.encode_many for
+ * ``items`` = [(service, [(component, start, end, state), ...]), ...]: ``body`` holds
+ * the segment count of each service (uint32), then every start and every end (float64)
+ * and every state (uint8), in the host's byte order; ``ids`` the component ids joined by
+ * newlines, in UTF-8; ``n`` the segments. */
+static PyObject *encode_segments(PyObject *self, PyObject *items) {
+    if (!PyList_CheckExact(items)) {
+        PyErr_SetString(PyExc_TypeError, "items must be a list");
+        return NULL;
+    }
+    Py_ssize_t k = PyList_GET_SIZE(items), n = 0, idlen = 0;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        PyObject *item = PyList_GET_ITEM(items, i);
+        if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 2
+                || !PyList_CheckExact(PyTuple_GET_ITEM(item, 1))) {
+            PyErr_SetString(PyExc_TypeError, "an item is a (service, list of segments) pair");
+            return NULL;
+        }
+        PyObject *segs = PyTuple_GET_ITEM(item, 1);
+        Py_ssize_t m = PyList_GET_SIZE(segs);
+        if (m > 0xffffffffL) {
+            PyErr_SetString(PyExc_ValueError, "too many segments for one service");
+            return NULL;
+        }
+        for (Py_ssize_t j = 0; j < m; j++) {
+            PyObject *seg = PyList_GET_ITEM(segs, j);
+            if (!PyTuple_Check(seg) || PyTuple_GET_SIZE(seg) != 4 || !PyUnicode_Check(PyTuple_GET_ITEM(seg, 0))) {
+                PyErr_SetString(PyExc_TypeError, "a segment is a (component, start, end, state) tuple");
+                return NULL;
+            }
+            Py_ssize_t len;
+            if (PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(seg, 0), &len) == NULL) return NULL;
+            idlen += len + 1;
+        }
+        n += m;
+    }
+    if (n) idlen--;  /* no newline after the last */
+    PyObject *body = PyBytes_FromStringAndSize(NULL, 4 * k + 17 * n);
+    PyObject *ids = PyBytes_FromStringAndSize(NULL, idlen);
+    if (body == NULL || ids == NULL) { Py_XDECREF(body); Py_XDECREF(ids); return NULL; }
+    char *b = PyBytes_AS_STRING(body);
+    uint32_t *counts = (uint32_t *)b;  /* bytes objects are aligned for any type */
+    double *starts = (double *)(b + 4 * k), *ends = starts + n;
+    unsigned char *states = (unsigned char *)(ends + n);
+    char *out = PyBytes_AS_STRING(ids);
+    Py_ssize_t q = 0;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        PyObject *segs = PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 1);
+        Py_ssize_t m = PyList_GET_SIZE(segs);
+        uint32_t c = (uint32_t)m;
+        memcpy(counts + i, &c, 4);
+        for (Py_ssize_t j = 0; j < m; j++, q++) {
+            PyObject *seg = PyList_GET_ITEM(segs, j);
+            double t0 = PyFloat_AsDouble(PyTuple_GET_ITEM(seg, 1));
+            double t1 = PyFloat_AsDouble(PyTuple_GET_ITEM(seg, 2));
+            long st = PyLong_AsLong(PyTuple_GET_ITEM(seg, 3));
+            if (PyErr_Occurred()) goto fail;
+            if (st < 0 || st > 2) {
+                PyErr_Format(PyExc_ValueError, "state %ld is not 0, 1 or 2", st);
+                goto fail;
+            }
+            memcpy(starts + q, &t0, 8);
+            memcpy(ends + q, &t1, 8);
+            states[q] = (unsigned char)st;
+            Py_ssize_t len;
+            const char *id = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(seg, 0), &len);
+            if (id == NULL) goto fail;
+            if (q) *out++ = '\n';
+            memcpy(out, id, (size_t)len);
+            out += len;
+        }
+    }
+    return Py_BuildValue("(nNN)", n, body, ids);
+fail:
+    Py_DECREF(body);
+    Py_DECREF(ids);
+    return NULL;
+}
+
+/* time_ordered(comps, starts, states) -> list or None: the open-ended segments given as
+ * columns (lists of ids and of float starts; states as bytes or a list of ints), as
+ * (component, start, inf, state) tuples sorted by start, stably (each component keeps
+ * its own order); None when the starts are in order already. For
+ * service.in_time_order_columns, without a Python call per segment. */
+typedef struct { double t; Py_ssize_t i; } Keyed;
+
+static int keyed_cmp(const void *a, const void *b) {
+    const Keyed *x = a, *y = b;
+    if (x->t < y->t) return -1;
+    if (x->t > y->t) return 1;
+    return (x->i > y->i) - (x->i < y->i);
+}
+
+static PyObject *time_ordered(PyObject *self, PyObject *args) {
+    PyObject *comps, *starts, *states;
+    if (!PyArg_ParseTuple(args, "O!O!O", &PyList_Type, &comps, &PyList_Type, &starts, &states))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(comps);
+    int bytes = PyBytes_CheckExact(states);
+    if (PyList_GET_SIZE(starts) != n || (bytes ? PyBytes_GET_SIZE(states) : (PyList_CheckExact(states)
+            ? PyList_GET_SIZE(states) : -1)) != n) {
+        PyErr_SetString(PyExc_ValueError, "columns of different lengths (or states not bytes or a list)");
+        return NULL;
+    }
+    Keyed *keys = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(Keyed));
+    if (keys == NULL) return PyErr_NoMemory();
+    int sorted = 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double t = PyFloat_AsDouble(PyList_GET_ITEM(starts, i));
+        if (t == -1.0 && PyErr_Occurred()) { PyMem_Free(keys); return NULL; }
+        if (i && !(t >= keys[i - 1].t)) sorted = 0;
+        keys[i].t = t;
+        keys[i].i = i;
+    }
+    if (sorted) { PyMem_Free(keys); Py_RETURN_NONE; }
+    qsort(keys, (size_t)n, sizeof(Keyed), keyed_cmp);
+    PyObject *out = PyList_New(n);
+    if (out == NULL) { PyMem_Free(keys); return NULL; }
+    const unsigned char *sb = bytes ? (const unsigned char *)PyBytes_AS_STRING(states) : NULL;
+    for (Py_ssize_t q = 0; q < n; q++) {
+        Py_ssize_t i = keys[q].i;
+        PyObject *st;
+        if (sb != NULL) {
+            if (sb[i] > 2) {
+                PyErr_Format(PyExc_ValueError, "state %d is not 0, 1 or 2", (int)sb[i]);
+                goto fail;
+            }
+            st = STATE_INT[sb[i]];
+        } else {
+            st = PyList_GET_ITEM(states, i);
+        }
+        PyObject *seg = PyTuple_Pack(4, PyList_GET_ITEM(comps, i), PyList_GET_ITEM(starts, i), INF_obj, st);
+        if (seg == NULL) goto fail;
+        PyList_SET_ITEM(out, q, seg);
+    }
+    PyMem_Free(keys);
+    return out;
+fail:
+    PyMem_Free(keys);
+    Py_DECREF(out);
+    return NULL;
+}
+
+/* float_kinds(buffer of doubles) -> (any NaN, any infinity): the checks of a segments
+ * message's time columns, without a float object per item. */
+static PyObject *float_kinds(PyObject *self, PyObject *arg) {
+    Py_buffer v;
+    if (PyObject_GetBuffer(arg, &v, PyBUF_FORMAT) < 0) return NULL;
+    if (v.format == NULL || v.format[0] != 'd' || v.format[1] != 0 || v.len % sizeof(double)) {
+        PyBuffer_Release(&v);
+        PyErr_SetString(PyExc_TypeError, "a buffer of doubles is expected");
+        return NULL;
+    }
+    const double *a = v.buf;
+    Py_ssize_t n = v.len / (Py_ssize_t)sizeof(double);
+    int nan = 0, inf = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double x = a[i];
+        if (x != x) nan = 1;
+        else if (x == INFINITY || x == -INFINITY) inf = 1;
+    }
+    PyBuffer_Release(&v);
+    return Py_BuildValue("(OO)", nan ? Py_True : Py_False, inf ? Py_True : Py_False);
+}
+
 /* Prefix sums kept at every SUMS_BLOCK-th point of a timeline (Timeline._sums, see
  * streams/timeline.py): per kept point up, down and maintenance seconds before it and the
  * down runs begun at or before it. The sums between are added one by one from the kept
@@ -1753,6 +1947,9 @@ static PyMethodDef methods[] = {
     {"apply_many", svc_apply_many, METH_VARARGS, "ServiceTracker.apply_many"},
     {"columns_raw", columns_raw, METH_VARARGS, "decode_columns without dicts for plain messages"},
     {"is_in_time_order", is_in_time_order, METH_O, "segments open-ended and sorted by start"},
+    {"encode_segments", encode_segments, METH_O, "the columns of segwire.encode_many"},
+    {"time_ordered", time_ordered, METH_VARARGS, "open-ended segment columns as tuples sorted by start"},
+    {"float_kinds", float_kinds, METH_O, "(any NaN, any infinity) of a buffer of doubles"},
     {"recompute", svc_recompute, METH_VARARGS, "ServiceTracker._recompute"},
     {"compile_plan", compile_plan, METH_VARARGS, "a model's plan for apply_many"},
     {"evaluate_plan", evaluate_plan, METH_VARARGS, "state of a plan for (down, bad)"},

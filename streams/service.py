@@ -408,6 +408,14 @@ def in_time_order_columns(comps: Sequence[str], starts: Sequence[float],
     """
     if ends is None or _OPEN.issuperset(ends):
         n = len(starts)
+        fast = native.native
+        if fast is not None and type(comps) is list and type(starts) is list:
+            # In C: the order checked, and a batch out of order sorted (stably) into
+            # tuples, without three calls a segment through ``map``.
+            ordered = fast.time_ordered(comps, starts, states)
+            if ordered is not None:
+                return ordered  # type: ignore[no-any-return]
+            return zip(comps, starts, repeat(_INF, n), states, strict=True)
         if all(map(le, starts, islice(starts, 1, None))):
             return zip(comps, starts, repeat(_INF, n), states, strict=True)
         order = sorted(range(n), key=starts.__getitem__)

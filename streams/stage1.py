@@ -113,7 +113,7 @@ def classify(
     out.trackers.update(live)
     out.created.update(c for c in live if c not in known)
     # Every applied event is accepted unless listed in ``others`` or ``errors``.
-    accepted = sum(1 for j in index if first(j))
+    accepted = len(index) if firsts is None else sum(1 for j in index if firsts[j])
     for i, outcome in done.others:
         j = index[i]
         if outcome == "unmapped":

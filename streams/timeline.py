@@ -67,6 +67,12 @@ def state_column(values: Iterable[int] = ()) -> array[int]:
 _NONE_F: array[float] = array("d")
 _NONE_ATT: dict[str, tuple[array[int], array[float]]] = {}
 #: The tag table and its index of an untagged timeline, shared until a tag comes.
+#: New empty columns: copying an empty array skips array()'s argument parsing (a new
+#: timeline's three columns cost 1.7 of its 2.2 µs; 64,000 of them are made at first
+#: touch of 20,000 components feeding 4,000 services).
+_new_floats = array("d").__copy__
+_new_states = array("b").__copy__
+_new_tags = array("I").__copy__
 _NO_TAGS: list[Tag] = [NO_TAG]
 _NO_TAG_INDEX: dict[Tag, int] = {NO_TAG: 0}
 
@@ -164,12 +170,13 @@ class Timeline:
         tag: list[Tag] | None = None,
     ) -> None:
         # An array passed in is adopted, not copied (as lists were).
-        self.ts: array[float] = float_column(ts) if ts is not None else array("d")
-        self.st: array[int] = state_column(st) if st is not None else array("b")
+        self.ts: array[float] = float_column(ts) if ts is not None else _new_floats()
+        self.st: array[int] = state_column(st) if st is not None else _new_states()
         self.tags: list[Tag] = _NO_TAGS  # the tag of index i (0: NO_TAG)
         self._gx: dict[Tag, int] = _NO_TAG_INDEX  # the index of each tag in ``tags``
         self.tag: array[int] = (tag_column(map(self.intern, tag)) if tag is not None
-                                else array("I", bytes(4 * len(self.ts))))
+                                else array("I", bytes(4 * len(self.ts))) if self.ts
+                                else _new_tags())
         # Prefix sums and the attribution index are allocated when first built (most
         # timelines never need them): until then they are the shared empties.
         self._sums: array[float] = _NONE_F  # _SUMS values per kept point (see BLOCK)

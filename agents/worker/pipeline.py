@@ -3,13 +3,14 @@
 Stage 1 consumes ``component-events`` (and the internal re-route topic), classifies
 every message with the engine's ``ComponentTracker`` and forwards the ``Segment`` of
 each change to every service that depends on the component, on the segments topic
-keyed (and explicitly partitioned) by service. Stage 2 applies the segments to the
-service's ``ServiceTracker``.
+in the service's partition (explicitly partitioned, several services a message). Stage 2
+applies the segments to the service's ``ServiceTracker``.
 
 Both are batch handlers of ``batching.BatchConsumer``: they get every record Faust
 fetched for one partition at once, and per batch each changed tracker is serialized and
-written to its table once, and the segments for one service travel as one message, so
-the per-event cost is the engine's work. A handler returns the futures of its writes;
+written to its table once, and the segments of a fetch travel as one message per
+segments partition (``segwire.encode_many``), so the per-event cost is the engine's
+work. A handler returns the futures of its writes;
 the consumer commits the batch's offsets only once they all succeeded.
 
 Bad input never stops the worker: a message that cannot be decoded, and an event that
@@ -137,8 +138,9 @@ class Pipeline:
     async def stage1(self, batch: dict[Any, Sequence[Any]]) -> list[Any]:
         """Classify and apply a fetch's component events, all partitions at once.
 
-        One call for the whole fetch, so each service gets one segments message with
-        the segments of every partition, which stage 2 merges into time order. In a
+        One call for the whole fetch, so each service gets its segments of every
+        partition together (in one message of its segments partition), which stage 2
+        merges into time order. In a
         large fetch, what a partition ran ahead of the others in event time is left
         for the next fetch (``alignment.cuts``; the consumer seeks back to it).
         An input record is classified here when this worker owns its component's table
@@ -210,15 +212,22 @@ class Pipeline:
             futures += await self._send_forwards(q, items)
         part_svc = rt.service_partition
         seg_topic = self._segments_topic
-        last_seg: dict[int, Any] = {}
-        encode = segwire.encode
+        # One message per segments partition (segwire.encode_many), not per service.
+        by_part: dict[int, list[tuple[str, list[WireSegment]]]] = {}
         for name, segs in fanout.items():
             sp = part_svc(name)
-            fut = await send(seg_topic, name.encode(), encode(segs), sp)
-            futures.append(fut)
-            last_seg[sp] = fut
-        for fut in last_seg.values():
-            fut.add_done_callback(self._segment_delivered)
+            shares = by_part.get(sp)
+            if shares is None:
+                by_part[sp] = [(name, segs)]
+            else:
+                shares.append((name, segs))
+        for sp, shares in by_part.items():
+            fut = None
+            for value in segwire.encode_many(shares):
+                fut = await send(seg_topic, None, value, sp)
+                futures.append(fut)
+            if fut is not None:
+                fut.add_done_callback(self._segment_delivered)
         rt.counters.batches += 1
         rt.counters.events += n
         faults.point("fetch")
@@ -470,22 +479,29 @@ class Pipeline:
         svcs = self.rt.services
         by_service: dict[str, tuple[int, list[segwire.Columns]]] = {}
         decode = segwire.decode_columns
+        decode_many = segwire.decode_many
+        many = segwire.MAGIC_MANY
         for tp, records in batch.items():
             p = tp.partition
             for rec in records:
-                key = rec.key
-                name = key.decode() if isinstance(key, bytes) else str(key)
                 try:
-                    segments = decode(rec.value)
+                    value = rec.value
+                    if value.startswith(many):
+                        shares = decode_many(value)
+                    else:  # one service's, keyed by its name (earlier versions)
+                        key = rec.key
+                        name = key.decode() if isinstance(key, bytes) else str(key)
+                        shares = [(name, decode(value))]
                 except Exception as exc:  # not ours: never fatal
                     self.segment_log.warning("unreadable segment message %s[%d]@%d: %r",
                                              rec.topic, p, rec.offset, exc)
                     continue
-                entry = by_service.get(name)
-                if entry is None:
-                    by_service[name] = (p, [segments])
-                else:
-                    entry[1].append(segments)
+                for name, segments in shares:
+                    entry = by_service.get(name)
+                    if entry is None:
+                        by_service[name] = (p, [segments])
+                    else:
+                        entry[1].append(segments)
         for name, (p, parts) in by_service.items():
             cols = segwire.concat(parts)
             before = svcs.get(name)

@@ -10,6 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agents.worker import segwire
+from streams import native
+
+#: Every test here runs with the C encoder (streams/_native.c) and with the Python one.
+pytestmark = pytest.mark.usefixtures("engine_path")
 
 _ids = st.from_regex(r"[A-Za-z0-9._:/@-]{1,20}", fullmatch=True)
 _times = st.floats(allow_nan=False, allow_infinity=False)
@@ -54,3 +58,73 @@ def test_anything_else_is_a_value_error(raw: bytes) -> None:
     with pytest.raises(ValueError):
         segwire.decode(raw)
 
+
+
+_names = st.text(min_size=1, max_size=12)  # a service name may hold any character
+_shares = st.lists(st.tuples(_names, _segments), min_size=1, max_size=6)
+
+
+@given(shares=_shares, max_bytes=st.sampled_from([40, 200, 1000, segwire.MAX_BYTES]))
+def test_many_services_round_trip_in_order(
+        shares: list[tuple[str, list[tuple[str, float, float, int]]]], max_bytes: int) -> None:
+    """Every service gets back exactly its segments, in order, however the messages
+    were cut to stay under ``max_bytes`` (a service's list may span messages)."""
+    raws = segwire.encode_many(shares, max_bytes)
+    assert all(raw.startswith(segwire.MAGIC_MANY) for raw in raws)
+    # cut only as needed: a message over the limit holds a single segment
+    assert all(len(raw) <= max_bytes or sum(len(c.comps) for _, c in segwire.decode_many(raw)) == 1
+               for raw in raws)
+    got: list[tuple[str, tuple[str, float, float, int]]] = []
+    for raw in raws:
+        for name, cols in segwire.decode_many(raw):
+            ends = [math.inf] * len(cols.comps) if cols.ends is None else cols.ends
+            assert all(type(s) is float for s in cols.starts)
+            got += [(name, seg) for seg in zip(cols.comps, cols.starts, ends, cols.states, strict=True)]
+    assert got == [(name, seg) for name, segs in shares for seg in segs]
+
+
+@given(shares=_shares)
+def test_c_and_python_encoders_write_the_same_bytes(
+        shares: list[tuple[str, list[tuple[str, float, float, int]]]]) -> None:
+    fast = native.native
+    if fast is None:
+        return  # the Python run of the module: nothing to compare with
+    c = segwire.encode_many(shares, 1 << 30)
+    native.native = None
+    try:
+        py = segwire.encode_many(shares, 1 << 30)
+    finally:
+        native.native = fast
+    assert c == py
+
+
+def test_one_service_message_is_still_read_and_not_taken_for_many() -> None:
+    raw = segwire.encode([("a", 1.0, math.inf, 2)])
+    with pytest.raises(ValueError):
+        segwire.decode_many(raw)
+    with pytest.raises(ValueError):
+        segwire.decode_columns(segwire.encode_many([("s", [("a", 1.0, math.inf, 2)])])[0])
+
+
+def _many(*shares: tuple[str, list[tuple[str, float, float, int]]]) -> bytes:
+    return segwire.encode_many(list(shares))[0]
+
+
+@pytest.mark.parametrize("raw", [
+    segwire.MAGIC_MANY, segwire.MAGIC_MANY + b"\x01\x00\x00\x00",
+    _many(("s", [("a", 1.0, math.inf, 2)]))[:-1],  # the last id cut off
+    _many(("s", [("a", 1.0, math.inf, 2)])) + b"\nb",  # one segment, two ids
+    _many(("s", [("a", 1.0, math.inf, 2)])).replace(b"\x02[", b"\x09["),  # state 9
+    _many(("s", [("a", 1.0, math.inf, 2)])).replace(b'["s"]', b'["s",'),  # names not JSON
+    _many(("s", [("a", 1.0, math.inf, 2)])).replace(b'["s"]', b'[ 7 ]'),  # a name not a string
+    _many(("s", [("a", 1.0, math.inf, 2)]), ("t", [("b", 2.0, math.inf, 0)])).replace(
+        b'["s","t"]', b'["s"    ]'),  # fewer names than counts
+    _many(("s", [("a", 1.0, math.inf, 2), ("b", 2.0, math.inf, 0)])).replace(
+        b"\x02\x00\x00\x00", b"\x01\x00\x00\x00", 1),  # counts that do not add up
+    _many(("s", [("a", math.nan, math.inf, 2)])),  # a start that is not a time
+    _many(("s", [("b", 1.0, math.inf, 0), ("a", -math.inf, math.inf, 2)])),  # nor is this
+    _many(("s", [("a", 1.0, 5.0, 2), ("b", 1.0, math.nan, 0)])),  # an end that is not a time
+])
+def test_a_damaged_many_message_is_a_value_error(raw: bytes) -> None:
+    with pytest.raises(ValueError):
+        segwire.decode_many(raw)
