@@ -24,6 +24,7 @@ from agents.process import gcpolicy
 DEFAULT_BROKER = "kafka://localhost:9092"
 DEFAULT_CATALOG = "config/services.yaml"
 DEFAULT_WEB_PORT = 6066
+SEGMENTS_FORMATS = ("many", "single")
 DEFAULT_WEB_HOST = "127.0.0.1"
 DEFAULT_APP_ID = "slawatch"
 DEFAULT_EVENTS_TOPIC = "component-events"
@@ -116,6 +117,9 @@ class WorkerSettings:
     gc_threshold: tuple[int, int, int] = gcpolicy.DEFAULT
     #: Which broker implementation: patches only the embedded one needs apply only to it.
     broker_kind: str = "kafka"
+    #: ``many``: one segments message per segments partition a fetch; ``single``: one
+    #: per service, the only form releases up to 0.1.0 read (for a rolling upgrade).
+    segments_format: str = "many"
 
     def __post_init__(self) -> None:
         if not self.segments_topic:
@@ -149,7 +153,7 @@ class WorkerSettings:
             f"partitions={self.partitions} replication={self.replication_factor} "
             f"allowed_lateness={self.allowed_lateness:g}s "
             f"gc_threshold={','.join(map(str, self.gc_threshold))} "
-            f"broker_kind={self.broker_kind}"
+            f"broker_kind={self.broker_kind} segments_format={self.segments_format}"
         )
 
     @property
@@ -311,6 +315,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="the broker's implementation (env SLAWATCH_BROKER_KIND, default "
                         "%(default)s); `tansu` (the embedded broker of the demo and the "
                         "tests) turns on the patches for its quirks (agents/transport/)")
+    g.add_argument("--segments-format", choices=SEGMENTS_FORMATS,
+                   default=env_value("SLAWATCH_SEGMENTS_FORMAT", "many"),
+                   help="how stage 1 writes the service segments topic (env "
+                        "SLAWATCH_SEGMENTS_FORMAT, default %(default)s): `many`, one message "
+                        "per segments partition a fetch; `single`, one per service, the only "
+                        "form releases up to 0.1.0 read. Every release reads both: set "
+                        "`single` on upgraded workers while workers of 0.1.0 still run in "
+                        "the group (a rolling upgrade), then restart them without it")
     g.add_argument("--alertmanager-label", default=env_value("SLAWATCH_ALERTMANAGER_LABEL", "instance"),
                    help="alert label that names the component in POST /ingest/alertmanager, or "
                         "several separated by commas, the first present wins (env "
@@ -431,4 +443,5 @@ def from_args(args: argparse.Namespace) -> WorkerSettings:
         ingest_token_file=Path(args.ingest_token_file) if args.ingest_token_file else None,
         gc_threshold=gc_threshold,
         broker_kind=args.broker_kind,
+        segments_format=args.segments_format,
     )

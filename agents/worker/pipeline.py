@@ -122,6 +122,7 @@ class Pipeline:
         self._dlq_topic = topics.dlq.get_topic_name()
         self._reroute_topic = topics.reroute.get_topic_name()
         self._segments_topic = topics.segments.get_topic_name()
+        self._segments_single = rt.settings.segments_format == "single"
         self._max_request = int(topics.dlq.app.conf.producer_max_request_size)
         #: Per segments partition: the offset after the last segment record delivered.
         #: Stage 2 has caught up with stage 1 when its position reaches it.
@@ -212,6 +213,9 @@ class Pipeline:
             futures += await self._send_forwards(q, items)
         part_svc = rt.service_partition
         seg_topic = self._segments_topic
+        if self._segments_single:
+            futures += await self._send_single(fanout)
+            fanout = {}
         # One message per segments partition (segwire.encode_many), not per service.
         by_part: dict[int, list[tuple[str, list[WireSegment]]]] = {}
         for name, segs in fanout.items():
@@ -231,6 +235,22 @@ class Pipeline:
         rt.counters.batches += 1
         rt.counters.events += n
         faults.point("fetch")
+        return futures
+
+    async def _send_single(self, fanout: dict[str, list[WireSegment]]) -> list[Any]:
+        """One segments message per service, keyed by its name: the form workers of
+        releases up to 0.1.0 read (``--segments-format single``)."""
+        part_svc = self.rt.service_partition
+        seg_topic = self._segments_topic
+        send = self.send
+        futures = []
+        last: dict[int, Any] = {}
+        for name, segs in fanout.items():
+            sp = part_svc(name)
+            fut = last[sp] = await send(seg_topic, name.encode(), segwire.encode(segs), sp)
+            futures.append(fut)
+        for fut in last.values():
+            fut.add_done_callback(self._segment_delivered)
         return futures
 
     async def _classify(self, records: Sequence[Any], q: int,
