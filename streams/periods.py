@@ -129,6 +129,7 @@ def day_of(t: float, zone: str) -> date:
     return datetime.fromtimestamp(t, _zone(zone)).date()
 
 
+@lru_cache(maxsize=4096)
 def day_bounds(d: date, zone: str) -> tuple[float, float]:
     """``[start, end)`` of local day ``d`` (23 or 25 hours on the days clocks change)."""
     return _midnight(d, zone), _midnight(d + timedelta(days=1), zone)
@@ -289,7 +290,7 @@ class Runs:
         """The table of blamed sets and the columns: their bytes added to ``out`` (a
         checkpoint record, ``streams/record.py``), or without it little-endian in base64."""
         ab, ix = self.ab, self.ix
-        tags = [list(t) for t in self.tags[1:]]
+        tags = self.tags[1:]  # tuples: orjson writes them as arrays
         if out is not None:
             return {"n": len(ix), "o": out.add(ab), "oi": out.add(ix), "t": tags}
         if sys.byteorder == "big":  # pragma: no cover - little-endian machines here
