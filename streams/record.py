@@ -54,8 +54,10 @@ class Packer:
         return at
 
     def tag_table(self, meta: dict[str, Any], owner: Any) -> None:
-        """Store a timeline's tag table (``owner.tags``, without ``NO_TAG``) in ``meta``."""
-        meta["g"] = [list(t) for t in owner.tags[1:]]
+        """Store a timeline's tag table (``owner.tags``, without ``NO_TAG``) in ``meta``:
+        its tuples as they are (orjson writes a tuple as the array a list would be; a
+        list of each was most of a small tracker's write in a storm)."""
+        meta["g"] = owner.tags[1:]
 
     def encode(self, header: dict[str, Any]) -> bytes:
         return join(header, self.bufs)

@@ -173,7 +173,7 @@ class RollupBook:
             if old is not None and dirty >= old.covered:  # only after what it covers
                 r = extend_rollup(acc, old, view, tracker, until)
             else:
-                r = day_rollup(acc, view, tracker, d, until)
+                r = day_rollup(acc, view, tracker, d, until, old, dirty)
             if old is not None and old == r:
                 continue
             n += 1

@@ -9,8 +9,10 @@ force over the whole month from every event.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +20,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from streams.periods import DayRollup
 from streams.rollups import Stored, decode, encode
 from tests import reference as ref
 from tests.strategies import (
@@ -51,12 +54,45 @@ class DictStore:
         self.data[key] = encode(value)
 
 
-def make_book(engine: Any) -> Any:
+class KeepingStore(DictStore):
+    """A ``DictStore`` that keeps the objects it was given next to their bytes, as the
+    worker's table keeps them decoded: a day rollup keeps its in-memory marks, so the
+    next recomputation of its day resumes from one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kept: dict[str, Stored] = {}
+
+    def get(self, key: str) -> Stored | None:
+        return self.kept.get(key)
+
+    def put(self, service: str, key: str, value: Stored) -> None:
+        super().put(service, key, value)
+        assert decode(self.data[key]) == value  # what survives a restart is the same
+        self.kept[key] = value
+
+
+def make_book(engine: Any, store: Any = None) -> Any:
     from streams.periods import service_accounting, service_info
     from streams.rollups import RollupBook
 
-    return RollupBook(DictStore(), lambda name: service_accounting(engine.catalog, name),
+    return RollupBook(store if store is not None else DictStore(),
+                      lambda name: service_accounting(engine.catalog, name),
                       lambda name: service_info(engine.catalog, name))
+
+
+@contextlib.contextmanager
+def marks_every(n: int) -> Iterator[None]:
+    """Day rollups marked every ``n`` points of their view (and thinned as usual): the
+    few events a generated history has still resume from marks."""
+    from streams import periods
+
+    old = periods.MARK_EVERY
+    periods.MARK_EVERY = n
+    try:
+        yield
+    finally:
+        periods.MARK_EVERY = old
 
 
 def feed(engine: Any, book: Any, arrivals: list[ref.Ev], cuts: list[int], now: float) -> None:
@@ -152,20 +188,110 @@ def test_month_report_with_calendars_matches_brute_force(h: Any, data: st.DataOb
     check_against_reference(h, data)
 
 
-def check_against_reference(h: Any, data: st.DataObject) -> None:
+@st.composite
+def dense_histories(draw: st.DrawFn, with_calendars: bool = False
+                    ) -> tuple[dict[str, Any], list[ref.Ev], float]:
+    """Many events in a day or two (a storm): days with many points, recomputed from
+    inside at many checkpoints."""
+    cat = draw(catalogs())
+    if with_calendars:
+        draw(calendars(cat, START + 9 * 86400.0, 3600.0))
+    step = draw(st.sampled_from((60.0, 300.0, 900.0)))
+    first = START + 10 * 86400.0 - draw(st.sampled_from((0.0, 3 * 3600.0)))
+    ev = st.builds(
+        ref.Ev,
+        component=st.sampled_from(list(cat["components"])),
+        state=st.sampled_from((ref.UP, ref.DOWN, ref.MAINTENANCE, ref.DOWN)),
+        ts=st.integers(0, int(1.5 * 86400 / step)).map(lambda k: first + k * step),
+    )
+    events = draw(st.lists(ev, min_size=5, max_size=80))
+    return cat, events, draw(st.sampled_from((END + 3600.0, first + 86400.0)))
+
+
+@ENGINE_SETTINGS
+@given(dense_histories(), st.data())
+def test_month_report_resumed_from_marks_matches_brute_force(h: Any, data: st.DataObject
+                                                             ) -> None:
+    """Rollups kept in memory between checkpoints, as the worker keeps them, recompute
+    a day from the last mark before what changed: the reports are the reference's."""
+    cat, _, now = h
+    with marks_every(data.draw(st.sampled_from((1, 2, 3)))):
+        assert_reports_match(cat, *out_of_order(h, data), now, KeepingStore())
+
+
+@ENGINE_SETTINGS
+@given(dense_histories(with_calendars=True), st.data())
+def test_month_report_with_calendars_resumed_from_marks_matches_brute_force(
+        h: Any, data: st.DataObject) -> None:
+    cat, _, now = h
+    with marks_every(data.draw(st.sampled_from((1, 2, 3)))):
+        assert_reports_match(cat, *out_of_order(h, data), now, KeepingStore())
+
+
+def out_of_order(h: Any, data: st.DataObject) -> tuple[list[ref.Ev], list[int]]:
+    """Arrivals and batch cuts that recompute days from inside: events jittered within
+    the allowed lateness, or some components' events hours to days ahead of the others
+    (input partitions apart in event time), in many batches."""
+    cat, events, now = h
+    if data.draw(st.booleans()):
+        jitter = data.draw(st.lists(st.floats(0, 1), min_size=len(events),
+                                    max_size=len(events)))
+        arrivals = jittered_order(events, jitter, 600.0)
+    else:
+        ahead = set(data.draw(st.lists(st.sampled_from(sorted(cat["components"])),
+                                       unique=True)))
+        skew = data.draw(st.sampled_from((3600.0, 5 * 3600.0, 86400.0)))
+        arrivals = sorted(events, key=lambda e: e.ts - (skew if e.component in ahead else 0.0))
+    every = data.draw(st.integers(1, 6))
+    return [e for e in arrivals if e.ts <= now], list(range(0, len(arrivals), every))
+
+
+@ENGINE_SETTINGS
+@given(dense_histories(with_calendars=True), st.data())
+def test_rollups_resumed_from_marks_equal_rollups_recomputed_from_midnight(
+        h: Any, data: st.DataObject) -> None:
+    """Every stored day rollup of a book whose days resume from marks (at every point)
+    is the one a book that recomputes every dirty day from midnight stores."""
+    cat, _, now = h
+    arrivals, cuts = out_of_order(h, data)
+    whole_engine, marked_engine = build_engine(cat), build_engine(cat)
+    whole, marked = DictStore(), KeepingStore()
+    feed(whole_engine, make_book(whole_engine, whole), arrivals, cuts, now)
+    with marks_every(1):
+        feed(marked_engine, make_book(marked_engine, marked), arrivals, cuts, now)
+    assert set(whole.data) == set(marked.data)
+    for key, raw in whole.data.items():
+        want, got = decode(raw), decode(marked.data[key])
+        if not isinstance(want, DayRollup):
+            assert got == want, key
+            continue
+        assert isinstance(got, DayRollup)
+        close = [math.isclose(x, y, rel_tol=1e-12, abs_tol=1e-9)
+                 for x, y in ((got.up, want.up), (got.down, want.down),
+                              (got.planned, want.planned))]
+        assert all(close), (key, got, want)
+        assert (got.day, got.start, got.end, got.covered, got.tail) == \
+            (want.day, want.start, want.end, want.covered, want.tail), key
+        assert list(got.runs) == list(want.runs) and got.runs.tags == want.runs.tags, key
+        assert got.blame.keys() == want.blame.keys(), key
+        assert all(math.isclose(got.blame[c], want.blame[c], rel_tol=1e-12, abs_tol=1e-9)
+                   for c in want.blame), key
+
+
+def check_against_reference(h: Any, data: st.DataObject, store: Any = None) -> None:
     cat, events, now = h
     jitter = data.draw(st.lists(st.floats(0, 1), min_size=len(events), max_size=len(events)))
     arrivals = jittered_order(events, jitter, 600.0)
     cuts = data.draw(st.lists(st.integers(0, max(0, len(arrivals))), max_size=6))
-    assert_reports_match(cat, arrivals, cuts, now)
+    assert_reports_match(cat, arrivals, cuts, now, store)
 
 
 def assert_reports_match(cat: dict[str, Any], arrivals: list[ref.Ev], cuts: list[int],
-                         now: float) -> None:
+                         now: float, store: Any = None) -> None:
     """Each service's ``PERIOD`` report at ``now``, from ``arrivals`` applied and
     checkpointed in batches split at ``cuts``, equals the brute-force reference's."""
     engine = build_engine(cat)
-    book = make_book(engine)
+    book = make_book(engine, store)
     feed(engine, book, arrivals, cuts, now)
     rcat = ref.RefCatalog.from_dict(cat)
     _, applied = ref.classify(rcat, arrivals, 600.0)

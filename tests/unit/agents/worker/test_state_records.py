@@ -45,6 +45,7 @@ def test_every_tracker_comes_back_equal(sc: object, data: st.DataObject) -> None
         assert (back.pruned_outages, back.pruned_downtime, back.whole_from, back.frontier) == (
             tr.pruned_outages, tr.pruned_downtime, tr.whole_from, tr.frontier)
         assert decode_service(orjson.dumps(tr.to_obj())).to_obj() == tr.to_obj()
+        assert raw == _as_lists(tr)  # the bytes the previous release wrote
         # each tag is in the table once, and every point's index is in it
         table = back.timeline.tags
         assert len(set(table)) == len(table)
@@ -53,6 +54,19 @@ def test_every_tracker_comes_back_equal(sc: object, data: st.DataObject) -> None
         tr.timeline.prune_before(tr.timeline.ts[len(tr.timeline) // 2]
                                  if len(tr.timeline) else 0.0)
         assert set(tr.timeline.tag) | {0} == set(range(len(tr.timeline.tags)))
+
+
+class _ListPacker(record.Packer):
+    """The tag tables as lists of lists, as ``Packer`` built them before it handed
+    orjson the tuples."""
+
+    def tag_table(self, meta: dict[str, object], owner: object) -> None:
+        meta["g"] = [list(t) for t in owner.tags[1:]]  # type: ignore[attr-defined]
+
+
+def _as_lists(tr: ServiceTracker) -> bytes:
+    out = _ListPacker()
+    return out.encode(tr.to_record(out))
 
 
 def test_edge_values_round_trip() -> None:
