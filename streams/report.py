@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -318,6 +318,22 @@ def window_availability_many(timelines: Iterable[Timeline], now: float
                      for x in tails[k]]
         add((s, tuple(vals)))
     return out
+
+
+def window_availability_flat(timelines: Sequence[Timeline], now: float
+                             ) -> tuple[bytes, list[float]]:
+    """``window_availability_many`` as columns: the states at ``now``, a byte per
+    timeline, and the ratios, ``len(WINDOWS)`` per timeline in WINDOWS order, in one
+    flat list; the same floats. In C (``_native.windows_many``, the same steps as the
+    loop of ``window_availability_many``) when it is built: the collector's values of
+    every moving component at each scrape."""
+    fast = native.native
+    if fast is None or not _IN_SIZE_ORDER:
+        many = window_availability_many(timelines, now)
+        return bytes([s for s, _ in many]), [v for _, values in many for v in values]
+    xs = [now - size for size in _SIZES_ASC]
+    states, values = fast.windows_many(timelines, now, xs, now - _LONGEST)
+    return states, values
 
 
 def _reach(period: Period, now: float) -> float:

@@ -33,6 +33,7 @@ from agents.exposition.spec import (
 )
 from agents.worker.runtime import Runtime
 from agents.worker.state import TrackerTable
+from streams import native
 from streams.accounting import component_view
 from streams.calendars import MaintenanceWindow
 from streams.catalog import Catalog
@@ -43,6 +44,7 @@ from streams.report import (
     component_lines_until,
     service_report,
     service_report_until,
+    window_availability_flat,
     window_availability_many,
 )
 from streams.states import UP
@@ -776,26 +778,46 @@ class ComponentLines:
     @staticmethod
     def _compute(ch: _Chunk, now: float) -> None:
         """The values of the moving keys of ``ch`` at ``now``."""
-        pieces, up_fmt = ch.pieces, ch.up
+        up_fmt = ch.up
         n = _C_PIECES
         up_i = _UP_I
         fmt_up = _C_UP_FMT
-        nh = "\n" + _C_AVAIL_HEAD
-        w0, w1, w2, w3, w4, w5, w6, w7 = _WIN_LABELS
         moving = ch.moving
-        values_of = window_availability_many(
+        states, values = window_availability_flat(
             [t.view(now) if type(t) is _Windowed else t.history for t in moving.values()], now)
-        # The texts of all the values at once (window_availability_many gives floats).
-        texts = _float_texts([v for _, values in values_of for v in values])
-        k = 0
-        for i, (state, _) in zip(moving, values_of, strict=True):
+        for i, state in zip(moving, states, strict=True):
             up_fmt[i] = fmt_up[state == up_i]
-            t0, t1, t2, t3, t4, t5, t6, t7 = texts[k:k + 8]
-            k += 8
-            b = n * i
-            pieces[b + 2:b + n:2] = (
-                f"{w0}{t0}{nh}", f"{w1}{t1}{nh}", f"{w2}{t2}{nh}", f"{w3}{t3}{nh}",
-                f"{w4}{t4}{nh}", f"{w5}{t5}{nh}", f"{w6}{t6}{nh}", f"{w7}{t7}\n")
+        # The texts of all the values at once (window_availability_flat gives floats),
+        # each written between its window's label and the next line's head.
+        put_texts(ch.pieces, [n * i + 2 for i in moving], _float_texts(values),
+                  _AVAIL_PRE, _AVAIL_POST)
+
+
+def _put_texts(out: list[str], at: list[int], texts: list[str], pre: tuple[str, ...],
+               post: tuple[str, ...]) -> None:
+    """``out[at[k] + 2 * w] = pre[w] + texts[nw * k + w] + post[w]`` for every k and
+    w < nw = len(pre) (``_native.put_texts``'s twin)."""
+    nw = len(pre)
+    if len(post) != nw or len(texts) != nw * len(at):
+        raise ValueError("put_texts: len(texts) must be len(at) * len(pre)")
+    for k, b in enumerate(at):
+        out[b:b + 2 * nw:2] = [f"{a}{t}{z}" for a, t, z in
+                               zip(pre, texts[nw * k:nw * (k + 1)], post, strict=True)]
+
+
+def put_texts(out: list[str], at: list[int], texts: list[str], pre: tuple[str, ...],
+              post: tuple[str, ...]) -> None:
+    """``_put_texts``, in C when the extension is built."""
+    fast = native.native
+    if fast is None:
+        _put_texts(out, at, texts, pre, post)
+    else:
+        fast.put_texts(out, at, texts, pre, post)
+
+
+#: What comes before and after a value's text in the ``Tw`` pieces (``_C_PIECES``).
+_AVAIL_PRE = _WIN_LABELS
+_AVAIL_POST = (*(f"\n{_C_AVAIL_HEAD}",) * (len(WINDOWS) - 1), "\n")
 
 
 class _Windowed:

@@ -3,7 +3,8 @@
 ``ComponentLines`` keeps each component's lines with the tracker's stored bytes and the
 interval in which ``component_lines_until`` proved every value constant. Whatever the
 clock and the trackers do, a scrape must read exactly what a fresh report renders:
-``render_report(rt.report(now))``. The clock is injected; nothing sleeps.
+``render_report(rt.report(now))``. The clock is injected; nothing sleeps. Run on the C
+loops (``_native.windows_many``/``put_texts``) and on their Python twins.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from streams.report import component_lines_until, component_report
 from streams.service import ServiceTracker
 from streams.states import State
 from tests.fake_tables import FakeRuntime, Table
+
+pytestmark = pytest.mark.usefixtures("engine_path")
 
 T0 = 1_700_000_000.0
 DAY = 86400.0
