@@ -1878,6 +1878,116 @@ static PyObject *put_texts(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+
+/* att_whole(att, lo, hi, ts, tag, tags, out): Timeline._att_whole's twin, the whole
+ * pieces lo .. hi - 1 of the attribution index: for each blamed component (in the
+ * dict's order) ``out[comp] = out.get(comp, 0.0) + (cum(b) - cum(a))`` where a, b are
+ * its first entries at or after pieces lo and hi, and cum(e) is its running sum kept at
+ * every ATT_BLOCK-th entry plus the shares after it, added in the same order
+ * (Timeline._att_cum). A share is (ts[i + 1] - ts[i]) / len(tags[tag[i]]). */
+#define ATT_SHIFT 3
+
+static Py_ssize_t bisect_li(const int *a, Py_ssize_t hi, Py_ssize_t x, Py_ssize_t lo) {
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        if (a[mid] < x) lo = mid + 1; else hi = mid;
+    }
+    return lo;
+}
+
+static int att_cum(const int *idx, Py_ssize_t nidx, const double *cum, Py_ssize_t ncum,
+                   const double *t, Py_ssize_t n, const unsigned int *tg, PyObject *tags,
+                   Py_ssize_t e, double *res) {
+    if (e == nidx) {
+        if (ncum < 1) goto bad;
+        *res = cum[ncum - 1];
+        return 0;
+    }
+    Py_ssize_t k = e >> ATT_SHIFT;
+    if (k >= ncum) goto bad;
+    double total = cum[k];
+    for (Py_ssize_t q = k << ATT_SHIFT; q < e; q++) {
+        Py_ssize_t i = idx[q];
+        if (i < 0 || i + 1 >= n) goto bad;
+        Py_ssize_t g = tg[i];
+        if (g >= PyList_GET_SIZE(tags)) goto bad;
+        Py_ssize_t len = PyObject_Length(PyList_GET_ITEM(tags, g));
+        if (len < 0) return -1;
+        if (len == 0) {
+            PyErr_SetString(PyExc_ZeroDivisionError, "float division by zero");
+            return -1;
+        }
+        total = total + (t[i + 1] - t[i]) / (double)len;
+    }
+    *res = total;
+    return 0;
+bad:
+    PyErr_SetString(PyExc_IndexError, "att_whole: the attribution index does not fit the timeline");
+    return -1;
+}
+
+static PyObject *att_whole(PyObject *self, PyObject *args) {
+    PyObject *att, *ts, *tag, *tags, *out;
+    Py_ssize_t lo, hi;
+    if (!PyArg_ParseTuple(args, "O!nnOOO!O!", &PyDict_Type, &att, &lo, &hi, &ts, &tag,
+                          &PyList_Type, &tags, &PyDict_Type, &out))
+        return NULL;
+    Py_buffer vt, vg;
+    if (col_view(ts, &vt, 'd') < 0) return NULL;
+    if (col_view(tag, &vg, 'I') < 0) { PyBuffer_Release(&vt); return NULL; }
+    PyObject *res = NULL;
+    const double *t = vt.buf;
+    const unsigned int *tg = vg.buf;
+    Py_ssize_t n = vt.len / 8;
+    if (vg.len / 4 != n) {
+        PyErr_SetString(PyExc_ValueError, "a timeline's times and tags differ in length");
+        goto done;
+    }
+    Py_ssize_t pos = 0;
+    PyObject *comp, *entry;
+    while (PyDict_Next(att, &pos, &comp, &entry)) {
+        if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 2) {
+            PyErr_SetString(PyExc_TypeError, "att_whole: an entry must be (idx, cum)");
+            goto done;
+        }
+        Py_buffer vi, vc;
+        if (col_view(PyTuple_GET_ITEM(entry, 0), &vi, 'i') < 0) goto done;
+        if (col_view(PyTuple_GET_ITEM(entry, 1), &vc, 'd') < 0) { PyBuffer_Release(&vi); goto done; }
+        const int *idx = vi.buf;
+        const double *cum = vc.buf;
+        Py_ssize_t nidx = vi.len / 4, ncum = vc.len / 8;
+        Py_ssize_t a = bisect_li(idx, nidx, lo, 0);
+        Py_ssize_t b = bisect_li(idx, nidx, hi, a);
+        int rc = 0;
+        if (b > a) {
+            double cb, ca;
+            rc = att_cum(idx, nidx, cum, ncum, t, n, tg, tags, b, &cb);
+            if (rc == 0) rc = att_cum(idx, nidx, cum, ncum, t, n, tg, tags, a, &ca);
+            if (rc == 0) {
+                PyObject *old = PyDict_GetItemWithError(out, comp);  /* borrowed */
+                double base = 0.0;
+                if (old == NULL && PyErr_Occurred()) rc = -1;
+                else if (old != NULL) {
+                    base = PyFloat_AsDouble(old);
+                    if (base == -1.0 && PyErr_Occurred()) rc = -1;
+                }
+                if (rc == 0) {
+                    PyObject *v = PyFloat_FromDouble(base + (cb - ca));
+                    rc = v == NULL ? -1 : PyDict_SetItem(out, comp, v);
+                    Py_XDECREF(v);
+                }
+            }
+        }
+        PyBuffer_Release(&vi); PyBuffer_Release(&vc);
+        if (rc < 0) goto done;
+    }
+    Py_INCREF(Py_None);
+    res = Py_None;
+done:
+    PyBuffer_Release(&vt); PyBuffer_Release(&vg);
+    return res;
+}
+
 /* tags_used(tag) -> int: how many distinct tag indexes ``tag`` (array('I')) holds, 0
  * (NO_TAG) counted whether it occurs or not: Timeline.compact_tags compares it with its
  * table's length, at every prune. */
@@ -2012,6 +2122,7 @@ static PyMethodDef methods[] = {
     {"sums_at", sums_at, METH_VARARGS, "a timeline's prefix sums at a point"},
     {"windows_many", windows_many, METH_VARARGS, "states and window ratios of many timelines"},
     {"put_texts", put_texts, METH_VARARGS, "pieces of texts between fixed strings, into a list"},
+    {"att_whole", att_whole, METH_VARARGS, "the attribution index's whole pieces, added to a dict"},
     {"tags_used", tags_used, METH_VARARGS, "distinct tag indexes of a tag column"},
     {NULL, NULL, 0, NULL},
 };
