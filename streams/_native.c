@@ -1988,6 +1988,57 @@ done:
     return res;
 }
 
+
+/* put_choices(out, at, picks, choices): ``out[at[k]] = choices[picks[k]]`` for each k
+ * (picks: bytes; collector.py ``_put_choices``'s twin): the up line of each moving
+ * component by its state. */
+static PyObject *put_choices(PyObject *self, PyObject *args) {
+    PyObject *out, *at, *choices;
+    Py_buffer picks;
+    if (!PyArg_ParseTuple(args, "O!O!y*O!", &PyList_Type, &out, &PyList_Type, &at, &picks,
+                          &PyTuple_Type, &choices))
+        return NULL;
+    PyObject *res = NULL;
+    const unsigned char *p = picks.buf;
+    Py_ssize_t n = PyList_GET_SIZE(at), size = PyList_GET_SIZE(out), nc = PyTuple_GET_SIZE(choices);
+    if (picks.len != n) {
+        PyErr_SetString(PyExc_ValueError, "put_choices: len(picks) must be len(at)");
+        goto done;
+    }
+    for (Py_ssize_t k = 0; k < n; k++) {
+        Py_ssize_t i = PyLong_AsSsize_t(PyList_GET_ITEM(at, k));
+        if (i == -1 && PyErr_Occurred()) goto done;
+        if (i < 0 || i >= size || p[k] >= nc) {
+            PyErr_SetString(PyExc_IndexError, "put_choices: an index out of range");
+            goto done;
+        }
+        PyObject *c = PyTuple_GET_ITEM(choices, p[k]);
+        Py_INCREF(c);
+        if (PyList_SetItem(out, i, c) < 0) goto done;  /* steals */
+    }
+    Py_INCREF(Py_None);
+    res = Py_None;
+done:
+    PyBuffer_Release(&picks);
+    return res;
+}
+
+/* plain_floats(values, lo, hi) -> bool: whether every item is a float that is 0.0 or
+ * whose magnitude is in [lo, hi) (collector.py ``_plain_floats``'s twin; NaN is not). */
+static PyObject *plain_floats(PyObject *self, PyObject *args) {
+    PyObject *values;
+    double lo, hi;
+    if (!PyArg_ParseTuple(args, "O!dd", &PyList_Type, &values, &lo, &hi)) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(values);
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *v = PyList_GET_ITEM(values, k);
+        if (!PyFloat_CheckExact(v)) Py_RETURN_FALSE;
+        double x = fabs(PyFloat_AS_DOUBLE(v));
+        if (!(x == 0.0 || (lo <= x && x < hi))) Py_RETURN_FALSE;
+    }
+    Py_RETURN_TRUE;
+}
+
 /* tags_used(tag) -> int: how many distinct tag indexes ``tag`` (array('I')) holds, 0
  * (NO_TAG) counted whether it occurs or not: Timeline.compact_tags compares it with its
  * table's length, at every prune. */
@@ -2123,6 +2174,8 @@ static PyMethodDef methods[] = {
     {"windows_many", windows_many, METH_VARARGS, "states and window ratios of many timelines"},
     {"put_texts", put_texts, METH_VARARGS, "pieces of texts between fixed strings, into a list"},
     {"att_whole", att_whole, METH_VARARGS, "the attribution index's whole pieces, added to a dict"},
+    {"put_choices", put_choices, METH_VARARGS, "one of some objects into a list at each index"},
+    {"plain_floats", plain_floats, METH_VARARGS, "whether floats are 0 or of a magnitude in a range"},
     {"tags_used", tags_used, METH_VARARGS, "distinct tag indexes of a tag column"},
     {NULL, NULL, 0, NULL},
 };

@@ -34,7 +34,7 @@ from agents.exposition.spec import (
 from agents.worker.runtime import Runtime
 from agents.worker.state import TrackerTable
 from streams import native
-from streams.accounting import component_view
+from streams.accounting import OUTSIDE, component_view
 from streams.calendars import MaintenanceWindow
 from streams.catalog import Catalog
 from streams.report import (
@@ -344,14 +344,25 @@ def _float_texts(values: list[float]) -> list[str]:
     if not _FAST:  # pragma: no cover - an orjson that writes floats otherwise
         return list(map(_f, values))
     texts = _orjson_texts(values)
-    total = sum(values)  # NaN if any is NaN (or both infinities are there)
-    if not (min(values) >= _FAST_LO and max(values) < _FAST_HI and total == total):
+    fast = native.native
+    if fast is not None:
+        plain = fast.plain_floats(values, _FAST_LO, _FAST_HI)
+    else:
+        total = sum(values)  # NaN if any is NaN (or both infinities are there)
+        plain = min(values) >= _FAST_LO and max(values) < _FAST_HI and total == total
+    if not plain:
         lo, hi, f = _FAST_LO, _FAST_HI, _f
         for k, v in enumerate(values):
             # orjson's text of -v is "-" and that of v, as repr's; 0.0 and -0.0 alike.
             if not (lo <= v < hi or -hi < v <= -lo or v == 0.0):
                 texts[k] = f(v)
     return texts
+
+
+def _plain_floats(values: list[float], lo: float, hi: float) -> bool:
+    """Whether every item is a float that is 0.0 or of a magnitude in ``[lo, hi)``
+    (``_native.plain_floats``'s twin): none of them needs ``_f`` in ``_float_texts``."""
+    return all(type(v) is float and (v == 0.0 or lo <= abs(v) < hi) for v in values)
 
 
 def _component_label(name: str, team: str | None) -> str:
@@ -780,13 +791,10 @@ class ComponentLines:
         """The values of the moving keys of ``ch`` at ``now``."""
         up_fmt = ch.up
         n = _C_PIECES
-        up_i = _UP_I
-        fmt_up = _C_UP_FMT
         moving = ch.moving
         states, values = window_availability_flat(
             [t.view(now) if type(t) is _Windowed else t.history for t in moving.values()], now)
-        for i, state in zip(moving, states, strict=True):
-            up_fmt[i] = fmt_up[state == up_i]
+        put_choices(up_fmt, list(moving), states, _UP_BY_STATE)
         # The texts of all the values at once (window_availability_flat gives floats),
         # each written between its window's label and the next line's head.
         put_texts(ch.pieces, [n * i + 2 for i in moving], _float_texts(values),
@@ -805,6 +813,23 @@ def _put_texts(out: list[str], at: list[int], texts: list[str], pre: tuple[str, 
                                zip(pre, texts[nw * k:nw * (k + 1)], post, strict=True)]
 
 
+def _put_choices(out: list[str], at: list[int], picks: bytes, choices: tuple[str, ...]) -> None:
+    """``out[at[k]] = choices[picks[k]]`` for every k (``_native.put_choices``'s twin)."""
+    if len(picks) != len(at):
+        raise ValueError("put_choices: len(picks) must be len(at)")
+    for i, p in zip(at, picks, strict=True):
+        out[i] = choices[p]
+
+
+def put_choices(out: list[str], at: list[int], picks: bytes, choices: tuple[str, ...]) -> None:
+    """``_put_choices``, in C when the extension is built."""
+    fast = native.native
+    if fast is None:
+        _put_choices(out, at, picks, choices)
+    else:
+        fast.put_choices(out, at, picks, choices)
+
+
 def put_texts(out: list[str], at: list[int], texts: list[str], pre: tuple[str, ...],
               post: tuple[str, ...]) -> None:
     """``_put_texts``, in C when the extension is built."""
@@ -815,6 +840,8 @@ def put_texts(out: list[str], at: list[int], texts: list[str], pre: tuple[str, .
         fast.put_texts(out, at, texts, pre, post)
 
 
+#: A component's ``_C_UP`` line format by its state's number (up: 1.0, any other: 0.0).
+_UP_BY_STATE = tuple(_C_UP_FMT[s == _UP_I] for s in range(OUTSIDE + 1))
 #: What comes before and after a value's text in the ``Tw`` pieces (``_C_PIECES``).
 _AVAIL_PRE = _WIN_LABELS
 _AVAIL_POST = (*(f"\n{_C_AVAIL_HEAD}",) * (len(WINDOWS) - 1), "\n")
