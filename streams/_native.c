@@ -2023,20 +2023,22 @@ done:
     return res;
 }
 
-/* plain_floats(values, lo, hi) -> bool: whether every item is a float that is 0.0 or
- * whose magnitude is in [lo, hi) (collector.py ``_plain_floats``'s twin; NaN is not). */
+/* plain_floats(values, lo, hi) -> int: 2 if every item is a float that is 0.0 or whose
+ * magnitude is in [lo, hi) (NaN is not), else 1 if every item is a float, else 0
+ * (collector.py ``_plain_floats``'s twin). */
 static PyObject *plain_floats(PyObject *self, PyObject *args) {
     PyObject *values;
     double lo, hi;
     if (!PyArg_ParseTuple(args, "O!dd", &PyList_Type, &values, &lo, &hi)) return NULL;
     Py_ssize_t n = PyList_GET_SIZE(values);
+    long kind = 2;
     for (Py_ssize_t k = 0; k < n; k++) {
         PyObject *v = PyList_GET_ITEM(values, k);
-        if (!PyFloat_CheckExact(v)) Py_RETURN_FALSE;
+        if (!PyFloat_CheckExact(v)) return PyLong_FromLong(0);
         double x = fabs(PyFloat_AS_DOUBLE(v));
-        if (!(x == 0.0 || (lo <= x && x < hi))) Py_RETURN_FALSE;
+        if (!(x == 0.0 || (lo <= x && x < hi))) kind = 1;
     }
-    Py_RETURN_TRUE;
+    return PyLong_FromLong(kind);
 }
 
 /* tags_used(tag) -> int: how many distinct tag indexes ``tag`` (array('I')) holds, 0

@@ -226,18 +226,32 @@ def _service_lines(s: ServiceReport) -> tuple[str, ...]:
 def _service_lines_known(s: ServiceReport, lab: str, escape: bool) -> tuple[str, ...]:
     """``_service_lines(s)`` with its label text ``lab`` known, and whether a name of
     its components needs escaping (``escape``)."""
+    values, comps = _service_values(s)
+    return _service_lines_texts(s, lab, escape, comps, _value_texts(values))
+
+
+def _service_values(s: ServiceReport) -> tuple[list[float], tuple[str, ...]]:
+    """The values of a service's lines that vary, in the order ``_service_lines_texts``
+    reads their texts, and its blamed components' names in the order of their values."""
+    blame = s.downtime_by_component_seconds
+    comps = tuple(sorted(blame)) if blame else ()
+    return ([*_BY_WINDOW(s.availability_ratio), *_BY_WINDOW(s.burn_rate), s.sla_availability_ratio,
+             s.error_budget_remaining_ratio, s.error_budget_exhaustion_seconds, s.outage_seconds,
+             s.downtime_seconds_total, *[blame[c] for c in comps]], comps)
+
+
+def _value_texts(values: list[float]) -> list[str]:
+    """``_f`` of each value (through orjson when they are all floats)."""
+    return _float_texts(values) if set(map(type, values)) == _FLOATS else list(map(_f, values))
+
+
+def _service_lines_texts(s: ServiceReport, lab: str, escape: bool, comps: tuple[str, ...],
+                         texts: list[str]) -> tuple[str, ...]:
+    """``_service_lines_known`` with the texts of ``_service_values(s)`` given."""
     (n_info, n_up, n_maint, n_in_st, n_sched, n_avail, n_sla, n_target, n_burn, n_budget, n_exhaust,
      n_trend, n_status, n_outage, n_restore, n_outages, n_down, n_supported, n_gap,
      n_blame) = _S_NAMES
     f = _f
-    blame = s.downtime_by_component_seconds
-    comps = sorted(blame) if blame else ()
-    # The values that vary, formatted together (``_f`` of each).
-    values = [*_BY_WINDOW(s.availability_ratio), *_BY_WINDOW(s.burn_rate), s.sla_availability_ratio,
-              s.error_budget_remaining_ratio, s.error_budget_exhaustion_seconds, s.outage_seconds,
-              s.downtime_seconds_total, *[blame[c] for c in comps]]
-    texts = (_float_texts(values) if set(map(type, values)) == _FLOATS
-             else list(map(f, values)))
     sla_t, budget_t, exhaust_t, outage_t, down_t = texts[16:21]
     if not comps:
         blame_text = ""
@@ -346,7 +360,7 @@ def _float_texts(values: list[float]) -> list[str]:
     texts = _orjson_texts(values)
     fast = native.native
     if fast is not None:
-        plain = fast.plain_floats(values, _FAST_LO, _FAST_HI)
+        plain = fast.plain_floats(values, _FAST_LO, _FAST_HI) == PLAIN
     else:
         total = sum(values)  # NaN if any is NaN (or both infinities are there)
         plain = min(values) >= _FAST_LO and max(values) < _FAST_HI and total == total
@@ -359,10 +373,18 @@ def _float_texts(values: list[float]) -> list[str]:
     return texts
 
 
-def _plain_floats(values: list[float], lo: float, hi: float) -> bool:
-    """Whether every item is a float that is 0.0 or of a magnitude in ``[lo, hi)``
-    (``_native.plain_floats``'s twin): none of them needs ``_f`` in ``_float_texts``."""
-    return all(type(v) is float and (v == 0.0 or lo <= abs(v) < hi) for v in values)
+#: ``plain_floats``' answers: every value a float whose text orjson writes as ``_f``
+#: does; every value a float (``_float_texts`` takes them); some value another type.
+PLAIN, FLOATS, OTHER = 2, 1, 0
+
+
+def _plain_floats(values: list[float], lo: float, hi: float) -> int:
+    """``PLAIN`` if every item is a float that is 0.0 or of a magnitude in ``[lo, hi)``
+    (none needs ``_f`` in ``_float_texts``), else ``FLOATS`` if every item is a float,
+    else ``OTHER`` (``_native.plain_floats``'s twin)."""
+    if not all(type(v) is float for v in values):
+        return OTHER
+    return PLAIN if all(v == 0.0 or lo <= abs(v) < hi for v in values) else FLOATS
 
 
 def _component_label(name: str, team: str | None) -> str:
@@ -398,6 +420,9 @@ def component_text(comps: list[ComponentReport]) -> str:
 
 #: Keys whose lines of one family ``_LineCache.render`` puts in one part.
 JOIN_KEYS = 4096
+#: Keys whose lines ``_LineCache.render`` computes in one ``fresh_many`` (their reports
+#: are held until their lines are written).
+FRESH_KEYS = 256
 
 #: One key's lines of one family.
 Line = str
@@ -464,6 +489,11 @@ class _LineCache:
               ) -> tuple[tuple[Line, ...], float]:
         raise NotImplementedError
 
+    def fresh_many(self, catalog: Catalog, items: list[tuple[str, Any]], now: float
+                   ) -> list[tuple[tuple[Line, ...], float]]:
+        """``fresh`` of each (key, tracker)."""
+        return [self.fresh(catalog, key, tracker, now) for key, tracker in items]
+
     def prepare(self, catalog: Catalog, table: TrackerTable[Any], keys: list[str],
                 now: float, step: int) -> Iterator[None]:
         """The entries ``render`` at ``now`` would make for ``keys``, ``step`` keys
@@ -491,7 +521,7 @@ class _LineCache:
                 tracker, stored = table.get_stored(key)
                 if stored is None and tracker is not None:
                     continue  # unwritten changes: nothing to keep
-                lines, until = self.fresh(catalog, key, tracker, now)
+                [(lines, until)] = self.fresh_many(catalog, [(key, tracker)], now)
                 if until > now:
                     entries[key] = _Entry(stored, now, until, lines)
                     looked.pop(key, None)
@@ -515,6 +545,8 @@ class _LineCache:
         per_key: list[tuple[Line, ...]] = []
         add = per_key.append
         reused = 0
+        # Keys to compute afresh: (index in per_key, key, tracker, stored bytes, entry).
+        todo: list[tuple[int, str, Any, bytes | None, _Entry | None]] = []
         for key in keys:
             e = entries.get(key)
             if e is not None and e.since <= now < e.until and key not in dirty:
@@ -524,13 +556,11 @@ class _LineCache:
                     add(e.lines)
                     reused += 1
                     continue
-            tracker, stored = table.get_stored(key)
-            lines, until = self.fresh(catalog, key, tracker, now)
-            if until > now and (tracker is None or stored is not None):
-                entries[key] = _Entry(stored, now, until, lines)
-            elif e is not None:
-                del entries[key]
-            add(lines)
+            todo.append((len(per_key), key, *table.get_stored(key), e))
+            add(())  # its lines: below
+            if len(todo) >= FRESH_KEYS:
+                self._fresh_into(per_key, todo, catalog, now)
+        self._fresh_into(per_key, todo, catalog, now)
         self.reused = reused
         if len(entries) > len(keys):  # keys no longer owned
             keep = set(keys)
@@ -545,6 +575,24 @@ class _LineCache:
             for k in range(0, len(column), step):
                 out.append(list(column[k:k + step]))
         return out
+
+
+    def _fresh_into(self, per_key: list[tuple[Line, ...]],
+                    todo: list[tuple[int, str, Any, bytes | None, _Entry | None]],
+                    catalog: Catalog, now: float) -> None:
+        """The lines of the keys in ``todo`` into ``per_key``, their entries kept
+        where proved; ``todo`` is emptied."""
+        if not todo:
+            return
+        entries = self._entries
+        got = self.fresh_many(catalog, [(key, tracker) for _, key, tracker, _, _ in todo], now)
+        for (k, key, tracker, stored, e), (lines, until) in zip(todo, got, strict=True):
+            if until > now and (tracker is None or stored is not None):
+                entries[key] = _Entry(stored, now, until, lines)
+            elif e is not None:
+                del entries[key]
+            per_key[k] = lines
+        todo.clear()
 
 
 def _same(raw: bytes | None, token: bytes | None) -> bool:
@@ -870,20 +918,52 @@ class ServiceLines(_LineCache):
         super().__init__()
         self._escape_catalog: Catalog | None = None
         self._escape = True
+        self._labs: dict[str, str] = {}
+
+    def _labels(self, catalog: Catalog) -> dict[str, str]:
+        """Each service's label text, and whether a name of the services' components
+        (those of their blame) needs escaping: once per catalog rather than at each
+        scrape."""
+        if catalog is not self._escape_catalog:
+            self._escape = any(_esc(c) != c for name in catalog.services
+                               for c in catalog.components_of(name))
+            # prometheus_client writes label names sorted; so does this.
+            self._labs = {name: f'kind="{_esc(svc.kind)}",service="{_esc(name)}"'
+                          for name, svc in catalog.services.items()}
+            self._escape_catalog = catalog
+        return self._labs
 
     def fresh(self, catalog: Catalog, key: str, tracker: Any, now: float
               ) -> tuple[tuple[Line, ...], float]:
-        svc = catalog.services[key]
-        report = service_report(svc, tracker, catalog, now)
-        if catalog is not self._escape_catalog:
-            # Whether a name of the services' components (those of their blame) needs
-            # escaping: once per catalog rather than each name at each scrape.
-            self._escape = any(_esc(c) != c for name in catalog.services
-                               for c in catalog.components_of(name))
-            self._escape_catalog = catalog
-        lab = f'kind="{_esc(report.kind)}",service="{_esc(report.name)}"'
-        return (_service_lines_known(report, lab, self._escape),
-                service_report_until(svc, tracker, now, catalog))
+        return self.fresh_many(catalog, [(key, tracker)], now)[0]
+
+    def fresh_many(self, catalog: Catalog, items: list[tuple[str, Any]], now: float
+                   ) -> list[tuple[tuple[Line, ...], float]]:
+        """``fresh`` of each, the texts of all their values written at once."""
+        labs = self._labels(catalog)
+        escape = self._escape
+        services = catalog.services
+        reports = [service_report(services[key], tracker, catalog, now) for key, tracker in items]
+        values = [_service_values(r) for r in reports]
+        flat = [v for vs, _ in values for v in vs]
+        fast = native.native
+        kind = OTHER if fast is None else fast.plain_floats(flat, _FAST_LO, _FAST_HI)
+        if kind != OTHER:
+            # Every value a float: their texts in one go (those orjson would write
+            # otherwise than _f by _f).
+            texts = ((_orjson_texts(flat) if _FAST and flat else list(map(_f, flat)))
+                     if kind == PLAIN else _float_texts(flat))
+            k = 0
+            per = []
+            for vs, _ in values:
+                per.append(texts[k:k + len(vs)])
+                k += len(vs)
+        else:
+            per = [_value_texts(vs) for vs, _ in values]
+        return [(_service_lines_texts(r, labs[key], escape, comps, t),
+                 service_report_until(services[key], tracker, now, catalog))
+                for (key, tracker), r, (_, comps), t in zip(items, reports, values, per,
+                                                            strict=True)]
 
 
 def make_registry(rt: Runtime, registry: CollectorRegistry | None = None) -> CollectorRegistry:

@@ -297,18 +297,19 @@ class Spies:
 
         self.looked: list[str] = []
         self.fresh: list[str] = []
-        real_look, real_fresh = mod.ComponentLines._look, mod.ServiceLines.fresh
+        real_look, real_fresh = mod.ComponentLines._look, mod.ServiceLines.fresh_many
 
         def look(lines: Any, ch: Any, i: int, *args: Any) -> None:
             self.looked.append(ch.keys[i])
             real_look(lines, ch, i, *args)
 
-        def fresh(lines: Any, catalog: Catalog, key: str, *args: Any) -> Any:
-            self.fresh.append(key)
-            return real_fresh(lines, catalog, key, *args)
+        def fresh_many(lines: Any, catalog: Catalog, items: list[tuple[str, Any]],
+                       *args: Any) -> Any:
+            self.fresh += [key for key, _ in items]
+            return real_fresh(lines, catalog, items, *args)
 
         monkeypatch.setattr(mod.ComponentLines, "_look", look)
-        monkeypatch.setattr(mod.ServiceLines, "fresh", fresh)
+        monkeypatch.setattr(mod.ServiceLines, "fresh_many", fresh_many)
 
     def clear(self) -> None:
         self.looked.clear()

@@ -18,7 +18,11 @@ from hypothesis import strategies as st
 from agents.exposition.collector import (
     _FAST_HI,
     _FAST_LO,
+    FLOATS,
+    OTHER,
+    PLAIN,
     _float_texts,
+    _orjson_texts,
     _plain_floats,
     _put_choices,
     _put_texts,
@@ -89,7 +93,13 @@ _floats = st.floats() | st.sampled_from((0.0, -0.0, _FAST_LO, -_FAST_LO, _FAST_H
 @settings(max_examples=300, deadline=None)
 @given(values=st.lists(_floats, max_size=12))
 def test_plain_floats_twins_agree_and_texts_are_f_texts(values: list[float]) -> None:
-    plain = _plain_floats(values, _FAST_LO, _FAST_HI)
+    kind = _plain_floats(values, _FAST_LO, _FAST_HI)
     if native.native is not None:
-        assert native.native.plain_floats(values, _FAST_LO, _FAST_HI) is plain
+        assert native.native.plain_floats(values, _FAST_LO, _FAST_HI) == kind
+        mixed: list[float] = [*values, 1]  # type: ignore[list-item]  # an int
+        assert native.native.plain_floats(mixed, _FAST_LO, _FAST_HI) == _plain_floats(
+            mixed, _FAST_LO, _FAST_HI) == OTHER
+    assert kind in (PLAIN, FLOATS)
     assert _float_texts(values) == [f_text(v) for v in values]
+    if kind == PLAIN:  # orjson's texts as they are
+        assert _orjson_texts(values) == [f_text(v) for v in values] or not values
