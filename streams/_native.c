@@ -2041,6 +2041,33 @@ static PyObject *plain_floats(PyObject *self, PyObject *args) {
     return PyLong_FromLong(kind);
 }
 
+/* odd_floats(values, lo, hi) -> list: the indexes of the items that are not 0.0 and
+ * whose magnitude is not in [lo, hi) (NaN included); every item must be a float
+ * (collector.py ``_odd_floats``'s twin). */
+static PyObject *odd_floats(PyObject *self, PyObject *args) {
+    PyObject *values;
+    double lo, hi;
+    if (!PyArg_ParseTuple(args, "O!dd", &PyList_Type, &values, &lo, &hi)) return NULL;
+    PyObject *out = PyList_New(0);
+    if (out == NULL) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(values);
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *v = PyList_GET_ITEM(values, k);
+        if (!PyFloat_Check(v)) {
+            Py_DECREF(out);
+            PyErr_SetString(PyExc_TypeError, "odd_floats: every value must be a float");
+            return NULL;
+        }
+        double x = fabs(PyFloat_AS_DOUBLE(v));
+        if (!(x == 0.0 || (lo <= x && x < hi))) {
+            PyObject *i = PyLong_FromSsize_t(k);
+            if (i == NULL || PyList_Append(out, i) < 0) { Py_XDECREF(i); Py_DECREF(out); return NULL; }
+            Py_DECREF(i);
+        }
+    }
+    return out;
+}
+
 /* tags_used(tag) -> int: how many distinct tag indexes ``tag`` (array('I')) holds, 0
  * (NO_TAG) counted whether it occurs or not: Timeline.compact_tags compares it with its
  * table's length, at every prune. */
@@ -2178,6 +2205,7 @@ static PyMethodDef methods[] = {
     {"att_whole", att_whole, METH_VARARGS, "the attribution index's whole pieces, added to a dict"},
     {"put_choices", put_choices, METH_VARARGS, "one of some objects into a list at each index"},
     {"plain_floats", plain_floats, METH_VARARGS, "whether floats are 0 or of a magnitude in a range"},
+    {"odd_floats", odd_floats, METH_VARARGS, "indexes of floats not 0 nor of a magnitude in a range"},
     {"tags_used", tags_used, METH_VARARGS, "distinct tag indexes of a tag column"},
     {NULL, NULL, 0, NULL},
 };

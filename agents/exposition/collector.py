@@ -235,9 +235,12 @@ def _service_values(s: ServiceReport) -> tuple[list[float], tuple[str, ...]]:
     reads their texts, and its blamed components' names in the order of their values."""
     blame = s.downtime_by_component_seconds
     comps = tuple(sorted(blame)) if blame else ()
+    restore = s.restore_target_seconds
     return ([*_BY_WINDOW(s.availability_ratio), *_BY_WINDOW(s.burn_rate), s.sla_availability_ratio,
              s.error_budget_remaining_ratio, s.error_budget_exhaustion_seconds, s.outage_seconds,
-             s.downtime_seconds_total, *[blame[c] for c in comps]], comps)
+             s.downtime_seconds_total, s.sla_target_ratio, float(s.sla_status),
+             float(s.outages_total), s.supported_availability_ratio,
+             *(() if restore is None else (restore,)), *[blame[c] for c in comps]], comps)
 
 
 def _value_texts(values: list[float]) -> list[str]:
@@ -251,16 +254,18 @@ def _service_lines_texts(s: ServiceReport, lab: str, escape: bool, comps: tuple[
     (n_info, n_up, n_maint, n_in_st, n_sched, n_avail, n_sla, n_target, n_burn, n_budget, n_exhaust,
      n_trend, n_status, n_outage, n_restore, n_outages, n_down, n_supported, n_gap,
      n_blame) = _S_NAMES
-    f = _f
-    sla_t, budget_t, exhaust_t, outage_t, down_t = texts[16:21]
+    sla_t, budget_t, exhaust_t, outage_t, down_t, target_t, status_t, outages_t, supported_t = \
+        texts[16:25]
+    restore = s.restore_target_seconds
+    nb = 25 if restore is None else 26  # the first blame value's
     if not comps:
         blame_text = ""
     elif escape:
         blame_text = "".join([f'{n_blame}{{component="{_esc(c)}",{lab}}} {t}\n'
-                              for c, t in zip(comps, texts[21:], strict=True)])
+                              for c, t in zip(comps, texts[nb:], strict=True)])
     else:
         blame_text = "".join([f'{n_blame}{{component="{c}",{lab}}} {t}\n'
-                              for c, t in zip(comps, texts[21:], strict=True)])
+                              for c, t in zip(comps, texts[nb:], strict=True)])
     return (
         f'{n_info}{{customers="{_esc(",".join(s.customers))}",{lab}}} 1.0\n',
         f"{n_up}{{{lab}}} {'1.0' if s.up else '0.0'}\n",
@@ -269,18 +274,17 @@ def _service_lines_texts(s: ServiceReport, lab: str, escape: bool, comps: tuple[
         f"{n_sched}{{{lab}}} {'1.0' if s.scheduled_maintenance else '0.0'}\n",
         _window_texts(f"{n_avail}{{{lab}", texts[0:8]),
         f"{n_sla}{{{lab}}} {sla_t}\n",
-        f"{n_target}{{{lab}}} {f(s.sla_target_ratio)}\n",
+        f"{n_target}{{{lab}}} {target_t}\n",
         _window_texts(f"{n_burn}{{{lab}", texts[8:16]),
         f"{n_budget}{{{lab}}} {budget_t}\n",
         f"{n_exhaust}{{{lab}}} {exhaust_t}\n",
         f"{n_trend}{{{lab}}} {'1.0' if s.trending_below_sla else '0.0'}\n",
-        f"{n_status}{{{lab}}} {f(float(s.sla_status))}\n",
+        f"{n_status}{{{lab}}} {status_t}\n",
         f"{n_outage}{{{lab}}} {outage_t}\n",
-        "" if s.restore_target_seconds is None
-        else f"{n_restore}{{{lab}}} {f(s.restore_target_seconds)}\n",
-        f"{n_outages}{{{lab}}} {f(float(s.outages_total))}\n",
+        "" if restore is None else f"{n_restore}{{{lab}}} {texts[25]}\n",
+        f"{n_outages}{{{lab}}} {outages_t}\n",
         f"{n_down}{{{lab}}} {down_t}\n",
-        f"{n_supported}{{{lab}}} {f(s.supported_availability_ratio)}\n",
+        f"{n_supported}{{{lab}}} {supported_t}\n",
         f"{n_gap}{{{lab}}} {'1.0' if s.kpi_gap else '0.0'}\n",
         blame_text,
     )
@@ -360,17 +364,25 @@ def _float_texts(values: list[float]) -> list[str]:
     texts = _orjson_texts(values)
     fast = native.native
     if fast is not None:
-        plain = fast.plain_floats(values, _FAST_LO, _FAST_HI) == PLAIN
-    else:
-        total = sum(values)  # NaN if any is NaN (or both infinities are there)
-        plain = min(values) >= _FAST_LO and max(values) < _FAST_HI and total == total
-    if not plain:
+        for k in fast.odd_floats(values, _FAST_LO, _FAST_HI):
+            texts[k] = _f(values[k])
+        return texts
+    total = sum(values)  # NaN if any is NaN (or both infinities are there)
+    if not (min(values) >= _FAST_LO and max(values) < _FAST_HI and total == total):
         lo, hi, f = _FAST_LO, _FAST_HI, _f
         for k, v in enumerate(values):
             # orjson's text of -v is "-" and that of v, as repr's; 0.0 and -0.0 alike.
             if not (lo <= v < hi or -hi < v <= -lo or v == 0.0):
                 texts[k] = f(v)
     return texts
+
+
+def _odd_floats(values: list[float], lo: float, hi: float) -> list[int]:
+    """The indexes of the values that are not 0.0 and whose magnitude is not in
+    ``[lo, hi)`` (``_native.odd_floats``'s twin); every value must be a float."""
+    if not all(isinstance(v, float) for v in values):
+        raise TypeError("odd_floats: every value must be a float")
+    return [k for k, v in enumerate(values) if not (v == 0.0 or lo <= abs(v) < hi)]
 
 
 #: ``plain_floats``' answers: every value a float whose text orjson writes as ``_f``

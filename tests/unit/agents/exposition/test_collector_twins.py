@@ -22,6 +22,7 @@ from agents.exposition.collector import (
     OTHER,
     PLAIN,
     _float_texts,
+    _odd_floats,
     _orjson_texts,
     _plain_floats,
     _put_choices,
@@ -100,6 +101,12 @@ def test_plain_floats_twins_agree_and_texts_are_f_texts(values: list[float]) -> 
         assert native.native.plain_floats(mixed, _FAST_LO, _FAST_HI) == _plain_floats(
             mixed, _FAST_LO, _FAST_HI) == OTHER
     assert kind in (PLAIN, FLOATS)
+    odd = _odd_floats(values, _FAST_LO, _FAST_HI)
+    assert (kind == PLAIN) == (not odd)
+    if native.native is not None:
+        assert native.native.odd_floats(values, _FAST_LO, _FAST_HI) == odd
+        with pytest.raises(TypeError):
+            native.native.odd_floats(mixed, _FAST_LO, _FAST_HI)
     assert _float_texts(values) == [f_text(v) for v in values]
     if kind == PLAIN:  # orjson's texts as they are
         assert _orjson_texts(values) == [f_text(v) for v in values] or not values
