@@ -2068,6 +2068,64 @@ static PyObject *odd_floats(PyObject *self, PyObject *args) {
     return out;
 }
 
+/* lines_until(ts, st, now, sizes) -> float: report.component_lines_until's loop (its
+ * twin, ``_lines_until``) over a history's columns: until when every ratio over the
+ * windows of ``sizes`` and the state stay what they are at ``now``; ``now`` when some
+ * window holds both up and down seconds. */
+static PyObject *lines_until(PyObject *self, PyObject *args) {
+    PyObject *ts, *st, *sizes;
+    double now;
+    if (!PyArg_ParseTuple(args, "OOdO!", &ts, &st, &now, &PyTuple_Type, &sizes)) return NULL;
+    Py_buffer vt, vs;
+    int ht, hs;
+    const double *t;
+    const signed char *sv;
+    Py_ssize_t n, ns;
+    if (col_read(ts, 'd', (const void **)&t, &n, &vt, &ht) < 0) return NULL;
+    if (col_read(st, 'b', (const void **)&sv, &ns, &vs, &hs) < 0) {
+        if (ht) PyBuffer_Release(&vt);
+        return NULL;
+    }
+    PyObject *res = NULL;
+    double until;
+    if (ns != n) {
+        PyErr_SetString(PyExc_ValueError, "a timeline's times and states differ in length");
+        goto done;
+    }
+    if (n == 0) { until = INFINITY; goto out; }
+    Py_ssize_t j = bisect_r(t, n, now, 0) - 1;
+    until = j + 1 < n ? t[j + 1] : INFINITY;
+    if (j < 0) goto out;  /* up before the first point: every ratio 1.0 */
+    double down_end = -INFINITY, other_end = -INFINITY;
+    if (sv[j] == ST_DOWN) down_end = INFINITY; else other_end = INFINITY;
+    for (Py_ssize_t k = j - 1; k >= 0 && (down_end == -INFINITY || other_end == -INFINITY); k--) {
+        double end = t[k + 1];
+        if (end > t[k]) {  /* zero-length pieces last no time */
+            if (sv[k] == ST_DOWN) {
+                if (down_end == -INFINITY) down_end = end;
+            } else if (other_end == -INFINITY) {
+                other_end = end;
+            }
+        }
+    }
+    if (other_end == -INFINITY) other_end = t[0];  /* before the first point: up */
+    for (Py_ssize_t w = 0; w < PyTuple_GET_SIZE(sizes); w++) {
+        double size = PyFloat_AsDouble(PyTuple_GET_ITEM(sizes, w));
+        if (size == -1.0 && PyErr_Occurred()) goto done;
+        double x = now - size;
+        if (down_end <= x) continue;  /* no down second in the window */
+        if (other_end <= x) continue;  /* only down seconds: ratio 0.0 */
+        until = now;
+        break;
+    }
+out:
+    res = PyFloat_FromDouble(until);
+done:
+    if (ht) PyBuffer_Release(&vt);
+    if (hs) PyBuffer_Release(&vs);
+    return res;
+}
+
 /* tags_used(tag) -> int: how many distinct tag indexes ``tag`` (array('I')) holds, 0
  * (NO_TAG) counted whether it occurs or not: Timeline.compact_tags compares it with its
  * table's length, at every prune. */
@@ -2206,6 +2264,7 @@ static PyMethodDef methods[] = {
     {"put_choices", put_choices, METH_VARARGS, "one of some objects into a list at each index"},
     {"plain_floats", plain_floats, METH_VARARGS, "whether floats are 0 or of a magnitude in a range"},
     {"odd_floats", odd_floats, METH_VARARGS, "indexes of floats not 0 nor of a magnitude in a range"},
+    {"lines_until", lines_until, METH_VARARGS, "until when a history's window ratios stay"},
     {"tags_used", tags_used, METH_VARARGS, "distinct tag indexes of a tag column"},
     {NULL, NULL, 0, NULL},
 };

@@ -534,7 +534,15 @@ def component_lines_until(tracker: ComponentTracker | None, now: float) -> float
     if tracker is None:
         return math.inf
     tl = tracker.history
-    ts, st = tl.ts, tl.st
+    fast = native.native
+    if fast is not None:
+        return fast.lines_until(tl.ts, tl.st, now, _WINDOW_SIZES)  # type: ignore[no-any-return]
+    return _lines_until(tl.ts, tl.st, now)
+
+
+def _lines_until(ts: Sequence[float], st: Sequence[int], now: float) -> float:
+    """``component_lines_until`` over a history's columns (``_native.lines_until``'s
+    twin)."""
     n = len(ts)
     if not n:
         return math.inf

@@ -147,3 +147,27 @@ def test_flat_over_long_histories(points: list[tuple[float, int]], more: list[tu
     copy = Timeline(list(tl.ts), list(tl.st))
     for now in [*instants, t + later]:
         assert _flat([tl, copy], now) == [_expected(copy, now)] * 2
+
+
+@settings(max_examples=200, deadline=None)
+@given(points=_long, at=st.lists(st.floats(-0.2, 1.2), min_size=1, max_size=4),
+       later=st.sampled_from(LATER))
+def test_lines_until_twins_agree(points: list[tuple[float, int]], at: list[float],
+                                 later: float) -> None:
+    """``_native.lines_until`` gives ``_lines_until``'s bound (the collector's proof that
+    a component's lines stay), at instants before, inside and after a history."""
+    from streams import native
+    from streams.report import _WINDOW_SIZES, _lines_until
+
+    fast = native.native
+    if fast is None:
+        pytest.skip("the Python path has no twin to compare with")
+    tl = Timeline()
+    t = NOW - 20 * 86400.0
+    for step, state in points:
+        t += step
+        tl.append_state(t, int(state))
+    span = (tl.ts[0], tl.ts[-1]) if tl.ts else (NOW, NOW)
+    for now in [span[0] + (span[1] - span[0]) * a for a in at] + [span[1] + later]:
+        want = _lines_until(tl.ts, tl.st, now)
+        assert fast.lines_until(tl.ts, tl.st, now, _WINDOW_SIZES).hex() == float(want).hex()
