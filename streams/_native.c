@@ -212,7 +212,7 @@ typedef struct {
     PyObject *name;
 } Slot;
 
-static Slot TL_TS, TL_ST, TL_TAG, TL_GX, TL_TAGS, CT_NEWEST, CT_HISTORY, CT_SINCE, SV_COMPONENTS, SV_DOWN, SV_BAD,
+static Slot TL_TS, TL_ST, TL_TAG, TL_GX, TL_TAGS, TL_SUMS, TL_VALID, CT_NEWEST, CT_HISTORY, CT_SINCE, SV_COMPONENTS, SV_DOWN, SV_BAD,
     SV_TIMELINE, SV_FRONTIER;
 
 static int slot_name(Slot *s, const char *name) {
@@ -1821,6 +1821,505 @@ done:
     return res;
 }
 
+
+/* ---- window ratios of many timelines at once (streams.report.window_availability_flat) --
+ * The twin of report.window_availability_many's loop, step for step, so every ratio is
+ * the same double: the windows' starts ``xs`` (now - size, by size ascending) and ``cut``
+ * (now - the longest) are computed by the caller, the sums at a point come from
+ * sums_point (sums_at's loop), a ratio is ``total <= 0 ? 1.0 : up / total``. */
+
+/* A column's items and count: in place (array_fast) or through a view (*held set to 1;
+ * release it). 0, or -1 with an exception set. */
+static int col_read(PyObject *col, char fmt, const void **items, Py_ssize_t *n, Py_buffer *v,
+                    int *held) {
+    *held = 0;
+    if (arr_is(col, fmt)) {
+        *items = ((ArrayObj *)col)->ob_item;
+        *n = Py_SIZE(col);
+        return 0;
+    }
+    if (col_view(col, v, fmt) < 0) return -1;
+    *held = 1;
+    *items = v->buf;
+    *n = v->len / v->itemsize;
+    return 0;
+}
+
+/* The sums at point i (sums_at's loop); kept: the kept sums (nk of them), which must
+ * hold i's block unless it is the first. 0, or -1 with an exception set. */
+static int sums_point(const double *t, const signed char *sv, const double *kept, Py_ssize_t nk,
+                      Py_ssize_t i, Sums *a) {
+    Py_ssize_t k = i >> SUMS_SHIFT, j = k << SUMS_SHIFT;
+    if (k) {
+        if (nk < SUMS_N * (k + 1)) {
+            PyErr_SetString(PyExc_ValueError, "windows_many: the block's sums are not built");
+            return -1;
+        }
+        const double *b = kept + SUMS_N * k;
+        a->u = b[0]; a->d = b[1]; a->m = b[2]; a->r = b[3];
+    } else {
+        a->u = a->d = a->m = 0.0;
+        a->r = sv[0] == ST_DOWN ? 1.0 : 0.0;
+    }
+    double prev = t[j];
+    int p = sv[j];
+    for (Py_ssize_t q = j + 1; q <= i; q++) sums_step(a, t[q], sv[q], &prev, &p);
+    return 0;
+}
+
+#define MAX_WINDOWS 32
+static PyObject *s_build;
+
+/* One timeline's state at now (into *state) and its ratios (nx of them, into out). */
+static int windows_one(PyObject *tl, double now, const double *xs, Py_ssize_t nx, double cut,
+                       int *state, double *out) {
+    int rc = -1;
+    PyObject *ts = col_slot(tl, &TL_TS), *st = NULL, *sums = NULL;
+    Py_buffer vt, vs, vk;
+    int ht = 0, hs = 0, hk = 0;
+    const double *t = NULL, *kept = NULL;
+    const signed char *sv = NULL;
+    Py_ssize_t n = 0, ns = 0, nk = 0;
+    if (ts == NULL) return -1;
+    if (col_read(ts, 'd', (const void **)&t, &n, &vt, &ht) < 0) goto done;
+    *state = ST_UP;
+    if (n == 0 || now < t[0]) {  /* never anything but up, or up before the first point */
+        for (Py_ssize_t w = 0; w < nx; w++) out[w] = 1.0;
+        rc = 0;
+        goto done;
+    }
+    if ((st = col_slot(tl, &TL_ST)) == NULL) goto done;
+    if (col_read(st, 'b', (const void **)&sv, &ns, &vs, &hs) < 0) goto done;
+    if (ns != n) {
+        PyErr_SetString(PyExc_ValueError, "a timeline's times and states differ in length");
+        goto done;
+    }
+    Py_ssize_t j = bisect_r(t, n, now, 0) - 1;
+    int s = sv[j];
+    *state = s;
+    if (t[j] <= cut || (j == 0 && s == ST_UP)) {  /* one state through every window */
+        for (Py_ssize_t w = 0; w < nx; w++) out[w] = s == ST_DOWN ? 0.0 : 1.0;
+        rc = 0;
+        goto done;
+    }
+    if (j >= SUMS_BLOCK) {
+        PyObject *valid = slot_get(tl, &TL_VALID);
+        if (valid == NULL) goto done;
+        Py_ssize_t v = PyLong_AsSsize_t(valid);
+        Py_DECREF(valid);
+        if (v == -1 && PyErr_Occurred()) goto done;
+        if (j >= v) {  /* Timeline._build: the kept sums brought up to date */
+            if (ht) { PyBuffer_Release(&vt); ht = 0; }
+            if (hs) { PyBuffer_Release(&vs); hs = 0; }
+            PyObject *r = PyObject_CallMethodNoArgs(tl, s_build);
+            if (r == NULL) goto done;
+            Py_DECREF(r);
+            if (col_read(ts, 'd', (const void **)&t, &n, &vt, &ht) < 0) goto done;
+            if (col_read(st, 'b', (const void **)&sv, &ns, &vs, &hs) < 0) goto done;
+            if (ns != n || j >= n) {
+                PyErr_SetString(PyExc_ValueError, "a timeline changed while its sums were built");
+                goto done;
+            }
+        }
+        if ((sums = col_slot(tl, &TL_SUMS)) == NULL) goto done;
+        if (col_read(sums, 'd', (const void **)&kept, &nk, &vk, &hk) < 0) goto done;
+    }
+    double first = t[0];
+    Sums a;
+    if (sums_point(t, sv, kept, nk, j, &a) < 0) goto done;
+    double dt = now - t[j];
+    double u = a.u, d = a.d;
+    Py_ssize_t last = j, hi = j + 1, k = 0;
+    double bu = u + (s == ST_UP ? dt : 0.0);
+    double bd = d + (s == ST_DOWN ? dt : 0.0);
+    for (; k < nx; k++) {
+        double x = xs[k];
+        if (x < first) break;  /* and so are the starts of the longer windows */
+        Py_ssize_t i = hi - 1;
+        if (t[i] > x) {
+            i = bisect_r(t, i, x, 0) - 1;
+            hi = i + 1;
+        }
+        dt = x - t[i];
+        int p = sv[i];
+        if (i != last) {
+            if (sums_point(t, sv, kept, nk, i, &a) < 0) goto done;
+            u = a.u; d = a.d;
+            last = i;
+        }
+        double au = u + (p == ST_UP ? dt : 0.0);
+        double ad = d + (p == ST_DOWN ? dt : 0.0);
+        double up = bu - au;
+        double total = up + (bd - ad);
+        out[k] = total <= 0 ? 1.0 : up / total;
+    }
+    double bd0 = bd - 0.0;  /* before the first point (up): au = x - first, ad = 0.0 */
+    for (; k < nx; k++) {
+        double up = bu - (xs[k] - first);
+        double total = up + bd0;
+        out[k] = total <= 0 ? 1.0 : up / total;
+    }
+    rc = 0;
+done:
+    if (ht) PyBuffer_Release(&vt);
+    if (hs) PyBuffer_Release(&vs);
+    if (hk) PyBuffer_Release(&vk);
+    Py_XDECREF(ts); Py_XDECREF(st); Py_XDECREF(sums);
+    return rc;
+}
+
+/* windows_many(timelines, now, xs, cut) -> (states, ratios): per timeline its state at
+ * ``now`` (a byte each) and its ratio over each window (a float each, len(xs) per
+ * timeline, in the order of ``xs``, one flat list). */
+static PyObject *windows_many(PyObject *self, PyObject *args) {
+    PyObject *tls, *xs_obj;
+    double now, cut;
+    if (!PyArg_ParseTuple(args, "OdOd", &tls, &now, &xs_obj, &cut)) return NULL;
+    PyObject *seq = PySequence_Fast(tls, "windows_many: timelines must be a sequence");
+    if (seq == NULL) return NULL;
+    PyObject *xseq = PySequence_Fast(xs_obj, "windows_many: xs must be a sequence");
+    if (xseq == NULL) { Py_DECREF(seq); return NULL; }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq), nx = PySequence_Fast_GET_SIZE(xseq);
+    PyObject *states = NULL, *values = NULL, *res = NULL;
+    double xs[MAX_WINDOWS], out[MAX_WINDOWS];
+    if (nx > MAX_WINDOWS) {
+        PyErr_SetString(PyExc_ValueError, "windows_many: too many windows");
+        goto done;
+    }
+    for (Py_ssize_t w = 0; w < nx; w++) {
+        xs[w] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(xseq, w));
+        if (xs[w] == -1.0 && PyErr_Occurred()) goto done;
+    }
+    if ((states = PyBytes_FromStringAndSize(NULL, n)) == NULL) goto done;
+    if ((values = PyList_New(n * nx)) == NULL) goto done;
+    char *sp = PyBytes_AS_STRING(states);
+    for (Py_ssize_t q = 0; q < n; q++) {
+        int state;
+        if (windows_one(PySequence_Fast_GET_ITEM(seq, q), now, xs, nx, cut, &state, out) < 0)
+            goto done;
+        sp[q] = (char)state;
+        for (Py_ssize_t w = 0; w < nx; w++) {
+            PyObject *f = PyFloat_FromDouble(out[w]);
+            if (f == NULL) goto done;
+            PyList_SET_ITEM(values, q * nx + w, f);
+        }
+    }
+    res = PyTuple_Pack(2, states, values);
+done:
+    Py_DECREF(seq); Py_DECREF(xseq);
+    Py_XDECREF(states); Py_XDECREF(values);
+    return res;
+}
+
+
+/* put_texts(out, at, texts, pre, post): ``out[at[k] + 2 * w] = pre[w] + texts[nw * k + w]
+ * + post[w]`` for each k and each w < nw = len(pre) (the collector's pieces of the
+ * moving components' lines, agents/exposition/collector.py ``_put_texts``'s twin):
+ * the strings joined in one allocation each, without a Python frame per item. */
+static PyObject *put_texts(PyObject *self, PyObject *args) {
+    PyObject *out, *at, *texts, *pre, *post;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!O!", &PyList_Type, &out, &PyList_Type, &at,
+                          &PyList_Type, &texts, &PyTuple_Type, &pre, &PyTuple_Type, &post))
+        return NULL;
+    Py_ssize_t nw = PyTuple_GET_SIZE(pre), n = PyList_GET_SIZE(at);
+    if (PyTuple_GET_SIZE(post) != nw || PyList_GET_SIZE(texts) != n * nw) {
+        PyErr_SetString(PyExc_ValueError, "put_texts: len(texts) must be len(at) * len(pre)");
+        return NULL;
+    }
+    int ascii = 1;
+    for (Py_ssize_t w = 0; w < nw; w++) {
+        PyObject *a = PyTuple_GET_ITEM(pre, w), *b = PyTuple_GET_ITEM(post, w);
+        if (!PyUnicode_Check(a) || !PyUnicode_Check(b)) {
+            PyErr_SetString(PyExc_TypeError, "put_texts: pre and post must hold strings");
+            return NULL;
+        }
+        ascii = ascii && PyUnicode_IS_ASCII(a) && PyUnicode_IS_ASCII(b);
+    }
+    Py_ssize_t size = PyList_GET_SIZE(out);
+    for (Py_ssize_t k = 0; k < n; k++) {
+        Py_ssize_t base = PyLong_AsSsize_t(PyList_GET_ITEM(at, k));
+        if (base == -1 && PyErr_Occurred()) return NULL;
+        if (base < 0 || base + 2 * (nw - 1) >= size) {
+            PyErr_SetString(PyExc_IndexError, "put_texts: a piece index out of range");
+            return NULL;
+        }
+        for (Py_ssize_t w = 0; w < nw; w++) {
+            PyObject *a = PyTuple_GET_ITEM(pre, w), *b = PyTuple_GET_ITEM(post, w);
+            PyObject *t = PyList_GET_ITEM(texts, nw * k + w), *joined;
+            if (!PyUnicode_Check(t)) {
+                PyErr_SetString(PyExc_TypeError, "put_texts: texts must be strings");
+                return NULL;
+            }
+            if (ascii && PyUnicode_IS_ASCII(t)) {
+                Py_ssize_t la = PyUnicode_GET_LENGTH(a), lt = PyUnicode_GET_LENGTH(t),
+                           lb = PyUnicode_GET_LENGTH(b);
+                joined = PyUnicode_New(la + lt + lb, 127);
+                if (joined == NULL) return NULL;
+                Py_UCS1 *d = PyUnicode_1BYTE_DATA(joined);
+                memcpy(d, PyUnicode_1BYTE_DATA(a), la);
+                memcpy(d + la, PyUnicode_1BYTE_DATA(t), lt);
+                memcpy(d + la + lt, PyUnicode_1BYTE_DATA(b), lb);
+            } else {
+                PyObject *x = PyUnicode_Concat(a, t);
+                if (x == NULL) return NULL;
+                joined = PyUnicode_Concat(x, b);
+                Py_DECREF(x);
+                if (joined == NULL) return NULL;
+            }
+            if (PyList_SetItem(out, base + 2 * w, joined) < 0) return NULL;  /* steals */
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+
+/* att_whole(att, lo, hi, ts, tag, tags, out): Timeline._att_whole's twin, the whole
+ * pieces lo .. hi - 1 of the attribution index: for each blamed component (in the
+ * dict's order) ``out[comp] = out.get(comp, 0.0) + (cum(b) - cum(a))`` where a, b are
+ * its first entries at or after pieces lo and hi, and cum(e) is its running sum kept at
+ * every ATT_BLOCK-th entry plus the shares after it, added in the same order
+ * (Timeline._att_cum). A share is (ts[i + 1] - ts[i]) / len(tags[tag[i]]). */
+#define ATT_SHIFT 3
+
+static Py_ssize_t bisect_li(const int *a, Py_ssize_t hi, Py_ssize_t x, Py_ssize_t lo) {
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        if (a[mid] < x) lo = mid + 1; else hi = mid;
+    }
+    return lo;
+}
+
+static int att_cum(const int *idx, Py_ssize_t nidx, const double *cum, Py_ssize_t ncum,
+                   const double *t, Py_ssize_t n, const unsigned int *tg, PyObject *tags,
+                   Py_ssize_t e, double *res) {
+    if (e == nidx) {
+        if (ncum < 1) goto bad;
+        *res = cum[ncum - 1];
+        return 0;
+    }
+    Py_ssize_t k = e >> ATT_SHIFT;
+    if (k >= ncum) goto bad;
+    double total = cum[k];
+    for (Py_ssize_t q = k << ATT_SHIFT; q < e; q++) {
+        Py_ssize_t i = idx[q];
+        if (i < 0 || i + 1 >= n) goto bad;
+        Py_ssize_t g = tg[i];
+        if (g >= PyList_GET_SIZE(tags)) goto bad;
+        Py_ssize_t len = PyObject_Length(PyList_GET_ITEM(tags, g));
+        if (len < 0) return -1;
+        if (len == 0) {
+            PyErr_SetString(PyExc_ZeroDivisionError, "float division by zero");
+            return -1;
+        }
+        total = total + (t[i + 1] - t[i]) / (double)len;
+    }
+    *res = total;
+    return 0;
+bad:
+    PyErr_SetString(PyExc_IndexError, "att_whole: the attribution index does not fit the timeline");
+    return -1;
+}
+
+static PyObject *att_whole(PyObject *self, PyObject *args) {
+    PyObject *att, *ts, *tag, *tags, *out;
+    Py_ssize_t lo, hi;
+    if (!PyArg_ParseTuple(args, "O!nnOOO!O!", &PyDict_Type, &att, &lo, &hi, &ts, &tag,
+                          &PyList_Type, &tags, &PyDict_Type, &out))
+        return NULL;
+    Py_buffer vt, vg;
+    if (col_view(ts, &vt, 'd') < 0) return NULL;
+    if (col_view(tag, &vg, 'I') < 0) { PyBuffer_Release(&vt); return NULL; }
+    PyObject *res = NULL;
+    const double *t = vt.buf;
+    const unsigned int *tg = vg.buf;
+    Py_ssize_t n = vt.len / 8;
+    if (vg.len / 4 != n) {
+        PyErr_SetString(PyExc_ValueError, "a timeline's times and tags differ in length");
+        goto done;
+    }
+    Py_ssize_t pos = 0;
+    PyObject *comp, *entry;
+    while (PyDict_Next(att, &pos, &comp, &entry)) {
+        if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 2) {
+            PyErr_SetString(PyExc_TypeError, "att_whole: an entry must be (idx, cum)");
+            goto done;
+        }
+        Py_buffer vi, vc;
+        if (col_view(PyTuple_GET_ITEM(entry, 0), &vi, 'i') < 0) goto done;
+        if (col_view(PyTuple_GET_ITEM(entry, 1), &vc, 'd') < 0) { PyBuffer_Release(&vi); goto done; }
+        const int *idx = vi.buf;
+        const double *cum = vc.buf;
+        Py_ssize_t nidx = vi.len / 4, ncum = vc.len / 8;
+        Py_ssize_t a = bisect_li(idx, nidx, lo, 0);
+        Py_ssize_t b = bisect_li(idx, nidx, hi, a);
+        int rc = 0;
+        if (b > a) {
+            double cb, ca;
+            rc = att_cum(idx, nidx, cum, ncum, t, n, tg, tags, b, &cb);
+            if (rc == 0) rc = att_cum(idx, nidx, cum, ncum, t, n, tg, tags, a, &ca);
+            if (rc == 0) {
+                PyObject *old = PyDict_GetItemWithError(out, comp);  /* borrowed */
+                double base = 0.0;
+                if (old == NULL && PyErr_Occurred()) rc = -1;
+                else if (old != NULL) {
+                    base = PyFloat_AsDouble(old);
+                    if (base == -1.0 && PyErr_Occurred()) rc = -1;
+                }
+                if (rc == 0) {
+                    PyObject *v = PyFloat_FromDouble(base + (cb - ca));
+                    rc = v == NULL ? -1 : PyDict_SetItem(out, comp, v);
+                    Py_XDECREF(v);
+                }
+            }
+        }
+        PyBuffer_Release(&vi); PyBuffer_Release(&vc);
+        if (rc < 0) goto done;
+    }
+    Py_INCREF(Py_None);
+    res = Py_None;
+done:
+    PyBuffer_Release(&vt); PyBuffer_Release(&vg);
+    return res;
+}
+
+
+/* put_choices(out, at, picks, choices): ``out[at[k]] = choices[picks[k]]`` for each k
+ * (picks: bytes; collector.py ``_put_choices``'s twin): the up line of each moving
+ * component by its state. */
+static PyObject *put_choices(PyObject *self, PyObject *args) {
+    PyObject *out, *at, *choices;
+    Py_buffer picks;
+    if (!PyArg_ParseTuple(args, "O!O!y*O!", &PyList_Type, &out, &PyList_Type, &at, &picks,
+                          &PyTuple_Type, &choices))
+        return NULL;
+    PyObject *res = NULL;
+    const unsigned char *p = picks.buf;
+    Py_ssize_t n = PyList_GET_SIZE(at), size = PyList_GET_SIZE(out), nc = PyTuple_GET_SIZE(choices);
+    if (picks.len != n) {
+        PyErr_SetString(PyExc_ValueError, "put_choices: len(picks) must be len(at)");
+        goto done;
+    }
+    for (Py_ssize_t k = 0; k < n; k++) {
+        Py_ssize_t i = PyLong_AsSsize_t(PyList_GET_ITEM(at, k));
+        if (i == -1 && PyErr_Occurred()) goto done;
+        if (i < 0 || i >= size || p[k] >= nc) {
+            PyErr_SetString(PyExc_IndexError, "put_choices: an index out of range");
+            goto done;
+        }
+        PyObject *c = PyTuple_GET_ITEM(choices, p[k]);
+        Py_INCREF(c);
+        if (PyList_SetItem(out, i, c) < 0) goto done;  /* steals */
+    }
+    Py_INCREF(Py_None);
+    res = Py_None;
+done:
+    PyBuffer_Release(&picks);
+    return res;
+}
+
+/* plain_floats(values, lo, hi) -> int: 2 if every item is a float that is 0.0 or whose
+ * magnitude is in [lo, hi) (NaN is not), else 1 if every item is a float, else 0
+ * (collector.py ``_plain_floats``'s twin). */
+static PyObject *plain_floats(PyObject *self, PyObject *args) {
+    PyObject *values;
+    double lo, hi;
+    if (!PyArg_ParseTuple(args, "O!dd", &PyList_Type, &values, &lo, &hi)) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(values);
+    long kind = 2;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *v = PyList_GET_ITEM(values, k);
+        if (!PyFloat_CheckExact(v)) return PyLong_FromLong(0);
+        double x = fabs(PyFloat_AS_DOUBLE(v));
+        if (!(x == 0.0 || (lo <= x && x < hi))) kind = 1;
+    }
+    return PyLong_FromLong(kind);
+}
+
+/* odd_floats(values, lo, hi) -> list: the indexes of the items that are not 0.0 and
+ * whose magnitude is not in [lo, hi) (NaN included); every item must be a float
+ * (collector.py ``_odd_floats``'s twin). */
+static PyObject *odd_floats(PyObject *self, PyObject *args) {
+    PyObject *values;
+    double lo, hi;
+    if (!PyArg_ParseTuple(args, "O!dd", &PyList_Type, &values, &lo, &hi)) return NULL;
+    PyObject *out = PyList_New(0);
+    if (out == NULL) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(values);
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *v = PyList_GET_ITEM(values, k);
+        if (!PyFloat_Check(v)) {
+            Py_DECREF(out);
+            PyErr_SetString(PyExc_TypeError, "odd_floats: every value must be a float");
+            return NULL;
+        }
+        double x = fabs(PyFloat_AS_DOUBLE(v));
+        if (!(x == 0.0 || (lo <= x && x < hi))) {
+            PyObject *i = PyLong_FromSsize_t(k);
+            if (i == NULL || PyList_Append(out, i) < 0) { Py_XDECREF(i); Py_DECREF(out); return NULL; }
+            Py_DECREF(i);
+        }
+    }
+    return out;
+}
+
+/* lines_until(ts, st, now, sizes) -> float: report.component_lines_until's loop (its
+ * twin, ``_lines_until``) over a history's columns: until when every ratio over the
+ * windows of ``sizes`` and the state stay what they are at ``now``; ``now`` when some
+ * window holds both up and down seconds. */
+static PyObject *lines_until(PyObject *self, PyObject *args) {
+    PyObject *ts, *st, *sizes;
+    double now;
+    if (!PyArg_ParseTuple(args, "OOdO!", &ts, &st, &now, &PyTuple_Type, &sizes)) return NULL;
+    Py_buffer vt, vs;
+    int ht, hs;
+    const double *t;
+    const signed char *sv;
+    Py_ssize_t n, ns;
+    if (col_read(ts, 'd', (const void **)&t, &n, &vt, &ht) < 0) return NULL;
+    if (col_read(st, 'b', (const void **)&sv, &ns, &vs, &hs) < 0) {
+        if (ht) PyBuffer_Release(&vt);
+        return NULL;
+    }
+    PyObject *res = NULL;
+    double until;
+    if (ns != n) {
+        PyErr_SetString(PyExc_ValueError, "a timeline's times and states differ in length");
+        goto done;
+    }
+    if (n == 0) { until = INFINITY; goto out; }
+    Py_ssize_t j = bisect_r(t, n, now, 0) - 1;
+    until = j + 1 < n ? t[j + 1] : INFINITY;
+    if (j < 0) goto out;  /* up before the first point: every ratio 1.0 */
+    double down_end = -INFINITY, other_end = -INFINITY;
+    if (sv[j] == ST_DOWN) down_end = INFINITY; else other_end = INFINITY;
+    for (Py_ssize_t k = j - 1; k >= 0 && (down_end == -INFINITY || other_end == -INFINITY); k--) {
+        double end = t[k + 1];
+        if (end > t[k]) {  /* zero-length pieces last no time */
+            if (sv[k] == ST_DOWN) {
+                if (down_end == -INFINITY) down_end = end;
+            } else if (other_end == -INFINITY) {
+                other_end = end;
+            }
+        }
+    }
+    if (other_end == -INFINITY) other_end = t[0];  /* before the first point: up */
+    for (Py_ssize_t w = 0; w < PyTuple_GET_SIZE(sizes); w++) {
+        double size = PyFloat_AsDouble(PyTuple_GET_ITEM(sizes, w));
+        if (size == -1.0 && PyErr_Occurred()) goto done;
+        double x = now - size;
+        if (down_end <= x) continue;  /* no down second in the window */
+        if (other_end <= x) continue;  /* only down seconds: ratio 0.0 */
+        until = now;
+        break;
+    }
+out:
+    res = PyFloat_FromDouble(until);
+done:
+    if (ht) PyBuffer_Release(&vt);
+    if (hs) PyBuffer_Release(&vs);
+    return res;
+}
+
 /* tags_used(tag) -> int: how many distinct tag indexes ``tag`` (array('I')) holds, 0
  * (NO_TAG) counted whether it occurs or not: Timeline.compact_tags compares it with its
  * table's length, at every prune. */
@@ -1892,7 +2391,7 @@ static PyObject *setup(PyObject *self, PyObject *args) {
     PyObject *tl, *nt;
     if (!PyArg_ParseTuple(args, "O!O", &PyType_Type, &tl, &nt)) return NULL;
     if (slot_init(&TL_TS, tl) || slot_init(&TL_ST, tl) || slot_init(&TL_TAG, tl) || slot_init(&TL_GX, tl)
-        || slot_init(&TL_TAGS, tl))
+        || slot_init(&TL_TAGS, tl) || slot_init(&TL_SUMS, tl) || slot_init(&TL_VALID, tl))
         return NULL;
     if (NO_TAG_INDEX == NULL) {
         PyObject *mod = PyImport_ImportModule("streams.timeline");
@@ -1956,6 +2455,13 @@ static PyMethodDef methods[] = {
     {"blame_plan", blame_plan, METH_VARARGS, "blamed names of a plan for a down mask"},
     {"sums_extend", sums_extend, METH_VARARGS, "the kept prefix sums of a timeline's new blocks"},
     {"sums_at", sums_at, METH_VARARGS, "a timeline's prefix sums at a point"},
+    {"windows_many", windows_many, METH_VARARGS, "states and window ratios of many timelines"},
+    {"put_texts", put_texts, METH_VARARGS, "pieces of texts between fixed strings, into a list"},
+    {"att_whole", att_whole, METH_VARARGS, "the attribution index's whole pieces, added to a dict"},
+    {"put_choices", put_choices, METH_VARARGS, "one of some objects into a list at each index"},
+    {"plain_floats", plain_floats, METH_VARARGS, "whether floats are 0 or of a magnitude in a range"},
+    {"odd_floats", odd_floats, METH_VARARGS, "indexes of floats not 0 nor of a magnitude in a range"},
+    {"lines_until", lines_until, METH_VARARGS, "until when a history's window ratios stay"},
     {"tags_used", tags_used, METH_VARARGS, "distinct tag indexes of a tag column"},
     {NULL, NULL, 0, NULL},
 };
@@ -1967,11 +2473,13 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native", NULL, -1, 
 PyMODINIT_FUNC PyInit__native(void) {
     INTERN(s_compact, "compact"); INTERN(s_append_state, "append_state"); INTERN(s_assign, "assign");
     INTERN(s_settle, "_settle"); INTERN(s_assign_columns, "assign_columns"); INTERN(s_intern, "intern"); INTERN(s_blame_mask, "blame_mask"); INTERN(s_plan, "plan");
+    INTERN(s_build, "_build");
     INTERN(UNMAPPED, "unmapped");
     INTERN(s_component, "component"); INTERN(s_state, "state"); INTERN(s_ts_key, "ts");
     INTERN(s_source, "source"); INTERN(s_id, "id");
 
     if (slot_name(&TL_TS, "ts") || slot_name(&TL_ST, "st") || slot_name(&TL_TAG, "tag") || slot_name(&TL_GX, "_gx") || slot_name(&TL_TAGS, "tags")
+        || slot_name(&TL_SUMS, "_sums") || slot_name(&TL_VALID, "_valid")
         || slot_name(&CT_NEWEST, "newest") || slot_name(&CT_HISTORY, "history")
         || slot_name(&CT_SINCE, "_since_compact") || slot_name(&SV_COMPONENTS, "components")
         || slot_name(&SV_DOWN, "_down") || slot_name(&SV_BAD, "_bad")

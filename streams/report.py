@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -320,6 +320,54 @@ def window_availability_many(timelines: Iterable[Timeline], now: float
     return out
 
 
+def window_availability_flat(timelines: Sequence[Timeline], now: float
+                             ) -> tuple[bytes, list[float]]:
+    """``window_availability_many`` as columns: the states at ``now``, a byte per
+    timeline, and the ratios, ``len(WINDOWS)`` per timeline in WINDOWS order, in one
+    flat list; the same floats. In C (``_native.windows_many``, the same steps as the
+    loop of ``window_availability_many``) when it is built: the collector's values of
+    every moving component at each scrape."""
+    fast = native.native
+    if fast is None or not _IN_SIZE_ORDER:
+        many = window_availability_many(timelines, now)
+        return bytes([s for s, _ in many]), [v for _, values in many for v in values]
+    xs = [now - size for size in _SIZES_ASC]
+    states, values = fast.windows_many(timelines, now, xs, now - _LONGEST)
+    return states, values
+
+
+#: The last ``now`` of ``_window_ratios`` and its window starts (swapped whole).
+_starts: tuple[float, list[float]] = (math.nan, [])
+
+
+def _window_ratios(tl: Timeline, now: float) -> dict[str, float]:
+    """``window_availability(tl, now)``: the same floats, in C (``_native.windows_many``,
+    whose loop is ``window_availability_many``'s) when it is built."""
+    fast = native.native
+    if fast is None or not _IN_SIZE_ORDER:
+        return window_availability(tl, now)
+    global _starts
+    at, xs = _starts
+    if at != now:  # the services of one scrape share one now
+        xs = [now - size for size in _SIZES_ASC]
+        _starts = (now, xs)
+    _, values = fast.windows_many((tl,), now, xs, now - _LONGEST)
+    return dict(zip(_WINDOW_NAMES, values, strict=True))
+
+
+_SORTED: dict[frozenset[str], tuple[str, ...]] = {}
+
+
+def _sorted_names(names: frozenset[str]) -> tuple[str, ...]:
+    """``tuple(sorted(names))``, remembered (a catalog's sets are built once)."""
+    out = _SORTED.get(names)
+    if out is None:
+        if len(_SORTED) > 1 << 17:  # catalogs come and go
+            _SORTED.clear()
+        out = _SORTED[names] = tuple(sorted(names))
+    return out
+
+
 def _reach(period: Period, now: float) -> float:
     """How far back from ``now`` a service's numbers read."""
     start, _ = period_bounds(period, now)
@@ -344,7 +392,7 @@ def service_report(
         tl = acc.timeline
         state = acc.effective.state_at(now)
         has_history = True
-    avail = window_availability(tl, now)
+    avail = _window_ratios(tl, now)
     start, period_len = period_bounds(svc.period, now)
     up, down, planned = tl.totals(start, now)  # the same floats as tl.up_down
     sla_avail = sla.availability(up, down)
@@ -352,7 +400,7 @@ def service_report(
     breached = sla_avail < svc.target
     trending = sla.trending_below(burn, period_len, breached)
 
-    by_component = dict.fromkeys(sorted(catalog.components_of(svc.name)), 0.0)
+    by_component = dict.fromkeys(_sorted_names(catalog.components_of(svc.name)), 0.0)
     outages = 0
     downtime_total = 0.0
     outage_seconds = 0.0
@@ -486,7 +534,15 @@ def component_lines_until(tracker: ComponentTracker | None, now: float) -> float
     if tracker is None:
         return math.inf
     tl = tracker.history
-    ts, st = tl.ts, tl.st
+    fast = native.native
+    if fast is not None:
+        return fast.lines_until(tl.ts, tl.st, now, _WINDOW_SIZES)  # type: ignore[no-any-return]
+    return _lines_until(tl.ts, tl.st, now)
+
+
+def _lines_until(ts: Sequence[float], st: Sequence[int], now: float) -> float:
+    """``component_lines_until`` over a history's columns (``_native.lines_until``'s
+    twin)."""
     n = len(ts)
     if not n:
         return math.inf

@@ -496,17 +496,26 @@ class Timeline:
             for comp in tag:
                 out[comp] = out.get(comp, 0.0) + share
         if hi > lo:  # whole pieces lo .. hi-1 (all closed: hi <= n - 1)
-            at = self._att_cum
-            for comp, (idx, cum) in self._att.items():
-                a = bisect_left(idx, lo)
-                b = bisect_left(idx, hi, a)
-                if b > a:
-                    out[comp] = out.get(comp, 0.0) + (at(idx, cum, b) - at(idx, cum, a))
+            fast = _nm.native
+            if fast is not None:
+                fast.att_whole(self._att, lo, hi, ts, tix, table, out)
+            else:
+                self._att_whole(lo, hi, out)
         if end > ts[hi] and st[hi] == _DOWN and tix[hi]:  # the piece that holds end
             tag = table[tix[hi]]
             share = (end - ts[hi]) / len(tag)
             for comp in tag:
                 out[comp] = out.get(comp, 0.0) + share
+
+    def _att_whole(self, lo: int, hi: int, out: dict[str, float]) -> None:
+        """Add each blamed component's shares of the whole pieces ``lo .. hi - 1`` to
+        ``out``, from the attribution index (``_native.att_whole``'s twin)."""
+        at = self._att_cum
+        for comp, (idx, cum) in self._att.items():
+            a = bisect_left(idx, lo)
+            b = bisect_left(idx, hi, a)
+            if b > a:
+                out[comp] = out.get(comp, 0.0) + (at(idx, cum, b) - at(idx, cum, a))
 
     def up_down(self, start: float, end: float) -> tuple[float, float]:
         """Seconds (up, down) in [start, end]: ``totals`` without maintenance, the same floats."""

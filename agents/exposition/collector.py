@@ -33,7 +33,8 @@ from agents.exposition.spec import (
 )
 from agents.worker.runtime import Runtime
 from agents.worker.state import TrackerTable
-from streams.accounting import component_view
+from streams import native
+from streams.accounting import OUTSIDE, component_view
 from streams.calendars import MaintenanceWindow
 from streams.catalog import Catalog
 from streams.report import (
@@ -43,6 +44,7 @@ from streams.report import (
     component_lines_until,
     service_report,
     service_report_until,
+    window_availability_flat,
     window_availability_many,
 )
 from streams.states import UP
@@ -224,27 +226,46 @@ def _service_lines(s: ServiceReport) -> tuple[str, ...]:
 def _service_lines_known(s: ServiceReport, lab: str, escape: bool) -> tuple[str, ...]:
     """``_service_lines(s)`` with its label text ``lab`` known, and whether a name of
     its components needs escaping (``escape``)."""
+    values, comps = _service_values(s)
+    return _service_lines_texts(s, lab, escape, comps, _value_texts(values))
+
+
+def _service_values(s: ServiceReport) -> tuple[list[float], tuple[str, ...]]:
+    """The values of a service's lines that vary, in the order ``_service_lines_texts``
+    reads their texts, and its blamed components' names in the order of their values."""
+    blame = s.downtime_by_component_seconds
+    comps = tuple(sorted(blame)) if blame else ()
+    restore = s.restore_target_seconds
+    return ([*_BY_WINDOW(s.availability_ratio), *_BY_WINDOW(s.burn_rate), s.sla_availability_ratio,
+             s.error_budget_remaining_ratio, s.error_budget_exhaustion_seconds, s.outage_seconds,
+             s.downtime_seconds_total, s.sla_target_ratio, float(s.sla_status),
+             float(s.outages_total), s.supported_availability_ratio,
+             *(() if restore is None else (restore,)), *[blame[c] for c in comps]], comps)
+
+
+def _value_texts(values: list[float]) -> list[str]:
+    """``_f`` of each value (through orjson when they are all floats)."""
+    return _float_texts(values) if set(map(type, values)) == _FLOATS else list(map(_f, values))
+
+
+def _service_lines_texts(s: ServiceReport, lab: str, escape: bool, comps: tuple[str, ...],
+                         texts: list[str]) -> tuple[str, ...]:
+    """``_service_lines_known`` with the texts of ``_service_values(s)`` given."""
     (n_info, n_up, n_maint, n_in_st, n_sched, n_avail, n_sla, n_target, n_burn, n_budget, n_exhaust,
      n_trend, n_status, n_outage, n_restore, n_outages, n_down, n_supported, n_gap,
      n_blame) = _S_NAMES
-    f = _f
-    blame = s.downtime_by_component_seconds
-    comps = sorted(blame) if blame else ()
-    # The values that vary, formatted together (``_f`` of each).
-    values = [*_BY_WINDOW(s.availability_ratio), *_BY_WINDOW(s.burn_rate), s.sla_availability_ratio,
-              s.error_budget_remaining_ratio, s.error_budget_exhaustion_seconds, s.outage_seconds,
-              s.downtime_seconds_total, *[blame[c] for c in comps]]
-    texts = (_float_texts(values) if set(map(type, values)) == _FLOATS
-             else list(map(f, values)))
-    sla_t, budget_t, exhaust_t, outage_t, down_t = texts[16:21]
+    sla_t, budget_t, exhaust_t, outage_t, down_t, target_t, status_t, outages_t, supported_t = \
+        texts[16:25]
+    restore = s.restore_target_seconds
+    nb = 25 if restore is None else 26  # the first blame value's
     if not comps:
         blame_text = ""
     elif escape:
         blame_text = "".join([f'{n_blame}{{component="{_esc(c)}",{lab}}} {t}\n'
-                              for c, t in zip(comps, texts[21:], strict=True)])
+                              for c, t in zip(comps, texts[nb:], strict=True)])
     else:
         blame_text = "".join([f'{n_blame}{{component="{c}",{lab}}} {t}\n'
-                              for c, t in zip(comps, texts[21:], strict=True)])
+                              for c, t in zip(comps, texts[nb:], strict=True)])
     return (
         f'{n_info}{{customers="{_esc(",".join(s.customers))}",{lab}}} 1.0\n',
         f"{n_up}{{{lab}}} {'1.0' if s.up else '0.0'}\n",
@@ -253,18 +274,17 @@ def _service_lines_known(s: ServiceReport, lab: str, escape: bool) -> tuple[str,
         f"{n_sched}{{{lab}}} {'1.0' if s.scheduled_maintenance else '0.0'}\n",
         _window_texts(f"{n_avail}{{{lab}", texts[0:8]),
         f"{n_sla}{{{lab}}} {sla_t}\n",
-        f"{n_target}{{{lab}}} {f(s.sla_target_ratio)}\n",
+        f"{n_target}{{{lab}}} {target_t}\n",
         _window_texts(f"{n_burn}{{{lab}", texts[8:16]),
         f"{n_budget}{{{lab}}} {budget_t}\n",
         f"{n_exhaust}{{{lab}}} {exhaust_t}\n",
         f"{n_trend}{{{lab}}} {'1.0' if s.trending_below_sla else '0.0'}\n",
-        f"{n_status}{{{lab}}} {f(float(s.sla_status))}\n",
+        f"{n_status}{{{lab}}} {status_t}\n",
         f"{n_outage}{{{lab}}} {outage_t}\n",
-        "" if s.restore_target_seconds is None
-        else f"{n_restore}{{{lab}}} {f(s.restore_target_seconds)}\n",
-        f"{n_outages}{{{lab}}} {f(float(s.outages_total))}\n",
+        "" if restore is None else f"{n_restore}{{{lab}}} {texts[25]}\n",
+        f"{n_outages}{{{lab}}} {outages_t}\n",
         f"{n_down}{{{lab}}} {down_t}\n",
-        f"{n_supported}{{{lab}}} {f(s.supported_availability_ratio)}\n",
+        f"{n_supported}{{{lab}}} {supported_t}\n",
         f"{n_gap}{{{lab}}} {'1.0' if s.kpi_gap else '0.0'}\n",
         blame_text,
     )
@@ -342,6 +362,11 @@ def _float_texts(values: list[float]) -> list[str]:
     if not _FAST:  # pragma: no cover - an orjson that writes floats otherwise
         return list(map(_f, values))
     texts = _orjson_texts(values)
+    fast = native.native
+    if fast is not None:
+        for k in fast.odd_floats(values, _FAST_LO, _FAST_HI):
+            texts[k] = _f(values[k])
+        return texts
     total = sum(values)  # NaN if any is NaN (or both infinities are there)
     if not (min(values) >= _FAST_LO and max(values) < _FAST_HI and total == total):
         lo, hi, f = _FAST_LO, _FAST_HI, _f
@@ -350,6 +375,28 @@ def _float_texts(values: list[float]) -> list[str]:
             if not (lo <= v < hi or -hi < v <= -lo or v == 0.0):
                 texts[k] = f(v)
     return texts
+
+
+def _odd_floats(values: list[float], lo: float, hi: float) -> list[int]:
+    """The indexes of the values that are not 0.0 and whose magnitude is not in
+    ``[lo, hi)`` (``_native.odd_floats``'s twin); every value must be a float."""
+    if not all(isinstance(v, float) for v in values):
+        raise TypeError("odd_floats: every value must be a float")
+    return [k for k, v in enumerate(values) if not (v == 0.0 or lo <= abs(v) < hi)]
+
+
+#: ``plain_floats``' answers: every value a float whose text orjson writes as ``_f``
+#: does; every value a float (``_float_texts`` takes them); some value another type.
+PLAIN, FLOATS, OTHER = 2, 1, 0
+
+
+def _plain_floats(values: list[float], lo: float, hi: float) -> int:
+    """``PLAIN`` if every item is a float that is 0.0 or of a magnitude in ``[lo, hi)``
+    (none needs ``_f`` in ``_float_texts``), else ``FLOATS`` if every item is a float,
+    else ``OTHER`` (``_native.plain_floats``'s twin)."""
+    if not all(type(v) is float for v in values):
+        return OTHER
+    return PLAIN if all(v == 0.0 or lo <= abs(v) < hi for v in values) else FLOATS
 
 
 def _component_label(name: str, team: str | None) -> str:
@@ -385,6 +432,9 @@ def component_text(comps: list[ComponentReport]) -> str:
 
 #: Keys whose lines of one family ``_LineCache.render`` puts in one part.
 JOIN_KEYS = 4096
+#: Keys whose lines ``_LineCache.render`` computes in one ``fresh_many`` (their reports
+#: are held until their lines are written).
+FRESH_KEYS = 256
 
 #: One key's lines of one family.
 Line = str
@@ -451,6 +501,11 @@ class _LineCache:
               ) -> tuple[tuple[Line, ...], float]:
         raise NotImplementedError
 
+    def fresh_many(self, catalog: Catalog, items: list[tuple[str, Any]], now: float
+                   ) -> list[tuple[tuple[Line, ...], float]]:
+        """``fresh`` of each (key, tracker)."""
+        return [self.fresh(catalog, key, tracker, now) for key, tracker in items]
+
     def prepare(self, catalog: Catalog, table: TrackerTable[Any], keys: list[str],
                 now: float, step: int) -> Iterator[None]:
         """The entries ``render`` at ``now`` would make for ``keys``, ``step`` keys
@@ -478,7 +533,7 @@ class _LineCache:
                 tracker, stored = table.get_stored(key)
                 if stored is None and tracker is not None:
                     continue  # unwritten changes: nothing to keep
-                lines, until = self.fresh(catalog, key, tracker, now)
+                [(lines, until)] = self.fresh_many(catalog, [(key, tracker)], now)
                 if until > now:
                     entries[key] = _Entry(stored, now, until, lines)
                     looked.pop(key, None)
@@ -502,6 +557,8 @@ class _LineCache:
         per_key: list[tuple[Line, ...]] = []
         add = per_key.append
         reused = 0
+        # Keys to compute afresh: (index in per_key, key, tracker, stored bytes, entry).
+        todo: list[tuple[int, str, Any, bytes | None, _Entry | None]] = []
         for key in keys:
             e = entries.get(key)
             if e is not None and e.since <= now < e.until and key not in dirty:
@@ -511,13 +568,11 @@ class _LineCache:
                     add(e.lines)
                     reused += 1
                     continue
-            tracker, stored = table.get_stored(key)
-            lines, until = self.fresh(catalog, key, tracker, now)
-            if until > now and (tracker is None or stored is not None):
-                entries[key] = _Entry(stored, now, until, lines)
-            elif e is not None:
-                del entries[key]
-            add(lines)
+            todo.append((len(per_key), key, *table.get_stored(key), e))
+            add(())  # its lines: below
+            if len(todo) >= FRESH_KEYS:
+                self._fresh_into(per_key, todo, catalog, now)
+        self._fresh_into(per_key, todo, catalog, now)
         self.reused = reused
         if len(entries) > len(keys):  # keys no longer owned
             keep = set(keys)
@@ -532,6 +587,24 @@ class _LineCache:
             for k in range(0, len(column), step):
                 out.append(list(column[k:k + step]))
         return out
+
+
+    def _fresh_into(self, per_key: list[tuple[Line, ...]],
+                    todo: list[tuple[int, str, Any, bytes | None, _Entry | None]],
+                    catalog: Catalog, now: float) -> None:
+        """The lines of the keys in ``todo`` into ``per_key``, their entries kept
+        where proved; ``todo`` is emptied."""
+        if not todo:
+            return
+        entries = self._entries
+        got = self.fresh_many(catalog, [(key, tracker) for _, key, tracker, _, _ in todo], now)
+        for (k, key, tracker, stored, e), (lines, until) in zip(todo, got, strict=True):
+            if until > now and (tracker is None or stored is not None):
+                entries[key] = _Entry(stored, now, until, lines)
+            elif e is not None:
+                del entries[key]
+            per_key[k] = lines
+        todo.clear()
 
 
 def _same(raw: bytes | None, token: bytes | None) -> bool:
@@ -776,26 +849,62 @@ class ComponentLines:
     @staticmethod
     def _compute(ch: _Chunk, now: float) -> None:
         """The values of the moving keys of ``ch`` at ``now``."""
-        pieces, up_fmt = ch.pieces, ch.up
+        up_fmt = ch.up
         n = _C_PIECES
-        up_i = _UP_I
-        fmt_up = _C_UP_FMT
-        nh = "\n" + _C_AVAIL_HEAD
-        w0, w1, w2, w3, w4, w5, w6, w7 = _WIN_LABELS
         moving = ch.moving
-        values_of = window_availability_many(
+        states, values = window_availability_flat(
             [t.view(now) if type(t) is _Windowed else t.history for t in moving.values()], now)
-        # The texts of all the values at once (window_availability_many gives floats).
-        texts = _float_texts([v for _, values in values_of for v in values])
-        k = 0
-        for i, (state, _) in zip(moving, values_of, strict=True):
-            up_fmt[i] = fmt_up[state == up_i]
-            t0, t1, t2, t3, t4, t5, t6, t7 = texts[k:k + 8]
-            k += 8
-            b = n * i
-            pieces[b + 2:b + n:2] = (
-                f"{w0}{t0}{nh}", f"{w1}{t1}{nh}", f"{w2}{t2}{nh}", f"{w3}{t3}{nh}",
-                f"{w4}{t4}{nh}", f"{w5}{t5}{nh}", f"{w6}{t6}{nh}", f"{w7}{t7}\n")
+        put_choices(up_fmt, list(moving), states, _UP_BY_STATE)
+        # The texts of all the values at once (window_availability_flat gives floats),
+        # each written between its window's label and the next line's head.
+        put_texts(ch.pieces, [n * i + 2 for i in moving], _float_texts(values),
+                  _AVAIL_PRE, _AVAIL_POST)
+
+
+def _put_texts(out: list[str], at: list[int], texts: list[str], pre: tuple[str, ...],
+               post: tuple[str, ...]) -> None:
+    """``out[at[k] + 2 * w] = pre[w] + texts[nw * k + w] + post[w]`` for every k and
+    w < nw = len(pre) (``_native.put_texts``'s twin)."""
+    nw = len(pre)
+    if len(post) != nw or len(texts) != nw * len(at):
+        raise ValueError("put_texts: len(texts) must be len(at) * len(pre)")
+    for k, b in enumerate(at):
+        out[b:b + 2 * nw:2] = [f"{a}{t}{z}" for a, t, z in
+                               zip(pre, texts[nw * k:nw * (k + 1)], post, strict=True)]
+
+
+def _put_choices(out: list[str], at: list[int], picks: bytes, choices: tuple[str, ...]) -> None:
+    """``out[at[k]] = choices[picks[k]]`` for every k (``_native.put_choices``'s twin)."""
+    if len(picks) != len(at):
+        raise ValueError("put_choices: len(picks) must be len(at)")
+    for i, p in zip(at, picks, strict=True):
+        out[i] = choices[p]
+
+
+def put_choices(out: list[str], at: list[int], picks: bytes, choices: tuple[str, ...]) -> None:
+    """``_put_choices``, in C when the extension is built."""
+    fast = native.native
+    if fast is None:
+        _put_choices(out, at, picks, choices)
+    else:
+        fast.put_choices(out, at, picks, choices)
+
+
+def put_texts(out: list[str], at: list[int], texts: list[str], pre: tuple[str, ...],
+              post: tuple[str, ...]) -> None:
+    """``_put_texts``, in C when the extension is built."""
+    fast = native.native
+    if fast is None:
+        _put_texts(out, at, texts, pre, post)
+    else:
+        fast.put_texts(out, at, texts, pre, post)
+
+
+#: A component's ``_C_UP`` line format by its state's number (up: 1.0, any other: 0.0).
+_UP_BY_STATE = tuple(_C_UP_FMT[s == _UP_I] for s in range(OUTSIDE + 1))
+#: What comes before and after a value's text in the ``Tw`` pieces (``_C_PIECES``).
+_AVAIL_PRE = _WIN_LABELS
+_AVAIL_POST = (*(f"\n{_C_AVAIL_HEAD}",) * (len(WINDOWS) - 1), "\n")
 
 
 class _Windowed:
@@ -821,20 +930,52 @@ class ServiceLines(_LineCache):
         super().__init__()
         self._escape_catalog: Catalog | None = None
         self._escape = True
+        self._labs: dict[str, str] = {}
+
+    def _labels(self, catalog: Catalog) -> dict[str, str]:
+        """Each service's label text, and whether a name of the services' components
+        (those of their blame) needs escaping: once per catalog rather than at each
+        scrape."""
+        if catalog is not self._escape_catalog:
+            self._escape = any(_esc(c) != c for name in catalog.services
+                               for c in catalog.components_of(name))
+            # prometheus_client writes label names sorted; so does this.
+            self._labs = {name: f'kind="{_esc(svc.kind)}",service="{_esc(name)}"'
+                          for name, svc in catalog.services.items()}
+            self._escape_catalog = catalog
+        return self._labs
 
     def fresh(self, catalog: Catalog, key: str, tracker: Any, now: float
               ) -> tuple[tuple[Line, ...], float]:
-        svc = catalog.services[key]
-        report = service_report(svc, tracker, catalog, now)
-        if catalog is not self._escape_catalog:
-            # Whether a name of the services' components (those of their blame) needs
-            # escaping: once per catalog rather than each name at each scrape.
-            self._escape = any(_esc(c) != c for name in catalog.services
-                               for c in catalog.components_of(name))
-            self._escape_catalog = catalog
-        lab = f'kind="{_esc(report.kind)}",service="{_esc(report.name)}"'
-        return (_service_lines_known(report, lab, self._escape),
-                service_report_until(svc, tracker, now, catalog))
+        return self.fresh_many(catalog, [(key, tracker)], now)[0]
+
+    def fresh_many(self, catalog: Catalog, items: list[tuple[str, Any]], now: float
+                   ) -> list[tuple[tuple[Line, ...], float]]:
+        """``fresh`` of each, the texts of all their values written at once."""
+        labs = self._labels(catalog)
+        escape = self._escape
+        services = catalog.services
+        reports = [service_report(services[key], tracker, catalog, now) for key, tracker in items]
+        values = [_service_values(r) for r in reports]
+        flat = [v for vs, _ in values for v in vs]
+        fast = native.native
+        kind = OTHER if fast is None else fast.plain_floats(flat, _FAST_LO, _FAST_HI)
+        if kind != OTHER:
+            # Every value a float: their texts in one go (those orjson would write
+            # otherwise than _f by _f).
+            texts = ((_orjson_texts(flat) if _FAST and flat else list(map(_f, flat)))
+                     if kind == PLAIN else _float_texts(flat))
+            k = 0
+            per = []
+            for vs, _ in values:
+                per.append(texts[k:k + len(vs)])
+                k += len(vs)
+        else:
+            per = [_value_texts(vs) for vs, _ in values]
+        return [(_service_lines_texts(r, labs[key], escape, comps, t),
+                 service_report_until(services[key], tracker, now, catalog))
+                for (key, tracker), r, (_, comps), t in zip(items, reports, values, per,
+                                                            strict=True)]
 
 
 def make_registry(rt: Runtime, registry: CollectorRegistry | None = None) -> CollectorRegistry:

@@ -1,19 +1,31 @@
-"""``window_availability_many`` gives what ``window_availability`` gives, bit for bit.
+"""``window_availability_many`` and ``window_availability_flat`` give what
+``window_availability`` gives, bit for bit.
 
 The collector computes the ratios of every component whose windows move with one call
 per chunk of components; the /metrics text must stay the text of the one-timeline
 function, so every float must be the same (``float.hex`` tells -0.0 from 0.0 and shows
-every bit).
+every bit). Run on the C loops (``_native.windows_many``) and on the Python ones.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.report import _WINDOW_NAMES, window_availability, window_availability_many
+from streams.accounting import OUTSIDE
+from streams.report import (
+    _WINDOW_NAMES,
+    window_availability,
+    window_availability_flat,
+    window_availability_many,
+)
 from streams.states import DOWN, MAINTENANCE, UP, State
-from streams.timeline import Timeline
+from streams.timeline import BLOCK, Timeline
+
+pytestmark = pytest.mark.usefixtures("engine_path")
 
 NOW = 1_709_251_200.0
 STATES = (UP, MAINTENANCE, DOWN)
@@ -24,12 +36,24 @@ LATER = (0.0, 0.25, 1.0, 299.0, 300.0, 301.0, 3600.0, 86400.0, 2592000.0)
 
 def _expected(tl: Timeline, now: float) -> tuple[int, tuple[str, ...]]:
     avail = window_availability(tl, now)
-    return int(tl.state_at(now)), tuple(avail[w].hex() for w in _WINDOW_NAMES)
+    # The state's number (OUTSIDE, of accounted timelines, is no ``State``).
+    j = bisect_right(tl.ts, now) - 1
+    return (int(UP) if j < 0 else tl.st[j]), tuple(avail[w].hex() for w in _WINDOW_NAMES)
 
 
 def _got(item: tuple[int, tuple[float, ...]]) -> tuple[int, tuple[str, ...]]:
     state, values = item
     return state, tuple(v.hex() for v in values)
+
+
+def _flat(tls: list[Timeline], now: float) -> list[tuple[int, tuple[str, ...]]]:
+    """``window_availability_flat`` as ``_got`` items."""
+    states, values = window_availability_flat(tls, now)
+    nw = len(_WINDOW_NAMES)
+    assert len(states) == len(tls) and len(values) == nw * len(tls)
+    assert all(type(v) is float for v in values)
+    return [(s, tuple(v.hex() for v in values[k * nw:(k + 1) * nw]))
+            for k, s in enumerate(states)]
 
 
 _points = st.lists(
@@ -56,6 +80,7 @@ def test_many_is_bit_identical(timelines: list[list[tuple[float, State]]],
         now = NOW + dt
         got = window_availability_many(tls, now)
         assert [_got(g) for g in got] == [_expected(tl, now) for tl in tls]
+        assert _flat(tls, now) == [_expected(tl, now) for tl in tls]
 
 
 @settings(max_examples=100, deadline=None)
@@ -87,3 +112,62 @@ def test_empty_and_constant_timelines() -> None:
     assert [_got(g) for g in got] == [_expected(tl, NOW) for tl in tls]
     assert got[2] == (int(DOWN), (0.0,) * len(_WINDOW_NAMES))
     assert window_availability_many([], NOW) == []
+    assert window_availability_flat([], NOW) == (b"", [])
+    assert _flat(tls, NOW) == [_expected(tl, NOW) for tl in tls]
+
+
+_long = st.lists(
+    st.tuples(st.sampled_from((0.0, 0.5, 1.0, 60.0, 3600.0)) | st.floats(0.0, 86400.0, allow_nan=False),
+              st.sampled_from((*STATES, OUTSIDE))),
+    max_size=5 * BLOCK,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(points=_long, more=_long, at=st.lists(st.floats(-1.0, 1.0), min_size=1, max_size=3),
+       later=st.sampled_from(LATER))
+def test_flat_over_long_histories(points: list[tuple[float, int]], more: list[tuple[float, int]],
+                                  at: list[float], later: float) -> None:
+    """Histories of several blocks (kept sums), read at instants inside them and after,
+    then appended to (the kept sums out of date) and read again: the flat columns are the
+    one-timeline function's floats, and a timeline whose sums were built in between
+    gives what a fresh copy gives."""
+    tl = Timeline()
+    t = NOW - 20 * 86400.0
+    for step, state in points:
+        t += step
+        tl.append_state(t, int(state))
+    span = (tl.ts[0], tl.ts[-1]) if tl.ts else (NOW, NOW)
+    instants = [span[0] + (span[1] - span[0]) * (0.5 + a / 2) for a in at] + [span[1] + later]
+    for now in instants:
+        assert _flat([tl], now) == [_expected(Timeline(list(tl.ts), list(tl.st)), now)]
+    for step, state in more:
+        t += step
+        tl.append_state(t, int(state))
+    copy = Timeline(list(tl.ts), list(tl.st))
+    for now in [*instants, t + later]:
+        assert _flat([tl, copy], now) == [_expected(copy, now)] * 2
+
+
+@settings(max_examples=200, deadline=None)
+@given(points=_long, at=st.lists(st.floats(-0.2, 1.2), min_size=1, max_size=4),
+       later=st.sampled_from(LATER))
+def test_lines_until_twins_agree(points: list[tuple[float, int]], at: list[float],
+                                 later: float) -> None:
+    """``_native.lines_until`` gives ``_lines_until``'s bound (the collector's proof that
+    a component's lines stay), at instants before, inside and after a history."""
+    from streams import native
+    from streams.report import _WINDOW_SIZES, _lines_until
+
+    fast = native.native
+    if fast is None:
+        pytest.skip("the Python path has no twin to compare with")
+    tl = Timeline()
+    t = NOW - 20 * 86400.0
+    for step, state in points:
+        t += step
+        tl.append_state(t, int(state))
+    span = (tl.ts[0], tl.ts[-1]) if tl.ts else (NOW, NOW)
+    for now in [span[0] + (span[1] - span[0]) * a for a in at] + [span[1] + later]:
+        want = _lines_until(tl.ts, tl.st, now)
+        assert fast.lines_until(tl.ts, tl.st, now, _WINDOW_SIZES).hex() == float(want).hex()

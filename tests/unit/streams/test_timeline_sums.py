@@ -242,6 +242,47 @@ def test_attribution_sums_equal_the_running_sums(
             assert len(cum) == len(idx) // ATT_BLOCK + 1 + (len(idx) % ATT_BLOCK != 0)
 
 
+@settings(max_examples=150, deadline=None)
+@given(edits=st.lists(_edit, max_size=40), cuts=st.lists(st.tuples(st.integers(0, 400),
+                                                                   st.integers(0, 400)),
+                                                         min_size=1, max_size=4),
+       before=st.dictionaries(st.sampled_from(("a", "b", "c", "x")),
+                              st.floats(0.0, 1e6, allow_nan=False), max_size=3))
+def test_attribution_twins_agree(edits: list[tuple[str, float, int, State, tuple[str, ...], int]],
+                                 cuts: list[tuple[int, int]], before: dict[str, float]) -> None:
+    """``_native.att_whole`` adds to a dict what ``Timeline._att_whole`` adds, bit for
+    bit, from any piece range of an index built through appends, re-evaluations and
+    prunes, onto whatever the dict held (the piece cut by the window's start)."""
+    fast = native.native
+    if fast is None:
+        pytest.skip("the Python path has no twin to compare with")
+    tl = Timeline()
+    t = 1_000.0
+    for op, step, count, state, tag, where in edits:
+        if op == "append":
+            for k in range(count):
+                t += step * (k % 3 != 0)
+                s = STATES[(int(state) + k) % 3]
+                tl.append_state(t, int(s), tag if s == DOWN else ())
+        elif op == "assign" and tl.ts:
+            at = tl.ts[where % len(tl)]
+            tl.assign(at, at + step if step else math.inf,
+                      [(at, int(state), tag if state == DOWN else ())])
+        elif op == "prune" and tl.ts:
+            tl.prune_before(tl.ts[where % len(tl)])
+        if not tl.ts:
+            continue
+        tl._build_attribution()
+        n = len(tl)
+        for a, b in cuts:
+            lo, hi = sorted((a % n, b % n))
+            want, got = dict(before), dict(before)
+            tl._att_whole(lo, hi, want)
+            fast.att_whole(tl._att, lo, hi, tl.ts, tl.tag, tl.tags, got)
+            assert list(got) == list(want)
+            assert {k: v.hex() for k, v in got.items()} == {k: v.hex() for k, v in want.items()}
+
+
 @settings(max_examples=100, deadline=None)
 @given(points=st.lists(st.tuples(st.floats(0.0, 5000.0, allow_nan=False),
                                  st.sampled_from(STATES)), max_size=5 * BLOCK),

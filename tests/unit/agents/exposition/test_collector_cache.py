@@ -3,7 +3,8 @@
 ``ComponentLines`` keeps each component's lines with the tracker's stored bytes and the
 interval in which ``component_lines_until`` proved every value constant. Whatever the
 clock and the trackers do, a scrape must read exactly what a fresh report renders:
-``render_report(rt.report(now))``. The clock is injected; nothing sleeps.
+``render_report(rt.report(now))``. The clock is injected; nothing sleeps. Run on the C
+loops (``_native.windows_many``/``put_texts``) and on their Python twins.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from streams.report import component_lines_until, component_report
 from streams.service import ServiceTracker
 from streams.states import State
 from tests.fake_tables import FakeRuntime, Table
+
+pytestmark = pytest.mark.usefixtures("engine_path")
 
 T0 = 1_700_000_000.0
 DAY = 86400.0
@@ -294,18 +297,19 @@ class Spies:
 
         self.looked: list[str] = []
         self.fresh: list[str] = []
-        real_look, real_fresh = mod.ComponentLines._look, mod.ServiceLines.fresh
+        real_look, real_fresh = mod.ComponentLines._look, mod.ServiceLines.fresh_many
 
         def look(lines: Any, ch: Any, i: int, *args: Any) -> None:
             self.looked.append(ch.keys[i])
             real_look(lines, ch, i, *args)
 
-        def fresh(lines: Any, catalog: Catalog, key: str, *args: Any) -> Any:
-            self.fresh.append(key)
-            return real_fresh(lines, catalog, key, *args)
+        def fresh_many(lines: Any, catalog: Catalog, items: list[tuple[str, Any]],
+                       *args: Any) -> Any:
+            self.fresh += [key for key, _ in items]
+            return real_fresh(lines, catalog, items, *args)
 
         monkeypatch.setattr(mod.ComponentLines, "_look", look)
-        monkeypatch.setattr(mod.ServiceLines, "fresh", fresh)
+        monkeypatch.setattr(mod.ServiceLines, "fresh_many", fresh_many)
 
     def clear(self) -> None:
         self.looked.clear()
