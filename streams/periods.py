@@ -859,6 +859,24 @@ class History:
                 acc.add_pieces(carry(r.tail, r.covered, stop))
         return acc
 
+    def down_at_until(self) -> bool:
+        """Whether the service is in an unplanned outage at ``until`` itself. A run that
+        reaches ``until`` ends there when the service day closes, a maintenance window
+        opens or the service comes back exactly then (CONTRACT §6); the state at
+        ``until`` is known, only what follows it is not."""
+        t = self.until
+        d = day_of(t, self.zone)
+        r = self.rollup(d.isoformat())
+        if r is None:
+            tail = self._carry_in(d)
+        elif r.covered <= t:
+            tail = r.tail
+        else:  # the day's rollup reaches past ``until``: its runs say how it goes on
+            return True
+        for _, _, state, _ in self.accounting.carry(tail, t, t + 1.0):
+            return bool(state == DOWN)
+        return False
+
 
 #: An outage is followed at most this many days beyond the period it is reported in.
 MAX_OUTAGE_DAYS = 400
@@ -933,7 +951,7 @@ def _whole(run: tuple[float, float, Tag], history: History, lo: float, hi: float
     steps = 0
     while finish >= hi and steps < MAX_OUTAGE_DAYS:
         if finish >= history.until:
-            ongoing = True
+            ongoing = history.down_at_until()
             break
         nxt = history.account(day_of(finish, zone))
         if nxt is None or not nxt.runs or nxt.runs[0][0] != finish:

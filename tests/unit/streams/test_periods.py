@@ -228,6 +228,25 @@ def test_month_report_with_calendars_resumed_from_marks_matches_brute_force(
         assert_reports_match(cat, *out_of_order(h, data), now, KeepingStore())
 
 
+@pytest.mark.parametrize("closes", ["service day", "event"])
+def test_an_outage_that_ends_exactly_at_now_has_ended(closes: str) -> None:
+    """A down run that reaches the report's ``now`` is still going on only if the
+    service is down at ``now`` itself: not when the service day closes at ``now``
+    (CONTRACT §6) or an event brings it back at ``now`` (found by the marks property)."""
+    sunday_0115 = datetime(2024, 3, 31, 1, 15, tzinfo=UTC).timestamp()
+    monday_0100 = datetime(2024, 4, 1, 1, 0, tzinfo=UTC).timestamp()
+    cat = {"components": {"c0": {"team": "t"}},
+           "services": {"s": {"kind": "internal", "customers": ["x"],
+                              "sla": {"target": 0.5, "period": "5m", "service_time": "st"},
+                              "restore_time": "30m", "requires": ["c0"]}},
+           "service_times": {"st": {"timezone": "UTC", "weekly": ["Sat,Sun 01:15-01:00"]}}}
+    arrivals = [ref.Ev("c0", "up", sunday_0115 - 86400.0), ref.Ev("c0", "down", sunday_0115)]
+    now = monday_0100 if closes == "service day" else monday_0100 - 3600.0
+    if closes == "event":
+        arrivals.append(ref.Ev("c0", "up", now))
+    assert_reports_match(cat, arrivals, list(range(len(arrivals))), now)
+
+
 def out_of_order(h: Any, data: st.DataObject) -> tuple[list[ref.Ev], list[int]]:
     """Arrivals and batch cuts that recompute days from inside: events jittered within
     the allowed lateness, or some components' events hours to days ahead of the others
