@@ -62,14 +62,10 @@ from streams.service import ServiceTracker  # noqa: E402
 from streams.unmapped import UnmappedTracker  # noqa: E402
 from tests.fake_tables import Table  # noqa: E402
 
-MANY = hasattr(segwire, "encode_many")
+MANY = hasattr(segwire, "messages")
 #: The worker's slice of a partition's records (agents/worker/pipeline.py SLICE).
 SLICE = 2048
 LATENESS = 600.0
-
-
-def _event_ts(raw: bytes) -> float | None:
-    return alignment.event_ts(raw)
 
 
 class Run:
@@ -106,14 +102,10 @@ class Run:
                     else:
                         table.touch(c, p)
         part = self.part
-        messages: list[tuple[int, bytes | None, bytes]] = []
-        if MANY:  # one message per segments partition, as the pipeline sends them
-            by_part: dict[int, list[tuple[str, list[segwire.Segment]]]] = {}
-            for name, segs in fanout.items():
-                by_part.setdefault(part(name), []).append((name, segs))
-            for p, items in by_part.items():
-                messages += [(p, None, v) for v in segwire.encode_many(items)]
-        else:  # a tree from before encode_many (run with --ab)
+        messages: list[tuple[int, bytes | None, bytes]]
+        if MANY:  # the messages the pipeline sends
+            messages = segwire.messages(fanout, part)
+        else:  # the code of a tree from before many-services messages on the path
             messages = [(part(name), name.encode(), segwire.encode(segs))
                         for name, segs in fanout.items()]
         t1 = time.thread_time()
@@ -160,7 +152,7 @@ def fetches(msgs: list[tuple[bytes, bytes]], partitions: int, per_fetch: int
     out = []
     while any(pos[p] < len(q) for p, q in queues.items()):
         batch = {p: q[pos[p]:pos[p] + per_fetch] for p, q in queues.items() if pos[p] < len(q)}
-        for p, n in alignment.cuts(batch, _event_ts).items():
+        for p, n in alignment.cuts(batch, alignment.event_ts).items():
             batch[p] = batch[p][:n]
         for p, recs in batch.items():
             pos[p] += len(recs)

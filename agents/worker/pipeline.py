@@ -211,46 +211,17 @@ class Pipeline:
                 fut.add_done_callback(self._dlq_delivered)
         for q, items in forwards.items():
             futures += await self._send_forwards(q, items)
-        part_svc = rt.service_partition
         seg_topic = self._segments_topic
-        if self._segments_single:
-            futures += await self._send_single(fanout)
-            fanout = {}
-        # One message per segments partition (segwire.encode_many), not per service.
-        by_part: dict[int, list[tuple[str, list[WireSegment]]]] = {}
-        for name, segs in fanout.items():
-            sp = part_svc(name)
-            shares = by_part.get(sp)
-            if shares is None:
-                by_part[sp] = [(name, segs)]
-            else:
-                shares.append((name, segs))
-        for sp, shares in by_part.items():
-            fut = None
-            for value in segwire.encode_many(shares):
-                fut = await send(seg_topic, None, value, sp)
-                futures.append(fut)
-            if fut is not None:
-                fut.add_done_callback(self._segment_delivered)
+        last_seg: dict[int, Any] = {}
+        for sp, key, value in segwire.messages(fanout, rt.service_partition,
+                                               self._segments_single):
+            fut = last_seg[sp] = await send(seg_topic, key, value, sp)
+            futures.append(fut)
+        for fut in last_seg.values():
+            fut.add_done_callback(self._segment_delivered)
         rt.counters.batches += 1
         rt.counters.events += n
         faults.point("fetch")
-        return futures
-
-    async def _send_single(self, fanout: dict[str, list[WireSegment]]) -> list[Any]:
-        """One segments message per service, keyed by its name: the form workers of
-        releases up to 0.1.0 read (``--segments-format single``)."""
-        part_svc = self.rt.service_partition
-        seg_topic = self._segments_topic
-        send = self.send
-        futures = []
-        last: dict[int, Any] = {}
-        for name, segs in fanout.items():
-            sp = part_svc(name)
-            fut = last[sp] = await send(seg_topic, name.encode(), segwire.encode(segs), sp)
-            futures.append(fut)
-        for fut in last.values():
-            fut.add_done_callback(self._segment_delivered)
         return futures
 
     async def _classify(self, records: Sequence[Any], q: int,

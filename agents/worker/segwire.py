@@ -31,7 +31,7 @@ import math
 import struct
 import sys
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import chain, repeat
 from typing import Any, NamedTuple
 
@@ -65,6 +65,25 @@ def encode(segs: Sequence[Sequence[Any]]) -> bytes:
         a_end.byteswap()
     return b"".join((MAGIC, _HEAD.pack(len(comps)), a_start.tobytes(), a_end.tobytes(),
                      bytes(states), "\n".join(comps).encode()))
+
+
+def messages(fanout: Mapping[str, Sequence[Sequence[Any]]], partition_of: Callable[[str], int],
+             single: bool = False) -> list[tuple[int, bytes | None, bytes]]:
+    """``(partition, key, value)`` of the segments messages for ``fanout`` (service ->
+    its segments, in order): one per segments partition holding its services
+    (``encode_many``), or with ``single`` one per service keyed by its name
+    (``encode``, the only form releases up to 0.1.0 read)."""
+    if single:
+        return [(partition_of(name), name.encode(), encode(segs)) for name, segs in fanout.items()]
+    by_part: dict[int, list[tuple[str, Sequence[Sequence[Any]]]]] = {}
+    for name, segs in fanout.items():
+        sp = partition_of(name)
+        shares = by_part.get(sp)
+        if shares is None:
+            by_part[sp] = [(name, segs)]
+        else:
+            shares.append((name, segs))
+    return [(sp, None, value) for sp, shares in by_part.items() for value in encode_many(shares)]
 
 
 def encode_many(items: Sequence[tuple[str, Sequence[Sequence[Any]]]],

@@ -83,6 +83,33 @@ def test_many_services_round_trip_in_order(
     assert got == [(name, seg) for name, segs in shares for seg in segs]
 
 
+@given(fanout=st.dictionaries(_names, _segments, min_size=1, max_size=8),
+       partitions=st.integers(1, 5), single=st.booleans())
+def test_messages_put_each_service_on_its_partition_in_either_form(
+        fanout: dict[str, list[tuple[str, float, float, int]]], partitions: int,
+        single: bool) -> None:
+    """What stage 1 sends: every service's segments, in order, on its own partition;
+    keyed one-service messages with ``single`` (what 0.1.0 reads), else unkeyed
+    messages of many services."""
+    def partition_of(name: str) -> int:
+        return sum(name.encode()) % partitions
+
+    got: dict[str, list[tuple[str, float, float, int]]] = {}
+    for p, key, raw in segwire.messages(fanout, partition_of, single):
+        if single:
+            assert key is not None and raw.startswith(segwire.MAGIC)
+            shares = [(key.decode(), segwire.decode_columns(raw))]
+        else:
+            assert key is None and raw.startswith(segwire.MAGIC_MANY)
+            shares = segwire.decode_many(raw)
+        for name, cols in shares:
+            assert partition_of(name) == p
+            ends = [math.inf] * len(cols.comps) if cols.ends is None else cols.ends
+            got.setdefault(name, []).extend(
+                zip(cols.comps, cols.starts, ends, cols.states, strict=True))
+    assert got == fanout
+
+
 @given(shares=_shares)
 def test_c_and_python_encoders_write_the_same_bytes(
         shares: list[tuple[str, list[tuple[str, float, float, int]]]]) -> None:
