@@ -123,6 +123,15 @@ _long = st.lists(
 )
 
 
+def _steps(tl: Timeline, t: float, points: list[tuple[float, int]]) -> float:
+    """Appends ``points`` to ``tl`` as (step after the previous time, state) from ``t``
+    on; returns the last time."""
+    for step, state in points:
+        t += step
+        tl.append_state(t, int(state))
+    return t
+
+
 @settings(max_examples=150, deadline=None)
 @given(points=_long, more=_long, at=st.lists(st.floats(-1.0, 1.0), min_size=1, max_size=3),
        later=st.sampled_from(LATER))
@@ -133,17 +142,12 @@ def test_flat_over_long_histories(points: list[tuple[float, int]], more: list[tu
     one-timeline function's floats, and a timeline whose sums were built in between
     gives what a fresh copy gives."""
     tl = Timeline()
-    t = NOW - 20 * 86400.0
-    for step, state in points:
-        t += step
-        tl.append_state(t, int(state))
+    t = _steps(tl, NOW - 20 * 86400.0, points)
     span = (tl.ts[0], tl.ts[-1]) if tl.ts else (NOW, NOW)
     instants = [span[0] + (span[1] - span[0]) * (0.5 + a / 2) for a in at] + [span[1] + later]
     for now in instants:
         assert _flat([tl], now) == [_expected(Timeline(list(tl.ts), list(tl.st)), now)]
-    for step, state in more:
-        t += step
-        tl.append_state(t, int(state))
+    t = _steps(tl, t, more)
     copy = Timeline(list(tl.ts), list(tl.st))
     for now in [*instants, t + later]:
         assert _flat([tl, copy], now) == [_expected(copy, now)] * 2
@@ -163,10 +167,7 @@ def test_lines_until_twins_agree(points: list[tuple[float, int]], at: list[float
     if fast is None:
         pytest.skip("the Python path has no twin to compare with")
     tl = Timeline()
-    t = NOW - 20 * 86400.0
-    for step, state in points:
-        t += step
-        tl.append_state(t, int(state))
+    _steps(tl, NOW - 20 * 86400.0, points)
     span = (tl.ts[0], tl.ts[-1]) if tl.ts else (NOW, NOW)
     for now in [span[0] + (span[1] - span[0]) * a for a in at] + [span[1] + later]:
         want = _lines_until(tl.ts, tl.st, now)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import given, settings
@@ -205,19 +206,15 @@ def test_every_prune_leaves_only_the_tags_in_use(
             assert list(tl.segments(cut, end)) == before
 
 
-@settings(max_examples=150, deadline=None)
-@given(edits=st.lists(_edit, max_size=40),
-       windows=st.lists(st.tuples(st.floats(0.0, 3e6), st.floats(0.0, 3e6)), max_size=3))
-def test_attribution_sums_equal_the_running_sums(
-        edits: list[tuple[str, float, int, State, tuple[str, ...], int]],
-        windows: list[tuple[float, float]]) -> None:
-    """The attribution index keeps a component's running sum at every ATT_BLOCK-th of its
-    pieces; the sum after any number of pieces is the running sum's float, bit for bit,
-    through appends, re-evaluations and prunes between reads."""
-    tl = Timeline()
+def _edited(tl: Timeline, edits: list[tuple[str, float, int, State, tuple[str, ...], int]]
+            ) -> Iterator[str]:
+    """Applies ``edits`` to ``tl`` one at a time (runs of in-order points whose down ones
+    carry the tag, late corrections, prunes; "ask" changes nothing), yielding each op
+    after it is applied."""
     t = 1_000.0
     for op, step, count, state, tag, where in edits:
         if op == "append":
+            t = max(t, tl.ts[-1]) if tl.ts else t  # an assign may have ended past t
             for k in range(count):
                 t += step * (k % 3 != 0)
                 s = STATES[(int(state) + k) % 3]
@@ -228,6 +225,20 @@ def test_attribution_sums_equal_the_running_sums(
                       [(at, int(state), tag if state == DOWN else ())])
         elif op == "prune" and tl.ts:
             tl.prune_before(tl.ts[where % len(tl)])
+        yield op
+
+
+@settings(max_examples=150, deadline=None)
+@given(edits=st.lists(_edit, max_size=40),
+       windows=st.lists(st.tuples(st.floats(0.0, 3e6), st.floats(0.0, 3e6)), max_size=3))
+def test_attribution_sums_equal_the_running_sums(
+        edits: list[tuple[str, float, int, State, tuple[str, ...], int]],
+        windows: list[tuple[float, float]]) -> None:
+    """The attribution index keeps a component's running sum at every ATT_BLOCK-th of its
+    pieces; the sum after any number of pieces is the running sum's float, bit for bit,
+    through appends, re-evaluations and prunes between reads."""
+    tl = Timeline()
+    for op in _edited(tl, edits):
         for start, width in windows:  # reads build the index part way
             tl.attribute(start, start + width, {})
         if op == "ask" or not tl.ts:
@@ -257,19 +268,7 @@ def test_attribution_twins_agree(edits: list[tuple[str, float, int, State, tuple
     if fast is None:
         pytest.skip("the Python path has no twin to compare with")
     tl = Timeline()
-    t = 1_000.0
-    for op, step, count, state, tag, where in edits:
-        if op == "append":
-            for k in range(count):
-                t += step * (k % 3 != 0)
-                s = STATES[(int(state) + k) % 3]
-                tl.append_state(t, int(s), tag if s == DOWN else ())
-        elif op == "assign" and tl.ts:
-            at = tl.ts[where % len(tl)]
-            tl.assign(at, at + step if step else math.inf,
-                      [(at, int(state), tag if state == DOWN else ())])
-        elif op == "prune" and tl.ts:
-            tl.prune_before(tl.ts[where % len(tl)])
+    for _ in _edited(tl, edits):
         if not tl.ts:
             continue
         tl._build_attribution()
