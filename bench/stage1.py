@@ -28,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, NamedTuple
@@ -111,7 +112,7 @@ def replay(shape: dict[str, Any], index: int, worker_partitions: int, per_fetch:
     pos = [0] * nin
     since = 0
     while any(pos[p] < len(q) for p, q in enumerate(queues)):
-        batch = {TP(INPUT, p): q[pos[p]:pos[p] + per_fetch]
+        batch: dict[Any, Sequence[Any]] = {TP(INPUT, p): q[pos[p]:pos[p] + per_fetch]
                  for p, q in enumerate(queues) if pos[p] < len(q)}
         t0 = time.thread_time()
         loop.run_until_complete(pipeline.stage1(batch))
@@ -175,7 +176,7 @@ def main() -> int:
             n = runs[0]["events"]
             s1 = [r["stage1"] / n * 1e6 for r in runs]
             cp = [r["checkpoint"] / n * 1e6 for r in runs]
-            print(f"  {name:<5} {str(tree):<28} stage 1 {statistics.median(s1):6.2f} us/event "
+            print(f"  {name:<5} {tree!s:<28} stage 1 {statistics.median(s1):6.2f} us/event "
                   f"({', '.join(f'{x:.2f}' for x in s1)}); components checkpoints "
                   f"{statistics.median(cp):5.2f} us/event ({int(runs[0]['checkpoints'])})")
     return 0
