@@ -2380,6 +2380,100 @@ static int set_last_obj(PyObject *col, PyObject *v) {
     return PySequence_SetItem(col, n - 1, v);
 }
 
+/* Blame accumulated in doubles: the slot of each blamed component, in the order first
+ * blamed in this call (a component new to ``blame`` is put there with 0.0 at that moment,
+ * so the keys keep the Python loop's order), its value added to piece by piece in the
+ * same order as the loop adds to the dict's float, and written back at the end. */
+typedef struct {
+    PyObject *index;  /* component -> slot (int) */
+    PyObject **keys;  /* owned */
+    double *vals;
+    Py_ssize_t n, cap;
+    Py_ssize_t **of_tag;  /* per view tag index: its components' slots, or NULL */
+    Py_ssize_t ntable;
+} BlameSlots;
+
+static void blame_slots_free(BlameSlots *b) {
+    for (Py_ssize_t q = 0; q < b->n; q++) Py_DECREF(b->keys[q]);
+    if (b->of_tag != NULL)
+        for (Py_ssize_t q = 0; q < b->ntable; q++) PyMem_Free(b->of_tag[q]);
+    PyMem_Free(b->of_tag);
+    PyMem_Free(b->keys);
+    PyMem_Free(b->vals);
+    Py_XDECREF(b->index);
+}
+
+/* The slots of view tag ``g`` (a tuple of ``ntag`` components), made on first use. */
+static Py_ssize_t *blame_slots_of(BlameSlots *b, PyObject *blame, unsigned int g, PyObject *tag,
+                                  Py_ssize_t ntag) {
+    Py_ssize_t *got = b->of_tag[g];
+    if (got != NULL) return got;
+    got = PyMem_Malloc((size_t)ntag * sizeof(Py_ssize_t));
+    if (got == NULL) { PyErr_NoMemory(); return NULL; }
+    for (Py_ssize_t q = 0; q < ntag; q++) {
+        PyObject *comp = PyTuple_GET_ITEM(tag, q);
+        PyObject *at = PyDict_GetItemWithError(b->index, comp);
+        if (at != NULL) { got[q] = PyLong_AsSsize_t(at); continue; }
+        if (PyErr_Occurred()) { PyMem_Free(got); return NULL; }
+        /* slots are made in piece order: a tag's components the first time one is blamed */
+        got[q] = -1;
+    }
+    b->of_tag[g] = got;
+    return got;
+}
+
+/* The slot of the q-th component of tag g, made (its value read from ``blame``, or put
+ * there as 0.0) when the loop first blames it. */
+static int blame_slot_make(BlameSlots *b, PyObject *blame, PyObject *comp, Py_ssize_t *slot) {
+    PyObject *at = PyDict_GetItemWithError(b->index, comp);
+    if (at != NULL) { *slot = PyLong_AsSsize_t(at); return 0; }
+    if (PyErr_Occurred()) return -1;
+    double was = 0.0;
+    PyObject *old = PyDict_GetItemWithError(blame, comp);
+    if (old != NULL) {
+        was = PyFloat_AsDouble(old);
+        if (was == -1.0 && PyErr_Occurred()) return -1;
+    } else {
+        if (PyErr_Occurred()) return -1;
+        PyObject *zero = PyFloat_FromDouble(0.0);
+        if (zero == NULL) return -1;
+        int r = PyDict_SetItem(blame, comp, zero);
+        Py_DECREF(zero);
+        if (r < 0) return -1;
+    }
+    if (b->n == b->cap) {
+        Py_ssize_t cap = b->cap ? 2 * b->cap : 16;
+        PyObject **keys = PyMem_Realloc(b->keys, (size_t)cap * sizeof(PyObject *));
+        if (keys == NULL) { PyErr_NoMemory(); return -1; }
+        b->keys = keys;
+        double *vals = PyMem_Realloc(b->vals, (size_t)cap * sizeof(double));
+        if (vals == NULL) { PyErr_NoMemory(); return -1; }
+        b->vals = vals;
+        b->cap = cap;
+    }
+    PyObject *ix = PyLong_FromSsize_t(b->n);
+    if (ix == NULL) return -1;
+    int r = PyDict_SetItem(b->index, comp, ix);
+    Py_DECREF(ix);
+    if (r < 0) return -1;
+    Py_INCREF(comp);
+    b->keys[b->n] = comp;
+    b->vals[b->n] = was;
+    *slot = b->n++;
+    return 0;
+}
+
+static int blame_slots_write(BlameSlots *b, PyObject *blame) {
+    for (Py_ssize_t q = 0; q < b->n; q++) {
+        PyObject *v = PyFloat_FromDouble(b->vals[q]);
+        if (v == NULL) return -1;
+        int r = PyDict_SetItem(blame, b->keys[q], v);
+        Py_DECREF(v);
+        if (r < 0) return -1;
+    }
+    return 0;
+}
+
 static PyObject *day_segments(PyObject *self, PyObject *args) {
     PyObject *tsc, *stc, *tgc, *table, *ab, *ix, *rtags, *blame, *first, *merge;
     double a, b, up, down, planned;
@@ -2395,6 +2489,9 @@ static PyObject *day_segments(PyObject *self, PyObject *args) {
     Py_ssize_t ntable = PyList_GET_SIZE(table);
     Py_ssize_t *interned = NULL;
     PyObject *result = NULL;
+    BlameSlots bs = {NULL, NULL, NULL, 0, 0, NULL, ntable};
+    /* per view tag: the last run tag it was found a subset of (-1: none yet) */
+    long long *sub_r = NULL;
     if (col_read(tsc, 'd', &tv, &n, &vt, &ht) < 0) return NULL;
     if (col_read(stc, 'b', &sv, &ns, &vs, &hs) < 0) goto done;
     if (col_read(tgc, 'I', &gv, &ng, &vg, &hg) < 0) goto done;
@@ -2403,8 +2500,12 @@ static PyObject *day_segments(PyObject *self, PyObject *args) {
         goto done;
     }
     interned = PyMem_Malloc((size_t)(ntable ? ntable : 1) * sizeof(Py_ssize_t));
-    if (interned == NULL) { PyErr_NoMemory(); goto done; }
-    for (Py_ssize_t q = 0; q < ntable; q++) interned[q] = -1;
+    sub_r = PyMem_Malloc((size_t)(ntable ? ntable : 1) * sizeof(long long));
+    bs.of_tag = PyMem_Calloc((size_t)(ntable ? ntable : 1), sizeof(Py_ssize_t *));
+    bs.index = PyDict_New();
+    if (interned == NULL || sub_r == NULL || bs.of_tag == NULL) { PyErr_NoMemory(); goto done; }
+    if (bs.index == NULL) goto done;
+    for (Py_ssize_t q = 0; q < ntable; q++) interned[q] = sub_r[q] = -1;
     const double *t = tv;
     const signed char *st = sv;
     const unsigned int *tg = gv;
@@ -2447,18 +2548,13 @@ static PyObject *day_segments(PyObject *self, PyObject *args) {
         Py_ssize_t ntag = PyTuple_GET_SIZE(tag);
         if (ntag) {
             double share = dt / (double)ntag;
+            Py_ssize_t *slots = blame_slots_of(&bs, blame, g, tag, ntag);
+            if (slots == NULL) goto done;
             for (Py_ssize_t q = 0; q < ntag; q++) {
-                PyObject *comp = PyTuple_GET_ITEM(tag, q);
-                PyObject *old = PyDict_GetItemWithError(blame, comp);
-                if (old == NULL && PyErr_Occurred()) goto done;
-                double was = 0.0;
-                if (old != NULL) {
-                    was = PyFloat_AsDouble(old);
-                    if (was == -1.0 && PyErr_Occurred()) goto done;
-                }
-                PyObject *v = PyFloat_FromDouble(was + share);
-                if (v == NULL || PyDict_SetItem(blame, comp, v) < 0) { Py_XDECREF(v); goto done; }
-                Py_DECREF(v);
+                if (slots[q] < 0
+                        && blame_slot_make(&bs, blame, PyTuple_GET_ITEM(tag, q), &slots[q]) < 0)
+                    goto done;
+                bs.vals[slots[q]] += share;
             }
         }
         Py_ssize_t nruns = PyObject_Length(ix);
@@ -2477,13 +2573,17 @@ static PyObject *day_segments(PyObject *self, PyObject *args) {
             PyObject *rt = PyList_GET_ITEM(rtags, (Py_ssize_t)r);
             Py_INCREF(rt);
             if (set_last_d(ab, hi + 0.0) < 0) { Py_DECREF(rt); goto done; }
-            int subset = 1;
-            for (Py_ssize_t q = 0; subset && q < ntag; q++) {
+            int subset = sub_r[g] == (long long)r;
+            for (Py_ssize_t q = 0; !subset && q < ntag; q++) {
                 int c = PySequence_Contains(rt, PyTuple_GET_ITEM(tag, q));
                 if (c < 0) { Py_DECREF(rt); goto done; }
-                subset = c;
+                if (!c) break;
+                if (q == ntag - 1) subset = 1;
             }
-            if (!subset) {
+            if (ntag == 0) subset = 1;
+            if (subset) {
+                sub_r[g] = (long long)r;
+            } else {
                 PyObject *k = PyObject_CallFunctionObjArgs(merge, rt, tag, NULL);
                 if (k == NULL || set_last_obj(ix, k) < 0) { Py_XDECREF(k); Py_DECREF(rt); goto done; }
                 Py_DECREF(k);
@@ -2520,8 +2620,11 @@ static PyObject *day_segments(PyObject *self, PyObject *args) {
             if (bad) goto done;
         }
     }
+    if (blame_slots_write(&bs, blame) < 0) goto done;
     result = Py_BuildValue("(ddd)", up, down, planned);
 done:
+    blame_slots_free(&bs);
+    PyMem_Free(sub_r);
     PyMem_Free(interned);
     if (hg) PyBuffer_Release(&vg);
     if (hs) PyBuffer_Release(&vs);
