@@ -2404,8 +2404,7 @@ static void blame_slots_free(BlameSlots *b) {
 }
 
 /* The slots of view tag ``g`` (a tuple of ``ntag`` components), made on first use. */
-static Py_ssize_t *blame_slots_of(BlameSlots *b, PyObject *blame, unsigned int g, PyObject *tag,
-                                  Py_ssize_t ntag) {
+static Py_ssize_t *blame_slots_of(BlameSlots *b, unsigned int g, PyObject *tag, Py_ssize_t ntag) {
     Py_ssize_t *got = b->of_tag[g];
     if (got != NULL) return got;
     got = PyMem_Malloc((size_t)ntag * sizeof(Py_ssize_t));
@@ -2415,15 +2414,14 @@ static Py_ssize_t *blame_slots_of(BlameSlots *b, PyObject *blame, unsigned int g
         PyObject *at = PyDict_GetItemWithError(b->index, comp);
         if (at != NULL) { got[q] = PyLong_AsSsize_t(at); continue; }
         if (PyErr_Occurred()) { PyMem_Free(got); return NULL; }
-        /* slots are made in piece order: a tag's components the first time one is blamed */
-        got[q] = -1;
+        got[q] = -1;  /* made when first blamed (blame_slot_make), in the loop's order */
     }
     b->of_tag[g] = got;
     return got;
 }
 
-/* The slot of the q-th component of tag g, made (its value read from ``blame``, or put
- * there as 0.0) when the loop first blames it. */
+/* The slot of ``comp``, made when the loop first blames it: its value read from
+ * ``blame``, or put there as 0.0 (so the dict's keys keep the loop's order). */
 static int blame_slot_make(BlameSlots *b, PyObject *blame, PyObject *comp, Py_ssize_t *slot) {
     PyObject *at = PyDict_GetItemWithError(b->index, comp);
     if (at != NULL) { *slot = PyLong_AsSsize_t(at); return 0; }
@@ -2548,7 +2546,7 @@ static PyObject *day_segments(PyObject *self, PyObject *args) {
         Py_ssize_t ntag = PyTuple_GET_SIZE(tag);
         if (ntag) {
             double share = dt / (double)ntag;
-            Py_ssize_t *slots = blame_slots_of(&bs, blame, g, tag, ntag);
+            Py_ssize_t *slots = blame_slots_of(&bs, g, tag, ntag);
             if (slots == NULL) goto done;
             for (Py_ssize_t q = 0; q < ntag; q++) {
                 if (slots[q] < 0
