@@ -1619,11 +1619,14 @@ fail:
     return NULL;
 }
 
-/* time_ordered(comps, starts, states) -> list or None: the open-ended segments given as
- * columns (lists of ids and of float starts; states as bytes or a list of ints), as
+/* time_ordered(comps, starts, states) -> iterator or None: the open-ended segments given
+ * as columns (lists of ids and of float starts; states as bytes or a list of ints), as
  * (component, start, inf, state) tuples sorted by start, stably (each component keeps
  * its own order); None when the starts are in order already. For
- * service.in_time_order_columns, without a Python call per segment. */
+ * service.in_time_order_columns, without a Python call per segment. The tuples are made
+ * one at a time as apply_many takes them (and freed before the next): a list of them
+ * all was a GC-tracked tuple per segment alive at once, so a fetch's stage 2 set off
+ * young collections that walked them. */
 typedef struct { double t; Py_ssize_t i; } Keyed;
 
 static int keyed_cmp(const void *a, const void *b) {
@@ -1632,6 +1635,106 @@ static int keyed_cmp(const void *a, const void *b) {
     if (x->t > y->t) return 1;
     return (x->i > y->i) - (x->i < y->i);
 }
+
+/* Sort keys[0 .. n) by t, stably: the order qsort with keyed_cmp gives (no NaN among
+ * them; the caller checks). A service's segments of a fetch come as a few ascending runs
+ * (one per stage-1 partition and message), so the runs are merged pairwise, level by
+ * level: n comparisons of doubles a level and log2(runs) levels, where qsort called the
+ * comparator n log2(n) times. 0, or -1 with MemoryError. */
+static int sort_runs(Keyed *keys, Py_ssize_t n) {
+    Py_ssize_t cap = 16, nb = 0;
+    Py_ssize_t *b = PyMem_Malloc((size_t)cap * sizeof(Py_ssize_t));
+    if (b == NULL) { PyErr_NoMemory(); return -1; }
+    b[nb++] = 0;
+    for (Py_ssize_t i = 1; i <= n; i++) {
+        if (i < n && keys[i].t >= keys[i - 1].t) continue;
+        if (nb == cap) {
+            Py_ssize_t *grown = PyMem_Realloc(b, (size_t)(cap * 2) * sizeof(Py_ssize_t));
+            if (grown == NULL) { PyMem_Free(b); PyErr_NoMemory(); return -1; }
+            b = grown;
+            cap *= 2;
+        }
+        b[nb++] = i;  /* a run ends here (the last bound is n) */
+    }
+    Keyed *tmp = nb > 2 ? PyMem_Malloc((size_t)n * sizeof(Keyed)) : NULL;
+    if (nb > 2 && tmp == NULL) { PyMem_Free(b); PyErr_NoMemory(); return -1; }
+    while (nb > 2) {  /* runs: [b[r], b[r + 1]) for r < nb - 1 */
+        Py_ssize_t w = 0;
+        for (Py_ssize_t r = 0; r + 1 < nb; r += 2) {
+            Py_ssize_t lo = b[r], mid = b[r + 1];
+            if (r + 2 < nb) {
+                Py_ssize_t hi = b[r + 2], x = lo, y = mid, o = lo;
+                while (x < mid && y < hi)  /* ties to the left run: stable */
+                    tmp[o++] = keys[y].t < keys[x].t ? keys[y++] : keys[x++];
+                while (x < mid) tmp[o++] = keys[x++];
+                while (y < hi) tmp[o++] = keys[y++];
+                memcpy(keys + lo, tmp + lo, (size_t)(hi - lo) * sizeof(Keyed));
+            }
+            b[w++] = lo;
+        }
+        b[w++] = n;
+        nb = w;
+    }
+    PyMem_Free(tmp);
+    PyMem_Free(b);
+    return 0;
+}
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *comps, *starts, *states;  /* the columns (states: bytes or a list) */
+    Keyed *keys;                         /* the order */
+    Py_ssize_t n, q;                     /* length, next position */
+} OrderedIter;
+
+static void ordered_dealloc(OrderedIter *it) {
+    Py_XDECREF(it->comps);
+    Py_XDECREF(it->starts);
+    Py_XDECREF(it->states);
+    PyMem_Free(it->keys);
+    PyObject_Free(it);
+}
+
+static PyObject *ordered_next(OrderedIter *it) {
+    if (it->q >= it->n) return NULL;
+    Py_ssize_t i = it->keys[it->q++].i;
+    /* the columns are the caller's lists: read them checked, in case they changed */
+    if (i >= PyList_GET_SIZE(it->comps) || i >= PyList_GET_SIZE(it->starts)) {
+        PyErr_SetString(PyExc_RuntimeError, "segment columns changed while ordered");
+        return NULL;
+    }
+    PyObject *st;
+    if (PyBytes_CheckExact(it->states)) {
+        st = STATE_INT[(unsigned char)PyBytes_AS_STRING(it->states)[i]];  /* checked at start */
+    } else {
+        if (i >= PyList_GET_SIZE(it->states)) {
+            PyErr_SetString(PyExc_RuntimeError, "segment columns changed while ordered");
+            return NULL;
+        }
+        st = PyList_GET_ITEM(it->states, i);
+    }
+    return PyTuple_Pack(4, PyList_GET_ITEM(it->comps, i), PyList_GET_ITEM(it->starts, i), INF_obj, st);
+}
+
+static PyObject *ordered_length_hint(OrderedIter *it, PyObject *unused) {
+    return PyLong_FromSsize_t(it->n - it->q);
+}
+
+static PyMethodDef ordered_methods[] = {
+    {"__length_hint__", (PyCFunction)ordered_length_hint, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject OrderedIter_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "streams._native.ordered_segments",
+    .tp_basicsize = sizeof(OrderedIter),
+    .tp_dealloc = (destructor)ordered_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)ordered_next,
+    .tp_methods = ordered_methods,
+};
 
 static PyObject *time_ordered(PyObject *self, PyObject *args) {
     PyObject *comps, *starts, *states;
@@ -1646,41 +1749,36 @@ static PyObject *time_ordered(PyObject *self, PyObject *args) {
     }
     Keyed *keys = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(Keyed));
     if (keys == NULL) return PyErr_NoMemory();
-    int sorted = 1;
+    int sorted = 1, nan = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         double t = PyFloat_AsDouble(PyList_GET_ITEM(starts, i));
         if (t == -1.0 && PyErr_Occurred()) { PyMem_Free(keys); return NULL; }
         if (i && !(t >= keys[i - 1].t)) sorted = 0;
+        if (t != t) nan = 1;
         keys[i].t = t;
         keys[i].i = i;
     }
     if (sorted) { PyMem_Free(keys); Py_RETURN_NONE; }
-    qsort(keys, (size_t)n, sizeof(Keyed), keyed_cmp);
-    PyObject *out = PyList_New(n);
-    if (out == NULL) { PyMem_Free(keys); return NULL; }
-    const unsigned char *sb = bytes ? (const unsigned char *)PyBytes_AS_STRING(states) : NULL;
-    for (Py_ssize_t q = 0; q < n; q++) {
-        Py_ssize_t i = keys[q].i;
-        PyObject *st;
-        if (sb != NULL) {
+    if (bytes) {  /* before any segment is applied, as when the tuples were made at once */
+        const unsigned char *sb = (const unsigned char *)PyBytes_AS_STRING(states);
+        for (Py_ssize_t i = 0; i < n; i++)
             if (sb[i] > 2) {
                 PyErr_Format(PyExc_ValueError, "state %d is not 0, 1 or 2", (int)sb[i]);
-                goto fail;
+                PyMem_Free(keys);
+                return NULL;
             }
-            st = STATE_INT[sb[i]];
-        } else {
-            st = PyList_GET_ITEM(states, i);
-        }
-        PyObject *seg = PyTuple_Pack(4, PyList_GET_ITEM(comps, i), PyList_GET_ITEM(starts, i), INF_obj, st);
-        if (seg == NULL) goto fail;
-        PyList_SET_ITEM(out, q, seg);
     }
-    PyMem_Free(keys);
-    return out;
-fail:
-    PyMem_Free(keys);
-    Py_DECREF(out);
-    return NULL;
+    if (nan) qsort(keys, (size_t)n, sizeof(Keyed), keyed_cmp);
+    else if (sort_runs(keys, n) < 0) { PyMem_Free(keys); return NULL; }
+    OrderedIter *it = PyObject_New(OrderedIter, &OrderedIter_Type);
+    if (it == NULL) { PyMem_Free(keys); return NULL; }
+    Py_INCREF(comps); it->comps = comps;
+    Py_INCREF(starts); it->starts = starts;
+    Py_INCREF(states); it->states = states;
+    it->keys = keys;
+    it->n = n;
+    it->q = 0;
+    return (PyObject *)it;
 }
 
 /* float_kinds(buffer of doubles) -> (any NaN, any infinity): the checks of a segments
@@ -2770,5 +2868,6 @@ PyMODINIT_FUNC PyInit__native(void) {
     if ((INF_obj = PyFloat_FromDouble(INFINITY)) == NULL) return NULL;
     for (int i = 0; i < 3; i++)
         if ((STATE_INT[i] = PyLong_FromLong(i)) == NULL) return NULL;
+    if (PyType_Ready(&OrderedIter_Type) < 0) return NULL;
     return PyModule_Create(&module);
 }
