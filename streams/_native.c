@@ -2447,6 +2447,287 @@ static PyObject *tags_used(PyObject *self, PyObject *args) {
     return PyLong_FromSsize_t(count);
 }
 
+/* ---- a day rollup's account over a view (streams.periods.Account.add_segments) ---------
+ * The twin of add_segments' loop, step for step, so the sums, the blame and the runs are
+ * the same doubles in the same order: the services checkpoint recomputes the running
+ * day of every service a batch touched from its last mark, a point at a time. The
+ * pieces of the view's columns over [a, b): up, planned and down seconds added in time
+ * order; a down piece's seconds shared out over its blamed components in the tag's
+ * order; a down piece that starts where the last run ends extends it (its blamed set
+ * merged by ``merge(run_tag, tag)`` if it is not a subset), any other opens a run
+ * (``first(g)``: the runs' index of the view's tag g, asked once a g). The accounting's
+ * codes: 0 up, 1 planned, 2 down, 3 outside (ends a run). */
+
+/* Set the last item of ``col`` ('d' or 'I'): in place, or through the sequence protocol. */
+static int set_last_d(PyObject *col, double x) {
+    if (arr_is(col, 'd') && Py_SIZE(col) > 0 && ((ArrayObj *)col)->ob_exports == 0) {
+        ((double *)((ArrayObj *)col)->ob_item)[Py_SIZE(col) - 1] = x;
+        return 0;
+    }
+    PyObject *v = PyFloat_FromDouble(x);
+    if (v == NULL) return -1;
+    Py_ssize_t n = PyObject_Length(col);
+    int r = n < 1 ? -1 : PySequence_SetItem(col, n - 1, v);
+    Py_DECREF(v);
+    return r;
+}
+
+static int set_last_obj(PyObject *col, PyObject *v) {
+    Py_ssize_t n = PyObject_Length(col);
+    if (n < 1) return -1;
+    return PySequence_SetItem(col, n - 1, v);
+}
+
+/* Blame accumulated in doubles: the slot of each blamed component, in the order first
+ * blamed in this call (a component new to ``blame`` is put there with 0.0 at that moment,
+ * so the keys keep the Python loop's order), its value added to piece by piece in the
+ * same order as the loop adds to the dict's float, and written back at the end. */
+typedef struct {
+    PyObject *index;  /* component -> slot (int) */
+    PyObject **keys;  /* owned */
+    double *vals;
+    Py_ssize_t n, cap;
+    Py_ssize_t **of_tag;  /* per view tag index: its components' slots, or NULL */
+    Py_ssize_t ntable;
+} BlameSlots;
+
+static void blame_slots_free(BlameSlots *b) {
+    for (Py_ssize_t q = 0; q < b->n; q++) Py_DECREF(b->keys[q]);
+    if (b->of_tag != NULL)
+        for (Py_ssize_t q = 0; q < b->ntable; q++) PyMem_Free(b->of_tag[q]);
+    PyMem_Free(b->of_tag);
+    PyMem_Free(b->keys);
+    PyMem_Free(b->vals);
+    Py_XDECREF(b->index);
+}
+
+/* The slots of view tag ``g`` (a tuple of ``ntag`` components), made on first use. */
+static Py_ssize_t *blame_slots_of(BlameSlots *b, unsigned int g, PyObject *tag, Py_ssize_t ntag) {
+    Py_ssize_t *got = b->of_tag[g];
+    if (got != NULL) return got;
+    got = PyMem_Malloc((size_t)ntag * sizeof(Py_ssize_t));
+    if (got == NULL) { PyErr_NoMemory(); return NULL; }
+    for (Py_ssize_t q = 0; q < ntag; q++) {
+        PyObject *comp = PyTuple_GET_ITEM(tag, q);
+        PyObject *at = PyDict_GetItemWithError(b->index, comp);
+        if (at != NULL) { got[q] = PyLong_AsSsize_t(at); continue; }
+        if (PyErr_Occurred()) { PyMem_Free(got); return NULL; }
+        got[q] = -1;  /* made when first blamed (blame_slot_make), in the loop's order */
+    }
+    b->of_tag[g] = got;
+    return got;
+}
+
+/* The slot of ``comp``, made when the loop first blames it: its value read from
+ * ``blame``, or put there as 0.0 (so the dict's keys keep the loop's order). */
+static int blame_slot_make(BlameSlots *b, PyObject *blame, PyObject *comp, Py_ssize_t *slot) {
+    PyObject *at = PyDict_GetItemWithError(b->index, comp);
+    if (at != NULL) { *slot = PyLong_AsSsize_t(at); return 0; }
+    if (PyErr_Occurred()) return -1;
+    double was = 0.0;
+    PyObject *old = PyDict_GetItemWithError(blame, comp);
+    if (old != NULL) {
+        was = PyFloat_AsDouble(old);
+        if (was == -1.0 && PyErr_Occurred()) return -1;
+    } else {
+        if (PyErr_Occurred()) return -1;
+        PyObject *zero = PyFloat_FromDouble(0.0);
+        if (zero == NULL) return -1;
+        int r = PyDict_SetItem(blame, comp, zero);
+        Py_DECREF(zero);
+        if (r < 0) return -1;
+    }
+    if (b->n == b->cap) {
+        Py_ssize_t cap = b->cap ? 2 * b->cap : 16;
+        PyObject **keys = PyMem_Realloc(b->keys, (size_t)cap * sizeof(PyObject *));
+        if (keys == NULL) { PyErr_NoMemory(); return -1; }
+        b->keys = keys;
+        double *vals = PyMem_Realloc(b->vals, (size_t)cap * sizeof(double));
+        if (vals == NULL) { PyErr_NoMemory(); return -1; }
+        b->vals = vals;
+        b->cap = cap;
+    }
+    PyObject *ix = PyLong_FromSsize_t(b->n);
+    if (ix == NULL) return -1;
+    int r = PyDict_SetItem(b->index, comp, ix);
+    Py_DECREF(ix);
+    if (r < 0) return -1;
+    Py_INCREF(comp);
+    b->keys[b->n] = comp;
+    b->vals[b->n] = was;
+    *slot = b->n++;
+    return 0;
+}
+
+static int blame_slots_write(BlameSlots *b, PyObject *blame) {
+    for (Py_ssize_t q = 0; q < b->n; q++) {
+        PyObject *v = PyFloat_FromDouble(b->vals[q]);
+        if (v == NULL) return -1;
+        int r = PyDict_SetItem(blame, b->keys[q], v);
+        Py_DECREF(v);
+        if (r < 0) return -1;
+    }
+    return 0;
+}
+
+static PyObject *day_segments(PyObject *self, PyObject *args) {
+    PyObject *tsc, *stc, *tgc, *table, *ab, *ix, *rtags, *blame, *first, *merge;
+    double a, b, up, down, planned;
+    if (!PyArg_ParseTuple(args, "OOOO!dddddOOO!O!OO", &tsc, &stc, &tgc, &PyList_Type, &table,
+                          &a, &b, &up, &down, &planned, &ab, &ix, &PyList_Type, &rtags,
+                          &PyDict_Type, &blame, &first, &merge))
+        return NULL;
+    if (!(b > a)) return Py_BuildValue("(ddd)", up, down, planned);
+    const void *tv, *sv, *gv;
+    Py_ssize_t n, ns, ng;
+    Py_buffer vt, vs, vg;
+    int ht = 0, hs = 0, hg = 0;
+    Py_ssize_t ntable = PyList_GET_SIZE(table);
+    Py_ssize_t *interned = NULL;
+    PyObject *result = NULL;
+    BlameSlots bs = {NULL, NULL, NULL, 0, 0, NULL, ntable};
+    /* per view tag: the last run tag it was found a subset of (-1: none yet) */
+    long long *sub_r = NULL;
+    if (col_read(tsc, 'd', &tv, &n, &vt, &ht) < 0) return NULL;
+    if (col_read(stc, 'b', &sv, &ns, &vs, &hs) < 0) goto done;
+    if (col_read(tgc, 'I', &gv, &ng, &vg, &hg) < 0) goto done;
+    if (ns != n || ng != n) {
+        PyErr_SetString(PyExc_ValueError, "day_segments: the view's columns differ in length");
+        goto done;
+    }
+    interned = PyMem_Malloc((size_t)(ntable ? ntable : 1) * sizeof(Py_ssize_t));
+    sub_r = PyMem_Malloc((size_t)(ntable ? ntable : 1) * sizeof(long long));
+    bs.of_tag = PyMem_Calloc((size_t)(ntable ? ntable : 1), sizeof(Py_ssize_t *));
+    bs.index = PyDict_New();
+    if (interned == NULL || sub_r == NULL || bs.of_tag == NULL) { PyErr_NoMemory(); goto done; }
+    if (bs.index == NULL) goto done;
+    for (Py_ssize_t q = 0; q < ntable; q++) interned[q] = sub_r[q] = -1;
+    const double *t = tv;
+    const signed char *st = sv;
+    const unsigned int *tg = gv;
+    /* i = bisect_right(ts, a) - 1 */
+    Py_ssize_t lo_i = 0, hi_i = n;
+    while (lo_i < hi_i) {
+        Py_ssize_t mid = (lo_i + hi_i) / 2;
+        if (a < t[mid]) hi_i = mid; else lo_i = mid + 1;
+    }
+    Py_ssize_t i = lo_i - 1;
+    if (i < 0) {
+        double f = n ? t[0] : INFINITY;
+        if (f > a) up += (b < f ? b : f) - a;  /* before the first point: up */
+        i = 0;
+    }
+    while (i < n) {
+        double lo = t[i];
+        if (lo >= b) break;
+        if (lo < a) lo = a;
+        double hi = i + 1 < n ? t[i + 1] : b;
+        if (hi > b) hi = b;
+        int s = st[i];
+        unsigned int g = tg[i];
+        i++;
+        double dt = hi - lo;
+        if (dt <= 0) continue;
+        if (s == 0) { up += dt; continue; }
+        if (s == 1) { planned += dt; continue; }
+        if (s != 2) continue;  /* outside: neither up nor down, and it ends a run */
+        down += dt;
+        if ((Py_ssize_t)g >= ntable) {
+            PyErr_SetString(PyExc_ValueError, "day_segments: a tag index is out of its table");
+            goto done;
+        }
+        PyObject *tag = PyList_GET_ITEM(table, (Py_ssize_t)g);
+        if (!PyTuple_Check(tag)) {
+            PyErr_SetString(PyExc_TypeError, "day_segments: a tag must be a tuple");
+            goto done;
+        }
+        Py_ssize_t ntag = PyTuple_GET_SIZE(tag);
+        if (ntag) {
+            double share = dt / (double)ntag;
+            Py_ssize_t *slots = blame_slots_of(&bs, g, tag, ntag);
+            if (slots == NULL) goto done;
+            for (Py_ssize_t q = 0; q < ntag; q++) {
+                if (slots[q] < 0
+                        && blame_slot_make(&bs, blame, PyTuple_GET_ITEM(tag, q), &slots[q]) < 0)
+                    goto done;
+                bs.vals[slots[q]] += share;
+            }
+        }
+        Py_ssize_t nruns = PyObject_Length(ix);
+        if (nruns < 0) goto done;
+        double last_b = 0.0;
+        if (nruns) {
+            if (dcol_last(ab, &last_b) < 0) goto done;
+        }
+        if (nruns && last_b == lo) {
+            unsigned int r;
+            if (icol_last(ix, &r) < 0) goto done;
+            if ((Py_ssize_t)r >= PyList_GET_SIZE(rtags)) {
+                PyErr_SetString(PyExc_ValueError, "day_segments: a run's tag is out of its table");
+                goto done;
+            }
+            PyObject *rt = PyList_GET_ITEM(rtags, (Py_ssize_t)r);
+            Py_INCREF(rt);
+            if (set_last_d(ab, hi + 0.0) < 0) { Py_DECREF(rt); goto done; }
+            int subset = sub_r[g] == (long long)r;
+            for (Py_ssize_t q = 0; !subset && q < ntag; q++) {
+                int c = PySequence_Contains(rt, PyTuple_GET_ITEM(tag, q));
+                if (c < 0) { Py_DECREF(rt); goto done; }
+                if (!c) break;
+                if (q == ntag - 1) subset = 1;
+            }
+            if (ntag == 0) subset = 1;
+            if (subset) {
+                sub_r[g] = (long long)r;
+            } else {
+                PyObject *k = PyObject_CallFunctionObjArgs(merge, rt, tag, NULL);
+                if (k == NULL || set_last_obj(ix, k) < 0) { Py_XDECREF(k); Py_DECREF(rt); goto done; }
+                Py_DECREF(k);
+            }
+            Py_DECREF(rt);
+        } else {
+            Py_ssize_t r = interned[g];
+            if (r < 0) {
+                PyObject *k = PyObject_CallFunction(first, "I", g);
+                if (k == NULL) goto done;
+                r = PyLong_AsSsize_t(k);
+                Py_DECREF(k);
+                if (r < 0) {
+                    if (!PyErr_Occurred())
+                        PyErr_SetString(PyExc_ValueError, "day_segments: first() gave a negative index");
+                    goto done;
+                }
+                interned[g] = r;
+            }
+            PyObject *x = PyFloat_FromDouble(lo + 0.0);
+            if (x == NULL) goto done;
+            int bad = col_append(ab, x);
+            Py_DECREF(x);
+            if (bad) goto done;
+            x = PyFloat_FromDouble(hi + 0.0);
+            if (x == NULL) goto done;
+            bad = col_append(ab, x);
+            Py_DECREF(x);
+            if (bad) goto done;
+            x = PyLong_FromSsize_t(r);
+            if (x == NULL) goto done;
+            bad = col_append(ix, x);
+            Py_DECREF(x);
+            if (bad) goto done;
+        }
+    }
+    if (blame_slots_write(&bs, blame) < 0) goto done;
+    result = Py_BuildValue("(ddd)", up, down, planned);
+done:
+    blame_slots_free(&bs);
+    PyMem_Free(sub_r);
+    PyMem_Free(interned);
+    if (hg) PyBuffer_Release(&vg);
+    if (hs) PyBuffer_Release(&vs);
+    if (ht) PyBuffer_Release(&vt);
+    return result;
+}
+
 /* Whether ArrayObj is CPython's array layout here, on live arrays of each typecode the
  * columns use: sets array_fast. */
 static int check_array_layout(void) {
@@ -2561,6 +2842,7 @@ static PyMethodDef methods[] = {
     {"odd_floats", odd_floats, METH_VARARGS, "indexes of floats not 0 nor of a magnitude in a range"},
     {"lines_until", lines_until, METH_VARARGS, "until when a history's window ratios stay"},
     {"tags_used", tags_used, METH_VARARGS, "distinct tag indexes of a tag column"},
+    {"day_segments", day_segments, METH_VARARGS, "Account.add_segments over a view's columns"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -30,7 +30,7 @@ from itertools import islice
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from streams import sla
+from streams import native, sla
 from streams.record import Packer, column
 from streams.timeline import NO_TAG, Tag, Timeline
 
@@ -437,6 +437,15 @@ class Account:
         if b <= a:
             return
         ts, st, tg, table = view.ts, view.st, view.tag, view.tags
+        runs = self.runs
+        fast = native.native
+        if fast is not None and type(table) is list:
+            # The same loop in C (``_native.day_segments``): the same pieces, sums and runs.
+            self.up, self.down, self.planned = fast.day_segments(
+                ts, st, tg, table, a, b, self.up, self.down, self.planned, runs.ab, runs.ix,
+                runs.tags, self.blame, lambda g: runs.intern(tuple(sorted(table[g]))),
+                lambda rt, tag: runs.intern(tuple(sorted(set(rt) | set(tag)))))
+            return
         n = len(ts)
         i = bisect_right(ts, a) - 1
         up, down, planned = self.up, self.down, self.planned
@@ -445,7 +454,7 @@ class Account:
             if first > a:
                 up += min(first, b) - a  # before the first point: up
             i = 0
-        runs, blame = self.runs, self.blame
+        blame = self.blame
         ab, ix, rtags = runs.ab, runs.ix, runs.tags
         interned: dict[int, int] = {}  # the view's tag index -> the runs' (sorted)
         while i < n:

@@ -16,13 +16,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
-from streams.batch import WireSegment, apply_columns, decode, take
+from streams.batch import Columns, WireSegment, apply_columns, decode, take
 from streams.catalog import Catalog
 from streams.component import ComponentTracker
 from streams.events import ComponentEvent
 from streams.states import State
 from streams.unmapped import UnmappedTracker
+
+#: What ``streams.batch.decode`` returns: the valid events as columns, the position of
+#: each in the batch (None: all, in order), ``(position, reason)`` of the others.
+Decoded: TypeAlias = tuple[Columns, list[int] | None, list[tuple[int, str]]]
 
 
 @dataclass(slots=True)
@@ -64,6 +69,7 @@ def classify(
     fanout: dict[str, list[WireSegment]],
     unmapped: UnmappedTracker,
     here: Callable[[str], bool] | None = None,
+    decoded: Decoded | None = None,
 ) -> Classified:
     """Decode, route, classify and apply ``values`` (consecutive records of one partition).
 
@@ -72,14 +78,15 @@ def classify(
     whether component ``c`` belongs to this partition (None: every event is classified
     here, as for records already forwarded to their partition). Segments of changes go
     into ``fanout`` (service -> segments); ``unmapped`` observes the first deliveries of
-    components no service reads.
+    components no service reads. ``decoded``: what ``decode(values, now)`` returns,
+    when the caller decoded them already (``split``).
     """
     out = Classified()
 
     def first(i: int) -> bool:
         return firsts is None or firsts[i]
 
-    cols, index, rejects = decode(values, now)
+    cols, index, rejects = decoded if decoded is not None else decode(values, now)
     for i, reason in rejects:
         if first(i):
             out.count("invalid")
@@ -158,15 +165,61 @@ def _unmapped(out: Classified, comp: str, state: State, ts: float, first: bool,
         out.trackers[comp] = tracker
 
 
-def route(values: Sequence[bytes], now: float,
-          partition_of: Callable[[str], int]) -> list[int | None]:
-    """For records forwarded unread: the partition of each record's component, or None
-    for a record that is not a valid event (it has no component to route by)."""
-    cols, index, _ = decode(values, now)
-    dest: list[int | None] = [None] * len(values)
-    if index is None:
-        dest[:] = map(partition_of, cols[0])
-    else:
-        for k, c in zip(index, cols[0], strict=True):
-            dest[k] = partition_of(c)
-    return dest
+def split(values: Sequence[bytes], now: float, partition_of: Callable[[str], int],
+          invalid: int) -> dict[int, tuple[list[int], Decoded]]:
+    """Consecutive records of one input partition grouped by the partition of their
+    component, decoded once: per partition, the positions of its records in ``values``
+    (ascending) and what ``decode`` returns for the values at those positions (to hand
+    to ``classify``). A record that is not a valid event has no component: it goes to
+    partition ``invalid``.
+
+    Read where it is, an input partition that is not co-partitioned with the tables
+    spreads over all of them: the one decode serves both the grouping and
+    ``classify``.
+    """
+    n = len(values)
+    if not n:
+        return {}
+    cols, index, rejects = decode(values, now)
+    comps = cols[0]
+    of = {c: partition_of(c) for c in set(comps)}
+    dest = list(map(of.__getitem__, comps))
+    if index is None or (not rejects and len(index) == n):
+        # Every record is a valid event: positions are column indexes.
+        if len(of) == 1 or len(set(dest)) == 1:
+            return {dest[0]: (list(range(n)), (cols, None, []))}
+        by_q: dict[int, list[int]] = {}
+        for k, q in enumerate(dest):
+            at = by_q.get(q)
+            if at is None:
+                by_q[q] = [k]
+            else:
+                at.append(k)
+        return {q: (at, (take(cols, at), None, [])) for q, at in by_q.items()}
+    q_of = [invalid] * n
+    col_of: dict[int, int] = {}
+    for k, pos in enumerate(index):
+        q_of[pos] = dest[k]
+        col_of[pos] = k
+    reason = dict(rejects)
+    groups: dict[int, list[int]] = {}
+    for pos, q in enumerate(q_of):
+        group = groups.get(q)
+        if group is None:
+            groups[q] = [pos]
+        else:
+            group.append(pos)
+    out: dict[int, tuple[list[int], Decoded]] = {}
+    for q, positions in groups.items():
+        ks: list[int] = []
+        sub_index: list[int] = []
+        sub_rejects: list[tuple[int, str]] = []
+        for j, pos in enumerate(positions):
+            col = col_of.get(pos)
+            if col is None:
+                sub_rejects.append((j, reason[pos]))
+            else:
+                ks.append(col)
+                sub_index.append(j)
+        out[q] = (positions, (take(cols, ks), sub_index if sub_rejects else None, sub_rejects))
+    return out

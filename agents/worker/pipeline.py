@@ -34,6 +34,7 @@ from streams import stage1, stage2
 from streams.batch import WireSegment
 from streams.component import ComponentTracker
 from streams.service import ServiceTracker
+from streams.stage1 import Decoded
 
 log = logging.getLogger("slawatch.pipeline")
 
@@ -175,6 +176,8 @@ class Pipeline:
         here: dict[int, list[Any]] = {}
         #: (record, table partition) of a local partition's records of other partitions
         spill: list[tuple[Any, int]] = []
+        #: input partitions not co-partitioned with the tables (read after the others)
+        spread: list[tuple[Any, Sequence[Any]]] = []
         n = 0
         for tp, records in batch.items():
             p = tp.partition
@@ -186,18 +189,39 @@ class Pipeline:
             elif local[tp]:
                 await self._classify(records, p, None, now, fanout, out, spill)
             else:
-                for rec, q in zip(records, self._route(records, now), strict=True):
-                    spill.append((rec, q))
+                spread.append((tp, records))
         headers = routing.origin_headers
+
+        def forward(rec: Any, q: int) -> None:
+            rt.counters.rerouted += 1
+            items = forwards.get(q)
+            if items is None:
+                items = forwards[q] = []
+            items.append((rec.key, rec.value, headers(rec.topic, rec.partition, rec.offset)))
+
         for rec, q in spill:
             if direct(q):
                 here.setdefault(q, []).append(rec)
             else:
-                rt.counters.rerouted += 1
-                items = forwards.get(q)
-                if items is None:
-                    items = forwards[q] = []
-                items.append((rec.key, rec.value, headers(rec.topic, rec.partition, rec.offset)))
+                forward(rec, q)
+        nparts = rt.settings.partitions
+        for tp, records in spread:
+            # Decoded once and classified per table partition (its component's), a
+            # slice at a time; the records of a partition not classified here are
+            # forwarded. A record without a component (invalid) goes to ``p mod
+            # --partitions``, where a co-partitioned input partition ``p`` has it
+            # classified too, so its origin mark there covers it.
+            for lo in range(0, len(records), SLICE):
+                chunk = records[lo:lo + SLICE]
+                groups = stage1.split([rec.value for rec in chunk], now,
+                                      rt.component_partition, tp.partition % nparts)
+                for q, (positions, decoded) in groups.items():
+                    if direct(q):
+                        await self._classify_spread(tp, [chunk[i] for i in positions],
+                                                    decoded, q, now, fanout, out)
+                    else:
+                        for i in positions:
+                            forward(chunk[i], q)
         for q, records in here.items():
             await self._classify(records, q, [(r.topic, r.partition, r.offset) for r in records],
                                  now, fanout, out, None)
@@ -253,14 +277,26 @@ class Pipeline:
                 await self._yield()
         rt.stats.put(key, stats, q)
 
-    def _route(self, records: Sequence[Any], now: float) -> list[int]:
-        """The table partition of each record of an input partition that is not
-        co-partitioned with the tables: its component's. A record without a component
-        (invalid) goes to ``p mod --partitions``, where a co-partitioned input partition
-        ``p`` has it classified too, so its origin mark there covers it."""
-        n = self.rt.settings.partitions
-        dest = stage1.route([rec.value for rec in records], now, self.rt.component_partition)
-        return [rec.partition % n if q is None else q for rec, q in zip(records, dest, strict=True)]
+    async def _classify_spread(self, tp: Any, records: Sequence[Any], decoded: Decoded,
+                               q: int, now: float, fanout: dict[str, list[WireSegment]],
+                               out: list[Any]) -> None:
+        """Stage 1 on records of input partition ``tp`` (not co-partitioned with the
+        tables) whose components live in table partition ``q``, in offset order, as
+        ``stage1.split`` decoded them: their origin is where they are read, so the marks
+        of ``tp`` in ``q`` judge them as one run."""
+        rt = self.rt
+        key = stats_key(q)
+        stats = rt.stats.get(key)
+        if stats is None:
+            stats = PartitionStats()
+        stats.adopt_legacy_marks(q)
+        firsts = routing.first_times_run(stats.marks, tp.topic, tp.partition, records)
+        if firsts is not None:
+            rt.counters.rewound += 1
+        self._events(records, firsts, None, q, now, stats, fanout, out, None, decoded)
+        rt.stats.put(key, stats, q)
+        if perf_counter() >= self._yield_at:
+            await self._yield()
 
     async def _send_forwards(self, q: int, items: list[tuple[bytes | None, bytes | None, Any]]
                              ) -> list[Any]:
@@ -375,16 +411,19 @@ class Pipeline:
     def _events(self, records: Sequence[Any], firsts: list[bool] | None,
                 origins: list[routing.Origin] | None, p: int, now: float,
                 stats: PartitionStats, fanout: dict[str, list[WireSegment]],
-                out: list[Any], spill: list[tuple[Any, int]] | None) -> None:
+                out: list[Any], spill: list[tuple[Any, int]] | None,
+                decoded: Decoded | None = None) -> None:
         """Stage 1 on consecutive records of table partition ``p``: the domain decides
         (``stage1.classify``), this sends and stores what it decided.
 
         ``firsts[i]`` tells whether record ``i`` is delivered for the first time (None:
-        all are). ``origins``: the input record each stands for (None: the records of
-        input partition ``p`` themselves, co-partitioned with the tables, whose events
+        all are). ``origins``: the input record each stands for (None: the input
+        records themselves). With ``origins`` None and a ``spill``, they are the
+        records of input partition ``p``, co-partitioned with the tables, whose events
         of another partition's components go to ``spill`` with that partition: the
         first deliveries, and redeliveries too, which the other partition's marks judge
-        (``stage1``'s ``away_again``)).
+        (``stage1``'s ``away_again``); without ``spill`` every event is of ``p``'s
+        (``stage1.split``). ``decoded``: the records as ``stage1.split`` decoded them.
         """
         rt = self.rt
         part = rt.component_partition
@@ -393,7 +432,8 @@ class Pipeline:
             lookup=rt.components.get, catalog=rt.catalog,
             allowed_lateness=rt.settings.allowed_lateness, fanout=fanout,
             unmapped=stats.unmapped,
-            here=None if origins is not None else (lambda c: part(c) == p))
+            here=(lambda c: part(c) == p) if origins is None and spill is not None else None,
+            decoded=decoded)
         if spill is not None:
             # In offset order: a redelivery's event applied after a later one of its
             # component could be late behind it, and then not applied again

@@ -208,6 +208,7 @@ def dense_histories(draw: st.DrawFn, with_calendars: bool = False
     return cat, events, draw(st.sampled_from((END + 3600.0, first + 86400.0)))
 
 
+@pytest.mark.usefixtures("engine_path")  # the day loop in C and in Python
 @ENGINE_SETTINGS
 @given(dense_histories(), st.data())
 def test_month_report_resumed_from_marks_matches_brute_force(h: Any, data: st.DataObject
@@ -219,6 +220,7 @@ def test_month_report_resumed_from_marks_matches_brute_force(h: Any, data: st.Da
         assert_reports_match(cat, *out_of_order(h, data), now, KeepingStore())
 
 
+@pytest.mark.usefixtures("engine_path")  # the day loop in C and in Python
 @ENGINE_SETTINGS
 @given(dense_histories(with_calendars=True), st.data())
 def test_month_report_with_calendars_resumed_from_marks_matches_brute_force(

@@ -121,3 +121,62 @@ def _yaml() -> str:
     import yaml
 
     return str(yaml.safe_dump(CATALOG))
+
+
+def _partition_of(comp: str) -> int:
+    return sum(comp.encode()) % 3
+
+
+def _normal(decoded: stage1.Decoded, n: int) -> stage1.Decoded:
+    cols, index, rejects = decoded
+    return cols, list(range(n)) if index is None else index, rejects
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=messages)
+def test_split_groups_each_record_once_decoded_as_alone(values: list[bytes]) -> None:
+    """Every record lands in exactly one group, in offset order: its component's
+    partition, or ``invalid`` if it is no event; and a group's decoding is what
+    decoding its records alone gives."""
+    from streams.batch import decode
+
+    groups = stage1.split(values, NOW, _partition_of, invalid=7)
+    seen = sorted(i for positions, _ in groups.values() for i in positions)
+    assert seen == list(range(len(values)))
+    for q, (positions, decoded) in groups.items():
+        assert positions == sorted(positions)
+        alone = [values[i] for i in positions]
+        assert _normal(decoded, len(alone)) == _normal(decode(alone, NOW), len(alone))
+        cols, _, rejects = decoded
+        assert all(_partition_of(c) == q for c in cols[0])
+        if rejects:
+            assert q == 7
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=messages, cuts=st.lists(st.integers(0, 60), max_size=4))
+def test_split_then_classify_each_partition_is_the_reference(values: list[bytes],
+                                                             cuts: list[int]) -> None:
+    """An input partition read where it is, as the worker reads one that is not
+    co-partitioned with the tables: split, then each partition's group classified
+    with the decoding split made. Counts and dead letters are the reference's."""
+    catalog = parse_catalog(CATALOG, "test")
+    table: dict[str, ComponentTracker] = {}
+    counts: Counter[str] = Counter()
+    dlq: Counter[Any] = Counter()
+    bounds = sorted({0, len(values), *[c % (len(values) + 1) for c in cuts]})
+    for lo, hi in pairwise(bounds):
+        batch = values[lo:hi]
+        for _q, (positions, decoded) in stage1.split(batch, NOW, _partition_of, 7).items():
+            group = [batch[i] for i in positions]
+            done = stage1.classify(group, None, NOW, lookup=table.get, catalog=catalog,
+                                   allowed_lateness=600.0, fanout={},
+                                   unmapped=UnmappedTracker(), decoded=decoded)
+            for c in done.created:
+                table[c] = done.trackers[c]
+            counts.update(done.counts)
+            dlq.update((group[i], reason.split(":")[0]) for i, reason in done.dead_letters)
+            assert done.away == [] and done.away_again == []
+    expected = Expected(_yaml(), values, now=NOW)
+    assert {k: counts.get(k, 0) for k in expected.counts} == expected.counts
+    assert dlq == expected.dlq
