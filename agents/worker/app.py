@@ -242,6 +242,19 @@ def build_app(settings: WorkerSettings, catalog: Catalog) -> Built:
             stats = getattr(app.consumer, "batch_stats", None)
             return time.monotonic(), (stats.handle_seconds if stats is not None else 0.0)
 
+        last_handled = handled()
+        in_backlog = False
+
+        def backlog() -> bool:
+            # Whether the handlers ran for more than BACKLOG_SHARE of the last poll
+            # interval (looked at again once one has passed since the last look).
+            nonlocal last_handled, in_backlog
+            (t, ran), (t0, ran0) = handled(), last_handled
+            if t - t0 >= PREPARE_POLL_SECONDS:
+                in_backlog = ran - ran0 > BACKLOG_SHARE * (t - t0)
+                last_handled = (t, ran)
+            return in_backlog
+
         async def turn() -> None:
             # Between two steps: the loop's other work, and no step while a scrape's
             # response is being written (its wall time would grow by the step's).
@@ -251,16 +264,19 @@ def build_app(settings: WorkerSettings, catalog: Catalog) -> Built:
 
         seen: object = None  # the versions the last pass began at
         last: object = None  # the versions at the last poll
-        last_handled = handled()
-        held: float | None = None  # since when the prepare waits for a backlog's end
+        held: float | None = None  # since when a prepare is due (None: done)
+        was_ready = False
         while True:
             await asyncio.sleep(PREPARE_POLL_SECONDS)
             now_versions = versions()
             idle, last = now_versions == last, now_versions
-            (t, ran), (t_before, ran_before) = handled(), last_handled
-            backlog = ran - ran_before > BACKLOG_SHARE * (t - t_before)
-            last_handled = (t, ran)
+            busy = backlog()
             if not rt.ready():
+                was_ready = False
+                continue
+            if not was_ready:  # ready again: judge the backlog over a poll from now on
+                was_ready = True
+                last_handled, in_backlog = handled(), False
                 continue
             catalog = rt.catalog
             parts = frozenset(rt.owned_partitions())
@@ -277,16 +293,22 @@ def build_app(settings: WorkerSettings, catalog: Catalog) -> Built:
                     seen = now_versions
                     log.debug("scrape refresh: done in %.3f s", time.perf_counter() - t0)
                 continue
-            if backlog:
-                held = t if held is None else held
-                if t - held < PREPARE_HOLD_MAX:
-                    continue
-            held = None
+            t = time.monotonic()
+            if held is None:
+                held = t
+            may_wait = t - held < PREPARE_HOLD_MAX
+            if busy and may_wait:
+                continue
             for _ in collector.prepare():
                 await turn()
-            if rt.ready() and rt.catalog is catalog:
-                done = (catalog, parts)
-                seen = now_versions
+                if may_wait and backlog():
+                    log.debug("scrape prepare: held while a backlog is worked off")
+                    break  # begun before the backlog showed: again once it is done
+            else:
+                if rt.ready() and rt.catalog is catalog:
+                    done = (catalog, parts)
+                    seen = now_versions
+                    held = None
 
     # Registered by calls, not decorators: Faust's decorators are untyped.
     app.task(_declare_outputs)
