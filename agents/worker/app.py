@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from agents.exposition.collector import SlawatchCollector, make_registry
@@ -162,6 +163,30 @@ BACKLOG_SHARE = 0.5
 PREPARE_HOLD_MAX = 30.0
 
 
+class BacklogWatch:
+    """Whether the pipeline is working off a backlog: its batch handlers ran for more
+    than ``BACKLOG_SHARE`` of the last poll interval. ``handled()`` is the seconds they
+    ran so far, ``clock()`` a monotonic clock; the verdict is renewed at a call once a
+    poll interval has passed since the last renewal (between, the last one holds)."""
+
+    def __init__(self, handled: Callable[[], float], clock: Callable[[], float]) -> None:
+        self._handled, self._clock = handled, clock
+        self._at = (clock(), handled())
+        self._busy = False
+
+    def restart(self) -> None:
+        """A new first interval from now (say, once ready: what ran before is no guide)."""
+        self._at = (self._clock(), self._handled())
+        self._busy = False
+
+    def __call__(self) -> bool:
+        (t0, ran0), t, ran = self._at, self._clock(), self._handled()
+        if t - t0 >= PREPARE_POLL_SECONDS:
+            self._busy = ran - ran0 > BACKLOG_SHARE * (t - t0)
+            self._at = (t, ran)
+        return self._busy
+
+
 def build_app(settings: WorkerSettings, catalog: Catalog) -> Built:
     import faust
 
@@ -237,23 +262,11 @@ def build_app(settings: WorkerSettings, catalog: Catalog) -> Built:
             # They move at every write of either stage's batches (TrackerTable.versions).
             return (rt.components.versions(), rt.services.versions())
 
-        def handled() -> tuple[float, float]:
-            # (now, seconds the batch handlers ran so far)
+        def handled() -> float:
             stats = getattr(app.consumer, "batch_stats", None)
-            return time.monotonic(), (stats.handle_seconds if stats is not None else 0.0)
+            return stats.handle_seconds if stats is not None else 0.0
 
-        last_handled = handled()
-        in_backlog = False
-
-        def backlog() -> bool:
-            # Whether the handlers ran for more than BACKLOG_SHARE of the last poll
-            # interval (looked at again once one has passed since the last look).
-            nonlocal last_handled, in_backlog
-            (t, ran), (t0, ran0) = handled(), last_handled
-            if t - t0 >= PREPARE_POLL_SECONDS:
-                in_backlog = ran - ran0 > BACKLOG_SHARE * (t - t0)
-                last_handled = (t, ran)
-            return in_backlog
+        backlog = BacklogWatch(handled, time.monotonic)
 
         async def turn() -> None:
             # Between two steps: the loop's other work, and no step while a scrape's
@@ -276,7 +289,7 @@ def build_app(settings: WorkerSettings, catalog: Catalog) -> Built:
                 continue
             if not was_ready:  # ready again: judge the backlog over a poll from now on
                 was_ready = True
-                last_handled, in_backlog = handled(), False
+                backlog.restart()
                 continue
             catalog = rt.catalog
             parts = frozenset(rt.owned_partitions())
