@@ -30,7 +30,8 @@ steps = st.lists(st.tuples(st.floats(0.0, 2.5), st.floats(0.0, 1.0), st.booleans
 
 
 @given(steps)
-def test_the_verdict_is_the_share_of_the_last_interval_of_a_poll(run: list[tuple[float, float, bool]]) -> None:
+def test_the_verdict_is_the_share_of_the_last_interval_of_a_poll(
+        run: list[tuple[float, float, bool]]) -> None:
     c = Clock()
     watch = BacklogWatch(c.handled, c.now)
     start, ran0, want = c.t, c.ran, False
