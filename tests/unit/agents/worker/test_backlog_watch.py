@@ -1,7 +1,8 @@
 """``BacklogWatch``: when the worker holds its first scrape's prepare (app.py).
 
-Generated runs of handler time against wall time: the verdict is "backlog" exactly when
-the handlers ran for more than ``BACKLOG_SHARE`` of the last interval of at least a poll,
+Generated runs of work time (not waiting for records) against wall time: the verdict is
+"backlog" exactly when the consumer worked more than ``BACKLOG_SHARE`` of the last interval
+of at least a poll,
 it holds between renewals, and ``restart`` forgets what ran before it.
 """
 
@@ -37,7 +38,7 @@ def test_the_verdict_is_the_share_of_the_last_interval_of_a_poll(
     start, ran0, want = c.t, c.ran, False
     for dt, share, restart in run:
         c.t += dt
-        c.ran += share * dt  # the handlers ran this share of the step
+        c.ran += share * dt  # it worked this share of the step
         if restart:
             watch.restart()
             start, ran0, want = c.t, c.ran, False
