@@ -2,8 +2,7 @@
 
 Generated runs of work time (not waiting for records) against wall time: the verdict is
 "backlog" exactly when the consumer worked more than ``BACKLOG_SHARE`` of the last interval
-of at least a poll,
-it holds between renewals, and ``restart`` forgets what ran before it.
+of at least a poll, it holds between renewals, and ``restart`` forgets what ran before it.
 """
 
 from __future__ import annotations
