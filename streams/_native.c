@@ -2765,6 +2765,17 @@ static PyObject *get_array_fast(PyObject *self, PyObject *args) {
     return PyBool_FromLong(array_fast);
 }
 
+/* untrack(*objs): each object that the cyclic garbage collector tracks is taken off its
+ * lists (PyObject_GC_UnTrack; others are left as they are). For objects that cannot be
+ * part of a reference cycle, so reference counting alone frees them: a timeline and its
+ * columns (arrays are GC objects since Python 3.10 only because their type is a heap
+ * type). See Timeline.__init__ for why. */
+static PyObject *untrack(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        if (PyObject_GC_IsTracked(args[i])) PyObject_GC_UnTrack(args[i]);
+    Py_RETURN_NONE;
+}
+
 /* setup(Timeline, NO_TAG): the objects the loops put in the lists. */
 static PyObject *setup(PyObject *self, PyObject *args) {
     PyObject *tl, *nt;
@@ -2821,6 +2832,7 @@ static PyMethodDef methods[] = {
     {"setup", setup, METH_VARARGS, "setup(Timeline, NO_TAG)"},
     {"array_fast", get_array_fast, METH_VARARGS, "whether columns are appended to in place"},
     {"register", register_class, METH_VARARGS, "register(kind, cls)"},
+    {"untrack", (PyCFunction)(void (*)(void))untrack, METH_FASTCALL, "take objects off the cyclic collector's lists"},
     {"apply_in_order", apply_in_order, METH_VARARGS, "stage 1's in-order path"},
     {"apply_many", svc_apply_many, METH_VARARGS, "ServiceTracker.apply_many"},
     {"columns_raw", columns_raw, METH_VARARGS, "decode_columns without dicts for plain messages"},

@@ -63,6 +63,9 @@ class ComponentTracker:
         self.newest = -math.inf
         self._since_compact = 0
         self._clean = 0  # points before this index are known to be compact
+        fast = native.native
+        if fast is not None:
+            fast.untrack(self)  # no reference cycle passes here (see Timeline.__init__)
 
     def apply(self, event: ComponentEvent, allowed_lateness: float) -> tuple[Outcome, Segment | None]:
         ts = event.ts

@@ -196,6 +196,14 @@ class Timeline:
         # index it touched, and appends leave it, so a checkpoint sends the columns
         # from ``_low`` on and the tags added. 0: nothing is known written.
         self._low = 0
+        # Off the cyclic collector's lists (a timeline and its arrays cannot be part of a
+        # reference cycle: reference counting frees them). A worker holds several per
+        # component (its history and each reading service's copy, four GC objects each),
+        # and every collection walked them: at 20,000 components they were most of
+        # the heap, and the collections made at their creation a third of the CPU.
+        fast = _nm.native
+        if fast is not None:
+            fast.untrack(self, self.ts, self.st, self.tag)
 
     def __len__(self) -> int:
         return len(self.ts)

@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     built = build_app(settings, catalog)
+    gcpolicy.freeze()  # the modules, the app and the catalog: built once, kept for good
     log = logging.getLogger("slawatch.worker")
     app: Any = built.app
 

@@ -97,10 +97,18 @@ def lean_records_for(topics: Iterable[str]) -> None:
     from aiokafka.consumer import fetcher
     from aiokafka.errors import CorruptRecordException
 
+    from streams import native
+
     records_class = fetcher.PartitionRecords
     original = records_class._unpack_records
     read_committed = fetcher.READ_COMMITTED
     new = tuple.__new__
+    # Off the cyclic collector's lists as they are made (a record holds only numbers,
+    # bytes and a tuple of pairs of bytes: never in a cycle). A worker holds tens of
+    # thousands of fetched records at a time, and every young collection walked them
+    # (most of what it walked in a backlog) and moved them on to the older
+    # generations, which walked them again.
+    untrack = native.native.untrack if native.native is not None else None
 
     def lean(self: Any) -> Iterator[LeanRecord]:
         tp = self._tp
@@ -119,9 +127,12 @@ def lean_records_for(topics: Iterable[str]) -> None:
                     self.next_fetch_offset = offset + 1
                     # ``or ()``: the C record's own empty list would be one more
                     # container per record for the collector (aiokafka makes a tuple)
-                    yield new(LeanRecord, (topic, partition, offset, record.timestamp,
-                                           record.timestamp_type, record.key, record.value,
-                                           record.headers or ()))
+                    rec = new(LeanRecord, (topic, partition, offset, record.timestamp,
+                                          record.timestamp_type, record.key, record.value,
+                                          record.headers or ()))
+                    if untrack is not None:
+                        untrack(rec)
+                    yield rec
             self.next_fetch_offset = batch.next_offset
 
     def _unpack_records(self: Any) -> Iterator[Any]:

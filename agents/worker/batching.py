@@ -115,6 +115,7 @@ class BatchStats:
     held: int = 0  # records a handler left for its partition's next batch
     checkpoints: int = 0  # table writes of the batches since the one before
     wait_seconds: float = 0.0  # in the fetch
+    waiting_since: float = 0.0  # perf_counter() when the fetch now waited for began; 0: none
     handle_seconds: float = 0.0  # in handlers
     first_at: float = 0.0  # wall clock of the first and the last batch handled
     last_at: float = 0.0
@@ -397,9 +398,10 @@ class BatchConsumer(faust_aiokafka.Consumer):
         try:
             while not should_stop():
                 set_flag(CONSUMER_FETCHING)
-                t0 = perf_counter()
+                t0 = stats.waiting_since = perf_counter()
                 records, active = await self._wait_next_records(
                     CARRY_WAIT if self._carry else 1.0)
+                stats.waiting_since = 0.0
                 stats.wait_seconds += perf_counter() - t0
                 stats.fetches += 1
                 if self._send_error is not None:

@@ -17,6 +17,7 @@ import logging
 import signal
 from pathlib import Path
 
+from agents.process import gcpolicy
 from agents.worker.runtime import Runtime
 
 log = logging.getLogger("slawatch.reload")
@@ -56,6 +57,7 @@ class CatalogReloader:
                       "%s: %s", why, self.path, exc)
             return False
         self.rt.set_catalog(catalog)
+        gcpolicy.thaw()  # the old catalog was frozen with the start-up objects (gcpolicy)
         log.info("catalog reloaded (%s) from %s: %d services, %d components", why, self.path,
                  len(catalog.services), len(catalog.components))
         return True

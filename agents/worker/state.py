@@ -255,6 +255,9 @@ class TrackerTable(Generic[T]):
         # Store writes by ``flush`` per partition, and ``forget`` calls (see ``versions``).
         self._versions: dict[int, int] = {}
         self._generation = 0
+        # ``stored_lookup()``'s lookup of the table's store (made when first read).
+        self._store: Any = None
+        self._store_get: Callable[[str], bytes | None] = _nothing_stored
 
     def get(self, key: str) -> T | None:
         """The current object for ``key``, or None if the table has none.
@@ -264,7 +267,13 @@ class TrackerTable(Generic[T]):
         """
         if key in self._dirty:
             return self._cache[key][1]
-        raw = self.table.data.get(key)
+        store = self.table.data
+        if store is not self._store:
+            self._store, self._store_get = store, self.stored_lookup()[0]
+        # Not through the store's Mapping.get and __getitem__ (two Python calls for a
+        # dict lookup): stage 1 looks up every component of a slice, and where each
+        # component has only a few events per checkpoint most lookups come here.
+        raw = self._store_get(key)
         if raw is None:
             self._cache.pop(key, None)
             return None
@@ -450,6 +459,10 @@ class TrackerTable(Generic[T]):
         self._generation += 1
         keep = {k: self._cache[k] for k in self._dirty if k in self._cache}
         self._cache = keep
+
+
+def _nothing_stored(key: str) -> bytes | None:
+    return None
 
 
 def _persist_offset(store: Any) -> Callable[[Any], None]:

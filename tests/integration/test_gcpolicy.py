@@ -5,6 +5,8 @@ from __future__ import annotations
 import gc
 import subprocess
 import sys
+import weakref
+from pathlib import Path
 
 import pytest
 
@@ -48,3 +50,70 @@ def test_the_worker_refuses_a_bad_threshold_before_connecting() -> None:
         capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
     assert "--gc-threshold" in proc.stderr and "turn the collector off" in proc.stderr
+
+
+def test_freeze_keeps_what_exists_out_of_collections_and_thaw_gives_it_back() -> None:
+    class Node:
+        pass
+
+    kept = Node()
+    kept.self = kept  # type: ignore[attr-defined]  # a cycle, as a catalog's models make
+    try:
+        assert gcpolicy.freeze() > 0
+        assert gc.get_freeze_count() > 0
+        ref = weakref.ref(kept)
+        del kept
+        gc.collect()
+        assert ref() is not None  # frozen: no collection looks at it
+        later = Node()
+        later.self = later  # type: ignore[attr-defined]
+        later_ref = weakref.ref(later)
+        del later
+        gc.collect()
+        assert later_ref() is None  # made after the freeze: collected as ever
+        gcpolicy.thaw()
+        assert gc.get_freeze_count() == 0
+        gc.collect()
+        assert ref() is None
+    finally:
+        gc.unfreeze()
+
+
+def test_a_catalog_reload_frees_the_frozen_old_catalog(tmp_path: Path) -> None:
+    """The worker freezes its start-up objects, the catalog among them (its models refer
+    back to it: a cycle only the collector frees); a reload must give it back."""
+    from agents.settings import WorkerSettings
+    from agents.worker.reload import CatalogReloader
+    from streams.catalog import load_catalog
+    from tests.fake_tables import FakeRuntime, Table
+
+    path = tmp_path / "services.yaml"
+    path.write_text(_CATALOG.format(target=0.99))
+    old = load_catalog(path)
+    old.models.get("web")  # the models: built at first use, referring to the catalog
+    rt = FakeRuntime(WorkerSettings(catalog=path), old)
+    rt.bind_tables(Table(), Table())
+    reloader = CatalogReloader(rt)
+    ref = weakref.ref(old)
+    try:
+        gcpolicy.freeze()
+        del old
+        path.write_text(_CATALOG.format(target=0.999))
+        assert reloader.reload("test")
+        assert rt.catalog.services["web"].target == 0.999
+        gc.collect()
+        assert ref() is None
+    finally:
+        gc.unfreeze()
+
+
+_CATALOG = """\
+components:
+  db: {{}}
+  app: {{}}
+services:
+  web:
+    kind: external
+    sla: {{target: {target}, period: 30d}}
+    requires: [db, app]
+"""

@@ -11,6 +11,7 @@ path), and compared field by field, together with ``next_fetch_offset`` after ea
 
 from __future__ import annotations
 
+import gc
 import struct
 from typing import Any
 
@@ -84,6 +85,8 @@ def test_lean_records_are_aiokafkas_fields(batches: list[Any], base: int, data: 
     assert len(lean) == len(plain) == end - fetch_offset
     for a, b in zip(lean, plain, strict=True):
         assert type(a) is LeanRecord
+        # Off the cyclic collector's lists: a worker holds tens of thousands of them.
+        assert not gc.is_tracked(a)
         assert (a.partition, a.offset, a.timestamp, a.timestamp_type, a.key, a.value) == (
             b.partition, b.offset, b.timestamp, b.timestamp_type, b.key, b.value)
         assert a.topic == LEAN and b.topic == PLAIN

@@ -1,0 +1,110 @@
+"""What a worker holds per component is off the cyclic garbage collector's lists, and is
+still freed by reference counting.
+
+A timeline and its three columns, and a component tracker, cannot be part of a reference
+cycle, so ``Timeline.__init__`` and ``ComponentTracker.__init__`` take them off the
+collector's lists (``_native.untrack``): with several timelines per component, every
+collection walked them (at 20,000 components most of the heap). Here: a worker's real
+paths (stage 1 and stage 2 in C, through the engine, a checkpoint record read back)
+leave none of them tracked, and a timeline dropped is freed at once, without a
+collection.
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+import weakref
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+
+from streams import native, record
+from streams.catalog import parse_catalog
+from streams.component import ComponentTracker
+from streams.engine import Engine
+from streams.record import Packer
+from streams.timeline import Timeline
+
+NOW = 1_709_251_200.0
+
+
+@pytest.fixture(autouse=True)
+def _needs_native() -> None:
+    if native.native is None:
+        pytest.fail("the C extension is not built: run `make .venv/.installed`")
+
+
+def _catalog(n: int) -> Any:
+    comps = [f"c{i}" for i in range(n)]
+    return parse_catalog({
+        "components": {c: {} for c in comps},
+        "services": {f"s{i}": {"kind": "external", "sla": {"target": 0.99, "period": "30d"},
+                               "requires": [{"any": comps[i:i + 3]}, comps[(i + 5) % n]]}
+                     for i in range(n)},
+    }, "gc")
+
+
+def _timelines(engine: Engine) -> Iterator[Timeline]:
+    for tracker in engine.components.values():
+        yield tracker.history
+    for svc in engine.services.values():
+        yield svc.timeline
+        yield from svc.components.values()
+
+
+def test_the_engine_holds_no_tracked_timeline_column_or_component_tracker() -> None:
+    rng = random.Random(3)
+    engine = Engine(_catalog(30))
+    raws = [orjson.dumps({"component": f"c{rng.randrange(30)}",
+                          "state": rng.choice(("up", "down", "maintenance")),
+                          "ts": NOW - 3600 + i + (rng.uniform(-300, 0) if rng.random() < 0.1 else 0)})
+            for i in range(2000)]
+    for k in range(0, len(raws), 97):
+        engine.apply_raw_many(raws[k:k + 97], NOW)
+    timelines = list(_timelines(engine))
+    assert len(timelines) > 60  # histories, service timelines and the copies
+    for tl in timelines:
+        assert not any(map(gc.is_tracked, (tl, tl.ts, tl.st, tl.tag)))
+    assert not any(map(gc.is_tracked, engine.components.values()))
+    # What the collector must still see stays tracked: a service tracker (its dict of
+    # copies, and what calendars attach to it).
+    assert all(map(gc.is_tracked, engine.services.values()))
+
+
+def test_a_tracker_read_back_from_its_record_is_not_tracked_either() -> None:
+    tracker = ComponentTracker("c1")
+    tracker.history = Timeline([NOW - 10, NOW - 5], [2, 0])
+    out = Packer()
+    raw = out.encode(tracker.to_record(out))
+    back = ComponentTracker.from_record(*record.decode(raw, "c1"))
+    assert back.history.ts.tolist() == [NOW - 10, NOW - 5]
+    assert not any(map(gc.is_tracked, (back, back.history, back.history.ts, back.history.st)))
+
+
+def test_an_untracked_timeline_is_freed_when_dropped_without_a_collection() -> None:
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        tl = Timeline()
+        tl.ts.extend([1.0, 2.0])
+        tl.st.extend([2, 0])
+        tl.tag.extend([0, 0])
+        refs = [weakref.ref(c) for c in (tl.ts, tl.st, tl.tag)]
+        del tl
+        assert [r() for r in refs] == [None, None, None]
+    finally:
+        if was:
+            gc.enable()
+
+
+def test_untrack_leaves_objects_the_collector_never_tracked() -> None:
+    fast = native.native
+    assert fast is not None
+    objs: list[Any] = [1, "text", 2.5, None, (1, 2), b"x"]
+    fast.untrack(*objs)  # no error, nothing to do
+    lst: list[Any] = []
+    lst.append(lst)  # a cycle: only an object of ours may be untracked, never this
+    assert gc.is_tracked(lst)
