@@ -2183,6 +2183,137 @@ done:
 }
 
 
+/* One more item at the end of an array of typecode 'd' or 'i' (the attribution index):
+ * written in place when it may be, else through array.append. */
+static int arr_push(PyObject *col, char code, double x, int i) {
+    if (ARR_GROW && arr_is(col, code) && ((ArrayObj *)col)->ob_exports == 0) {
+        ArrayObj *a = (ArrayObj *)col;
+        if (arr_room(a, code == 'd' ? (Py_ssize_t)sizeof(double) : (Py_ssize_t)sizeof(int)) < 0)
+            return -1;
+        Py_ssize_t n = Py_SIZE(a);
+        if (code == 'd') ((double *)a->ob_item)[n] = x;
+        else ((int *)a->ob_item)[n] = i;
+        Py_SET_SIZE(a, n + 1);
+        return 0;
+    }
+    PyObject *v = code == 'd' ? PyFloat_FromDouble(x) : PyLong_FromLong(i);
+    if (v == NULL) return -1;
+    PyObject *argv[2] = {col, v};
+    PyObject *r = PyObject_Vectorcall(Array_append, argv, 2, NULL);
+    Py_DECREF(v);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* att_extend(att, v, closed, ts, st, tag, tags): the pieces v .. closed - 1 added to the
+ * attribution index ``att`` (timeline.py ``Timeline._att_extend``'s twin, the same
+ * floats): each blamed component's share of each closed down piece, its piece index
+ * appended to ``idx`` and its running sum kept in ``cum`` at every ATT_BLOCK-th entry
+ * and as the last item otherwise. An entry is made as ``(array('i'), array('d', [0.0]))``.
+ * The same dict order as the twin (entries are made in the same order). */
+static PyObject *att_extend(PyObject *self, PyObject *args) {
+    PyObject *att, *ts, *stc, *tag, *tags;
+    Py_ssize_t v, closed;
+    if (!PyArg_ParseTuple(args, "O!nnOOOO!", &PyDict_Type, &att, &v, &closed, &ts, &stc, &tag,
+                          &PyList_Type, &tags))
+        return NULL;
+    if (Array_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "att_extend: setup() was not called");
+        return NULL;
+    }
+    Py_buffer vt, vs, vg;
+    if (col_view(ts, &vt, 'd') < 0) return NULL;
+    if (col_view(stc, &vs, 'b') < 0) { PyBuffer_Release(&vt); return NULL; }
+    if (col_view(tag, &vg, 'I') < 0) { PyBuffer_Release(&vt); PyBuffer_Release(&vs); return NULL; }
+    PyObject *res = NULL;
+    const double *t = vt.buf;
+    const signed char *sv = vs.buf;
+    const unsigned int *tg = vg.buf;
+    Py_ssize_t n = vt.len / 8;
+    if (vs.len != n || vg.len / 4 != n) {
+        PyErr_SetString(PyExc_ValueError, "a timeline's columns differ in length");
+        goto done;
+    }
+    if (closed > v && (v < 0 || closed > n - 1 || closed > INT_MAX)) {
+        PyErr_SetString(PyExc_IndexError, "att_extend: pieces out of the timeline");
+        goto done;
+    }
+    for (Py_ssize_t i = v; i < closed; i++) {
+        if (sv[i] != ST_DOWN || !(t[i + 1] > t[i])) continue;
+        Py_ssize_t g = tg[i];
+        if (!g) continue;
+        if (g >= PyList_GET_SIZE(tags)) {
+            PyErr_SetString(PyExc_IndexError, "att_extend: a tag index out of the tag table");
+            goto done;
+        }
+        PyObject *seq = PySequence_Fast(PyList_GET_ITEM(tags, g), "a tag must be a sequence");
+        if (seq == NULL) goto done;
+        Py_ssize_t len = PySequence_Fast_GET_SIZE(seq);
+        if (len == 0) {
+            Py_DECREF(seq);
+            PyErr_SetString(PyExc_ZeroDivisionError, "float division by zero");
+            goto done;
+        }
+        double share = (t[i + 1] - t[i]) / (double)len;
+        for (Py_ssize_t c = 0; c < len; c++) {
+            PyObject *comp = PySequence_Fast_GET_ITEM(seq, c);
+            PyObject *entry = PyDict_GetItemWithError(att, comp);  /* borrowed */
+            if (entry == NULL) {
+                if (PyErr_Occurred()) { Py_DECREF(seq); goto done; }
+                PyObject *idx = PyObject_CallFunction((PyObject *)Array_type, "s", "i");
+                PyObject *cum = idx == NULL ? NULL
+                    : PyObject_CallFunction((PyObject *)Array_type, "s(d)", "d", 0.0);
+                PyObject *e = cum == NULL ? NULL : PyTuple_Pack(2, idx, cum);
+                Py_XDECREF(idx); Py_XDECREF(cum);
+                if (e == NULL || PyDict_SetItem(att, comp, e) < 0) {
+                    Py_XDECREF(e); Py_DECREF(seq); goto done;
+                }
+                Py_DECREF(e);
+                entry = e;  /* held by att */
+            } else if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 2) {
+                Py_DECREF(seq);
+                PyErr_SetString(PyExc_TypeError, "att_extend: an entry must be (idx, cum)");
+                goto done;
+            }
+            PyObject *idx = PyTuple_GET_ITEM(entry, 0), *cum = PyTuple_GET_ITEM(entry, 1);
+            if (Py_TYPE(idx) != Array_type || Py_TYPE(cum) != Array_type) {
+                Py_DECREF(seq);
+                PyErr_SetString(PyExc_TypeError, "att_extend: an entry must hold two arrays");
+                goto done;
+            }
+            double last;
+            int has = dcol_last(cum, &last);
+            if (has <= 0) {
+                Py_DECREF(seq);
+                if (has == 0) PyErr_SetString(PyExc_IndexError, "att_extend: an empty running sum");
+                goto done;
+            }
+            double total = last + share;
+            if (Py_SIZE(idx) & ((1 << ATT_SHIFT) - 1)) {
+                if (arr_is(cum, 'd') && ((ArrayObj *)cum)->ob_exports == 0) {
+                    ((double *)((ArrayObj *)cum)->ob_item)[Py_SIZE(cum) - 1] = total;
+                } else {
+                    PyObject *f = PyFloat_FromDouble(total);
+                    int rc = f == NULL ? -1 : PySequence_SetItem(cum, Py_SIZE(cum) - 1, f);
+                    Py_XDECREF(f);
+                    if (rc < 0) { Py_DECREF(seq); goto done; }
+                }
+            } else if (arr_push(cum, 'd', total, 0) < 0) {
+                Py_DECREF(seq); goto done;
+            }
+            if (arr_push(idx, 'i', 0.0, (int)i) < 0) { Py_DECREF(seq); goto done; }
+        }
+        Py_DECREF(seq);
+    }
+    Py_INCREF(Py_None);
+    res = Py_None;
+done:
+    PyBuffer_Release(&vt); PyBuffer_Release(&vs); PyBuffer_Release(&vg);
+    return res;
+}
+
+
 /* put_choices(out, at, picks, choices): ``out[at[k]] = choices[picks[k]]`` for each k
  * (picks: bytes; collector.py ``_put_choices``'s twin): the up line of each moving
  * component by its state. */
@@ -2458,6 +2589,7 @@ static PyMethodDef methods[] = {
     {"windows_many", windows_many, METH_VARARGS, "states and window ratios of many timelines"},
     {"put_texts", put_texts, METH_VARARGS, "pieces of texts between fixed strings, into a list"},
     {"att_whole", att_whole, METH_VARARGS, "the attribution index's whole pieces, added to a dict"},
+    {"att_extend", att_extend, METH_VARARGS, "pieces added to a timeline's attribution index"},
     {"put_choices", put_choices, METH_VARARGS, "one of some objects into a list at each index"},
     {"plain_floats", plain_floats, METH_VARARGS, "whether floats are 0 or of a magnitude in a range"},
     {"odd_floats", odd_floats, METH_VARARGS, "indexes of floats not 0 nor of a magnitude in a range"},
