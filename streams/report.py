@@ -443,6 +443,23 @@ def service_report(
     )
 
 
+def warm_service(svc: Service, tracker: ServiceTracker | None, catalog: Catalog,
+                 now: float) -> None:
+    """Build now what ``service_report(svc, tracker, catalog, now)`` builds when first
+    asked and keeps until the tracker changes (the timeline's prefix sums, and its
+    attribution index when the SLA period holds down seconds; a calendar's accounted
+    timelines), without the report: what a scrape's report of a service whose values
+    move then only reads."""
+    if tracker is None:
+        return
+    if catalog.calendar(svc.name) is not None:
+        service_report(svc, tracker, catalog, now)  # keeps its accounted timelines
+        return
+    tl = tracker.timeline
+    start, _ = period_bounds(svc.period, now)
+    tl.warm(attribution=bool(tl.totals(start, now)[1]))  # down seconds: blame is read
+
+
 _LABELS: dict[Period, str] = {}
 
 

@@ -380,6 +380,13 @@ class Timeline:
             _extend_sums(self.ts, self.st, sums)
         self._valid = n
 
+    def warm(self, attribution: bool) -> None:
+        """Build now what reads build when first asked and keep until the timeline
+        changes: the prefix sums, and the attribution index if ``attribution``."""
+        self._build()
+        if attribution and self.ts:
+            self._build_attribution()
+
     def sums_at(self, i: int) -> tuple[float, float, float, float]:
         """The prefix sums at point ``i`` (0 <= i < len): seconds up, down and in
         maintenance before it, and down runs begun at or before it (a float)."""

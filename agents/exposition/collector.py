@@ -44,6 +44,7 @@ from streams.report import (
     component_lines_until,
     service_report,
     service_report_until,
+    warm_service,
     window_availability_flat,
     window_availability_many,
 )
@@ -506,6 +507,14 @@ class _LineCache:
         """``fresh`` of each (key, tracker)."""
         return [self.fresh(catalog, key, tracker, now) for key, tracker in items]
 
+    def moving(self, catalog: Catalog, key: str, tracker: Any, now: float) -> bool:
+        """Whether ``fresh`` at ``now`` would give ``until <= now`` (its lines are not
+        kept); then ``prepare`` only ``warm``s it."""
+        return False
+
+    def warm(self, catalog: Catalog, key: str, tracker: Any, now: float) -> None:
+        """Build what ``fresh`` at ``now`` builds lazily and keeps (sums), not its lines."""
+
     def prepare(self, catalog: Catalog, table: TrackerTable[Any], keys: list[str],
                 now: float, step: int) -> Iterator[None]:
         """The entries ``render`` at ``now`` would make for ``keys``, ``step`` keys
@@ -533,6 +542,12 @@ class _LineCache:
                 tracker, stored = table.get_stored(key)
                 if stored is None and tracker is not None:
                     continue  # unwritten changes: nothing to keep
+                if self.moving(catalog, key, tracker, now):
+                    # No entry would be kept: only what its lines read is built.
+                    self.warm(catalog, key, tracker, now)
+                    entries.pop(key, None)
+                    looked[key] = stored
+                    continue
                 [(lines, until)] = self.fresh_many(catalog, [(key, tracker)], now)
                 if until > now:
                     entries[key] = _Entry(stored, now, until, lines)
@@ -948,6 +963,14 @@ class ServiceLines(_LineCache):
     def fresh(self, catalog: Catalog, key: str, tracker: Any, now: float
               ) -> tuple[tuple[Line, ...], float]:
         return self.fresh_many(catalog, [(key, tracker)], now)[0]
+
+    def moving(self, catalog: Catalog, key: str, tracker: Any, now: float) -> bool:
+        return service_report_until(catalog.services[key], tracker, now, catalog) <= now
+
+    def warm(self, catalog: Catalog, key: str, tracker: Any, now: float) -> None:
+        # The lines of a moving service are computed at every scrape; after a backlog
+        # the refresh built them only to drop them (~0.3 s of 10,000 services).
+        warm_service(catalog.services[key], tracker, catalog, now)
 
     def fresh_many(self, catalog: Catalog, items: list[tuple[str, Any]], now: float
                    ) -> list[tuple[tuple[Line, ...], float]]:
