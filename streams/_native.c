@@ -2015,12 +2015,22 @@ done:
 /* put_texts(out, at, texts, pre, post): ``out[at[k] + 2 * w] = pre[w] + texts[nw * k + w]
  * + post[w]`` for each k and each w < nw = len(pre) (the collector's pieces of the
  * moving components' lines, agents/exposition/collector.py ``_put_texts``'s twin):
- * the strings joined in one allocation each, without a Python frame per item. */
+ * the strings joined in one allocation each, without a Python frame per item.
+ * ``texts`` may also be a JSON array of numbers as bytes (orjson's text of the values:
+ * ``b"[t0,t1,...]"``), whose items are the texts: no string made for each. */
+static PyObject *put_json_texts(PyObject *out, PyObject *at, PyObject *json, PyObject *pre,
+                                PyObject *post);
+
 static PyObject *put_texts(PyObject *self, PyObject *args) {
     PyObject *out, *at, *texts, *pre, *post;
-    if (!PyArg_ParseTuple(args, "O!O!O!O!O!", &PyList_Type, &out, &PyList_Type, &at,
-                          &PyList_Type, &texts, &PyTuple_Type, &pre, &PyTuple_Type, &post))
+    if (!PyArg_ParseTuple(args, "O!O!OO!O!", &PyList_Type, &out, &PyList_Type, &at,
+                          &texts, &PyTuple_Type, &pre, &PyTuple_Type, &post))
         return NULL;
+    if (PyBytes_Check(texts)) return put_json_texts(out, at, texts, pre, post);
+    if (!PyList_Check(texts)) {
+        PyErr_SetString(PyExc_TypeError, "put_texts: texts must be a list or bytes");
+        return NULL;
+    }
     Py_ssize_t nw = PyTuple_GET_SIZE(pre), n = PyList_GET_SIZE(at);
     if (PyTuple_GET_SIZE(post) != nw || PyList_GET_SIZE(texts) != n * nw) {
         PyErr_SetString(PyExc_ValueError, "put_texts: len(texts) must be len(at) * len(pre)");
@@ -2070,6 +2080,71 @@ static PyObject *put_texts(PyObject *self, PyObject *args) {
         }
     }
     Py_RETURN_NONE;
+}
+
+
+static PyObject *put_json_texts(PyObject *out, PyObject *at, PyObject *json, PyObject *pre,
+                                PyObject *post) {
+    Py_ssize_t nw = PyTuple_GET_SIZE(pre), n = PyList_GET_SIZE(at);
+    if (PyTuple_GET_SIZE(post) != nw) {
+        PyErr_SetString(PyExc_ValueError, "put_texts: len(post) must be len(pre)");
+        return NULL;
+    }
+    for (Py_ssize_t w = 0; w < nw; w++) {
+        PyObject *a = PyTuple_GET_ITEM(pre, w), *b = PyTuple_GET_ITEM(post, w);
+        if (!PyUnicode_Check(a) || !PyUnicode_Check(b) || !PyUnicode_IS_ASCII(a)
+                || !PyUnicode_IS_ASCII(b)) {
+            PyErr_SetString(PyExc_TypeError, "put_texts: pre and post must hold ASCII strings");
+            return NULL;
+        }
+    }
+    const char *p = PyBytes_AS_STRING(json), *end = p + PyBytes_GET_SIZE(json);
+    if (end - p < 2 || p[0] != '[' || end[-1] != ']') goto bad;
+    p++;
+    end--;  /* the closing bracket */
+    /* Checked whole before anything is written: n * nw items, none empty, numbers. */
+    Py_ssize_t items = 0;
+    for (const char *q = p, *from = p; q <= end; q++) {
+        if (q == end || *q == ',') {
+            if (q == from) {
+                if (q == end && items == 0) break;  /* [] */
+                goto bad;
+            }
+            items++;
+            from = q + 1;
+        } else if ((unsigned char)*q >= 128 || *q == '"') {
+            goto bad;
+        }
+    }
+    if (items != n * nw) goto bad;
+    Py_ssize_t size = PyList_GET_SIZE(out);
+    for (Py_ssize_t k = 0; k < n; k++) {
+        Py_ssize_t base = PyLong_AsSsize_t(PyList_GET_ITEM(at, k));
+        if (base == -1 && PyErr_Occurred()) return NULL;
+        if (base < 0 || base + 2 * (nw - 1) >= size) {
+            PyErr_SetString(PyExc_IndexError, "put_texts: a piece index out of range");
+            return NULL;
+        }
+        for (Py_ssize_t w = 0; w < nw; w++) {
+            const char *q = p;
+            while (q < end && *q != ',') q++;
+            PyObject *a = PyTuple_GET_ITEM(pre, w), *b = PyTuple_GET_ITEM(post, w);
+            Py_ssize_t la = PyUnicode_GET_LENGTH(a), lt = q - p, lb = PyUnicode_GET_LENGTH(b);
+            PyObject *joined = PyUnicode_New(la + lt + lb, 127);
+            if (joined == NULL) return NULL;
+            Py_UCS1 *d = PyUnicode_1BYTE_DATA(joined);
+            memcpy(d, PyUnicode_1BYTE_DATA(a), la);
+            memcpy(d + la, p, lt);
+            memcpy(d + la + lt, PyUnicode_1BYTE_DATA(b), lb);
+            if (PyList_SetItem(out, base + 2 * w, joined) < 0) return NULL;  /* steals */
+            p = q < end ? q + 1 : q;
+        }
+    }
+    Py_RETURN_NONE;
+bad:
+    PyErr_SetString(PyExc_ValueError,
+                    "put_texts: texts must be a JSON array of len(at) * len(pre) numbers");
+    return NULL;
 }
 
 
@@ -2397,21 +2472,19 @@ static PyObject *odd_floats(PyObject *self, PyObject *args) {
  * twin, ``_lines_until``) over a history's columns: until when every ratio over the
  * windows of ``sizes`` and the state stay what they are at ``now``; ``now`` when some
  * window holds both up and down seconds. */
-static PyObject *lines_until(PyObject *self, PyObject *args) {
-    PyObject *ts, *st, *sizes;
-    double now;
-    if (!PyArg_ParseTuple(args, "OOdO!", &ts, &st, &now, &PyTuple_Type, &sizes)) return NULL;
+/* Until when a history's window ratios stay (``lines_until``'s loop): into *out. */
+static int until_of(PyObject *ts, PyObject *st, double now, PyObject *sizes, double *out) {
     Py_buffer vt, vs;
     int ht, hs;
     const double *t;
     const signed char *sv;
     Py_ssize_t n, ns;
-    if (col_read(ts, 'd', (const void **)&t, &n, &vt, &ht) < 0) return NULL;
+    if (col_read(ts, 'd', (const void **)&t, &n, &vt, &ht) < 0) return -1;
     if (col_read(st, 'b', (const void **)&sv, &ns, &vs, &hs) < 0) {
         if (ht) PyBuffer_Release(&vt);
-        return NULL;
+        return -1;
     }
-    PyObject *res = NULL;
+    int rc = -1;
     double until;
     if (ns != n) {
         PyErr_SetString(PyExc_ValueError, "a timeline's times and states differ in length");
@@ -2444,10 +2517,46 @@ static PyObject *lines_until(PyObject *self, PyObject *args) {
         break;
     }
 out:
-    res = PyFloat_FromDouble(until);
+    *out = until;
+    rc = 0;
 done:
     if (ht) PyBuffer_Release(&vt);
     if (hs) PyBuffer_Release(&vs);
+    return rc;
+}
+
+static PyObject *lines_until(PyObject *self, PyObject *args) {
+    PyObject *ts, *st, *sizes;
+    double now, until;
+    if (!PyArg_ParseTuple(args, "OOdO!", &ts, &st, &now, &PyTuple_Type, &sizes)) return NULL;
+    if (until_of(ts, st, now, sizes, &until) < 0) return NULL;
+    return PyFloat_FromDouble(until);
+}
+
+/* lines_until_many(trackers, now, sizes) -> array('d') bytes: ``lines_until`` of each
+ * component tracker's history, +inf for None (report.py
+ * ``component_lines_until_many``'s twin): a scrape after a backlog asks it of every
+ * component. */
+static PyObject *lines_until_many(PyObject *self, PyObject *args) {
+    PyObject *trackers, *sizes;
+    double now;
+    if (!PyArg_ParseTuple(args, "O!dO!", &PyList_Type, &trackers, &now, &PyTuple_Type, &sizes))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(trackers);
+    PyObject *res = PyBytes_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(double));
+    if (res == NULL) return NULL;
+    double *out = (double *)PyBytes_AS_STRING(res);
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *tr = PyList_GET_ITEM(trackers, k);
+        if (tr == Py_None) { out[k] = INFINITY; continue; }
+        PyObject *h = slot_get(tr, &CT_HISTORY);
+        if (h == NULL) { Py_DECREF(res); return NULL; }
+        PyObject *ts = slot_get(h, &TL_TS);
+        PyObject *st = ts == NULL ? NULL : slot_get(h, &TL_ST);
+        int rc = st == NULL ? -1 : until_of(ts, st, now, sizes, &out[k]);
+        Py_XDECREF(ts); Py_XDECREF(st); Py_DECREF(h);
+        if (rc < 0) { Py_DECREF(res); return NULL; }
+    }
     return res;
 }
 
@@ -2594,6 +2703,7 @@ static PyMethodDef methods[] = {
     {"plain_floats", plain_floats, METH_VARARGS, "whether floats are 0 or of a magnitude in a range"},
     {"odd_floats", odd_floats, METH_VARARGS, "indexes of floats not 0 nor of a magnitude in a range"},
     {"lines_until", lines_until, METH_VARARGS, "until when a history's window ratios stay"},
+    {"lines_until_many", lines_until_many, METH_VARARGS, "lines_until of many component trackers"},
     {"tags_used", tags_used, METH_VARARGS, "distinct tag indexes of a tag column"},
     {NULL, NULL, 0, NULL},
 };

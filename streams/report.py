@@ -7,6 +7,7 @@ dataclasses, so the meaning of each number is computed in exactly one place.
 from __future__ import annotations
 
 import math
+from array import array
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -555,6 +556,15 @@ def component_lines_until(tracker: ComponentTracker | None, now: float) -> float
     if fast is not None:
         return fast.lines_until(tl.ts, tl.st, now, _WINDOW_SIZES)  # type: ignore[no-any-return]
     return _lines_until(tl.ts, tl.st, now)
+
+
+def component_lines_until_many(trackers: list[ComponentTracker | None], now: float
+                               ) -> Sequence[float]:
+    """``component_lines_until`` of each tracker, in one C call when it is built."""
+    fast = native.native
+    if fast is not None:
+        return array("d", fast.lines_until_many(trackers, now, _WINDOW_SIZES))
+    return [component_lines_until(t, now) for t in trackers]
 
 
 def _lines_until(ts: Sequence[float], st: Sequence[int], now: float) -> float:

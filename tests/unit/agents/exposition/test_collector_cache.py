@@ -301,9 +301,9 @@ class Spies:
         real_look, real_fresh = mod.ComponentLines._look, mod.ServiceLines.fresh_many
         real_warm = mod.ServiceLines.warm
 
-        def look(lines: Any, ch: Any, i: int, *args: Any) -> None:
-            self.looked.append(ch.keys[i])
-            real_look(lines, ch, i, *args)
+        def look(lines: Any, ch: Any, look: list[int], *args: Any) -> None:
+            self.looked += [ch.keys[i] for i in look]
+            real_look(lines, ch, look, *args)
 
         def fresh_many(lines: Any, catalog: Catalog, items: list[tuple[str, Any]],
                        *args: Any) -> Any:
