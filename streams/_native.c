@@ -2113,12 +2113,22 @@ done:
 /* put_texts(out, at, texts, pre, post): ``out[at[k] + 2 * w] = pre[w] + texts[nw * k + w]
  * + post[w]`` for each k and each w < nw = len(pre) (the collector's pieces of the
  * moving components' lines, agents/exposition/collector.py ``_put_texts``'s twin):
- * the strings joined in one allocation each, without a Python frame per item. */
+ * the strings joined in one allocation each, without a Python frame per item.
+ * ``texts`` may also be a JSON array of numbers as bytes (orjson's text of the values:
+ * ``b"[t0,t1,...]"``), whose items are the texts: no string made for each. */
+static PyObject *put_json_texts(PyObject *out, PyObject *at, PyObject *json, PyObject *pre,
+                                PyObject *post);
+
 static PyObject *put_texts(PyObject *self, PyObject *args) {
     PyObject *out, *at, *texts, *pre, *post;
-    if (!PyArg_ParseTuple(args, "O!O!O!O!O!", &PyList_Type, &out, &PyList_Type, &at,
-                          &PyList_Type, &texts, &PyTuple_Type, &pre, &PyTuple_Type, &post))
+    if (!PyArg_ParseTuple(args, "O!O!OO!O!", &PyList_Type, &out, &PyList_Type, &at,
+                          &texts, &PyTuple_Type, &pre, &PyTuple_Type, &post))
         return NULL;
+    if (PyBytes_Check(texts)) return put_json_texts(out, at, texts, pre, post);
+    if (!PyList_Check(texts)) {
+        PyErr_SetString(PyExc_TypeError, "put_texts: texts must be a list or bytes");
+        return NULL;
+    }
     Py_ssize_t nw = PyTuple_GET_SIZE(pre), n = PyList_GET_SIZE(at);
     if (PyTuple_GET_SIZE(post) != nw || PyList_GET_SIZE(texts) != n * nw) {
         PyErr_SetString(PyExc_ValueError, "put_texts: len(texts) must be len(at) * len(pre)");
@@ -2168,6 +2178,71 @@ static PyObject *put_texts(PyObject *self, PyObject *args) {
         }
     }
     Py_RETURN_NONE;
+}
+
+
+static PyObject *put_json_texts(PyObject *out, PyObject *at, PyObject *json, PyObject *pre,
+                                PyObject *post) {
+    Py_ssize_t nw = PyTuple_GET_SIZE(pre), n = PyList_GET_SIZE(at);
+    if (PyTuple_GET_SIZE(post) != nw) {
+        PyErr_SetString(PyExc_ValueError, "put_texts: len(post) must be len(pre)");
+        return NULL;
+    }
+    for (Py_ssize_t w = 0; w < nw; w++) {
+        PyObject *a = PyTuple_GET_ITEM(pre, w), *b = PyTuple_GET_ITEM(post, w);
+        if (!PyUnicode_Check(a) || !PyUnicode_Check(b) || !PyUnicode_IS_ASCII(a)
+                || !PyUnicode_IS_ASCII(b)) {
+            PyErr_SetString(PyExc_TypeError, "put_texts: pre and post must hold ASCII strings");
+            return NULL;
+        }
+    }
+    const char *p = PyBytes_AS_STRING(json), *end = p + PyBytes_GET_SIZE(json);
+    if (end - p < 2 || p[0] != '[' || end[-1] != ']') goto bad;
+    p++;
+    end--;  /* the closing bracket */
+    /* Checked whole before anything is written: n * nw items, none empty, numbers. */
+    Py_ssize_t items = 0;
+    for (const char *q = p, *from = p; q <= end; q++) {
+        if (q == end || *q == ',') {
+            if (q == from) {
+                if (q == end && items == 0) break;  /* [] */
+                goto bad;
+            }
+            items++;
+            from = q + 1;
+        } else if ((unsigned char)*q >= 128 || *q == '"') {
+            goto bad;
+        }
+    }
+    if (items != n * nw) goto bad;
+    Py_ssize_t size = PyList_GET_SIZE(out);
+    for (Py_ssize_t k = 0; k < n; k++) {
+        Py_ssize_t base = PyLong_AsSsize_t(PyList_GET_ITEM(at, k));
+        if (base == -1 && PyErr_Occurred()) return NULL;
+        if (base < 0 || base + 2 * (nw - 1) >= size) {
+            PyErr_SetString(PyExc_IndexError, "put_texts: a piece index out of range");
+            return NULL;
+        }
+        for (Py_ssize_t w = 0; w < nw; w++) {
+            const char *q = p;
+            while (q < end && *q != ',') q++;
+            PyObject *a = PyTuple_GET_ITEM(pre, w), *b = PyTuple_GET_ITEM(post, w);
+            Py_ssize_t la = PyUnicode_GET_LENGTH(a), lt = q - p, lb = PyUnicode_GET_LENGTH(b);
+            PyObject *joined = PyUnicode_New(la + lt + lb, 127);
+            if (joined == NULL) return NULL;
+            Py_UCS1 *d = PyUnicode_1BYTE_DATA(joined);
+            memcpy(d, PyUnicode_1BYTE_DATA(a), la);
+            memcpy(d + la, p, lt);
+            memcpy(d + la + lt, PyUnicode_1BYTE_DATA(b), lb);
+            if (PyList_SetItem(out, base + 2 * w, joined) < 0) return NULL;  /* steals */
+            p = q < end ? q + 1 : q;
+        }
+    }
+    Py_RETURN_NONE;
+bad:
+    PyErr_SetString(PyExc_ValueError,
+                    "put_texts: texts must be a JSON array of len(at) * len(pre) numbers");
+    return NULL;
 }
 
 
@@ -2281,6 +2356,137 @@ done:
 }
 
 
+/* One more item at the end of an array of typecode 'd' or 'i' (the attribution index):
+ * written in place when it may be, else through array.append. */
+static int arr_push(PyObject *col, char code, double x, int i) {
+    if (ARR_GROW && arr_is(col, code) && ((ArrayObj *)col)->ob_exports == 0) {
+        ArrayObj *a = (ArrayObj *)col;
+        if (arr_room(a, code == 'd' ? (Py_ssize_t)sizeof(double) : (Py_ssize_t)sizeof(int)) < 0)
+            return -1;
+        Py_ssize_t n = Py_SIZE(a);
+        if (code == 'd') ((double *)a->ob_item)[n] = x;
+        else ((int *)a->ob_item)[n] = i;
+        Py_SET_SIZE(a, n + 1);
+        return 0;
+    }
+    PyObject *v = code == 'd' ? PyFloat_FromDouble(x) : PyLong_FromLong(i);
+    if (v == NULL) return -1;
+    PyObject *argv[2] = {col, v};
+    PyObject *r = PyObject_Vectorcall(Array_append, argv, 2, NULL);
+    Py_DECREF(v);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* att_extend(att, v, closed, ts, st, tag, tags): the pieces v .. closed - 1 added to the
+ * attribution index ``att`` (timeline.py ``Timeline._att_extend``'s twin, the same
+ * floats): each blamed component's share of each closed down piece, its piece index
+ * appended to ``idx`` and its running sum kept in ``cum`` at every ATT_BLOCK-th entry
+ * and as the last item otherwise. An entry is made as ``(array('i'), array('d', [0.0]))``.
+ * The same dict order as the twin (entries are made in the same order). */
+static PyObject *att_extend(PyObject *self, PyObject *args) {
+    PyObject *att, *ts, *stc, *tag, *tags;
+    Py_ssize_t v, closed;
+    if (!PyArg_ParseTuple(args, "O!nnOOOO!", &PyDict_Type, &att, &v, &closed, &ts, &stc, &tag,
+                          &PyList_Type, &tags))
+        return NULL;
+    if (Array_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "att_extend: setup() was not called");
+        return NULL;
+    }
+    Py_buffer vt, vs, vg;
+    if (col_view(ts, &vt, 'd') < 0) return NULL;
+    if (col_view(stc, &vs, 'b') < 0) { PyBuffer_Release(&vt); return NULL; }
+    if (col_view(tag, &vg, 'I') < 0) { PyBuffer_Release(&vt); PyBuffer_Release(&vs); return NULL; }
+    PyObject *res = NULL;
+    const double *t = vt.buf;
+    const signed char *sv = vs.buf;
+    const unsigned int *tg = vg.buf;
+    Py_ssize_t n = vt.len / 8;
+    if (vs.len != n || vg.len / 4 != n) {
+        PyErr_SetString(PyExc_ValueError, "a timeline's columns differ in length");
+        goto done;
+    }
+    if (closed > v && (v < 0 || closed > n - 1 || closed > INT_MAX)) {
+        PyErr_SetString(PyExc_IndexError, "att_extend: pieces out of the timeline");
+        goto done;
+    }
+    for (Py_ssize_t i = v; i < closed; i++) {
+        if (sv[i] != ST_DOWN || !(t[i + 1] > t[i])) continue;
+        Py_ssize_t g = tg[i];
+        if (!g) continue;
+        if (g >= PyList_GET_SIZE(tags)) {
+            PyErr_SetString(PyExc_IndexError, "att_extend: a tag index out of the tag table");
+            goto done;
+        }
+        PyObject *seq = PySequence_Fast(PyList_GET_ITEM(tags, g), "a tag must be a sequence");
+        if (seq == NULL) goto done;
+        Py_ssize_t len = PySequence_Fast_GET_SIZE(seq);
+        if (len == 0) {
+            Py_DECREF(seq);
+            PyErr_SetString(PyExc_ZeroDivisionError, "float division by zero");
+            goto done;
+        }
+        double share = (t[i + 1] - t[i]) / (double)len;
+        for (Py_ssize_t c = 0; c < len; c++) {
+            PyObject *comp = PySequence_Fast_GET_ITEM(seq, c);
+            PyObject *entry = PyDict_GetItemWithError(att, comp);  /* borrowed */
+            if (entry == NULL) {
+                if (PyErr_Occurred()) { Py_DECREF(seq); goto done; }
+                PyObject *idx = PyObject_CallFunction((PyObject *)Array_type, "s", "i");
+                PyObject *cum = idx == NULL ? NULL
+                    : PyObject_CallFunction((PyObject *)Array_type, "s(d)", "d", 0.0);
+                PyObject *e = cum == NULL ? NULL : PyTuple_Pack(2, idx, cum);
+                Py_XDECREF(idx); Py_XDECREF(cum);
+                if (e == NULL || PyDict_SetItem(att, comp, e) < 0) {
+                    Py_XDECREF(e); Py_DECREF(seq); goto done;
+                }
+                Py_DECREF(e);
+                entry = e;  /* held by att */
+            } else if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 2) {
+                Py_DECREF(seq);
+                PyErr_SetString(PyExc_TypeError, "att_extend: an entry must be (idx, cum)");
+                goto done;
+            }
+            PyObject *idx = PyTuple_GET_ITEM(entry, 0), *cum = PyTuple_GET_ITEM(entry, 1);
+            if (Py_TYPE(idx) != Array_type || Py_TYPE(cum) != Array_type) {
+                Py_DECREF(seq);
+                PyErr_SetString(PyExc_TypeError, "att_extend: an entry must hold two arrays");
+                goto done;
+            }
+            double last;
+            int has = dcol_last(cum, &last);
+            if (has <= 0) {
+                Py_DECREF(seq);
+                if (has == 0) PyErr_SetString(PyExc_IndexError, "att_extend: an empty running sum");
+                goto done;
+            }
+            double total = last + share;
+            if (Py_SIZE(idx) & ((1 << ATT_SHIFT) - 1)) {
+                if (arr_is(cum, 'd') && ((ArrayObj *)cum)->ob_exports == 0) {
+                    ((double *)((ArrayObj *)cum)->ob_item)[Py_SIZE(cum) - 1] = total;
+                } else {
+                    PyObject *f = PyFloat_FromDouble(total);
+                    int rc = f == NULL ? -1 : PySequence_SetItem(cum, Py_SIZE(cum) - 1, f);
+                    Py_XDECREF(f);
+                    if (rc < 0) { Py_DECREF(seq); goto done; }
+                }
+            } else if (arr_push(cum, 'd', total, 0) < 0) {
+                Py_DECREF(seq); goto done;
+            }
+            if (arr_push(idx, 'i', 0.0, (int)i) < 0) { Py_DECREF(seq); goto done; }
+        }
+        Py_DECREF(seq);
+    }
+    Py_INCREF(Py_None);
+    res = Py_None;
+done:
+    PyBuffer_Release(&vt); PyBuffer_Release(&vs); PyBuffer_Release(&vg);
+    return res;
+}
+
+
 /* put_choices(out, at, picks, choices): ``out[at[k]] = choices[picks[k]]`` for each k
  * (picks: bytes; collector.py ``_put_choices``'s twin): the up line of each moving
  * component by its state. */
@@ -2364,21 +2570,19 @@ static PyObject *odd_floats(PyObject *self, PyObject *args) {
  * twin, ``_lines_until``) over a history's columns: until when every ratio over the
  * windows of ``sizes`` and the state stay what they are at ``now``; ``now`` when some
  * window holds both up and down seconds. */
-static PyObject *lines_until(PyObject *self, PyObject *args) {
-    PyObject *ts, *st, *sizes;
-    double now;
-    if (!PyArg_ParseTuple(args, "OOdO!", &ts, &st, &now, &PyTuple_Type, &sizes)) return NULL;
+/* Until when a history's window ratios stay (``lines_until``'s loop): into *out. */
+static int until_of(PyObject *ts, PyObject *st, double now, PyObject *sizes, double *out) {
     Py_buffer vt, vs;
     int ht, hs;
     const double *t;
     const signed char *sv;
     Py_ssize_t n, ns;
-    if (col_read(ts, 'd', (const void **)&t, &n, &vt, &ht) < 0) return NULL;
+    if (col_read(ts, 'd', (const void **)&t, &n, &vt, &ht) < 0) return -1;
     if (col_read(st, 'b', (const void **)&sv, &ns, &vs, &hs) < 0) {
         if (ht) PyBuffer_Release(&vt);
-        return NULL;
+        return -1;
     }
-    PyObject *res = NULL;
+    int rc = -1;
     double until;
     if (ns != n) {
         PyErr_SetString(PyExc_ValueError, "a timeline's times and states differ in length");
@@ -2411,10 +2615,46 @@ static PyObject *lines_until(PyObject *self, PyObject *args) {
         break;
     }
 out:
-    res = PyFloat_FromDouble(until);
+    *out = until;
+    rc = 0;
 done:
     if (ht) PyBuffer_Release(&vt);
     if (hs) PyBuffer_Release(&vs);
+    return rc;
+}
+
+static PyObject *lines_until(PyObject *self, PyObject *args) {
+    PyObject *ts, *st, *sizes;
+    double now, until;
+    if (!PyArg_ParseTuple(args, "OOdO!", &ts, &st, &now, &PyTuple_Type, &sizes)) return NULL;
+    if (until_of(ts, st, now, sizes, &until) < 0) return NULL;
+    return PyFloat_FromDouble(until);
+}
+
+/* lines_until_many(trackers, now, sizes) -> array('d') bytes: ``lines_until`` of each
+ * component tracker's history, +inf for None (report.py
+ * ``component_lines_until_many``'s twin): a scrape after a backlog asks it of every
+ * component. */
+static PyObject *lines_until_many(PyObject *self, PyObject *args) {
+    PyObject *trackers, *sizes;
+    double now;
+    if (!PyArg_ParseTuple(args, "O!dO!", &PyList_Type, &trackers, &now, &PyTuple_Type, &sizes))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(trackers);
+    PyObject *res = PyBytes_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(double));
+    if (res == NULL) return NULL;
+    double *out = (double *)PyBytes_AS_STRING(res);
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *tr = PyList_GET_ITEM(trackers, k);
+        if (tr == Py_None) { out[k] = INFINITY; continue; }
+        PyObject *h = slot_get(tr, &CT_HISTORY);
+        if (h == NULL) { Py_DECREF(res); return NULL; }
+        PyObject *ts = slot_get(h, &TL_TS);
+        PyObject *st = ts == NULL ? NULL : slot_get(h, &TL_ST);
+        int rc = st == NULL ? -1 : until_of(ts, st, now, sizes, &out[k]);
+        Py_XDECREF(ts); Py_XDECREF(st); Py_DECREF(h);
+        if (rc < 0) { Py_DECREF(res); return NULL; }
+    }
     return res;
 }
 
@@ -2849,10 +3089,12 @@ static PyMethodDef methods[] = {
     {"windows_many", windows_many, METH_VARARGS, "states and window ratios of many timelines"},
     {"put_texts", put_texts, METH_VARARGS, "pieces of texts between fixed strings, into a list"},
     {"att_whole", att_whole, METH_VARARGS, "the attribution index's whole pieces, added to a dict"},
+    {"att_extend", att_extend, METH_VARARGS, "pieces added to a timeline's attribution index"},
     {"put_choices", put_choices, METH_VARARGS, "one of some objects into a list at each index"},
     {"plain_floats", plain_floats, METH_VARARGS, "whether floats are 0 or of a magnitude in a range"},
     {"odd_floats", odd_floats, METH_VARARGS, "indexes of floats not 0 nor of a magnitude in a range"},
     {"lines_until", lines_until, METH_VARARGS, "until when a history's window ratios stay"},
+    {"lines_until_many", lines_until_many, METH_VARARGS, "lines_until of many component trackers"},
     {"tags_used", tags_used, METH_VARARGS, "distinct tag indexes of a tag column"},
     {"day_segments", day_segments, METH_VARARGS, "Account.add_segments over a view's columns"},
     {NULL, NULL, 0, NULL},

@@ -303,6 +303,23 @@ class TrackerTable(Generic[T]):
             return obj, None
         return obj, self._cache[key][0]
 
+    def get_stored_many(self, keys: list[str]) -> list[tuple[T | None, bytes | None]]:
+        """``get_stored`` of each key (one loop: a scrape after a backlog asks it of
+        every component)."""
+        dirty, cache = self._dirty, self._cache
+        stored = self.table.data.get
+        out: list[tuple[T | None, bytes | None]] = []
+        add = out.append
+        for key in keys:
+            if key not in dirty:
+                raw = stored(key)
+                hit = cache.get(key)
+                if raw is not None and hit is not None and (hit[0] is raw or hit[0] == raw):
+                    add((hit[1], hit[0]))
+                    continue
+            add(self.get_stored(key))
+        return out
+
     def stored_lookup(self) -> tuple[Callable[[str], bytes | None], Container[str]]:
         """``(lookup, dirty)``: the bytes stored under a key (None if none), and the
         keys whose objects have changes not yet written. For readers that only need to

@@ -172,3 +172,25 @@ def test_lines_until_twins_agree(points: list[tuple[float, int]], at: list[float
     for now in [span[0] + (span[1] - span[0]) * a for a in at] + [span[1] + later]:
         want = _lines_until(tl.ts, tl.st, now)
         assert fast.lines_until(tl.ts, tl.st, now, _WINDOW_SIZES).hex() == float(want).hex()
+
+
+@settings(max_examples=100, deadline=None)
+@given(histories=st.lists(_long, max_size=4), at=st.floats(-0.2, 1.2),
+       later=st.sampled_from(LATER))
+def test_lines_until_many_is_each_ones(histories: list[list[tuple[float, int]]], at: float,
+                                       later: float) -> None:
+    """``component_lines_until_many`` of trackers (and None: no event yet) is each
+    one's ``component_lines_until``, in order, on either path."""
+    from streams.component import ComponentTracker
+    from streams.report import component_lines_until, component_lines_until_many
+
+    trackers: list[ComponentTracker | None] = [None]
+    for points in histories:
+        tracker = ComponentTracker("c")
+        _steps(tracker.history, NOW - 20 * 86400.0, points)
+        trackers += [tracker, None]
+    ends = [t for tr in trackers if tr is not None for t in tr.history.ts] or [NOW]
+    for now in (min(ends) + (max(ends) - min(ends)) * at, max(ends) + later):
+        want = [component_lines_until(t, now) for t in trackers]
+        got = component_lines_until_many(trackers, now)
+        assert [float(x).hex() for x in got] == [float(x).hex() for x in want]

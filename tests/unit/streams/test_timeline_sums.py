@@ -282,6 +282,45 @@ def test_attribution_twins_agree(edits: list[tuple[str, float, int, State, tuple
             assert {k: v.hex() for k, v in got.items()} == {k: v.hex() for k, v in want.items()}
 
 
+def _index(tl: Timeline) -> list[tuple[str, list[int], list[str]]]:
+    """The attribution index, in its dict's order, with the sums' bits."""
+    return [(comp, list(idx), [x.hex() for x in cum]) for comp, (idx, cum) in tl._att.items()]
+
+
+@settings(max_examples=150, deadline=None)
+@given(edits=st.lists(_edit, max_size=40),
+       windows=st.lists(st.tuples(st.floats(0.0, 3e6), st.floats(0.0, 3e6)), max_size=3))
+def test_attribution_index_twins_agree(
+        edits: list[tuple[str, float, int, State, tuple[str, ...], int]],
+        windows: list[tuple[float, float]]) -> None:
+    """``_native.att_extend`` builds the attribution index ``Timeline._att_extend``
+    builds (the same components in the same order, pieces and sums bit for bit), through
+    appends, re-evaluations and prunes, with reads between that build it part way and
+    edits that make it forget pieces."""
+    fast = native.native
+    if fast is None:
+        pytest.skip("the Python path has no twin to compare with")
+    in_c, in_py = Timeline(), Timeline()
+    for _ in zip(_edited(in_c, edits), _edited(in_py, edits), strict=True):
+        for start, width in windows:
+            got, want = {}, {}
+            in_c.attribute(start, start + width, got)
+            native.native = None
+            try:
+                in_py.attribute(start, start + width, want)
+            finally:
+                native.native = fast
+            assert {k: v.hex() for k, v in got.items()} == {k: v.hex() for k, v in want.items()}
+        in_c._build_attribution()
+        native.native = None
+        try:
+            in_py._build_attribution()
+        finally:
+            native.native = fast
+        assert _index(in_c) == _index(in_py)
+        assert (in_c._att_n, in_c._valid3) == (in_py._att_n, in_py._valid3)
+
+
 @settings(max_examples=100, deadline=None)
 @given(points=st.lists(st.tuples(st.floats(0.0, 5000.0, allow_nan=False),
                                  st.sampled_from(STATES)), max_size=5 * BLOCK),

@@ -297,23 +297,31 @@ class Spies:
 
         self.looked: list[str] = []
         self.fresh: list[str] = []
+        self.warmed: list[str] = []  # services whose values move, looked at ahead
         real_look, real_fresh = mod.ComponentLines._look, mod.ServiceLines.fresh_many
+        real_warm = mod.ServiceLines.warm
 
-        def look(lines: Any, ch: Any, i: int, *args: Any) -> None:
-            self.looked.append(ch.keys[i])
-            real_look(lines, ch, i, *args)
+        def look(lines: Any, ch: Any, look: list[int], *args: Any) -> None:
+            self.looked += [ch.keys[i] for i in look]
+            real_look(lines, ch, look, *args)
 
         def fresh_many(lines: Any, catalog: Catalog, items: list[tuple[str, Any]],
                        *args: Any) -> Any:
             self.fresh += [key for key, _ in items]
             return real_fresh(lines, catalog, items, *args)
 
+        def warm(lines: Any, catalog: Catalog, key: str, *args: Any) -> None:
+            self.warmed.append(key)
+            real_warm(lines, catalog, key, *args)
+
         monkeypatch.setattr(mod.ComponentLines, "_look", look)
         monkeypatch.setattr(mod.ServiceLines, "fresh_many", fresh_many)
+        monkeypatch.setattr(mod.ServiceLines, "warm", warm)
 
     def clear(self) -> None:
         self.looked.clear()
         self.fresh.clear()
+        self.warmed.clear()
 
 
 def backlog_after_ready(h: Harness, rng: random.Random) -> tuple[set[str], set[str]]:
@@ -366,10 +374,18 @@ def test_refresh_after_a_backlog_leaves_the_scrape_nothing_to_redo(
     for _ in h.collector.refresh(step=rng.choice([1, 3, 64])):
         pass
     assert set(spies.looked) == {c for c in changed if c.startswith("c")}  # ahead, only them
-    assert set(spies.fresh) >= {s for s in changed if s.startswith("s")}
+    assert set(spies.fresh) | set(spies.warmed) >= {s for s in changed if s.startswith("s")}
+    warmed = set(spies.warmed)
     spies.clear()
+    # What the reports of the services whose values move read is built ahead: the
+    # scrape builds no prefix sums nor attribution index.
+    timelines = [t.timeline for t in map(h.rt.services.get, h.rt.owned_sorted("services"))
+                 if t is not None]
+    built = [(tl._valid, tl._valid3, tl._att_n) for tl in timelines]
     h.check()
+    assert [(tl._valid, tl._valid3, tl._att_n) for tl in timelines] == built
     services = h.rt.owned_sorted("services")
+    assert set(spies.fresh) >= warmed  # the moving ones are computed at each scrape
     assert spies.looked == []
     assert len(spies.fresh) == len(services) - h.collector.service_lines.reused
     # Reused: at least the services none of whose components blipped (up throughout).
@@ -379,7 +395,7 @@ def test_refresh_after_a_backlog_leaves_the_scrape_nothing_to_redo(
     spies.clear()
     for _ in h.collector.refresh():
         pass
-    assert spies.looked == [] and spies.fresh == []
+    assert spies.looked == [] and spies.fresh == [] and spies.warmed == []
     h.now += 0.5
     h.check()
 

@@ -29,6 +29,7 @@ from agents.exposition.collector import (
     _put_texts,
     put_choices,
     put_texts,
+    put_value_texts,
 )
 from agents.exposition.collector import _f as f_text
 from streams import native
@@ -56,6 +57,31 @@ def test_twins_leave_the_same_list(data: st.DataObject, nw: int, size: int) -> N
         assert out[at[k]] == pre[0] + texts[nw * k] + post[0]
 
 
+_ascii = st.text(st.characters(max_codepoint=127), max_size=6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), nw=st.integers(1, 4), size=st.integers(0, 30), ascii_only=st.booleans())
+def test_value_texts_are_the_f_texts_put(data: st.DataObject, nw: int, size: int,
+                                         ascii_only: bool) -> None:
+    """``put_value_texts`` (orjson's text of the floats handed over as bytes, the odd
+    ones written again) leaves the list ``_put_texts`` of their ``_f`` texts leaves,
+    whatever the floats and the strings around them."""
+    strings = _ascii if ascii_only else _text
+    pre = tuple(data.draw(st.lists(strings, min_size=nw, max_size=nw)))
+    post = tuple(data.draw(st.lists(strings, min_size=nw, max_size=nw)))
+    # Pieces of different keys do not overlap (as a chunk's components' do not).
+    blocks = size // (2 * nw)
+    at = [b * 2 * nw + 1 for b in data.draw(st.lists(st.integers(0, blocks - 1), max_size=5,
+                                                      unique=True))] if blocks else []
+    values = data.draw(st.lists(_floats, min_size=nw * len(at), max_size=nw * len(at)))
+    out = [f"<{i}>" for i in range(size)]
+    want = list(out)
+    _put_texts(want, at, [f_text(v) for v in values], pre, post)
+    put_value_texts(out, at, values, pre, post)
+    assert out == want
+
+
 def test_malformed_calls_are_refused() -> None:
     out = ["x"] * 4
     with pytest.raises(ValueError):
@@ -71,6 +97,9 @@ def test_malformed_calls_are_refused() -> None:
             native.native.put_texts(out, [3], ["a", "b"], ("p", "q"), ("r", "s"))
         with pytest.raises(TypeError):
             native.native.put_texts(out, [0], [1.0, "b"], ("p", "q"), ("r", "s"))
+    for json in (b"[1.0]", b"[1.0,2.0,3.0]", b"[1.0,]", b"[,1.0]", b"1.0,2.0", b'["a",2]'):
+        with pytest.raises(ValueError):
+            put_texts(out, [0], json, ("p", "q"), ("r", "s"))
     assert out == ["x"] * 4
 
 
