@@ -2110,6 +2110,18 @@ done:
 }
 
 
+/* at[k], the index of the first of piece k's nw texts in a list of ``size`` pieces (every
+ * second one is a text); -1 with an exception set when it is not an int or not in range. */
+static Py_ssize_t piece_base(PyObject *at, Py_ssize_t k, Py_ssize_t nw, Py_ssize_t size) {
+    Py_ssize_t base = PyLong_AsSsize_t(PyList_GET_ITEM(at, k));
+    if (base == -1 && PyErr_Occurred()) return -1;
+    if (base < 0 || base + 2 * (nw - 1) >= size) {
+        PyErr_SetString(PyExc_IndexError, "put_texts: a piece index out of range");
+        return -1;
+    }
+    return base;
+}
+
 /* put_texts(out, at, texts, pre, post): ``out[at[k] + 2 * w] = pre[w] + texts[nw * k + w]
  * + post[w]`` for each k and each w < nw = len(pre) (the collector's pieces of the
  * moving components' lines, agents/exposition/collector.py ``_put_texts``'s twin):
@@ -2145,12 +2157,8 @@ static PyObject *put_texts(PyObject *self, PyObject *args) {
     }
     Py_ssize_t size = PyList_GET_SIZE(out);
     for (Py_ssize_t k = 0; k < n; k++) {
-        Py_ssize_t base = PyLong_AsSsize_t(PyList_GET_ITEM(at, k));
-        if (base == -1 && PyErr_Occurred()) return NULL;
-        if (base < 0 || base + 2 * (nw - 1) >= size) {
-            PyErr_SetString(PyExc_IndexError, "put_texts: a piece index out of range");
-            return NULL;
-        }
+        Py_ssize_t base = piece_base(at, k, nw, size);
+        if (base < 0) return NULL;
         for (Py_ssize_t w = 0; w < nw; w++) {
             PyObject *a = PyTuple_GET_ITEM(pre, w), *b = PyTuple_GET_ITEM(post, w);
             PyObject *t = PyList_GET_ITEM(texts, nw * k + w), *joined;
@@ -2217,12 +2225,8 @@ static PyObject *put_json_texts(PyObject *out, PyObject *at, PyObject *json, PyO
     if (items != n * nw) goto bad;
     Py_ssize_t size = PyList_GET_SIZE(out);
     for (Py_ssize_t k = 0; k < n; k++) {
-        Py_ssize_t base = PyLong_AsSsize_t(PyList_GET_ITEM(at, k));
-        if (base == -1 && PyErr_Occurred()) return NULL;
-        if (base < 0 || base + 2 * (nw - 1) >= size) {
-            PyErr_SetString(PyExc_IndexError, "put_texts: a piece index out of range");
-            return NULL;
-        }
+        Py_ssize_t base = piece_base(at, k, nw, size);
+        if (base < 0) return NULL;
         for (Py_ssize_t w = 0; w < nw; w++) {
             const char *q = p;
             while (q < end && *q != ',') q++;

@@ -188,29 +188,15 @@ def split(values: Sequence[bytes], now: float, partition_of: Callable[[str], int
         # Every record is a valid event: positions are column indexes.
         if len(of) == 1 or len(set(dest)) == 1:
             return {dest[0]: (list(range(n)), (cols, None, []))}
-        by_q: dict[int, list[int]] = {}
-        for k, q in enumerate(dest):
-            at = by_q.get(q)
-            if at is None:
-                by_q[q] = [k]
-            else:
-                at.append(k)
-        return {q: (at, (take(cols, at), None, [])) for q, at in by_q.items()}
+        return {q: (at, (take(cols, at), None, [])) for q, at in _positions_by(dest).items()}
     q_of = [invalid] * n
     col_of: dict[int, int] = {}
     for k, pos in enumerate(index):
         q_of[pos] = dest[k]
         col_of[pos] = k
     reason = dict(rejects)
-    groups: dict[int, list[int]] = {}
-    for pos, q in enumerate(q_of):
-        group = groups.get(q)
-        if group is None:
-            groups[q] = [pos]
-        else:
-            group.append(pos)
     out: dict[int, tuple[list[int], Decoded]] = {}
-    for q, positions in groups.items():
+    for q, positions in _positions_by(q_of).items():
         ks: list[int] = []
         sub_index: list[int] = []
         sub_rejects: list[tuple[int, str]] = []
@@ -222,4 +208,16 @@ def split(values: Sequence[bytes], now: float, partition_of: Callable[[str], int
                 ks.append(col)
                 sub_index.append(j)
         out[q] = (positions, (take(cols, ks), sub_index if sub_rejects else None, sub_rejects))
+    return out
+
+
+def _positions_by(keys: Sequence[int]) -> dict[int, list[int]]:
+    """The positions of each key in ``keys``, in order; keys in order of first appearance."""
+    out: dict[int, list[int]] = {}
+    for pos, key in enumerate(keys):
+        at = out.get(key)
+        if at is None:
+            out[key] = [pos]
+        else:
+            at.append(pos)
     return out

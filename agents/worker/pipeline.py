@@ -248,6 +248,16 @@ class Pipeline:
         faults.point("fetch")
         return futures
 
+    def _partition_stats(self, q: int) -> tuple[str, PartitionStats]:
+        """Table partition ``q``'s counters and marks (new ones if it has none yet),
+        under their key."""
+        key = stats_key(q)
+        stats = self.rt.stats.get(key)
+        if stats is None:
+            stats = PartitionStats()
+        stats.adopt_legacy_marks(q)
+        return key, stats
+
     async def _classify(self, records: Sequence[Any], q: int,
                         origins: list[routing.Origin] | None, now: float,
                         fanout: dict[str, list[WireSegment]], out: list[Any],
@@ -257,11 +267,7 @@ class Pipeline:
         stands for (None: records of input partition ``q`` read where they are, whose
         events of another partition's components go to ``spill``)."""
         rt = self.rt
-        key = stats_key(q)
-        stats = rt.stats.get(key)
-        if stats is None:
-            stats = PartitionStats()
-        stats.adopt_legacy_marks(q)
+        key, stats = self._partition_stats(q)
         # Redelivered, or forwarded twice (counted already): classify again, count
         # nothing.
         if origins is not None:
@@ -285,11 +291,7 @@ class Pipeline:
         ``stage1.split`` decoded them: their origin is where they are read, so the marks
         of ``tp`` in ``q`` judge them as one run."""
         rt = self.rt
-        key = stats_key(q)
-        stats = rt.stats.get(key)
-        if stats is None:
-            stats = PartitionStats()
-        stats.adopt_legacy_marks(q)
+        key, stats = self._partition_stats(q)
         firsts = routing.first_times_run(stats.marks, tp.topic, tp.partition, records)
         if firsts is not None:
             rt.counters.rewound += 1

@@ -267,13 +267,7 @@ class TrackerTable(Generic[T]):
         """
         if key in self._dirty:
             return self._cache[key][1]
-        store = self.table.data
-        if store is not self._store:
-            self._store, self._store_get = store, self.stored_lookup()[0]
-        # Not through the store's Mapping.get and __getitem__ (two Python calls for a
-        # dict lookup): stage 1 looks up every component of a slice, and where each
-        # component has only a few events per checkpoint most lookups come here.
-        raw = self._store_get(key)
+        raw = self._lookup()(key)
         if raw is None:
             self._cache.pop(key, None)
             return None
@@ -307,7 +301,7 @@ class TrackerTable(Generic[T]):
         """``get_stored`` of each key (one loop: a scrape after a backlog asks it of
         every component)."""
         dirty, cache = self._dirty, self._cache
-        stored = self.table.data.get
+        stored = self._lookup()
         out: list[tuple[T | None, bytes | None]] = []
         add = out.append
         for key in keys:
@@ -319,6 +313,16 @@ class TrackerTable(Generic[T]):
                     continue
             add(self.get_stored(key))
         return out
+
+    def _lookup(self) -> Callable[[str], bytes | None]:
+        """``stored_lookup()``'s lookup, made again only when the table's store changes.
+        Not through the store's Mapping.get and __getitem__ (two Python calls for a dict
+        lookup): stage 1 looks up every component of a slice, and where each component
+        has only a few events per checkpoint most lookups read the store."""
+        store = self.table.data
+        if store is not self._store:
+            self._store, self._store_get = store, self.stored_lookup()[0]
+        return self._store_get
 
     def stored_lookup(self) -> tuple[Callable[[str], bytes | None], Container[str]]:
         """``(lookup, dirty)``: the bytes stored under a key (None if none), and the
