@@ -123,6 +123,30 @@ class SlawatchCollector:
         otherwise redo the work for every tracker the backlog changed."""
         return self._ahead(step, decode=False)
 
+    def prepare_catalog(self) -> Iterator[None]:
+        """The part of ``prepare`` that reads no tracker, yielding between steps: the
+        owned keys in order, the catalog's constants a service's report reads, the
+        services' label texts and the components' chunks of labels. Events do not
+        change any of it, so the worker runs it once ready even while a backlog holds
+        the rest (after a backlog the first scrape then only computes values: at
+        100k components / 10k services this was ~0.3 s of its CPU)."""
+        rt = self.rt
+        if not rt.ready():
+            return
+        catalog = rt.catalog
+        components = rt.owned_sorted("components")
+        yield
+        rt.owned_sorted("services")  # remembered for the scrape
+        yield
+        catalog.warm()
+        yield
+        self.service_lines.labels(catalog)
+        yield
+        for _ in self.component_lines.build(catalog, components):
+            yield
+            if not rt.ready() or rt.catalog is not catalog:
+                return
+
     def _ahead(self, step: int, decode: bool) -> Iterator[None]:
         rt = self.rt
         if not rt.ready():
@@ -706,6 +730,12 @@ class ComponentLines:
         for _ in self._build_steps(catalog, keys):
             pass
 
+    def build(self, catalog: Catalog, keys: list[str]) -> Iterator[None]:
+        """The chunks of ``keys`` (labels, KPI lines) unless built for them already,
+        a chunk at a time; they read no tracker (``SlawatchCollector.prepare_catalog``)."""
+        if catalog is not self._catalog or (keys is not self._keys and keys != self._keys):
+            yield from self._build_steps(catalog, keys)
+
     def _build_steps(self, catalog: Catalog, keys: list[str]) -> Iterator[None]:
         """``_build``, yielding after each chunk (``prepare``); the chunks are adopted
         at the end, whole."""
@@ -977,7 +1007,7 @@ class ServiceLines(_LineCache):
         self._escape = True
         self._labs: dict[str, str] = {}
 
-    def _labels(self, catalog: Catalog) -> dict[str, str]:
+    def labels(self, catalog: Catalog) -> dict[str, str]:
         """Each service's label text, and whether a name of the services' components
         (those of their blame) needs escaping: once per catalog rather than at each
         scrape."""
@@ -1005,7 +1035,7 @@ class ServiceLines(_LineCache):
     def fresh_many(self, catalog: Catalog, items: list[tuple[str, Any]], now: float
                    ) -> list[tuple[tuple[Line, ...], float]]:
         """``fresh`` of each, the texts of all their values written at once."""
-        labs = self._labels(catalog)
+        labs = self.labels(catalog)
         escape = self._escape
         services = catalog.services
         reports = [service_report(services[key], tracker, catalog, now) for key, tracker in items]
