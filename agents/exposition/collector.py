@@ -38,10 +38,11 @@ from streams.accounting import OUTSIDE, component_view
 from streams.calendars import MaintenanceWindow
 from streams.catalog import Catalog
 from streams.report import (
+    CODE_VALUES,
     ComponentReport,
     Report,
     ServiceReport,
-    component_lines_until_many,
+    component_lines_codes_many,
     service_report,
     service_report_until,
     warm_service,
@@ -720,7 +721,8 @@ class ComponentLines:
         self._firsts: list[str] = []
         self._keys: list[str] = []
         self._catalog: Catalog | None = None
-        self._templates: dict[tuple[float, ...], tuple[str, ...]] = {}
+        #: The ``Tw`` pieces of constant components by their bits of 0.0 windows.
+        self._templates: dict[int, tuple[str, ...]] = {}
         self._latest = -math.inf  # the latest ``now`` rendered: each proof began by it
         #: The table and its versions at the last render.
         self._versions: tuple[object, dict[int, int] | None] = (None, None)
@@ -846,11 +848,11 @@ class ComponentLines:
         scrape), or proved constant until some time (its lines written here)."""
         keys, tokens, untils, moving = ch.keys, ch.tokens, ch.untils, ch.moving
         got = table.get_stored_many([keys[i] for i in look])
-        proofs = component_lines_until_many([t for t, _ in got], now)
+        proofs, codes = component_lines_codes_many([t for t, _ in got], now)
         in_windows = self._catalog.component_windows if self._catalog else None
         recheck = now + RECHECK_SECONDS
-        constant: list[tuple[int, Any]] = []  # (index, tracker) proved constant
-        for i, (tracker, stored), until in zip(look, got, proofs, strict=True):
+        constant: list[tuple[int, int]] = []  # (index, position in codes) proved constant
+        for k, (i, (tracker, stored), until) in enumerate(zip(look, got, proofs, strict=True)):
             windows = in_windows.get(keys[i]) if in_windows else None
             if windows:
                 # In maintenance while a window naming it is open (CONTRACT §6): the
@@ -862,32 +864,30 @@ class ComponentLines:
                 tokens[i] = stored
                 untils[i] = until
                 moving.pop(i, None)
-                constant.append((i, tracker))
+                constant.append((i, 2 * k))
             else:
                 # values that move (or changes not yet written): computed at every scrape
                 tokens[i] = _STALE if stored is None else stored
                 untils[i] = recheck
                 moving[i] = tracker
         if constant:
-            self._constant(ch, constant, now)
+            self._constant(ch, constant, codes)
 
-    def _constant(self, ch: _Chunk, constant: list[tuple[int, Any]], now: float) -> None:
-        """The lines of keys proved constant (1.0 or 0.0 in each window): pieces shared
-        by the components with the same values, computed for all of them at once."""
-        empty = Timeline()
-        values_of = window_availability_many(
-            [empty if t is None else t.history for _, t in constant], now)
+    def _constant(self, ch: _Chunk, constant: list[tuple[int, int]], codes: bytes) -> None:
+        """The lines of keys proved constant (1.0 or 0.0 in each window, as their
+        ``component_lines_codes_many`` codes at ``codes[at]`` and ``codes[at + 1]``
+        say): pieces shared by the components with the same values."""
         templates = self._templates
         up_i = _UP_I
         n = _C_PIECES
-        for (i, _), (state, values) in zip(constant, values_of, strict=True):
-            # Keyed by the floats: each is exactly 1.0 or +0.0 here (never -0.0, which
-            # would find 0.0's text: 0.0 - 0.0 and 0.0 / x are +0.0).
-            tails = templates.get(values)
+        for i, at in constant:
+            zeros = codes[at]
+            tails = templates.get(zeros)
             if tails is None:
-                tails = templates[values] = _avail_tails(tuple(map(_f, values)))
+                # 1.0 or +0.0 (a window of only down seconds: 0.0 / x is +0.0)
+                tails = templates[zeros] = _avail_tails(tuple(map(_f, CODE_VALUES[zeros])))
             b = n * i
-            ch.up[i] = _C_UP_FMT[state == up_i]
+            ch.up[i] = _C_UP_FMT[codes[at + 1] == up_i]
             ch.pieces[b + 2:b + n:2] = tails
 
     @staticmethod

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -256,7 +257,9 @@ def test_prepared_lines_equal_fresh_ones(seed: int, monkeypatch: pytest.MonkeyPa
         if steps is None and rng.random() < 0.3:
             # the first pass once ready, or a refresh of what changed since
             c = h.collector
-            ahead = rng.choice([c.prepare, c.refresh, lambda step, c=c: c.prepare_catalog()])
+            aheads: list[Callable[..., Iterator[None]]] = [
+                c.prepare, c.refresh, lambda step, c=c: c.prepare_catalog()]
+            ahead = rng.choice(aheads)
             steps = ahead(step=rng.choice([1, 2, 5, 100]))
         if steps is not None:
             for _ in range(rng.randrange(4)):
