@@ -2698,6 +2698,50 @@ fail:
     return NULL;
 }
 
+/* stored_hits(keys, dirty, store, cache) -> list: for each key, (object, bytes) when it
+ * is not in ``dirty`` and ``cache[key]`` is (bytes, object) with the bytes those
+ * ``store[key]`` holds (the same object or equal), else None: the decoded-cache hits of
+ * ``TrackerTable.get_stored_many`` (agents/worker/state.py, whose loop is the twin),
+ * which a scrape after a backlog asks of every component. */
+static PyObject *stored_hits(PyObject *self, PyObject *args) {
+    PyObject *keys, *dirty, *store, *cache;
+    if (!PyArg_ParseTuple(args, "O!OO!O!", &PyList_Type, &keys, &dirty, &PyDict_Type, &store,
+                          &PyDict_Type, &cache))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(keys);
+    PyObject *out = PyList_New(n);
+    if (out == NULL) return NULL;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *key = PyList_GET_ITEM(keys, k);
+        PyObject *got = Py_None;
+        int in_dirty = PySequence_Contains(dirty, key);
+        if (in_dirty < 0) goto fail;
+        if (!in_dirty) {
+            PyObject *raw = PyDict_GetItemWithError(store, key);  /* borrowed */
+            if (raw == NULL && PyErr_Occurred()) goto fail;
+            PyObject *hit = raw == NULL ? NULL : PyDict_GetItemWithError(cache, key);
+            if (hit == NULL && PyErr_Occurred()) goto fail;
+            if (hit != NULL && PyTuple_CheckExact(hit) && PyTuple_GET_SIZE(hit) == 2) {
+                PyObject *held = PyTuple_GET_ITEM(hit, 0);
+                int same = held == raw ? 1 : PyObject_RichCompareBool(held, raw, Py_EQ);
+                if (same < 0) goto fail;
+                if (same) {
+                    got = PyTuple_Pack(2, PyTuple_GET_ITEM(hit, 1), held);
+                    if (got == NULL) goto fail;
+                    PyList_SET_ITEM(out, k, got);
+                    continue;
+                }
+            }
+        }
+        Py_INCREF(Py_None);
+        PyList_SET_ITEM(out, k, Py_None);
+    }
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
 /* tags_used(tag) -> int: how many distinct tag indexes ``tag`` (array('I')) holds, 0
  * (NO_TAG) counted whether it occurs or not: Timeline.compact_tags compares it with its
  * table's length, at every prune. */
@@ -3134,6 +3178,7 @@ static PyMethodDef methods[] = {
     {"plain_floats", plain_floats, METH_VARARGS, "whether floats are 0 or of a magnitude in a range"},
     {"odd_floats", odd_floats, METH_VARARGS, "indexes of floats not 0 nor of a magnitude in a range"},
     {"lines_until", lines_until, METH_VARARGS, "until when a history's window ratios stay"},
+    {"stored_hits", stored_hits, METH_VARARGS, "a tracker table's decoded-cache hits"},
     {"lines_codes_many", lines_codes_many, METH_VARARGS,
      "lines_until of many component trackers, with the windows at 0.0 and the state"},
     {"tags_used", tags_used, METH_VARARGS, "distinct tag indexes of a tag column"},
