@@ -746,10 +746,14 @@ class ComponentLines:
         comps = catalog.components
         step = max(1, JOIN_KEYS)
         chunks = []
+        # One format per KPI value, shared (a string per component was ~10 MB of
+        # 100,000, held from the prepare on).
+        kpi_fmts: dict[float, str] = {}
         for k in range(0, len(keys), step):
             part = keys[k:k + step]
             labs = [_component_label(c.id, c.team) for c in map(comps.__getitem__, part)]
-            kpis = ["" if c.kpi is None else f"{_C_KPI}{{%s}} {_f(float(c.kpi))}\n"
+            kpis = ["" if (kpi := c.kpi) is None else kpi_fmts.get(kpi)
+                    or kpi_fmts.setdefault(kpi, f"{_C_KPI}{{%s}} {_f(float(kpi))}\n")
                     for c in map(comps.__getitem__, part)]
             chunks.append(_Chunk(part, labs, kpis))
             yield
