@@ -302,20 +302,36 @@ class Pipeline:
 
     async def _send_forwards(self, q: int, items: list[tuple[bytes | None, bytes | None, Any]]
                              ) -> list[Any]:
-        """Send forwarded records to re-route partition ``q`` in order; the futures.
+        """Send forwarded records to re-route partition ``q`` in order; the futures."""
+        futures: list[Any] = []
+        for fut, count in await self._send_batches(self._reroute_topic, q, items):
+            self._forward_sent(q, fut, count)
+            futures.append(fut)
+        return futures
+
+    async def send_many(self, topic: str, partition: int,
+                        records: list[tuple[bytes, bytes | None]]) -> list[tuple[Any, int]]:
+        """``state.SendMany``: a changelog partition's records of one checkpoint."""
+        return await self._send_batches(topic, partition,
+                                        [(key, value, None) for key, value in records])
+
+    async def _send_batches(self, topic: str, q: int,
+                            items: list[tuple[bytes | None, bytes | None, Any]]
+                            ) -> list[tuple[Any, int]]:
+        """Send ``(key, value, headers)`` records to partition ``q`` of ``topic`` in
+        order; ``(future, count)`` per run of ``count`` records delivered together.
 
         In record batches built here (aiokafka's ``send_batch``): one ``send`` per
-        record costs ~20 us in the producer, more than forwarding is worth.
+        record costs ~20 us in the producer (a future and its metadata per record).
+        The accumulator keeps a partition's batches in the order they are added,
+        whichever path added them, so the log keeps this order.
         """
         raw = self.raw_producer() if self.raw_producer is not None else None
-        futures: list[Any] = []
+        out: list[tuple[Any, int]] = []
         if raw is None:
             for key, value, headers in items:
-                fut = await self.send(self._reroute_topic, key, value, q, headers)
-                futures.append(fut)
-                self._forward_sent(q, fut, 1)
-            return futures
-        topic = self._reroute_topic
+                out.append((await self.send(topic, key, value, q, headers), 1))
+            return out
         i = 0
         while i < len(items):
             batch = raw.create_batch()
@@ -327,16 +343,12 @@ class Pipeline:
                 i += 1
             if i == start:  # one record larger than a batch: the producer's own path
                 key, value, headers = items[i]
-                fut = await self.send(topic, key, value, q, headers)
-                self._forward_sent(q, fut, 1)
-                futures.append(fut)
+                out.append((await self.send(topic, key, value, q, headers), 1))
                 i += 1
                 continue
             batch.close()
-            fut = await raw.send_batch(batch, topic, partition=q)
-            self._forward_sent(q, fut, i - start)
-            futures.append(fut)
-        return futures
+            out.append((await raw.send_batch(batch, topic, partition=q), i - start))
+        return out
 
     def _forward_sent(self, q: int, fut: Any, count: int) -> None:
         """A forward to re-route partition ``q`` is in flight: nothing is classified
@@ -618,9 +630,9 @@ class Pipeline:
             if mark != stats.dlq:
                 stats.dlq = mark
                 rt.stats.touch(key, q)
-        futures = await rt.stats.flush(self.send)
+        futures = await rt.stats.flush(self.send, send_many=self.send_many)
         faults.point("checkpoint")
-        futures += await rt.components.flush(self.send, self._prune_component)
+        futures += await rt.components.flush(self.send, self._prune_component, self.send_many)
         return futures
 
     async def checkpoint_services(self) -> list[Any]:
@@ -629,14 +641,16 @@ class Pipeline:
         the broker before a pruned tracker is sent (a day before a tracker's cut can no
         longer be recomputed, so its rollup must not be the write a crash loses)."""
         rollups = self.rollups
+        services = self.rt.services
         if rollups is None:
-            return await self.rt.services.flush(self.send, self._prune_service)
+            return await services.flush(self.send, self._prune_service, self.send_many)
         rollups.update()
-        futures = await rollups.flush(self.send)
+        futures = await rollups.flush(self.send, self.send_many)
         if futures:
             await asyncio.gather(*futures)
-        futures += await self.rt.services.flush(self.send, self._prune_service)
-        return futures + await rollups.flush(self.send)  # the horizons pruning moved
+        futures += await services.flush(self.send, self._prune_service, self.send_many)
+        # the horizons pruning moved
+        return futures + await rollups.flush(self.send, self.send_many)
 
     def _prune_service(self, key: str, tracker: ServiceTracker) -> None:
         now = self._prune_due("s:" + key)
