@@ -43,6 +43,7 @@ most of a 200k backlog, so that figure flatters it; ``begun_at`` is the start.)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import time
@@ -181,10 +182,8 @@ def _install_trace(built: Any) -> None:
         for tp, recs in batch.items():
             if not tp.topic.endswith("segments"):
                 for r in recs:
-                    try:
+                    with contextlib.suppress(Exception):  # a measurement, never fatal
                         ts.append(float(orjson.loads(r.value)["ts"]))
-                    except Exception:  # noqa: BLE001 - a measurement, never fatal
-                        pass
         t = wall()
         await run(self, handler, batch, generation)
         trace["batch"].append((t, wall() - t, parts, ts))
@@ -244,13 +243,13 @@ def _install_trace(built: Any) -> None:
         trace["send"].append((t, wall() - t, topic, len(value or b"")))
         return fut
 
-    pipeline.send = traced_send  # type: ignore[method-assign]
+    pipeline.send = traced_send
 
     cls._run = traced_run  # type: ignore[method-assign]
     cls._wait_next_records = traced_wait  # type: ignore[method-assign]
     cls.checkpoint = traced_checkpoint  # type: ignore[method-assign]
 
-    respond = views.metrics_response
+    respond = views.metrics_response  # type: ignore[attr-defined]
 
     async def traced_metrics(request: Any, registry: Any) -> Any:
         t = wall()
@@ -259,7 +258,7 @@ def _install_trace(built: Any) -> None:
         finally:
             trace["scrape"].append((t, wall() - t))
 
-    views.metrics_response = traced_metrics  # type: ignore[assignment]
+    views.metrics_response = traced_metrics  # type: ignore[attr-defined]
 
     def stepped(kind: str, original: Any) -> Any:
         def steps(self: Any, *args: Any, **kwargs: Any) -> Any:

@@ -202,7 +202,7 @@ def summary(trace: dict[str, Any], lo: float, hi: float) -> str:
         lines.append(f"{kind}: {len(d)}, p50 {d[len(d) // 2] * 1000:.1f} ms, max "
                      f"{d[-1] * 1000:.1f} ms")
     by_topic: dict[str, list[float]] = {}
-    for t, d, topic, size in inside(trace.get("send", [])):
+    for _, d, topic, size in inside(trace.get("send", [])):
         v = by_topic.setdefault(topic.rsplit("-", 2)[-2] if "changelog" in topic
                                 else topic.rsplit("-", 1)[-1], [0, 0, 0.0, 0.0, 0])
         v[0] += 1
@@ -352,7 +352,7 @@ def run_load(broker: EmbeddedBroker, work: Path, load: Any, r: int, kind: str,
              stop: threading.Event) -> None:
     """Fresh load workers working off the sweep point's backlog, one after the other,
     until ``stop``."""
-    catalog, topic, msgs, wp, ends, rerouted = load
+    catalog, topic, _, wp, ends, rerouted = load
     k = 0
     while not stop.is_set():
         w = tp.Worker(broker, catalog, work, wp, f"load-{kind}-{r}-{k}", events_topic=topic)
@@ -361,7 +361,7 @@ def run_load(broker: EmbeddedBroker, work: Path, load: Any, r: int, kind: str,
             w.wait_ready()
             tp.wait_pipeline(w, topic, w.segments_topic, ends, timeout=1800,
                              reroute_ends=rerouted)
-        except BaseException as exc:  # noqa: BLE001 - reported, the latency run goes on
+        except BaseException as exc:  # reported; the latency run goes on
             print(f"    load failed: {exc!r}"[:300], flush=True)
             return
         finally:
