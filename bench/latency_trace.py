@@ -275,6 +275,8 @@ def main() -> int:
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--ab", type=Path, help="another checkout, alternated with this one")
+    ap.add_argument("--tree", type=Path, help="measure this checkout as the new side "
+                    "instead of this one (to compare two others under the same tracer)")
     ap.add_argument("--under-load", metavar="FACTOR=VALUE",
                     help="run this sweep point on another worker meanwhile")
     ap.add_argument("--ab-faust", metavar="JSON",
@@ -284,7 +286,7 @@ def main() -> int:
     opts = ap.parse_args()
     lat_n = 50
     work = Path(tempfile.mkdtemp(prefix="slawatch-lattrace-"))
-    trees: list[tuple[str, Path | None]] = [("new", None)]
+    trees: list[tuple[str, Path | None]] = [("new", opts.tree.resolve() if opts.tree else None)]
     if opts.ab:
         trees.append(("old", opts.ab.resolve()))
     elif opts.ab_faust:
