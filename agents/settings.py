@@ -67,6 +67,18 @@ FAUST_TUNING: dict[str, Any] = {
     # out, so fewer, larger fetches are faster), but raised the memory high-water mark
     # of a backlog by 130 MiB and made the flood test's RSS bound flaky. Operators can
     # set it through SLAWATCH_FAUST_SETTINGS='{"consumer_max_fetch_size": 8388608}'.
+    #
+    # A checkpoint hands the producer every changed tracker at once, with the consumer's
+    # batch lock held. aiokafka keeps one request in flight per broker, and a send whose
+    # partition's batch is full waits until the sender took that batch: with Faust's
+    # 16 KiB batches a checkpoint of a few hundred KiB waited for several broker round
+    # trips, and the pipeline with it (at 2,000 events/s over 50 services, services
+    # checkpoints of 100-400 ms, the slowest 1% of events waiting in them:
+    # bench/latency_trace.py). 256 KiB holds such a checkpoint in one request, and stays
+    # well under a Kafka broker's default limit of a record batch (1 MiB,
+    # message.max.bytes). Batches grow with what they hold, so the bound costs memory
+    # only while that much waits.
+    "producer_max_batch_size": 262_144,
 }
 
 

@@ -20,6 +20,14 @@ group joined, its web server up. One thing is changed, by MODE:
                through ``call_thread``, a hop between threads and loops).
 ``worker``     nothing changed: the worker as it is, with ``BENCH_SWITCHINTERVAL`` (the
                GIL's switch interval, s) applied as in every mode.
+``trace``      nothing changed, but where the worker's time goes is written to
+               ``BENCH_OUT`` (JSON, rewritten every second): every batch handler call
+               (its topic, the Kafka timestamps of its records per partition, the event
+               times ``ts`` of stage 1's input), every fetch wait, checkpoint, garbage
+               collection (``gc.callbacks``), ``/metrics`` response, scrape prepare or
+               refresh step, and each stall of the event loop (and of the consumer
+               thread's loop) longer than 5 ms. For bench/latency_trace.py, which
+               attributes each late event's time to these.
 ``fetch``      the worker reads its input topic as always (Faust's consumer thread, the
                batch consumer's drain loop, admission, commits), but stage 1 only decodes
                each record with ``orjson.loads`` and sends nothing: the client, Faust and
@@ -35,6 +43,7 @@ most of a 200k backlog, so that figure flatters it; ``begun_at`` is the start.)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import time
@@ -42,12 +51,14 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# ``BENCH_CODE_TREE``: another checkout whose slawatch runs under this measurement (the
+# bench's ``Worker(tree=...)`` runs that tree's venv, in that tree).
+sys.path.insert(0, os.environ.get("BENCH_CODE_TREE") or str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import orjson  # noqa: E402
 
-MODES = ("raw", "rawthread", "fetch", "worker")
+MODES = ("raw", "rawthread", "fetch", "worker", "trace")
 
 
 async def consume(consumer: Any, n: int) -> tuple[float, float]:
@@ -133,6 +144,171 @@ def _install_fetch() -> None:
     Pipeline.stage1 = stage1  # type: ignore[method-assign]
 
 
+def _install_trace(built: Any) -> None:
+    import gc
+    import threading
+
+    from agents.exposition.collector import SlawatchCollector
+    from agents.web import views
+    from agents.worker import batching
+
+    out = Path(os.environ["BENCH_OUT"])
+    wall = time.time
+    trace: dict[str, list[Any]] = {k: [] for k in (
+        "batch", "fetch", "ckpt", "ckpt_fn", "part", "gc", "scrape", "ahead", "lag",
+        "thread_lag", "send")}
+    lock = threading.Lock()  # the GC callback may run on the consumer thread
+
+    gc_at: list[float] = [0.0]
+
+    def on_gc(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            gc_at[0] = wall()
+        else:
+            t = gc_at[0]
+            with lock:
+                trace["gc"].append((t, wall() - t, info["generation"], info["collected"],
+                                    threading.current_thread() is threading.main_thread()))
+
+    gc.callbacks.append(on_gc)
+
+    cls = batching.BatchConsumer
+    run, wait_next, checkpoint = cls._run, cls._wait_next_records, cls.checkpoint
+
+    async def traced_run(self: Any, handler: Any, batch: dict[Any, Any], generation: int) -> None:
+        parts = {f"{tp.topic}|{tp.partition}": [r.timestamp for r in recs]
+                 for tp, recs in batch.items()}
+        ts: list[float] = []
+        for tp, recs in batch.items():
+            if not tp.topic.endswith("segments"):
+                for r in recs:
+                    with contextlib.suppress(Exception):  # a measurement, never fatal
+                        ts.append(float(orjson.loads(r.value)["ts"]))
+        t = wall()
+        await run(self, handler, batch, generation)
+        trace["batch"].append((t, wall() - t, parts, ts))
+
+    async def traced_wait(self: Any, timeout: float) -> Any:
+        t = wall()
+        result = await wait_next(self, timeout)
+        n = sum(len(r) for r in (result[0] or {}).values())
+        trace["fetch"].append((t, wall() - t, n))
+        return result
+
+    async def traced_checkpoint(self: Any, cp: Any) -> Any:
+        t = wall()
+        result = await checkpoint(self, cp)
+        trace["ckpt"].append((t, wall() - t, len(self.checkpoints) and
+                              self.checkpoints.index(cp)))
+        return result
+
+    def timed(kind: str, fn: Any) -> Any:
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            t = wall()
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                trace["part"].append((t, wall() - t, kind))
+        return call
+
+    def timed_sync(kind: str, fn: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            t = wall()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                trace["part"].append((t, wall() - t, kind))
+        return call
+
+    # The pieces of a checkpoint: each table group's write (cp.fn), and within the
+    # services' write the rollups' update and the tables' flushes.
+    for i, cp in enumerate(built.app.consumer.checkpoints):
+        cp.fn = timed(f"write{i}", cp.fn)
+    rt = built.rt
+    rollups = rt.rollups
+    rollups.update = timed_sync("rollups.update", rollups.update)
+    rollups.flush = timed("rollups.flush", rollups.flush)
+    rt.services.flush = timed("services.flush", rt.services.flush)
+    rt.components.flush = timed("components.flush", rt.components.flush)
+
+    pipeline = built.pipeline
+    send = pipeline.send
+
+    async def traced_send(topic: str, key: Any, value: Any, partition: Any,
+                          headers: Any = None) -> Any:
+        # (start, seconds the send's await took: a full producer batch waits for the
+        # sender to drain it, topic, bytes)
+        t = wall()
+        fut = await send(topic, key, value, partition, headers)
+        trace["send"].append((t, wall() - t, topic, len(value or b"")))
+        return fut
+
+    pipeline.send = traced_send
+
+    cls._run = traced_run  # type: ignore[method-assign]
+    cls._wait_next_records = traced_wait  # type: ignore[method-assign]
+    cls.checkpoint = traced_checkpoint  # type: ignore[method-assign]
+
+    respond = views.metrics_response  # type: ignore[attr-defined]
+
+    async def traced_metrics(request: Any, registry: Any) -> Any:
+        t = wall()
+        try:
+            return await respond(request, registry)
+        finally:
+            trace["scrape"].append((t, wall() - t))
+
+    views.metrics_response = traced_metrics  # type: ignore[attr-defined]
+
+    def stepped(kind: str, original: Any) -> Any:
+        def steps(self: Any, *args: Any, **kwargs: Any) -> Any:
+            it = original(self, *args, **kwargs)
+            while True:
+                t = wall()
+                try:
+                    next(it)
+                except StopIteration:
+                    trace["ahead"].append((t, wall() - t, kind, True))
+                    return
+                trace["ahead"].append((t, wall() - t, kind, False))
+                yield
+        return steps
+
+    SlawatchCollector.prepare = stepped("prepare", SlawatchCollector.prepare)  # type: ignore[method-assign]
+    SlawatchCollector.refresh = stepped("refresh", SlawatchCollector.refresh)  # type: ignore[method-assign]
+
+    async def lag(key: str) -> None:
+        perf = time.perf_counter
+        while True:
+            t = perf()
+            await asyncio.sleep(0.002)
+            late = perf() - t - 0.002
+            if late > 0.005:
+                trace[key].append((wall() - late - 0.002, late))
+
+    async def dump() -> None:
+        started = False
+        while True:
+            await asyncio.sleep(1.0)
+            if not started and built.rt.ready():
+                thread = getattr(built.app.consumer, "_thread", None)
+                loop = getattr(thread, "thread_loop", None)
+                if loop is not None:
+                    asyncio.run_coroutine_threadsafe(lag("thread_lag"), loop)
+                    started = True
+            with lock:
+                data = orjson.dumps(trace)
+            tmp = out.with_suffix(".tmp")
+            tmp.write_bytes(data)
+            tmp.replace(out)
+
+    async def loop_lag() -> None:
+        await lag("lag")
+
+    built.app.task(loop_lag)
+    built.app.task(dump)
+
+
 def main() -> int:
     mode, argv = sys.argv[1], sys.argv[2:]
     if mode not in MODES:
@@ -144,6 +320,13 @@ def main() -> int:
     build_app = app_mod.build_app
     if mode == "fetch":
         _install_fetch()
+    elif mode == "trace":
+        def build_traced(settings: Any, catalog: Any) -> Any:
+            built = build_app(settings, catalog)
+            _install_trace(built)
+            return built
+
+        app_mod.build_app = build_traced
     elif mode != "worker":
         def build(settings: Any, catalog: Any) -> Any:
             built = build_app(settings, catalog)

@@ -111,6 +111,10 @@ class Pipeline:
         self.dlq_log = RateLimitedLog(log)
         self.segment_log = RateLimitedLog(log)
         self._pruned: dict[str, float] = {}
+        #: Day-rollup writes not known delivered: a checkpoint that prunes waits for
+        #: these too, since checkpoints overlap (the next may start before the last's
+        #: writes are acknowledged) and a pruned tracker cannot redo a lost one.
+        self._rollups_unacked: list[Any] = []
         # Routing (agents/routing.py), set again by ``after_seek`` on every assignment.
         self._copartitioned = False
         self._direct_ok: set[int] = set()
@@ -496,17 +500,14 @@ class Pipeline:
             value = (value or b"")[: limit - 1024]
         out.append((self._dlq_topic, key, value, self.dlq.dlq_partition(p), headers))
 
-    def _prune_due(self, key: str) -> float | None:
-        """``now`` if ``key``'s history was last pruned ``PRUNE_EVERY`` ago, else None."""
-        now = time.time()
-        if now - self._pruned.get(key, 0.0) < PRUNE_EVERY:
-            return None
-        self._pruned[key] = now
-        return now
+    def _prune_due(self, key: str, now: float) -> bool:
+        """Whether ``key``'s history was last pruned ``PRUNE_EVERY`` before ``now``."""
+        return now - self._pruned.get(key, 0.0) >= PRUNE_EVERY
 
     def _prune_component(self, key: str, tracker: ComponentTracker) -> None:
-        now = self._prune_due(key)
-        if now is not None:
+        now = time.time()
+        if self._prune_due(key, now):
+            self._pruned[key] = now
             tracker.prune(now - self.rt.retention, self.rt.settings.allowed_lateness)
 
     # -- stage 2 -------------------------------------------------------------------
@@ -639,26 +640,43 @@ class Pipeline:
         """Write every service tracker changed since the last checkpoint, once; first
         the day rollups of what changed, computed before the trackers are pruned and on
         the broker before a pruned tracker is sent (a day before a tracker's cut can no
-        longer be recomputed, so its rollup must not be the write a crash loses)."""
+        longer be recomputed, so its rollup must not be the write a crash loses).
+
+        Only a checkpoint that prunes a tracker waits for the rollups to be on the
+        broker (a round trip with the pipeline stopped: the consumer holds its batch
+        lock). Without a prune a lost rollup write is recomputed from the unpruned
+        tracker: the segments' offsets are committed only once every write here is
+        delivered, so stage 2 applies them again and marks their days dirty. A prune
+        waits for the rollups of earlier checkpoints still in flight as well."""
         rollups = self.rollups
         services = self.rt.services
+        now = time.time()
+        due = {key for key in services.dirty_keys() if self._prune_due("s:" + key, now)}
+
+        def prune(key: str, tracker: ServiceTracker) -> None:
+            if key in due:
+                self._prune_service(key, tracker, now)
+
         if rollups is None:
-            return await services.flush(self.send, self._prune_service, self.send_many)
+            return await services.flush(self.send, prune, self.send_many)
         rollups.update()
         futures = await rollups.flush(self.send, self.send_many)
-        if futures:
-            await asyncio.gather(*futures)
-        futures += await services.flush(self.send, self._prune_service, self.send_many)
+        unacked = [f for f in self._rollups_unacked if not f.done()] + futures
+        if unacked and due:
+            await asyncio.gather(*unacked)
+            unacked = []
+        futures += await services.flush(self.send, prune, self.send_many)
         # the horizons pruning moved
-        return futures + await rollups.flush(self.send, self.send_many)
+        horizons = await rollups.flush(self.send, self.send_many)
+        self._rollups_unacked = unacked + horizons
+        return futures + horizons
 
-    def _prune_service(self, key: str, tracker: ServiceTracker) -> None:
-        now = self._prune_due("s:" + key)
-        if now is not None:
-            cut = now - self.rt.retention
-            if self.rollups is not None:  # not before what a day rollup may still need
-                cut = self.rollups.prune_cut(key, cut, tracker)
-            tracker.prune(cut, self.rt.catalog.calendar(key))
+    def _prune_service(self, key: str, tracker: ServiceTracker, now: float) -> None:
+        self._pruned["s:" + key] = now
+        cut = now - self.rt.retention
+        if self.rollups is not None:  # not before what a day rollup may still need
+            cut = self.rollups.prune_cut(key, cut, tracker)
+        tracker.prune(cut, self.rt.catalog.calendar(key))
 
 
 class InternalTopicError(RuntimeError):

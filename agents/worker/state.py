@@ -387,6 +387,10 @@ class TrackerTable(Generic[T]):
     def dirty(self) -> int:
         return len(self._dirty)
 
+    def dirty_keys(self) -> list[str]:
+        """The keys the next ``flush`` writes."""
+        return list(self._dirty)
+
     async def flush(
         self, send: Send, before_write: Callable[[str, T], None] | None = None,
         send_many: SendMany | None = None,
