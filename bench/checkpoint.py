@@ -69,7 +69,12 @@ class _Topics:
 class _Changelog(Table):
     def __init__(self, topic: str) -> None:
         super().__init__()
-        self.changelog_topic = _Topic(topic)
+        self.changelog_topic: Any = _Topic(topic)
+
+
+def _points(tracker: Any) -> int:
+    """Grows with every change of the tracker (a storm changes a state per event)."""
+    return len(tracker.timeline if isinstance(tracker, ServiceTracker) else tracker.history)
 
 
 def _tables(topic: str) -> tuple[TrackerTable[Any], TrackerTable[Any]]:
@@ -98,6 +103,7 @@ async def run(shape: dict[str, Any], per_cp: int, bootstrap: str, events_n: int)
 
     ways = {"record": _tables("bench-record"), "batch": _tables("bench-batch")}
     cpu: dict[str, list[float]] = {w: [] for w in ways}
+    wall: dict[str, list[float]] = {w: [] for w in ways}
     written: dict[str, int] = dict.fromkeys(ways, 0)
     # An engine per way: a write marks in the trackers what it wrote (the next one
     # sends patches from there), so each way writes its own, fed the same events.
@@ -113,16 +119,14 @@ async def run(shape: dict[str, Any], per_cp: int, bootstrap: str, events_n: int)
                 engine.apply_raw_many(batch, now)
                 comps, svcs = ways[way]
                 n = 0
-                for table, trackers, size in (
-                        (comps, engine.components, lambda c: len(c.history)),
-                        (svcs, engine.services, lambda s: len(s.timeline))):
+                for table, trackers in ((comps, engine.components), (svcs, engine.services)):
                     for name, tracker in trackers.items():
-                        m = size(tracker)
+                        m = _points(tracker)
                         if m != seen[way].get(name):
                             seen[way][name] = m
                             table.put(name, tracker, part(name))
                             n += 1
-                t0 = time.process_time()
+                t0, w0 = time.process_time(), time.perf_counter()
                 futures = []
                 for table in (comps, svcs):
                     if way == "batch":
@@ -132,10 +136,12 @@ async def run(shape: dict[str, Any], per_cp: int, bootstrap: str, events_n: int)
                 if futures:
                     await asyncio.gather(*futures)
                 cpu[way].append(time.process_time() - t0)
+                wall[way].append(time.perf_counter() - w0)
                 written[way] += n
     finally:
         await producer.stop()
-    return {w: [sum(cpu[w]), sum(cpu[w]) / max(1, len(cpu[w])), sum(cpu[w]) / max(1, written[w])]
+    return {w: [sum(cpu[w]), sum(cpu[w]) / max(1, len(cpu[w])), sum(cpu[w]) / max(1, written[w]),
+                sum(wall[w]) / max(1, len(wall[w]))]
             for w in ways}
 
 
@@ -151,14 +157,15 @@ def main() -> int:
             EmbeddedBroker(log_path=Path(tmp) / "broker.log") as broker:
         topics = {f"bench-{w}-{t}": PARTITIONS for w in ("record", "batch") for t in "cs"}
         broker.create_topics(topics)
-        print(f"{'shape':<58} {'way':>6} {'CPU s':>7} {'ms/cp':>7} {'us/tracker':>10}")
+        print(f"{'shape':<58} {'way':>6} {'CPU s':>7} {'ms/cp':>7} {'us/tracker':>10} "
+              f"{'wall ms/cp':>10}")
         for shape in sweep_shapes(opts.sweep_only or ["base"]):
             runs = [asyncio.run(run(shape, opts.per_checkpoint, broker.bootstrap, opts.events))
                     for _ in range(opts.repeat)]
             for way in ("record", "batch"):
-                cols = [statistics.median(r[way][i] for r in runs) for i in range(3)]
+                cols = [statistics.median(r[way][i] for r in runs) for i in range(4)]
                 print(f"{_shape_label(shape):<58} {way:>6} {cols[0]:>7.3f} {cols[1] * 1e3:>7.1f} "
-                      f"{cols[2] * 1e6:>10.1f}")
+                      f"{cols[2] * 1e6:>10.1f} {cols[3] * 1e3:>10.1f}")
     return 0
 
 
