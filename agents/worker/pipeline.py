@@ -311,7 +311,13 @@ class Pipeline:
 
     async def send_many(self, topic: str, partition: int,
                         records: list[tuple[bytes, bytes | None]]) -> list[tuple[Any, int]]:
-        """``state.SendMany``: a changelog partition's records of one checkpoint."""
+        """``state.SendMany``: a changelog partition's records as record batches.
+
+        Not what the checkpoints use: in one process (bench/checkpoint.py) it cut a
+        checkpoint's CPU by a quarter to a third, but in worker A/B runs against one
+        ``send`` per record it lost events/s at the base and fan-out 5 points at about
+        the same CPU per event (a checkpoint that costs less is also made more often:
+        ``batching.COST_FACTOR``). Kept for the tests and that benchmark."""
         return await self._send_batches(topic, partition,
                                         [(key, value, None) for key, value in records])
 
@@ -630,9 +636,9 @@ class Pipeline:
             if mark != stats.dlq:
                 stats.dlq = mark
                 rt.stats.touch(key, q)
-        futures = await rt.stats.flush(self.send, send_many=self.send_many)
+        futures = await rt.stats.flush(self.send)
         faults.point("checkpoint")
-        futures += await rt.components.flush(self.send, self._prune_component, self.send_many)
+        futures += await rt.components.flush(self.send, self._prune_component)
         return futures
 
     async def checkpoint_services(self) -> list[Any]:
@@ -643,14 +649,14 @@ class Pipeline:
         rollups = self.rollups
         services = self.rt.services
         if rollups is None:
-            return await services.flush(self.send, self._prune_service, self.send_many)
+            return await services.flush(self.send, self._prune_service)
         rollups.update()
-        futures = await rollups.flush(self.send, self.send_many)
+        futures = await rollups.flush(self.send)
         if futures:
             await asyncio.gather(*futures)
-        futures += await services.flush(self.send, self._prune_service, self.send_many)
+        futures += await services.flush(self.send, self._prune_service)
         # the horizons pruning moved
-        return futures + await rollups.flush(self.send, self.send_many)
+        return futures + await rollups.flush(self.send)
 
     def _prune_service(self, key: str, tracker: ServiceTracker) -> None:
         now = self._prune_due("s:" + key)
