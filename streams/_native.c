@@ -752,6 +752,10 @@ static PyObject *plan_blame_tag(const Plan *plan, uint64_t d) {
         PyTuple_SET_ITEM(tag, n++, name);
         b &= b - 1;
     }
+    /* Off the collector's lists: it holds only strings (no cycle can pass through it),
+     * and tags live as long as their memo and tag tables: in a storm most down sets are
+     * new, and every collection walked the tuples kept. */
+    PyObject_GC_UnTrack(tag);
     return tag;
 }
 

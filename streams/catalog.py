@@ -194,6 +194,8 @@ class ServiceModel:
                 found.append(names[low.bit_length() - 1])
                 out ^= low
             tag = tuple(found)
+            if native.native is not None:
+                native.native.untrack(tag)  # only strings: see _native.c plan_blame_tag
             if len(cache) < _BLAME_CACHE_MAX:
                 cache[down] = tag
         return tag

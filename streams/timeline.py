@@ -684,6 +684,9 @@ class Timeline:
         if names is not None:
             ix = column(body, "I", at + 9 * n, n, what)
             tags: list[Tag] = [NO_TAG, *(tuple(map(sys.intern, t)) for t in names)]
+            fast = _nm.native
+            if fast is not None:
+                fast.untrack(*tags)  # tuples of strings (see _native.c plan_blame_tag)
             if ix and max(ix) >= len(tags):
                 raise ValueError(f"{what}: a tag index is out of its table")
             tl.tag = ix

@@ -315,7 +315,13 @@ class Pipeline:
 
     async def send_many(self, topic: str, partition: int,
                         records: list[tuple[bytes, bytes | None]]) -> list[tuple[Any, int]]:
-        """``state.SendMany``: a changelog partition's records of one checkpoint."""
+        """``state.SendMany``: a changelog partition's records as record batches.
+
+        Not what the checkpoints use: in one process (bench/checkpoint.py) it cut a
+        checkpoint's CPU by a quarter to a third, but in worker A/B runs against one
+        ``send`` per record it lost events/s at the base and fan-out 5 points at about
+        the same CPU per event (a checkpoint that costs less is also made more often:
+        ``batching.COST_FACTOR``). Kept for the tests and that benchmark."""
         return await self._send_batches(topic, partition,
                                         [(key, value, None) for key, value in records])
 
@@ -631,9 +637,9 @@ class Pipeline:
             if mark != stats.dlq:
                 stats.dlq = mark
                 rt.stats.touch(key, q)
-        futures = await rt.stats.flush(self.send, send_many=self.send_many)
+        futures = await rt.stats.flush(self.send)
         faults.point("checkpoint")
-        futures += await rt.components.flush(self.send, self._prune_component, self.send_many)
+        futures += await rt.components.flush(self.send, self._prune_component)
         return futures
 
     async def checkpoint_services(self) -> list[Any]:
@@ -658,16 +664,16 @@ class Pipeline:
                 self._prune_service(key, tracker, now)
 
         if rollups is None:
-            return await services.flush(self.send, prune, self.send_many)
+            return await services.flush(self.send, prune)
         rollups.update()
-        futures = await rollups.flush(self.send, self.send_many)
+        futures = await rollups.flush(self.send)
         unacked = [f for f in self._rollups_unacked if not f.done()] + futures
         if unacked and due:
             await asyncio.gather(*unacked)
             unacked = []
-        futures += await services.flush(self.send, prune, self.send_many)
+        futures += await services.flush(self.send, prune)
         # the horizons pruning moved
-        horizons = await rollups.flush(self.send, self.send_many)
+        horizons = await rollups.flush(self.send)
         self._rollups_unacked = unacked + horizons
         return futures + horizons
 

@@ -433,11 +433,13 @@ class TrackerTable(Generic[T]):
             records.append((partition, [(k.encode(), v) for k, v in writes]))
         topic = table.changelog_topic.get_topic_name()
         futures: list[Any] = []
-        for partition, recs in records:
-            if send_many is not None:
-                runs = await send_many(topic, partition, recs)
-            else:
-                runs = [(await send(topic, bkey, value, partition), 1) for bkey, value in recs]
+        # The partitions side by side: a request to the broker carries one batch per
+        # partition, and a partition's next batch waits until its last one left, so one
+        # partition after the other took a round trip per batch.
+        sent = await asyncio.gather(*(
+            send_many(topic, p, recs) if send_many is not None else _one_by_one(send, topic, p, recs)
+            for p, recs in records))
+        for runs in sent:
             for fut, _ in runs:
                 futures.append(fut)
             if runs:
@@ -534,6 +536,12 @@ class TrackerTable(Generic[T]):
         self._generation += 1
         keep = {k: self._cache[k] for k in self._dirty if k in self._cache}
         self._cache = keep
+
+
+async def _one_by_one(send: Send, topic: str, partition: int,
+                      records: list[tuple[bytes, bytes | None]]) -> list[tuple[Any, int]]:
+    """``SendMany`` by one ``send`` per record."""
+    return [(await send(topic, key, value, partition), 1) for key, value in records]
 
 
 def _nothing_stored(key: str) -> bytes | None:

@@ -108,3 +108,43 @@ def test_untrack_leaves_objects_the_collector_never_tracked() -> None:
     lst: list[Any] = []
     lst.append(lst)  # a cycle: only an object of ours may be untracked, never this
     assert gc.is_tracked(lst)
+
+
+def _tags_held(engine: Engine) -> list[tuple[str, ...]]:
+    tags = [t for svc in engine.services.values() for t in svc.timeline.tags if t]
+    tags += [t for model in engine.catalog.models.values() for t in model.blame_cache.values()]
+    return tags
+
+
+@pytest.mark.parametrize("size", [3, 70])
+def test_blame_tags_are_not_tracked(size: int) -> None:
+    """A storm makes a new blame tag for most down sets, and the tag tables and the
+    models' memos keep them: tuples of strings, off the collector's lists whichever path
+    made them (the C program's; ``ServiceModel.blame_mask`` for a model of more than 64
+    components; a record read back)."""
+    rng = random.Random(5)
+    n = 80
+    comps = [f"c{i}" for i in range(n)]
+    engine = Engine(parse_catalog({
+        "components": {c: {} for c in comps},
+        "services": {f"s{i}": {"kind": "external", "sla": {"target": 0.99, "period": "30d"},
+                               "requires": [{"all": [comps[(i + j) % n] for j in range(size)]}]}
+                     for i in range(0, n, 10)},
+    }, "gc"))
+    raws = [orjson.dumps({"component": f"c{rng.randrange(n)}",
+                          "state": rng.choice(("up", "down", "down", "maintenance")),
+                          "ts": NOW - 3600 + i + (rng.uniform(-300, 0) if rng.random() < 0.1 else 0)})
+            for i in range(2000)]
+    for k in range(0, len(raws), 97):
+        engine.apply_raw_many(raws[k:k + 97], NOW)
+    assert all((engine.catalog.models[s].program is None) == (size > 64) for s in engine.services)
+    tags = _tags_held(engine)
+    assert len(tags) > 100
+    assert not any(map(gc.is_tracked, tags))
+    for svc in engine.services.values():
+        assert not gc.is_tracked(svc.timeline._gx)  # a dict of untracked keys and ints
+        out = Packer()
+        raw = out.encode(svc.to_record(out))
+        back = type(svc).from_record(*record.decode(raw, svc.name))
+        assert back.timeline.tags == svc.timeline.tags
+        assert not any(map(gc.is_tracked, back.timeline.tags))

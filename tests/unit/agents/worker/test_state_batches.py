@@ -218,3 +218,30 @@ def test_send_batches_sends_every_record_once_in_order(batch_size: int) -> None:
     assert sum(n for _, n in runs) == len(items)
     offsets = [fut.result().offset for fut, _ in runs]
     assert offsets == [sum(n for _, n in runs[:i]) for i in range(len(runs))]
+
+
+def test_the_partitions_batches_go_side_by_side() -> None:
+    """A partition's next batch waits until its last one left for the broker (aiokafka's
+    ``add_batch``), and a request carries one batch per partition: each partition's
+    first batch is handed over before any partition's second, so a checkpoint takes a
+    round trip per batch of the largest partition, not per batch of all of them."""
+    order: list[int] = []
+
+    class _Waiting(_Producer):
+        async def send_batch(self, batch: BatchBuilder, topic: str, *, partition: int) -> Any:
+            order.append(partition)
+            await asyncio.sleep(0)  # as add_batch waits for the partition's last batch
+            return await super().send_batch(batch, topic, partition=partition)
+
+    producer = _Waiting(300)
+    pipeline = _pipeline(producer)
+    t = Table()
+    t.data = _OffsetStore()
+    tt: TrackerTable[dict[str, Any]] = TrackerTable(t, orjson.loads, orjson.dumps)
+    for i in range(60):
+        tt.put(f"k{i}", {"v": "x" * 100, "i": i}, i % 4)
+    asyncio.run(tt.flush(producer.send, send_many=pipeline.send_many))
+    assert sorted(order[:4]) == [0, 1, 2, 3]
+    assert len(order) > 8
+    assert {p: [k for k, _ in recs] for p, recs in producer.logs.items()} == {
+        p: [f"k{i}".encode() for i in range(60) if i % 4 == p] for p in range(4)}
