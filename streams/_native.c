@@ -579,6 +579,9 @@ static PyObject *apply_in_order(PyObject *self, PyObject *args) {
         if (old == st) continue;
         PyObject *seg = PyTuple_Pack(4, comp, ts_obj, INF_obj, st_obj);
         if (seg == NULL) return NULL;
+        /* A string, two floats and a state: no cycle can pass through it, and a storm
+         * makes one per changing event, which the young collections walked. */
+        PyObject_GC_UnTrack(seg);
         /* services: a tuple of names (catalog._services_for) */
         PyObject *svcs = PySequence_Fast(services, "services must be a sequence");
         if (svcs == NULL) { Py_DECREF(seg); return NULL; }
@@ -752,6 +755,9 @@ static PyObject *plan_blame_tag(const Plan *plan, uint64_t d) {
         PyTuple_SET_ITEM(tag, n++, name);
         b &= b - 1;
     }
+    /* Names only (no cycle through it); in a storm most down sets of a large service
+     * are new, one tuple each, kept in the memo and the timeline's tag table. */
+    PyObject_GC_UnTrack(tag);
     return tag;
 }
 

@@ -302,41 +302,51 @@ class Pipeline:
 
     async def _send_forwards(self, q: int, items: list[tuple[bytes | None, bytes | None, Any]]
                              ) -> list[Any]:
-        """Send forwarded records to re-route partition ``q`` in order; the futures.
+        """Send forwarded records to re-route partition ``q`` in order; the futures."""
+        sent = await self.send_many(self._reroute_topic, q, items,
+                                    lambda fut, n: self._forward_sent(q, fut, n))
+        return [fut for fut, _ in sent]
+
+    async def send_many(self, topic: str, q: int,
+                        items: Sequence[tuple[bytes | None, bytes | None, Any]],
+                        on_sent: Callable[[Any, int], None] | None = None
+                        ) -> list[tuple[Any, int]]:
+        """Send ``(key, value, headers)`` records to partition ``q`` of ``topic`` in order;
+        ``(future, records it covers)`` of each send, its result the metadata of the
+        first of them. ``on_sent`` is called right after each send.
 
         In record batches built here (aiokafka's ``send_batch``): one ``send`` per
-        record costs ~20 us in the producer, more than forwarding is worth.
+        record costs ~20 us in the producer, and a future each for the checkpoint to
+        gather, more than forwarding or a changelog record is worth.
         """
         raw = self.raw_producer() if self.raw_producer is not None else None
-        futures: list[Any] = []
-        if raw is None:
-            for key, value, headers in items:
-                fut = await self.send(self._reroute_topic, key, value, q, headers)
-                futures.append(fut)
-                self._forward_sent(q, fut, 1)
-            return futures
-        topic = self._reroute_topic
+        out: list[tuple[Any, int]] = []
         i = 0
         while i < len(items):
-            batch = raw.create_batch()
+            batch = raw.create_batch() if raw is not None else None
             start = i
-            while i < len(items):
+            while batch is not None and i < len(items):
                 key, value, headers = items[i]
                 if batch.append(timestamp=None, key=key, value=value, headers=headers) is None:
                     break
                 i += 1
-            if i == start:  # one record larger than a batch: the producer's own path
+            if i == start:  # no batches, or one record larger than a batch: one by one
                 key, value, headers = items[i]
                 fut = await self.send(topic, key, value, q, headers)
-                self._forward_sent(q, fut, 1)
-                futures.append(fut)
                 i += 1
-                continue
-            batch.close()
-            fut = await raw.send_batch(batch, topic, partition=q)
-            self._forward_sent(q, fut, i - start)
-            futures.append(fut)
-        return futures
+            else:
+                assert batch is not None and raw is not None
+                batch.close()
+                fut = await raw.send_batch(batch, topic, partition=q)
+            if on_sent is not None:
+                on_sent(fut, i - start)
+            out.append((fut, i - start))
+        return out
+
+    async def send_changelog(self, topic: str, q: int,
+                             items: Sequence[tuple[bytes, bytes | None]]) -> list[tuple[Any, int]]:
+        """``send_many`` of table records (no headers): ``TrackerTable.flush``'s sender."""
+        return await self.send_many(topic, q, [(k, v, None) for k, v in items])
 
     def _forward_sent(self, q: int, fut: Any, count: int) -> None:
         """A forward to re-route partition ``q`` is in flight: nothing is classified
@@ -618,9 +628,10 @@ class Pipeline:
             if mark != stats.dlq:
                 stats.dlq = mark
                 rt.stats.touch(key, q)
-        futures = await rt.stats.flush(self.send)
+        futures = await rt.stats.flush(self.send, send_many=self.send_changelog)
         faults.point("checkpoint")
-        futures += await rt.components.flush(self.send, self._prune_component)
+        futures += await rt.components.flush(self.send, self._prune_component,
+                                             self.send_changelog)
         return futures
 
     async def checkpoint_services(self) -> list[Any]:
@@ -630,13 +641,16 @@ class Pipeline:
         longer be recomputed, so its rollup must not be the write a crash loses)."""
         rollups = self.rollups
         if rollups is None:
-            return await self.rt.services.flush(self.send, self._prune_service)
+            return await self.rt.services.flush(self.send, self._prune_service,
+                                                self.send_changelog)
         rollups.update()
-        futures = await rollups.flush(self.send)
+        futures = await rollups.flush(self.send, self.send_changelog)
         if futures:
             await asyncio.gather(*futures)
-        futures += await self.rt.services.flush(self.send, self._prune_service)
-        return futures + await rollups.flush(self.send)  # the horizons pruning moved
+        futures += await self.rt.services.flush(self.send, self._prune_service,
+                                                self.send_changelog)
+        # the horizons pruning moved
+        return futures + await rollups.flush(self.send, self.send_changelog)
 
     def _prune_service(self, key: str, tracker: ServiceTracker) -> None:
         now = self._prune_due("s:" + key)

@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from agents.worker.runtime import Runtime
-from agents.worker.state import CHUNKED, Send, TrackerTable, compact_value
+from agents.worker.state import CHUNKED, Send, SendMany, TrackerTable, compact_value
 from streams.periods import (
     Accounting,
     PeriodReport,
@@ -85,14 +85,29 @@ class RollupKeeper:
     def __init__(self, rt: Runtime, table: Any) -> None:
         self.rt = rt
         self.table: TrackerTable[Stored] = TrackerTable(table, decode, _encode)
+        self._catalog: Any = None
+        self._known: dict[str, tuple[Accounting, ServiceInfo | None]] = {}
         self.book = RollupBook(TableStore(self.table, rt), self.accounting, self.info)
         self.reader = RollupBook(ReadStore(self.table, rt), self.accounting, self.info)
 
     def accounting(self, service: str) -> Accounting:
-        return service_accounting(self.rt.catalog, service)
+        return self._of_catalog(service)[0]
 
     def info(self, service: str) -> ServiceInfo | None:
-        return service_info(self.rt.catalog, service)
+        return self._of_catalog(service)[1]
+
+    def _of_catalog(self, service: str) -> tuple[Accounting, ServiceInfo | None]:
+        """The service's accounting and info under the current catalog, made once per
+        catalog: every services checkpoint of a storm asks them of every service it
+        changed (its components sorted, its supported availability, its calendar)."""
+        catalog = self.rt.catalog
+        if catalog is not self._catalog:
+            self._catalog, self._known = catalog, {}
+        got = self._known.get(service)
+        if got is None:
+            got = self._known[service] = (service_accounting(catalog, service),
+                                          service_info(catalog, service))
+        return got
 
     def mark(self, service: str, starts: Any) -> None:
         if starts:
@@ -120,9 +135,9 @@ class RollupKeeper:
                         "the day rollups (%d so far): input partitions far apart in event "
                         "time?", book.dropped - dropped, book.dropped)
 
-    async def flush(self, send: Send) -> list[Any]:
+    async def flush(self, send: Send, send_many: SendMany | None = None) -> list[Any]:
         """Write the changed months and horizons; the send futures."""
-        return await self.table.flush(send)
+        return await self.table.flush(send, send_many=send_many)
 
     def catalog_changed(self) -> None:
         """A reloaded catalog may count seconds otherwise (a service time, a maintenance

@@ -228,6 +228,11 @@ def _part_key(key: str, version: int, index: int) -> str:
 #: ``send(topic, key, value, partition)``: hands a record to the producer and returns
 #: the future of its delivery (``await``-ing it waits only for room in the producer).
 Send = Callable[[str, bytes, bytes | None, int], Awaitable["asyncio.Future[Any]"]]
+#: ``send_many(topic, partition, [(key, value), ...])``: hands records of one partition
+#: to the producer in order; ``(future, records it covers)`` of each send, the future's
+#: result the metadata of the first of them.
+SendMany = Callable[[str, int, list[tuple[bytes, bytes | None]]],
+                    Awaitable[list[tuple["asyncio.Future[Any]", int]]]]
 
 
 class TrackerTable(Generic[T]):
@@ -364,9 +369,12 @@ class TrackerTable(Generic[T]):
         return len(self._dirty)
 
     async def flush(
-        self, send: Send, before_write: Callable[[str, T], None] | None = None
+        self, send: Send, before_write: Callable[[str, T], None] | None = None,
+        send_many: SendMany | None = None,
     ) -> list[Any]:
         """Write every dirty key once (store + changelog); returns the send futures.
+        With ``send_many``, a partition's records go to it together (a future per
+        record batch, not per record).
 
         The changelog record goes straight to the producer rather than through
         ``table[key] = ...``: Faust's path queues one message per write in an unbounded
@@ -383,76 +391,96 @@ class TrackerTable(Generic[T]):
         versions = self._versions
         # First every store write, with no await in between: readers (the collector)
         # run between our awaits, and must find each key either dirty or stored.
-        records: list[tuple[bytes, bytes | None, int]] = []
+        # Per partition, its changelog records in order.
+        by_records: dict[int, list[tuple[bytes, bytes | None]]] = {}
         chunk = self.chunk_size
         lookup = self.stored_lookup()[0]
+        # Store reads and writes belong to the key's partition (RocksDB keeps one
+        # database per partition): one context a partition, not one a key (a storm
+        # writes tens of thousands of keys a checkpoint). A partition's keys keep their
+        # order, and so do its changelog records.
+        by_part: dict[int, list[str]] = {}
         for key, partition in dirty.items():
-            # Store reads and writes belong to the key's partition (RocksDB keeps one
-            # database per partition).
+            keys = by_part.get(partition)
+            if keys is None:
+                by_part[partition] = [key]
+            else:
+                keys.append(key)
+        for partition, keys in by_part.items():
+            records = by_records[partition] = []
             with partition_context(partition):
-                obj = cache[key][1]
-                if before_write is not None:
-                    before_write(key, obj)
-                old = self._chunks.pop(key, None)
-                writes: list[tuple[str, bytes | None]] = []
-                raw: bytes | None = None
-                if self._pack is not None:
-                    before = lookup(key)
-                    inc = before if before is not None and before.startswith(patchlog.HEAD) else None
-                    cols = patchlog.Columns()
-                    header = self._pack(obj, cols)
-                    if cols.size >= self.incremental_from:
-                        # ``known``: the stored head is the one this object was read from or
-                        # last written as, so its timelines' ``_low`` count from it.
-                        known = inc is not None and (inc is cache[key][0] or inc == cache[key][0])
-                        stored, writes = patchlog.write(key, header, cols, inc, known, chunk)
+                for key in keys:
+                    obj = cache[key][1]
+                    if before_write is not None:
+                        before_write(key, obj)
+                    old = self._chunks.pop(key, None)
+                    writes: list[tuple[str, bytes | None]] = []
+                    raw: bytes | None = None
+                    if self._pack is not None:
+                        before = lookup(key)
+                        inc = before if before is not None and before.startswith(patchlog.HEAD) else None
+                        cols = patchlog.Columns()
+                        header = self._pack(obj, cols)
+                        if cols.size >= self.incremental_from:
+                            # ``known``: the stored head is the one this object was read from or
+                            # last written as, so its timelines' ``_low`` count from it.
+                            known = inc is not None and (inc is cache[key][0] or inc == cache[key][0])
+                            stored, writes = patchlog.write(key, header, cols, inc, known, chunk)
+                        else:
+                            raw = cols.whole(header)
+                            if inc is not None:
+                                # Small again (pruned): whole, then tombstones for its patches.
+                                writes = [(key, raw), *patchlog.tombstones(key, inc)]
+                                stored, raw = raw, None
+                        del cols
                     else:
-                        raw = cols.whole(header)
-                        if inc is not None:
-                            # Small again (pruned): whole, then tombstones for its patches.
-                            writes = [(key, raw), *patchlog.tombstones(key, inc)]
-                            stored, raw = raw, None
-                    del cols
-                else:
-                    raw = encode(obj)
-                if raw is None:
-                    pass
-                elif len(raw) > chunk:
-                    # Larger than a Kafka message may be (1 MB by default): parts of a new
-                    # version first, then the head naming them, then tombstones for the old
-                    # version's parts. Same partition, so the log keeps this order and a
-                    # head never names parts that are not before it.
-                    version = (old[0] + 1) if old else 1
-                    n = -(-len(raw) // chunk)
-                    writes += [(_part_key(key, version, i), raw[i * chunk:(i + 1) * chunk])
-                               for i in range(n)]
-                    head = CHUNKED + orjson.dumps({"v": version, "n": n, "crc": zlib.crc32(raw)})
-                    writes.append((key, head))
-                    self._chunks[key] = (version, n)
-                    stored = head
-                else:
-                    writes.append((key, raw))
-                    stored = raw
-                if old:
-                    writes += [(_part_key(key, old[0], i), None) for i in range(old[1])]
-                for k, v in writes:
-                    if v is None:
-                        with contextlib.suppress(KeyError):
-                            del store[k]
+                        raw = encode(obj)
+                    if raw is None:
+                        pass
+                    elif len(raw) > chunk:
+                        # Larger than a Kafka message may be (1 MB by default): parts of a new
+                        # version first, then the head naming them, then tombstones for the old
+                        # version's parts. Same partition, so the log keeps this order and a
+                        # head never names parts that are not before it.
+                        version = (old[0] + 1) if old else 1
+                        n = -(-len(raw) // chunk)
+                        writes += [(_part_key(key, version, i), raw[i * chunk:(i + 1) * chunk])
+                                   for i in range(n)]
+                        head = CHUNKED + orjson.dumps({"v": version, "n": n, "crc": zlib.crc32(raw)})
+                        writes.append((key, head))
+                        self._chunks[key] = (version, n)
+                        stored = head
                     else:
-                        store[k] = v
-                    versions[partition] = versions.get(partition, 0) + 1
-            cache[key] = (stored, obj)
-            records += [(k.encode(), v, partition) for k, v in writes]
+                        writes.append((key, raw))
+                        stored = raw
+                    if old:
+                        writes += [(_part_key(key, old[0], i), None) for i in range(old[1])]
+                    for k, v in writes:
+                        if v is None:
+                            with contextlib.suppress(KeyError):
+                                del store[k]
+                        else:
+                            store[k] = v
+                        versions[partition] = versions.get(partition, 0) + 1
+                    cache[key] = (stored, obj)
+                    records += [(k.encode(), v) for k, v in writes]
         topic = table.changelog_topic.get_topic_name()
         futures: list[Any] = []
-        last: dict[int, Any] = {}
-        for bkey, value, partition in records:
-            fut = await send(topic, bkey, value, partition)
-            futures.append(fut)
-            last[partition] = fut
-        for fut in last.values():
-            fut.add_done_callback(_persist_offset(store))
+        last: dict[int, tuple[Any, int]] = {}
+        if send_many is not None:
+            for partition, items in by_records.items():
+                sent = await send_many(topic, partition, items)
+                futures += [fut for fut, _ in sent]
+                if sent:
+                    last[partition] = sent[-1]
+        else:
+            for items_partition, items in by_records.items():
+                for bkey, value in items:
+                    fut = await send(topic, bkey, value, items_partition)
+                    futures.append(fut)
+                    last[items_partition] = (fut, 1)
+        for fut, count in last.values():
+            fut.add_done_callback(_persist_offset(store, count))
         return futures
 
     def versions(self) -> dict[int, int]:
@@ -486,13 +514,15 @@ def _nothing_stored(key: str) -> bytes | None:
     return None
 
 
-def _persist_offset(store: Any) -> Callable[[Any], None]:
+def _persist_offset(store: Any, count: int = 1) -> Callable[[Any], None]:
+    """Once the send of a partition's last ``count`` records is delivered, the store's
+    persisted offset is the last of them."""
     def done(fut: Any) -> None:
         if fut.cancelled() or fut.exception() is not None:
             return
         md = fut.result()
         tp = getattr(md, "topic_partition", None)
         if tp is not None:
-            store.set_persisted_offset(tp, md.offset)
+            store.set_persisted_offset(tp, md.offset + count - 1)
 
     return done
