@@ -63,6 +63,8 @@ from streams.unmapped import UnmappedTracker  # noqa: E402
 from tests.fake_tables import Table  # noqa: E402
 
 MANY = hasattr(segwire, "messages")
+#: ``classify``'s lookup of a slice's trackers at once, in trees that have it.
+MANY_LOOKUP: dict[str, Any] = {}
 #: The worker's slice of a partition's records (agents/worker/pipeline.py SLICE).
 SLICE = 2048
 LATENESS = 600.0
@@ -80,6 +82,8 @@ class Run:
         self.services: TrackerTable[ServiceTracker] = TrackerTable(
             Table(), decode_service, encode_service)
         self.unmapped = UnmappedTracker()
+        if hasattr(self.components, "get_many"):
+            MANY_LOOKUP["lookup_many"] = self.components.get_many
         self.t1 = 0.0
         self.t2 = 0.0
         self.segments = 0
@@ -95,7 +99,12 @@ class Run:
                 done = stage1.classify(
                     values[lo:lo + SLICE], None, now, lookup=table.get, catalog=self.catalog,
                     allowed_lateness=LATENESS, fanout=fanout, unmapped=self.unmapped,
-                    here=None)
+                    here=None, **MANY_LOOKUP)
+                if MANY_LOOKUP:  # as the pipeline does
+                    for c in done.created:
+                        table.put(c, done.trackers[c], p)
+                    table.touch_many(done.trackers.keys() - done.created, p)
+                    continue
                 for c, tracker in done.trackers.items():
                     if c in done.created:
                         table.put(c, tracker, p)
