@@ -667,9 +667,7 @@ class Timeline:
         per point (``u4``), when the table holds a tag (``prune_before`` drops the ones
         no point uses any more).
         """
-        out.timeline(self)
-        meta: dict[str, Any] = {"n": len(self.ts), "o": out.add(self.ts)}
-        out.add(self.st)
+        meta: dict[str, Any] = {"n": len(self.ts), "o": out.add_timeline(self)}
         if len(self.tags) > 1:  # some point had a tag since the last prune
             out.add(self.tag)
             out.tag_table(meta, self)

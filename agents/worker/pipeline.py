@@ -330,7 +330,7 @@ class Pipeline:
                 if batch.append(timestamp=None, key=key, value=value, headers=headers) is None:
                     break
                 i += 1
-            if i == start:  # no batches, or one record larger than a batch: one by one
+            if i == start:  # no record batches, or one that refuses even its first record
                 key, value, headers = items[i]
                 fut = await self.send(topic, key, value, q, headers)
                 i += 1
