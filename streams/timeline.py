@@ -33,7 +33,7 @@ import operator
 import sys
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from streams.record import Packer, column
@@ -672,6 +672,20 @@ class Timeline:
             out.add(self.tag)
             out.tag_table(meta, self)
         return meta
+
+    @staticmethod
+    def pack_all(timelines: Mapping[str, Timeline], out: Packer) -> dict[str, dict[str, Any]]:
+        """``{name: tl.pack(out)}``: a service's record holds one timeline per component
+        it reads, and those never carry tags, so their part is made here without a call
+        to ``pack`` each."""
+        add = out.add_timeline
+        metas: dict[str, dict[str, Any]] = {}
+        for name, tl in timelines.items():
+            if len(tl.tags) > 1:
+                metas[name] = tl.pack(out)
+            else:
+                metas[name] = {"n": len(tl.ts), "o": add(tl)}
+        return metas
 
     @classmethod
     def unpack(cls, meta: dict[str, Any], body: memoryview, what: str) -> Timeline:
