@@ -163,8 +163,8 @@ async def _send(topic: str, key: bytes, value: bytes | None, partition: int) -> 
     return _SENT
 
 
-async def _send_many(topic: str, partition: int, items: list[Any]) -> list[Any]:
-    return [(_SENT, len(items))]
+async def _send_many(topic: str, parts: dict[int, list[Any]]) -> dict[int, list[Any]]:
+    return {q: [(_SENT, len(items))] for q, items in parts.items()}
 
 
 _SENT = _Sent()

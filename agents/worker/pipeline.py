@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from time import perf_counter
 from typing import Any
 
@@ -303,50 +303,62 @@ class Pipeline:
     async def _send_forwards(self, q: int, items: list[tuple[bytes | None, bytes | None, Any]]
                              ) -> list[Any]:
         """Send forwarded records to re-route partition ``q`` in order; the futures."""
-        sent = await self.send_many(self._reroute_topic, q, items,
-                                    lambda fut, n: self._forward_sent(q, fut, n))
-        return [fut for fut, _ in sent]
+        sent = await self.send_many(self._reroute_topic, {q: items},
+                                    lambda _, fut, n: self._forward_sent(q, fut, n))
+        return [fut for fut, _ in sent[q]]
 
-    async def send_many(self, topic: str, q: int,
-                        items: Sequence[tuple[bytes | None, bytes | None, Any]],
-                        on_sent: Callable[[Any, int], None] | None = None
-                        ) -> list[tuple[Any, int]]:
-        """Send ``(key, value, headers)`` records to partition ``q`` of ``topic`` in order;
-        ``(future, records it covers)`` of each send, its result the metadata of the
-        first of them. ``on_sent`` is called right after each send.
+    async def send_many(self, topic: str,
+                        parts: Mapping[int, Sequence[tuple[bytes | None, bytes | None, Any]]],
+                        on_sent: Callable[[int, Any, int], None] | None = None
+                        ) -> dict[int, list[tuple[Any, int]]]:
+        """Send ``(key, value, headers)`` records to each partition of ``topic`` (``parts``:
+        partition -> its records), each partition's in order; per partition, ``(future,
+        records it covers)`` of each send, its result the metadata of the first of them.
+        ``on_sent(partition, future, records)`` is called right after each send.
 
         In record batches built here (aiokafka's ``send_batch``): one ``send`` per
         record costs ~20 us in the producer, and a future each for the checkpoint to
-        gather, more than forwarding or a changelog record is worth.
+        gather, more than forwarding or a changelog record is worth. A batch waits until
+        the producer has taken its partition's previous one, and the producer sends one
+        request a broker at a time, so the partitions take turns, a batch each: a
+        request then carries a batch of every partition, not of one.
         """
         raw = self.raw_producer() if self.raw_producer is not None else None
-        out: list[tuple[Any, int]] = []
-        i = 0
-        while i < len(items):
-            batch = raw.create_batch() if raw is not None else None
-            start = i
-            while batch is not None and i < len(items):
-                key, value, headers = items[i]
-                if batch.append(timestamp=None, key=key, value=value, headers=headers) is None:
-                    break
-                i += 1
-            if i == start:  # no record batches, or one that refuses even its first record
-                key, value, headers = items[i]
-                fut = await self.send(topic, key, value, q, headers)
-                i += 1
-            else:
-                assert batch is not None and raw is not None
-                batch.close()
-                fut = await raw.send_batch(batch, topic, partition=q)
-            if on_sent is not None:
-                on_sent(fut, i - start)
-            out.append((fut, i - start))
+        out: dict[int, list[tuple[Any, int]]] = {q: [] for q in parts}
+        at = {q: 0 for q, items in parts.items() if items}
+        while at:
+            for q in list(at):
+                items, i = parts[q], at[q]
+                batch = raw.create_batch() if raw is not None else None
+                start = i
+                while batch is not None and i < len(items):
+                    key, value, headers = items[i]
+                    if batch.append(timestamp=None, key=key, value=value,
+                                    headers=headers) is None:
+                        break
+                    i += 1
+                if i == start:  # no record batches, or one that refuses even its first record
+                    key, value, headers = items[i]
+                    fut = await self.send(topic, key, value, q, headers)
+                    i += 1
+                else:
+                    assert batch is not None and raw is not None
+                    batch.close()
+                    fut = await raw.send_batch(batch, topic, partition=q)
+                if on_sent is not None:
+                    on_sent(q, fut, i - start)
+                out[q].append((fut, i - start))
+                if i < len(items):
+                    at[q] = i
+                else:
+                    del at[q]
         return out
 
-    async def send_changelog(self, topic: str, q: int,
-                             items: Sequence[tuple[bytes, bytes | None]]) -> list[tuple[Any, int]]:
+    async def send_changelog(self, topic: str, parts: Mapping[int, list[tuple[bytes, bytes | None]]]
+                             ) -> dict[int, list[tuple[Any, int]]]:
         """``send_many`` of table records (no headers): ``TrackerTable.flush``'s sender."""
-        return await self.send_many(topic, q, [(k, v, None) for k, v in items])
+        return await self.send_many(topic, {q: [(k, v, None) for k, v in items]
+                                            for q, items in parts.items()})
 
     def _forward_sent(self, q: int, fut: Any, count: int) -> None:
         """A forward to re-route partition ``q`` is in flight: nothing is classified

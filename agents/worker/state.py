@@ -228,11 +228,11 @@ def _part_key(key: str, version: int, index: int) -> str:
 #: ``send(topic, key, value, partition)``: hands a record to the producer and returns
 #: the future of its delivery (``await``-ing it waits only for room in the producer).
 Send = Callable[[str, bytes, bytes | None, int], Awaitable["asyncio.Future[Any]"]]
-#: ``send_many(topic, partition, [(key, value), ...])``: hands records of one partition
-#: to the producer in order; ``(future, records it covers)`` of each send, the future's
-#: result the metadata of the first of them.
-SendMany = Callable[[str, int, list[tuple[bytes, bytes | None]]],
-                    Awaitable[list[tuple["asyncio.Future[Any]", int]]]]
+#: ``send_many(topic, {partition: [(key, value), ...]})``: hands each partition's records
+#: to the producer in order; per partition, ``(future, records it covers)`` of each send,
+#: the future's result the metadata of the first of them.
+SendMany = Callable[[str, dict[int, list[tuple[bytes, bytes | None]]]],
+                    Awaitable[dict[int, list[tuple["asyncio.Future[Any]", int]]]]]
 
 
 class TrackerTable(Generic[T]):
@@ -488,8 +488,7 @@ class TrackerTable(Generic[T]):
         futures: list[Any] = []
         last: dict[int, tuple[Any, int]] = {}
         if send_many is not None:
-            for partition, items in by_records.items():
-                sent = await send_many(topic, partition, items)
+            for partition, sent in (await send_many(topic, by_records)).items():
                 futures += [fut for fut, _ in sent]
                 if sent:
                     last[partition] = sent[-1]

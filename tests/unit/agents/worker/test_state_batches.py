@@ -71,19 +71,20 @@ def test_send_many_writes_what_one_send_a_record_writes(seed: int) -> None:
     offsets: dict[int, int] = {}
     sends = []
 
-    async def send_many(topic: str, partition: int, items: list[tuple[bytes, bytes | None]]
-                        ) -> list[tuple[Any, int]]:
-        out = []
-        i = 0
-        while i < len(items):  # batches of 1-3 records, as a producer's batches vary
-            part = items[i:i + rng.randint(1, 3)]
-            fut = asyncio.get_running_loop().create_future()
-            fut.set_result(Meta(TP(topic, partition), offsets.get(partition, 0)))
-            offsets[partition] = offsets.get(partition, 0) + len(part)
-            log2.extend((k, v, partition) for k, v in part)
-            out.append((fut, len(part)))
-            i += len(part)
-        sends.append(len(out))
+    async def send_many(topic: str, parts: dict[int, list[tuple[bytes, bytes | None]]]
+                        ) -> dict[int, list[tuple[Any, int]]]:
+        out: dict[int, list[tuple[Any, int]]] = {}
+        for partition, items in parts.items():
+            i = 0
+            while i < len(items):  # batches of 1-3 records, as a producer's batches vary
+                part = items[i:i + rng.randint(1, 3)]
+                fut = asyncio.get_running_loop().create_future()
+                fut.set_result(Meta(TP(topic, partition), offsets.get(partition, 0)))
+                offsets[partition] = offsets.get(partition, 0) + len(part)
+                log2.extend((k, v, partition) for k, v in part)
+                out.setdefault(partition, []).append((fut, len(part)))
+                i += len(part)
+        sends.append(sum(map(len, out.values())))
         return out
 
     for batch in _fill(one, rng, 4):
@@ -160,17 +161,40 @@ ITEMS: list[tuple[bytes | None, bytes | None, Any]] = [
 def test_pipeline_send_many_batches_in_order_a_large_record_in_a_batch_of_its_own() -> None:
     raw = _Raw(1024)
     alone: list[bytes | None] = []
-    seen: list[int] = []
-    out = asyncio.run(_pipeline(raw, alone).send_many("t", 3, ITEMS,
-                                                      lambda fut, n: seen.append(n)))
-    counts = [n for _, n in out]
-    assert sum(counts) == len(ITEMS) and seen == counts and not alone
+    seen: list[tuple[int, int]] = []
+    out = asyncio.run(_pipeline(raw, alone).send_many(
+        "t", {3: ITEMS}, lambda q, fut, n: seen.append((q, n))))
+    counts = [n for _, n in out[3]]
+    assert sum(counts) == len(ITEMS) and seen == [(3, n) for n in counts] and not alone
     assert counts[:2] == [7, 1]  # k0-k6, then k7 (larger than a batch) alone
     assert [n for _, p, n in raw.sent if p == 3] == counts
 
 
+def test_pipeline_send_many_lets_the_partitions_take_turns_a_batch_each() -> None:
+    """A batch waits for its partition's previous one to be taken, one request a broker
+    at a time: sent partition after partition, each request would carry one batch."""
+    raw = _Raw(1024)
+    rng = random.Random(1)
+    parts = {q: [(f"{q}-{i}".encode(), b"v" * rng.choice((10, 100, 600)), None)
+                 for i in range(rng.randint(0, 60))] for q in range(5)}
+    out = asyncio.run(_pipeline(raw, []).send_many("t", parts))
+    assert set(out) == set(parts)
+    for q, items in parts.items():
+        assert sum(n for _, n in out[q]) == len(items)
+        assert [n for _, p, n in raw.sent if p == q] == [n for _, n in out[q]]
+    # every run of sends names each partition with batches left once, in turn
+    left = {q: len(out[q]) for q in parts if out[q]}
+    k = 0
+    while left:
+        turn = [p for _, p, _ in raw.sent[k:k + len(left)]]
+        assert turn == list(left)
+        k += len(turn)
+        left = {q: n - 1 for q, n in left.items() if n > 1}
+    assert k == len(raw.sent)
+
+
 def test_pipeline_send_many_without_record_batches_sends_each_record() -> None:
     alone: list[bytes | None] = []
-    out = asyncio.run(_pipeline(None, alone).send_many("t", 3, ITEMS))
-    assert [n for _, n in out] == [1] * len(ITEMS)
+    out = asyncio.run(_pipeline(None, alone).send_many("t", {3: ITEMS}))
+    assert [n for _, n in out[3]] == [1] * len(ITEMS)
     assert alone == [k for k, _, _ in ITEMS]
