@@ -163,8 +163,8 @@ async def _send(topic: str, key: bytes, value: bytes | None, partition: int) -> 
     return _SENT
 
 
-async def _send_many(topic: str, parts: dict[int, list[Any]]) -> dict[int, list[Any]]:
-    return {q: [(_SENT, len(items))] for q, items in parts.items()}
+async def _send_many(topic: str, partition: int, items: list[Any]) -> list[Any]:
+    return [(_SENT, len(items))]
 
 
 _SENT = _Sent()
@@ -175,7 +175,7 @@ def checkpoint(run: Run) -> None:
     every tracker changed since the last one, written once."""
     t0 = time.thread_time()
     for table in (run.components, run.services):
-        flush = table.flush(_send, send_many=_send_many) if hasattr(table, "get_many") \
+        flush = table.flush(_send, send_many=_send_many) if hasattr(table, "touch_many") \
             else table.flush(_send)
         try:
             flush.send(None)  # the fake sends never wait: it runs to its end

@@ -11,6 +11,7 @@ of the worker when ready, before any event, is subtracted for the growth per cha
     .venv/bin/python bench/storm_rss.py                       # 3M events, 400/400, fan-out 2
     .venv/bin/python bench/storm_rss.py --events 1000000
     .venv/bin/python bench/storm_rss.py --scale           # throughput.py's --scale part alone
+    .venv/bin/python bench/storm_rss.py --scale --tree /work/wtbase   # another checkout's worker
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ def main() -> int:
                          "(throughput.py --scale without its other parts)")
     ap.add_argument("--scale-components", type=int, default=100_000)
     ap.add_argument("--scale-services", type=int, default=10_000)
+    ap.add_argument("--tree", type=Path,
+                    help="--scale: the worker of another checkout (its own .venv), for A/B")
     opts = ap.parse_args()
     if opts.scale:
         work = Path(tempfile.mkdtemp(prefix="slawatch-scale-"))

@@ -2581,7 +2581,20 @@ static PyObject *odd_floats(PyObject *self, PyObject *args) {
  * windows of ``sizes`` and the state stay what they are at ``now``; ``now`` when some
  * window holds both up and down seconds. */
 /* Until when a history's window ratios stay (``lines_until``'s loop): into *out. */
+static int until_code_of(PyObject *ts, PyObject *st, double now, PyObject *sizes, double *out,
+                         unsigned char *zeros, signed char *state);
+
 static int until_of(PyObject *ts, PyObject *st, double now, PyObject *sizes, double *out) {
+    unsigned char zeros;
+    signed char state;
+    return until_code_of(ts, st, now, sizes, out, &zeros, &state);
+}
+
+/* ``until_of``, and what the ratios then are: bit w of *zeros set when window w holds
+ * only down seconds (ratio 0.0), clear when it holds none (1.0); *state the state at
+ * ``now`` (up before the first point). Both meaningful only when *out > now. */
+static int until_code_of(PyObject *ts, PyObject *st, double now, PyObject *sizes, double *out,
+                         unsigned char *zeros, signed char *state) {
     Py_buffer vt, vs;
     int ht, hs;
     const double *t;
@@ -2594,6 +2607,8 @@ static int until_of(PyObject *ts, PyObject *st, double now, PyObject *sizes, dou
     }
     int rc = -1;
     double until;
+    *zeros = 0;
+    *state = ST_UP;
     if (ns != n) {
         PyErr_SetString(PyExc_ValueError, "a timeline's times and states differ in length");
         goto done;
@@ -2602,6 +2617,7 @@ static int until_of(PyObject *ts, PyObject *st, double now, PyObject *sizes, dou
     Py_ssize_t j = bisect_r(t, n, now, 0) - 1;
     until = j + 1 < n ? t[j + 1] : INFINITY;
     if (j < 0) goto out;  /* up before the first point: every ratio 1.0 */
+    *state = sv[j];
     double down_end = -INFINITY, other_end = -INFINITY;
     if (sv[j] == ST_DOWN) down_end = INFINITY; else other_end = INFINITY;
     for (Py_ssize_t k = j - 1; k >= 0 && (down_end == -INFINITY || other_end == -INFINITY); k--) {
@@ -2620,7 +2636,10 @@ static int until_of(PyObject *ts, PyObject *st, double now, PyObject *sizes, dou
         if (size == -1.0 && PyErr_Occurred()) goto done;
         double x = now - size;
         if (down_end <= x) continue;  /* no down second in the window */
-        if (other_end <= x) continue;  /* only down seconds: ratio 0.0 */
+        if (other_end <= x) {  /* only down seconds: ratio 0.0 */
+            if (w < 8) *zeros |= (unsigned char)(1u << w);
+            continue;
+        }
         until = now;
         break;
     }
@@ -2641,31 +2660,92 @@ static PyObject *lines_until(PyObject *self, PyObject *args) {
     return PyFloat_FromDouble(until);
 }
 
-/* lines_until_many(trackers, now, sizes) -> array('d') bytes: ``lines_until`` of each
- * component tracker's history, +inf for None (report.py
- * ``component_lines_until_many``'s twin): a scrape after a backlog asks it of every
- * component. */
-static PyObject *lines_until_many(PyObject *self, PyObject *args) {
+/* lines_codes_many(trackers, now, sizes) -> (array('d') bytes, bytes): ``lines_until`` of
+ * each component tracker's history, +inf for None (a scrape after a backlog asks it of
+ * every component), and for each tracker two bytes: the windows whose ratio is 0.0 (bit w; the others are
+ * 1.0) and the state at ``now``, meaningful where its until is after ``now`` (report.py
+ * ``component_lines_codes_many``'s twin): the values of a component proved constant
+ * without computing them. At most 8 windows. */
+static PyObject *lines_codes_many(PyObject *self, PyObject *args) {
     PyObject *trackers, *sizes;
     double now;
     if (!PyArg_ParseTuple(args, "O!dO!", &PyList_Type, &trackers, &now, &PyTuple_Type, &sizes))
         return NULL;
+    if (PyTuple_GET_SIZE(sizes) > 8) {
+        PyErr_SetString(PyExc_ValueError, "lines_codes_many: at most 8 windows");
+        return NULL;
+    }
     Py_ssize_t n = PyList_GET_SIZE(trackers);
     PyObject *res = PyBytes_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(double));
-    if (res == NULL) return NULL;
+    PyObject *codes = PyBytes_FromStringAndSize(NULL, 2 * n);
+    if (res == NULL || codes == NULL) { Py_XDECREF(res); Py_XDECREF(codes); return NULL; }
     double *out = (double *)PyBytes_AS_STRING(res);
+    unsigned char *c = (unsigned char *)PyBytes_AS_STRING(codes);
     for (Py_ssize_t k = 0; k < n; k++) {
         PyObject *tr = PyList_GET_ITEM(trackers, k);
+        c[2 * k] = 0;
+        c[2 * k + 1] = ST_UP;
         if (tr == Py_None) { out[k] = INFINITY; continue; }
         PyObject *h = slot_get(tr, &CT_HISTORY);
-        if (h == NULL) { Py_DECREF(res); return NULL; }
+        if (h == NULL) goto fail;
         PyObject *ts = slot_get(h, &TL_TS);
         PyObject *st = ts == NULL ? NULL : slot_get(h, &TL_ST);
-        int rc = st == NULL ? -1 : until_of(ts, st, now, sizes, &out[k]);
+        signed char state = ST_UP;
+        int rc = st == NULL ? -1
+            : until_code_of(ts, st, now, sizes, &out[k], &c[2 * k], &state);
         Py_XDECREF(ts); Py_XDECREF(st); Py_DECREF(h);
-        if (rc < 0) { Py_DECREF(res); return NULL; }
+        if (rc < 0) goto fail;
+        c[2 * k + 1] = (unsigned char)state;
     }
-    return res;
+    return Py_BuildValue("(NN)", res, codes);
+fail:
+    Py_DECREF(res);
+    Py_DECREF(codes);
+    return NULL;
+}
+
+/* stored_hits(keys, dirty, store, cache) -> list: for each key, (object, bytes) when it
+ * is not in ``dirty`` and ``cache[key]`` is (bytes, object) with the bytes those
+ * ``store[key]`` holds (the same object or equal), else None: the decoded-cache hits of
+ * ``TrackerTable.get_stored_many`` (agents/worker/state.py, whose loop is the twin),
+ * which a scrape after a backlog asks of every component. */
+static PyObject *stored_hits(PyObject *self, PyObject *args) {
+    PyObject *keys, *dirty, *store, *cache;
+    if (!PyArg_ParseTuple(args, "O!OO!O!", &PyList_Type, &keys, &dirty, &PyDict_Type, &store,
+                          &PyDict_Type, &cache))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(keys);
+    PyObject *out = PyList_New(n);
+    if (out == NULL) return NULL;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *key = PyList_GET_ITEM(keys, k);
+        PyObject *got = Py_None;
+        int in_dirty = PySequence_Contains(dirty, key);
+        if (in_dirty < 0) goto fail;
+        if (!in_dirty) {
+            PyObject *raw = PyDict_GetItemWithError(store, key);  /* borrowed */
+            if (raw == NULL && PyErr_Occurred()) goto fail;
+            PyObject *hit = raw == NULL ? NULL : PyDict_GetItemWithError(cache, key);
+            if (hit == NULL && PyErr_Occurred()) goto fail;
+            if (hit != NULL && PyTuple_CheckExact(hit) && PyTuple_GET_SIZE(hit) == 2) {
+                PyObject *held = PyTuple_GET_ITEM(hit, 0);
+                int same = held == raw ? 1 : PyObject_RichCompareBool(held, raw, Py_EQ);
+                if (same < 0) goto fail;
+                if (same) {
+                    got = PyTuple_Pack(2, PyTuple_GET_ITEM(hit, 1), held);
+                    if (got == NULL) goto fail;
+                    PyList_SET_ITEM(out, k, got);
+                    continue;
+                }
+            }
+        }
+        Py_INCREF(Py_None);
+        PyList_SET_ITEM(out, k, Py_None);
+    }
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
 }
 
 /* tags_used(tag) -> int: how many distinct tag indexes ``tag`` (array('I')) holds, 0
@@ -3104,7 +3184,9 @@ static PyMethodDef methods[] = {
     {"plain_floats", plain_floats, METH_VARARGS, "whether floats are 0 or of a magnitude in a range"},
     {"odd_floats", odd_floats, METH_VARARGS, "indexes of floats not 0 nor of a magnitude in a range"},
     {"lines_until", lines_until, METH_VARARGS, "until when a history's window ratios stay"},
-    {"lines_until_many", lines_until_many, METH_VARARGS, "lines_until of many component trackers"},
+    {"stored_hits", stored_hits, METH_VARARGS, "a tracker table's decoded-cache hits"},
+    {"lines_codes_many", lines_codes_many, METH_VARARGS,
+     "lines_until of many component trackers, with the windows at 0.0 and the state"},
     {"tags_used", tags_used, METH_VARARGS, "distinct tag indexes of a tag column"},
     {"day_segments", day_segments, METH_VARARGS, "Account.add_segments over a view's columns"},
     {NULL, NULL, 0, NULL},

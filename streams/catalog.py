@@ -393,6 +393,12 @@ class Catalog:
         kpis, resolve = self._kpis, self.resolve
         return {name: supported(svc.requires, kpis, resolve) for name, svc in self.services.items()}
 
+    def warm(self) -> None:
+        """Build now the constants a service's report reads, each built once per
+        catalog when first asked (at 10,000 services the supported availabilities
+        alone are ~0.1 s): ahead of a first scrape."""
+        _ = self._supported, self._components_of, self._calendars, self.component_windows
+
     def supported_availability(self, service: str) -> float:
         """A property of the catalog alone, so computed once per catalog."""
         return self._supported[service]

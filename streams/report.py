@@ -558,25 +558,51 @@ def component_lines_until(tracker: ComponentTracker | None, now: float) -> float
     return _lines_until(tl.ts, tl.st, now)
 
 
-def component_lines_until_many(trackers: list[ComponentTracker | None], now: float
-                               ) -> Sequence[float]:
-    """``component_lines_until`` of each tracker, in one C call when it is built."""
+def component_lines_codes_many(trackers: list[ComponentTracker | None], now: float
+                               ) -> tuple[Sequence[float], bytes]:
+    """``component_lines_until`` of each tracker, and for each two bytes: the windows
+    (``WINDOWS`` order) whose ratio is 0.0 as bits (the others are 1.0) and the state
+    at ``now`` (``State``), what ``window_availability_many`` gives where the until
+    is after ``now``; in one C call when it is built."""
     fast = native.native
     if fast is not None:
-        return array("d", fast.lines_until_many(trackers, now, _WINDOW_SIZES))
-    return [component_lines_until(t, now) for t in trackers]
+        untils, codes = fast.lines_codes_many(trackers, now, _WINDOW_SIZES)
+        return array("d", untils), codes
+    out: list[float] = []
+    code = bytearray()
+    for t in trackers:
+        if t is None:
+            out.append(math.inf)
+            code += bytes((0, _UP_I))
+            continue
+        until, zeros, state = _lines_until_code(t.history.ts, t.history.st, now)
+        out.append(until)
+        code += bytes((zeros, state))
+    return out, bytes(code)
+
+
+#: The values of each window by ``component_lines_codes_many``'s bits of 0.0 windows.
+CODE_VALUES = tuple(tuple(0.0 if z >> w & 1 else 1.0 for w in range(len(WINDOWS)))
+                    for z in range(1 << len(WINDOWS)))
 
 
 def _lines_until(ts: Sequence[float], st: Sequence[int], now: float) -> float:
     """``component_lines_until`` over a history's columns (``_native.lines_until``'s
     twin)."""
+    return _lines_until_code(ts, st, now)[0]
+
+
+def _lines_until_code(ts: Sequence[float], st: Sequence[int], now: float
+                      ) -> tuple[float, int, int]:
+    """``_lines_until``, the windows whose ratio is then 0.0 (bit w) and the state at
+    ``now`` (``_native.lines_codes_many``'s twin, per history)."""
     n = len(ts)
     if not n:
-        return math.inf
+        return math.inf, 0, _UP_I
     j = bisect_right(ts, now) - 1
     until = ts[j + 1] if j + 1 < n else math.inf
     if j < 0:
-        return until  # up before the first point: every ratio 1.0
+        return until, 0, _UP_I  # up before the first point: every ratio 1.0
     # End of the latest positive piece of each kind that reaches into [.., now]:
     # the piece holding `now` reaches past it (it grows with t).
     down_end = other_end = -math.inf
@@ -596,14 +622,16 @@ def _lines_until(ts: Sequence[float], st: Sequence[int], now: float) -> float:
         k -= 1
     if other_end == -math.inf:
         other_end = ts[0]  # before the first point: up
-    for size in _WINDOW_SIZES:
+    zeros = 0
+    for w, size in enumerate(_WINDOW_SIZES):
         x = now - size
         if down_end <= x:
             continue  # no down second in any window [t - size, t], t in [now, until)
         if other_end <= x:
+            zeros |= 1 << w
             continue  # only down seconds (and some): ratio 0.0
-        return now
-    return until
+        return now, 0, int(st[j])
+    return until, zeros, int(st[j])
 
 
 def service_report_until(svc: Service, tracker: ServiceTracker | None, now: float,

@@ -287,6 +287,7 @@ def build_app(settings: WorkerSettings, catalog: Catalog) -> Built:
             while collector.writing:
                 await asyncio.sleep(SCRAPE_WAIT_SECONDS)
 
+        labelled: tuple[Catalog | None, frozenset[int]] = (None, frozenset())
         seen: object = None  # the versions the last pass began at
         last: object = None  # the versions at the last poll
         held: float | None = None  # since when a prepare is due (None: done)
@@ -305,6 +306,13 @@ def build_app(settings: WorkerSettings, catalog: Catalog) -> Built:
                 continue
             catalog = rt.catalog
             parts = frozenset(rt.owned_partitions())
+            if labelled[0] is not catalog or labelled[1] != parts:
+                # What reads no tracker is not held by a backlog: events change none of
+                # it, and the first scrape after the backlog is spared it.
+                for _ in collector.prepare_catalog():
+                    await turn()
+                if rt.ready() and rt.catalog is catalog:
+                    labelled = (catalog, parts)
             if done[0] is catalog and done[1] == parts:
                 if now_versions == seen or not idle or busy:
                     continue  # nothing written since, or the pipeline is busy: later

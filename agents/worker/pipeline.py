@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from time import perf_counter
 from typing import Any
 
@@ -303,62 +303,52 @@ class Pipeline:
     async def _send_forwards(self, q: int, items: list[tuple[bytes | None, bytes | None, Any]]
                              ) -> list[Any]:
         """Send forwarded records to re-route partition ``q`` in order; the futures."""
-        sent = await self.send_many(self._reroute_topic, {q: items},
-                                    lambda _, fut, n: self._forward_sent(q, fut, n))
-        return [fut for fut, _ in sent[q]]
+        futures: list[Any] = []
+        for fut, count in await self._send_batches(self._reroute_topic, q, items):
+            self._forward_sent(q, fut, count)
+            futures.append(fut)
+        return futures
 
-    async def send_many(self, topic: str,
-                        parts: Mapping[int, Sequence[tuple[bytes | None, bytes | None, Any]]],
-                        on_sent: Callable[[int, Any, int], None] | None = None
-                        ) -> dict[int, list[tuple[Any, int]]]:
-        """Send ``(key, value, headers)`` records to each partition of ``topic`` (``parts``:
-        partition -> its records), each partition's in order; per partition, ``(future,
-        records it covers)`` of each send, its result the metadata of the first of them.
-        ``on_sent(partition, future, records)`` is called right after each send.
+    async def send_many(self, topic: str, partition: int,
+                        records: list[tuple[bytes, bytes | None]]) -> list[tuple[Any, int]]:
+        """``state.SendMany``: a changelog partition's records of one checkpoint."""
+        return await self._send_batches(topic, partition,
+                                        [(key, value, None) for key, value in records])
+
+    async def _send_batches(self, topic: str, q: int,
+                            items: list[tuple[bytes | None, bytes | None, Any]]
+                            ) -> list[tuple[Any, int]]:
+        """Send ``(key, value, headers)`` records to partition ``q`` of ``topic`` in
+        order; ``(future, count)`` per run of ``count`` records delivered together.
 
         In record batches built here (aiokafka's ``send_batch``): one ``send`` per
-        record costs ~20 us in the producer, and a future each for the checkpoint to
-        gather, more than forwarding or a changelog record is worth. A batch waits until
-        the producer has taken its partition's previous one, and the producer sends one
-        request a broker at a time, so the partitions take turns, a batch each: a
-        request then carries a batch of every partition, not of one.
+        record costs ~20 us in the producer (a future and its metadata per record).
+        The accumulator keeps a partition's batches in the order they are added,
+        whichever path added them, so the log keeps this order.
         """
         raw = self.raw_producer() if self.raw_producer is not None else None
-        out: dict[int, list[tuple[Any, int]]] = {q: [] for q in parts}
-        at = {q: 0 for q, items in parts.items() if items}
-        while at:
-            for q in list(at):
-                items, i = parts[q], at[q]
-                batch = raw.create_batch() if raw is not None else None
-                start = i
-                while batch is not None and i < len(items):
-                    key, value, headers = items[i]
-                    if batch.append(timestamp=None, key=key, value=value,
-                                    headers=headers) is None:
-                        break
-                    i += 1
-                if i == start:  # no record batches, or one that refuses even its first record
-                    key, value, headers = items[i]
-                    fut = await self.send(topic, key, value, q, headers)
-                    i += 1
-                else:
-                    assert batch is not None and raw is not None
-                    batch.close()
-                    fut = await raw.send_batch(batch, topic, partition=q)
-                if on_sent is not None:
-                    on_sent(q, fut, i - start)
-                out[q].append((fut, i - start))
-                if i < len(items):
-                    at[q] = i
-                else:
-                    del at[q]
+        out: list[tuple[Any, int]] = []
+        if raw is None:
+            for key, value, headers in items:
+                out.append((await self.send(topic, key, value, q, headers), 1))
+            return out
+        i = 0
+        while i < len(items):
+            batch = raw.create_batch()
+            start = i
+            while i < len(items):
+                key, value, headers = items[i]
+                if batch.append(timestamp=None, key=key, value=value, headers=headers) is None:
+                    break
+                i += 1
+            if i == start:  # one record larger than a batch: the producer's own path
+                key, value, headers = items[i]
+                out.append((await self.send(topic, key, value, q, headers), 1))
+                i += 1
+                continue
+            batch.close()
+            out.append((await raw.send_batch(batch, topic, partition=q), i - start))
         return out
-
-    async def send_changelog(self, topic: str, parts: Mapping[int, list[tuple[bytes, bytes | None]]]
-                             ) -> dict[int, list[tuple[Any, int]]]:
-        """``send_many`` of table records (no headers): ``TrackerTable.flush``'s sender."""
-        return await self.send_many(topic, {q: [(k, v, None) for k, v in items]
-                                            for q, items in parts.items()})
 
     def _forward_sent(self, q: int, fut: Any, count: int) -> None:
         """A forward to re-route partition ``q`` is in flight: nothing is classified
@@ -639,10 +629,9 @@ class Pipeline:
             if mark != stats.dlq:
                 stats.dlq = mark
                 rt.stats.touch(key, q)
-        futures = await rt.stats.flush(self.send, send_many=self.send_changelog)
+        futures = await rt.stats.flush(self.send, send_many=self.send_many)
         faults.point("checkpoint")
-        futures += await rt.components.flush(self.send, self._prune_component,
-                                             self.send_changelog)
+        futures += await rt.components.flush(self.send, self._prune_component, self.send_many)
         return futures
 
     async def checkpoint_services(self) -> list[Any]:
@@ -651,17 +640,16 @@ class Pipeline:
         the broker before a pruned tracker is sent (a day before a tracker's cut can no
         longer be recomputed, so its rollup must not be the write a crash loses)."""
         rollups = self.rollups
+        services = self.rt.services
         if rollups is None:
-            return await self.rt.services.flush(self.send, self._prune_service,
-                                                self.send_changelog)
+            return await services.flush(self.send, self._prune_service, self.send_many)
         rollups.update()
-        futures = await rollups.flush(self.send, self.send_changelog)
+        futures = await rollups.flush(self.send, self.send_many)
         if futures:
             await asyncio.gather(*futures)
-        futures += await self.rt.services.flush(self.send, self._prune_service,
-                                                self.send_changelog)
+        futures += await services.flush(self.send, self._prune_service, self.send_many)
         # the horizons pruning moved
-        return futures + await rollups.flush(self.send, self.send_changelog)
+        return futures + await rollups.flush(self.send, self.send_many)
 
     def _prune_service(self, key: str, tracker: ServiceTracker) -> None:
         now = self._prune_due("s:" + key)

@@ -26,7 +26,7 @@ from typing import Any, Generic, TypeVar
 import orjson
 
 from agents.worker import patchlog
-from streams import record
+from streams import native, record
 from streams.component import OUTCOMES, ComponentTracker
 from streams.service import ServiceTracker
 from streams.unmapped import SpaceSaving, UnmappedTracker
@@ -228,11 +228,11 @@ def _part_key(key: str, version: int, index: int) -> str:
 #: ``send(topic, key, value, partition)``: hands a record to the producer and returns
 #: the future of its delivery (``await``-ing it waits only for room in the producer).
 Send = Callable[[str, bytes, bytes | None, int], Awaitable["asyncio.Future[Any]"]]
-#: ``send_many(topic, {partition: [(key, value), ...]})``: hands each partition's records
-#: to the producer in order; per partition, ``(future, records it covers)`` of each send,
-#: the future's result the metadata of the first of them.
-SendMany = Callable[[str, dict[int, list[tuple[bytes, bytes | None]]]],
-                    Awaitable[dict[int, list[tuple["asyncio.Future[Any]", int]]]]]
+#: ``send_many(topic, partition, records)``: hands ``(key, value)`` records to the
+#: producer, in this order, all to ``partition``; returns ``(future, count)`` per run of
+#: ``count`` records delivered together (its metadata names the run's first record).
+SendMany = Callable[[str, int, list[tuple[bytes, bytes | None]]],
+                    Awaitable[list[tuple["asyncio.Future[Any]", int]]]]
 
 
 class TrackerTable(Generic[T]):
@@ -322,6 +322,14 @@ class TrackerTable(Generic[T]):
         """``get_stored`` of each key (one loop: a scrape after a backlog asks it of
         every component)."""
         dirty, cache = self._dirty, self._cache
+        fast = native.native
+        store = self._store_dict()
+        if fast is not None and store is not None:
+            # The hits in one C loop (this loop's twin); the others as get_stored does.
+            got: list[tuple[T | None, bytes | None] | None] = fast.stored_hits(
+                keys, dirty, store, cache)
+            return [self.get_stored(key) if hit is None else hit
+                    for key, hit in zip(keys, got, strict=True)]
         stored = self._lookup()
         out: list[tuple[T | None, bytes | None]] = []
         add = out.append
@@ -334,6 +342,17 @@ class TrackerTable(Generic[T]):
                     continue
             add(self.get_stored(key))
         return out
+
+    def _store_dict(self) -> dict[str, bytes] | None:
+        """The store's dict when lookups in it are plain dict lookups (Faust's memory
+        store keeps one), else None."""
+        store = self.table.data
+        inner = getattr(store, "data", None)
+        if type(inner) is dict:
+            return inner
+        if isinstance(store, dict) and type(store).get is dict.get:
+            return store
+        return None
 
     def _lookup(self) -> Callable[[str], bytes | None]:
         """``stored_lookup()``'s lookup, made again only when the table's store changes.
@@ -393,8 +412,6 @@ class TrackerTable(Generic[T]):
         send_many: SendMany | None = None,
     ) -> list[Any]:
         """Write every dirty key once (store + changelog); returns the send futures.
-        With ``send_many``, a partition's records go to it together (a future per
-        record batch, not per record).
 
         The changelog record goes straight to the producer rather than through
         ``table[key] = ...``: Faust's path queues one message per write in an unbounded
@@ -402,105 +419,111 @@ class TrackerTable(Generic[T]):
         not hold the input's commit until the write is on the broker. RocksDB's persisted
         offset (which lets a restart recover only the tail) is set, as Faust does, from
         the delivered record.
+
+        The keys are written a partition at a time (one partition context each), and
+        with ``send_many`` each partition's records go to the producer as record
+        batches, in the order written; without it, one ``send`` per record.
         """
         dirty, self._dirty = self._dirty, {}
         if not dirty:
             return []
-        table, cache, encode = self.table, self._cache, self._encode
+        by_partition: dict[int, list[str]] = {}
+        for key, partition in dirty.items():
+            keys = by_partition.get(partition)
+            if keys is None:
+                by_partition[partition] = [key]
+            else:
+                keys.append(key)
+        table = self.table
         store = table.data
         versions = self._versions
         # First every store write, with no await in between: readers (the collector)
         # run between our awaits, and must find each key either dirty or stored.
-        # Per partition, its changelog records in order.
-        by_records: dict[int, list[tuple[bytes, bytes | None]]] = {}
-        chunk = self.chunk_size
-        lookup = self.stored_lookup()[0]
-        # Store reads and writes belong to the key's partition (RocksDB keeps one
-        # database per partition): one context a partition, not one a key (a storm
-        # writes tens of thousands of keys a checkpoint). A partition's keys keep their
-        # order, and so do its changelog records.
-        by_part: dict[int, list[str]] = {}
-        for key, partition in dirty.items():
-            keys = by_part.get(partition)
-            if keys is None:
-                by_part[partition] = [key]
-            else:
-                keys.append(key)
-        for partition, keys in by_part.items():
-            records = by_records[partition] = []
+        records: list[tuple[int, list[tuple[bytes, bytes | None]]]] = []
+        for partition, keys in by_partition.items():
+            # Store reads and writes belong to the key's partition (RocksDB keeps one
+            # database per partition).
             with partition_context(partition):
-                for key in keys:
-                    obj = cache[key][1]
-                    if before_write is not None:
-                        before_write(key, obj)
-                    old = self._chunks.pop(key, None)
-                    writes: list[tuple[str, bytes | None]] = []
-                    raw: bytes | None = None
-                    if self._pack is not None:
-                        before = lookup(key)
-                        inc = before if before is not None and before.startswith(patchlog.HEAD) else None
-                        cols = patchlog.Columns()
-                        header = self._pack(obj, cols)
-                        if cols.size >= self.incremental_from:
-                            # ``known``: the stored head is the one this object was read from or
-                            # last written as, so its timelines' ``_low`` count from it.
-                            known = inc is not None and (inc is cache[key][0] or inc == cache[key][0])
-                            stored, writes = patchlog.write(key, header, cols, inc, known, chunk)
-                        else:
-                            raw = cols.whole(header)
-                            if inc is not None:
-                                # Small again (pruned): whole, then tombstones for its patches.
-                                writes = [(key, raw), *patchlog.tombstones(key, inc)]
-                                stored, raw = raw, None
-                        del cols
-                    else:
-                        raw = encode(obj)
-                    if raw is None:
-                        pass
-                    elif len(raw) > chunk:
-                        # Larger than a Kafka message may be (1 MB by default): parts of a new
-                        # version first, then the head naming them, then tombstones for the old
-                        # version's parts. Same partition, so the log keeps this order and a
-                        # head never names parts that are not before it.
-                        version = (old[0] + 1) if old else 1
-                        n = -(-len(raw) // chunk)
-                        writes += [(_part_key(key, version, i), raw[i * chunk:(i + 1) * chunk])
-                                   for i in range(n)]
-                        head = CHUNKED + orjson.dumps({"v": version, "n": n, "crc": zlib.crc32(raw)})
-                        writes.append((key, head))
-                        self._chunks[key] = (version, n)
-                        stored = head
-                    else:
-                        writes.append((key, raw))
-                        stored = raw
-                    if old:
-                        writes += [(_part_key(key, old[0], i), None) for i in range(old[1])]
-                    for k, v in writes:
-                        if v is None:
-                            with contextlib.suppress(KeyError):
-                                del store[k]
-                        else:
-                            store[k] = v
-                        versions[partition] = versions.get(partition, 0) + 1
-                    cache[key] = (stored, obj)
-                    records += [(k.encode(), v) for k, v in writes]
+                writes = self._write_partition(keys, before_write)
+            versions[partition] = versions.get(partition, 0) + len(writes)
+            records.append((partition, [(k.encode(), v) for k, v in writes]))
         topic = table.changelog_topic.get_topic_name()
         futures: list[Any] = []
-        last: dict[int, tuple[Any, int]] = {}
-        if send_many is not None:
-            for partition, sent in (await send_many(topic, by_records)).items():
-                futures += [fut for fut, _ in sent]
-                if sent:
-                    last[partition] = sent[-1]
-        else:
-            for items_partition, items in by_records.items():
-                for bkey, value in items:
-                    fut = await send(topic, bkey, value, items_partition)
-                    futures.append(fut)
-                    last[items_partition] = (fut, 1)
-        for fut, count in last.values():
-            fut.add_done_callback(_persist_offset(store, count))
+        for partition, recs in records:
+            if send_many is not None:
+                runs = await send_many(topic, partition, recs)
+            else:
+                runs = [(await send(topic, bkey, value, partition), 1) for bkey, value in recs]
+            for fut, _ in runs:
+                futures.append(fut)
+            if runs:
+                fut, count = runs[-1]
+                fut.add_done_callback(_persist_offset(store, count - 1))
         return futures
+
+    def _write_partition(self, keys: list[str], before_write: Callable[[str, T], None] | None
+                         ) -> list[tuple[str, bytes | None]]:
+        """Write ``keys`` (dirty, of one partition) to the store; the changelog records,
+        in order (None: a tombstone)."""
+        cache, encode, store = self._cache, self._encode, self.table.data
+        chunk = self.chunk_size
+        lookup = self.stored_lookup()[0]
+        out: list[tuple[str, bytes | None]] = []
+        for key in keys:
+            obj = cache[key][1]
+            if before_write is not None:
+                before_write(key, obj)
+            old = self._chunks.pop(key, None)
+            writes: list[tuple[str, bytes | None]] = []
+            raw: bytes | None = None
+            if self._pack is not None:
+                before = lookup(key)
+                inc = before if before is not None and before.startswith(patchlog.HEAD) else None
+                cols = patchlog.Columns()
+                header = self._pack(obj, cols)
+                if cols.size >= self.incremental_from:
+                    # ``known``: the stored head is the one this object was read from or
+                    # last written as, so its timelines' ``_low`` count from it.
+                    known = inc is not None and (inc is cache[key][0] or inc == cache[key][0])
+                    stored, writes = patchlog.write(key, header, cols, inc, known, chunk)
+                else:
+                    raw = cols.whole(header)
+                    if inc is not None:
+                        # Small again (pruned): whole, then tombstones for its patches.
+                        writes = [(key, raw), *patchlog.tombstones(key, inc)]
+                        stored, raw = raw, None
+                del cols
+            else:
+                raw = encode(obj)
+            if raw is None:
+                pass
+            elif len(raw) > chunk:
+                # Larger than a Kafka message may be (1 MB by default): parts of a new
+                # version first, then the head naming them, then tombstones for the old
+                # version's parts. Same partition, so the log keeps this order and a
+                # head never names parts that are not before it.
+                version = (old[0] + 1) if old else 1
+                n = -(-len(raw) // chunk)
+                writes += [(_part_key(key, version, i), raw[i * chunk:(i + 1) * chunk])
+                           for i in range(n)]
+                head = CHUNKED + orjson.dumps({"v": version, "n": n, "crc": zlib.crc32(raw)})
+                writes.append((key, head))
+                self._chunks[key] = (version, n)
+                stored = head
+            else:
+                writes.append((key, raw))
+                stored = raw
+            if old:
+                writes += [(_part_key(key, old[0], i), None) for i in range(old[1])]
+            for k, v in writes:
+                if v is None:
+                    with contextlib.suppress(KeyError):
+                        del store[k]
+                else:
+                    store[k] = v
+            cache[key] = (stored, obj)
+            out += writes
+        return out
 
     def versions(self) -> dict[int, int]:
         """Counters that move whenever the stored bytes of an owned key may have changed:
@@ -533,15 +556,16 @@ def _nothing_stored(key: str) -> bytes | None:
     return None
 
 
-def _persist_offset(store: Any, count: int = 1) -> Callable[[Any], None]:
-    """Once the send of a partition's last ``count`` records is delivered, the store's
-    persisted offset is the last of them."""
+def _persist_offset(store: Any, after_first: int = 0) -> Callable[[Any], None]:
+    """A done callback: the store holds the changelog up to the delivered record, the
+    ``after_first``-th after the one the future's metadata names (a record batch's
+    future names its first record)."""
     def done(fut: Any) -> None:
         if fut.cancelled() or fut.exception() is not None:
             return
         md = fut.result()
         tp = getattr(md, "topic_partition", None)
         if tp is not None:
-            store.set_persisted_offset(tp, md.offset + count - 1)
+            store.set_persisted_offset(tp, md.offset + after_first)
 
     return done

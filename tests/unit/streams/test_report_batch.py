@@ -176,13 +176,24 @@ def test_lines_until_twins_agree(points: list[tuple[float, int]], at: list[float
 
 @settings(max_examples=100, deadline=None)
 @given(histories=st.lists(_long, max_size=4), at=st.floats(-0.2, 1.2),
-       later=st.sampled_from(LATER))
-def test_lines_until_many_is_each_ones(histories: list[list[tuple[float, int]]], at: float,
-                                       later: float) -> None:
-    """``component_lines_until_many`` of trackers (and None: no event yet) is each
-    one's ``component_lines_until``, in order, on either path."""
+       later=st.sampled_from(LATER), down_for=st.floats(0.0, 40 * 86400.0),
+       before=st.sampled_from(STATES))
+def test_lines_codes_many_are_each_ones_bound_and_values(
+        histories: list[list[tuple[float, int]]], at: float, later: float, down_for: float,
+        before: State) -> None:
+    """``component_lines_codes_many`` of trackers (and None: no event yet) gives each
+    one's ``component_lines_until``, in order, on either path; where that is after
+    ``now`` its codes are the state and exactly the floats ``window_availability``
+    gives (the collector writes a constant component's lines from them)."""
+    from streams import native
     from streams.component import ComponentTracker
-    from streams.report import component_lines_until, component_lines_until_many
+    from streams.report import (
+        _WINDOW_SIZES,
+        CODE_VALUES,
+        _lines_until_code,
+        component_lines_codes_many,
+        component_lines_until,
+    )
 
     trackers: list[ComponentTracker | None] = [None]
     for points in histories:
@@ -190,7 +201,24 @@ def test_lines_until_many_is_each_ones(histories: list[list[tuple[float, int]]],
         _steps(tracker.history, NOW - 20 * 86400.0, points)
         trackers += [tracker, None]
     ends = [t for tr in trackers if tr is not None for t in tr.history.ts] or [NOW]
-    for now in (min(ends) + (max(ends) - min(ends)) * at, max(ends) + later):
+    # down for longer or shorter than the longest window (proved constant at 0.0)
+    down = ComponentTracker("d")
+    _steps(down.history, NOW - 80 * 86400.0, [(0.0, before), (3600.0, DOWN)])
+    trackers.append(down)
+    for now in (min(ends) + (max(ends) - min(ends)) * at, max(ends) + later,
+                down.history.ts[-1] + down_for):
         want = [component_lines_until(t, now) for t in trackers]
-        got = component_lines_until_many(trackers, now)
+        got, codes = component_lines_codes_many(trackers, now)
         assert [float(x).hex() for x in got] == [float(x).hex() for x in want]
+        assert len(codes) == 2 * len(trackers)
+        for k, (t, until) in enumerate(zip(trackers, got, strict=True)):
+            if until <= now:
+                continue
+            tl = Timeline() if t is None else t.history
+            state, values = _expected(tl, now)
+            assert codes[2 * k + 1] == state
+            assert tuple(v.hex() for v in CODE_VALUES[codes[2 * k]]) == values
+            if native.native is not None and t is not None:  # the twins agree
+                assert _lines_until_code(tl.ts, tl.st, now)[1:] == (codes[2 * k], state)
+        if native.native is not None:
+            assert native.native.lines_codes_many(trackers, now, _WINDOW_SIZES)[1] == codes

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -255,7 +256,10 @@ def test_prepared_lines_equal_fresh_ones(seed: int, monkeypatch: pytest.MonkeyPa
             steps = None
         if steps is None and rng.random() < 0.3:
             # the first pass once ready, or a refresh of what changed since
-            ahead = rng.choice([h.collector.prepare, h.collector.refresh])
+            c = h.collector
+            aheads: list[Callable[..., Iterator[None]]] = [
+                c.prepare, c.refresh, lambda step, c=c: c.prepare_catalog()]
+            ahead = rng.choice(aheads)
             steps = ahead(step=rng.choice([1, 2, 5, 100]))
         if steps is not None:
             for _ in range(rng.randrange(4)):
@@ -264,6 +268,38 @@ def test_prepared_lines_equal_fresh_ones(seed: int, monkeypatch: pytest.MonkeyPa
                     break
         if rng.random() < 0.4:
             h.check()
+    h.check()
+
+
+def test_prepare_catalog_reads_no_tracker_and_spares_the_scrape_its_labels(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the worker does once ready even while a backlog holds the rest: no tracker
+    is read (events do not change it), and the scrape after it builds no chunk."""
+    from agents.exposition import collector as mod
+
+    monkeypatch.setattr(mod, "JOIN_KEYS", 3)
+    h = Harness(10)
+    for i in range(10):
+        h.apply(f"c{i}", State.DOWN, h.now - 100.0 * i)
+
+    def no_read(*args: Any) -> Any:
+        raise AssertionError("prepare_catalog read a tracker")
+
+    lines = h.collector.component_lines
+    with monkeypatch.context() as m:
+        for table in (h.rt.components, h.rt.services):
+            for name in ("get", "get_stored", "get_stored_many", "stored_lookup"):
+                m.setattr(table, name, no_read)
+        steps = sum(1 for _ in h.collector.prepare_catalog())
+    assert steps > 4  # in slices
+    chunks = lines._chunks
+    assert len(chunks) == 4
+    built = []
+    monkeypatch.setattr(lines, "_build_steps",
+                        lambda *a: built.append(a) or iter(()))  # type: ignore[func-returns-value]
+    h.check()
+    assert built == [] and lines._chunks is chunks
+    h.apply("c3", State.UP, h.now - 5.0)
     h.check()
 
 

@@ -1,200 +1,220 @@
-"""A checkpoint hands each partition's changelog records to the producer together
-(``TrackerTable.flush(send_many=...)``, ``Pipeline.send_many``), and stage 1 reads and
-marks a slice's trackers at once (``get_many``, ``touch_many``).
+"""Checkpoints sent as record batches, a partition at a time.
 
-What a recovering worker reads must not depend on how the records were sent: the same
-records, in the same order within each partition, as one send per record; the store's
-persisted offset is the last record's; a record larger than a batch still goes alone,
-in its place.
+``TrackerTable.flush`` writes a partition's dirty keys under one partition context and,
+given ``send_many`` (the pipeline's), hands each partition's records to the producer as
+record batches. What the changelog holds must not change: per partition the same
+records in the same order as one ``send`` per record (the order the crash tests and the
+incremental-record tests rely on), the store the same, and RocksDB's persisted offset
+the partition's last record (a restart recovers only what follows it).
+
+The batches are aiokafka's own ``BatchBuilder``s (their size limit decides where a run
+ends), read back with aiokafka's record decoder.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-from typing import Any, NamedTuple
+from typing import Any
 
+import faust.streams  # noqa: F401  # flush imports it; its first import runs `file`
 import orjson
 import pytest
 from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.record.default_records import DefaultRecordBatch
 
+from agents.settings import WorkerSettings
+from agents.worker import patchlog
 from agents.worker.pipeline import Pipeline
-from agents.worker.state import TrackerTable
-from tests.fake_tables import Log, Store, Table, flush_to, replay
+from agents.worker.state import (
+    TrackerTable,
+    decode_component,
+    decode_service,
+    encode_component,
+    encode_service,
+)
+from streams.catalog import parse_catalog
+from streams.component import ComponentTracker
+from streams.engine import Engine
+from streams.service import ServiceTracker
+from tests.fake_tables import FakeRuntime, Log, Store, Table, flush_to, replay
+
+CATALOG = {
+    "components": {f"c{i}": {"team": "t", "kpi": 0.99} for i in range(9)},
+    "services": {
+        f"s{j}": {"kind": "external", "customers": ["x"], "sla": {"target": 0.999, "period": "30d"},
+                  "requires": [{"any": [f"c{(j + k) % 9}" for k in range(3)]}, f"c{(j + 4) % 9}"]}
+        for j in range(7)
+    },
+}
 
 
-class TP(NamedTuple):
-    topic: str
-    partition: int
+class _Meta:
+    def __init__(self, partition: int, offset: int) -> None:
+        self.partition = partition
+        self.offset = offset
+        self.topic_partition = ("changelog", partition)
 
 
-class Meta(NamedTuple):
-    topic_partition: TP
-    offset: int
-
-
-class OffsetStore(Store):
+class _OffsetStore(Store):
     def __init__(self) -> None:
         super().__init__()
-        self.persisted: dict[int, int] = {}
+        self.persisted: dict[Any, int] = {}
 
     def set_persisted_offset(self, tp: Any, offset: int) -> None:
-        self.persisted[tp.partition] = offset
+        self.persisted[tp] = offset
 
 
-def _table() -> tuple[Table, TrackerTable[Any]]:
-    t = Table()
-    t.data = OffsetStore()
-    tt: TrackerTable[Any] = TrackerTable(t, orjson.loads, orjson.dumps)
-    tt.chunk_size = 600  # some values in parts: several records of one key, in order
-    return t, tt
+class _Producer:
+    """aiokafka's producer as the pipeline uses it: real record batches, delivered at
+    once with offsets counted per partition; ``send`` one record on the producer's own
+    path."""
 
-
-def _fill(tt: TrackerTable[Any], rng: random.Random, rounds: int) -> list[list[tuple[str, Any, int]]]:
-    puts = []
-    for r in range(rounds):
-        batch = []
-        for k in rng.sample(range(40), 25):
-            value = {"k": k, "r": r, "pad": "x" * rng.choice((5, 50, 900, 2000))}
-            batch.append((f"key{k}", value, k % 4))
-        puts.append(batch)
-    return puts
-
-
-@pytest.mark.parametrize("seed", range(6))
-def test_send_many_writes_what_one_send_a_record_writes(seed: int) -> None:
-    rng = random.Random(seed)
-    t1, one = _table()
-    t2, many = _table()
-    log1: Log = []
-    log2: Log = []
-    offsets: dict[int, int] = {}
-    sends = []
-
-    async def send_many(topic: str, parts: dict[int, list[tuple[bytes, bytes | None]]]
-                        ) -> dict[int, list[tuple[Any, int]]]:
-        out: dict[int, list[tuple[Any, int]]] = {}
-        for partition, items in parts.items():
-            i = 0
-            while i < len(items):  # batches of 1-3 records, as a producer's batches vary
-                part = items[i:i + rng.randint(1, 3)]
-                fut = asyncio.get_running_loop().create_future()
-                fut.set_result(Meta(TP(topic, partition), offsets.get(partition, 0)))
-                offsets[partition] = offsets.get(partition, 0) + len(part)
-                log2.extend((k, v, partition) for k, v in part)
-                out.setdefault(partition, []).append((fut, len(part)))
-                i += len(part)
-        sends.append(sum(map(len, out.values())))
-        return out
-
-    for batch in _fill(one, rng, 4):
-        for key, value, p in batch:
-            one.put(key, value, p)
-            many.put(key, value, p)
-        asyncio.run(flush_to(one, log1))
-
-        async def flush() -> list[Any]:
-            return await many.flush(None, send_many=send_many)  # type: ignore[arg-type]
-
-        start = len(sends)
-        futures = asyncio.run(flush())
-        assert len(futures) == sum(sends[start:])  # a future a batch, not a record
-    for p in range(4):
-        assert [r for r in log2 if r[2] == p] == [r for r in log1 if r[2] == p]
-        # the last record sent to the partition: where a restart's recovery may start
-        assert t2.data.persisted[p] == offsets[p] - 1  # type: ignore[attr-defined]
-    assert sorted(log2, key=repr) == sorted(log1, key=repr)
-    assert dict(replay(log2).data) == dict(replay(log1).data) == dict(t2.data) == dict(t1.data)
-
-
-def test_get_many_and_touch_many_are_get_and_touch_of_each_key() -> None:
-    _, tt = _table()
-    for k in range(10):
-        tt.put(f"s{k}", {"k": k}, 0)
-    asyncio.run(flush_to(tt, []))
-    for k in range(5, 15):  # some changed since the flush, some new
-        tt.put(f"s{k}", {"k": k, "new": True}, 1)
-    keys = {f"s{k}" for k in range(0, 20, 2)}  # stored, changed and missing keys
-    got = tt.get_many(keys)
-    assert got == {k: v for k in keys if (v := tt.get(k)) is not None}
-    assert all(got[k] is tt.get(k) for k in got)
-    tt.touch_many(["s1", "s3"], 2)
-    assert tt._dirty["s1"] == tt._dirty["s3"] == 2
-
-
-class _Raw:
-    """aiokafka's producer as ``send_many`` uses it: real record batches, sends kept."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.sent: list[tuple[str, int, int]] = []  # topic, partition, records
+    def __init__(self, batch_size: int) -> None:
+        self.batch_size = batch_size
+        self.logs: dict[int, list[tuple[bytes | None, bytes | None]]] = {}
+        self.batches = 0
 
     def create_batch(self) -> BatchBuilder:
-        return BatchBuilder(self.size, 0)
+        return BatchBuilder(self.batch_size, 0, is_transactional=False)
 
-    async def send_batch(self, batch: BatchBuilder, topic: str, partition: int) -> Any:
-        self.sent.append((topic, partition, batch.record_count()))
+    def _deliver(self, partition: int, recs: list[tuple[bytes | None, bytes | None]]) -> Any:
+        log = self.logs.setdefault(partition, [])
         fut = asyncio.get_running_loop().create_future()
-        fut.set_result(None)
+        fut.set_result(_Meta(partition, len(log)))
+        log.extend(recs)
         return fut
 
+    async def send_batch(self, batch: BatchBuilder, topic: str, *, partition: int) -> Any:
+        self.batches += 1
+        recs = [(r.key, r.value) for r in DefaultRecordBatch(bytes(batch._build()))]
+        return self._deliver(partition, recs)
 
-def _pipeline(raw: _Raw | None, alone: list[bytes | None]) -> Pipeline:
-    pipe = Pipeline.__new__(Pipeline)
-    pipe.raw_producer = None if raw is None else (lambda: raw)
-
-    async def send(topic: str, key: bytes | None, value: bytes | None, partition: int | None,
-                   headers: Any = None) -> Any:
-        alone.append(key)
-        fut = asyncio.get_running_loop().create_future()
-        fut.set_result(None)
-        return fut
-
-    pipe.send = send  # type: ignore[method-assign]
-    return pipe
+    async def send(self, topic: str, key: bytes | None, value: bytes | None, partition: int,
+                   timestamp: Any = None, headers: Any = None) -> Any:
+        return self._deliver(partition, [(key, value)])
 
 
-ITEMS: list[tuple[bytes | None, bytes | None, Any]] = [
-    (f"k{i}".encode(), b"v" * (2000 if i == 7 else 40), None) for i in range(30)]
+class _Topic:
+    def __init__(self, name: str) -> None:
+        self.app = type("App", (), {"conf": type("Conf", (), {"producer_max_request_size": 1 << 20})})
+        self.name = name
+
+    def get_topic_name(self) -> str:
+        return self.name
 
 
-def test_pipeline_send_many_batches_in_order_a_large_record_in_a_batch_of_its_own() -> None:
-    raw = _Raw(1024)
-    alone: list[bytes | None] = []
-    seen: list[tuple[int, int]] = []
-    out = asyncio.run(_pipeline(raw, alone).send_many(
-        "t", {3: ITEMS}, lambda q, fut, n: seen.append((q, n))))
-    counts = [n for _, n in out[3]]
-    assert sum(counts) == len(ITEMS) and seen == [(3, n) for n in counts] and not alone
-    assert counts[:2] == [7, 1]  # k0-k6, then k7 (larger than a batch) alone
-    assert [n for _, p, n in raw.sent if p == 3] == counts
+class _Topics:
+    dlq = _Topic("dlq")
+    reroute = _Topic("reroute")
+    segments = _Topic("segments")
 
 
-def test_pipeline_send_many_lets_the_partitions_take_turns_a_batch_each() -> None:
-    """A batch waits for its partition's previous one to be taken, one request a broker
-    at a time: sent partition after partition, each request would carry one batch."""
-    raw = _Raw(1024)
-    rng = random.Random(1)
-    parts = {q: [(f"{q}-{i}".encode(), b"v" * rng.choice((10, 100, 600)), None)
-                 for i in range(rng.randint(0, 60))] for q in range(5)}
-    out = asyncio.run(_pipeline(raw, []).send_many("t", parts))
-    assert set(out) == set(parts)
-    for q, items in parts.items():
-        assert sum(n for _, n in out[q]) == len(items)
-        assert [n for _, p, n in raw.sent if p == q] == [n for _, n in out[q]]
-    # every run of sends names each partition with batches left once, in turn
-    left = {q: len(out[q]) for q in parts if out[q]}
-    k = 0
-    while left:
-        turn = [p for _, p, _ in raw.sent[k:k + len(left)]]
-        assert turn == list(left)
-        k += len(turn)
-        left = {q: n - 1 for q, n in left.items() if n > 1}
-    assert k == len(raw.sent)
+def _pipeline(producer: _Producer) -> Pipeline:
+    rt = FakeRuntime(WorkerSettings(), parse_catalog(CATALOG, "test"))
+    rt.bind_tables(Table(), Table())
+    pipeline = Pipeline(rt, _Topics(), producer.send)
+    pipeline.raw_producer = lambda: producer
+    return pipeline
 
 
-def test_pipeline_send_many_without_record_batches_sends_each_record() -> None:
-    alone: list[bytes | None] = []
-    out = asyncio.run(_pipeline(None, alone).send_many("t", {3: ITEMS}))
-    assert [n for _, n in out[3]] == [1] * len(ITEMS)
-    assert alone == [k for k, _, _ in ITEMS]
+def _tables(t: Table, svc: bool, chunk: int) -> TrackerTable[Any]:
+    tt: TrackerTable[Any] = (
+        TrackerTable(t, decode_service, encode_service, ServiceTracker.to_record,
+                     ServiceTracker.from_record) if svc else
+        TrackerTable(t, decode_component, encode_component, ComponentTracker.to_record,
+                     ComponentTracker.from_record))
+    tt.incremental_from = 400
+    tt.chunk_size = chunk
+    return tt
+
+
+def _checkpoints(seed: int, n: int) -> list[tuple[list[bytes], float, bool]]:
+    """Batches of events (some late), ``now``, and whether to prune before writing."""
+    rng = random.Random(seed)
+    ts = 1_700_000_000.0
+    out = []
+    for k in range(n):
+        batch = []
+        for _ in range(rng.randrange(1, 30)):
+            ts += rng.uniform(0.1, 40.0)
+            at = ts - rng.uniform(0, 500) if rng.random() < 0.15 else ts
+            batch.append(orjson.dumps({"component": f"c{rng.randrange(9)}",
+                                       "state": rng.choice(["up", "down", "maintenance"]),
+                                       "ts": round(at, 3)}))
+        out.append((batch, ts + 1, k % 9 == 8))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("batch_size", [200, 1500, 16384])
+def test_batched_checkpoints_write_the_per_record_changelog(seed: int, batch_size: int) -> None:
+    rng = random.Random(seed * 7 + batch_size)
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(patchlog, "MAX_PATCHES", 5)
+    try:
+        engine = Engine(parse_catalog(CATALOG, "test"), allowed_lateness=600.0)
+        # the component c_i and service s_j live in partitions picked at random
+        parts = {name: rng.randrange(4) for name in [*CATALOG["components"], *CATALOG["services"]]}
+        chunk = rng.choice([700, 1 << 19])  # small: values in parts too
+        for svc in (False, True):
+            one_by_one, batched_t = Table(), Table()
+            batched_t.data = _OffsetStore()
+            a, b = _tables(one_by_one, svc, chunk), _tables(batched_t, svc, chunk)
+            log: Log = []
+            producer = _Producer(batch_size)
+            pipeline = _pipeline(producer)
+            # Two engines fed the same: a checkpoint marks what it wrote in the trackers.
+            engines = [Engine(parse_catalog(CATALOG, "test"), allowed_lateness=600.0)
+                       for _ in range(2)]
+            encode = encode_service if svc else encode_component
+            written: dict[str, bytes] = {}
+            for batch, now, prune in _checkpoints(seed, 40):
+                # only some trackers changed since the last checkpoint, in any order
+                names = [n for n in CATALOG["services" if svc else "components"]
+                         if rng.random() < 0.7]
+                rng.shuffle(names)
+                for engine, table in zip(engines, (a, b), strict=True):
+                    engine.apply_raw_many(batch, now)
+                    trackers: dict[str, Any] = engine.services if svc else engine.components
+                    if prune:
+                        for name, tr in trackers.items():
+                            if svc:
+                                tr.prune(now - 3000, engine.catalog.calendar(name))
+                            else:
+                                tr.prune(now - 3000, 600.0)
+                    for name in names:
+                        if name in trackers:
+                            table.put(name, trackers[name], parts[name])
+                            written[name] = encode(trackers[name])
+                asyncio.run(flush_to(a, log))
+                asyncio.run(b.flush(producer.send, send_many=pipeline.send_many))
+                for p in set(parts.values()):
+                    want = [(k, v) for k, v, q in log if q == p]
+                    assert producer.logs.get(p, []) == want, p
+                    if want:
+                        assert batched_t.data.persisted[("changelog", p)] == len(want) - 1
+                assert dict(batched_t.data) == dict(one_by_one.data)
+            # A restart rebuilds the trackers from the batched changelog.
+            rebuilt = replay([(k, v, p) for p, recs in producer.logs.items() for k, v in recs])
+            got = _tables(rebuilt, svc, chunk)
+            assert {n: encode(got.get(n)) for n in written} == written
+            assert producer.batches > 0
+    finally:
+        monkey.undo()
+
+
+@pytest.mark.parametrize("batch_size", [120, 1000, 16384])
+def test_send_batches_sends_every_record_once_in_order(batch_size: int) -> None:
+    """Runs end where a batch is full; a record larger than a batch goes alone on the
+    producer's path; the counts add up to the records."""
+    rng = random.Random(batch_size)
+    producer = _Producer(batch_size)
+    pipeline = _pipeline(producer)
+    items = [(f"k{i}".encode(), None if rng.random() < 0.1 else bytes(rng.randrange(1, 400)),
+              None) for i in range(300)]
+    runs = asyncio.run(pipeline._send_batches("t", 2, items))
+    assert producer.logs[2] == [(k, v) for k, v, _ in items]
+    assert sum(n for _, n in runs) == len(items)
+    offsets = [fut.result().offset for fut, _ in runs]
+    assert offsets == [sum(n for _, n in runs[:i]) for i in range(len(runs))]
