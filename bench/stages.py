@@ -63,6 +63,8 @@ from streams.unmapped import UnmappedTracker  # noqa: E402
 from tests.fake_tables import Table  # noqa: E402
 
 MANY = hasattr(segwire, "messages")
+#: ``classify``'s lookup of a slice's trackers at once, in trees that have it.
+MANY_LOOKUP: dict[str, Any] = {}
 #: The worker's slice of a partition's records (agents/worker/pipeline.py SLICE).
 SLICE = 2048
 LATENESS = 600.0
@@ -75,11 +77,18 @@ class Run:
         self.catalog = catalog
         self.partitions = partitions
         self.part = Partitioner(partitions)
+        # The worker's tables store records as a head and patches (runtime.bind_tables).
         self.components: TrackerTable[ComponentTracker] = TrackerTable(
-            Table(), decode_component, encode_component)
+            Table(), decode_component, encode_component,
+            ComponentTracker.to_record, ComponentTracker.from_record)
         self.services: TrackerTable[ServiceTracker] = TrackerTable(
-            Table(), decode_service, encode_service)
+            Table(), decode_service, encode_service,
+            ServiceTracker.to_record, ServiceTracker.from_record)
+        self.t3 = 0.0
+        self.checkpoints = 0
         self.unmapped = UnmappedTracker()
+        if hasattr(self.components, "get_many"):
+            MANY_LOOKUP["lookup_many"] = self.components.get_many
         self.t1 = 0.0
         self.t2 = 0.0
         self.segments = 0
@@ -95,7 +104,12 @@ class Run:
                 done = stage1.classify(
                     values[lo:lo + SLICE], None, now, lookup=table.get, catalog=self.catalog,
                     allowed_lateness=LATENESS, fanout=fanout, unmapped=self.unmapped,
-                    here=None)
+                    here=None, **MANY_LOOKUP)
+                if MANY_LOOKUP:  # as the pipeline does
+                    for c in done.created:
+                        table.put(c, done.trackers[c], p)
+                    table.touch_many(done.trackers.keys() - done.created, p)
+                    continue
                 for c, tracker in done.trackers.items():
                     if c in done.created:
                         table.put(c, tracker, p)
@@ -138,6 +152,39 @@ class Run:
         t2 = time.thread_time()
         self.t1 += t1 - t0
         self.t2 += t2 - t1
+
+
+class _Sent:
+    def add_done_callback(self, fn: Any) -> None:
+        pass
+
+
+async def _send(topic: str, key: bytes, value: bytes | None, partition: int) -> Any:
+    return _SENT
+
+
+async def _send_many(topic: str, partition: int, items: list[Any]) -> list[Any]:
+    return [(_SENT, len(items))]
+
+
+_SENT = _Sent()
+
+
+def checkpoint(run: Run) -> None:
+    """What a worker's checkpoint computes of both tables (no producer, no rollups):
+    every tracker changed since the last one, written once."""
+    t0 = time.thread_time()
+    for table in (run.components, run.services):
+        flush = table.flush(_send, send_many=_send_many) if hasattr(table, "touch_many") \
+            else table.flush(_send)
+        try:
+            flush.send(None)  # the fake sends never wait: it runs to its end
+        except StopIteration:
+            pass
+        else:
+            raise RuntimeError("a checkpoint waited for something")
+    run.t3 += time.thread_time() - t0
+    run.checkpoints += 1
 
 
 def fetches(msgs: list[tuple[bytes, bytes]], partitions: int, per_fetch: int
@@ -191,8 +238,11 @@ def run_shape(shape: dict[str, Any], index: int, args: argparse.Namespace) -> di
         t0 = time.thread_time()
         if prof is not None:
             prof.enable()
-        for batch in batches:
+        every = args.checkpoint_every
+        for k, batch in enumerate(batches, 1):
             run.fetch(batch, now)
+            if every and (k % every == 0 or k == len(batches)):
+                checkpoint(run)
         if prof is not None:
             prof.disable()
         took = time.thread_time() - t0
@@ -207,7 +257,8 @@ def run_shape(shape: dict[str, Any], index: int, args: argparse.Namespace) -> di
     return {"ev/s": n / took, "median ev/s": n / statistics.median(t for t, _ in results),
             "faults/event": statistics.median(fault_counts) / n,
             "stage1 s": run.t1, "stage2 s": run.t2, "fetches": len(batches),
-            "segments": run.segments, "messages": run.messages}
+            "segments": run.segments, "messages": run.messages,
+            "checkpoint s": run.t3, "checkpoints": run.checkpoints}
 
 
 def main() -> int:
@@ -221,6 +272,9 @@ def main() -> int:
                     help="records of each partition a fetch brings at most (default 4096)")
     ap.add_argument("--events", type=int, default=0, help="override the shape's event count")
     ap.add_argument("--python", action="store_true", help="the pure-Python loops (no C)")
+    ap.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+                    help="also write both tables as a checkpoint does (fake sends, no "
+                         "rollups) every N fetches and at the end; ev/s counts it")
     ap.add_argument("--cprofile", type=int, default=0, metavar="N",
                     help="cProfile the first run of each shape; print the top N by own time")
     ap.add_argument("--callgrind", action="store_true",
@@ -242,7 +296,9 @@ def main() -> int:
               f"{res['median ev/s']:,.0f}); {res['faults/event']:.3f} page faults an event; "
               f"stage 1 {res['stage1 s'] / total:.0%}, stage 2 "
               f"{res['stage2 s'] / total:.0%}; {res['fetches']} fetches, "
-              f"{res['messages']:,} segment messages, {res['segments']:,} segments", flush=True)
+              f"{res['messages']:,} segment messages, {res['segments']:,} segments"
+              + (f"; {res['checkpoints']} checkpoints {res['checkpoint s']:.3f} s"
+                 if res["checkpoints"] else ""), flush=True)
     return 0
 
 

@@ -579,6 +579,9 @@ static PyObject *apply_in_order(PyObject *self, PyObject *args) {
         if (old == st) continue;
         PyObject *seg = PyTuple_Pack(4, comp, ts_obj, INF_obj, st_obj);
         if (seg == NULL) return NULL;
+        /* A string, two floats and a state: no cycle can pass through it, and a storm
+         * makes one per changing event, which the young collections walked. */
+        PyObject_GC_UnTrack(seg);
         /* services: a tuple of names (catalog._services_for) */
         PyObject *svcs = PySequence_Fast(services, "services must be a sequence");
         if (svcs == NULL) { Py_DECREF(seg); return NULL; }

@@ -362,6 +362,14 @@ class Catalog:
     def models(self) -> _Models:
         return _Models(self)
 
+    def build_models(self) -> int:
+        """Build every service's model now (they are otherwise built at first use);
+        returns how many were built."""
+        models = self.models
+        for name in self.services:
+            _ = models[name]
+        return len(self.services)
+
     def components_of(self, service: str) -> frozenset[str]:
         """Every component the service reads, directly or through ``service:``."""
         return self._components_of[service]

@@ -27,7 +27,7 @@ import orjson
 #: starts with \x00).
 MAGIC = b"\x01slawatch-rec1\x00"
 _LEN = struct.Struct("<I")
-_BIG = sys.byteorder == "big"
+BIG = sys.byteorder == "big"
 
 
 class Packer:
@@ -46,11 +46,27 @@ class Packer:
     def add(self, col: array[Any]) -> int:
         """Append a column's bytes; returns where they start in the body."""
         at = self.size
-        if _BIG and col.itemsize > 1:  # pragma: no cover - little-endian machines here
+        if BIG and col.itemsize > 1:  # pragma: no cover - little-endian machines here
             col = array(col.typecode, col)
             col.byteswap()
         self.bufs.append(col)  # bytes.join reads its buffer: no copy until then
         self.size += len(col) * col.itemsize
+        return at
+
+    def add_timeline(self, owner: Any) -> int:
+        """``timeline(owner)``, then its times' and states' columns (``owner.ts``,
+        ``owner.st``); returns where the times start. One call for what a checkpoint
+        does for every timeline it writes (a service's record holds one per component
+        it reads)."""
+        self.timeline(owner)
+        ts = owner.ts
+        at = self.size
+        if BIG:  # pragma: no cover - little-endian machines here
+            self.add(ts)
+            self.add(owner.st)
+            return at
+        self.bufs += (ts, owner.st)
+        self.size = at + 9 * len(ts)
         return at
 
     def tag_table(self, meta: dict[str, Any], owner: Any) -> None:
@@ -97,6 +113,6 @@ def column(body: memoryview, typecode: str, at: int, n: int, what: str) -> array
     if at < 0 or end > len(body):
         raise ValueError(f"{what}: checkpoint record body too short for its columns")
     col.frombytes(body[at:end])
-    if _BIG and col.itemsize > 1:  # pragma: no cover
+    if BIG and col.itemsize > 1:  # pragma: no cover
         col.byteswap()
     return col

@@ -328,7 +328,7 @@ class ServiceTracker:
     def to_record(self, out: Packer) -> dict[str, Any]:
         """``to_obj`` with the timelines' columns packed into ``out`` (streams/record.py)."""
         obj = self.to_obj_meta()
-        obj["c"] = {comp: tl.pack(out) for comp, tl in self.components.items()}
+        obj["c"] = Timeline.pack_all(self.components, out)
         obj["t"] = self.timeline.pack(out)
         return obj
 

@@ -70,11 +70,14 @@ def classify(
     unmapped: UnmappedTracker,
     here: Callable[[str], bool] | None = None,
     decoded: Decoded | None = None,
+    lookup_many: Callable[[set[str]], dict[str, ComponentTracker]] | None = None,
 ) -> Classified:
     """Decode, route, classify and apply ``values`` (consecutive records of one partition).
 
     ``firsts[i]`` says whether record ``i`` is delivered for the first time (None: all
-    are). ``lookup`` finds a component's tracker (None: not seen yet). ``here(c)`` says
+    are). ``lookup`` finds a component's tracker (None: not seen yet); ``lookup_many``,
+    when given, the trackers of a set of components at once (those it has: a new dict
+    this call may add to). ``here(c)`` says
     whether component ``c`` belongs to this partition (None: every event is classified
     here, as for records already forwarded to their partition). Segments of changes go
     into ``fanout`` (service -> segments); ``unmapped`` observes the first deliveries of
@@ -108,11 +111,15 @@ def classify(
             cols = take(cols, keep)
             index = [index[k] for k in keep]
             comps = cols[0]
-    live: dict[str, ComponentTracker] = {}
-    for c in set(comps):
-        tracker = lookup(c)
-        if tracker is not None:
-            live[c] = tracker
+    live: dict[str, ComponentTracker]
+    if lookup_many is not None:
+        live = lookup_many(set(comps))
+    else:
+        live = {}
+        for c in set(comps):
+            tracker = lookup(c)
+            if tracker is not None:
+                live[c] = tracker
     known = set(live)
     again = None if firsts is None else [not firsts[j] for j in index]
     done = apply_columns(live, cols, catalog.reverse_index, allowed_lateness, fanout,

@@ -33,7 +33,7 @@ import operator
 import sys
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from streams.record import Packer, column
@@ -667,13 +667,25 @@ class Timeline:
         per point (``u4``), when the table holds a tag (``prune_before`` drops the ones
         no point uses any more).
         """
-        out.timeline(self)
-        meta: dict[str, Any] = {"n": len(self.ts), "o": out.add(self.ts)}
-        out.add(self.st)
+        meta: dict[str, Any] = {"n": len(self.ts), "o": out.add_timeline(self)}
         if len(self.tags) > 1:  # some point had a tag since the last prune
             out.add(self.tag)
             out.tag_table(meta, self)
         return meta
+
+    @staticmethod
+    def pack_all(timelines: Mapping[str, Timeline], out: Packer) -> dict[str, dict[str, Any]]:
+        """``{name: tl.pack(out)}``: a service's record holds one timeline per component
+        it reads, and those never carry tags, so their part is made here without a call
+        to ``pack`` each."""
+        add = out.add_timeline
+        metas: dict[str, dict[str, Any]] = {}
+        for name, tl in timelines.items():
+            if len(tl.tags) > 1:
+                metas[name] = tl.pack(out)
+            else:
+                metas[name] = {"n": len(tl.ts), "o": add(tl)}
+        return metas
 
     @classmethod
     def unpack(cls, meta: dict[str, Any], body: memoryview, what: str) -> Timeline:

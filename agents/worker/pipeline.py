@@ -453,7 +453,7 @@ class Pipeline:
         part = rt.component_partition
         done = stage1.classify(
             [rec.value for rec in records], firsts, now,
-            lookup=rt.components.get, catalog=rt.catalog,
+            lookup=rt.components.get, lookup_many=rt.components.get_many, catalog=rt.catalog,
             allowed_lateness=rt.settings.allowed_lateness, fanout=fanout,
             unmapped=stats.unmapped,
             here=(lambda c: part(c) == p) if origins is None and spill is not None else None,
@@ -465,11 +465,10 @@ class Pipeline:
             for i, c in away:
                 spill.append((records[i], part(c)))
         table = rt.components
-        for c, tracker in done.trackers.items():
-            if c in done.created:
-                table.put(c, tracker, p)
-            else:
-                table.touch(c, p)
+        created = done.created
+        for c in created:
+            table.put(c, done.trackers[c], p)
+        table.touch_many(done.trackers.keys() - created if created else done.trackers, p)
         for i, error in done.errors:
             # An engine bug must not stop the pipeline: the message is counted invalid
             # and dead-lettered with the error (``classify``); the log has the trace.

@@ -85,14 +85,29 @@ class RollupKeeper:
     def __init__(self, rt: Runtime, table: Any) -> None:
         self.rt = rt
         self.table: TrackerTable[Stored] = TrackerTable(table, decode, _encode)
+        self._catalog: Any = None
+        self._known: dict[str, tuple[Accounting, ServiceInfo | None]] = {}
         self.book = RollupBook(TableStore(self.table, rt), self.accounting, self.info)
         self.reader = RollupBook(ReadStore(self.table, rt), self.accounting, self.info)
 
     def accounting(self, service: str) -> Accounting:
-        return service_accounting(self.rt.catalog, service)
+        return self._of_catalog(service)[0]
 
     def info(self, service: str) -> ServiceInfo | None:
-        return service_info(self.rt.catalog, service)
+        return self._of_catalog(service)[1]
+
+    def _of_catalog(self, service: str) -> tuple[Accounting, ServiceInfo | None]:
+        """The service's accounting and info under the current catalog, made once per
+        catalog: every services checkpoint of a storm asks them of every service it
+        changed (its components sorted, its supported availability, its calendar)."""
+        catalog = self.rt.catalog
+        if catalog is not self._catalog:
+            self._catalog, self._known = catalog, {}
+        got = self._known.get(service)
+        if got is None:
+            got = self._known[service] = (service_accounting(catalog, service),
+                                          service_info(catalog, service))
+        return got
 
     def mark(self, service: str, starts: Any) -> None:
         if starts:

@@ -148,3 +148,28 @@ def test_blame_tags_are_not_tracked(size: int) -> None:
         back = type(svc).from_record(*record.decode(raw, svc.name))
         assert back.timeline.tags == svc.timeline.tags
         assert not any(map(gc.is_tracked, back.timeline.tags))
+
+
+def test_segments_and_blame_tags_the_loops_make_are_not_tracked() -> None:
+    """Stage 1's segment tuples (one per changing event) and the blame tags of new down
+    sets hold only strings and numbers: the C loops make them untracked."""
+    from streams import stage1
+    from streams.unmapped import UnmappedTracker
+
+    rng = random.Random(5)
+    catalog = _catalog(30)
+    raws = [orjson.dumps({"component": f"c{rng.randrange(30)}",
+                          "state": rng.choice(("up", "down", "maintenance")),
+                          "ts": NOW - 3600 + i}) for i in range(500)]
+    fanout: dict[str, list[Any]] = {}
+    trackers: dict[str, ComponentTracker] = {}
+    done = stage1.classify(raws, None, NOW, lookup=trackers.get, catalog=catalog,
+                           allowed_lateness=600.0, fanout=fanout, unmapped=UnmappedTracker())
+    segments = [seg for segs in fanout.values() for seg in segs]
+    assert len(segments) > 300 and done.trackers
+    assert not any(map(gc.is_tracked, segments))
+    engine = Engine(catalog)
+    engine.apply_raw_many(raws, NOW)
+    tags = [tag for svc in engine.services.values() for tag in svc.timeline.tags[1:]]
+    assert len(tags) > 10
+    assert not any(map(gc.is_tracked, tags))
