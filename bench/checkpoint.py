@@ -46,30 +46,9 @@ from streams.catalog import parse_catalog  # noqa: E402
 from streams.component import ComponentTracker  # noqa: E402
 from streams.engine import Engine  # noqa: E402
 from streams.service import ServiceTracker  # noqa: E402
-from tests.fake_tables import FakeRuntime, Table  # noqa: E402
+from tests.fake_tables import FakeRuntime, PipelineTopics, Table  # noqa: E402
 
 PARTITIONS = 8
-
-
-class _Topic:
-    def __init__(self, name: str) -> None:
-        self.app = type("App", (), {"conf": type("Conf", (), {"producer_max_request_size": 1 << 20})})
-        self.name = name
-
-    def get_topic_name(self) -> str:
-        return self.name
-
-
-class _Topics:
-    dlq = _Topic("dlq")
-    reroute = _Topic("reroute")
-    segments = _Topic("segments")
-
-
-class _Changelog(Table):
-    def __init__(self, topic: str) -> None:
-        super().__init__()
-        self.changelog_topic: Any = _Topic(topic)
 
 
 def _points(tracker: Any) -> int:
@@ -78,9 +57,9 @@ def _points(tracker: Any) -> int:
 
 
 def _tables(topic: str) -> tuple[TrackerTable[Any], TrackerTable[Any]]:
-    comps = TrackerTable(_Changelog(topic + "-c"), decode_component, lambda t: b"",
+    comps = TrackerTable(Table(changelog=topic + "-c"), decode_component, lambda t: b"",
                          ComponentTracker.to_record, ComponentTracker.from_record)
-    svcs = TrackerTable(_Changelog(topic + "-s"), decode_service, lambda t: b"",
+    svcs = TrackerTable(Table(changelog=topic + "-s"), decode_service, lambda t: b"",
                         ServiceTracker.to_record, ServiceTracker.from_record)
     return comps, svcs
 
@@ -95,7 +74,7 @@ async def run(shape: dict[str, Any], per_cp: int, bootstrap: str, events_n: int)
     await producer.start()
     rt = FakeRuntime(WorkerSettings(), catalog)
     rt.bind_tables(Table(), Table())
-    pipeline = Pipeline(rt, _Topics(), lambda *a: producer.send(a[0], a[2], a[1], partition=a[3]))
+    pipeline = Pipeline(rt, PipelineTopics(), lambda *a: producer.send(a[0], a[2], a[1], partition=a[3]))
     pipeline.raw_producer = lambda: producer
 
     async def send(topic: str, key: bytes, value: bytes | None, partition: int) -> Any:

@@ -55,57 +55,10 @@ PHASES = ("hop1", "queue1", "stage1", "hop2", "queue2", "stage2", "visible")
 def traced_latency_run(broker: EmbeddedBroker, worker: tp.Worker, topic: str, rate: int,
                        seconds: float, n_services: int
                        ) -> list[tuple[float, float, float, int]]:
-    """``throughput.latency_run`` with wall-clock times: per down event (published,
-    seen, its ``ts``, its component index)."""
-    from kafka import KafkaProducer
-
-    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=1, acks=1)
-    base = tp.outages_sum(worker, "lat")
-    pubs: list[tuple[float, float, int]] = []
-    seen_at: list[float] = []
-    stop = threading.Event()
-    stop_at = [0.0]
-
-    def scrape() -> None:
-        visible = 0
-        while not stop.is_set() or visible < len(pubs):
-            t = time.time()
-            try:
-                now_visible = int(tp.outages_sum(worker, "lat") - base)
-            except OSError:
-                now_visible = visible
-            while visible < now_visible:
-                seen_at.append(t)
-                visible += 1
-            if stop.is_set() and time.time() - stop_at[0] > 10:
-                break
-            time.sleep(0.01)
-
-    th = threading.Thread(target=scrape, daemon=True)
-    th.start()
-    state = ["up"] * n_services
-    t0 = time.perf_counter()
-    n = int(rate * seconds)
-    ts0 = time.time() - 60
-    for i in range(n):
-        delay = t0 + i / rate - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-        c = i % n_services
-        state[c] = "down" if state[c] == "up" else "up"
-        cid = f"lat{c}"
-        ts = ts0 + i / rate
-        value = orjson.dumps({"component": cid, "state": state[c], "ts": ts})
-        if state[c] == "down":
-            pubs.append((time.time(), ts, c))
-        producer.send(topic, key=cid.encode(), value=value)
-        if i % 20 == 19:
-            producer.flush()
-    producer.flush()
-    stop_at[0] = time.time()
-    stop.set()
-    th.join(30)
-    producer.close()
+    """``throughput.latency_run`` with wall-clock times (those of the worker's trace):
+    per down event (published, seen, its ``ts``, its component index)."""
+    pubs, seen_at = tp.watch_run(broker, worker, topic, rate, seconds, n_services,
+                                 clock=time.time)
     return [(p, s, ts, c) for (p, ts, c), s in zip(pubs, seen_at, strict=False)]
 
 

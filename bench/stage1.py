@@ -66,7 +66,7 @@ def replay(shape: dict[str, Any], index: int, worker_partitions: int, per_fetch:
     from agents.worker.pipeline import Pipeline
     from bench.throughput import make_events, make_shape_catalog
     from streams.catalog import parse_catalog
-    from tests.fake_tables import FakeRuntime, Table
+    from tests.fake_tables import FakeRuntime, PipelineTopics, Table
 
     cat = parse_catalog(orjson.loads(make_shape_catalog(
         shape["components"], shape["size"], shape["fanout"])), "bench")
@@ -88,16 +88,6 @@ def replay(shape: dict[str, Any], index: int, worker_partitions: int, per_fetch:
                              rebalancing=False,
                              assignor=SimpleNamespace(assigned_actives=lambda: owned))
 
-    class _Topic:
-        def __init__(self, name: str) -> None:
-            self.name = name
-            self.app = SimpleNamespace(conf=SimpleNamespace(producer_max_request_size=1 << 20))
-
-        def get_topic_name(self) -> str:
-            return self.name
-
-    topics = SimpleNamespace(dlq=_Topic("dlq"), reroute=_Topic("reroute"),
-                             segments=_Topic("segments"))
     loop = asyncio.new_event_loop()
 
     async def send(topic: str, key: Any, value: Any, partition: int | None, *rest: Any) -> Any:
@@ -106,7 +96,7 @@ def replay(shape: dict[str, Any], index: int, worker_partitions: int, per_fetch:
                                        topic_partition=None))
         return fut
 
-    pipeline = Pipeline(rt, topics, send)
+    pipeline = Pipeline(rt, PipelineTopics(), send)
     pipeline._copartitioned = nin == worker_partitions
     cpu = {"stage1": 0.0, "checkpoint": 0.0, "checkpoints": 0.0, "events": 0.0}
     pos = [0] * nin

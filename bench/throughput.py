@@ -62,7 +62,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -343,23 +343,29 @@ def outages_sum(worker: Worker, prefix: str) -> float:
     return total
 
 
-def latency_run(broker: EmbeddedBroker, worker: Worker, topic: str, rate: int, seconds: float,
-                latency_services: int) -> tuple[list[float], int]:
-    """Publish ``rate`` events/s for ``seconds``; returns per-down-event latencies (s)."""
+def watch_run(broker: EmbeddedBroker, worker: Worker, topic: str, rate: int, seconds: float,
+              latency_services: int, clock: Callable[[], float] = time.perf_counter
+              ) -> tuple[list[tuple[float, float, int]], list[float]]:
+    """Publish ``rate`` events/s for ``seconds`` over ``latency_services`` one-component
+    services, each event flipping its component, while a thread scrapes ``/metrics``
+    every 10 ms. Returns per down event (its publish time, its ``ts``, its component
+    index) and the scrape time at which the k-th down event became visible, both by
+    ``clock``."""
     import threading
 
     from kafka import KafkaProducer
 
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=1, acks=1)
     base = outages_sum(worker, "lat")
-    pub_times: list[float] = []  # publish time of the k-th down event
-    seen_at: list[float] = []  # scrape time at which the k-th down event became visible
+    pubs: list[tuple[float, float, int]] = []
+    seen_at: list[float] = []
     stop = threading.Event()
+    stop_at = [0.0]
 
     def scrape() -> None:
         visible = 0
-        while not stop.is_set() or visible < len(pub_times):
-            t = time.perf_counter()
+        while not stop.is_set() or visible < len(pubs):
+            t = clock()
             try:
                 now_visible = int(outages_sum(worker, "lat") - base)
             except OSError:
@@ -367,11 +373,10 @@ def latency_run(broker: EmbeddedBroker, worker: Worker, topic: str, rate: int, s
             while visible < now_visible:
                 seen_at.append(t)
                 visible += 1
-            if stop.is_set() and time.perf_counter() - stop_at[0] > 10:
+            if stop.is_set() and clock() - stop_at[0] > 10:
                 break
             time.sleep(0.01)
 
-    stop_at = [0.0]
     th = threading.Thread(target=scrape, daemon=True)
     th.start()
     state = ["up"] * latency_services
@@ -379,26 +384,34 @@ def latency_run(broker: EmbeddedBroker, worker: Worker, topic: str, rate: int, s
     n = int(rate * seconds)
     ts0 = time.time() - 60
     for i in range(n):
-        target = t0 + i / rate
-        delay = target - time.perf_counter()
+        delay = t0 + i / rate - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
         c = i % latency_services
         state[c] = "down" if state[c] == "up" else "up"
         cid = f"lat{c}"
-        value = orjson.dumps({"component": cid, "state": state[c], "ts": ts0 + i / rate})
+        ts = ts0 + i / rate
+        value = orjson.dumps({"component": cid, "state": state[c], "ts": ts})
         if state[c] == "down":
-            pub_times.append(time.perf_counter())
+            pubs.append((clock(), ts, c))
         producer.send(topic, key=cid.encode(), value=value)
         if i % 20 == 19:
             producer.flush()
     producer.flush()
-    stop_at[0] = time.perf_counter()
+    stop_at[0] = clock()
     stop.set()
     th.join(30)
     producer.close()
-    lat = [s - p for s, p in zip(seen_at, pub_times, strict=False)]
-    return lat, len(pub_times) - len(lat)
+    return pubs, seen_at
+
+
+def latency_run(broker: EmbeddedBroker, worker: Worker, topic: str, rate: int, seconds: float,
+                latency_services: int) -> tuple[list[float], int]:
+    """Publish ``rate`` events/s for ``seconds``; returns per-down-event latencies (s)
+    and how many down events were never seen."""
+    pubs, seen_at = watch_run(broker, worker, topic, rate, seconds, latency_services)
+    lat = [s - p for s, (p, _, _) in zip(seen_at, pubs, strict=False)]
+    return lat, len(pubs) - len(lat)
 
 
 def pct(values: list[float], q: float) -> float:

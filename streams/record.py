@@ -27,7 +27,7 @@ import orjson
 #: starts with \x00).
 MAGIC = b"\x01slawatch-rec1\x00"
 _LEN = struct.Struct("<I")
-BIG = sys.byteorder == "big"
+_BIG = sys.byteorder == "big"
 
 
 class Packer:
@@ -46,7 +46,7 @@ class Packer:
     def add(self, col: array[Any]) -> int:
         """Append a column's bytes; returns where they start in the body."""
         at = self.size
-        if BIG and col.itemsize > 1:  # pragma: no cover - little-endian machines here
+        if _BIG and col.itemsize > 1:  # pragma: no cover - little-endian machines here
             col = array(col.typecode, col)
             col.byteswap()
         self.bufs.append(col)  # bytes.join reads its buffer: no copy until then
@@ -61,7 +61,7 @@ class Packer:
         self.timeline(owner)
         ts = owner.ts
         at = self.size
-        if BIG:  # pragma: no cover - little-endian machines here
+        if _BIG:  # pragma: no cover - little-endian machines here
             self.add(ts)
             self.add(owner.st)
             return at
@@ -113,6 +113,6 @@ def column(body: memoryview, typecode: str, at: int, n: int, what: str) -> array
     if at < 0 or end > len(body):
         raise ValueError(f"{what}: checkpoint record body too short for its columns")
     col.frombytes(body[at:end])
-    if BIG and col.itemsize > 1:  # pragma: no cover
+    if _BIG and col.itemsize > 1:  # pragma: no cover
         col.byteswap()
     return col

@@ -17,16 +17,32 @@ class Store(dict[str, bytes]):
 
 
 class Topic:
+    """What the pipeline and TrackerTable read of a Faust topic: its name and the
+    producer's request size limit."""
+
+    def __init__(self, name: str = "t-changelog") -> None:
+        self.name = name
+        self.app = type("App", (), {"conf": type("Conf", (), {"producer_max_request_size": 1 << 20})})
+
     def get_topic_name(self) -> str:
-        return "t-changelog"
+        return self.name
+
+
+class PipelineTopics:
+    """The topics ``Pipeline`` sends to besides the tables' changelogs."""
+
+    dlq = Topic("dlq")
+    reroute = Topic("reroute")
+    segments = Topic("segments")
 
 
 class Table:
     """What TrackerTable reads of a Faust table: ``data`` and a changelog topic."""
 
-    def __init__(self, data: dict[str, bytes] | None = None) -> None:
+    def __init__(self, data: dict[str, bytes] | None = None, changelog: str = "t-changelog"
+                 ) -> None:
         self.data = Store(data or {})
-        self.changelog_topic = Topic()
+        self.changelog_topic = Topic(changelog)
 
 
 #: A changelog as sent: (key, value or None for a tombstone, partition), in order.

@@ -91,17 +91,6 @@ class Columns(record.Packer):
     def timeline(self, owner: Any) -> None:
         self.groups.append((owner, len(self.bufs)))
 
-    def add_timeline(self, owner: Any) -> int:
-        if record.BIG:  # pragma: no cover - little-endian machines here
-            return super().add_timeline(owner)
-        bufs = self.bufs
-        self.groups.append((owner, len(bufs)))
-        ts = owner.ts
-        at = self.size
-        bufs += (ts, owner.st)
-        self.size = at + 9 * len(ts)
-        return at
-
     def tag_table(self, meta: dict[str, Any], owner: Any) -> None:
         meta["gc"] = len(self.tagged)  # its column: the body's, then this many
         meta["gn"] = len(owner.tags) - 1

@@ -27,7 +27,7 @@ from agents.worker.rollups import RollupKeeper
 from streams.catalog import Catalog, parse_catalog
 from streams.service import ServiceTracker
 from streams.states import State
-from tests.fake_tables import FakeRuntime, Table
+from tests.fake_tables import FakeRuntime, PipelineTopics, Table
 
 DAY = 86400.0
 NAMES = [f"s{i}" for i in range(6)]
@@ -42,25 +42,45 @@ def _catalog() -> Catalog:
     })), "test")
 
 
-class _Topic:
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.app = type("App", (), {"conf": type("Conf", (), {"producer_max_request_size": 1 << 20})})
+class _Rig:
+    """A pipeline with day rollups whose sends are delivered when the test says
+    (``sent``: each send's topic and future, in order), and per service a tracker with a
+    short outage ``ages[i]`` days ago (older than what any window reads), up since."""
 
-    def get_topic_name(self) -> str:
-        return self.name
+    def __init__(self, ages: list[float]) -> None:
+        self.catalog = catalog = _catalog()
+        self.rt = rt = FakeRuntime(WorkerSettings(), catalog)
+        rt.bind_tables(Table(), Table(changelog="services-changelog"))
+        self.sent: list[tuple[str, asyncio.Future[Any]]] = []
+        self.pipeline = Pipeline(rt, PipelineTopics(), self._send)
+        self.keeper = RollupKeeper(rt, Table(changelog="rollups-changelog"))
+        self.pipeline.rollups = rt.rollups = self.keeper
+        self.now = now = time.time()
+        self.starts: dict[str, float] = {}
+        self.trackers: dict[str, ServiceTracker] = {}
+        for i, name in enumerate(NAMES):
+            t0 = self.starts[name] = now - ages[i] * DAY
+            tracker = self.trackers[name] = ServiceTracker(name)
+            for seg in ((f"c{i}", t0, t0 + 600.0, int(State.DOWN)),
+                        (f"c{i}", t0 + 600.0, math.inf, int(State.UP))):
+                tracker.apply(seg, catalog.models[name])
 
+    async def _send(self, topic: str, key: Any, value: Any, partition: Any, *rest: Any) -> Any:
+        fut = asyncio.get_running_loop().create_future()  # delivered when the test says
+        self.sent.append((topic, fut))
+        return fut
 
-class _Topics:
-    dlq = _Topic("dlq")
-    reroute = _Topic("reroute")
-    segments = _Topic("segments")
+    def touch(self, names: set[str]) -> None:
+        """The services changed since the last checkpoint, and their days."""
+        for name in names:
+            self.rt.services.put(name, self.trackers[name], 0)
+            self.keeper.mark(name, [self.starts[name]])
 
-
-def _table(name: str) -> Table:
-    table = Table()
-    table.changelog_topic = _Topic(name)  # type: ignore[assignment]
-    return table
+    def set_due(self, names: set[str]) -> None:
+        """Pruned longer ago than PRUNE_EVERY (``names``), or just now (the others)."""
+        for name in NAMES:
+            self.pipeline._pruned["s:" + name] = self.now - (
+                2 * PRUNE_EVERY if name in names else 1.0)
 
 
 @settings(deadline=None, max_examples=40)
@@ -69,34 +89,12 @@ def _table(name: str) -> Table:
        ages=st.lists(st.floats(40.0, 90.0), min_size=len(NAMES), max_size=len(NAMES)))
 def test_the_services_checkpoint_waits_for_the_rollups_only_when_it_prunes(
         changed: set[str], due: set[str], ages: list[float]) -> None:
-    catalog = _catalog()
-    rt = FakeRuntime(WorkerSettings(), catalog)
-    rt.bind_tables(Table(), _table("services-changelog"))
-    sent: list[tuple[str, asyncio.Future[Any]]] = []
-
-    async def send(topic: str, key: Any, value: Any, partition: Any, *rest: Any) -> Any:
-        fut = asyncio.get_running_loop().create_future()  # delivered when the test says
-        sent.append((topic, fut))
-        return fut
-
-    pipeline = Pipeline(rt, _Topics(), send)
-    keeper = RollupKeeper(rt, _table("rollups-changelog"))
-    pipeline.rollups = rt.rollups = keeper
-    now = time.time()
-    before: dict[str, bytes] = {}
-    for i, name in enumerate(NAMES):
-        # A short outage weeks ago (older than what any window reads), up since.
-        t0 = now - ages[i] * DAY
-        tracker = ServiceTracker(name)
-        for seg in ((f"c{i}", t0, t0 + 600.0, int(State.DOWN)),
-                    (f"c{i}", t0 + 600.0, math.inf, int(State.UP))):
-            tracker.apply(seg, catalog.models[name])
-        before[name] = orjson.dumps(tracker.to_obj())
-        if name in changed:
-            rt.services.put(name, tracker, 0)
-            keeper.mark(name, [t0])
-        # Pruned longer ago than PRUNE_EVERY, or just now.
-        pipeline._pruned["s:" + name] = now - (2 * PRUNE_EVERY if name in due else 1.0)
+    rig = _Rig(ages)
+    rt, pipeline, sent = rig.rt, rig.pipeline, rig.sent
+    now = rig.now
+    before = {name: orjson.dumps(tracker.to_obj()) for name, tracker in rig.trackers.items()}
+    rig.touch(changed)
+    rig.set_due(due)
     pruning = changed & due
 
     async def run() -> list[Any]:
@@ -125,7 +123,6 @@ def test_the_services_checkpoint_waits_for_the_rollups_only_when_it_prunes(
         assert (pipeline._pruned["s:" + name] > now) == (name in due)
 
 
-
 @settings(deadline=None, max_examples=25)
 @given(first=st.sets(st.sampled_from(NAMES), min_size=1),
        second=st.sets(st.sampled_from(NAMES), min_size=1))
@@ -133,41 +130,16 @@ def test_a_pruning_checkpoint_also_waits_for_the_rollups_of_earlier_checkpoints(
         first: set[str], second: set[str]) -> None:
     # Checkpoints overlap: the one before may still have rollup writes in flight when a
     # prune is due. A pruned tracker cannot redo them, so those are waited for too.
-    catalog = _catalog()
-    rt = FakeRuntime(WorkerSettings(), catalog)
-    rt.bind_tables(Table(), _table("services-changelog"))
-    sent: list[tuple[str, asyncio.Future[Any]]] = []
-
-    async def send(topic: str, key: Any, value: Any, partition: Any, *rest: Any) -> Any:
-        fut = asyncio.get_running_loop().create_future()
-        sent.append((topic, fut))
-        return fut
-
-    pipeline = Pipeline(rt, _Topics(), send)
-    keeper = RollupKeeper(rt, _table("rollups-changelog"))
-    pipeline.rollups = rt.rollups = keeper
-    now = time.time()
-    trackers: dict[str, ServiceTracker] = {}
-    for i, name in enumerate(NAMES):
-        t0 = now - 60 * DAY
-        tracker = trackers[name] = ServiceTracker(name)
-        for seg in ((f"c{i}", t0, t0 + 600.0, int(State.DOWN)),
-                    (f"c{i}", t0 + 600.0, math.inf, int(State.UP))):
-            tracker.apply(seg, catalog.models[name])
-        pipeline._pruned["s:" + name] = now - 1.0  # not due in the first checkpoint
-
-    def touch(names: set[str]) -> None:
-        for name in names:
-            rt.services.put(name, trackers[name], 0)
-            keeper.mark(name, [now - 60 * DAY])
+    rig = _Rig([60.0] * len(NAMES))
+    pipeline, sent, touch = rig.pipeline, rig.sent, rig.touch
+    rig.set_due(set())  # not due in the first checkpoint
 
     async def run() -> None:
         touch(first)
         await asyncio.wait_for(pipeline.checkpoint_services(), 5.0)
         earlier = [f for topic, f in sent if topic == "rollups-changelog"]
         assert earlier and not any(f.done() for f in earlier)
-        for name in NAMES:  # now every service is due a prune
-            pipeline._pruned["s:" + name] = now - 2 * PRUNE_EVERY
+        rig.set_due(set(NAMES))  # now every service is due a prune
         touch(second)
         n = len(sent)
         task = asyncio.ensure_future(pipeline.checkpoint_services())

@@ -28,7 +28,7 @@ from streams.component import ComponentTracker
 from streams.events import ComponentEvent
 from streams.service import ServiceTracker
 from streams.states import State
-from tests.fake_tables import FakeRuntime, Table
+from tests.fake_tables import FakeRuntime, PipelineTopics, Table
 
 #: Every test here runs on the C loops and on the Python ones.
 pytestmark = pytest.mark.usefixtures("engine_path")
@@ -68,21 +68,6 @@ class _Record:
     offset: int
     key: bytes | None
     value: bytes
-
-
-class _Topic:
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.app = type("App", (), {"conf": type("Conf", (), {"producer_max_request_size": 1 << 20})})
-
-    def get_topic_name(self) -> str:
-        return self.name
-
-
-class _Topics:
-    dlq = _Topic("dlq")
-    reroute = _Topic("reroute")
-    segments = _Topic("segments")
 
 
 async def _send(*args: Any) -> Any:
@@ -151,7 +136,7 @@ def test_stage2_applies_every_form_as_sent(events: list[tuple[str, State, float]
     catalog = _catalog()
     rt = FakeRuntime(WorkerSettings(), catalog)
     rt.bind_tables(Table(), Table())
-    pipeline = Pipeline(rt, _Topics(), _send)
+    pipeline = Pipeline(rt, PipelineTopics(), _send)
     messages = _messages(catalog, _stream(events), cuts, forms)
     records = _records(messages, max_bytes)
     tp = _TP("segments", 0)
@@ -178,7 +163,7 @@ def test_a_damaged_message_is_skipped_and_the_rest_applied() -> None:
     catalog = _catalog()
     rt = FakeRuntime(WorkerSettings(), catalog)
     rt.bind_tables(Table(), Table())
-    pipeline = Pipeline(rt, _Topics(), _send)
+    pipeline = Pipeline(rt, PipelineTopics(), _send)
     good = segwire.encode_many([("one", [("a", T0, math.inf, 2)])])[0]
     records = [_Record("segments", 0, 0, None, good[:-3]), _Record("segments", 0, 1, None, good)]
     asyncio.run(pipeline.stage2({_TP("segments", 0): records}))

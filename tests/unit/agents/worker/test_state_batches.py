@@ -37,7 +37,7 @@ from streams.catalog import parse_catalog
 from streams.component import ComponentTracker
 from streams.engine import Engine
 from streams.service import ServiceTracker
-from tests.fake_tables import FakeRuntime, Log, Store, Table, flush_to, replay
+from tests.fake_tables import FakeRuntime, Log, PipelineTopics, Store, Table, flush_to, replay
 
 CATALOG = {
     "components": {f"c{i}": {"team": "t", "kpi": 0.99} for i in range(9)},
@@ -95,25 +95,10 @@ class _Producer:
         return self._deliver(partition, [(key, value)])
 
 
-class _Topic:
-    def __init__(self, name: str) -> None:
-        self.app = type("App", (), {"conf": type("Conf", (), {"producer_max_request_size": 1 << 20})})
-        self.name = name
-
-    def get_topic_name(self) -> str:
-        return self.name
-
-
-class _Topics:
-    dlq = _Topic("dlq")
-    reroute = _Topic("reroute")
-    segments = _Topic("segments")
-
-
 def _pipeline(producer: _Producer) -> Pipeline:
     rt = FakeRuntime(WorkerSettings(), parse_catalog(CATALOG, "test"))
     rt.bind_tables(Table(), Table())
-    pipeline = Pipeline(rt, _Topics(), producer.send)
+    pipeline = Pipeline(rt, PipelineTopics(), producer.send)
     pipeline.raw_producer = lambda: producer
     return pipeline
 
