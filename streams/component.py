@@ -14,13 +14,14 @@ and redelivery) is harmless, and heartbeats that change nothing produce no segme
 from __future__ import annotations
 
 import math
+import sys
 from array import array
 from bisect import bisect_left, bisect_right
 from typing import Any, Literal, NamedTuple
 
 from streams import native
 from streams.events import ComponentEvent
-from streams.record import Packer
+from streams.record import Packer, join
 from streams.states import UP, State
 from streams.timeline import Timeline, float_column, state_column
 
@@ -31,6 +32,7 @@ OUTCOMES: tuple[Outcome, ...] = ("accepted", "invalid", "duplicate", "late", "un
 _COMPACT_EVERY = 64
 
 _INF = math.inf
+_BIG = sys.byteorder == "big"  # columns are stored little-endian (streams/record.py)
 
 
 class Segment(NamedTuple):
@@ -188,6 +190,19 @@ class ComponentTracker:
         """``to_obj`` with the history's columns packed into ``out`` (streams/record.py)."""
         return {"c": self.component, "n": None if self.newest == -math.inf else self.newest,
                 "h": self.history.pack(out)}
+
+    def small_record(self, limit: int) -> bytes | None:
+        """``to_record``'s whole record (``Packer.encode``), when the history carries no
+        tag and its columns are under ``limit`` bytes; else None. The same bytes without
+        a packer: a components checkpoint in a storm over many components writes
+        thousands of these, each of a few points."""
+        h = self.history
+        ts = h.ts
+        n = len(ts)
+        if len(h.tags) > 1 or 9 * n >= limit or _BIG:
+            return None
+        return join({"c": self.component, "n": None if self.newest == -math.inf else self.newest,
+                     "h": {"n": n, "o": 0}}, [ts, h.st])
 
     @classmethod
     def from_record(cls, obj: dict[str, Any], body: memoryview) -> ComponentTracker:

@@ -14,7 +14,7 @@ repaired that way), but it changes no counter.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
@@ -71,6 +71,7 @@ def classify(
     here: Callable[[str], bool] | None = None,
     decoded: Decoded | None = None,
     lookup_many: Callable[[set[str]], dict[str, ComponentTracker]] | None = None,
+    elsewhere: Callable[[set[str]], Iterable[str]] | None = None,
 ) -> Classified:
     """Decode, route, classify and apply ``values`` (consecutive records of one partition).
 
@@ -79,7 +80,9 @@ def classify(
     when given, the trackers of a set of components at once (those it has: a new dict
     this call may add to). ``here(c)`` says
     whether component ``c`` belongs to this partition (None: every event is classified
-    here, as for records already forwarded to their partition). Segments of changes go
+    here, as for records already forwarded to their partition); ``elsewhere``, when
+    given instead, the components of a set that do not belong to this partition (one
+    call a slice). Segments of changes go
     into ``fanout`` (service -> segments); ``unmapped`` observes the first deliveries of
     components no service reads. ``decoded``: what ``decode(values, now)`` returns,
     when the caller decoded them already (``split``).
@@ -97,8 +100,10 @@ def classify(
     if index is None:
         index = list(range(len(values)))
     comps = cols[0]
-    if here is not None:
-        away = {c for c in set(comps) if not here(c)}
+    uniq = set(comps)
+    if elsewhere is not None or here is not None:
+        away = (set(elsewhere(uniq)) if elsewhere is not None
+                else {c for c in uniq if here is not None and not here(c)})
         if away:
             keep = []
             for k, c in enumerate(comps):
@@ -111,12 +116,13 @@ def classify(
             cols = take(cols, keep)
             index = [index[k] for k in keep]
             comps = cols[0]
+            uniq -= away
     live: dict[str, ComponentTracker]
     if lookup_many is not None:
-        live = lookup_many(set(comps))
+        live = lookup_many(uniq)
     else:
         live = {}
-        for c in set(comps):
+        for c in uniq:
             tracker = lookup(c)
             if tracker is not None:
                 live[c] = tracker
@@ -125,7 +131,7 @@ def classify(
     done = apply_columns(live, cols, catalog.reverse_index, allowed_lateness, fanout,
                          resend_duplicates=True, redelivered=again, catch=True)
     out.trackers.update(live)
-    out.created.update(c for c in live if c not in known)
+    out.created.update(live.keys() - known)
     # Every applied event is accepted unless listed in ``others`` or ``errors``.
     accepted = len(index) if firsts is None else sum(1 for j in index if firsts[j])
     for i, outcome in done.others:

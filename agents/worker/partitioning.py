@@ -11,7 +11,9 @@ re-routed instead of splitting one component's history over two partitions.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+
+from streams import native
 
 _CACHE_LIMIT = 100_000
 
@@ -38,3 +40,13 @@ class Partitioner:
                 self._memo.clear()
             self._memo[key] = p
         return p
+
+    def others(self, keys: Iterable[str], partition: int) -> set[str]:
+        """The keys of ``keys`` not in ``partition``. Stage 1 asks it of every
+        component of a slice (at 20,000 components nearly one a record): the memo's
+        hits are tested in one C loop, only the rest call ``self``."""
+        fast = native.native
+        memo = self._memo
+        maybe = (fast.not_memo(keys, memo, partition) if fast is not None
+                 else [k for k in keys if memo.get(k) != partition])
+        return {k for k in maybe if self(k) != partition}

@@ -23,6 +23,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from operator import attrgetter
 from time import perf_counter
 from typing import Any
 
@@ -37,6 +38,7 @@ from streams.service import ServiceTracker
 from streams.stage1 import Decoded
 
 log = logging.getLogger("slawatch.pipeline")
+_value = attrgetter("value")
 
 #: Header names on DLQ records (values are UTF-8): the reason, and the input record's
 #: topic, partition and offset (also of a message the worker forwarded first).
@@ -452,11 +454,12 @@ class Pipeline:
         rt = self.rt
         part = rt.component_partition
         done = stage1.classify(
-            [rec.value for rec in records], firsts, now,
+            list(map(_value, records)), firsts, now,
             lookup=rt.components.get, lookup_many=rt.components.get_many, catalog=rt.catalog,
             allowed_lateness=rt.settings.allowed_lateness, fanout=fanout,
             unmapped=stats.unmapped,
-            here=(lambda c: part(c) == p) if origins is None and spill is not None else None,
+            elsewhere=((lambda cs: part.others(cs, p)) if origins is None and spill is not None
+                       else None),
             decoded=decoded)
         if spill is not None:
             # In offset order: a redelivery's event applied after a later one of its
@@ -509,11 +512,22 @@ class Pipeline:
         """Whether ``key``'s history was last pruned ``PRUNE_EVERY`` before ``now``."""
         return now - self._pruned.get(key, 0.0) >= PRUNE_EVERY
 
-    def _prune_component(self, key: str, tracker: ComponentTracker) -> None:
+    def _component_pruner(self) -> Callable[[str, ComponentTracker], None]:
+        """What a components checkpoint calls before writing each tracker: prunes its
+        history when ``PRUNE_EVERY`` has passed since its last prune (one clock reading
+        a checkpoint: it asks of every tracker it writes)."""
         now = time.time()
-        if self._prune_due(key, now):
-            self._pruned[key] = now
-            tracker.prune(now - self.rt.retention, self.rt.settings.allowed_lateness)
+        pruned = self._pruned
+        due = now - PRUNE_EVERY
+        cut = now - self.rt.retention
+        lateness = self.rt.settings.allowed_lateness
+
+        def prune(key: str, tracker: ComponentTracker) -> None:
+            if pruned.get(key, 0.0) <= due:
+                pruned[key] = now
+                tracker.prune(cut, lateness)
+
+        return prune
 
     # -- stage 2 -------------------------------------------------------------------
 
@@ -638,7 +652,7 @@ class Pipeline:
                 rt.stats.touch(key, q)
         futures = await rt.stats.flush(self.send)
         faults.point("checkpoint")
-        futures += await rt.components.flush(self.send, self._prune_component)
+        futures += await rt.components.flush(self.send, self._component_pruner())
         return futures
 
     async def checkpoint_services(self) -> list[Any]:

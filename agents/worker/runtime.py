@@ -77,7 +77,8 @@ class Runtime:
 
     def bind_tables(self, components_table: Any, services_table: Any) -> None:
         self.components = TrackerTable(components_table, decode_component, encode_component,
-                                       ComponentTracker.to_record, ComponentTracker.from_record)
+                                       ComponentTracker.to_record, ComponentTracker.from_record,
+                                       ComponentTracker.small_record)
         self.stats = TrackerTable(components_table, PartitionStats.from_bytes, encode_stats)
         self.services = TrackerTable(services_table, decode_service, encode_service,
                                      ServiceTracker.to_record, ServiceTracker.from_record)

@@ -242,16 +242,20 @@ class TrackerTable(Generic[T]):
         self, table: Any, decode: Callable[[bytes], T], encode: Callable[[T], bytes],
         pack: Callable[[T, record.Packer], dict[str, Any]] | None = None,
         unpack: Callable[[dict[str, Any], memoryview], T] | None = None,
+        small: Callable[[T, int], bytes | None] | None = None,
     ) -> None:
         """``pack``/``unpack`` (``to_record``/``from_record`` of a tracker: a record
         header and its columns, see streams/record.py) make the table store values of
         at least ``incremental_from`` bytes as a head and patches (agents/worker/
-        patchlog.py)."""
+        patchlog.py). ``small(obj, limit)``: the whole record ``pack`` makes of ``obj``
+        when its columns are under ``limit`` bytes, made without a packer (None: not
+        that simple), for tables of many small objects (``ComponentTracker.small_record``)."""
         self.table = table
         self._decode = decode
         self._encode = encode
         self._pack = pack
         self._unpack = unpack
+        self._small = small if pack is not None else None
         self.incremental_from = patchlog.INCREMENTAL_FROM
         self._cache: dict[str, tuple[bytes, T]] = {}
         self._dirty: dict[str, int] = {}  # key -> its partition
@@ -296,6 +300,20 @@ class TrackerTable(Generic[T]):
         changed since the last checkpoint: those are read from the cache in one pass."""
         dirty, cache = self._dirty, self._cache
         wanted = keys if isinstance(keys, (set, frozenset)) else set(keys)
+        fast = native.native
+        store = self._store_dict() if fast is not None else None
+        if fast is not None and store is not None and type(cache) is dict:
+            # The cache hits in one C loop (the loop below is its twin); the others
+            # as ``get`` finds them.
+            found: dict[str, T]
+            found, rest = fast.cached_many(wanted, dirty, store, cache)
+            if rest:
+                get = self.get
+                for key in rest:
+                    obj = get(key)
+                    if obj is not None:
+                        found[key] = obj
+            return found
         changed = dirty.keys() & wanted
         out = {key: cache[key][1] for key in changed}
         if len(changed) < len(wanted):
@@ -475,10 +493,24 @@ class TrackerTable(Generic[T]):
         chunk = self.chunk_size
         lookup = self.stored_lookup()[0]
         out: list[tuple[str, bytes | None]] = []
+        small, limit, chunks = self._small, self.incremental_from, self._chunks
+        inc_head = patchlog.HEAD
+        # Faust's memory store is a dict behind a Python __setitem__: written directly.
+        put = getattr(self._store_dict(), "__setitem__", None) or store.__setitem__
         for key in keys:
             obj = cache[key][1]
             if before_write is not None:
                 before_write(key, obj)
+            if small is not None and key not in chunks:
+                # A small object stored whole (or not yet): written whole, as below.
+                before = lookup(key)
+                if before is None or not before.startswith(inc_head):
+                    whole = small(obj, limit)
+                    if whole is not None and len(whole) <= chunk:
+                        put(key, whole)
+                        cache[key] = (whole, obj)
+                        out.append((key, whole))
+                        continue
             old = self._chunks.pop(key, None)
             writes: list[tuple[str, bytes | None]] = []
             raw: bytes | None = None

@@ -47,7 +47,7 @@ _junk = st.sampled_from([b"not json", b"[1]", b'{"component": "a"}',
 messages = st.lists(st.one_of(_event, _event, _event, _junk), min_size=1, max_size=60)
 
 
-def _run(values: list[bytes], cuts: list[int], again: bool
+def _run(values: list[bytes], cuts: list[int], again: bool, by_set: bool = False
          ) -> tuple[Counter[str], Counter[Any], list[bytes], int, list[bytes]]:
     catalog = parse_catalog(CATALOG, "test")
     table: dict[str, ComponentTracker] = {}
@@ -61,9 +61,12 @@ def _run(values: list[bytes], cuts: list[int], again: bool
         batch = values[lo:hi]
         for delivery in ((None, [False] * len(batch)) if again else (None,)):
             fanout: dict[str, list[Any]] = {}
+            where: dict[str, Any] = (
+                {"elsewhere": lambda cs: [c for c in cs if c not in HOME]} if by_set
+                else {"here": HOME.__contains__})
             done = stage1.classify(batch, delivery, NOW, lookup=table.get, catalog=catalog,
                                    allowed_lateness=600.0, fanout=fanout,
-                                   unmapped=UnmappedTracker(), here=HOME.__contains__)
+                                   unmapped=UnmappedTracker(), **where)
             for c in done.created:
                 table[c] = done.trackers[c]
             counts.update(done.counts)
@@ -91,9 +94,11 @@ def _home_values(values: list[bytes]) -> list[bytes]:
 
 
 @settings(max_examples=200, deadline=None)
-@given(values=messages, cuts=st.lists(st.integers(0, 60), max_size=4))
-def test_outcomes_and_dead_letters_are_the_references(values: list[bytes], cuts: list[int]) -> None:
-    counts, dlq, away, _, away_again = _run(values, cuts, again=False)
+@given(values=messages, cuts=st.lists(st.integers(0, 60), max_size=4), by_set=st.booleans())
+def test_outcomes_and_dead_letters_are_the_references(values: list[bytes], cuts: list[int],
+                                                      by_set: bool) -> None:
+    """Whether the partition's components are told by ``here`` or ``elsewhere``."""
+    counts, dlq, away, _, away_again = _run(values, cuts, again=False, by_set=by_set)
     home = _home_values(values)
     expected = Expected(_yaml(), home, now=NOW)
     got = {k: counts.get(k, 0) for k in expected.counts}
@@ -105,11 +110,11 @@ def test_outcomes_and_dead_letters_are_the_references(values: list[bytes], cuts:
 
 
 @settings(max_examples=100, deadline=None)
-@given(values=messages, cuts=st.lists(st.integers(0, 60), max_size=4))
+@given(values=messages, cuts=st.lists(st.integers(0, 60), max_size=4), by_set=st.booleans())
 def test_a_redelivered_batch_counts_and_dead_letters_nothing(values: list[bytes],
-                                                           cuts: list[int]) -> None:
-    once = _run(values, cuts, again=False)
-    twice = _run(values, cuts, again=True)
+                                                           cuts: list[int], by_set: bool) -> None:
+    once = _run(values, cuts, again=False, by_set=by_set)
+    twice = _run(values, cuts, again=True, by_set=by_set)
     assert twice[0] == once[0] and twice[1] == once[1] and twice[2] == once[2]
     assert twice[3] >= once[3]  # the truth is re-sent for every redelivered event
     # and each redelivery of another partition's component is named once for that

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
 from typing import Any
 
 import faust.streams  # noqa: F401  # flush imports it; its first import runs `file`
@@ -33,6 +34,7 @@ from agents.worker.state import (
 from streams.catalog import parse_catalog
 from streams.component import ComponentTracker
 from streams.engine import Engine
+from streams.record import MAGIC
 from streams.service import ServiceTracker
 from tests.fake_tables import Log, Table, flush_to, replay
 
@@ -43,9 +45,14 @@ def _few_patches(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(patchlog, "MAX_PATCHES", 7)
 
 
+#: ``TrackerTable``'s ``small`` of the components tables (as the worker's); a test
+#: switches it off to compare with the packer's path.
+SMALL: Any = ComponentTracker.small_record
+
+
 def comp_table(t: Table) -> TrackerTable[ComponentTracker]:
     tt = TrackerTable(t, decode_component, encode_component, ComponentTracker.to_record,
-                      ComponentTracker.from_record)
+                      ComponentTracker.from_record, SMALL)
     tt.incremental_from = 512
     return tt
 
@@ -143,6 +150,23 @@ def test_recovery_rebuilds_the_whole_records(seed: int, late: float, prune_every
     assert recovered(clog, slog) == wholes[-1]
     heads = [v for k, v, _ in slog if v is not None and v.startswith(INCREMENTAL)]
     assert heads, "no service grew past the incremental threshold: the test tests nothing"
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize(("late", "prune_every"), [(0.2, 0), (0.1, 7)])
+def test_small_component_records_are_what_the_packer_writes(
+        seed: int, late: float, prune_every: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small component trackers written by ``small_record`` leave the changelog and the
+    store byte for byte as the packer's path does, through growing past the
+    incremental threshold and back under it after prunes."""
+    clog, slog, _, _ = run(seed, late, prune_every)
+    monkeypatch.setattr(sys.modules[__name__], "SMALL", None)
+    clog2, slog2, _, _ = run(seed, late, prune_every)
+    assert clog == clog2
+    assert slog == slog2
+    assert any(v is not None and v.startswith(INCREMENTAL) for _, v, _ in clog), \
+        "no component grew past the incremental threshold"
+    assert any(v is not None and v.startswith(MAGIC) for _, v, _ in clog)
 
 
 def test_a_checkpoint_writes_only_what_changed() -> None:
