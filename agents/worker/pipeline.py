@@ -317,13 +317,12 @@ class Pipeline:
 
     async def send_many(self, topic: str, partition: int,
                         records: list[tuple[bytes, bytes | None]]) -> list[tuple[Any, int]]:
-        """``state.SendMany``: a changelog partition's records as record batches.
-
-        Not what the checkpoints use: in one process (bench/checkpoint.py) it cut a
-        checkpoint's CPU by a quarter to a third, but in worker A/B runs against one
-        ``send`` per record it lost events/s at the base and fan-out 5 points at about
-        the same CPU per event (a checkpoint that costs less is also made more often:
-        ``batching.COST_FACTOR``). Kept for the tests and that benchmark."""
+        """``state.SendMany``: a changelog partition's records as record batches, what
+        the checkpoints send (``_many``). One ``send`` per record cost ~20 us of the
+        producer's Python per record: at 20,000 components, where every checkpoint
+        writes nearly every tracker, 31 against 13 us per tracker written in one
+        process (bench/checkpoint.py). A cheaper checkpoint is also made more often
+        where the last one's cost spaces them (``batching.COST_FACTOR``)."""
         return await self._send_batches(topic, partition,
                                         [(key, value, None) for key, value in records])
 
@@ -652,7 +651,7 @@ class Pipeline:
                 rt.stats.touch(key, q)
         futures = await rt.stats.flush(self.send)
         faults.point("checkpoint")
-        futures += await rt.components.flush(self.send, self._component_pruner())
+        futures += await rt.components.flush(self.send, self._component_pruner(), self._many())
         return futures
 
     async def checkpoint_services(self) -> list[Any]:
@@ -676,19 +675,25 @@ class Pipeline:
             if key in due:
                 self._prune_service(key, tracker, now)
 
+        many = self._many()
         if rollups is None:
-            return await services.flush(self.send, prune)
+            return await services.flush(self.send, prune, many)
         rollups.update()
-        futures = await rollups.flush(self.send)
+        futures = await rollups.flush(self.send, many)
         unacked = [f for f in self._rollups_unacked if not f.done()] + futures
         if unacked and due:
             await asyncio.gather(*unacked)
             unacked = []
-        futures += await services.flush(self.send, prune)
+        futures += await services.flush(self.send, prune, many)
         # the horizons pruning moved
-        horizons = await rollups.flush(self.send)
+        horizons = await rollups.flush(self.send, many)
         self._rollups_unacked = unacked + horizons
         return futures + horizons
+
+    def _many(self) -> Any:
+        """``send_many`` for the checkpoints' changelog records, when there is a raw
+        producer to build record batches with (else one ``send`` per record)."""
+        return self.send_many if self.raw_producer is not None else None
 
     def _prune_service(self, key: str, tracker: ServiceTracker, now: float) -> None:
         self._pruned["s:" + key] = now

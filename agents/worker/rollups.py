@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from agents.worker.runtime import Runtime
-from agents.worker.state import CHUNKED, Send, TrackerTable, compact_value
+from agents.worker.state import CHUNKED, Send, SendMany, TrackerTable, compact_value
 from streams.periods import (
     Accounting,
     PeriodReport,
@@ -135,9 +135,9 @@ class RollupKeeper:
                         "the day rollups (%d so far): input partitions far apart in event "
                         "time?", book.dropped - dropped, book.dropped)
 
-    async def flush(self, send: Send) -> list[Any]:
+    async def flush(self, send: Send, send_many: SendMany | None = None) -> list[Any]:
         """Write the changed months and horizons; the send futures."""
-        return await self.table.flush(send)
+        return await self.table.flush(send, send_many=send_many)
 
     def catalog_changed(self) -> None:
         """A reloaded catalog may count seconds otherwise (a service time, a maintenance
