@@ -591,9 +591,10 @@ class BatchConsumer(faust_aiokafka.Consumer):
                     self._track(tp, last + 1, len(recs), fut)
                 else:
                     cp.unsaved.append((tp, last + 1, len(recs), fut))
-            stats.last_at = time.time()
-            if not stats.first_at:
-                stats.first_at = stats.last_at
+            if batch:  # not when the aligner held all of it
+                stats.last_at = time.time()
+                if not stats.first_at:
+                    stats.first_at = stats.last_at
 
     def _align(self, aligner: alignment.Aligner[TP], batch: dict[TP, Sequence[Any]]) -> None:
         """Hold back, of ``aligner``'s topics' partitions in ``batch``, what ran ahead of
