@@ -703,7 +703,9 @@ def run_kind(kind: str, broker: EmbeddedBroker, work: Path, name: str, catalog: 
                 cpu = (cpu_seconds(w.proc.pid) - cpu0[0],
                        cpu_seconds(broker.pid or 0) - cpu0[1])
                 print(f"    {name}: CPU per event: worker {cpu[0] / len(msgs) * 1e6:.2f} µs, "
-                      f"broker {cpu[1] / len(msgs) * 1e6:.2f} µs", flush=True)
+                      f"broker {cpu[1] / len(msgs) * 1e6:.2f} µs; events/s from the start of "
+                      f"the first batch {len(msgs) / max(1e-9, stats['last_at'] - stats['begun_at']):,.0f}",
+                      flush=True)
                 print(f"    {name}: " + ", ".join(
                     f"{k} {v:.2f}" if isinstance(v, float) and v < 1e6 else f"{k} {v}"
                     for k, v in stats.items() if not k.endswith("_at")), flush=True)

@@ -213,10 +213,11 @@ class ServiceTracker:
         """Re-evaluate the service on [start, end) from the component copies: one sweep
         over their points in the interval, the bitmasks updated point by point.
 
-        In a backlog the stage-1 partitions run apart in event time, so the segments of
-        the one behind land in the past of the others' and each batch re-evaluates that
-        skew: the points are gathered with slices and written as columns, so what is
-        left per point is its evaluation.
+        Late segments come from events delayed within the allowed lateness and from
+        stage-1 partitions apart in event time (the worker holds a backlog's partitions
+        together, ``agents/worker/alignment.py``, but a partition may stay away longer):
+        the points are gathered with slices and written as columns, so what is left per
+        point is its evaluation.
         """
         fast = native.native
         if fast is not None and model.plan is not None and fast.recompute(self, start, end, model):

@@ -27,13 +27,14 @@ for batch topics instead of Faust's list of acked offsets:
   place is accepted as a real hole in the log.
 * A handler may shorten a partition's list to a non-empty prefix: the consumer acks
   the prefix and keeps the records it left (``_carry``), which go first in that
-  partition's next batch (the pipeline holds back records of a partition that ran
-  ahead of the others in event time). They are not fetched again: a seek back would
-  have the broker send them and aiokafka parse them twice, and would throw away what
-  was already prefetched of that partition, so the next fetch waited for a new round
-  trip (a 200k-event storm at the sweep's base point held back 17% of its records).
-  The fetch position stays where it was, so the next fetch goes on after them; a seek
-  (a rebalance, a gap) forgets them, and they come again from the new position.
+  partition's next batch. Before the handler, the topic's ``alignment.Aligner`` (if
+  registered with one) holds back what a partition ran ahead of the others in event
+  time the same way, a partition's whole list if need be. They are not fetched
+  again: a seek back would have the broker send them and aiokafka parse them twice,
+  and would throw away what was already prefetched of that partition, so the next
+  fetch waited for a new round trip. The fetch position stays where it was, so the
+  next fetch goes on after them; a seek (a rebalance, a gap) forgets them, and they
+  come again from the new position.
 * ``_done[tp]``: the commit position. It moves to the end of a batch only when every
   future of that batch and of all earlier batches succeeded, so a committed offset
   always has its state in the changelog. A failed send stops the worker (the offsets
@@ -66,7 +67,7 @@ from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-from agents.worker import faults
+from agents.worker import alignment, faults
 
 log = logging.getLogger("slawatch.batching")
 
@@ -101,6 +102,11 @@ ANY = -1
 #: drain loop waits up to Faust's 1 s; a fetch returns as soon as any partition has
 #: records.)
 CARRY_WAIT = 0.1
+#: Batches a record may be held back by an aligner (``alignment.Aligner``) before it is
+#: handed on whatever its event time: a partition that stays away from the fetches,
+#: or whose publisher's clock lags, delays the others by this many batches, never
+#: stalls them, and what waits in memory is at most this many fetches a partition.
+MAX_HOLD = 3
 
 
 @dataclass
@@ -112,7 +118,7 @@ class BatchStats:
     records: int = 0
     dropped: int = 0  # records fetched before a seek or a rebalance (delivered again)
     gaps: int = 0  # times a batch started after the expected offset
-    held: int = 0  # records a handler left for its partition's next batch
+    held: int = 0  # records left for their partition's next batch (each time they are)
     checkpoints: int = 0  # table writes of the batches since the one before
     wait_seconds: float = 0.0  # in the fetch
     waiting_since: float = 0.0  # perf_counter() when the fetch now waited for began; 0: none
@@ -169,6 +175,14 @@ class BatchConsumer(faust_aiokafka.Consumer):
         self._gap_at: dict[TP, tuple[int, int]] = {}
         #: records a handler held back, first in their partition's next batch
         self._carry: dict[TP, list[Any]] = {}
+        #: how often the records of ``_carry[tp]`` were held: ``(count, times)`` runs
+        self._carry_held: dict[TP, list[tuple[int, int]]] = {}
+        #: the same of this fetch's lists, the carried records first (``_with_carry``)
+        self._held: dict[TP, list[tuple[int, int]]] = {}
+        #: partitions not paused in this fetch (None: all)
+        self._active: Any = None
+        #: what keeps a handler's partitions together in event time
+        self._aligners: dict[BatchHandler, alignment.Aligner[TP]] = {}
         self._send_error: BaseException | None = None
         # Set once the seek to committed that ends a rebalance has set ``_expect``.
         self._sought = asyncio.Event()
@@ -205,6 +219,9 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 for tp in unset:
                     start[tp] = max(0, int(earliest.get(tp) or 0))
         self._carry.clear()  # positions are the committed offsets again
+        self._carry_held.clear()
+        for aligner in self._aligners.values():
+            aligner.reached.clear()
         for tp, offset in start.items():
             self._expect[tp] = offset
             self._gap_at.pop(tp, None)
@@ -242,6 +259,9 @@ class BatchConsumer(faust_aiokafka.Consumer):
         self._inflight.pop(tp, None)
         self._gap_at.pop(tp, None)
         self._carry.pop(tp, None)
+        self._carry_held.pop(tp, None)
+        for aligner in self._aligners.values():
+            aligner.forget(tp)
 
     # -- commit --------------------------------------------------------------------
 
@@ -408,6 +428,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
                     raise self._send_error
                 await self._maybe_checkpoint()
                 await asyncio.sleep(0)
+                self._held = {}
+                self._active = active
                 if self._carry and self.flow_active:
                     records = self._with_carry(records or {}, active)
                 if not records or self.should_stop:
@@ -466,11 +488,13 @@ class BatchConsumer(faust_aiokafka.Consumer):
             if active is not None and tp not in active:
                 continue  # paused: kept until it is fetched from again (or sought)
             del self._carry[tp]
+            runs = self._carry_held.pop(tp, None) or [(len(held), 1)]
             last = held[-1].offset
             new = out.get(tp) or []
             if new and new[0].offset <= last:  # not expected: the position is after them
                 new = [r for r in new if r.offset > last]
             out[tp] = [*held, *new] if new else held
+            self._held[tp] = [*runs, (len(new), 0)] if new else runs
         return out
 
     async def _admit(self, tp: TP, recs: Sequence[Any], generation: int) -> Sequence[Any]:
@@ -526,12 +550,23 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 stats.dropped += sum(len(r) for r in batch.values())
                 return  # a rebalance started: Faust seeks back before resuming
             fetched = dict(batch)  # the handler may replace a list by a prefix of it
-            if not stats.begun_at:
-                stats.begun_at = time.time()
-            t1 = perf_counter()
-            futures = await handler(batch)
-            stats.handle_seconds += perf_counter() - t1
+            aligner = self._aligners.get(handler)
+            if aligner is not None:
+                self._align(aligner, batch)
+            futures: Futures = ()
+            if batch:
+                if not stats.begun_at:
+                    stats.begun_at = time.time()
+                t1 = perf_counter()
+                futures = await handler(batch)
+                stats.handle_seconds += perf_counter() - t1
             fut = self._gather(futures)
+            if len(batch) < len(fetched) and self.app.consumer_generation_id == generation:
+                for tp, recs in fetched.items():
+                    if tp not in batch:  # held whole by the aligner
+                        stats.held += len(recs)
+                        self._carry[tp] = list(recs)
+                        self._carry_held[tp] = _held_again(self._held.get(tp), recs, 0)
             for tp, recs in batch.items():
                 last = recs[-1].offset
                 rest = fetched[tp][len(recs):]
@@ -543,7 +578,11 @@ class BatchConsumer(faust_aiokafka.Consumer):
                         rest = [r for r in rest if r.offset > last]
                     stats.held += len(rest)
                     self._carry[tp] = list(rest)
+                    self._carry_held[tp] = _held_again(self._held.get(tp), fetched[tp],
+                                                       len(fetched[tp]) - len(rest))
                 self._expect[tp] = last + 1
+                if aligner is not None and tp.topic in aligner.topics:
+                    aligner.processed(tp, recs)
                 stats.batches += 1
                 stats.records += len(recs)
                 # Committable after the next checkpoint has written the tables.
@@ -552,9 +591,43 @@ class BatchConsumer(faust_aiokafka.Consumer):
                     self._track(tp, last + 1, len(recs), fut)
                 else:
                     cp.unsaved.append((tp, last + 1, len(recs), fut))
-            stats.last_at = time.time()
-            if not stats.first_at:
-                stats.first_at = stats.last_at
+            if batch:  # not when the aligner held all of it
+                stats.last_at = time.time()
+                if not stats.first_at:
+                    stats.first_at = stats.last_at
+
+    def _align(self, aligner: alignment.Aligner[TP], batch: dict[TP, Sequence[Any]]) -> None:
+        """Hold back, of ``aligner``'s topics' partitions in ``batch``, what ran ahead of
+        the event time all of them reached (``alignment.cuts``): their lists become
+        prefixes, or leave ``batch`` when all of it waits. Partitions of those topics
+        that this fetch did not bring count too while they have records to read."""
+        topics = aligner.topics
+        part = {tp: recs for tp, recs in batch.items() if tp.topic in topics}
+        if not part:
+            return
+        active = self._active
+        waiting = [tp for tp, expect in self._expect.items()
+                   if tp.topic in topics and tp not in part and expect != ANY
+                   and (active is None or tp in active) and self._unread(tp, expect)]
+        ended = [tp for tp, recs in part.items() if not self._unread(tp, recs[-1].offset + 1)]
+        ripe = {}
+        for tp in part:
+            runs = self._held.get(tp)
+            if runs:
+                ripe[tp] = sum(n for n, times in runs if times >= MAX_HOLD)
+        for tp, n in aligner.cuts(part, ripe, waiting, ended).items():
+            if n:
+                batch[tp] = batch[tp][:n]
+            else:
+                del batch[tp]
+
+    def _unread(self, tp: TP, offset: int) -> bool:
+        """Whether partition ``tp`` has records from ``offset`` on (unknown: True)."""
+        try:
+            high = self.highwater(tp)
+        except Exception:  # not assigned (any more): nothing to wait for
+            return False
+        return high is None or high > offset
 
     @staticmethod
     def _gather(futures: Futures) -> asyncio.Future[Any] | None:
@@ -563,6 +636,21 @@ class BatchConsumer(faust_aiokafka.Consumer):
         if len(futures) == 1:
             return futures[0]
         return asyncio.gather(*futures)
+
+
+def _held_again(runs: list[tuple[int, int]] | None, recs: Sequence[Any], done: int
+                ) -> list[tuple[int, int]]:
+    """How often the records of ``recs`` after the first ``done`` were held, now that
+    they are held once more; ``runs``: how often those of ``recs`` were before, as
+    ``(count, times)`` runs (None: never)."""
+    out = []
+    for count, times in runs or ((len(recs), 0),):
+        if done >= count:
+            done -= count
+            continue
+        out.append((count - done, times + 1))
+        done = 0
+    return out
 
 
 def install(app: Any) -> None:
@@ -597,8 +685,11 @@ def register_seek_hook(app: Any, hook: Callable[[], Awaitable[None]]) -> None:
     _batch_consumer(app).seek_hooks.append(hook)
 
 
-def register_batch_topic(app: Any, topic: Any, handler: BatchHandler) -> None:
-    """Deliver ``topic``'s records in batches to ``handler({tp: records})``.
+def register_batch_topic(app: Any, topic: Any, handler: BatchHandler,
+                         aligner: alignment.Aligner[TP] | None = None) -> None:
+    """Deliver ``topic``'s records in batches to ``handler({tp: records})``; with an
+    ``aligner``, its topics' partitions together in event time (records that ran ahead
+    are handed on in a later batch).
 
     The topic is added to the app's subscriptions (the conductor declares it); no agent
     iterates it. Its records reach the handler as aiokafka_patches' ``LeanRecord``
@@ -613,3 +704,5 @@ def register_batch_topic(app: Any, topic: Any, handler: BatchHandler) -> None:
     aiokafka_patches.lean_records_for(topic.topics)
     for name in topic.topics:
         consumer.batch_handlers[name] = handler
+    if aligner is not None:
+        consumer._aligners[handler] = aligner

@@ -149,8 +149,8 @@ class Pipeline:
         One call for the whole fetch, so each service gets its segments of every
         partition together (in one message of its segments partition), which stage 2
         merges into time order. In a
-        large fetch, what a partition ran ahead of the others in event time is left
-        for the next fetch (``alignment.cuts``; the consumer seeks back to it).
+        large fetch, what a partition ran ahead of the others in event time was held
+        back for a later batch by the consumer (``alignment.Aligner``).
         An input record is classified here when this worker owns its component's table
         partition (``_direct``), whatever input partition it came from; any other is
         forwarded to the re-route topic (``agents/routing.py``).
@@ -171,10 +171,6 @@ class Pipeline:
 
         local = {tp: self._copartitioned and direct(tp.partition)
                  for tp in batch if tp.topic != reroute}
-        # Partitions that ran ahead in event time keep the rest for the next fetch.
-        inputs = {tp: recs for tp, recs in batch.items() if tp.topic != reroute}
-        for tp, n in alignment.cuts(inputs, self._event_ts).items():
-            batch[tp] = batch[tp][:n]
         fanout: dict[str, list[WireSegment]] = {}
         out: list[tuple[str, bytes | None, bytes | None, int | None, Any]] = []
         forwards: dict[int, list[tuple[bytes | None, bytes | None, Any]]] = {}
@@ -411,10 +407,6 @@ class Pipeline:
             return
         md = fut.result()
         self.dlq.delivered(md.partition, md.offset)
-
-    @staticmethod
-    def _event_ts(rec: Any) -> float | None:
-        return alignment.event_ts(rec.value)
 
     async def _yield(self) -> None:
         """Let the web server and the consumer's callbacks run during a long batch.
@@ -749,7 +741,8 @@ def install_pipeline(app: Any, rt: Runtime, topics: Any) -> Pipeline:
     batching.install(app)
     pipeline = Pipeline(rt, topics, lambda *a: app.producer.send(*a))
     pipeline.raw_producer = app.producer._ensure_producer
-    batching.register_batch_topic(app, topics.events_in, pipeline.stage1)
+    batching.register_batch_topic(app, topics.events_in, pipeline.stage1,
+                                  alignment.Aligner([rt.settings.events_topic]))
     batching.register_batch_topic(app, topics.segments, pipeline.stage2)
     batching.register_seek_hook(app, pipeline.after_seek)
     batching.register_checkpoint(app, topics.events_in, pipeline.checkpoint_components,

@@ -3,7 +3,7 @@
 A fetch brings about as many records of every partition; here partition 3's component
 changes every 8 s, partition 0's every 4 s and partition 2's every second, so per
 record partition 3 covers eight times the event time of partition 2. Stage 1 holds back
-what runs ahead (agents/worker/alignment.py) and has it fetched again: the numbers
+what runs ahead (agents/worker/alignment.py) for a later batch: the numbers
 must still be exactly the engine's, every message counted once, and records must
 really have been held back (or this test would prove nothing about it).
 """

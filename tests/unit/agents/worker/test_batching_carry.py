@@ -33,7 +33,8 @@ def _consumer(tps: list[TP]) -> Any:
     """The state ``_run`` and ``_with_carry`` use, of a consumer past its seek."""
     consumer = SimpleNamespace(
         batch_lock=asyncio.Lock(), batch_stats=BatchStats(),
-        _expect=dict.fromkeys(tps, 0), _carry={}, _checkpoint_of={},
+        _expect=dict.fromkeys(tps, 0), _carry={}, _carry_held={}, _held={}, _aligners={},
+        _checkpoint_of={},
         app=SimpleNamespace(consumer_generation_id=1), _gather=BatchConsumer._gather)
     consumer._track = lambda *_: None
     return consumer
