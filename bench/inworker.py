@@ -25,9 +25,13 @@ group joined, its web server up. One thing is changed, by MODE:
                (its topic, the Kafka timestamps of its records per partition, the event
                times ``ts`` of stage 1's input), every fetch wait, checkpoint, garbage
                collection (``gc.callbacks``), ``/metrics`` response, scrape prepare or
-               refresh step, and each stall of the event loop (and of the consumer
-               thread's loop) longer than 5 ms. For bench/latency_trace.py, which
-               attributes each late event's time to these.
+               refresh step, each stall of the event loop (and of the consumer
+               thread's loop) longer than 5 ms, and the client's requests: every
+               fetch request to the broker (per partition: fetch offset, the high
+               watermark answered, bytes returned) and every produce request. For
+               bench/latency_trace.py, which attributes each late event's time to
+               these. (``BENCH_FETCH_MAX_WAIT_MS``, in any mode: the fetch's wait at
+               the broker in ms, instead of the worker's own.)
 ``fetch``      the worker reads its input topic as always (Faust's consumer thread, the
                batch consumer's drain loop, admission, commits), but stage 1 only decodes
                each record with ``orjson.loads`` and sends nothing: the client, Faust and
@@ -156,7 +160,7 @@ def _install_trace(built: Any) -> None:
     wall = time.time
     trace: dict[str, list[Any]] = {k: [] for k in (
         "batch", "fetch", "ckpt", "ckpt_fn", "part", "gc", "scrape", "ahead", "lag",
-        "thread_lag", "send")}
+        "thread_lag", "send", "bfetch", "produce")}
     lock = threading.Lock()  # the GC callback may run on the consumer thread
 
     gc_at: list[float] = [0.0]
@@ -245,6 +249,54 @@ def _install_trace(built: Any) -> None:
 
     pipeline.send = traced_send
 
+    # The client's own requests: each fetch request to the broker (on the consumer
+    # thread's loop) with the partitions it brought records of, and each produce
+    # request with its partitions' record counts (the producer's sender, main loop).
+    from aiokafka.consumer.fetcher import Fetcher
+    from aiokafka.producer.sender import Sender
+
+    proc_fetch, send_produce = Fetcher._proc_fetch_request, Sender._send_produce_req
+
+    def short(topic: str, partition: int) -> str:
+        return f"{topic}|{partition}"
+
+    async def traced_fetch(self: Any, assignment: Any, node_id: Any, request: Any) -> Any:
+        t = wall()
+        client = self._client
+        answer: dict[str, Any] = {}
+        send = client.send
+
+        async def send_traced(node: Any, req: Any, *args: Any, **kwargs: Any) -> Any:
+            response = await send(node, req, *args, **kwargs)
+            if req is not request:  # another task's request meanwhile
+                return response
+            # per partition: (fetch offset, high watermark, bytes of records returned)
+            asked = {(topic, p): off for topic, parts in req.topics for p, off, _ in parts}
+            for topic, parts in response.topics:
+                for p, _err, high, *data in parts:
+                    answer[short(topic, p)] = (asked.get((topic, p)), high,
+                                               len(data[-1] or b"") if data else 0)
+            return response
+
+        client.send = send_traced  # this call's request only: restored below
+        try:
+            return await proc_fetch(self, assignment, node_id, request)
+        finally:
+            client.send = send
+            with lock:
+                trace["bfetch"].append((t, wall() - t, answer))
+
+    async def traced_produce(self: Any, node_id: Any, batches: Any) -> Any:
+        t = wall()
+        counts = {short(tp.topic, tp.partition): b.record_count for tp, b in batches.items()}
+        try:
+            return await send_produce(self, node_id, batches)
+        finally:
+            trace["produce"].append((t, wall() - t, counts))
+
+    Fetcher._proc_fetch_request = traced_fetch
+    Sender._send_produce_req = traced_produce
+
     cls._run = traced_run  # type: ignore[method-assign]
     cls._wait_next_records = traced_wait  # type: ignore[method-assign]
     cls.checkpoint = traced_checkpoint  # type: ignore[method-assign]
@@ -315,6 +367,11 @@ def main() -> int:
         raise SystemExit(f"inworker: MODE is one of {MODES}, not {mode!r}")
     if os.environ.get("BENCH_SWITCHINTERVAL"):  # the GIL's switch interval (s)
         sys.setswitchinterval(float(os.environ["BENCH_SWITCHINTERVAL"]))
+    if os.environ.get("BENCH_FETCH_MAX_WAIT_MS"):  # measuring the broker's fetch wait
+        from agents.transport import faust_patches
+
+        # applied first with this wait, the worker's own call is then a no-op
+        faust_patches.patch_fetch_max_wait(int(os.environ["BENCH_FETCH_MAX_WAIT_MS"]))
     import agents.worker.app as app_mod
 
     build_app = app_mod.build_app

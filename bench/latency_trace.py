@@ -20,7 +20,10 @@ scrape. Its latency is split into those steps:
 
 and, for the slowest 1%, what else happened in the worker meanwhile: garbage
 collections, event-loop stalls over 5 ms (main loop and the consumer thread's),
-checkpoints, ``/metrics`` responses, scrape prepare/refresh steps. ``--ab TREE``
+checkpoints, ``/metrics`` responses, scrape prepare/refresh steps. The client's own
+requests are traced too: each fetch request to the broker (per partition its fetch
+offset, the high watermark the broker answered and the bytes it returned) and each
+produce request; ``--keep`` keeps them for a look at single events. ``--ab TREE``
 alternates with another checkout's worker under the same trace (its own code, this
 tracer). ``--under-load FACTOR=VALUE`` runs that sweep point on another worker
 throughout, as ``--latency-under-load`` does.
@@ -56,10 +59,11 @@ def traced_latency_run(broker: EmbeddedBroker, worker: tp.Worker, topic: str, ra
                        seconds: float, n_services: int
                        ) -> list[tuple[float, float, float, int]]:
     """``throughput.latency_run`` with wall-clock times (those of the worker's trace):
-    per down event (published, seen, its ``ts``, its component index)."""
+    per down event seen (published, seen, its ``ts``, its component index)."""
     pubs, seen_at = tp.watch_run(broker, worker, topic, rate, seconds, n_services,
                                  clock=time.time)
-    return [(p, s, ts, c) for (p, ts, c), s in zip(pubs, seen_at, strict=False)]
+    return [(p, s, ts, c) for (p, ts, c), s in zip(pubs, seen_at, strict=True)
+            if s is not None]
 
 
 def attribute(events: list[tuple[float, float, float, int]], trace: dict[str, Any],
@@ -175,6 +179,18 @@ def summary(trace: dict[str, Any], lo: float, hi: float) -> str:
         d = sorted(r[1] for r in bs)
         lines.append(f"batches: {len(bs)}, p50 {d[len(d) // 2] * 1000:.1f} ms, p99 "
                      f"{d[int(0.99 * len(d))] * 1000:.1f} ms, max {d[-1] * 1000:.1f} ms")
+    bf = inside(trace.get("bfetch", []))
+    if bf:
+        d = sorted(r[1] for r in bf)
+        # partitions the broker had records for (its high watermark past the fetch
+        # offset) that the answer left empty: tansu stops reading partitions once a
+        # fetch has taken its max wait, and they wait for the next request
+        left = sum(1 for r in bf for off, high, size in r[2].values()
+                   if off is not None and high is not None and high > off and not size)
+        late = sum(1 for r in bf if r[1] >= 0.1)
+        lines.append(f"broker fetches: {len(bf)}, p50 {d[len(d) // 2] * 1000:.0f} ms, p99 "
+                     f"{d[int(0.99 * len(d))] * 1000:.0f} ms, {late} of >= 100 ms; partitions "
+                     f"with records left empty: {left}")
     fs = [r for r in inside(trace["fetch"])]
     if fs:
         lines.append(f"fetches: {len(fs)} ({sum(1 for r in fs if not r[2])} empty), wait p50 "
@@ -235,6 +251,9 @@ def main() -> int:
     ap.add_argument("--ab-faust", metavar="JSON",
                     help="instead of --ab: this checkout again, with these Faust settings "
                          "(SLAWATCH_FAUST_SETTINGS), as the other side")
+    ap.add_argument("--ab-fetch-wait", metavar="MS", type=int,
+                    help="instead of --ab: this checkout again, its fetches waiting at most "
+                         "MS at the broker, as the other side")
     ap.add_argument("--keep", type=Path, help="write each run's trace and events here")
     opts = ap.parse_args()
     lat_n = 50
@@ -242,7 +261,7 @@ def main() -> int:
     trees: list[tuple[str, Path | None]] = [("new", opts.tree.resolve() if opts.tree else None)]
     if opts.ab:
         trees.append(("old", opts.ab.resolve()))
-    elif opts.ab_faust:
+    elif opts.ab_faust or opts.ab_fetch_wait:
         trees.append(("other", None))
     print(f"latency trace at {opts.rate:,}/s for {opts.seconds:.0f} s; work dir {work}",
           flush=True)
@@ -266,8 +285,10 @@ def main() -> int:
                 env = {"BENCH_OUT": str(out)}
                 if tree is not None:
                     env["BENCH_CODE_TREE"] = str(tree)
-                if kind == "other":
+                if kind == "other" and opts.ab_faust:
                     env["SLAWATCH_FAUST_SETTINGS"] = opts.ab_faust
+                if kind == "other" and opts.ab_fetch_wait:
+                    env["BENCH_FETCH_MAX_WAIT_MS"] = str(opts.ab_fetch_wait)
                 w = tp.Worker(broker, lat_catalog, work, opts.partitions, f"lt-{kind}-{r}",
                               events_topic=topic, tree=tree, inworker="trace",
                               inworker_env=env)

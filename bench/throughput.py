@@ -19,9 +19,11 @@ alternate ``--rounds`` times and the medians are compared:
 (c) latency   events published at a steady rate (default 2,000/s) to a second worker
               whose catalog holds 50 one-component services; an event counts as
               visible when /metrics shows it: each down event opens an outage of its
-              service, so the sum of ``slawatch_service_outages_total`` counts visible
-              events. Latency = first scrape that shows event k - its publish time
-              (scrapes every 10 ms, so figures are up to 10 ms pessimistic).
+              service, so the j-th down event of component c is visible once
+              ``slawatch_service_outages_total{service="lat<c>"}`` grew by j. Latency =
+              the first scrape that shows the event - its publish time (scrapes every
+              10 ms, so figures are up to ~15 ms pessimistic: the interval and a
+              scrape's own time).
 (d) memory    the worker's peak RSS (VmHWM), and with --scale the RSS and the /metrics
               scrape time of a catalog of 100,000 components and 10,000 services.
 (e) --sweep   (a) and (b) over estate shapes, one factor at a time around a base shape:
@@ -72,6 +74,7 @@ sys.path.insert(0, str(ROOT))
 import orjson  # noqa: E402
 
 from agents.clients.broker import EmbeddedBroker, free_port  # noqa: E402
+from agents.transport.faust_patches import fetch_max_wait_ms  # noqa: E402
 from agents.worker.partitioning import Partitioner  # noqa: E402
 from bench.inworker import consume  # noqa: E402
 
@@ -166,9 +169,11 @@ def publish(broker: EmbeddedBroker, topic: str, partitions: int,
 # -- (a) the raw client -------------------------------------------------------------
 
 
-#: The fetch settings of the worker's consumer (Faust's ``consumer_max_fetch_size``, the
-#: fetch wait of ``agents/transport/faust_patches.py``), for the "raw-ws" measurement.
-WORKER_FETCH = {"max_partition_fetch_bytes": 4 * 1024 * 1024, "fetch_max_wait_ms": 100}
+#: The fetch settings of the worker's consumer on tansu (Faust's
+#: ``consumer_max_fetch_size``, the fetch wait of ``agents/transport/faust_patches.py``),
+#: for the "raw-ws" measurement.
+WORKER_FETCH = {"max_partition_fetch_bytes": 4 * 1024 * 1024,
+                "fetch_max_wait_ms": fetch_max_wait_ms("tansu")}
 
 
 async def raw_getmany(bootstrap: str, topic: str, n: int, **settings: Any) -> float:
@@ -335,44 +340,63 @@ def input_end_offsets(broker: EmbeddedBroker, topic: str, partitions: int,
 # -- (c) latency --------------------------------------------------------------------
 
 
-def outages_sum(worker: Worker, prefix: str) -> float:
-    total = 0.0
+def outages_by_service(worker: Worker, prefix: str) -> dict[str, float]:
+    """``slawatch_service_outages_total`` of each service whose name starts with
+    ``prefix``, from one ``/metrics`` scrape."""
+    out: dict[str, float] = {}
+    label = f'service="{prefix}'
     for line in worker.get("/metrics").decode().splitlines():
-        if line.startswith("slawatch_service_outages_total{") and f'service="{prefix}' in line:
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+        if line.startswith("slawatch_service_outages_total{") and label in line:
+            name = line.split('service="', 1)[1].split('"', 1)[0]
+            out[name] = out.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
 
 
 def watch_run(broker: EmbeddedBroker, worker: Worker, topic: str, rate: int, seconds: float,
               latency_services: int, clock: Callable[[], float] = time.perf_counter
-              ) -> tuple[list[tuple[float, float, int]], list[float]]:
+              ) -> tuple[list[tuple[float, float, int]], list[float | None]]:
     """Publish ``rate`` events/s for ``seconds`` over ``latency_services`` one-component
     services, each event flipping its component, while a thread scrapes ``/metrics``
     every 10 ms. Returns per down event (its publish time, its ``ts``, its component
-    index) and the scrape time at which the k-th down event became visible, both by
-    ``clock``."""
+    index) and the start of the first scrape that showed it (None: never seen), both
+    by ``clock``.
+
+    Each down event opens one outage of its own service, so the j-th down event of
+    component ``c`` is visible once service ``lat<c>``'s outage counter has grown by
+    j: every event is matched to its own service's counter. (Matching the k-th
+    published down event of all services to the k-th outage seen anywhere, as this
+    did before, pairs an event with whichever other event became visible then: it
+    hides a partition that lags behind the others, and is never more pessimistic.)
+    """
     import threading
 
     from kafka import KafkaProducer
 
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=1, acks=1)
-    base = outages_sum(worker, "lat")
+    names = [f"lat{c}" for c in range(latency_services)]
+    base = outages_by_service(worker, "lat")
     pubs: list[tuple[float, float, int]] = []
-    seen_at: list[float] = []
+    #: per component, the indexes in ``pubs`` of its down events, in publish order
+    downs: list[list[int]] = [[] for _ in names]
+    seen_at: list[float | None] = []
     stop = threading.Event()
     stop_at = [0.0]
 
     def scrape() -> None:
+        shown = [0] * len(names)  # down events of each component seen so far
         visible = 0
         while not stop.is_set() or visible < len(pubs):
             t = clock()
             try:
-                now_visible = int(outages_sum(worker, "lat") - base)
+                now = outages_by_service(worker, "lat")
             except OSError:
-                now_visible = visible
-            while visible < now_visible:
-                seen_at.append(t)
-                visible += 1
+                now = {}
+            for c, name in enumerate(names):
+                n = min(int(now.get(name, 0.0) - base.get(name, 0.0)), len(downs[c]))
+                while shown[c] < n:
+                    seen_at[downs[c][shown[c]]] = t
+                    shown[c] += 1
+                    visible += 1
             if stop.is_set() and clock() - stop_at[0] > 10:
                 break
             time.sleep(0.01)
@@ -389,11 +413,14 @@ def watch_run(broker: EmbeddedBroker, worker: Worker, topic: str, rate: int, sec
             time.sleep(delay)
         c = i % latency_services
         state[c] = "down" if state[c] == "up" else "up"
-        cid = f"lat{c}"
+        cid = names[c]
         ts = ts0 + i / rate
         value = orjson.dumps({"component": cid, "state": state[c], "ts": ts})
         if state[c] == "down":
+            # the slot first, then its index: the scraper reads only indexes it finds
+            seen_at.append(None)
             pubs.append((clock(), ts, c))
+            downs[c].append(len(pubs) - 1)
         producer.send(topic, key=cid.encode(), value=value)
         if i % 20 == 19:
             producer.flush()
@@ -410,7 +437,7 @@ def latency_run(broker: EmbeddedBroker, worker: Worker, topic: str, rate: int, s
     """Publish ``rate`` events/s for ``seconds``; returns per-down-event latencies (s)
     and how many down events were never seen."""
     pubs, seen_at = watch_run(broker, worker, topic, rate, seconds, latency_services)
-    lat = [s - p for s, (p, _, _) in zip(seen_at, pubs, strict=False)]
+    lat = [s - p for s, (p, _, _) in zip(seen_at, pubs, strict=True) if s is not None]
     return lat, len(pubs) - len(lat)
 
 
