@@ -349,6 +349,29 @@ def _row_lines(lab: str, cust: str, flags: bytes, texts: list[str], comps: tuple
 Row = tuple[bytes, bytes, tuple[str, ...], bool, "dict[int, str] | None"]
 
 
+def service_row(flags: bytes, values: list[float], comps: tuple[str, ...], restore: bool,
+                kind: int | None = None) -> Row:
+    """A service's ``Row`` of its values (``_service_values``' order); ``kind``: what
+    ``plain_floats`` says of them (or of a list they are part of), if known."""
+    fast = native.native
+    if kind is None:
+        kind = (_plain_floats(values, _FAST_LO, _FAST_HI) if fast is None
+                else fast.plain_floats(values, _FAST_LO, _FAST_HI))
+    odd: dict[int, str] | None = None
+    if not _FAST:  # pragma: no cover - an orjson that writes floats otherwise
+        json = ("[" + ",".join(map(_f, values)) + "]").encode()
+    else:
+        if kind == OTHER:
+            values = [float(v) for v in values]  # _f of each is the same text
+        # Copied: orjson's bytes hold a block of 8 KiB whatever their length (10,000
+        # services' rows were 80 MB at the peak of a scrape).
+        json = memoryview(orjson.dumps(values)).tobytes()
+        if kind != PLAIN:
+            odd_floats = _odd_floats if fast is None else fast.odd_floats
+            odd = {k: _f(values[k]) for k in odd_floats(values, _FAST_LO, _FAST_HI)} or None
+    return (flags, json, comps, restore, odd)
+
+
 def _service_families_text(names: tuple[str, ...], wins: tuple[str, ...], labs: list[str],
                            custs: list[str], rows: list[Row]) -> list[str]:
     """The lines of each service family (without heads) of the services of ``rows``
@@ -531,6 +554,10 @@ JOIN_KEYS = 4096
 #: Keys whose lines ``_LineCache.render`` computes in one ``fresh_many`` (their reports
 #: are held until their lines are written).
 FRESH_KEYS = 256
+
+#: Services whose lines of one family ``ServiceLines.parts`` writes in one part (at 10
+#: blamed components a service, ~1 MB of text).
+SERVICE_KEYS = 1024
 
 #: One key's lines of one family.
 Line = str
@@ -1130,31 +1157,26 @@ class ServiceLines(_LineCache):
         fast = native.native
         kind = (_plain_floats(flat, _FAST_LO, _FAST_HI) if fast is None
                 else fast.plain_floats(flat, _FAST_LO, _FAST_HI))
-        odd_floats = _odd_floats if fast is None else fast.odd_floats
-        rows: list[tuple[Row, float]] = []
-        for (key, tracker), r, (vs, comps) in zip(items, reports, values, strict=True):
-            odd: dict[int, str] | None = None
-            if not _FAST:  # pragma: no cover - an orjson that writes floats otherwise
-                json = ("[" + ",".join(map(_f, vs)) + "]").encode()
-            else:
-                if kind == OTHER:
-                    vs = [float(v) for v in vs]  # noqa: PLW2901 - _f of each is the same
-                json = orjson.dumps(vs)
-                if kind != PLAIN:
-                    odd = {k: _f(vs[k]) for k in odd_floats(vs, _FAST_LO, _FAST_HI)} or None
-            row: Row = (_flags(r), json, tuple(map(_esc, comps)) if escape else comps,
-                        r.restore_target_seconds is not None, odd)
-            rows.append((row, service_report_until(services[key], tracker, now, catalog)))
-        return rows
+        return [(service_row(_flags(r), vs, tuple(map(_esc, comps)) if escape else comps,
+                             r.restore_target_seconds is not None, kind),
+                 service_report_until(services[key], tracker, now, catalog))
+                for (key, tracker), r, (vs, comps) in zip(items, reports, values, strict=True)]
 
     def parts(self, catalog: Catalog, keys: list[str], per_key: list[Any],
               heads: tuple[str, ...]) -> list[Part]:
         labs = self.labels(catalog)
         custs = self._custs
-        texts = service_families([labs[k] for k in keys], [custs[k] for k in keys], per_key)
+        # A family's lines in parts of SERVICE_KEYS services: a part is encoded and
+        # handed to the socket whole (copied on the way), so its size is memory at
+        # the peak of a scrape.
+        step = SERVICE_KEYS
+        columns = [service_families([labs[k] for k in keys[i:i + step]],
+                                    [custs[k] for k in keys[i:i + step]], per_key[i:i + step])
+                   for i in range(0, len(keys), step)]
         out: list[Part] = []
-        for h, text in zip(heads, texts, strict=True):
-            out += (h, text)
+        for f, h in enumerate(heads):
+            out.append(h)
+            out += [texts[f] for texts in columns]
         return out
 
 
