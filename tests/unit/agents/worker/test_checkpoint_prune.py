@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -156,5 +157,38 @@ def test_a_pruning_checkpoint_also_waits_for_the_rollups_of_earlier_checkpoints(
             f.set_result(None)
         await asyncio.wait_for(task, 5.0)
         assert any(topic == "services-changelog" for topic, _ in sent[n:])
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("ends", [True, False])
+def test_the_services_checkpoint_holds_its_rollups_while_a_scrape_is_written(
+        ends: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A /metrics response being written (``Runtime.scrapes_writing``) holds the day
+    rollups (computed in one go, ~1 s after a backlog at 10,000 services) until it is
+    written, or at most ``SCRAPE_HOLD_MAX``; then the checkpoint writes what it would."""
+    from agents.worker import pipeline as mod
+
+    monkeypatch.setattr(mod, "SCRAPE_HOLD_MAX", 60.0 if ends else 0.2)
+    rig = _Rig([50.0] * len(NAMES))
+    rig.touch(set(NAMES))
+    rig.set_due(set())
+    updates: list[int] = []
+    real_update = rig.keeper.update
+    monkeypatch.setattr(rig.keeper, "update",
+                        lambda: updates.append(rig.rt.scrapes_writing) or real_update())
+
+    async def run() -> None:
+        rig.rt.scrapes_writing = 1
+        task = asyncio.ensure_future(rig.pipeline.checkpoint_services())
+        await asyncio.sleep(0.1)
+        assert updates == [] and rig.sent == [] and not task.done()
+        if ends:
+            rig.rt.scrapes_writing = 0
+        futures = await asyncio.wait_for(task, 5.0)
+        assert updates == [0 if ends else 1]
+        assert any(topic == "services-changelog" for topic, _ in rig.sent)
+        assert any(topic == "rollups-changelog" for topic, _ in rig.sent)
+        assert {id(f) for _, f in rig.sent} <= {id(f) for f in futures}
 
     asyncio.run(run())
