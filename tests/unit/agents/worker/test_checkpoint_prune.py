@@ -161,34 +161,65 @@ def test_a_pruning_checkpoint_also_waits_for_the_rollups_of_earlier_checkpoints(
     asyncio.run(run())
 
 
-@pytest.mark.parametrize("ends", [True, False])
+@pytest.mark.parametrize(("ends", "slice_"), [(True, 1000), (False, 1000), (True, 1), (False, 2)])
 def test_the_services_checkpoint_holds_its_rollups_while_a_scrape_is_written(
-        ends: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A /metrics response being written (``Runtime.scrapes_writing``) holds the day
-    rollups (computed in one go, ~1 s after a backlog at 10,000 services) until it is
-    written, or at most ``SCRAPE_HOLD_MAX``; then the checkpoint writes what it would."""
+        ends: bool, slice_: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The day rollups (computed at once after a backlog: ~1 s at 10,000 services) are
+    updated a slice of services at a time, the event loop turning between slices, and
+    held while a /metrics response is being written (``Runtime.scrapes_writing``) until
+    it is, or for ``SCRAPE_HOLD_MAX`` in all; then the checkpoint writes what the same
+    update in one go writes."""
     from agents.worker import pipeline as mod
 
     monkeypatch.setattr(mod, "SCRAPE_HOLD_MAX", 60.0 if ends else 0.2)
-    rig = _Rig([50.0] * len(NAMES))
-    rig.touch(set(NAMES))
-    rig.set_due(set())
-    updates: list[int] = []
-    real_update = rig.keeper.update
-    monkeypatch.setattr(rig.keeper, "update",
-                        lambda: updates.append(rig.rt.scrapes_writing) or real_update())
+    monkeypatch.setattr(mod, "ROLLUP_SLICE", slice_)
+    clock = time.time()
+    monkeypatch.setattr(time, "time", lambda: clock)  # both checkpoints at one instant
 
-    async def run() -> None:
-        rig.rt.scrapes_writing = 1
-        task = asyncio.ensure_future(rig.pipeline.checkpoint_services())
-        await asyncio.sleep(0.1)
-        assert updates == [] and rig.sent == [] and not task.done()
-        if ends:
-            rig.rt.scrapes_writing = 0
-        futures = await asyncio.wait_for(task, 5.0)
-        assert updates == [0 if ends else 1]
-        assert any(topic == "services-changelog" for topic, _ in rig.sent)
-        assert any(topic == "rollups-changelog" for topic, _ in rig.sent)
-        assert {id(f) for _, f in rig.sent} <= {id(f) for f in futures}
+    def checkpoint(hold: bool) -> tuple[list[int], dict[Any, Any]]:
+        rig = _Rig([50.0 + i for i in range(len(NAMES))])
+        rig.touch(set(NAMES))
+        rig.set_due(set())
+        updates: list[int] = []  # scrapes being written at each slice
+        real_update = rig.keeper.update
 
-    asyncio.run(run())
+        def update(*args: Any) -> bool:
+            updates.append(rig.rt.scrapes_writing)
+            return real_update(*args)
+
+        monkeypatch.setattr(rig.keeper, "update", update)
+
+        async def run() -> None:
+            turns = 0
+
+            async def count_turns() -> None:
+                nonlocal turns
+                while True:
+                    await asyncio.sleep(0)
+                    turns += 1
+
+            counter = asyncio.ensure_future(count_turns())
+            rig.rt.scrapes_writing = 1 if hold else 0
+            task = asyncio.ensure_future(rig.pipeline.checkpoint_services())
+            if hold:
+                await asyncio.sleep(0.1)
+                assert updates == [] and rig.sent == [] and not task.done()
+                if ends:
+                    rig.rt.scrapes_writing = 0
+            before = turns
+            futures = await asyncio.wait_for(task, 5.0)
+            counter.cancel()
+            slices = len(updates)
+            assert slices == -(-len(NAMES) // mod.ROLLUP_SLICE)
+            assert turns - before >= slices - 1  # the loop turned between slices
+            assert any(topic == "rollups-changelog" for topic, _ in rig.sent)
+            assert any(topic == "services-changelog" for topic, _ in rig.sent)
+            assert {id(f) for _, f in rig.sent} <= {id(f) for f in futures}
+
+        asyncio.run(run())
+        return updates, dict(rig.keeper.table.table.data)
+
+    updates, written = checkpoint(hold=True)
+    assert updates[0] == (0 if ends else 1)
+    monkeypatch.setattr(mod, "ROLLUP_SLICE", 10_000)
+    assert checkpoint(hold=False)[1] == written  # the same rollups as in one go
