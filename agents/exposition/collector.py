@@ -402,10 +402,8 @@ def service_families(labs: list[str], custs: list[str], rows: list[Row]) -> list
         try:
             return list(fast.service_families(_S_NAMES, _WIN_LABELS, labs, custs, rows))
         except ValueError:
-            if not all(map(str.isascii, itertools.chain(labs, custs, *(r[2] for r in rows)))):
-                pass  # written in Python below
-            else:
-                raise
+            if all(map(str.isascii, itertools.chain(labs, custs, *(r[2] for r in rows)))):
+                raise  # a malformed row (C leaves only strings beyond ASCII to Python)
     return _service_families_text(_S_NAMES, _WIN_LABELS, labs, custs, rows)
 
 
@@ -721,15 +719,7 @@ class _LineCache:
               heads: tuple[str, ...]) -> list[Part]:
         """The families' text parts (heads first) of ``keys``, whose ``fresh`` lines
         are ``per_key``."""
-        # A family's lines in pieces of JOIN_KEYS keys, joined only when written.
-        out: list[Part] = []
-        step = JOIN_KEYS
-        columns = zip(*per_key, strict=True) if per_key else [()] * len(heads)
-        for h, column in zip(heads, columns, strict=True):  # a family's lines of each key
-            out.append(h)
-            for k in range(0, len(column), step):
-                out.append(list(column[k:k + step]))
-        return out
+        raise NotImplementedError
 
 
     def _fresh_into(self, per_key: list[Any],
