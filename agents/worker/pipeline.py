@@ -685,19 +685,18 @@ class Pipeline:
 
     async def _update_rollups(self, rollups: RollupKeeper) -> None:
         """``rollups.update()`` a slice of services at a time, letting the event loop
-        serve a scrape between slices, and holding the next slice while a /metrics
+        serve a scrape between slices and holding the next slice while a /metrics
         response is being written (up to SCRAPE_HOLD_MAX s in all). After a backlog the
         day rollups of every changed service are computed here (~1 s at 10,000
-        services): in one go, a scrape that came meanwhile waited for all of it. The
-        batch lock is held throughout: events wait instead."""
+        services): in one go, a scrape that came meanwhile waited for all of it. An
+        update of one slice (a checkpoint of a steady stream) neither yields nor waits.
+        The batch lock is held throughout: events wait instead."""
         rt = self.rt
         deadline = time.monotonic() + SCRAPE_HOLD_MAX
-        while True:
+        while not rollups.update(ROLLUP_SLICE):
+            await asyncio.sleep(0)
             while rt.scrapes_writing and time.monotonic() < deadline:
                 await asyncio.sleep(SCRAPE_POLL)
-            if rollups.update(ROLLUP_SLICE):
-                return
-            await asyncio.sleep(0)
 
     def _prune_service(self, key: str, tracker: ServiceTracker, now: float) -> None:
         self._pruned["s:" + key] = now
