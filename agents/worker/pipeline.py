@@ -62,8 +62,8 @@ SERVICES_CHECKPOINT = 2.0
 
 #: Prune a tracker's history at most this often (seconds) when it is written anyway.
 PRUNE_EVERY = 300.0
-#: The longest a services checkpoint holds its day rollups for the /metrics responses
-#: being written (``Runtime.scrapes_writing``), and how often it looks.
+#: The longest a services checkpoint holds its day rollups (in all) for the /metrics
+#: responses being written (``Runtime.scrapes_writing``), and how often it looks.
 SCRAPE_HOLD_MAX = 2.0
 SCRAPE_POLL = 0.02
 #: Services whose day rollups a checkpoint updates between two turns of the event loop
@@ -692,11 +692,13 @@ class Pipeline:
         update of one slice (a checkpoint of a steady stream) neither yields nor waits.
         The batch lock is held throughout: events wait instead."""
         rt = self.rt
-        deadline = time.monotonic() + SCRAPE_HOLD_MAX
+        held = 0.0  # seconds held so far: the slices before a scrape do not count
         while not rollups.update(ROLLUP_SLICE):
             await asyncio.sleep(0)
-            while rt.scrapes_writing and time.monotonic() < deadline:
+            while rt.scrapes_writing and held < SCRAPE_HOLD_MAX:
+                t = time.monotonic()
                 await asyncio.sleep(SCRAPE_POLL)
+                held += time.monotonic() - t
 
     def _prune_service(self, key: str, tracker: ServiceTracker, now: float) -> None:
         self._pruned["s:" + key] = now
