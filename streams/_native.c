@@ -2840,6 +2840,215 @@ fail:
     return NULL;
 }
 
+/* service_families(names, wins, labs, custs, rows) -> list of 20 str: the lines of
+ * each service family (spec.SERVICE_METRICS order, without their heads) for the
+ * services whose label texts are ``labs`` and whose customers' texts are ``custs``,
+ * from their rows (collector.py ``_service_families_text``'s twin, which writes them
+ * in ``_service_lines_texts``' formats). A row is ``(flags, json, comps, restore,
+ * odd)``: 6 bytes (up, maintenance, in service time, scheduled maintenance, trending,
+ * KPI gap), orjson's text of the values in ``_service_values``' order (25, the restore
+ * target if ``restore``, one per blamed component), the blamed components' names, and
+ * None or a dict of the texts of values written otherwise (index -> str). Every
+ * string must be ASCII (else ValueError: the caller writes them in Python). */
+#define SF_FAMILIES 20
+#define SF_FIXED 25
+
+typedef struct { const char *p; Py_ssize_t n; } Span;
+
+static int sf_ascii(PyObject *s) {
+    return PyUnicode_Check(s) && PyUnicode_IS_ASCII(s);
+}
+
+static PyObject *service_families(PyObject *self, PyObject *args) {
+    PyObject *names, *wins, *labs, *custs, *rows;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!O!", &PyTuple_Type, &names, &PyTuple_Type, &wins,
+                          &PyList_Type, &labs, &PyList_Type, &custs, &PyList_Type, &rows))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(rows);
+    if (PyTuple_GET_SIZE(names) != SF_FAMILIES || PyTuple_GET_SIZE(wins) != 8
+            || PyList_GET_SIZE(labs) != n || PyList_GET_SIZE(custs) != n) {
+        PyErr_SetString(PyExc_ValueError, "service_families: 20 names, 8 windows, a label "
+                        "and customers per row");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < SF_FAMILIES; i++)
+        if (!sf_ascii(PyTuple_GET_ITEM(names, i))) goto not_ascii;
+    for (Py_ssize_t i = 0; i < 8; i++)
+        if (!sf_ascii(PyTuple_GET_ITEM(wins, i))) goto not_ascii;
+    /* Every row checked and its value texts found before anything is written. */
+    Py_ssize_t *first = PyMem_Malloc(sizeof(Py_ssize_t) * (n + 1));
+    if (first == NULL) return PyErr_NoMemory();
+    Py_ssize_t total = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *row = PyList_GET_ITEM(rows, i);
+        if (!PyTuple_CheckExact(row) || PyTuple_GET_SIZE(row) != 5
+                || !PyBytes_Check(PyTuple_GET_ITEM(row, 0)) || PyBytes_GET_SIZE(PyTuple_GET_ITEM(row, 0)) != 6
+                || !PyBytes_Check(PyTuple_GET_ITEM(row, 1)) || !PyTuple_Check(PyTuple_GET_ITEM(row, 2))) {
+            PyMem_Free(first);
+            PyErr_SetString(PyExc_TypeError, "service_families: a row is (6 bytes, bytes, tuple, "
+                            "bool, dict or None)");
+            return NULL;
+        }
+        if (!sf_ascii(PyList_GET_ITEM(labs, i)) || !sf_ascii(PyList_GET_ITEM(custs, i))) {
+            PyMem_Free(first);
+            goto not_ascii;
+        }
+        PyObject *comps = PyTuple_GET_ITEM(row, 2);
+        for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(comps); j++)
+            if (!sf_ascii(PyTuple_GET_ITEM(comps, j))) {
+                PyMem_Free(first);
+                goto not_ascii;
+            }
+        int restore = PyObject_IsTrue(PyTuple_GET_ITEM(row, 3));
+        if (restore < 0) {
+            PyMem_Free(first);
+            return NULL;
+        }
+        first[i] = total;
+        total += SF_FIXED + restore + PyTuple_GET_SIZE(comps);
+    }
+    first[n] = total;
+    Span *sp = PyMem_Malloc(sizeof(Span) * (total ? total : 1));
+    if (sp == NULL) {
+        PyMem_Free(first);
+        return PyErr_NoMemory();
+    }
+    PyObject *out = NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *row = PyList_GET_ITEM(rows, i), *json = PyTuple_GET_ITEM(row, 1);
+        PyObject *odd = PyTuple_GET_ITEM(row, 4);
+        const char *p = PyBytes_AS_STRING(json), *end = p + PyBytes_GET_SIZE(json);
+        Py_ssize_t want = first[i + 1] - first[i], items = 0;
+        if (end - p < 2 || p[0] != '[' || end[-1] != ']') goto bad;
+        p++;
+        end--;
+        const char *from = p;
+        for (const char *q = p; q <= end; q++) {
+            if (q == end || *q == ',') {
+                if (q == from) {
+                    if (q == end && items == 0) break;
+                    goto bad;
+                }
+                if (items >= want) goto bad;
+                sp[first[i] + items].p = from;
+                sp[first[i] + items].n = q - from;
+                items++;
+                from = q + 1;
+            } else if ((unsigned char)*q >= 128 || *q == '"') {
+                goto bad;
+            }
+        }
+        if (items != want) goto bad;
+        if (odd != Py_None) {
+            if (!PyDict_Check(odd)) goto bad;
+            PyObject *k, *v;
+            Py_ssize_t pos = 0;
+            while (PyDict_Next(odd, &pos, &k, &v)) {
+                Py_ssize_t at = PyLong_AsSsize_t(k);
+                if (at == -1 && PyErr_Occurred()) goto fail;
+                if (at < 0 || at >= want || !PyUnicode_Check(v)) goto bad;
+                if (!PyUnicode_IS_ASCII(v)) {
+                    PyMem_Free(sp);
+                    PyMem_Free(first);
+                    goto not_ascii;
+                }
+                sp[first[i] + at].p = (const char *)PyUnicode_1BYTE_DATA(v);
+                sp[first[i] + at].n = PyUnicode_GET_LENGTH(v);
+            }
+        }
+    }
+    out = PyList_New(SF_FAMILIES);
+    if (out == NULL) goto fail;
+    /* The family of each line kind: a flag (by its byte), a value (by its index), the
+     * window values from an index, the info line or the blamed components' lines. */
+    enum { K_INFO, K_FLAG, K_VALUE, K_WINDOWS, K_RESTORE, K_BLAME };
+    static const int kind[SF_FAMILIES] = {
+        K_INFO, K_FLAG, K_FLAG, K_FLAG, K_FLAG, K_WINDOWS, K_VALUE, K_VALUE, K_WINDOWS,
+        K_VALUE, K_VALUE, K_FLAG, K_VALUE, K_VALUE, K_RESTORE, K_VALUE, K_VALUE, K_VALUE,
+        K_FLAG, K_BLAME};
+    /* The flag's byte or the value's index of each family (-1: neither). */
+    static const int arg[SF_FAMILIES] = {
+        -1, 0, 1, 2, 3, 0, 16, 21, 8, 17, 18, 4, 22, 19, 25, 23, 20, 24, 5, -1};
+    Py_ssize_t wl[8];
+    for (int w = 0; w < 8; w++) wl[w] = PyUnicode_GET_LENGTH(PyTuple_GET_ITEM(wins, w));
+    for (int f = 0; f < SF_FAMILIES; f++) {
+        PyObject *name = PyTuple_GET_ITEM(names, f);
+        const char *nm = (const char *)PyUnicode_1BYTE_DATA(name);
+        Py_ssize_t nl = PyUnicode_GET_LENGTH(name);
+        /* Two passes: the length, then the text. */
+        Py_ssize_t len = 0;
+        Py_UCS1 *d = NULL;
+        PyObject *text = NULL;
+        for (int pass = 0; pass < 2; pass++) {
+            if (pass == 1) {
+                text = PyUnicode_New(len, 127);
+                if (text == NULL) goto fail;
+                d = PyUnicode_1BYTE_DATA(text);
+            }
+#define PUT(src, cnt) do { Py_ssize_t c_ = (cnt); if (pass) memcpy(d, (src), c_), d += c_; else len += c_; } while (0)
+#define PUTS(s) PUT(PyUnicode_1BYTE_DATA(s), PyUnicode_GET_LENGTH(s))
+            for (Py_ssize_t i = 0; i < n; i++) {
+                PyObject *row = PyList_GET_ITEM(rows, i), *lab = PyList_GET_ITEM(labs, i);
+                const char *flags = PyBytes_AS_STRING(PyTuple_GET_ITEM(row, 0));
+                Span *v = sp + first[i];
+                switch (kind[f]) {
+                case K_INFO:
+                    PUT(nm, nl); PUT("{customers=\"", 12); PUTS(PyList_GET_ITEM(custs, i));
+                    PUT("\",", 2); PUTS(lab); PUT("} 1.0\n", 6);
+                    break;
+                case K_FLAG:
+                    PUT(nm, nl); PUT("{", 1); PUTS(lab);
+                    PUT(flags[arg[f]] ? "} 1.0\n" : "} 0.0\n", 6);
+                    break;
+                case K_RESTORE:
+                    if (first[i + 1] - first[i] == SF_FIXED + PyTuple_GET_SIZE(PyTuple_GET_ITEM(row, 2)))
+                        break;  /* none */
+                    /* fall through */
+                case K_VALUE:
+                    PUT(nm, nl); PUT("{", 1); PUTS(lab); PUT("} ", 2);
+                    PUT(v[arg[f]].p, v[arg[f]].n); PUT("\n", 1);
+                    break;
+                case K_WINDOWS:
+                    for (int w = 0; w < 8; w++) {
+                        PUT(nm, nl); PUT("{", 1); PUTS(lab);
+                        PUT(PyUnicode_1BYTE_DATA(PyTuple_GET_ITEM(wins, w)), wl[w]);
+                        PUT(v[arg[f] + w].p, v[arg[f] + w].n); PUT("\n", 1);
+                    }
+                    break;
+                case K_BLAME: {
+                    PyObject *comps = PyTuple_GET_ITEM(row, 2);
+                    Py_ssize_t nc = PyTuple_GET_SIZE(comps), nb = first[i + 1] - first[i] - nc;
+                    for (Py_ssize_t j = 0; j < nc; j++) {
+                        PUT(nm, nl); PUT("{component=\"", 12); PUTS(PyTuple_GET_ITEM(comps, j));
+                        PUT("\",", 2); PUTS(lab); PUT("} ", 2);
+                        PUT(v[nb + j].p, v[nb + j].n); PUT("\n", 1);
+                    }
+                    break;
+                }
+                }
+            }
+#undef PUT
+#undef PUTS
+        }
+        PyList_SET_ITEM(out, f, text);
+    }
+    PyMem_Free(sp);
+    PyMem_Free(first);
+    return out;
+bad:
+    PyErr_SetString(PyExc_ValueError, "service_families: a row's values must be a JSON array "
+                    "of 25 numbers, its restore target's and one per blamed component, and "
+                    "its odd texts strings at their indexes");
+fail:
+    Py_XDECREF(out);
+    PyMem_Free(sp);
+    PyMem_Free(first);
+    return NULL;
+not_ascii:
+    PyErr_SetString(PyExc_ValueError, "service_families: every string must be ASCII");
+    return NULL;
+}
+
 /* tags_used(tag) -> int: how many distinct tag indexes ``tag`` (array('I')) holds, 0
  * (NO_TAG) counted whether it occurs or not: Timeline.compact_tags compares it with its
  * table's length, at every prune. */
@@ -3281,6 +3490,7 @@ static PyMethodDef methods[] = {
     {"not_memo", not_memo, METH_VARARGS, "keys a dict does not map to an int"},
     {"lines_codes_many", lines_codes_many, METH_VARARGS,
      "lines_until of many component trackers, with the windows at 0.0 and the state"},
+    {"service_families", service_families, METH_VARARGS, "the service families' lines"},
     {"tags_used", tags_used, METH_VARARGS, "distinct tag indexes of a tag column"},
     {"day_segments", day_segments, METH_VARARGS, "Account.add_segments over a view's columns"},
     {NULL, NULL, 0, NULL},

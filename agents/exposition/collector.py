@@ -277,43 +277,134 @@ def _value_texts(values: list[float]) -> list[str]:
 def _service_lines_texts(s: ServiceReport, lab: str, escape: bool, comps: tuple[str, ...],
                          texts: list[str]) -> tuple[str, ...]:
     """``_service_lines_known`` with the texts of ``_service_values(s)`` given."""
+    return _row_lines(lab, _esc(",".join(s.customers)), _flags(s), texts,
+                      tuple(map(_esc, comps)) if escape else comps,
+                      s.restore_target_seconds is not None)
+
+
+def _flags(s: ServiceReport) -> bytes:
+    """A service's 0/1 values (``_row_lines``' ``flags``), one shared object per set."""
+    key = (s.up, s.maintenance, s.in_service_time, s.scheduled_maintenance,
+           s.trending_below_sla, s.kpi_gap)
+    flags = _FLAGS.get(key)
+    if flags is None:
+        flags = _FLAGS[key] = bytes(map(int, key))
+    return flags
+
+
+_FLAGS: dict[tuple[bool, ...], bytes] = {}
+#: Values of a service's row before its restore target and blame (``_service_values``).
+_ROW_FIXED = 25
+_ONE_ZERO = ("0.0", "1.0")
+
+
+def _row_lines(lab: str, cust: str, flags: bytes, texts: list[str], comps: tuple[str, ...],
+               restore: bool) -> tuple[str, ...]:
+    """A service's lines of each service family (``spec.SERVICE_METRICS``), each string
+    empty or whole lines: ``lab`` its label text, ``cust`` its customers' text,
+    ``flags`` its 0/1 values (up, maintenance, in service time, scheduled maintenance,
+    trending, KPI gap), ``texts`` those of ``_service_values`` (with the restore
+    target's if ``restore``), ``comps`` its blamed components' names as written."""
     (n_info, n_up, n_maint, n_in_st, n_sched, n_avail, n_sla, n_target, n_burn, n_budget, n_exhaust,
      n_trend, n_status, n_outage, n_restore, n_outages, n_down, n_supported, n_gap,
      n_blame) = _S_NAMES
     sla_t, budget_t, exhaust_t, outage_t, down_t, target_t, status_t, outages_t, supported_t = \
         texts[16:25]
-    restore = s.restore_target_seconds
-    nb = 25 if restore is None else 26  # the first blame value's
-    if not comps:
-        blame_text = ""
-    elif escape:
-        blame_text = "".join([f'{n_blame}{{component="{_esc(c)}",{lab}}} {t}\n'
-                              for c, t in zip(comps, texts[nb:], strict=True)])
-    else:
-        blame_text = "".join([f'{n_blame}{{component="{c}",{lab}}} {t}\n'
-                              for c, t in zip(comps, texts[nb:], strict=True)])
+    up, maint, in_st, sched, trend, gap = (_ONE_ZERO[f] for f in flags)
+    nb = _ROW_FIXED + restore  # the first blame value's
+    if len(texts) != nb + len(comps):
+        raise ValueError("a service's row: 25 values, its restore target's and one per "
+                         "blamed component")
+    blame_text = "".join([f'{n_blame}{{component="{c}",{lab}}} {t}\n'
+                          for c, t in zip(comps, texts[nb:], strict=True)])
     return (
-        f'{n_info}{{customers="{_esc(",".join(s.customers))}",{lab}}} 1.0\n',
-        f"{n_up}{{{lab}}} {'1.0' if s.up else '0.0'}\n",
-        f"{n_maint}{{{lab}}} {'1.0' if s.maintenance else '0.0'}\n",
-        f"{n_in_st}{{{lab}}} {'1.0' if s.in_service_time else '0.0'}\n",
-        f"{n_sched}{{{lab}}} {'1.0' if s.scheduled_maintenance else '0.0'}\n",
+        f'{n_info}{{customers="{cust}",{lab}}} 1.0\n',
+        f"{n_up}{{{lab}}} {up}\n",
+        f"{n_maint}{{{lab}}} {maint}\n",
+        f"{n_in_st}{{{lab}}} {in_st}\n",
+        f"{n_sched}{{{lab}}} {sched}\n",
         _window_texts(f"{n_avail}{{{lab}", texts[0:8]),
         f"{n_sla}{{{lab}}} {sla_t}\n",
         f"{n_target}{{{lab}}} {target_t}\n",
         _window_texts(f"{n_burn}{{{lab}", texts[8:16]),
         f"{n_budget}{{{lab}}} {budget_t}\n",
         f"{n_exhaust}{{{lab}}} {exhaust_t}\n",
-        f"{n_trend}{{{lab}}} {'1.0' if s.trending_below_sla else '0.0'}\n",
+        f"{n_trend}{{{lab}}} {trend}\n",
         f"{n_status}{{{lab}}} {status_t}\n",
         f"{n_outage}{{{lab}}} {outage_t}\n",
-        "" if restore is None else f"{n_restore}{{{lab}}} {texts[25]}\n",
+        f"{n_restore}{{{lab}}} {texts[25]}\n" if restore else "",
         f"{n_outages}{{{lab}}} {outages_t}\n",
         f"{n_down}{{{lab}}} {down_t}\n",
         f"{n_supported}{{{lab}}} {supported_t}\n",
-        f"{n_gap}{{{lab}}} {'1.0' if s.kpi_gap else '0.0'}\n",
+        f"{n_gap}{{{lab}}} {gap}\n",
         blame_text,
     )
+
+
+#: A service's values as ``ServiceLines`` keeps and writes them: ``(flags, json, comps,
+#: restore, odd)``: its 0/1 values (``_flags``), the JSON array of its values
+#: (``_service_values``; orjson's text, which is ``_f``'s but at the indexes of
+#: ``odd``, None or a dict index -> ``_f`` text), its blamed components' names as
+#: written (escaped) and whether it has a restore target.
+Row = tuple[bytes, bytes, tuple[str, ...], bool, "dict[int, str] | None"]
+
+
+def service_row(flags: bytes, values: list[float], comps: tuple[str, ...], restore: bool,
+                kind: int | None = None) -> Row:
+    """A service's ``Row`` of its values (``_service_values``' order); ``kind``: what
+    ``plain_floats`` says of them (or of a list they are part of), if known."""
+    fast = native.native
+    if kind is None:
+        kind = (_plain_floats(values, _FAST_LO, _FAST_HI) if fast is None
+                else fast.plain_floats(values, _FAST_LO, _FAST_HI))
+    odd: dict[int, str] | None = None
+    if not _FAST:  # pragma: no cover - an orjson that writes floats otherwise
+        json = ("[" + ",".join(map(_f, values)) + "]").encode()
+    else:
+        if kind == OTHER:
+            values = [float(v) for v in values]  # _f of each is the same text
+        # Copied: orjson's bytes hold a block of 8 KiB whatever their length (10,000
+        # services' rows were 80 MB at the peak of a scrape).
+        json = memoryview(orjson.dumps(values)).tobytes()
+        if kind != PLAIN:
+            odd_floats = _odd_floats if fast is None else fast.odd_floats
+            odd = {k: _f(values[k]) for k in odd_floats(values, _FAST_LO, _FAST_HI)} or None
+    return (flags, json, comps, restore, odd)
+
+
+def _service_families_text(names: tuple[str, ...], wins: tuple[str, ...], labs: list[str],
+                           custs: list[str], rows: list[Row]) -> list[str]:
+    """The lines of each service family (without heads) of the services of ``rows``
+    (``_native.service_families``' twin)."""
+    if len(names) != len(_S_NAMES) or len(wins) != len(WINDOWS) or not (
+            len(labs) == len(custs) == len(rows)):
+        raise ValueError("service_families: 20 names, 8 windows, a label and customers per row")
+    if names != _S_NAMES or wins != _WIN_LABELS:
+        raise ValueError("service_families: the spec's names and window labels")
+    per = []
+    for lab, cust, (flags, json, comps, restore, odd) in zip(labs, custs, rows, strict=True):
+        if len(flags) != 6:
+            raise TypeError("service_families: a row is (6 bytes, bytes, tuple, bool, dict or None)")
+        texts = _json_items(json)
+        for k, t in (odd or {}).items():
+            if not 0 <= k < len(texts):
+                raise ValueError("service_families: an odd text's index out of range")
+            texts[k] = t
+        per.append(_row_lines(lab, cust, flags, texts, comps, bool(restore)))
+    return ["".join(column) for column in zip(*per, strict=True)] if per else [""] * len(names)
+
+
+def service_families(labs: list[str], custs: list[str], rows: list[Row]) -> list[str]:
+    """``_service_families_text`` of the spec's names, in C when the extension is built
+    and every string is ASCII."""
+    fast = native.native
+    if fast is not None:
+        try:
+            return list(fast.service_families(_S_NAMES, _WIN_LABELS, labs, custs, rows))
+        except ValueError:
+            if all(map(str.isascii, itertools.chain(labs, custs, *(r[2] for r in rows)))):
+                raise  # a malformed row (C leaves only strings beyond ASCII to Python)
+    return _service_families_text(_S_NAMES, _WIN_LABELS, labs, custs, rows)
 
 
 _FLOATS = {float}
@@ -462,6 +553,10 @@ JOIN_KEYS = 4096
 #: are held until their lines are written).
 FRESH_KEYS = 256
 
+#: Services whose lines of one family ``ServiceLines.parts`` writes in one part (at 10
+#: blamed components a service, ~1 MB of text).
+SERVICE_KEYS = 1024
+
 #: One key's lines of one family.
 Line = str
 
@@ -496,8 +591,7 @@ def _text(part: Part) -> str:
 class _Entry:
     __slots__ = ("lines", "since", "token", "until")
 
-    def __init__(self, token: bytes | None, since: float, until: float,
-                 lines: tuple[Line, ...]) -> None:
+    def __init__(self, token: bytes | None, since: float, until: float, lines: Any) -> None:
         self.token = token  # the stored bytes of the tracker; None: no tracker
         self.since = since
         self.until = until
@@ -524,11 +618,12 @@ class _LineCache:
         self.reused = 0  # for tests and the benchmark: keys reused at the last render
 
     def fresh(self, catalog: Catalog, key: str, tracker: Any, now: float
-              ) -> tuple[tuple[Line, ...], float]:
+              ) -> tuple[Any, float]:
+        """A key's lines (in the form ``parts`` reads) and until when they hold."""
         raise NotImplementedError
 
     def fresh_many(self, catalog: Catalog, items: list[tuple[str, Any]], now: float
-                   ) -> list[tuple[tuple[Line, ...], float]]:
+                   ) -> list[tuple[Any, float]]:
         """``fresh`` of each (key, tracker)."""
         return [self.fresh(catalog, key, tracker, now) for key, tracker in items]
 
@@ -594,7 +689,7 @@ class _LineCache:
             entries.clear()
             self._catalog = catalog
         lookup, dirty = table.stored_lookup()
-        per_key: list[tuple[Line, ...]] = []
+        per_key: list[Any] = []
         add = per_key.append
         reused = 0
         # Keys to compute afresh: (index in per_key, key, tracker, stored bytes, entry).
@@ -618,18 +713,16 @@ class _LineCache:
             keep = set(keys)
             for key in [k for k in entries if k not in keep]:
                 del entries[key]
-        # A family's lines in pieces of JOIN_KEYS keys, joined only when written.
-        out: list[Part] = []
-        step = JOIN_KEYS
-        columns = zip(*per_key, strict=True) if per_key else [()] * len(heads)
-        for h, column in zip(heads, columns, strict=True):  # a family's lines of each key
-            out.append(h)
-            for k in range(0, len(column), step):
-                out.append(list(column[k:k + step]))
-        return out
+        return self.parts(catalog, keys, per_key, heads)
+
+    def parts(self, catalog: Catalog, keys: list[str], per_key: list[Any],
+              heads: tuple[str, ...]) -> list[Part]:
+        """The families' text parts (heads first) of ``keys``, whose ``fresh`` lines
+        are ``per_key``."""
+        raise NotImplementedError
 
 
-    def _fresh_into(self, per_key: list[tuple[Line, ...]],
+    def _fresh_into(self, per_key: list[Any],
                     todo: list[tuple[int, str, Any, bytes | None, _Entry | None]],
                     catalog: Catalog, now: float) -> None:
         """The lines of the keys in ``todo`` into ``per_key``, their entries kept
@@ -769,11 +862,14 @@ class ComponentLines:
         still compares every key's stored bytes with what was seen here."""
         self._versions = (None, None)  # render looks up every key's bytes again
         before = table.versions()
-        if (catalog is not self._catalog or (keys is not self._keys and keys != self._keys)
-                or now < self._latest):
+        if catalog is not self._catalog or (keys is not self._keys and keys != self._keys):
             yield from self._build_steps(catalog, keys)
             self._latest = now
-        self._latest = max(self._latest, now)
+        # A prepare begun before a scrape proves from that scrape's time on, not from
+        # its own: a proof from an earlier time would make the chunks be built again,
+        # and a scrape meanwhile build and prove them all over (~0.5 s at 100,000).
+        now = max(self._latest, now)
+        self._latest = now
         for ch in self._chunks:
             if sys.getrefcount(ch.pieces) > 2:  # as in render
                 ch.pieces = list(ch.pieces)
@@ -1002,30 +1098,36 @@ class _Windowed:
 
 
 class ServiceLines(_LineCache):
-    """The service families at each scrape; lines reused while
-    ``service_report_until`` proves them constant (up throughout)."""
+    """The service families at each scrape; a service's values (its ``Row``) reused
+    while ``service_report_until`` proves them constant (up throughout). The lines of
+    every service are written from the rows at each scrape, a family at a time
+    (``service_families``, in C): at 10,000 services whose values move, writing them
+    line by line in Python was most of a scrape's time."""
 
     def __init__(self) -> None:
         super().__init__()
         self._escape_catalog: Catalog | None = None
         self._escape = True
         self._labs: dict[str, str] = {}
+        self._custs: dict[str, str] = {}
 
     def labels(self, catalog: Catalog) -> dict[str, str]:
-        """Each service's label text, and whether a name of the services' components
-        (those of their blame) needs escaping: once per catalog rather than at each
-        scrape."""
+        """Each service's label text (and customers' text), and whether a name of the
+        services' components (those of their blame) needs escaping: once per catalog
+        rather than at each scrape."""
         if catalog is not self._escape_catalog:
             self._escape = any(_esc(c) != c for name in catalog.services
                                for c in catalog.components_of(name))
             # prometheus_client writes label names sorted; so does this.
             self._labs = {name: f'kind="{_esc(svc.kind)}",service="{_esc(name)}"'
                           for name, svc in catalog.services.items()}
+            self._custs = {name: _esc(",".join(svc.customers))
+                           for name, svc in catalog.services.items()}
             self._escape_catalog = catalog
         return self._labs
 
     def fresh(self, catalog: Catalog, key: str, tracker: Any, now: float
-              ) -> tuple[tuple[Line, ...], float]:
+              ) -> tuple[Row, float]:
         return self.fresh_many(catalog, [(key, tracker)], now)[0]
 
     def moving(self, catalog: Catalog, key: str, tracker: Any, now: float) -> bool:
@@ -1037,32 +1139,38 @@ class ServiceLines(_LineCache):
         warm_service(catalog.services[key], tracker, catalog, now)
 
     def fresh_many(self, catalog: Catalog, items: list[tuple[str, Any]], now: float
-                   ) -> list[tuple[tuple[Line, ...], float]]:
-        """``fresh`` of each, the texts of all their values written at once."""
-        labs = self.labels(catalog)
+                   ) -> list[tuple[Row, float]]:
+        """``fresh`` of each: its row, and until when it holds."""
+        self.labels(catalog)
         escape = self._escape
         services = catalog.services
         reports = [service_report(services[key], tracker, catalog, now) for key, tracker in items]
         values = [_service_values(r) for r in reports]
         flat = [v for vs, _ in values for v in vs]
         fast = native.native
-        kind = OTHER if fast is None else fast.plain_floats(flat, _FAST_LO, _FAST_HI)
-        if kind != OTHER:
-            # Every value a float: their texts in one go (those orjson would write
-            # otherwise than _f by _f).
-            texts = ((_orjson_texts(flat) if _FAST and flat else list(map(_f, flat)))
-                     if kind == PLAIN else _float_texts(flat))
-            k = 0
-            per = []
-            for vs, _ in values:
-                per.append(texts[k:k + len(vs)])
-                k += len(vs)
-        else:
-            per = [_value_texts(vs) for vs, _ in values]
-        return [(_service_lines_texts(r, labs[key], escape, comps, t),
+        kind = (_plain_floats(flat, _FAST_LO, _FAST_HI) if fast is None
+                else fast.plain_floats(flat, _FAST_LO, _FAST_HI))
+        return [(service_row(_flags(r), vs, tuple(map(_esc, comps)) if escape else comps,
+                             r.restore_target_seconds is not None, kind),
                  service_report_until(services[key], tracker, now, catalog))
-                for (key, tracker), r, (_, comps), t in zip(items, reports, values, per,
-                                                            strict=True)]
+                for (key, tracker), r, (vs, comps) in zip(items, reports, values, strict=True)]
+
+    def parts(self, catalog: Catalog, keys: list[str], per_key: list[Any],
+              heads: tuple[str, ...]) -> list[Part]:
+        labs = self.labels(catalog)
+        custs = self._custs
+        # A family's lines in parts of SERVICE_KEYS services: a part is encoded and
+        # handed to the socket whole (copied on the way), so its size is memory at
+        # the peak of a scrape.
+        step = SERVICE_KEYS
+        columns = [service_families([labs[k] for k in keys[i:i + step]],
+                                    [custs[k] for k in keys[i:i + step]], per_key[i:i + step])
+                   for i in range(0, len(keys), step)]
+        out: list[Part] = []
+        for f, h in enumerate(heads):
+            out.append(h)
+            out += [texts[f] for texts in columns]
+        return out
 
 
 def make_registry(rt: Runtime, registry: CollectorRegistry | None = None) -> CollectorRegistry:

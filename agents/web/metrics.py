@@ -73,11 +73,13 @@ async def metrics_response(request: Any, registry: CollectorRegistry) -> Any:
     collector = getattr(registry, "slawatch_collector", None)
     if collector is not None:
         collector.writing += 1
+        collector.rt.scrapes_writing += 1
     try:
         await _write(request, response, chunks, gzip)
     finally:
         if collector is not None:
             collector.writing -= 1
+            collector.rt.scrapes_writing -= 1
     return response
 
 

@@ -15,6 +15,7 @@ the topic alone, whatever workers run.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from typing import Any
@@ -117,14 +118,16 @@ class RollupKeeper:
         if starts:
             self.book.mark(service, min(starts))
 
-    def update(self) -> None:
-        """Recompute the dirty days of every marked service (written by ``flush``)."""
+    def update(self, limit: int | None = None) -> bool:
+        """Recompute the dirty days of every marked service (written by ``flush``), or
+        of the first ``limit`` of them; whether none is left marked."""
         book = self.book
         dropped = book.dropped
         if book.dirty:
             now = time.time()
             services = self.rt.services
-            for name in list(book.dirty):
+            names = list(book.dirty if limit is None else itertools.islice(book.dirty, limit))
+            for name in names:
                 tracker = services.get(name)
                 if tracker is None:
                     book.dirty.pop(name, None)
@@ -138,6 +141,7 @@ class RollupKeeper:
             log.warning("%d change(s) older than their service's kept history are not in "
                         "the day rollups (%d so far): input partitions far apart in event "
                         "time?", book.dropped - dropped, book.dropped)
+        return not book.dirty
 
     async def flush(self, send: Send, send_many: SendMany | None = None) -> list[Any]:
         """Write the changed months and horizons; the send futures."""

@@ -73,6 +73,9 @@ class Runtime:
         #: Why the worker refuses to go on (a setup it cannot work with), once it does:
         #: the command prints it and exits with the configuration error status.
         self.refused: str | None = None
+        #: /metrics responses being written (agents/web/metrics.py): a services
+        #: checkpoint holds its day rollups meanwhile (``Pipeline.checkpoint_services``).
+        self.scrapes_writing = 0
         self._owned_memo: dict[str, tuple[Any, Catalog, list[str]]] = {}
 
     def bind_tables(self, components_table: Any, services_table: Any) -> None:

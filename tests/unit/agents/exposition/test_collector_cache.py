@@ -608,3 +608,41 @@ def test_calendars_move_the_lines_without_events() -> None:
     text = h.collector.report_text()
     assert 'slawatch_service_in_service_time{kind="internal",service="s0"}' in text
     assert 'slawatch_service_scheduled_maintenance{kind="internal",service="s5"}' in text
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_prepare_begun_before_a_scrape_leaves_the_next_nothing_to_redo(
+        seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker's prepare runs in steps between scrapes, its ``now`` taken when it
+    began: a scrape meanwhile (a later ``now``) must not make the rest of the prepare
+    build the chunks again, nor the scrape after it look at every component again."""
+    from agents.exposition import collector as mod
+
+    monkeypatch.setattr(mod, "JOIN_KEYS", 4)
+    rng = random.Random(seed)
+    h = Harness(rng.randrange(8, 30))
+    comps = [f"c{i}" for i in range(len(h.rt.catalog.components) - 1)]
+    for c in comps:
+        h.apply(c, rng.choice([State.UP, State.DOWN]), T0 - rng.choice([40 * DAY, 3600.0, 30.0]))
+    lines = h.collector.component_lines
+    steps = h.collector.prepare(step=rng.choice([1, 3, 64]))
+    for _ in range(rng.randrange(3)):
+        next(steps, None)
+    h.now += rng.choice([0.5, 30.0])
+    h.check()  # the scrape during the prepare
+    built: list[object] = []
+    real_build = lines._build_steps
+
+    def build_steps(*args: Any) -> Iterator[None]:
+        built.append(args)
+        return real_build(*args)
+
+    monkeypatch.setattr(lines, "_build_steps", build_steps)
+    for _ in steps:
+        pass
+    spies = Spies(monkeypatch)
+    h.now += 0.5
+    h.check()
+    assert built == []
+    assert spies.looked == []  # every proof made by the prepare or the scrape holds
+    assert lines.reused + sum(len(ch.moving) for ch in lines._chunks) == len(comps) + 1

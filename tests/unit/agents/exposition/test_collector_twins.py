@@ -6,7 +6,9 @@ Python ``_put_texts``), its up line by its state (``put_choices``), and asks whe
 any value's text needs ``_f`` rather than orjson's (``plain_floats``). Each pair must
 give the same result, whatever the strings (ASCII, as the exposition's, or not), the
 indexes and the floats (NaN, infinities, -0.0, subnormals), and refuse the same
-malformed calls.
+malformed calls. ``ServiceLines`` writes the service families from each service's row
+(``service_families``, in C; ``_service_families_text`` in Python): both must write
+what ``_row_lines`` writes of each service, family by family.
 """
 
 from __future__ import annotations
@@ -18,18 +20,25 @@ from hypothesis import strategies as st
 from agents.exposition.collector import (
     _FAST_HI,
     _FAST_LO,
+    _S_NAMES,
+    _WIN_LABELS,
     FLOATS,
     OTHER,
     PLAIN,
+    Row,
     _float_texts,
     _odd_floats,
     _orjson_texts,
     _plain_floats,
     _put_choices,
     _put_texts,
+    _row_lines,
+    _service_families_text,
     put_choices,
     put_texts,
     put_value_texts,
+    service_families,
+    service_row,
 )
 from agents.exposition.collector import _f as f_text
 from streams import native
@@ -139,3 +148,64 @@ def test_plain_floats_twins_agree_and_texts_are_f_texts(values: list[float]) -> 
     assert _float_texts(values) == [f_text(v) for v in values]
     if kind == PLAIN:  # orjson's texts as they are
         assert _orjson_texts(values) == [f_text(v) for v in values] or not values
+
+
+_name = st.text(st.characters(max_codepoint=127), min_size=1, max_size=6) | st.sampled_from(
+    ("é", "a\\b", 'q"t'))
+
+
+@st.composite
+def _service_rows(draw: st.DrawFn) -> tuple[list[str], list[str], list[Row], list[tuple[str, ...]]]:
+    """Services as ``ServiceLines`` keeps them: labels, customers' texts, rows of
+    generated values (NaN, infinities, -0.0, ints among them) and the values' ``_f``
+    texts of each row."""
+    labs, custs, rows, texts = [], [], [], []
+    for _ in range(draw(st.integers(0, 4))):
+        restore = draw(st.booleans())
+        comps = tuple(draw(st.lists(_name, max_size=4)))
+        n = 25 + restore + len(comps)
+        values = draw(st.lists(_floats | st.integers(-3, 3), min_size=n, max_size=n))
+        flags = bytes(draw(st.lists(st.integers(0, 1), min_size=6, max_size=6)))
+        labs.append(f'kind="x",service="{draw(_name)}"')
+        custs.append(draw(_name))
+        rows.append(service_row(flags, values, comps, restore))
+        texts.append(tuple(f_text(float(v)) for v in values))
+    return labs, custs, rows, texts
+
+
+@settings(max_examples=200, deadline=None)
+@given(services=_service_rows())
+def test_service_families_twins_write_the_rows_lines(
+        services: tuple[list[str], list[str], list[Row], list[tuple[str, ...]]]) -> None:
+    """``service_families`` (C when every string is ASCII) and its Python twin write,
+    family by family, the lines ``_row_lines`` writes of each service from the ``_f``
+    texts of its values: whatever the values, names and flags."""
+    labs, custs, rows, texts = services
+    want = ["".join(column) for column in zip(
+        *[_row_lines(lab, cust, row[0], list(t), row[2], row[3])
+          for lab, cust, row, t in zip(labs, custs, rows, texts, strict=True)],
+        strict=True)] if rows else [""] * 20
+    assert _service_families_text(_S_NAMES, _WIN_LABELS, labs, custs, rows) == want
+    assert service_families(labs, custs, rows) == want
+
+
+def test_service_families_refuse_malformed_rows() -> None:
+    good = service_row(bytes(6), [0.5] * 26, ("c",), False)
+    cases = [
+        (b"\x00" * 6, good[1], ("c", "d"), False, None),  # a value short for its blame
+        (b"\x00" * 6, good[1], ("c",), True, None),  # none left for the restore target
+        (b"\x00" * 6, b"[0.5]", (), False, None),
+        (b"\x00" * 6, good[1][:-1] + b",]", ("c",), False, None),
+        (b"\x00" * 6, good[1], ("c",), False, {26: "1.0"}),  # an odd text past the end
+    ]
+    paths = [lambda rows: _service_families_text(_S_NAMES, _WIN_LABELS, ["l"], ["c"], rows)]
+    if native.native is not None:
+        paths.append(lambda rows: native.native.service_families(  # type: ignore[union-attr]
+            _S_NAMES, _WIN_LABELS, ["l"], ["c"], rows))
+    for write in paths:
+        assert write([good])[0] == f'{_S_NAMES[0]}{{customers="c",l}} 1.0\n'
+        for row in cases:
+            with pytest.raises(ValueError):
+                write([row])
+        with pytest.raises((TypeError, ValueError)):
+            write([(b"\x00", *good[1:])])  # flags short

@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -158,3 +159,67 @@ def test_a_pruning_checkpoint_also_waits_for_the_rollups_of_earlier_checkpoints(
         assert any(topic == "services-changelog" for topic, _ in sent[n:])
 
     asyncio.run(run())
+
+
+@pytest.mark.parametrize(("ends", "slice_"), [(True, 1000), (True, 1), (False, 2)])
+def test_the_services_checkpoint_updates_its_rollups_in_slices_held_while_a_scrape_is_written(
+        ends: bool, slice_: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The day rollups (computed at once after a backlog: ~1 s at 10,000 services) are
+    updated a slice of services at a time, the event loop turning between slices; while
+    a /metrics response is being written (``Runtime.scrapes_writing``) the next slice
+    waits until it is, or for ``SCRAPE_HOLD_MAX`` in all. An update of one slice does
+    not wait. The checkpoint writes what the same update in one go writes."""
+    from agents.worker import pipeline as mod
+
+    monkeypatch.setattr(mod, "SCRAPE_HOLD_MAX", 60.0 if ends else 0.2)
+    monkeypatch.setattr(mod, "ROLLUP_SLICE", slice_)
+    clock = time.time()
+    monkeypatch.setattr(time, "time", lambda: clock)  # both checkpoints at one instant
+    slices = -(-len(NAMES) // slice_)
+
+    def checkpoint(writing: int) -> tuple[list[int], dict[Any, Any]]:
+        rig = _Rig([50.0 + i for i in range(len(NAMES))])
+        rig.touch(set(NAMES))
+        rig.set_due(set())
+        updates: list[int] = []  # responses being written at each slice
+        real_update = rig.keeper.update
+
+        def update(*args: Any) -> bool:
+            updates.append(rig.rt.scrapes_writing)
+            return real_update(*args)
+
+        monkeypatch.setattr(rig.keeper, "update", update)
+
+        async def run() -> None:
+            turns = 0
+
+            async def count_turns() -> None:
+                nonlocal turns
+                while True:
+                    await asyncio.sleep(0)
+                    turns += 1
+
+            counter = asyncio.ensure_future(count_turns())
+            rig.rt.scrapes_writing = writing
+            task = asyncio.ensure_future(rig.pipeline.checkpoint_services())
+            await asyncio.sleep(0.1)
+            if writing and slices > 1:
+                assert updates == [1] and rig.sent == [] and not task.done()  # held
+                if ends:
+                    rig.rt.scrapes_writing = 0
+            futures = await asyncio.wait_for(task, 5.0)
+            counter.cancel()
+            assert len(updates) == slices
+            assert turns >= slices - 1  # the loop turned between slices
+            assert any(topic == "rollups-changelog" for topic, _ in rig.sent)
+            assert any(topic == "services-changelog" for topic, _ in rig.sent)
+            assert {id(f) for _, f in rig.sent} <= {id(f) for f in futures}
+
+        asyncio.run(run())
+        return updates, dict(rig.keeper.table.table.data)
+
+    updates, written = checkpoint(writing=1)
+    assert updates[1:] == [0 if ends else 1] * (slices - 1)
+    monkeypatch.setattr(mod, "ROLLUP_SLICE", 10_000)
+    slices = 1
+    assert checkpoint(writing=0)[1] == written  # the same rollups as in one go
