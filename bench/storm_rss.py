@@ -33,6 +33,7 @@ from bench.throughput import (
     Worker,
     iter_events,
     make_catalog,
+    pipeline_rate,
     publish,
     scale_run,
     wait_pipeline,
@@ -93,7 +94,7 @@ def main() -> int:
             idle, _ = w.rss()
             st = wait_pipeline(w, topic, w.segments_topic, ends, timeout=3600)
             stats = st["stats"]
-            span = max(1e-9, stats["last_at"] - stats["first_at"])
+            rate = pipeline_rate(opts.events, stats)
             cur, peak = w.rss()
             w.get("/metrics", timeout=300)
             cur2, peak2 = w.rss()
@@ -101,7 +102,7 @@ def main() -> int:
             w.stop()
     print(f"{opts.events:,} events over {opts.components} components, {opts.services} services "
           f"(fan-out {opts.fanout}), change ratio {opts.change_ratio}, {opts.partitions} partitions")
-    print(f"  pipeline: {opts.events / span:,.0f} events/s")
+    print(f"  pipeline: {rate:,.0f} events/s")
     print(f"  worker RSS when ready:            {idle:7.0f} MiB")
     print(f"  after the backlog, now / peak:    {cur:7.0f} / {peak:.0f} MiB")
     print(f"  after a /metrics scrape, now / peak: {cur2:4.0f} / {peak2:.0f} MiB")

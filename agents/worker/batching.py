@@ -126,6 +126,7 @@ class BatchStats:
     first_at: float = 0.0  # wall clock of the first and the last batch handled
     last_at: float = 0.0
     begun_at: float = 0.0  # wall clock when the first batch's handler began
+    fetched_at: float = 0.0  # wall clock when the first batch's records were fetched
 
 
 @dataclass
@@ -541,6 +542,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
                    generation: int) -> None:
         """One handler call for every admitted partition of its topics in this fetch."""
         stats = self.batch_stats
+        if not stats.fetched_at:
+            stats.fetched_at = time.time()
         expected = {tp: self._expect.get(tp) for tp in batch}
         async with self.batch_lock:
             for tp in list(batch):
