@@ -1004,9 +1004,11 @@ def scale_run(broker: EmbeddedBroker, work: Path, opts: argparse.Namespace) -> l
             times.append(time.perf_counter() - t0)
             cpus.append(w.cpu() - c0)
         cur, peak = w.rss()
+        # how many table writes a restart reads back (each writes every changed tracker)
+        checkpoints = w.status()["stats"]["checkpoints"]
         out = [
             (f"(d) scale: {nc:,} components, {ns:,} services", f"{len(msgs):,} events in "
-             f"{done:.1f} s (ready {ready:.1f} s)"),
+             f"{done:.1f} s (ready {ready:.1f} s), {checkpoints} checkpoints"),
             ("    /metrics scrapes after the events, 1st / 2nd / 3rd",
              " / ".join(f"{t * 1000:.0f}" for t in times)
              + f" ms, {size / 1e6:.1f} MB  (target < 1000 ms)"),
