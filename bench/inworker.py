@@ -28,10 +28,10 @@ group joined, its web server up. One thing is changed, by MODE:
                refresh step, each stall of the event loop (and of the consumer
                thread's loop) longer than 5 ms, and the client's requests: every
                fetch request to the broker (per partition: fetch offset, the high
-               watermark answered, bytes returned) and every produce request. For
-               bench/latency_trace.py, which attributes each late event's time to
-               these. (``BENCH_FETCH_MAX_WAIT_MS``, in any mode: the fetch's wait at
-               the broker in ms, instead of the worker's own.)
+               watermark answered, bytes returned) and every produce request.
+               ``BENCH_FETCH_MAX_WAIT_MS`` (any mode) sets the fetch's wait at the
+               broker instead of ``faust_patches.FETCH_MAX_WAIT_MS``. For bench/latency_trace.py, which
+               attributes each late event's time to these.
 ``fetch``      the worker reads its input topic as always (Faust's consumer thread, the
                batch consumer's drain loop, admission, commits), but stage 1 only decodes
                each record with ``orjson.loads`` and sends nothing: the client, Faust and

@@ -74,7 +74,6 @@ sys.path.insert(0, str(ROOT))
 import orjson  # noqa: E402
 
 from agents.clients.broker import EmbeddedBroker, free_port  # noqa: E402
-from agents.transport.faust_patches import fetch_max_wait_ms  # noqa: E402
 from agents.worker.partitioning import Partitioner  # noqa: E402
 from bench.inworker import consume  # noqa: E402
 
@@ -169,11 +168,9 @@ def publish(broker: EmbeddedBroker, topic: str, partitions: int,
 # -- (a) the raw client -------------------------------------------------------------
 
 
-#: The fetch settings of the worker's consumer on tansu (Faust's
-#: ``consumer_max_fetch_size``, the fetch wait of ``agents/transport/faust_patches.py``),
-#: for the "raw-ws" measurement.
-WORKER_FETCH = {"max_partition_fetch_bytes": 4 * 1024 * 1024,
-                "fetch_max_wait_ms": fetch_max_wait_ms("tansu")}
+#: The fetch settings of the worker's consumer (Faust's ``consumer_max_fetch_size``, the
+#: fetch wait of ``agents/transport/faust_patches.py``), for the "raw-ws" measurement.
+WORKER_FETCH = {"max_partition_fetch_bytes": 4 * 1024 * 1024, "fetch_max_wait_ms": 100}
 
 
 async def raw_getmany(bootstrap: str, topic: str, n: int, **settings: Any) -> float:

@@ -23,11 +23,10 @@ def apply(broker_kind: str) -> list[str]:
     """Apply the worker's patches for ``broker_kind``; returns their names (for the log)."""
     from agents.transport import aiokafka_patches, faust_patches
 
-    faust_patches.patch_fetch_max_wait(faust_patches.fetch_max_wait_ms(broker_kind))
-    applied = [faust_patches.patch_seek_to_committed]
+    applied = [faust_patches.patch_seek_to_committed, faust_patches.patch_fetch_max_wait]
     if broker_kind == "tansu":
         applied += [faust_patches.patch_highwaters_read_last_batch,
                     aiokafka_patches.patch_leave_group_in_generation_zero]
     for patch in applied:
         patch()
-    return [p.__name__ for p in [faust_patches.patch_fetch_max_wait, *applied]]
+    return [p.__name__ for p in applied]

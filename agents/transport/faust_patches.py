@@ -153,49 +153,26 @@ def patch_highwaters_read_last_batch() -> None:
 
 
 _fetch_wait_patched = False
-#: The wait the patch applied (ms); None before it ran.
-fetch_wait_applied_ms: int | None = None
 
 #: How long a fetch may wait at the broker for data (ms). Faust hard-codes 1500.
 FETCH_MAX_WAIT_MS = 100
-#: ... with the embedded broker (``--broker-kind tansu``); see ``patch_fetch_max_wait``.
-TANSU_FETCH_MAX_WAIT_MS = 20
-
-
-def fetch_max_wait_ms(broker_kind: str) -> int:
-    """The fetch wait the worker uses with ``broker_kind``."""
-    return TANSU_FETCH_MAX_WAIT_MS if broker_kind == "tansu" else FETCH_MAX_WAIT_MS
 
 
 def patch_fetch_max_wait(ms: int = FETCH_MAX_WAIT_MS) -> None:
     """Make the worker's fetches wait at most ``ms`` at the broker, not Faust's 1500 ms.
 
-    A Kafka broker answers a fetch as soon as records arrive for any partition of it:
-    the wait only bounds a fetch of an idle partition set, whose cost is an empty
-    fetch every ``ms``. Faust offers no setting for it.
-
-    tansu (0.6.0) answers at once only when it has records for the fetch when the
-    request arrives. Otherwise it answers when the wait runs out, and records that
-    arrived meanwhile come back in that answer for some partitions and not for others
-    (the partition's high watermark in the answer is past the fetch offset, its
-    records empty): they wait for the next request (measured with
-    bench/latency_trace.py, which records each fetch request's offsets, the high
-    watermarks answered and the bytes returned). At 2,000 events/s the worker's next
-    fetch often reaches tansu between two of the publisher's writes, so a few percent
-    of its fetches took the whole wait, and the events of those 100 ms (and a
-    segments partition left empty behind them) were the slowest 1%: 300-900 ms where
-    the worker's own steps took under 30 ms. Hence a shorter wait with tansu
-    (``TANSU_FETCH_MAX_WAIT_MS``): more requests (~1,600 instead of ~1,100 in a 20 s
-    run), each held at most 20 ms. Faust's 1,500 ms made a single event take 0.2-0.7 s
-    to reach stage 1 and another 0.7-1.2 s to reach stage 2.
+    tansu answers a fetch only when its wait runs out, not when data arrives for
+    another partition of the same request (measured: a single event took 0.2-0.7 s to
+    reach stage 1 and another 0.7-1.2 s to reach stage 2, one fetch wait per stage). The
+    cost of a short wait is an empty fetch every ``ms`` on an idle partition set.
+    Faust offers no setting for it. Applied with every broker: a Kafka broker answers
+    as soon as data is there, so the shorter wait only bounds an idle fetch.
     """
-    global _fetch_wait_patched, fetch_wait_applied_ms
+    global _fetch_wait_patched
     if _fetch_wait_patched:
         return
     versions.require("faust-streaming", __name__)
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
-
-    fetch_wait_applied_ms = ms
 
     original = AIOKafkaConsumerThread._create_worker_consumer
 
