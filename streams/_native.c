@@ -1547,11 +1547,13 @@ static PyObject *is_in_time_order(PyObject *self, PyObject *arg) {
 
 /* ---- the segments wire form (agents/worker/segwire.py) ------------------------------------ */
 
-/* encode_segments(items) -> (n, body, ids): the columns of segwire.encode_many for
- * ``items`` = [(service, [(component, start, end, state), ...]), ...]: ``body`` holds
+/* encode_segments(items) -> (n, body, ids, sizes): the columns of segwire.encode_many
+ * for ``items`` = [(service, [(component, start, end, state), ...]), ...]: ``body`` holds
  * the segment count of each service (uint32), then every start and every end (float64)
  * and every state (uint8), in the host's byte order; ``ids`` the component ids joined by
- * newlines, in UTF-8; ``n`` the segments. */
+ * newlines, in UTF-8; ``n`` the segments; ``sizes`` per service the bytes of its ids and
+ * one newline each (uint32, host order), so a message too large is cut without reading
+ * the ids again. */
 static PyObject *encode_segments(PyObject *self, PyObject *items) {
     if (!PyList_CheckExact(items)) {
         PyErr_SetString(PyExc_TypeError, "items must be a list");
@@ -1586,8 +1588,12 @@ static PyObject *encode_segments(PyObject *self, PyObject *items) {
     if (n) idlen--;  /* no newline after the last */
     PyObject *body = PyBytes_FromStringAndSize(NULL, 4 * k + 17 * n);
     PyObject *ids = PyBytes_FromStringAndSize(NULL, idlen);
-    if (body == NULL || ids == NULL) { Py_XDECREF(body); Py_XDECREF(ids); return NULL; }
+    PyObject *sizes = PyBytes_FromStringAndSize(NULL, 4 * k);
+    if (body == NULL || ids == NULL || sizes == NULL) {
+        Py_XDECREF(body); Py_XDECREF(ids); Py_XDECREF(sizes); return NULL;
+    }
     char *b = PyBytes_AS_STRING(body);
+    char *sz = PyBytes_AS_STRING(sizes);
     uint32_t *counts = (uint32_t *)b;  /* bytes objects are aligned for any type */
     double *starts = (double *)(b + 4 * k), *ends = starts + n;
     unsigned char *states = (unsigned char *)(ends + n);
@@ -1598,6 +1604,8 @@ static PyObject *encode_segments(PyObject *self, PyObject *items) {
         Py_ssize_t m = PyList_GET_SIZE(segs);
         uint32_t c = (uint32_t)m;
         memcpy(counts + i, &c, 4);
+        const char *from = out;
+        Py_ssize_t q0 = q;
         for (Py_ssize_t j = 0; j < m; j++, q++) {
             PyObject *seg = PyList_GET_ITEM(segs, j);
             double t0 = PyFloat_AsDouble(PyTuple_GET_ITEM(seg, 1));
@@ -1618,11 +1626,15 @@ static PyObject *encode_segments(PyObject *self, PyObject *items) {
             memcpy(out, id, (size_t)len);
             out += len;
         }
+        /* the newline before the first id stands for the one after the last */
+        uint32_t idbytes = (uint32_t)(out - from) + (q0 == 0 && m > 0);
+        memcpy(sz + 4 * i, &idbytes, 4);
     }
-    return Py_BuildValue("(nNN)", n, body, ids);
+    return Py_BuildValue("(nNNN)", n, body, ids, sizes);
 fail:
     Py_DECREF(body);
     Py_DECREF(ids);
+    Py_DECREF(sizes);
     return NULL;
 }
 

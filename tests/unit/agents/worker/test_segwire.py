@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import orjson
@@ -83,6 +84,32 @@ def test_many_services_round_trip_in_order(
     assert got == [(name, seg) for name, segs in shares for seg in segs]
 
 
+def _added_bytes(prev: bytes, nxt: bytes) -> int:
+    """What the first segment of ``nxt`` would have added to ``prev``: its columns (17
+    bytes), its id and a newline, and unless it continues ``prev``'s last service, that
+    service's count (4 bytes), its JSON name and a comma."""
+    last_name = segwire.decode_many(prev)[-1][0]
+    name, cols = segwire.decode_many(nxt)[0]
+    added = 17 + len(cols.comps[0].encode()) + 1
+    if name != last_name:
+        added += 4 + len(orjson.dumps(name)) + 1
+    return added
+
+
+@given(shares=st.lists(st.tuples(_names, _segments), min_size=1, max_size=6,
+                       unique_by=lambda share: share[0]),  # a fetch's services, as stage 1 has them
+       max_bytes=st.sampled_from([40, 120, 200, 1000]))
+def test_messages_are_cut_only_when_full(
+        shares: list[tuple[str, list[tuple[str, float, float, int]]]], max_bytes: int) -> None:
+    """Each message but the last is filled as far as it goes: the next one's first
+    segment would not have fitted (one byte to spare per service name counted), so a
+    fetch's segments travel in as few messages as the limit allows."""
+    raws = segwire.encode_many(shares, max_bytes)
+    for prev, nxt in itertools.pairwise(raws):
+        spare = len(segwire.decode_many(prev)) + 1
+        assert len(prev) + _added_bytes(prev, nxt) + spare > max_bytes
+
+
 @given(fanout=st.dictionaries(_names, _segments, min_size=1, max_size=8),
        partitions=st.integers(1, 5), single=st.booleans())
 def test_messages_put_each_service_on_its_partition_in_either_form(
@@ -110,16 +137,16 @@ def test_messages_put_each_service_on_its_partition_in_either_form(
     assert got == fanout
 
 
-@given(shares=_shares)
+@given(shares=_shares, max_bytes=st.sampled_from([60, 300, 1 << 30]))
 def test_c_and_python_encoders_write_the_same_bytes(
-        shares: list[tuple[str, list[tuple[str, float, float, int]]]]) -> None:
+        shares: list[tuple[str, list[tuple[str, float, float, int]]]], max_bytes: int) -> None:
     fast = native.native
     if fast is None:
         return  # the Python run of the module: nothing to compare with
-    c = segwire.encode_many(shares, 1 << 30)
+    c = segwire.encode_many(shares, max_bytes)
     native.native = None
     try:
-        py = segwire.encode_many(shares, 1 << 30)
+        py = segwire.encode_many(shares, max_bytes)
     finally:
         native.native = fast
     assert c == py
