@@ -333,6 +333,24 @@ def wait_pipeline(worker: Worker, events_topic: str, segments_topic: str,
     raise SystemExit(f"pipeline did not catch up in {timeout} s:\n{worker.log.read_text()[-3000:]}")
 
 
+def changelog_records(broker: EmbeddedBroker, app_id: str) -> dict[str, int]:
+    """Records in each changelog topic of ``app_id`` (the sum of its partitions' end
+    offsets): what a restart reads back before it is ready."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    topics = sorted(t for t in broker.list_topics()
+                    if t.startswith(f"{app_id}-") and t.endswith("-changelog"))
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap)
+    try:
+        out = {}
+        for topic in topics:
+            parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+            out[topic.removeprefix(f"{app_id}-")] = sum(consumer.end_offsets(parts).values())
+        return out
+    finally:
+        consumer.close()
+
+
 def input_end_offsets(broker: EmbeddedBroker, topic: str, partitions: int,
                       msgs: list[tuple[bytes, bytes]]) -> dict[int, int]:
     """The end offset per partition: the publisher partitions by murmur2(key), and the
@@ -1014,6 +1032,9 @@ def scale_run(broker: EmbeddedBroker, work: Path, opts: argparse.Namespace) -> l
         ]
     finally:
         w.stop()
+    logs = changelog_records(broker, "bench-scale")
+    out.append(("    changelog records a restart reads", f"{sum(logs.values()):,}: " + ", ".join(
+        f"{name} {n:,}" for name, n in logs.items())))
     # A restart: the state recovered from the changelogs, nothing decoded; the first
     # scrape comes PREPARE_WAIT s after ready, as Prometheus's would (every 15-60 s).
     w = Worker(broker, catalog, work, opts.partitions, "bench-scale", events_topic=topic,
