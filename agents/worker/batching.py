@@ -67,6 +67,7 @@ from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
+from agents.process import gcpolicy
 from agents.worker import alignment, faults
 
 log = logging.getLogger("slawatch.batching")
@@ -404,14 +405,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
     # -- the drain loop ------------------------------------------------------------
 
     async def _drain_messages(self, fetcher: Any) -> None:
-        callback = self.callback
-        handlers = self.batch_handlers
         set_flag, unset_flag = self.diag.set_flag, self.diag.unset_flag
-        to_message = self._to_message
-        read_offset = self._read_offset
-        monitor = self.app.monitor
         stats = self.batch_stats
-        acks_enabled_for = self.app.topics.acks_enabled_for
 
         def should_stop() -> bool:
             return bool(self._stopped.is_set() or fetcher._stopped.is_set())
@@ -427,49 +422,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 stats.fetches += 1
                 if self._send_error is not None:
                     raise self._send_error
-                await self._maybe_checkpoint()
-                await asyncio.sleep(0)
-                self._held = {}
-                self._active = active
-                if self._carry and self.flow_active:
-                    records = self._with_carry(records or {}, active)
-                if not records or self.should_stop:
-                    continue
-                if not self.flow_active:
-                    await self.perform_seek()
-                    continue
-                generation = self.app.consumer_generation_id
-                groups: dict[BatchHandler, dict[TP, Sequence[Any]]] = {}
-                for tp, recs in records.items():
-                    if not recs:
-                        continue
-                    if not (active is None or tp in active or tp in self._buffered_partitions):
-                        continue
-                    if self.app.consumer_generation_id != generation or not self.flow_active:
-                        break  # a rebalance started: Faust seeks back before resuming
-                    monitor.track_tp_end_offset(tp, self.highwater(tp))
-                    handler = handlers.get(tp.topic)
-                    if handler is not None:
-                        admitted = await self._admit(tp, recs, generation)
-                        if admitted:
-                            groups.setdefault(handler, {})[tp] = admitted
-                        continue
-                    # Faust's per-message path (changelogs during recovery, other agents).
-                    for rec in recs:
-                        offset = rec.offset
-                        r_offset = read_offset[tp]
-                        if r_offset is None or offset >= r_offset:
-                            if offset - (r_offset or 0) > 1 and r_offset and acks_enabled_for(tp.topic):
-                                await self._add_gap(tp, r_offset + 1, offset)
-                            await self.wait_first(callback(to_message(tp, rec)),
-                                                  self.suspend_flow.wait())
-                            read_offset[tp] = offset
-                for handler, batch in groups.items():
-                    await self._run(handler, batch, generation)
-                await self._maybe_checkpoint()
-                if self._commit_every is not None and self._n_acked >= self._commit_every:
-                    self._n_acked = 0
-                    await self.commit()
+                with gcpolicy.paused:  # see agents/process/gcpolicy.py
+                    await self._handle_fetch(records, active)
                 unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -537,6 +491,59 @@ class BatchConsumer(faust_aiokafka.Consumer):
             if queue is not None and len(queue) >= MAX_INFLIGHT:
                 await asyncio.wait([queue[0][2]])
         return recs
+
+    async def _handle_fetch(self, records: Any, active: Any) -> None:
+        """What the drain loop does with one fetch: the checkpoint due, the carried
+        records, then each handler's batch (or Faust's per-message path)."""
+        callback = self.callback
+        handlers = self.batch_handlers
+        to_message = self._to_message
+        read_offset = self._read_offset
+        monitor = self.app.monitor
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        await self._maybe_checkpoint()
+        await asyncio.sleep(0)
+        self._held = {}
+        self._active = active
+        if self._carry and self.flow_active:
+            records = self._with_carry(records or {}, active)
+        if not records or self.should_stop:
+            return
+        if not self.flow_active:
+            await self.perform_seek()
+            return
+        generation = self.app.consumer_generation_id
+        groups: dict[BatchHandler, dict[TP, Sequence[Any]]] = {}
+        for tp, recs in records.items():
+            if not recs:
+                continue
+            if not (active is None or tp in active or tp in self._buffered_partitions):
+                continue
+            if self.app.consumer_generation_id != generation or not self.flow_active:
+                break  # a rebalance started: Faust seeks back before resuming
+            monitor.track_tp_end_offset(tp, self.highwater(tp))
+            handler = handlers.get(tp.topic)
+            if handler is not None:
+                admitted = await self._admit(tp, recs, generation)
+                if admitted:
+                    groups.setdefault(handler, {})[tp] = admitted
+                continue
+            # Faust's per-message path (changelogs during recovery, other agents).
+            for rec in recs:
+                offset = rec.offset
+                r_offset = read_offset[tp]
+                if r_offset is None or offset >= r_offset:
+                    if offset - (r_offset or 0) > 1 and r_offset and acks_enabled_for(tp.topic):
+                        await self._add_gap(tp, r_offset + 1, offset)
+                    await self.wait_first(callback(to_message(tp, rec)),
+                                          self.suspend_flow.wait())
+                    read_offset[tp] = offset
+        for handler, batch in groups.items():
+            await self._run(handler, batch, generation)
+        await self._maybe_checkpoint()
+        if self._commit_every is not None and self._n_acked >= self._commit_every:
+            self._n_acked = 0
+            await self.commit()
 
     async def _run(self, handler: BatchHandler, batch: dict[TP, Sequence[Any]],
                    generation: int) -> None:

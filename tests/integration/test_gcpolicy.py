@@ -52,6 +52,53 @@ def test_the_worker_refuses_a_bad_threshold_before_connecting() -> None:
     assert "--gc-threshold" in proc.stderr and "turn the collector off" in proc.stderr
 
 
+def test_paused_holds_collections_until_the_last_block_ends() -> None:
+    """No collection runs inside a pause, however many containers are made; the first
+    allocation after it collects what was left (a cycle made inside is freed then)."""
+    class Node:
+        pass
+
+    before = gc.get_threshold()
+    gc.set_threshold(100, 10, 10)
+    runs: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            runs.append(info["generation"])
+
+    gc.callbacks.append(count)
+    try:
+        with gcpolicy.paused:
+            cyc = Node()
+            cyc.self = cyc  # type: ignore[attr-defined]
+            ref = weakref.ref(cyc)
+            del cyc
+            with gcpolicy.paused:  # nested: the outer block still holds it off
+                junk = [[i] for i in range(1_000)]
+            junk += [[i] for i in range(1_000)]
+            assert runs == [] and ref() is not None and not gc.isenabled()
+        assert gc.isenabled()
+        junk = [[i] for i in range(1_000)]
+        assert runs and ref() is None
+    finally:
+        gc.callbacks.remove(count)
+        gc.set_threshold(*before)
+        gc.enable()
+
+
+def test_paused_leaves_a_disabled_collector_off_and_comes_back_after_an_error() -> None:
+    gc.disable()
+    try:
+        with gcpolicy.paused:
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    with pytest.raises(RuntimeError), gcpolicy.paused:
+        raise RuntimeError("a batch failed")
+    assert gc.isenabled()
+
+
 def test_freeze_keeps_what_exists_out_of_collections_and_thaw_gives_it_back() -> None:
     class Node:
         pass
