@@ -1,9 +1,11 @@
 """The worker's two stages on one sweep shape, in one process, without a broker.
 
 What a worker does per fetch of a backlog, minus the I/O: the input partitions' records
-cut by ``alignment.cuts``, ``stage1.classify`` per partition in slices, the component
-trackers stored in ``TrackerTable``s (over in-memory stand-ins of Faust's tables), one
-``segwire`` message per service, then stage 2: each message decoded and
+cut by ``alignment.cuts`` (every partition present in every fetch: the worker's
+``Aligner`` also holds partitions against ones a fetch did not bring), ``stage1.classify``
+per partition in slices, the component trackers stored in ``TrackerTable``s (over
+in-memory stand-ins of Faust's tables), the fetch's segments as ``segwire.messages`` (one
+or a few messages per segments partition), then stage 2: each message decoded and
 ``stage2.apply`` per service. No changelog writes, day rollups, commits or scrapes: this
 is the per-event CPU of our stages alone, far less noisy than ``throughput.py --sweep``
 on a shared machine, and it can be profiled with many samples.
@@ -190,7 +192,8 @@ def checkpoint(run: Run) -> None:
 def fetches(msgs: list[tuple[bytes, bytes]], partitions: int, per_fetch: int
             ) -> list[dict[int, list[bytes]]]:
     """The backlog as the worker's fetches: each takes up to ``per_fetch`` records of
-    every partition, cut by ``alignment.cuts``; what a cut leaves is fetched again."""
+    every partition, cut by ``alignment.cuts``; what a cut leaves comes first in the
+    next fetch (as the worker's carry)."""
     part = Partitioner(partitions)
     queues: dict[int, list[bytes]] = {p: [] for p in range(partitions)}
     for key, value in msgs:
