@@ -1559,7 +1559,10 @@ static PyObject *encode_segments(PyObject *self, PyObject *items) {
         PyErr_SetString(PyExc_TypeError, "items must be a list");
         return NULL;
     }
-    Py_ssize_t k = PyList_GET_SIZE(items), n = 0, idlen = 0;
+    /* One pass over the segments (a first pass for the ids' length read every tuple
+     * and id twice, from memory: a fetch's segments are far larger than the caches);
+     * the ids go to a buffer that grows. */
+    Py_ssize_t k = PyList_GET_SIZE(items), n = 0;
     for (Py_ssize_t i = 0; i < k; i++) {
         PyObject *item = PyList_GET_ITEM(items, i);
         if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 2
@@ -1567,49 +1570,50 @@ static PyObject *encode_segments(PyObject *self, PyObject *items) {
             PyErr_SetString(PyExc_TypeError, "an item is a (service, list of segments) pair");
             return NULL;
         }
-        PyObject *segs = PyTuple_GET_ITEM(item, 1);
-        Py_ssize_t m = PyList_GET_SIZE(segs);
+        Py_ssize_t m = PyList_GET_SIZE(PyTuple_GET_ITEM(item, 1));
         if (m > 0xffffffffL) {
             PyErr_SetString(PyExc_ValueError, "too many segments for one service");
             return NULL;
         }
-        for (Py_ssize_t j = 0; j < m; j++) {
-            PyObject *seg = PyList_GET_ITEM(segs, j);
-            if (!PyTuple_Check(seg) || PyTuple_GET_SIZE(seg) != 4 || !PyUnicode_Check(PyTuple_GET_ITEM(seg, 0))) {
-                PyErr_SetString(PyExc_TypeError, "a segment is a (component, start, end, state) tuple");
-                return NULL;
-            }
-            Py_ssize_t len;
-            if (PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(seg, 0), &len) == NULL) return NULL;
-            idlen += len + 1;
-        }
         n += m;
     }
-    if (n) idlen--;  /* no newline after the last */
     PyObject *body = PyBytes_FromStringAndSize(NULL, 4 * k + 17 * n);
-    PyObject *ids = PyBytes_FromStringAndSize(NULL, idlen);
     PyObject *sizes = PyBytes_FromStringAndSize(NULL, 4 * k);
-    if (body == NULL || ids == NULL || sizes == NULL) {
-        Py_XDECREF(body); Py_XDECREF(ids); Py_XDECREF(sizes); return NULL;
+    size_t cap = (size_t)n * 12 + 64, used = 0;
+    char *buf = PyMem_Malloc(cap);
+    if (body == NULL || sizes == NULL || buf == NULL) {
+        Py_XDECREF(body); Py_XDECREF(sizes); PyMem_Free(buf);
+        if (!PyErr_Occurred()) PyErr_NoMemory();
+        return NULL;
     }
     char *b = PyBytes_AS_STRING(body);
     char *sz = PyBytes_AS_STRING(sizes);
     uint32_t *counts = (uint32_t *)b;  /* bytes objects are aligned for any type */
     double *starts = (double *)(b + 4 * k), *ends = starts + n;
     unsigned char *states = (unsigned char *)(ends + n);
-    char *out = PyBytes_AS_STRING(ids);
+    PyObject *ids;
     Py_ssize_t q = 0;
     for (Py_ssize_t i = 0; i < k; i++) {
         PyObject *segs = PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 1);
         Py_ssize_t m = PyList_GET_SIZE(segs);
+        if (q + m > n) {  /* a list grew meanwhile (it cannot here: no Python code runs) */
+            PyErr_SetString(PyExc_RuntimeError, "segments changed while encoded");
+            goto fail;
+        }
         uint32_t c = (uint32_t)m;
         memcpy(counts + i, &c, 4);
-        const char *from = out;
+        size_t from = used;
         Py_ssize_t q0 = q;
         for (Py_ssize_t j = 0; j < m; j++, q++) {
             PyObject *seg = PyList_GET_ITEM(segs, j);
-            double t0 = PyFloat_AsDouble(PyTuple_GET_ITEM(seg, 1));
-            double t1 = PyFloat_AsDouble(PyTuple_GET_ITEM(seg, 2));
+            if (!PyTuple_Check(seg) || PyTuple_GET_SIZE(seg) != 4
+                    || !PyUnicode_Check(PyTuple_GET_ITEM(seg, 0))) {
+                PyErr_SetString(PyExc_TypeError, "a segment is a (component, start, end, state) tuple");
+                goto fail;
+            }
+            PyObject *o0 = PyTuple_GET_ITEM(seg, 1), *o1 = PyTuple_GET_ITEM(seg, 2);
+            double t0 = PyFloat_CheckExact(o0) ? PyFloat_AS_DOUBLE(o0) : PyFloat_AsDouble(o0);
+            double t1 = PyFloat_CheckExact(o1) ? PyFloat_AS_DOUBLE(o1) : PyFloat_AsDouble(o1);
             long st = PyLong_AsLong(PyTuple_GET_ITEM(seg, 3));
             if (PyErr_Occurred()) goto fail;
             if (st < 0 || st > 2) {
@@ -1622,19 +1626,33 @@ static PyObject *encode_segments(PyObject *self, PyObject *items) {
             Py_ssize_t len;
             const char *id = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(seg, 0), &len);
             if (id == NULL) goto fail;
-            if (q) *out++ = '\n';
-            memcpy(out, id, (size_t)len);
-            out += len;
+            if (used + (size_t)len + 1 > cap) {
+                size_t grown = (cap + (size_t)len + 1) * 2;
+                char *more = PyMem_Realloc(buf, grown);
+                if (more == NULL) { PyErr_NoMemory(); goto fail; }
+                buf = more;
+                cap = grown;
+            }
+            if (q) buf[used++] = '\n';
+            memcpy(buf + used, id, (size_t)len);
+            used += (size_t)len;
         }
         /* the newline before the first id stands for the one after the last */
-        uint32_t idbytes = (uint32_t)(out - from) + (q0 == 0 && m > 0);
+        uint32_t idbytes = (uint32_t)(used - from) + (q0 == 0 && m > 0);
         memcpy(sz + 4 * i, &idbytes, 4);
     }
+    if (q != n) {
+        PyErr_SetString(PyExc_RuntimeError, "segments changed while encoded");
+        goto fail;
+    }
+    ids = PyBytes_FromStringAndSize(buf, (Py_ssize_t)used);
+    PyMem_Free(buf);
+    if (ids == NULL) { Py_DECREF(body); Py_DECREF(sizes); return NULL; }
     return Py_BuildValue("(nNNN)", n, body, ids, sizes);
 fail:
     Py_DECREF(body);
-    Py_DECREF(ids);
     Py_DECREF(sizes);
+    PyMem_Free(buf);
     return NULL;
 }
 
