@@ -668,11 +668,24 @@ class Pipeline:
         rollups = self.rollups
         services = self.rt.services
         now = time.time()
-        due = {key for key in services.dirty_keys() if self._prune_due("s:" + key, now)}
+        due: set[str] = set()
+        young: set[str] = set()  # due, but holding nothing a prune would drop
+        old = now - self.rt.retention  # no prune cuts later (``_prune_service``)
+        for key in services.dirty_keys():
+            if self._prune_due("s:" + key, now):
+                tracker = services.get(key)
+                (due if tracker is None or _holds_before(tracker, old) else young).add(key)
 
         def prune(key: str, tracker: ServiceTracker) -> None:
             if key in due:
                 self._prune_service(key, tracker, now)
+            elif key in young:
+                # Nothing to drop: no cut moves, so no rollup has to be on the broker
+                # first (after a start every service is due, and a storm of fresh
+                # events waited a round trip for them with the pipeline stopped).
+                self._pruned["s:" + key] = now
+                for tl in tracker.components.values():  # as ``prune`` does
+                    tl.compact_tags()
 
         many = self._many()
         if rollups is None:
@@ -717,6 +730,17 @@ class Pipeline:
         if self.rollups is not None:  # not before what a day rollup may still need
             cut = self.rollups.prune_cut(key, cut, tracker)
         tracker.prune(cut, self.rt.catalog.calendar(key))
+
+
+def _holds_before(tracker: ServiceTracker, cut: float) -> bool:
+    """Whether ``tracker.prune`` at ``cut`` or earlier could drop a point: some timeline
+    of it has a point before ``cut`` other than its first (the point in force at a cut
+    stays)."""
+    ts = tracker.timeline.ts
+    if len(ts) > 1 and ts[1] <= cut:
+        return True
+    return any(len(ts) > 1 and ts[1] <= cut
+               for ts in (tl.ts for tl in tracker.components.values()))
 
 
 class InternalTopicError(RuntimeError):

@@ -223,3 +223,37 @@ def test_the_services_checkpoint_updates_its_rollups_in_slices_held_while_a_scra
     monkeypatch.setattr(mod, "ROLLUP_SLICE", 10_000)
     slices = 1
     assert checkpoint(writing=0)[1] == written  # the same rollups as in one go
+
+
+@settings(deadline=None, max_examples=25)
+@given(changed=st.sets(st.sampled_from(NAMES), min_size=1),
+       ages=st.lists(st.floats(0.0, 20.0), min_size=len(NAMES), max_size=len(NAMES)))
+def test_a_prune_that_would_drop_nothing_does_not_wait_for_the_rollups(
+        changed: set[str], ages: list[float]) -> None:
+    """Services due a prune (after a start every one is) whose histories hold nothing
+    older than the retention: nothing is dropped and no cut moves, so the checkpoint
+    goes on without waiting for the rollups to be on the broker, and writes the trackers
+    as they were. The next prune is PRUNE_EVERY later, as after one that dropped."""
+    rig = _Rig(ages)
+    rt, pipeline, sent = rig.rt, rig.pipeline, rig.sent
+    assert rt.retention > 21 * DAY
+    before = {name: orjson.dumps(tracker.to_obj()) for name, tracker in rig.trackers.items()}
+    rig.touch(changed)
+    rig.set_due(set(NAMES))
+
+    async def run() -> list[Any]:
+        task = asyncio.ensure_future(pipeline.checkpoint_services())
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert task.done(), "it waited for the rollups"
+        rollups = [f for topic, f in sent if topic == "rollups-changelog"]
+        assert rollups and not any(f.done() for f in rollups)
+        futures: list[Any] = task.result()
+        assert {id(f) for _, f in sent} <= {id(f) for f in futures}
+        return futures
+
+    asyncio.run(run())
+    for name in changed:
+        assert orjson.dumps(rt.services.get(name).to_obj()) == before[name]  # type: ignore[union-attr]
+        assert pipeline._pruned["s:" + name] > rig.now - 1.0
+        assert not pipeline._prune_due("s:" + name, rig.now + PRUNE_EVERY - 1.0)
