@@ -64,6 +64,12 @@ SERVICES_CHECKPOINT = 2.0
 
 #: Prune a tracker's history at most this often (seconds) when it is written anyway.
 PRUNE_EVERY = 300.0
+#: A component tracker first written since the start with fewer points than this is
+#: first pruned PRUNE_EVERY later, not at once: after a start every tracker is due,
+#: and in a storm waiting at the start that prune (compacting a few points each) was
+#: most of the first components checkpoint. Such a tracker holds < 1 KiB; one that
+#: grew (say, a worker restarting more often than PRUNE_EVERY) is pruned at once.
+FIRST_PRUNE_POINTS = 64
 #: The longest a services checkpoint holds its day rollups (in all) for the /metrics
 #: responses being written (``Runtime.scrapes_writing``), and how often it looks.
 SCRAPE_HOLD_MAX = 2.0
@@ -512,8 +518,9 @@ class Pipeline:
 
     def _component_pruner(self) -> Callable[[str, ComponentTracker], None]:
         """What a components checkpoint calls before writing each tracker: prunes its
-        history when ``PRUNE_EVERY`` has passed since its last prune (one clock reading
-        a checkpoint: it asks of every tracker it writes)."""
+        history when ``PRUNE_EVERY`` has passed since its last prune, or since it was
+        first written here if it was small then (``FIRST_PRUNE_POINTS``); one clock
+        reading a checkpoint: it asks of every tracker it writes."""
         now = time.time()
         pruned = self._pruned
         due = now - PRUNE_EVERY
@@ -521,9 +528,15 @@ class Pipeline:
         lateness = self.rt.settings.allowed_lateness
 
         def prune(key: str, tracker: ComponentTracker) -> None:
-            if pruned.get(key, 0.0) <= due:
+            last = pruned.get(key)
+            if last is None:
                 pruned[key] = now
-                tracker.prune(cut, lateness)
+                if len(tracker.history.ts) < FIRST_PRUNE_POINTS:
+                    return
+            elif last > due:
+                return
+            pruned[key] = now
+            tracker.prune(cut, lateness)
 
         return prune
 

@@ -257,3 +257,54 @@ def test_a_prune_that_would_drop_nothing_does_not_wait_for_the_rollups(
         assert orjson.dumps(rt.services.get(name).to_obj()) == before[name]  # type: ignore[union-attr]
         assert pipeline._pruned["s:" + name] > rig.now - 1.0
         assert not pipeline._prune_due("s:" + name, rig.now + PRUNE_EVERY - 1.0)
+
+
+@pytest.mark.parametrize("points", [10, 63, 64, 200])
+def test_a_small_component_tracker_is_first_pruned_an_interval_after_it_was_first_written(
+        points: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a start every tracker is due a prune. One with fewer than
+    FIRST_PRUNE_POINTS points is written as it is and pruned PRUNE_EVERY later (a
+    storm at the start spent most of its first components checkpoint compacting a few
+    points a tracker); a larger one (a worker restarting often) is pruned at once.
+    Pruned or not, its report is the same."""
+    from agents.worker.pipeline import FIRST_PRUNE_POINTS
+    from streams.component import ComponentTracker
+    from streams.events import ComponentEvent
+    from streams.report import component_report
+
+    clock = [1_800_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    catalog = _catalog()
+    rt = FakeRuntime(WorkerSettings(), catalog)
+    rt.bind_tables(Table(changelog="components-changelog"), Table())
+
+    async def send(topic: str, key: Any, value: Any, partition: Any, *rest: Any) -> Any:
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+    pipeline = Pipeline(rt, PipelineTopics(), send)
+    lateness = rt.settings.allowed_lateness
+    tracker = ComponentTracker("c0")
+    # 60 days of a flapping component: most of it older than what a prune keeps
+    t0 = clock[0] - 60 * DAY
+    for i in range(points):
+        state = State.UP if i % 2 else State.DOWN
+        tracker.apply(ComponentEvent("c0", state, t0 + i * (59 * DAY / points)), lateness)
+    unpruned = ComponentTracker.from_obj(tracker.to_obj())
+    comp = catalog.components["c0"]
+    kept = len(tracker.history.ts)
+    assert kept == points
+    rt.components.put("c0", tracker, 0)
+    asyncio.run(pipeline.checkpoint_components())
+    at_once = points >= FIRST_PRUNE_POINTS
+    assert (len(tracker.history.ts) < kept) == at_once
+    assert component_report(comp, tracker, clock[0]) == component_report(comp, unpruned, clock[0])
+
+    for later, pruned in ((PRUNE_EVERY - 1.0, at_once), (PRUNE_EVERY, True)):
+        clock[0] = 1_800_000_000.0 + later
+        rt.components.touch("c0", 0)  # written again
+        asyncio.run(pipeline.checkpoint_components())
+        assert (len(tracker.history.ts) < kept) == pruned, later
+        assert component_report(comp, tracker, clock[0]) == \
+            component_report(comp, unpruned, clock[0])
