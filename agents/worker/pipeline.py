@@ -67,9 +67,11 @@ PRUNE_EVERY = 300.0
 #: A component tracker first written since the start with fewer points than this is
 #: first pruned PRUNE_EVERY later, not at once: after a start every tracker is due,
 #: and in a storm waiting at the start that prune (compacting a few points each) was
-#: most of the first components checkpoint. Such a tracker holds < 1 KiB; one that
-#: grew (say, a worker restarting more often than PRUNE_EVERY) is pruned at once.
-FIRST_PRUNE_POINTS = 64
+#: most of the first components checkpoint. Such a tracker's columns are ~200 B at
+#: most (100,000 of them: ~20 MB for PRUNE_EVERY, at worst); one that has grown (a
+#: worker recovering history, or restarting more often than PRUNE_EVERY) is pruned
+#: at once.
+FIRST_PRUNE_POINTS = 16
 #: The longest a services checkpoint holds its day rollups (in all) for the /metrics
 #: responses being written (``Runtime.scrapes_writing``), and how often it looks.
 SCRAPE_HOLD_MAX = 2.0

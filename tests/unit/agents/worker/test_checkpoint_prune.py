@@ -259,7 +259,7 @@ def test_a_prune_that_would_drop_nothing_does_not_wait_for_the_rollups(
         assert not pipeline._prune_due("s:" + name, rig.now + PRUNE_EVERY - 1.0)
 
 
-@pytest.mark.parametrize("points", [10, 63, 64, 200])
+@pytest.mark.parametrize("points", [10, 15, 16, 200])
 def test_a_small_component_tracker_is_first_pruned_an_interval_after_it_was_first_written(
         points: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """After a start every tracker is due a prune. One with fewer than
