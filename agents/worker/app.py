@@ -361,6 +361,11 @@ def build_app(settings: WorkerSettings, catalog: Catalog) -> Built:
                 for key in keys[k:k + 4096]:
                     part(key)
                 await asyncio.sleep(0)
+        # The catalog's constants the day rollups and the scrapes read (what of the
+        # scrapes' preparation needs no partitions; the rest once ready).
+        collector: SlawatchCollector = registry.slawatch_collector  # type: ignore[attr-defined]
+        for _ in collector.prepare_catalog():
+            await asyncio.sleep(0)
 
     # Registered by calls, not decorators: Faust's decorators are untyped.
     app.task(_warm_catalog)

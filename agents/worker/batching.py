@@ -140,12 +140,18 @@ class _Checkpoint:
     last: float = field(default_factory=perf_counter)
     cost: float = 0.0  # seconds the last write took (encoding, store, handing to the producer)
     pending: Callable[[], int] | None = None  # objects the next write would write
+    #: When the first of ``unsaved`` was added (perf_counter): the wait counts from the
+    #: later of it and the last write. A crash replays what came since the first unsaved
+    #: batch, so that bounds the replay; counted from the last write alone, the first
+    #: batch after a quiet spell was written at once and again an interval later (a
+    #: storm shorter than the interval wrote every tracker it changed twice).
+    since: float = 0.0
 
     def due(self, now: float) -> bool:
         if not self.unsaved:
             return False
         wait = min(CHECKPOINT_MAX_INTERVAL, max(self.interval, COST_FACTOR * self.cost))
-        if now - self.last >= wait:
+        if now - max(self.last, self.since) >= wait:
             return True
         return self.pending is not None and self.pending() >= MAX_PENDING
 
@@ -600,6 +606,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 if cp is None:
                     self._track(tp, last + 1, len(recs), fut)
                 else:
+                    if not cp.unsaved:
+                        cp.since = perf_counter()
                     cp.unsaved.append((tp, last + 1, len(recs), fut))
             if batch:  # not when the aligner held all of it
                 stats.last_at = time.time()

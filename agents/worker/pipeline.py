@@ -64,6 +64,14 @@ SERVICES_CHECKPOINT = 2.0
 
 #: Prune a tracker's history at most this often (seconds) when it is written anyway.
 PRUNE_EVERY = 300.0
+#: A component tracker first written since the start with fewer points than this is
+#: first pruned PRUNE_EVERY later, not at once: after a start every tracker is due,
+#: and in a storm waiting at the start that prune (compacting a few points each) was
+#: most of the first components checkpoint. Such a tracker's columns are ~200 B at
+#: most (100,000 of them: ~20 MB for PRUNE_EVERY, at worst); one that has grown (a
+#: worker recovering history, or restarting more often than PRUNE_EVERY) is pruned
+#: at once.
+FIRST_PRUNE_POINTS = 16
 #: The longest a services checkpoint holds its day rollups (in all) for the /metrics
 #: responses being written (``Runtime.scrapes_writing``), and how often it looks.
 SCRAPE_HOLD_MAX = 2.0
@@ -512,8 +520,9 @@ class Pipeline:
 
     def _component_pruner(self) -> Callable[[str, ComponentTracker], None]:
         """What a components checkpoint calls before writing each tracker: prunes its
-        history when ``PRUNE_EVERY`` has passed since its last prune (one clock reading
-        a checkpoint: it asks of every tracker it writes)."""
+        history when ``PRUNE_EVERY`` has passed since its last prune, or since it was
+        first written here if it was small then (``FIRST_PRUNE_POINTS``); one clock
+        reading a checkpoint: it asks of every tracker it writes."""
         now = time.time()
         pruned = self._pruned
         due = now - PRUNE_EVERY
@@ -521,9 +530,15 @@ class Pipeline:
         lateness = self.rt.settings.allowed_lateness
 
         def prune(key: str, tracker: ComponentTracker) -> None:
-            if pruned.get(key, 0.0) <= due:
+            last = pruned.get(key)
+            if last is None:
                 pruned[key] = now
-                tracker.prune(cut, lateness)
+                if len(tracker.history.ts) < FIRST_PRUNE_POINTS:
+                    return
+            elif last > due:
+                return
+            pruned[key] = now
+            tracker.prune(cut, lateness)
 
         return prune
 
@@ -668,11 +683,24 @@ class Pipeline:
         rollups = self.rollups
         services = self.rt.services
         now = time.time()
-        due = {key for key in services.dirty_keys() if self._prune_due("s:" + key, now)}
+        due: set[str] = set()
+        young: set[str] = set()  # due, but holding nothing a prune would drop
+        old = now - self.rt.retention  # no prune cuts later (``_prune_service``)
+        for key in services.dirty_keys():
+            if self._prune_due("s:" + key, now):
+                tracker = services.get(key)
+                (due if tracker is None or _holds_before(tracker, old) else young).add(key)
 
         def prune(key: str, tracker: ServiceTracker) -> None:
             if key in due:
                 self._prune_service(key, tracker, now)
+            elif key in young:
+                # Nothing to drop: no cut moves, so no rollup has to be on the broker
+                # first (after a start every service is due, and a storm of fresh
+                # events waited a round trip for them with the pipeline stopped).
+                self._pruned["s:" + key] = now
+                for tl in tracker.components.values():  # as ``prune`` does
+                    tl.compact_tags()
 
         many = self._many()
         if rollups is None:
@@ -717,6 +745,17 @@ class Pipeline:
         if self.rollups is not None:  # not before what a day rollup may still need
             cut = self.rollups.prune_cut(key, cut, tracker)
         tracker.prune(cut, self.rt.catalog.calendar(key))
+
+
+def _holds_before(tracker: ServiceTracker, cut: float) -> bool:
+    """Whether ``tracker.prune`` at ``cut`` or earlier could drop a point: some timeline
+    of it has a point before ``cut`` other than its first (the point in force at a cut
+    stays)."""
+    ts = tracker.timeline.ts
+    if len(ts) > 1 and ts[1] <= cut:
+        return True
+    return any(len(ts) > 1 and ts[1] <= cut
+               for ts in (tl.ts for tl in tracker.components.values()))
 
 
 class InternalTopicError(RuntimeError):

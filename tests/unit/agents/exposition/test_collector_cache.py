@@ -303,6 +303,35 @@ def test_prepare_catalog_reads_no_tracker_and_spares_the_scrape_its_labels(
     h.check()
 
 
+def test_prepare_catalog_before_ready_makes_what_the_catalog_alone_gives(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the worker joins its group (not ready, no partitions owned), the catalog's
+    constants (those a service report and the day rollups read) and the services'
+    label texts are made; nothing that depends on the partitions owned. Once ready,
+    the rest is made and the scrape reads what was made then."""
+    h = Harness(6)
+    cat = h.rt.catalog
+    monkeypatch.setattr(h.rt, "ready", lambda: False)
+
+    def no_owned(*args: Any) -> Any:
+        raise AssertionError("asked which partitions are owned before ready")
+
+    monkeypatch.setattr(h.rt, "owned_sorted", no_owned)
+    for _ in h.collector.prepare_catalog():
+        pass
+    for name in ("_supported", "_calendars", "_components_of", "component_windows"):
+        assert name in cat.__dict__, name  # built (cached properties)
+    labs = h.collector.service_lines.labels(cat)
+    assert labs and h.collector.service_lines._escape_catalog is cat
+    assert h.collector.component_lines._catalog is None  # the owned keys' chunks: later
+    monkeypatch.undo()
+    for _ in h.collector.prepare_catalog():
+        pass
+    assert h.collector.component_lines._catalog is cat
+    assert h.collector.service_lines.labels(cat) is labs
+    h.check()
+
+
 def test_prepare_then_scrape_reuses_everything_constant() -> None:
     h = Harness(20)
     for i in range(20):

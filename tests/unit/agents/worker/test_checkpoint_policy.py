@@ -181,3 +181,48 @@ def test_a_partitions_batches_become_committable_together() -> None:
     assert tracked == [("a", 390), ("b", 9)]
     assert futs[0] is None  # nothing written, every send done: committable at once
     assert futs[1] is not None and futs[1].exception() is not None  # type: ignore[attr-defined]
+
+
+def test_after_a_quiet_spell_the_interval_counts_from_the_first_batch_not_written(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a crash replays is what came since the first batch not yet written: the
+    interval bounds that, and the first batch after a quiet spell is not written at once
+    (it was, and every tracker a burst changed was written again an interval later).
+    While batches keep coming, one comes an interval after the last one."""
+    import asyncio
+    from dataclasses import dataclass
+    from types import SimpleNamespace
+
+    from faust.types import TP
+
+    @dataclass(frozen=True)
+    class Record:
+        offset: int
+
+    clock = [1000.0]
+    monkeypatch.setattr(batching, "perf_counter", lambda: clock[0])
+    tp = TP("in", 0)
+    cp = _Checkpoint(_noop, 0.5, last=100.0)  # the last write 900 s ago
+    consumer = SimpleNamespace(
+        batch_lock=asyncio.Lock(), batch_stats=batching.BatchStats(), _expect={tp: 0},
+        _carry={}, _carry_held={}, _held={}, _aligners={}, _checkpoint_of={"in": cp},
+        app=SimpleNamespace(consumer_generation_id=1),
+        _gather=batching.BatchConsumer._gather, _track=lambda *_: None)
+
+    async def handler(batch: dict[TP, object]) -> list[object]:
+        return []
+
+    def batch(at: float, offset: int) -> None:
+        clock[0] = at
+        asyncio.run(batching.BatchConsumer._run(  # type: ignore[arg-type]
+            consumer, handler, {tp: [Record(offset)]}, 1))
+
+    assert not cp.due(1000.0)
+    batch(1000.0, 0)
+    assert not cp.due(1000.1) and not cp.due(1000.49)
+    batch(1000.3, 1)  # a later batch does not move the start
+    assert cp.due(1000.5)
+    cp.unsaved.clear()
+    cp.last = 1000.5  # written
+    batch(1000.5, 2)  # batches keep coming: an interval after the last write
+    assert not cp.due(1000.9) and cp.due(1001.0)

@@ -223,3 +223,88 @@ def test_the_services_checkpoint_updates_its_rollups_in_slices_held_while_a_scra
     monkeypatch.setattr(mod, "ROLLUP_SLICE", 10_000)
     slices = 1
     assert checkpoint(writing=0)[1] == written  # the same rollups as in one go
+
+
+@settings(deadline=None, max_examples=25)
+@given(changed=st.sets(st.sampled_from(NAMES), min_size=1),
+       ages=st.lists(st.floats(0.0, 20.0), min_size=len(NAMES), max_size=len(NAMES)))
+def test_a_prune_that_would_drop_nothing_does_not_wait_for_the_rollups(
+        changed: set[str], ages: list[float]) -> None:
+    """Services due a prune (after a start every one is) whose histories hold nothing
+    older than the retention: nothing is dropped and no cut moves, so the checkpoint
+    goes on without waiting for the rollups to be on the broker, and writes the trackers
+    as they were. The next prune is PRUNE_EVERY later, as after one that dropped."""
+    rig = _Rig(ages)
+    rt, pipeline, sent = rig.rt, rig.pipeline, rig.sent
+    assert rt.retention > 21 * DAY
+    before = {name: orjson.dumps(tracker.to_obj()) for name, tracker in rig.trackers.items()}
+    rig.touch(changed)
+    rig.set_due(set(NAMES))
+
+    async def run() -> list[Any]:
+        task = asyncio.ensure_future(pipeline.checkpoint_services())
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert task.done(), "it waited for the rollups"
+        rollups = [f for topic, f in sent if topic == "rollups-changelog"]
+        assert rollups and not any(f.done() for f in rollups)
+        futures: list[Any] = task.result()
+        assert {id(f) for _, f in sent} <= {id(f) for f in futures}
+        return futures
+
+    asyncio.run(run())
+    for name in changed:
+        assert orjson.dumps(rt.services.get(name).to_obj()) == before[name]  # type: ignore[union-attr]
+        assert pipeline._pruned["s:" + name] > rig.now - 1.0
+        assert not pipeline._prune_due("s:" + name, rig.now + PRUNE_EVERY - 1.0)
+
+
+@pytest.mark.parametrize("points", [10, 15, 16, 200])
+def test_a_small_component_tracker_is_first_pruned_an_interval_after_it_was_first_written(
+        points: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a start every tracker is due a prune. One with fewer than
+    FIRST_PRUNE_POINTS points is written as it is and pruned PRUNE_EVERY later (a
+    storm at the start spent most of its first components checkpoint compacting a few
+    points a tracker); a larger one (a worker restarting often) is pruned at once.
+    Pruned or not, its report is the same."""
+    from agents.worker.pipeline import FIRST_PRUNE_POINTS
+    from streams.component import ComponentTracker
+    from streams.events import ComponentEvent
+    from streams.report import component_report
+
+    clock = [1_800_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    catalog = _catalog()
+    rt = FakeRuntime(WorkerSettings(), catalog)
+    rt.bind_tables(Table(changelog="components-changelog"), Table())
+
+    async def send(topic: str, key: Any, value: Any, partition: Any, *rest: Any) -> Any:
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+    pipeline = Pipeline(rt, PipelineTopics(), send)
+    lateness = rt.settings.allowed_lateness
+    tracker = ComponentTracker("c0")
+    # 60 days of a flapping component: most of it older than what a prune keeps
+    t0 = clock[0] - 60 * DAY
+    for i in range(points):
+        state = State.UP if i % 2 else State.DOWN
+        tracker.apply(ComponentEvent("c0", state, t0 + i * (59 * DAY / points)), lateness)
+    unpruned = ComponentTracker.from_obj(tracker.to_obj())
+    comp = catalog.components["c0"]
+    kept = len(tracker.history.ts)
+    assert kept == points
+    rt.components.put("c0", tracker, 0)
+    asyncio.run(pipeline.checkpoint_components())
+    at_once = points >= FIRST_PRUNE_POINTS
+    assert (len(tracker.history.ts) < kept) == at_once
+    assert component_report(comp, tracker, clock[0]) == component_report(comp, unpruned, clock[0])
+
+    for later, pruned in ((PRUNE_EVERY - 1.0, at_once), (PRUNE_EVERY, True)):
+        clock[0] = 1_800_000_000.0 + later
+        rt.components.touch("c0", 0)  # written again
+        asyncio.run(pipeline.checkpoint_components())
+        assert (len(tracker.history.ts) < kept) == pruned, later
+        assert component_report(comp, tracker, clock[0]) == \
+            component_report(comp, unpruned, clock[0])
