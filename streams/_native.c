@@ -2178,6 +2178,27 @@ done:
     return result;
 }
 
+/* float_min(buffer of doubles) -> float or None: min() of the column (None if empty),
+ * without a float object per item: stage 2 marks each service's day rollups dirty from
+ * its earliest segment. NaN is never the minimum here (the segments message refuses it). */
+static PyObject *float_min(PyObject *self, PyObject *arg) {
+    Py_buffer v;
+    if (PyObject_GetBuffer(arg, &v, PyBUF_FORMAT) < 0) return NULL;
+    if (v.format == NULL || v.format[0] != 'd' || v.format[1] != 0 || v.len % sizeof(double)) {
+        PyBuffer_Release(&v);
+        PyErr_SetString(PyExc_TypeError, "a buffer of doubles is expected");
+        return NULL;
+    }
+    const double *a = v.buf;
+    Py_ssize_t n = v.len / (Py_ssize_t)sizeof(double);
+    if (n == 0) { PyBuffer_Release(&v); Py_RETURN_NONE; }
+    double lo = a[0];
+    for (Py_ssize_t i = 1; i < n; i++)
+        if (a[i] < lo) lo = a[i];
+    PyBuffer_Release(&v);
+    return PyFloat_FromDouble(lo);
+}
+
 /* float_kinds(buffer of doubles) -> (any NaN, any infinity): the checks of a segments
  * message's time columns, without a float object per item. */
 static PyObject *float_kinds(PyObject *self, PyObject *arg) {
@@ -3863,6 +3884,7 @@ static PyMethodDef methods[] = {
     {"apply_columns", svc_apply_columns, METH_VARARGS, "apply_many of open-ended segment columns in time order"},
     {"segment_ids", segment_ids, METH_VARARGS, "the component ids of a segments message, interned"},
     {"float_kinds", float_kinds, METH_O, "(any NaN, any infinity) of a buffer of doubles"},
+    {"float_min", float_min, METH_O, "the least of a buffer of doubles, None if empty"},
     {"recompute", svc_recompute, METH_VARARGS, "ServiceTracker._recompute"},
     {"compile_plan", compile_plan, METH_VARARGS, "a model's plan for apply_many"},
     {"evaluate_plan", evaluate_plan, METH_VARARGS, "state of a plan for (down, bad)"},

@@ -295,6 +295,16 @@ def _ids(raw: memoryview, n: int) -> list[str]:
     return comps
 
 
+def earliest(cols: Columns) -> float | None:
+    """The earliest start of ``cols`` (None if it holds no segment): where stage 2
+    marks a service's day rollups dirty from (``min`` made a float object a segment)."""
+    starts = cols.starts
+    fast = native.native
+    if fast is not None and type(starts) is array:
+        return fast.float_min(starts)  # type: ignore[no-any-return]
+    return min(starts) if starts else None
+
+
 def _float_kinds(col: array[float]) -> tuple[bool, bool]:
     """(any NaN, any infinity) in ``col``."""
     fast = native.native

@@ -181,3 +181,12 @@ def test_ids_other_than_three_non_empty_utf8_ones_are_a_value_error(ids: bytes) 
         return
     with pytest.raises(ValueError):
         segwire.decode_many(raw)
+
+
+@given(shares=_shares)
+def test_earliest_is_the_least_start_of_each_service(
+        shares: list[tuple[str, list[tuple[str, float, float, int]]]]) -> None:
+    for raw in segwire.encode_many(shares, 1 << 30):
+        for _, cols in segwire.decode_many(raw):
+            assert segwire.earliest(cols) == min(cols.starts)
+    assert segwire.earliest(segwire.Columns([], [], None, b"")) is None
