@@ -1049,10 +1049,16 @@ static long long ap_tag_index(Applier *a, PyObject *tag) {
         if (ix != NULL) {
             PyObject *got = PyDict_SetDefault(gx, tag, ix);  /* borrowed */
             if (got == ix && PyList_Append(tags, tag) < 0) {
+#if PY_VERSION_HEX >= 0x030C0000
+                PyObject *err = PyErr_GetRaisedException();
+                if (PyDict_DelItem(gx, tag) < 0) PyErr_Clear();
+                PyErr_SetRaisedException(err);
+#else
                 PyObject *et, *ev, *tb;
                 PyErr_Fetch(&et, &ev, &tb);
                 if (PyDict_DelItem(gx, tag) < 0) PyErr_Clear();
                 PyErr_Restore(et, ev, tb);
+#endif
                 got = NULL;
             }
             Py_XINCREF(got);
@@ -3612,6 +3618,35 @@ static int blame_slots_write(BlameSlots *b, PyObject *blame) {
     return 0;
 }
 
+/* The components of ``tup`` (a tuple) as bits of ``*out`` (each component numbered on
+ * first sight in ``bit_of``, at most 64 in a call): 1, 0 when they do not fit (or
+ * ``tup`` is not a tuple), -1 on error. */
+static int run_bits(PyObject *bit_of, PyObject *tup, uint64_t *out) {
+    if (!PyTuple_Check(tup)) return 0;
+    uint64_t bits = 0;
+    for (Py_ssize_t q = 0; q < PyTuple_GET_SIZE(tup); q++) {
+        PyObject *comp = PyTuple_GET_ITEM(tup, q);
+        PyObject *at = PyDict_GetItemWithError(bit_of, comp);
+        long i;
+        if (at != NULL) {
+            i = PyLong_AsLong(at);
+            if (i == -1 && PyErr_Occurred()) return -1;
+        } else {
+            if (PyErr_Occurred()) return -1;
+            i = (long)PyDict_GET_SIZE(bit_of);
+            if (i >= 64) return 0;
+            PyObject *ix = PyLong_FromLong(i);
+            if (ix == NULL) return -1;
+            int r = PyDict_SetItem(bit_of, comp, ix);
+            Py_DECREF(ix);
+            if (r < 0) return -1;
+        }
+        bits |= (uint64_t)1 << i;
+    }
+    *out = bits;
+    return 1;
+}
+
 static PyObject *day_segments(PyObject *self, PyObject *args) {
     PyObject *tsc, *stc, *tgc, *table, *ab, *ix, *rtags, *blame, *first, *merge;
     double a, b, up, down, planned;
@@ -3630,6 +3665,19 @@ static PyObject *day_segments(PyObject *self, PyObject *args) {
     BlameSlots bs = {NULL, NULL, NULL, 0, 0, NULL, ntable};
     /* per view tag: the last run tag it was found a subset of (-1: none yet) */
     long long *sub_r = NULL;
+    /* Whether a view tag's set is in the last run's: as bitmasks over the components
+     * seen in this call (``run_bits``), while at most 64 (else item by item against
+     * the run's tuple). In a storm a long down run, most often carried in from the
+     * last checkpoint, meets a new down set at almost every piece. The last run's mask
+     * is for the run ``mask_n`` of tag ``mask_r``; a view tag's is cached by index
+     * (``g_ok``: 0 not yet, 1 in ``g_bits``, 2 does not fit). */
+    PyObject *bit_of = NULL;
+    uint64_t *g_bits = NULL;
+    unsigned char *g_ok = NULL;
+    int mask_ok = 0;
+    Py_ssize_t mask_n = -1;
+    unsigned long mask_r = 0;
+    uint64_t run_mask = 0;
     if (col_read(tsc, 'd', &tv, &n, &vt, &ht) < 0) return NULL;
     if (col_read(stc, 'b', &sv, &ns, &vs, &hs) < 0) goto done;
     if (col_read(tgc, 'I', &gv, &ng, &vg, &hg) < 0) goto done;
@@ -3641,7 +3689,13 @@ static PyObject *day_segments(PyObject *self, PyObject *args) {
     sub_r = PyMem_Malloc((size_t)(ntable ? ntable : 1) * sizeof(long long));
     bs.of_tag = PyMem_Calloc((size_t)(ntable ? ntable : 1), sizeof(Py_ssize_t *));
     bs.index = PyDict_New();
-    if (interned == NULL || sub_r == NULL || bs.of_tag == NULL) { PyErr_NoMemory(); goto done; }
+    g_bits = PyMem_Malloc((size_t)(ntable ? ntable : 1) * sizeof(uint64_t));
+    g_ok = PyMem_Calloc((size_t)(ntable ? ntable : 1), 1);
+    if (interned == NULL || sub_r == NULL || bs.of_tag == NULL || g_bits == NULL || g_ok == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if ((bit_of = PyDict_New()) == NULL) goto done;
     if (bs.index == NULL) goto done;
     for (Py_ssize_t q = 0; q < ntable; q++) interned[q] = sub_r[q] = -1;
     const double *t = tv;
@@ -3711,8 +3765,21 @@ static PyObject *day_segments(PyObject *self, PyObject *args) {
             PyObject *rt = PyList_GET_ITEM(rtags, (Py_ssize_t)r);
             Py_INCREF(rt);
             if (set_last_d(ab, hi + 0.0) < 0) { Py_DECREF(rt); goto done; }
-            int subset = sub_r[g] == (long long)r;
-            for (Py_ssize_t q = 0; !subset && q < ntag; q++) {
+            if (!(mask_n == nruns && mask_r == r)) {  /* a run not seen yet: its mask */
+                int ok = run_bits(bit_of, rt, &run_mask);
+                if (ok < 0) { Py_DECREF(rt); goto done; }
+                mask_ok = ok;
+                mask_n = nruns;
+                mask_r = r;
+            }
+            if (g_ok[g] == 0) {
+                int ok = run_bits(bit_of, tag, &g_bits[g]);
+                if (ok < 0) { Py_DECREF(rt); goto done; }
+                g_ok[g] = ok ? 1 : 2;
+            }
+            int known = mask_ok && g_ok[g] == 1;
+            int subset = known ? (g_bits[g] & ~run_mask) == 0 : sub_r[g] == (long long)r;
+            for (Py_ssize_t q = 0; !known && !subset && q < ntag; q++) {
                 int c = PySequence_Contains(rt, PyTuple_GET_ITEM(tag, q));
                 if (c < 0) { Py_DECREF(rt); goto done; }
                 if (!c) break;
@@ -3724,7 +3791,12 @@ static PyObject *day_segments(PyObject *self, PyObject *args) {
             } else {
                 PyObject *k = PyObject_CallFunctionObjArgs(merge, rt, tag, NULL);
                 if (k == NULL || set_last_obj(ix, k) < 0) { Py_XDECREF(k); Py_DECREF(rt); goto done; }
+                /* the merged run: the union of the two */
+                mask_r = PyLong_AsUnsignedLong(k);
                 Py_DECREF(k);
+                if (mask_r == (unsigned long)-1 && PyErr_Occurred()) { Py_DECREF(rt); goto done; }
+                if (known) run_mask |= g_bits[g];
+                else mask_n = -1;  /* found afresh at the next piece */
             }
             Py_DECREF(rt);
         } else {
@@ -3756,12 +3828,16 @@ static PyObject *day_segments(PyObject *self, PyObject *args) {
             bad = col_append(ix, x);
             Py_DECREF(x);
             if (bad) goto done;
+            mask_n = -1;  /* a new run: its mask is found at its next piece */
         }
     }
     if (blame_slots_write(&bs, blame) < 0) goto done;
     result = Py_BuildValue("(ddd)", up, down, planned);
 done:
     blame_slots_free(&bs);
+    Py_XDECREF(bit_of);
+    PyMem_Free(g_bits);
+    PyMem_Free(g_ok);
     PyMem_Free(sub_r);
     PyMem_Free(interned);
     if (hg) PyBuffer_Release(&vg);
