@@ -824,81 +824,440 @@ static inline int eq(PyObject *a, PyObject *b) {
     return PyObject_RichCompareBool(a, b, Py_EQ);
 }
 
-/* Append (t, st, tag) to a service timeline unless it changes nothing; at the same
- * instant as its last point, Timeline.append_state decides. */
-static int service_point(PyObject *svc, PyObject *sts, PyObject *sst, PyObject *stag,
-                         PyObject *start_obj, double start, int st, PyObject *tag) {
-    PyObject *st_obj = STATE_INT[st];
-    Py_INCREF(st_obj);
-    int rc = 0;
-    double last_t = 0.0;
-    int has = dcol_last(sts, &last_t);
-    if (has < 0) { Py_DECREF(st_obj); return -1; }
-    if (has && last_t == start) {
-        PyObject *r = PyObject_CallMethodObjArgs(svc, s_append_state, start_obj, st_obj, tag, NULL);
-        if (r == NULL) rc = -1; else Py_DECREF(r);
-    } else {
-        PyObject *g = tag_index(svc, tag);
-        if (g == NULL) { Py_DECREF(st_obj); return -1; }
-        long gv = PyLong_AsLong(g);
-        int lv = 0, differs = 0;
-        unsigned int lg = 0;
-        int hs = bcol_last(sst, &lv);
-        if (hs < 0 || icol_last(stag, &lg) < 0 || (gv == -1 && PyErr_Occurred())) rc = -1;
-        else if (hs) differs = lv != st || (long)lg != gv;
-        else differs = st != 0 || gv != 0;
-        if (rc == 0 && differs) rc = append_point(sts, start_obj, sst, st_obj, stag, g);
-        Py_DECREF(g);
+/* ---- ServiceTracker.apply_many: the segments one at a time, from tuples or columns ------ */
+
+/* Append a C value to a timeline column in place (what array.append does, without an
+ * object made per value: a segment appends five); the generic append of an object when
+ * the fast path cannot. */
+static int col_append_d(PyObject *col, double x) {
+    if (array_fast && Py_TYPE(col) == Array_type) {
+        ArrayObj *a = (ArrayObj *)col;
+        Py_ssize_t n = Py_SIZE(a);
+        if (*a->ob_descr == 'd' && a->ob_exports == 0 && (n < a->allocated || ARR_GROW)) {
+            if (n >= a->allocated && arr_room(a, (Py_ssize_t)sizeof(double)) < 0) return -1;
+            ((double *)a->ob_item)[n] = x;
+            Py_SET_SIZE(a, n + 1);
+            return 0;
+        }
     }
-    Py_DECREF(st_obj);
+    PyObject *o = PyFloat_FromDouble(x);
+    if (o == NULL) return -1;
+    int rc = col_append(col, o);
+    Py_DECREF(o);
     return rc;
+}
+
+/* ``v`` appended to a column of states ('b', v <= 2) or of tag indexes ('I'). */
+static int col_append_u(PyObject *col, char code, unsigned int v) {
+    if (array_fast && Py_TYPE(col) == Array_type) {
+        ArrayObj *a = (ArrayObj *)col;
+        Py_ssize_t n = Py_SIZE(a);
+        Py_ssize_t size = code == 'b' ? 1 : (Py_ssize_t)sizeof(unsigned int);
+        if (*a->ob_descr == code && a->ob_exports == 0 && (code != 'b' || v <= 127)
+                && (n < a->allocated || ARR_GROW)) {
+            if (n >= a->allocated && arr_room(a, size) < 0) return -1;
+            if (code == 'b') ((signed char *)a->ob_item)[n] = (signed char)v;
+            else ((unsigned int *)a->ob_item)[n] = v;
+            Py_SET_SIZE(a, n + 1);
+            return 0;
+        }
+    }
+    PyObject *o = PyLong_FromUnsignedLong(v);
+    if (o == NULL) return -1;
+    int rc = col_append(col, o);
+    Py_DECREF(o);
+    return rc;
+}
+
+/* What one call of apply_many holds. Two memos, valid for the call only: each
+ * component's copy and bit, by the id object (the copies dict and the model's bits were
+ * two dict lookups a segment), and for models of at most 64 components the tag of each
+ * down mask with its index in the service timeline's table (a blame tuple made or
+ * found, then hashed to look up its index, was a third of a segment's cost in a storm,
+ * where the same down sets recur within a fetch). */
+#define TAG_MEMO 64  /* entries, a power of 2 */
+typedef struct { PyObject *comp, *tl, *bit; uint64_t b; } CompSeen;
+typedef struct { uint64_t d; PyObject *tag; unsigned int g; } TagSeen;
+
+typedef struct {
+    PyObject *tracker, *model, *plan_cap, *comps, *svc, *sts, *sst, *stag, *dirty;
+    Plan *plan;
+    Masks k;
+    double frontier;
+    CompSeen *seen;
+    Py_ssize_t seen_cap, seen_n;
+    TagSeen tags[TAG_MEMO];  /* tag NULL: empty */
+} Applier;
+
+static void ap_forget_tags(Applier *a) {
+    for (int i = 0; i < TAG_MEMO; i++) Py_CLEAR(a->tags[i].tag);
+}
+
+static void ap_free(Applier *a) {
+    if (a->seen != NULL) {
+        for (Py_ssize_t i = 0; i < a->seen_cap; i++) {
+            CompSeen *e = a->seen + i;
+            if (e->comp == NULL) continue;
+            Py_DECREF(e->comp); Py_DECREF(e->tl); Py_XDECREF(e->bit);
+        }
+        PyMem_Free(a->seen);
+    }
+    ap_forget_tags(a);
+    Py_XDECREF(a->dirty);
+    Py_XDECREF(a->plan_cap); Py_XDECREF(a->comps); Py_XDECREF(a->svc);
+    Py_XDECREF(a->sts); Py_XDECREF(a->sst); Py_XDECREF(a->stag);
+    Py_XDECREF(a->k.D); Py_XDECREF(a->k.M);
+}
+
+/* Read the tracker (apply_many after its bind check): 0, or -1 with an exception (then
+ * ap_free still). */
+static int ap_open(Applier *a, PyObject *tracker, PyObject *model) {
+    memset(a, 0, sizeof(*a));
+    a->tracker = tracker;
+    a->model = model;
+    a->plan_cap = PyObject_GetAttr(model, s_plan);
+    if (a->plan_cap == NULL) return -1;
+    a->plan = PyCapsule_GetPointer(a->plan_cap, "slawatch.plan");
+    if (a->plan == NULL) return -1;
+    a->comps = slot_get(tracker, &SV_COMPONENTS);
+    a->svc = slot_get(tracker, &SV_TIMELINE);
+    if (!a->comps || !a->svc) return -1;
+    if (!PyDict_CheckExact(a->comps)) {
+        PyErr_SetString(PyExc_TypeError, "components must be a dict");
+        return -1;
+    }
+    a->sts = col_slot(a->svc, &TL_TS);
+    if (a->sts) a->sst = col_slot(a->svc, &TL_ST);
+    if (a->sst) a->stag = col_slot(a->svc, &TL_TAG);
+    if (!a->stag) return -1;
+    PyObject *o = slot_get(tracker, &SV_FRONTIER);
+    if (o == NULL) return -1;
+    a->frontier = PyFloat_AsDouble(o);
+    Py_DECREF(o);
+    if (a->frontier == -1.0 && PyErr_Occurred()) return -1;
+    a->k.D = slot_get(tracker, &SV_DOWN);
+    a->k.M = slot_get(tracker, &SV_BAD);
+    if (!a->k.D || !a->k.M) return -1;
+    if (a->plan->small) {
+        a->k.small = 1;
+        a->k.d = PyLong_AsUnsignedLongLong(a->k.D);
+        a->k.m = PyLong_AsUnsignedLongLong(a->k.M);
+        if (PyErr_Occurred()) return -1;
+    }
+    a->seen_cap = 32;
+    a->seen = PyMem_Calloc((size_t)a->seen_cap, sizeof(CompSeen));
+    if (a->seen == NULL) { PyErr_NoMemory(); return -1; }
+    return 0;
+}
+
+static inline size_t ap_slot_of(PyObject *comp, Py_ssize_t cap) {
+    return (size_t)(((uint64_t)(uintptr_t)comp * 0x9E3779B97F4A7C15ULL) >> 32) & (size_t)(cap - 1);
+}
+
+/* The memo entry of a component: its copy (made if new, as apply_many always did) and
+ * its bit (NULL: a component the model does not read). NULL with an exception. */
+static CompSeen *ap_comp(Applier *a, PyObject *comp) {
+    size_t i = ap_slot_of(comp, a->seen_cap);
+    while (a->seen[i].comp != NULL) {
+        if (a->seen[i].comp == comp) return a->seen + i;
+        i = (i + 1) & (size_t)(a->seen_cap - 1);
+    }
+    if (2 * (a->seen_n + 1) > a->seen_cap) {  /* grow to keep probes short */
+        Py_ssize_t cap = a->seen_cap * 2;
+        CompSeen *grown = PyMem_Calloc((size_t)cap, sizeof(CompSeen));
+        if (grown == NULL) { PyErr_NoMemory(); return NULL; }
+        for (Py_ssize_t j = 0; j < a->seen_cap; j++) {
+            if (a->seen[j].comp == NULL) continue;
+            size_t h = ap_slot_of(a->seen[j].comp, cap);
+            while (grown[h].comp != NULL) h = (h + 1) & (size_t)(cap - 1);
+            grown[h] = a->seen[j];
+        }
+        PyMem_Free(a->seen);
+        a->seen = grown;
+        a->seen_cap = cap;
+        i = ap_slot_of(comp, cap);
+        while (a->seen[i].comp != NULL) i = (i + 1) & (size_t)(cap - 1);
+    }
+    PyObject *tl = PyDict_GetItemWithError(a->comps, comp);  /* borrowed */
+    if (tl == NULL) {
+        if (PyErr_Occurred()) return NULL;
+        tl = PyObject_CallNoArgs(Timeline_cls);
+        if (tl == NULL) return NULL;
+        int r = PyDict_SetItem(a->comps, comp, tl);
+        Py_DECREF(tl);
+        if (r < 0) return NULL;
+    }
+    PyObject *bit = PyDict_GetItemWithError(a->plan->bits, comp);
+    if (bit == NULL && PyErr_Occurred()) return NULL;
+    uint64_t b = 0;
+    if (bit != NULL && a->k.small) {
+        b = PyLong_AsUnsignedLongLong(bit);
+        if (b == (uint64_t)-1 && PyErr_Occurred()) return NULL;
+    }
+    CompSeen *e = a->seen + i;
+    Py_INCREF(comp); e->comp = comp;
+    Py_INCREF(tl); e->tl = tl;
+    Py_XINCREF(bit); e->bit = bit;
+    e->b = b;
+    a->seen_n++;
+    return e;
+}
+
+/* The component's bit in the masks for its new state. */
+static inline int ap_set(Applier *a, CompSeen *e, int state) {
+    if (e->bit == NULL) return 0;
+    if (!a->k.small) return set_bit(&a->k, e->bit, state);
+    uint64_t b = e->b;
+    if (state == ST_DOWN) { a->k.d |= b; a->k.m |= b; }
+    else if (state) { a->k.d &= ~b; a->k.m |= b; }
+    else { a->k.d &= ~b; a->k.m &= ~b; }
+    return 0;
+}
+
+static int ap_settle(Applier *a) {
+    PyObject *r = PyObject_CallMethodObjArgs(a->tracker, s_settle, a->dirty, a->model, NULL);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    Py_CLEAR(a->dirty);
+    ap_forget_tags(a);  /* a re-evaluation edits the tag table: looked up afresh */
+    return 0;
+}
+
+/* ``*obj``, or a new float for ``x`` kept in ``*own`` (the caller frees it). */
+static inline PyObject *ap_float(PyObject *obj, PyObject **own, double x) {
+    if (obj != NULL) return obj;
+    if (*own == NULL) *own = PyFloat_FromDouble(x);
+    return *own;
+}
+
+/* tag_index(svc, tag) as a C index, with one probe of the timeline's index
+ * (PyDict_SetDefault: hashing a tag tuple is most of a lookup, and in a storm most
+ * down sets are new to the service's history). -1 on error. */
+static long long ap_tag_index(Applier *a, PyObject *tag) {
+    if (tag == NO_TAG || (PyTuple_CheckExact(tag) && PyTuple_GET_SIZE(tag) == 0)) return 0;
+    PyObject *gx = slot_get(a->svc, &TL_GX), *tags = NULL, *gi = NULL;
+    long long g = -1;
+    if (gx == NULL) return -1;
+    if (gx != NO_TAG_INDEX && PyDict_CheckExact(gx)) {
+        tags = slot_get(a->svc, &TL_TAGS);
+        if (tags == NULL) { Py_DECREF(gx); return -1; }
+    }
+    if (tags == NULL || !PyList_CheckExact(tags)) {
+        gi = tag_index(a->svc, tag);  /* the shared empty table, or not ours: intern() */
+    } else {
+        PyObject *ix = PyLong_FromSsize_t(PyList_GET_SIZE(tags));
+        if (ix != NULL) {
+            PyObject *got = PyDict_SetDefault(gx, tag, ix);  /* borrowed */
+            if (got == ix && PyList_Append(tags, tag) < 0) {
+#if PY_VERSION_HEX >= 0x030C0000
+                PyObject *err = PyErr_GetRaisedException();
+                if (PyDict_DelItem(gx, tag) < 0) PyErr_Clear();
+                PyErr_SetRaisedException(err);
+#else
+                PyObject *et, *ev, *tb;
+                PyErr_Fetch(&et, &ev, &tb);
+                if (PyDict_DelItem(gx, tag) < 0) PyErr_Clear();
+                PyErr_Restore(et, ev, tb);
+#endif
+                got = NULL;
+            }
+            Py_XINCREF(got);
+            gi = got;
+            Py_DECREF(ix);
+        }
+    }
+    Py_DECREF(gx);
+    Py_XDECREF(tags);
+    if (gi == NULL) return -1;
+    unsigned long gv = PyLong_AsUnsignedLong(gi);
+    Py_DECREF(gi);
+    if (gv == (unsigned long)-1 && PyErr_Occurred()) return -1;
+    if (gv > 0xffffffffUL) {
+        PyErr_SetString(PyExc_OverflowError, "tag index out of range");
+        return -1;
+    }
+    g = (long long)gv;
+    return g;
+}
+
+/* Evaluate the service after an in-order segment at ``start`` and append the point
+ * (t, st, tag) unless it changes nothing; at the instant of the last point,
+ * Timeline.append_state decides. */
+static int ap_service(Applier *a, double start, PyObject *start_obj) {
+    int st = eval_state(&a->k, a->plan);
+    if (st < 0) return -1;
+    PyObject *tag = NO_TAG, *own = NULL, *own_start = NULL;
+    TagSeen *memo = NULL;
+    unsigned int g = 0;
+    int known = 1, rc = 0;
+    if (st == ST_DOWN) {
+        if (a->k.small) {
+            memo = a->tags + ((a->k.d * 0x9E3779B97F4A7C15ULL) >> 58);  /* 64 entries */
+            if (memo->tag != NULL && memo->d == a->k.d) { tag = memo->tag; g = memo->g; }
+        }
+        if (memo == NULL || memo->tag == NULL || memo->d != a->k.d) {
+            own = tag = blame_tag(&a->k, a->plan, a->model);
+            if (tag == NULL) return -1;
+            known = 0;
+        }
+    }
+    double last_t = 0.0;
+    int has = dcol_last(a->sts, &last_t);
+    if (has < 0) { rc = -1; goto out; }
+    if (has && last_t == start) {  /* at the instant of the last point: append_state decides */
+        PyObject *t = ap_float(start_obj, &own_start, start);
+        if (t == NULL) { rc = -1; goto out; }
+        PyObject *r = PyObject_CallMethodObjArgs(a->svc, s_append_state, t, STATE_INT[st], tag, NULL);
+        if (r == NULL) rc = -1; else Py_DECREF(r);
+        goto out;
+    }
+    if (!known) {
+        long long gv = ap_tag_index(a, tag);
+        if (gv < 0) { rc = -1; goto out; }
+        g = (unsigned int)gv;
+        if (memo != NULL) {
+            Py_INCREF(tag);
+            Py_XSETREF(memo->tag, tag);
+            memo->d = a->k.d;
+            memo->g = g;
+        }
+    }
+    int lv = 0, differs;
+    unsigned int lg = 0;
+    int hs = bcol_last(a->sst, &lv);
+    if (hs < 0 || icol_last(a->stag, &lg) < 0) { rc = -1; goto out; }
+    differs = hs ? (lv != st || lg != g) : (st != 0 || g != 0);
+    if (differs && (col_append_d(a->sts, start) < 0 || col_append_u(a->sst, 'b', (unsigned int)st) < 0
+                    || col_append_u(a->stag, 'I', g) < 0))
+        rc = -1;
+out:
+    Py_XDECREF(own);
+    Py_XDECREF(own_start);
+    return rc;
+}
+
+/* Apply one segment (the body of ServiceTracker.apply_many's loop). ``start_obj`` and
+ * ``end_obj`` are the segment's objects when it came as a tuple, else NULL (made only
+ * if a Python method needs them); ``state_obj`` likewise, else ``state`` is checked. */
+static int ap_segment(Applier *a, PyObject *comp, double start, PyObject *start_obj,
+                      double end, PyObject *end_obj, PyObject *state_obj, int state) {
+    int open = end == INFINITY, rc = 0;
+    PyObject *own_start = NULL, *own_end = NULL, *times = NULL, *tstates = NULL, *ttag = NULL;
+    if (a->dirty != NULL && a->frontier <= start && open && ap_settle(a) < 0) return -1;
+    if (state_obj != NULL && (state = as_state(state_obj)) < 0) return -1;
+    CompSeen *e = ap_comp(a, comp);
+    if (e == NULL) return -1;
+    PyObject *tl = e->tl;
+    times = col_slot(tl, &TL_TS);
+    if (times == NULL) return -1;
+    int in_order = 0;
+    if (open && start > a->frontier) {
+        /* After every point of every copy (frontier is the latest of them): in order
+         * for the component, at a new instant. */
+        in_order = 1;
+    } else if (open) {
+        double last_t = 0.0;
+        int has = dcol_last(times, &last_t);
+        if (has < 0) { rc = -1; goto out; }
+        if (!has) in_order = 1;
+        else if (start >= last_t) in_order = last_t == start ? 2 : 1;
+    }
+    if (in_order) {
+        if (in_order == 2) {
+            PyObject *t = ap_float(start_obj, &own_start, start);
+            if (t == NULL) { rc = -1; goto out; }
+            PyObject *r = PyObject_CallMethodObjArgs(tl, s_append_state, t, STATE_INT[state], NULL);
+            if (r == NULL) { rc = -1; goto out; }
+            Py_DECREF(r);
+        } else {
+            tstates = col_slot(tl, &TL_ST);
+            if (tstates == NULL) { rc = -1; goto out; }
+            int lsv = 0, changed = state != 0;
+            int hs = bcol_last(tstates, &lsv);
+            if (hs < 0) { rc = -1; goto out; }
+            if (hs) changed = lsv != state;
+            if (changed) {
+                ttag = col_slot(tl, &TL_TAG);
+                if (ttag == NULL || col_append_d(times, start) < 0
+                        || col_append_u(tstates, 'b', (unsigned int)state) < 0
+                        || col_append_u(ttag, 'I', 0) < 0) { rc = -1; goto out; }
+            }
+        }
+        if (ap_set(a, e, state) < 0) { rc = -1; goto out; }
+        if (start < a->frontier || a->dirty != NULL) {
+            /* in the past of another component's change (or after a segment that was,
+             * at the same instant): re-evaluated when settled */
+            if (start > a->frontier) a->frontier = start;
+            PyObject *t = ap_float(start_obj, &own_start, start);
+            if (t == NULL || (a->dirty == NULL && (a->dirty = PyList_New(0)) == NULL)) { rc = -1; goto out; }
+            PyObject *iv = PyTuple_Pack(2, t, INF_obj);
+            if (iv == NULL || PyList_Append(a->dirty, iv) < 0) { Py_XDECREF(iv); rc = -1; goto out; }
+            Py_DECREF(iv);
+            goto out;
+        }
+        a->frontier = start;
+        rc = ap_service(a, start, start_obj);
+        goto out;
+    }
+    /* in the past: overwrite the copy; the service is re-evaluated when settled */
+    {
+        PyObject *t = ap_float(start_obj, &own_start, start);
+        PyObject *u = ap_float(end_obj, &own_end, end);
+        if (t == NULL || u == NULL) { rc = -1; goto out; }
+        PyObject *pt = PyTuple_Pack(3, t, STATE_INT[state], NO_TAG);
+        if (pt == NULL) { rc = -1; goto out; }
+        PyObject *pts = PyList_New(1);
+        if (pts == NULL) { Py_DECREF(pt); rc = -1; goto out; }
+        PyList_SET_ITEM(pts, 0, pt);
+        PyObject *r = PyObject_CallMethodObjArgs(tl, s_assign, t, u, pts, NULL);
+        Py_DECREF(pts);
+        if (r == NULL) { rc = -1; goto out; }
+        Py_DECREF(r);
+        if (e->bit != NULL) {
+            tstates = col_slot(tl, &TL_ST);
+            if (tstates == NULL) { rc = -1; goto out; }
+            int last = ST_UP;
+            if (bcol_last(tstates, &last) < 0) { rc = -1; goto out; }
+            if (last < 0 || last > 2) {
+                PyErr_Format(PyExc_ValueError, "state %d is not 0, 1 or 2", last);
+                rc = -1;
+                goto out;
+            }
+            if (ap_set(a, e, last) < 0) { rc = -1; goto out; }
+        }
+        double reach = open ? start : end;
+        if (reach > a->frontier) a->frontier = reach;
+        if (a->dirty == NULL && (a->dirty = PyList_New(0)) == NULL) { rc = -1; goto out; }
+        PyObject *iv = PyTuple_Pack(2, t, u);
+        if (iv == NULL || PyList_Append(a->dirty, iv) < 0) { Py_XDECREF(iv); rc = -1; goto out; }
+        Py_DECREF(iv);
+    }
+out:
+    Py_XDECREF(times); Py_XDECREF(tstates); Py_XDECREF(ttag);
+    Py_XDECREF(own_start); Py_XDECREF(own_end);
+    return rc;
+}
+
+/* After the last segment: the masks and frontier stored, what is left dirty settled. */
+static int ap_close(Applier *a) {
+    PyObject *d = mask_obj(&a->k, 0), *m = mask_obj(&a->k, 1), *f = PyFloat_FromDouble(a->frontier);
+    int rc = (d && m && f) ? 0 : -1;
+    if (rc == 0) rc = slot_set(a->tracker, &SV_DOWN, d);
+    if (rc == 0) rc = slot_set(a->tracker, &SV_BAD, m);
+    if (rc == 0) rc = slot_set(a->tracker, &SV_FRONTIER, f);
+    Py_XDECREF(d); Py_XDECREF(m); Py_XDECREF(f);
+    if (rc < 0) return -1;
+    if (a->dirty != NULL && PyList_GET_SIZE(a->dirty)) return ap_settle(a);
+    return 0;
 }
 
 /* apply_many(tracker, segments, model): ServiceTracker.apply_many after its bind check.
  * The same steps, in the same order, on the same objects; see service.py. */
 static PyObject *svc_apply_many(PyObject *self, PyObject *args) {
-    PyObject *tracker, *segments, *model;
+    PyObject *tracker, *segments, *model, *it = NULL, *seg = NULL, *result = NULL;
     if (!PyArg_ParseTuple(args, "OOO", &tracker, &segments, &model)) return NULL;
-
-    PyObject *plan_cap = NULL, *comps = NULL, *svc = NULL, *sts = NULL, *sst = NULL, *stag = NULL,
-             *dirty = NULL, *it = NULL, *seg = NULL, *result = NULL;
-    Masks k = {0, 0, 0, NULL, NULL};
-    double frontier;
-    Plan *plan;
-
-    plan_cap = PyObject_GetAttr(model, s_plan);
-    if (plan_cap == NULL) goto done;
-    plan = PyCapsule_GetPointer(plan_cap, "slawatch.plan");
-    if (plan == NULL) goto done;
-    PyObject *bits = plan->bits;
-    comps = slot_get(tracker, &SV_COMPONENTS);
-    svc = slot_get(tracker, &SV_TIMELINE);
-    if (!comps || !svc) goto done;
-    if (!PyDict_CheckExact(comps)) {
-        PyErr_SetString(PyExc_TypeError, "components must be a dict");
-        goto done;
-    }
-    sts = col_slot(svc, &TL_TS);
-    if (sts) sst = col_slot(svc, &TL_ST);
-    if (sst) stag = col_slot(svc, &TL_TAG);
-    if (!stag) goto done;
-    {
-        PyObject *o = slot_get(tracker, &SV_FRONTIER);
-        if (o == NULL) goto done;
-        frontier = PyFloat_AsDouble(o);
-        Py_DECREF(o);
-        if (frontier == -1.0 && PyErr_Occurred()) goto done;
-    }
-    k.D = slot_get(tracker, &SV_DOWN);
-    k.M = slot_get(tracker, &SV_BAD);
-    if (!k.D || !k.M) goto done;
-    if (plan->small) {
-        k.small = 1;
-        k.d = PyLong_AsUnsignedLongLong(k.D);
-        k.m = PyLong_AsUnsignedLongLong(k.M);
-        if (PyErr_Occurred()) goto done;
-    }
-
+    Applier a;
+    if (ap_open(&a, tracker, model) < 0) goto done;
     it = PyObject_GetIter(segments);
     if (it == NULL) goto done;
     while ((seg = PyIter_Next(it)) != NULL) {
@@ -906,154 +1265,23 @@ static PyObject *svc_apply_many(PyObject *self, PyObject *args) {
             PyErr_SetString(PyExc_TypeError, "a segment is a (component, start, end, state) tuple");
             goto done;
         }
-        PyObject *comp = PyTuple_GET_ITEM(seg, 0), *start_obj = PyTuple_GET_ITEM(seg, 1),
-                 *end_obj = PyTuple_GET_ITEM(seg, 2), *state_obj = PyTuple_GET_ITEM(seg, 3);
+        PyObject *start_obj = PyTuple_GET_ITEM(seg, 1), *end_obj = PyTuple_GET_ITEM(seg, 2);
         double start = PyFloat_AsDouble(start_obj);
         if (start == -1.0 && PyErr_Occurred()) goto done;
         double end = PyFloat_AsDouble(end_obj);
         if (end == -1.0 && PyErr_Occurred()) goto done;
-        int open = end == INFINITY;
-        if (dirty != NULL && start >= frontier && open) {
-            PyObject *r = PyObject_CallMethodObjArgs(tracker, s_settle, dirty, model, NULL);
-            if (r == NULL) goto done;
-            Py_DECREF(r);
-            Py_CLEAR(dirty);
-        }
-        int state = as_state(state_obj);
-        if (state < 0) goto done;
-        PyObject *state_int = STATE_INT[state];  /* plain ints in the lists (borrowed) */
-        PyObject *tl = PyDict_GetItemWithError(comps, comp);  /* borrowed */
-        if (tl == NULL) {
-            if (PyErr_Occurred()) goto done;
-            tl = PyObject_CallNoArgs(Timeline_cls);
-            if (tl == NULL) goto done;
-            int r = PyDict_SetItem(comps, comp, tl);
-            Py_DECREF(tl);
-            if (r < 0) goto done;
-        }
-        PyObject *times = col_slot(tl, &TL_TS);
-        if (times == NULL) goto done;
-        int rc = 0, in_order = 0;
-        if (open && start > frontier) {
-            /* After every point of every copy (frontier is the latest of them): in
-             * order for the component, at a new instant. */
-            in_order = 1;
-        } else if (open) {
-            double last_t = 0.0;
-            int has = dcol_last(times, &last_t);
-            if (has < 0) { Py_DECREF(times); goto done; }
-            if (!has) in_order = 1;
-            else if (start >= last_t) in_order = last_t == start ? 2 : 1;
-        }
-        if (in_order) {
-            if (in_order == 2) {
-                PyObject *r = PyObject_CallMethodObjArgs(tl, s_append_state, start_obj, state_int, NULL);
-                if (r == NULL) rc = -1; else Py_DECREF(r);
-            } else {
-                PyObject *tstates = col_slot(tl, &TL_ST);
-                if (tstates == NULL) rc = -1;
-                else {
-                    int lsv = 0, changed = state != 0;
-                    int hs = bcol_last(tstates, &lsv);
-                    if (hs < 0) rc = -1;
-                    else if (hs) changed = lsv != state;
-                    if (rc == 0 && changed) {
-                        PyObject *ttag = col_slot(tl, &TL_TAG);
-                        if (ttag == NULL) rc = -1;
-                        else {
-                            rc = append_point(times, start_obj, tstates, state_int, ttag, STATE_INT[0]);
-                            Py_DECREF(ttag);
-                        }
-                    }
-                    Py_DECREF(tstates);
-                }
-            }
-            Py_DECREF(times);
-            if (rc < 0) goto done;
-            PyObject *bit = PyDict_GetItemWithError(bits, comp);
-            if (bit == NULL && PyErr_Occurred()) goto done;
-            if (bit != NULL && set_bit(&k, bit, state) < 0) goto done;
-            if (start < frontier || dirty != NULL) {
-                if (start > frontier) frontier = start;
-                if (dirty == NULL && (dirty = PyList_New(0)) == NULL) goto done;
-                PyObject *iv = PyTuple_Pack(2, start_obj, INF_obj);
-                if (iv == NULL || PyList_Append(dirty, iv) < 0) { Py_XDECREF(iv); goto done; }
-                Py_DECREF(iv);
-                Py_CLEAR(seg);
-                continue;
-            }
-            frontier = start;
-            int st = eval_state(&k, plan);
-            if (st < 0) goto done;
-            PyObject *tag;
-            if (st == ST_DOWN) {
-                tag = blame_tag(&k, plan, model);
-                if (tag == NULL) goto done;
-            } else {
-                tag = NO_TAG;
-                Py_INCREF(tag);
-            }
-            rc = service_point(svc, sts, sst, stag, start_obj, start, st, tag);
-            Py_DECREF(tag);
-            if (rc < 0) goto done;
-            Py_CLEAR(seg);
-            continue;
-        }
-        Py_DECREF(times);
-        /* in the past: overwrite the copy; the service is re-evaluated when settled */
-        {
-            PyObject *pt = PyTuple_Pack(3, start_obj, state_int, NO_TAG);
-            if (pt == NULL) goto done;
-            PyObject *pts = PyList_New(1);
-            if (pts == NULL) { Py_DECREF(pt); goto done; }
-            PyList_SET_ITEM(pts, 0, pt);
-            PyObject *r = PyObject_CallMethodObjArgs(tl, s_assign, start_obj, end_obj, pts, NULL);
-            Py_DECREF(pts);
-            if (r == NULL) goto done;
-            Py_DECREF(r);
-            PyObject *bit = PyDict_GetItemWithError(bits, comp);
-            if (bit == NULL && PyErr_Occurred()) goto done;
-            if (bit != NULL) {
-                PyObject *tstates = col_slot(tl, &TL_ST);
-                if (tstates == NULL) goto done;
-                int last = ST_UP;
-                int hs = bcol_last(tstates, &last);
-                Py_DECREF(tstates);
-                if (hs < 0 || last < 0 || last > 2 || set_bit(&k, bit, last) < 0) goto done;
-            }
-            double reach = open ? start : end;
-            if (reach > frontier) frontier = reach;
-            if (dirty == NULL && (dirty = PyList_New(0)) == NULL) goto done;
-            PyObject *iv = PyTuple_Pack(2, start_obj, end_obj);
-            if (iv == NULL || PyList_Append(dirty, iv) < 0) { Py_XDECREF(iv); goto done; }
-            Py_DECREF(iv);
-        }
+        if (ap_segment(&a, PyTuple_GET_ITEM(seg, 0), start, start_obj, end, end_obj,
+                       PyTuple_GET_ITEM(seg, 3), 0) < 0)
+            goto done;
         Py_CLEAR(seg);
     }
-    if (PyErr_Occurred()) goto done;
-    {
-        PyObject *d = mask_obj(&k, 0), *m = mask_obj(&k, 1), *f = PyFloat_FromDouble(frontier);
-        int rc = (d && m && f) ? 0 : -1;
-        if (rc == 0) rc = slot_set(tracker, &SV_DOWN, d);
-        if (rc == 0) rc = slot_set(tracker, &SV_BAD, m);
-        if (rc == 0) rc = slot_set(tracker, &SV_FRONTIER, f);
-        Py_XDECREF(d); Py_XDECREF(m); Py_XDECREF(f);
-        if (rc < 0) goto done;
-    }
-    if (dirty != NULL && PyList_GET_SIZE(dirty)) {
-        PyObject *r = PyObject_CallMethodObjArgs(tracker, s_settle, dirty, model, NULL);
-        if (r == NULL) goto done;
-        Py_DECREF(r);
-    }
+    if (PyErr_Occurred() || ap_close(&a) < 0) goto done;
     result = Py_None;
     Py_INCREF(result);
 done:
     Py_XDECREF(seg);
     Py_XDECREF(it);
-    Py_XDECREF(dirty);
-    Py_XDECREF(plan_cap); Py_XDECREF(comps); Py_XDECREF(svc);
-    Py_XDECREF(sts); Py_XDECREF(sst); Py_XDECREF(stag);
-    Py_XDECREF(k.D); Py_XDECREF(k.M);
+    ap_free(&a);
     return result;
 }
 
@@ -1656,6 +1884,93 @@ fail:
     return NULL;
 }
 
+/* segment_ids(buffer, n) -> list: the ``n`` component ids of a segments message (UTF-8,
+ * joined by newlines) as interned strings, each distinct id decoded once: a message
+ * holds a few ids many times each (a component's every change, to each service reading
+ * it), and a string made, hashed and interned per segment cost more than applying it.
+ * ValueError unless there are exactly ``n`` ids, none empty, all UTF-8. */
+typedef struct { const char *p; Py_ssize_t len; uint64_t h; PyObject *s; } IdSeen;
+
+static PyObject *segment_ids(PyObject *self, PyObject *args) {
+    Py_buffer v;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "y*n", &v, &n)) return NULL;
+    if (n < 1) {
+        PyBuffer_Release(&v);
+        PyErr_SetString(PyExc_ValueError, "a segments message holds at least one id");
+        return NULL;
+    }
+    PyObject *out = PyList_New(n);
+    Py_ssize_t cap = 64, used = 0, count = 0;
+    IdSeen *tab = PyMem_Calloc((size_t)cap, sizeof(IdSeen));
+    if (out == NULL || tab == NULL) {
+        Py_XDECREF(out);
+        PyMem_Free(tab);
+        PyBuffer_Release(&v);
+        return tab == NULL ? PyErr_NoMemory() : NULL;
+    }
+    const char *p = v.buf, *end = p + v.len;
+    for (;;) {
+        const char *q = memchr(p, '\n', (size_t)(end - p));
+        if (q == NULL) q = end;
+        Py_ssize_t len = q - p;
+        if (len == 0 || count == n) {
+            PyErr_SetString(PyExc_ValueError, len ? "more component ids than segments"
+                                                  : "an empty component id");
+            goto fail;
+        }
+        uint64_t h = 1469598103934665603ULL;  /* FNV-1a */
+        for (Py_ssize_t i = 0; i < len; i++) h = (h ^ (unsigned char)p[i]) * 1099511628211ULL;
+        h ^= h >> 33;  /* mixed: FNV leaves the last bytes in few bits, and ids differ there */
+        h *= 0xff51afd7ed558ccdULL;
+        h ^= h >> 33;
+        size_t k = (size_t)h & (size_t)(cap - 1);
+        while (tab[k].p != NULL && !(tab[k].h == h && tab[k].len == len && memcmp(tab[k].p, p, (size_t)len) == 0))
+            k = (k + 1) & (size_t)(cap - 1);
+        PyObject *s = tab[k].s;
+        if (tab[k].p == NULL) {
+            s = PyUnicode_DecodeUTF8(p, len, NULL);
+            if (s == NULL) goto fail;
+            PyUnicode_InternInPlace(&s);
+            PyList_SET_ITEM(out, count, s);  /* the list owns it; the table borrows */
+            tab[k].p = p; tab[k].len = len; tab[k].h = h; tab[k].s = s;
+            if (2 * ++used > cap) {  /* grow to keep probes short */
+                Py_ssize_t ncap = cap * 2;
+                IdSeen *grown = PyMem_Calloc((size_t)ncap, sizeof(IdSeen));
+                if (grown == NULL) { PyErr_NoMemory(); count++; goto fail; }
+                for (Py_ssize_t j = 0; j < cap; j++) {
+                    if (tab[j].p == NULL) continue;
+                    size_t m = (size_t)tab[j].h & (size_t)(ncap - 1);
+                    while (grown[m].p != NULL) m = (m + 1) & (size_t)(ncap - 1);
+                    grown[m] = tab[j];
+                }
+                PyMem_Free(tab);
+                tab = grown;
+                cap = ncap;
+            }
+        } else {
+            Py_INCREF(s);
+            PyList_SET_ITEM(out, count, s);
+        }
+        count++;
+        if (q == end) break;
+        p = q + 1;
+    }
+    if (count != n) {
+        PyErr_SetString(PyExc_ValueError, "fewer component ids than segments");
+        goto fail;
+    }
+    PyMem_Free(tab);
+    PyBuffer_Release(&v);
+    return out;
+fail:
+    /* items [count, n) are still NULL: list_dealloc skips them */
+    Py_DECREF(out);
+    PyMem_Free(tab);
+    PyBuffer_Release(&v);
+    return NULL;
+}
+
 /* time_ordered(comps, starts, states) -> iterator or None: the open-ended segments given
  * as columns (lists of ids and of float starts; states as bytes or a list of ints), as
  * (component, start, inf, state) tuples sorted by start, stably (each component keeps
@@ -1816,6 +2131,108 @@ static PyObject *time_ordered(PyObject *self, PyObject *args) {
     it->n = n;
     it->q = 0;
     return (PyObject *)it;
+}
+
+/* apply_columns(tracker, comps, starts, states, model) -> bool: apply_many of the
+ * open-ended segments given as columns (a list of ids, the starts as array('d') or a
+ * list of floats, the states as bytes) in time order, as service.in_time_order_columns
+ * orders them (sorted by start, stably), without a tuple or a float object a segment.
+ * False, with nothing applied, when a start is NaN (the caller takes the general path). */
+static PyObject *svc_apply_columns(PyObject *self, PyObject *args) {
+    PyObject *tracker, *comps, *starts, *states, *model;
+    if (!PyArg_ParseTuple(args, "OO!OO!O", &tracker, &PyList_Type, &comps, &starts,
+                          &PyBytes_Type, &states, &model))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(comps);
+    if (PyBytes_GET_SIZE(states) != n) {
+        PyErr_SetString(PyExc_ValueError, "columns of different lengths");
+        return NULL;
+    }
+    Keyed *keys = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(Keyed));
+    if (keys == NULL) return PyErr_NoMemory();
+    if (PyList_CheckExact(starts)) {
+        if (PyList_GET_SIZE(starts) != n) {
+            PyMem_Free(keys);
+            PyErr_SetString(PyExc_ValueError, "columns of different lengths");
+            return NULL;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            keys[i].t = PyFloat_AsDouble(PyList_GET_ITEM(starts, i));
+            if (keys[i].t == -1.0 && PyErr_Occurred()) { PyMem_Free(keys); return NULL; }
+        }
+    } else {
+        Py_buffer v;
+        if (col_view(starts, &v, 'd') < 0) { PyMem_Free(keys); return NULL; }
+        if (v.len != n * (Py_ssize_t)sizeof(double)) {
+            PyBuffer_Release(&v);
+            PyMem_Free(keys);
+            PyErr_SetString(PyExc_ValueError, "columns of different lengths");
+            return NULL;
+        }
+        const double *sv = v.buf;
+        for (Py_ssize_t i = 0; i < n; i++) keys[i].t = sv[i];
+        PyBuffer_Release(&v);
+    }
+    int sorted = 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double t = keys[i].t;
+        keys[i].i = i;
+        if (t != t) { PyMem_Free(keys); Py_RETURN_FALSE; }
+        if (i && t < keys[i - 1].t) sorted = 0;
+    }
+    /* every state checked before any segment is applied, as time_ordered does */
+    const unsigned char *sb = (const unsigned char *)PyBytes_AS_STRING(states);
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (sb[i] > 2) {
+            PyErr_Format(PyExc_ValueError, "state %d is not 0, 1 or 2", (int)sb[i]);
+            PyMem_Free(keys);
+            return NULL;
+        }
+    if (!sorted && sort_runs(keys, n) < 0) { PyMem_Free(keys); return NULL; }
+    PyObject *result = NULL;
+    Applier a;
+    if (ap_open(&a, tracker, model) < 0) goto done;
+    for (Py_ssize_t q = 0; q < n; q++) {
+        Py_ssize_t i = keys[q].i;
+        /* the caller's list: read checked, in case a callback changed it */
+        if (i >= PyList_GET_SIZE(comps)) {
+            PyErr_SetString(PyExc_RuntimeError, "segment columns changed while applied");
+            goto done;
+        }
+        PyObject *comp = PyList_GET_ITEM(comps, i);
+        Py_INCREF(comp);
+        int rc = ap_segment(&a, comp, keys[q].t, NULL, INFINITY, INF_obj, NULL, sb[i]);
+        Py_DECREF(comp);
+        if (rc < 0) goto done;
+    }
+    if (ap_close(&a) < 0) goto done;
+    result = Py_True;
+    Py_INCREF(result);
+done:
+    ap_free(&a);
+    PyMem_Free(keys);
+    return result;
+}
+
+/* float_min(buffer of doubles) -> float or None: min() of the column (None if empty),
+ * without a float object per item: stage 2 marks each service's day rollups dirty from
+ * its earliest segment. NaN is never the minimum here (the segments message refuses it). */
+static PyObject *float_min(PyObject *self, PyObject *arg) {
+    Py_buffer v;
+    if (PyObject_GetBuffer(arg, &v, PyBUF_FORMAT) < 0) return NULL;
+    if (v.format == NULL || v.format[0] != 'd' || v.format[1] != 0 || v.len % sizeof(double)) {
+        PyBuffer_Release(&v);
+        PyErr_SetString(PyExc_TypeError, "a buffer of doubles is expected");
+        return NULL;
+    }
+    const double *a = v.buf;
+    Py_ssize_t n = v.len / (Py_ssize_t)sizeof(double);
+    if (n == 0) { PyBuffer_Release(&v); Py_RETURN_NONE; }
+    double lo = a[0];
+    for (Py_ssize_t i = 1; i < n; i++)
+        if (a[i] < lo) lo = a[i];
+    PyBuffer_Release(&v);
+    return PyFloat_FromDouble(lo);
 }
 
 /* float_kinds(buffer of doubles) -> (any NaN, any infinity): the checks of a segments
@@ -3231,6 +3648,35 @@ static int blame_slots_write(BlameSlots *b, PyObject *blame) {
     return 0;
 }
 
+/* The components of ``tup`` (a tuple) as bits of ``*out`` (each component numbered on
+ * first sight in ``bit_of``, at most 64 in a call): 1, 0 when they do not fit (or
+ * ``tup`` is not a tuple), -1 on error. */
+static int run_bits(PyObject *bit_of, PyObject *tup, uint64_t *out) {
+    if (!PyTuple_Check(tup)) return 0;
+    uint64_t bits = 0;
+    for (Py_ssize_t q = 0; q < PyTuple_GET_SIZE(tup); q++) {
+        PyObject *comp = PyTuple_GET_ITEM(tup, q);
+        PyObject *at = PyDict_GetItemWithError(bit_of, comp);
+        long i;
+        if (at != NULL) {
+            i = PyLong_AsLong(at);
+            if (i == -1 && PyErr_Occurred()) return -1;
+        } else {
+            if (PyErr_Occurred()) return -1;
+            i = (long)PyDict_GET_SIZE(bit_of);
+            if (i >= 64) return 0;
+            PyObject *ix = PyLong_FromLong(i);
+            if (ix == NULL) return -1;
+            int r = PyDict_SetItem(bit_of, comp, ix);
+            Py_DECREF(ix);
+            if (r < 0) return -1;
+        }
+        bits |= (uint64_t)1 << i;
+    }
+    *out = bits;
+    return 1;
+}
+
 static PyObject *day_segments(PyObject *self, PyObject *args) {
     PyObject *tsc, *stc, *tgc, *table, *ab, *ix, *rtags, *blame, *first, *merge;
     double a, b, up, down, planned;
@@ -3249,6 +3695,19 @@ static PyObject *day_segments(PyObject *self, PyObject *args) {
     BlameSlots bs = {NULL, NULL, NULL, 0, 0, NULL, ntable};
     /* per view tag: the last run tag it was found a subset of (-1: none yet) */
     long long *sub_r = NULL;
+    /* Whether a view tag's set is in the last run's: as bitmasks over the components
+     * seen in this call (``run_bits``), while at most 64 (else item by item against
+     * the run's tuple). In a storm a long down run, most often carried in from the
+     * last checkpoint, meets a new down set at almost every piece. The last run's mask
+     * is for the run ``mask_n`` of tag ``mask_r``; a view tag's is cached by index
+     * (``g_ok``: 0 not yet, 1 in ``g_bits``, 2 does not fit). */
+    PyObject *bit_of = NULL;
+    uint64_t *g_bits = NULL;
+    unsigned char *g_ok = NULL;
+    int mask_ok = 0;
+    Py_ssize_t mask_n = -1;
+    unsigned long mask_r = 0;
+    uint64_t run_mask = 0;
     if (col_read(tsc, 'd', &tv, &n, &vt, &ht) < 0) return NULL;
     if (col_read(stc, 'b', &sv, &ns, &vs, &hs) < 0) goto done;
     if (col_read(tgc, 'I', &gv, &ng, &vg, &hg) < 0) goto done;
@@ -3260,7 +3719,13 @@ static PyObject *day_segments(PyObject *self, PyObject *args) {
     sub_r = PyMem_Malloc((size_t)(ntable ? ntable : 1) * sizeof(long long));
     bs.of_tag = PyMem_Calloc((size_t)(ntable ? ntable : 1), sizeof(Py_ssize_t *));
     bs.index = PyDict_New();
-    if (interned == NULL || sub_r == NULL || bs.of_tag == NULL) { PyErr_NoMemory(); goto done; }
+    g_bits = PyMem_Malloc((size_t)(ntable ? ntable : 1) * sizeof(uint64_t));
+    g_ok = PyMem_Calloc((size_t)(ntable ? ntable : 1), 1);
+    if (interned == NULL || sub_r == NULL || bs.of_tag == NULL || g_bits == NULL || g_ok == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if ((bit_of = PyDict_New()) == NULL) goto done;
     if (bs.index == NULL) goto done;
     for (Py_ssize_t q = 0; q < ntable; q++) interned[q] = sub_r[q] = -1;
     const double *t = tv;
@@ -3330,8 +3795,21 @@ static PyObject *day_segments(PyObject *self, PyObject *args) {
             PyObject *rt = PyList_GET_ITEM(rtags, (Py_ssize_t)r);
             Py_INCREF(rt);
             if (set_last_d(ab, hi + 0.0) < 0) { Py_DECREF(rt); goto done; }
-            int subset = sub_r[g] == (long long)r;
-            for (Py_ssize_t q = 0; !subset && q < ntag; q++) {
+            if (!(mask_n == nruns && mask_r == r)) {  /* a run not seen yet: its mask */
+                int ok = run_bits(bit_of, rt, &run_mask);
+                if (ok < 0) { Py_DECREF(rt); goto done; }
+                mask_ok = ok;
+                mask_n = nruns;
+                mask_r = r;
+            }
+            if (g_ok[g] == 0) {
+                int ok = run_bits(bit_of, tag, &g_bits[g]);
+                if (ok < 0) { Py_DECREF(rt); goto done; }
+                g_ok[g] = ok ? 1 : 2;
+            }
+            int known = mask_ok && g_ok[g] == 1;
+            int subset = known ? (g_bits[g] & ~run_mask) == 0 : sub_r[g] == (long long)r;
+            for (Py_ssize_t q = 0; !known && !subset && q < ntag; q++) {
                 int c = PySequence_Contains(rt, PyTuple_GET_ITEM(tag, q));
                 if (c < 0) { Py_DECREF(rt); goto done; }
                 if (!c) break;
@@ -3343,7 +3821,12 @@ static PyObject *day_segments(PyObject *self, PyObject *args) {
             } else {
                 PyObject *k = PyObject_CallFunctionObjArgs(merge, rt, tag, NULL);
                 if (k == NULL || set_last_obj(ix, k) < 0) { Py_XDECREF(k); Py_DECREF(rt); goto done; }
+                /* the merged run: the union of the two */
+                mask_r = PyLong_AsUnsignedLong(k);
                 Py_DECREF(k);
+                if (mask_r == (unsigned long)-1 && PyErr_Occurred()) { Py_DECREF(rt); goto done; }
+                if (known) run_mask |= g_bits[g];
+                else mask_n = -1;  /* found afresh at the next piece */
             }
             Py_DECREF(rt);
         } else {
@@ -3375,12 +3858,16 @@ static PyObject *day_segments(PyObject *self, PyObject *args) {
             bad = col_append(ix, x);
             Py_DECREF(x);
             if (bad) goto done;
+            mask_n = -1;  /* a new run: its mask is found at its next piece */
         }
     }
     if (blame_slots_write(&bs, blame) < 0) goto done;
     result = Py_BuildValue("(ddd)", up, down, planned);
 done:
     blame_slots_free(&bs);
+    Py_XDECREF(bit_of);
+    PyMem_Free(g_bits);
+    PyMem_Free(g_ok);
     PyMem_Free(sub_r);
     PyMem_Free(interned);
     if (hg) PyBuffer_Release(&vg);
@@ -3500,7 +3987,10 @@ static PyMethodDef methods[] = {
     {"is_in_time_order", is_in_time_order, METH_O, "segments open-ended and sorted by start"},
     {"encode_segments", encode_segments, METH_O, "the columns of segwire.encode_many"},
     {"time_ordered", time_ordered, METH_VARARGS, "open-ended segment columns as tuples sorted by start"},
+    {"apply_columns", svc_apply_columns, METH_VARARGS, "apply_many of open-ended segment columns in time order"},
+    {"segment_ids", segment_ids, METH_VARARGS, "the component ids of a segments message, interned"},
     {"float_kinds", float_kinds, METH_O, "(any NaN, any infinity) of a buffer of doubles"},
+    {"float_min", float_min, METH_O, "the least of a buffer of doubles, None if empty"},
     {"recompute", svc_recompute, METH_VARARGS, "ServiceTracker._recompute"},
     {"compile_plan", compile_plan, METH_VARARGS, "a model's plan for apply_many"},
     {"evaluate_plan", evaluate_plan, METH_VARARGS, "state of a plan for (down, bad)"},

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from streams.catalog import Catalog
-from streams.service import ServiceTracker, in_time_order_columns
+from streams.service import ServiceTracker
 
 
 def apply(tracker: ServiceTracker | None, name: str, comps: Sequence[str],
@@ -27,5 +27,5 @@ def apply(tracker: ServiceTracker | None, name: str, comps: Sequence[str],
         return None
     if tracker is None:
         tracker = ServiceTracker(name)
-    tracker.apply_many(in_time_order_columns(comps, starts, ends, states), model)
+    tracker.apply_columns(comps, starts, ends, states, model)
     return tracker

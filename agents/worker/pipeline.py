@@ -591,7 +591,8 @@ class Pipeline:
             else:
                 svcs.touch(name, p)
             if self.rollups is not None:
-                self.rollups.mark(name, cols.starts)
+                first = segwire.earliest(cols)
+                self.rollups.mark(name, () if first is None else (first,))
             if perf_counter() >= self._yield_at:
                 await self._yield()
         return []

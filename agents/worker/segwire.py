@@ -217,8 +217,8 @@ class Columns(NamedTuple):
     """
 
     comps: list[str]
-    starts: list[float]
-    ends: list[float] | None
+    starts: Sequence[float]  # a list, or array('d') from decode_many
+    ends: Sequence[float] | None
     states: bytes
 
 
@@ -230,16 +230,32 @@ def decode(raw: bytes) -> list[Segment]:
 
 
 def concat(parts: Sequence[Columns]) -> Columns:
-    """The columns of several messages, in order."""
+    """The columns of several messages, in order (times as arrays of doubles when any
+    part has them so, as ``decode_many`` gives them)."""
     if len(parts) == 1:
         return parts[0]
     comps = list(chain.from_iterable(c.comps for c in parts))
-    starts = list(chain.from_iterable(c.starts for c in parts))
-    ends = None
-    if any(c.ends is not None for c in parts):
-        ends = list(chain.from_iterable(
-            repeat(_INF, len(c.comps)) if c.ends is None else c.ends for c in parts))
+    starts: Sequence[float]
+    ends: Sequence[float] | None = None
+    if all(type(c.starts) is list for c in parts):
+        starts = list(chain.from_iterable(c.starts for c in parts))
+        if any(c.ends is not None for c in parts):
+            ends = list(chain.from_iterable(
+                repeat(_INF, len(c.comps)) if c.ends is None else c.ends for c in parts))
+    else:
+        a_start = array("d")
+        for c in parts:
+            a_start.extend(c.starts)
+        starts = a_start
+        if any(c.ends is not None for c in parts):
+            a_end = array("d")
+            for c in parts:
+                a_end.extend(_INF_COLUMN * len(c.comps) if c.ends is None else c.ends)
+            ends = a_end
     return Columns(comps, starts, ends, b"".join(c.states for c in parts))
+
+
+_INF_COLUMN = array("d", [_INF])
 
 
 def decode_columns(raw: bytes) -> Columns:
@@ -314,22 +330,50 @@ def decode_many(raw: bytes) -> list[tuple[str, Columns]]:
         names = orjson.loads(view[o:o + j])
     except orjson.JSONDecodeError as exc:
         raise ValueError(f"segments message: service names: {exc}") from None
-    comps = list(map(_intern, bytes(view[o + j:]).decode().split("\n")))
+    comps = _ids(view[o + j:], n)
     if (type(names) is not list or len(names) != k or not all(type(x) is str for x in names)
-            or sum(counts) != n or 0 in counts or len(comps) != n or "" in comps
-            or max(states) > 2 or not _finite(starts)
-            or (ends is not None and _float_kinds(ends)[0])):
+            or sum(counts) != n or 0 in counts or states.translate(None, _STATES)
+            or not _finite(starts) or (ends is not None and _float_kinds(ends)[0])):
         raise ValueError("not a valid segments message")
-    s_list = starts.tolist()
-    e_list = None if ends is None else ends.tolist()
+    if k == 1:
+        return [(names[0], Columns(comps, starts, ends, states))]
+    # The times stay arrays of doubles (sliced per service): stage 2 applies them from
+    # there (``ServiceTracker.apply_columns``), without a float object per segment.
     out: list[tuple[str, Columns]] = []
     a = 0
     for name, c in zip(names, counts, strict=True):
         b = a + c
-        out.append((name, Columns(comps[a:b], s_list[a:b], None if e_list is None else e_list[a:b],
+        out.append((name, Columns(comps[a:b], starts[a:b], None if ends is None else ends[a:b],
                                   states[a:b])))
         a = b
     return out
+
+
+#: The states a segment may have (``bytes.translate`` deletes them: what is left is not).
+_STATES = bytes((0, 1, 2))
+
+
+def _ids(raw: memoryview, n: int) -> list[str]:
+    """The ``n`` component ids of a message, interned, as the catalog's are (the
+    trackers' dict lookups then match by identity); ValueError unless exactly ``n``,
+    none empty."""
+    fast = native.native
+    if fast is not None:
+        return fast.segment_ids(raw, n)  # type: ignore[no-any-return]
+    comps = list(map(_intern, bytes(raw).decode().split("\n")))
+    if len(comps) != n or "" in comps:
+        raise ValueError("not a valid segments message")
+    return comps
+
+
+def earliest(cols: Columns) -> float | None:
+    """The earliest start of ``cols`` (None if it holds no segment): where stage 2
+    marks a service's day rollups dirty from (``min`` made a float object a segment)."""
+    starts = cols.starts
+    fast = native.native
+    if fast is not None and type(starts) is array:
+        return fast.float_min(starts)  # type: ignore[no-any-return]
+    return min(starts) if starts else None
 
 
 def _float_kinds(col: array[float]) -> tuple[bool, bool]:

@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents.worker import segwire
+from streams import stage2
 from streams.catalog import ServiceModel
 from streams.requirements import (
     AllOf,
@@ -218,21 +219,32 @@ def _check_batches(sc: Scenario, data: st.DataObject) -> None:
             # (as tuples, and as the columns the pipeline applies them from)
             staged = ServiceTracker(name)
             columns = ServiceTracker(name)
+            wired = ServiceTracker(name)
             done = 0
             while done < len(stream):
                 upto = data.draw(st.integers(done + 1, len(stream)), label="fetch")
                 fetched: list[Any] = []
                 parts: list[segwire.Columns] = []
+                many: list[segwire.Columns] = []
                 for k in range(done, upto, 3):
                     part = [(s.component, s.start, s.end, int(s.state))
                             for s in stream[k:min(k + 3, upto)]]
                     fetched += segwire.decode(segwire.encode(part))
                     parts.append(segwire.decode_columns(segwire.encode(part)))
+                    # what stage 2 applies: the messages of many services (times as
+                    # arrays), concatenated, applied from the columns (C: apply_columns)
+                    for raw in segwire.encode_many([("other", [("x", 0.0, math.inf, 2)]),
+                                                    (name, part)], 1 << 20):
+                        many += [cols for svc, cols in segwire.decode_many(raw) if svc == name]
                 staged.apply_many(in_time_order(fetched), model)
                 columns.apply_many(in_time_order_columns(*segwire.concat(parts)), model)
+                got = stage2.apply(wired, name, *segwire.concat(many), engine.catalog)
+                assert got is wired
                 done = upto
             assert _dump(staged) == _dump(one), name
             assert _dump(columns) == _dump(one), name
+            assert _dump(wired) == _dump(one), name
+            assert wired.current == one.current
 
 
 @ENGINE

@@ -182,3 +182,38 @@ def _many(*shares: tuple[str, list[tuple[str, float, float, int]]]) -> bytes:
 def test_a_damaged_many_message_is_a_value_error(raw: bytes) -> None:
     with pytest.raises(ValueError):
         segwire.decode_many(raw)
+
+
+@given(ids=st.lists(_ids, min_size=1, max_size=300), data=st.data())
+def test_ids_come_back_interned_however_often_they_repeat(ids: list[str],
+                                                          data: st.DataObject) -> None:
+    """A message holds a few ids many times (C decodes each distinct one once)."""
+    import sys
+
+    picks = data.draw(st.lists(st.sampled_from(ids), min_size=1, max_size=600))
+    raw = _many(("s", [(c, float(i), math.inf, i % 3) for i, c in enumerate(picks)]))
+    [(name, cols)] = segwire.decode_many(raw)
+    assert name == "s" and cols.comps == picks
+    assert all(c is sys.intern(p) for c, p in zip(cols.comps, picks, strict=True))
+    assert list(cols.starts) == [float(i) for i in range(len(picks))]
+
+
+@pytest.mark.parametrize("ids", [b"a\n\nb", b"\na", b"a\n", b"a\nb\xff", b"a\nb\nc", b"a"])
+def test_ids_other_than_three_non_empty_utf8_ones_are_a_value_error(ids: bytes) -> None:
+    good = _many(("s", [("a", 1.0, math.inf, 2), ("b", 2.0, math.inf, 0), ("c", 3.0, math.inf, 1)]))
+    assert good.endswith(b"a\nb\nc")
+    raw = good[:-len(b"a\nb\nc")] + ids
+    if ids == b"a\nb\nc":
+        assert [c for _, cols in segwire.decode_many(raw) for c in cols.comps] == ["a", "b", "c"]
+        return
+    with pytest.raises(ValueError):
+        segwire.decode_many(raw)
+
+
+@given(shares=_shares)
+def test_earliest_is_the_least_start_of_each_service(
+        shares: list[tuple[str, list[tuple[str, float, float, int]]]]) -> None:
+    for raw in segwire.encode_many(shares, 1 << 30):
+        for _, cols in segwire.decode_many(raw):
+            assert segwire.earliest(cols) == min(cols.starts)
+    assert segwire.earliest(segwire.Columns([], [], None, b"")) is None
