@@ -3716,7 +3716,9 @@ static int kafka_batch_records(const unsigned char *rec, const unsigned char *en
         int64_t length, attrs_unused, ts_delta, off_delta, klen, vlen, nh;
         if (!read_varint(&p, end, &length) || length < 0 || length > end - p) goto bad;
         const unsigned char *rstart = p, *rend = p + length;
-        if (rend - p < 1) goto bad;
+        /* Int8 in the format, a varint to aiokafka's reader: the same byte when < 0x80
+         * (producers write 0); anything else is left to aiokafka */
+        if (rend - p < 1 || (*p & 0x80)) goto bad;
         attrs_unused = *p++;
         (void)attrs_unused;
         if (!read_varint(&p, rend, &ts_delta) || !read_varint(&p, rend, &off_delta)) goto bad;

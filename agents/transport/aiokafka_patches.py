@@ -187,7 +187,11 @@ def lean_records_for(topics: Iterable[str]) -> None:
     def aiokafka_batch(self: Any, data: bytes, pos: int) -> tuple[list[LeanRecord], int, int]:
         """The batch at ``pos`` read by aiokafka (``kafka_records`` left it): its
         records, the next offset after it, and where the next batch starts."""
-        end = pos + 12 + int.from_bytes(data[pos + 8:pos + 12], "big", signed=True)
+        length = int.from_bytes(data[pos + 8:pos + 12], "big", signed=True)
+        if length < 14:  # what aiokafka's MemoryRecords raises for it
+            raise CorruptRecordException(
+                "Record size is less than the minimum record overhead (14)")
+        end = pos + 12 + length
         batch = _MemoryRecords(data[pos:end]).next_batch()
         if self._check_crcs and not batch.validate_crc():
             raise CorruptRecordException(f"Invalid CRC - {self._tp}")
