@@ -1345,16 +1345,16 @@ static inline const char *skip_ws(const char *p, const char *end) {
     return p;
 }
 
+/* 1 for the bytes a plain string holds: printable ASCII but the quote and the
+ * backslash (one load a byte instead of four comparisons); filled at import. */
+static unsigned char plain_byte[256];
+
 /* A string of printable ASCII without escapes, p at its opening quote; NULL otherwise. */
 static inline const char *scan_string(const char *p, const char *end, const char **start, Py_ssize_t *len) {
     if (p >= end || *p != '"') return NULL;
     const char *q = ++p;
-    while (q < end && *q != '"') {
-        unsigned char c = (unsigned char)*q;
-        if (c < 0x20 || c >= 0x7f || c == '\\') return NULL;
-        q++;
-    }
-    if (q >= end) return NULL;
+    while (q < end && plain_byte[(unsigned char)*q]) q++;
+    if (q >= end || *q != '"') return NULL;
     *start = p;
     *len = q - p;
     return q + 1;
@@ -3923,6 +3923,7 @@ PyMODINIT_FUNC PyInit__native(void) {
         || slot_name(&SV_DOWN, "_down") || slot_name(&SV_BAD, "_bad")
         || slot_name(&SV_TIMELINE, "timeline") || slot_name(&SV_FRONTIER, "frontier"))
         return NULL;
+    for (int c = 0x20; c < 0x7f; c++) plain_byte[c] = c != '"' && c != '\\';
     if ((INF_obj = PyFloat_FromDouble(INFINITY)) == NULL) return NULL;
     for (int i = 0; i < 3; i++)
         if ((STATE_INT[i] = PyLong_FromLong(i)) == NULL) return NULL;
