@@ -1573,19 +1573,64 @@ static inline const char *skip_ws(const char *p, const char *end) {
     return p;
 }
 
+/* 1 for the bytes a plain string holds: printable ASCII but the quote and the
+ * backslash (one load a byte instead of four comparisons); filled at import. */
+static unsigned char plain_byte[256];
+
 /* A string of printable ASCII without escapes, p at its opening quote; NULL otherwise. */
 static inline const char *scan_string(const char *p, const char *end, const char **start, Py_ssize_t *len) {
     if (p >= end || *p != '"') return NULL;
     const char *q = ++p;
-    while (q < end && *q != '"') {
-        unsigned char c = (unsigned char)*q;
-        if (c < 0x20 || c >= 0x7f || c == '\\') return NULL;
-        q++;
-    }
-    if (q >= end) return NULL;
+    while (q < end && plain_byte[(unsigned char)*q]) q++;
+    if (q >= end || *q != '"') return NULL;
     *start = p;
     *len = q - p;
     return q + 1;
+}
+
+/* The double nearest a JSON number (b..end, already checked against the grammar) when
+ * its digits, without the point, are an integer m <= 2^53 and its decimal exponent e is
+ * within 22 of 0: then m and 10^|e| are exact doubles and one IEEE multiplication or
+ * division rounds m * 10^e correctly (Clinger's fast path), the same double strtod
+ * gives. 0 otherwise (strtod then). Event timestamps (seconds with up to 6 decimals)
+ * are such numbers; strtod took ~450 instructions for one. */
+static int decimal_fast(const char *b, const char *end, double *out) {
+    static const double pow10[23] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+                                     1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    const char *p = b;
+    int neg = 0;
+    if (*p == '-') { neg = 1; p++; }
+    uint64_t m = 0;
+    int digits = 0, frac = 0;
+    while (p < end && *p >= '0' && *p <= '9') {
+        if (++digits > 19) return 0;
+        m = m * 10 + (uint64_t)(*p++ - '0');
+    }
+    if (p < end && *p == '.') {
+        p++;
+        while (p < end && *p >= '0' && *p <= '9') {
+            if (++digits > 19) return 0;
+            m = m * 10 + (uint64_t)(*p++ - '0');
+            frac++;
+        }
+    }
+    int e = 0;
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        int eneg = 0;
+        if (*p == '+' || *p == '-') eneg = *p++ == '-';
+        while (p < end) {
+            if (e > 1000) return 0;
+            e = e * 10 + (*p++ - '0');
+        }
+        if (eneg) e = -e;
+    }
+    e -= frac;
+    if (m > ((uint64_t)1 << 53) || e < -22 || e > 22) return 0;
+    double v = (double)m;
+    v = e >= 0 ? v * pow10[e] : v / pow10[-e];
+    *out = neg ? -v : v;
+    return 1;
 }
 
 /* A JSON number (RFC 8259 grammar), at most 32 characters; NULL otherwise. */
@@ -1613,6 +1658,12 @@ static inline const char *scan_number(const char *p, const char *end, double *ou
     Py_ssize_t n = p - b;
     /* integers beyond 18 digits: orjson's limits decide */
     if (n > 32 || (integral && n > 18)) return NULL;
+    double fast;
+    if (decimal_fast(b, p, &fast)) {
+        if (integral && fast == 0.0) fast = 0.0;  /* as below */
+        *out = fast;
+        return p;
+    }
     char buf[40];
     memcpy(buf, b, (size_t)n);
     buf[n] = 0;
@@ -1673,6 +1724,41 @@ static int scan_plain(const char *p, Py_ssize_t size, Plain *out) {
     return p == end && (seen & 7) == 7;
 }
 
+/* The interned component ids of plain messages by their bytes: a direct-mapped table
+ * (a slot holds the last id whose bytes hashed to it). Why: making the str of an id,
+ * hashing it and finding it in the interned table took ~500 instructions an event;
+ * an id seen before is found here by a hash of its bytes and one memcmp, and is
+ * already hashed for the valid-id check. Only ids found valid are kept (they were
+ * interned anyway), at most COMP_SLOTS of them. */
+#define COMP_SLOTS (1 << 15)
+#define COMP_MAX_LEN 64
+static struct { uint64_t hash; PyObject *str; } comp_slots[COMP_SLOTS];
+
+static inline uint64_t bytes_hash(const char *p, Py_ssize_t n) {
+    uint64_t h = 1469598103934665603ull;  /* FNV-1a */
+    for (Py_ssize_t i = 0; i < n; i++) h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
+    return h;
+}
+
+/* A new reference to the cached str of the ASCII bytes p[0:n], or NULL (no error). */
+static inline PyObject *comp_cached(const char *p, Py_ssize_t n) {
+    if (n > COMP_MAX_LEN) return NULL;
+    uint64_t h = bytes_hash(p, n);
+    PyObject *s = comp_slots[h & (COMP_SLOTS - 1)].str;
+    if (s == NULL || comp_slots[h & (COMP_SLOTS - 1)].hash != h || PyUnicode_GET_LENGTH(s) != n
+        || memcmp(PyUnicode_1BYTE_DATA(s), p, (size_t)n) != 0)
+        return NULL;
+    return Py_NewRef(s);
+}
+
+static inline void comp_remember(const char *p, Py_ssize_t n, PyObject *s) {
+    if (n > COMP_MAX_LEN || !PyUnicode_IS_COMPACT_ASCII(s)) return;
+    uint64_t h = bytes_hash(p, n);
+    Py_ssize_t k = (Py_ssize_t)(h & (COMP_SLOTS - 1));
+    comp_slots[k].hash = h;
+    Py_XSETREF(comp_slots[k].str, Py_NewRef(s));
+}
+
 /* columns_raw(raws, valid_ids, state_of, now, max_future, loads) -> columns or None:
  * ``columns(list(map(loads, raws)), ...)`` without the dicts for plain messages; None
  * also when orjson rejects a message (the caller then decodes message by message). */
@@ -1699,11 +1785,19 @@ static PyObject *columns_raw(PyObject *self, PyObject *args) {
         Plain pl = {NULL, 0, 0, 0.0};
         PyObject *comp, *st, *ts;
         if (PyBytes_CheckExact(raw) && scan_plain(PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), &pl)) {
-            comp = PyUnicode_FromStringAndSize(pl.comp, pl.comp_len);
-            if (comp == NULL) goto fail;
-            int has = PySet_Contains(valid, comp);
-            if (has <= 0) { Py_DECREF(comp); if (has < 0) goto fail; goto plain_not; }
-            PyUnicode_InternInPlace(&comp);
+            comp = comp_cached(pl.comp, pl.comp_len);
+            if (comp == NULL) {
+                comp = PyUnicode_FromStringAndSize(pl.comp, pl.comp_len);
+                if (comp == NULL) goto fail;
+                int has = PySet_Contains(valid, comp);
+                if (has <= 0) { Py_DECREF(comp); if (has < 0) goto fail; goto plain_not; }
+                PyUnicode_InternInPlace(&comp);
+                comp_remember(pl.comp, pl.comp_len, comp);
+            } else {
+                /* still valid (a catalog change may have removed it) */
+                int has = PySet_Contains(valid, comp);
+                if (has <= 0) { Py_DECREF(comp); if (has < 0) goto fail; goto plain_not; }
+            }
             st = names[pl.state];
             Py_INCREF(st);
             ts = PyFloat_FromDouble(pl.ts);
@@ -3976,6 +4070,318 @@ static PyObject *register_class(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* ---- Kafka v2 record batches straight to LeanRecord tuples --------------------------
+ * kafka_records(data, pos, next_offset, check_crcs, max_batches, topic, partition, cls,
+ * out) -> (status, pos, next_offset)
+ *
+ * Why: aiokafka's C batch iterator makes a record object per record (with its key,
+ * value and headers), and aiokafka_patches.lean_records_for then read six attributes of
+ * it in Python and built a LeanRecord: ~0.45 us per event of the worker's CPU, on
+ * Faust's consumer thread. Here the batches of a fetched partition (``data``, the bytes
+ * aiokafka got from the broker) are read from ``pos`` and every record becomes a
+ * ``cls`` (LeanRecord) appended to ``out``, with the same fields as aiokafka's record
+ * and the same steps as PartitionRecords._unpack_records with read_uncommitted: the
+ * CRC-32C of a batch checked first when ``check_crcs``, control batches skipped,
+ * records before the running next offset skipped, the next offset after a batch its
+ * base offset + last offset delta + 1. Only what this code reads completely is taken:
+ * a batch of another magic, a compressed one, or one whose bytes do not parse exactly
+ * (lengths, varints, record count, trailing bytes, a header key that is not UTF-8)
+ * stops the walk at that batch's start with nothing of it in ``out``, and the caller
+ * hands it to aiokafka, which reads it or raises its own error.
+ *
+ * status: 0 no complete batch left at ``pos`` (aiokafka ignores a trailing partial
+ * batch too); 1 ``max_batches`` batches read (0: no limit); 2 the batch at ``pos`` is
+ * for aiokafka; 3 the batch at ``pos`` fails its CRC check. ``next_offset`` is the
+ * running next offset (after the last batch read). Records are off the cyclic
+ * collector's lists (numbers, bytes and a tuple of pairs: never in a cycle). */
+
+static uint32_t crc32c_table[8][256];
+static int crc32c_ready = 0;
+
+static void crc32c_init(void) {
+    for (uint32_t n = 0; n < 256; n++) {
+        uint32_t c = n;
+        for (int k = 0; k < 8; k++) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+        crc32c_table[0][n] = c;
+    }
+    for (uint32_t n = 0; n < 256; n++) {
+        uint32_t c = crc32c_table[0][n];
+        for (int t = 1; t < 8; t++) {
+            c = crc32c_table[0][c & 0xff] ^ (c >> 8);
+            crc32c_table[t][n] = c;
+        }
+    }
+    crc32c_ready = 1;
+}
+
+static uint32_t crc32c_soft(const unsigned char *p, Py_ssize_t n) {
+    uint32_t c = 0xFFFFFFFFu;
+    while (n >= 8) {
+        uint32_t lo = c ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24);
+        uint32_t hi = (uint32_t)p[4] | (uint32_t)p[5] << 8 | (uint32_t)p[6] << 16 | (uint32_t)p[7] << 24;
+        c = crc32c_table[7][lo & 0xff] ^ crc32c_table[6][(lo >> 8) & 0xff] ^ crc32c_table[5][(lo >> 16) & 0xff]
+            ^ crc32c_table[4][lo >> 24] ^ crc32c_table[3][hi & 0xff] ^ crc32c_table[2][(hi >> 8) & 0xff]
+            ^ crc32c_table[1][(hi >> 16) & 0xff] ^ crc32c_table[0][hi >> 24];
+        p += 8;
+        n -= 8;
+    }
+    while (n-- > 0) c = crc32c_table[0][(c ^ *p++) & 0xff] ^ (c >> 8);
+    return c ^ 0xFFFFFFFFu;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define CRC32C_HW 1
+/* The SSE 4.2 instruction, when the CPU has it (checked at run time). */
+__attribute__((target("sse4.2"))) static uint32_t crc32c_hw(const unsigned char *p, Py_ssize_t n) {
+    uint64_t c = 0xFFFFFFFFu;
+    while (n >= 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        c = __builtin_ia32_crc32di(c, v);
+        p += 8;
+        n -= 8;
+    }
+    uint32_t c32 = (uint32_t)c;
+    while (n-- > 0) c32 = __builtin_ia32_crc32qi(c32, *p++);
+    return c32 ^ 0xFFFFFFFFu;
+}
+static int crc32c_use_hw = -1;
+#endif
+
+static uint32_t crc32c(const unsigned char *p, Py_ssize_t n) {
+#ifdef CRC32C_HW
+    if (crc32c_use_hw < 0) {
+        __builtin_cpu_init();
+        crc32c_use_hw = __builtin_cpu_supports("sse4.2") ? 1 : 0;
+    }
+    if (crc32c_use_hw) return crc32c_hw(p, n);
+#endif
+    if (!crc32c_ready) crc32c_init();
+    return crc32c_soft(p, n);
+}
+
+/* crc32c_of(bytes, soft=False): for the tests (the hardware and table paths agree with
+ * aiokafka's own). */
+static PyObject *crc32c_of(PyObject *self, PyObject *args) {
+    Py_buffer b;
+    int soft = 0;
+    if (!PyArg_ParseTuple(args, "y*|p", &b, &soft)) return NULL;
+    uint32_t c;
+    if (soft) {
+        if (!crc32c_ready) crc32c_init();
+        c = crc32c_soft(b.buf, b.len);
+    } else {
+        c = crc32c(b.buf, b.len);
+    }
+    PyBuffer_Release(&b);
+    return PyLong_FromUnsignedLong(c);
+}
+
+static inline int64_t be64(const unsigned char *p) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v = v << 8 | p[i];
+    return (int64_t)v;
+}
+
+static inline int32_t be32(const unsigned char *p) {
+    return (int32_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3]);
+}
+
+/* A zigzag varint (up to 64 bits) at *p, not past end; 0 when it does not fit. */
+static inline int read_varint(const unsigned char **p, const unsigned char *end, int64_t *out) {
+    uint64_t v = 0;
+    int shift = 0;
+    const unsigned char *q = *p;
+    while (q < end) {
+        unsigned char b = *q++;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *out = (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+            *p = q;
+            return 1;
+        }
+        shift += 7;
+        if (shift > 63) return 0;
+    }
+    return 0;
+}
+
+/* A new instance of the tuple subclass ``cls`` holding n new references (stolen). */
+static PyObject *lean_tuple(PyTypeObject *cls, PyObject **items, Py_ssize_t n) {
+    PyObject *t = cls->tp_alloc(cls, n);
+    if (t == NULL) {
+        for (Py_ssize_t i = 0; i < n; i++) Py_DECREF(items[i]);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) PyTuple_SET_ITEM(t, i, items[i]);
+    if (PyObject_GC_IsTracked(t)) PyObject_GC_UnTrack(t);
+    return t;
+}
+
+/* The records of one uncompressed v2 batch (records at rec..end) into out: 1 done,
+ * 0 the bytes do not parse (nothing appended, no error set), -1 a Python error. */
+static int kafka_batch_records(const unsigned char *rec, const unsigned char *end, int32_t count,
+                               int64_t base_offset, int64_t first_ts, int64_t max_ts, int log_append,
+                               int64_t *nfo, PyObject *topic, PyObject *partition, PyObject *ts_type,
+                               PyTypeObject *cls, PyObject *out) {
+    Py_ssize_t start_len = PyList_GET_SIZE(out);
+    int64_t running = *nfo;
+    PyObject *last_ts = NULL;  /* the previous record's timestamp object, shared when equal */
+    int64_t last_ts_v = 0;
+    const unsigned char *p = rec;
+    for (int32_t i = 0; i < count; i++) {
+        int64_t length, attrs_unused, ts_delta, off_delta, klen, vlen, nh;
+        if (!read_varint(&p, end, &length) || length < 0 || length > end - p) goto bad;
+        const unsigned char *rstart = p, *rend = p + length;
+        /* Int8 in the format, a varint to aiokafka's reader: the same byte when < 0x80
+         * (producers write 0); anything else is left to aiokafka */
+        if (rend - p < 1 || (*p & 0x80)) goto bad;
+        attrs_unused = *p++;
+        (void)attrs_unused;
+        if (!read_varint(&p, rend, &ts_delta) || !read_varint(&p, rend, &off_delta)) goto bad;
+        if (!read_varint(&p, rend, &klen) || klen > rend - p) goto bad;
+        const unsigned char *kp = p;
+        if (klen > 0) p += klen;
+        if (!read_varint(&p, rend, &vlen) || vlen > rend - p) goto bad;
+        const unsigned char *vp = p;
+        if (vlen > 0) p += vlen;
+        if (!read_varint(&p, rend, &nh) || nh < 0) goto bad;
+        PyObject *headers;
+        if (nh == 0) {
+            headers = PyTuple_New(0);  /* the shared empty tuple */
+            if (headers == NULL) goto error;
+        } else {
+            headers = PyList_New(0);
+            if (headers == NULL) goto error;
+            for (int64_t h = 0; h < nh; h++) {
+                int64_t hk, hv;
+                if (!read_varint(&p, rend, &hk) || hk < 0 || hk > rend - p) { Py_DECREF(headers); goto bad; }
+                PyObject *hkey = PyUnicode_DecodeUTF8((const char *)p, hk, NULL);
+                if (hkey == NULL) { PyErr_Clear(); Py_DECREF(headers); goto bad; }
+                p += hk;
+                if (!read_varint(&p, rend, &hv) || hv > rend - p) { Py_DECREF(hkey); Py_DECREF(headers); goto bad; }
+                PyObject *hval;
+                if (hv >= 0) {
+                    hval = PyBytes_FromStringAndSize((const char *)p, hv);
+                    p += hv;
+                } else {
+                    hval = Py_NewRef(Py_None);
+                }
+                PyObject *pair = hval == NULL ? NULL : PyTuple_Pack(2, hkey, hval);
+                Py_DECREF(hkey);
+                Py_XDECREF(hval);
+                if (pair == NULL || PyList_Append(headers, pair) < 0) { Py_XDECREF(pair); Py_DECREF(headers); goto error; }
+                Py_DECREF(pair);
+            }
+        }
+        if (p - rstart != length) { Py_DECREF(headers); goto bad; }
+        int64_t offset = base_offset + off_delta;
+        if (offset < running) {  /* before the fetch offset (or a repeat): skipped */
+            Py_DECREF(headers);
+            continue;
+        }
+        running = offset + 1;
+        int64_t ts = log_append ? max_ts : first_ts + ts_delta;
+        PyObject *items[8];
+        items[0] = Py_NewRef(topic);
+        items[1] = Py_NewRef(partition);
+        items[2] = PyLong_FromLongLong(offset);
+        if (last_ts != NULL && ts == last_ts_v) {
+            items[3] = Py_NewRef(last_ts);
+        } else {
+            items[3] = PyLong_FromLongLong(ts);
+            if (items[3] != NULL) { Py_XSETREF(last_ts, Py_NewRef(items[3])); last_ts_v = ts; }
+        }
+        items[4] = Py_NewRef(ts_type);
+        items[5] = klen >= 0 ? PyBytes_FromStringAndSize((const char *)kp, klen) : Py_NewRef(Py_None);
+        items[6] = vlen >= 0 ? PyBytes_FromStringAndSize((const char *)vp, vlen) : Py_NewRef(Py_None);
+        items[7] = headers;
+        if (items[2] == NULL || items[3] == NULL || items[5] == NULL || items[6] == NULL) {
+            for (int k = 0; k < 8; k++) Py_XDECREF(items[k]);
+            goto error;
+        }
+        PyObject *t = lean_tuple(cls, items, 8);
+        if (t == NULL) goto error;
+        int rc = PyList_Append(out, t);
+        Py_DECREF(t);
+        if (rc < 0) goto error;
+    }
+    if (p != end) goto bad;
+    Py_XDECREF(last_ts);
+    *nfo = running;
+    return 1;
+bad:
+    Py_XDECREF(last_ts);
+    if (PyList_SetSlice(out, start_len, PyList_GET_SIZE(out), NULL) < 0) return -1;
+    return 0;
+error:
+    Py_XDECREF(last_ts);
+    return -1;
+}
+
+static PyObject *kafka_records(PyObject *self, PyObject *args) {
+    Py_buffer buf;
+    Py_ssize_t pos, max_batches;
+    long long nfo_in;
+    int check;
+    PyObject *topic, *partition, *out;
+    PyTypeObject *cls;
+    if (!PyArg_ParseTuple(args, "y*nLpnOOO!O!", &buf, &pos, &nfo_in, &check, &max_batches, &topic,
+                          &partition, &PyType_Type, &cls, &PyList_Type, &out))
+        return NULL;
+    if (!PyType_IsSubtype(cls, &PyTuple_Type) || cls->tp_basicsize != PyTuple_Type.tp_basicsize
+        || cls->tp_itemsize != PyTuple_Type.tp_itemsize || cls->tp_dictoffset != 0) {
+        PyBuffer_Release(&buf);
+        PyErr_SetString(PyExc_TypeError, "kafka_records: cls must be a tuple subclass without a __dict__");
+        return NULL;
+    }
+    static PyObject *ts_types[2] = {NULL, NULL};
+    if (ts_types[0] == NULL) {
+        if ((ts_types[0] = PyLong_FromLong(0)) == NULL || (ts_types[1] = PyLong_FromLong(1)) == NULL) {
+            PyBuffer_Release(&buf);
+            return NULL;
+        }
+    }
+    const unsigned char *data = buf.buf;
+    Py_ssize_t n = buf.len;
+    int64_t nfo = nfo_in;
+    Py_ssize_t batches = 0;
+    int status = 0;
+    if (pos < 0) pos = n;
+    while (1) {
+        if (max_batches > 0 && batches >= max_batches) { status = 1; break; }
+        if (n - pos < 12) { status = 0; break; }
+        int32_t length = be32(data + pos + 8);
+        if ((int64_t)length > (int64_t)(n - pos - 12)) { status = 0; break; }
+        /* 61 - 12: a v2 batch header; anything shorter (or another magic) is aiokafka's */
+        if (length < 49 || data[pos + 16] != 2) { status = 2; break; }
+        const unsigned char *b = data + pos, *bend = data + pos + 12 + length;
+        int attrs = (int)((uint16_t)(b[21] << 8 | b[22]));
+        if (check && (uint32_t)be32(b + 17) != crc32c(b + 21, bend - (b + 21))) { status = 3; break; }
+        int64_t base = be64(b);
+        int64_t next_offset = base + be32(b + 23) + 1;
+        if (attrs & 0x20) {  /* control batch: skipped whatever the isolation level */
+            nfo = next_offset;
+            pos += 12 + length;
+            batches++;
+            continue;
+        }
+        if (attrs & 0x07) { status = 2; break; }  /* compressed */
+        int32_t count = be32(b + 57);
+        if (count < 0) { status = 2; break; }
+        int rc = kafka_batch_records(b + 61, bend, count, base, be64(b + 27), be64(b + 35),
+                                     (attrs & 0x08) != 0, &nfo, topic, partition,
+                                     ts_types[(attrs & 0x08) ? 1 : 0], cls, out);
+        if (rc < 0) { PyBuffer_Release(&buf); return NULL; }
+        if (rc == 0) { status = 2; break; }
+        nfo = next_offset;
+        pos += 12 + length;
+        batches++;
+    }
+    PyBuffer_Release(&buf);
+    return Py_BuildValue("inL", status, pos, (long long)nfo);
+}
+
 static PyMethodDef methods[] = {
     {"setup", setup, METH_VARARGS, "setup(Timeline, NO_TAG)"},
     {"array_fast", get_array_fast, METH_VARARGS, "whether columns are appended to in place"},
@@ -4013,6 +4419,8 @@ static PyMethodDef methods[] = {
     {"service_families", service_families, METH_VARARGS, "the service families' lines"},
     {"tags_used", tags_used, METH_VARARGS, "distinct tag indexes of a tag column"},
     {"day_segments", day_segments, METH_VARARGS, "Account.add_segments over a view's columns"},
+    {"kafka_records", kafka_records, METH_VARARGS, "the records of fetched Kafka v2 batches as LeanRecord tuples"},
+    {"crc32c_of", crc32c_of, METH_VARARGS, "CRC-32C of bytes (the tests compare it with aiokafka's)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -4035,6 +4443,7 @@ PyMODINIT_FUNC PyInit__native(void) {
         || slot_name(&SV_DOWN, "_down") || slot_name(&SV_BAD, "_bad")
         || slot_name(&SV_TIMELINE, "timeline") || slot_name(&SV_FRONTIER, "frontier"))
         return NULL;
+    for (int c = 0x20; c < 0x7f; c++) plain_byte[c] = c != '"' && c != '\\';
     if ((INF_obj = PyFloat_FromDouble(INFINITY)) == NULL) return NULL;
     for (int i = 0; i < 3; i++)
         if ((STATE_INT[i] = PyLong_FromLong(i)) == NULL) return NULL;

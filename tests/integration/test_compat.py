@@ -74,3 +74,15 @@ def test_broker_quirk_patches_apply_only_with_the_embedded_broker(kind: str, tan
     assert "patch_seek_to_committed" in names
     assert ("patch_leave_group_in_generation_zero" in names) is tansu_patched
     assert (out[1] == "agents.transport.aiokafka_patches") is tansu_patched
+
+
+def test_lean_records_patch_targets_exist() -> None:
+    """What ``lean_records_for`` replaces or calls in aiokafka's fetcher."""
+    from aiokafka.consumer import fetcher
+
+    src = inspect.getsource(fetcher.Fetcher._proc_fetch_request)
+    assert src.count("MemoryRecords(") == 1  # the one place fetched bytes are wrapped
+    for name in ("check_assignment", "_update_position", "has_more", "getall"):
+        assert hasattr(fetcher.FetchResult, name), name
+    assert "self._partition_records = None" in inspect.getsource(fetcher.FetchResult.getall)
+    assert "def _unpack_records" in inspect.getsource(fetcher.PartitionRecords)

@@ -8,6 +8,7 @@ state and ts, and reject the others with ``parse_event``'s reason.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import orjson
@@ -151,3 +152,44 @@ def test_anything_unusual_leaves_the_column_path(change: dict[str, Any]) -> None
     plain = orjson.dumps({"component": "db-1", "state": "up", "ts": NOW})
     assert decode_columns([plain, orjson.dumps(obj)], NOW) is None
     assert decode_columns([plain], NOW) is not None
+
+
+@st.composite
+def numbers(draw: st.DrawFn) -> str:
+    """JSON numbers as publishers write timestamps, and around the C reader's limits
+    (19 digits, 2^53, exponents within 22 of 0)."""
+    sign = draw(st.sampled_from(("", "-")))
+    whole = draw(st.one_of(st.just("0"), st.integers(1, 10**19).map(str)))
+    frac = draw(st.one_of(st.just(""), st.text("0123456789", min_size=1, max_size=12).map("." .__add__)))
+    exp = draw(st.one_of(st.just(""), st.tuples(st.sampled_from(("e", "E")), st.sampled_from(("", "+", "-")),
+                                                st.integers(0, 30)).map(lambda t: f"{t[0]}{t[1]}{t[2]}")))
+    return sign + whole + frac + exp
+
+
+@settings(max_examples=1000, deadline=None)
+@given(numbers())
+def test_a_ts_is_read_as_orjson_reads_it(text: str) -> None:
+    events._valid_ids.add("db-1")
+    raw = b'{"component":"db-1","state":"up","ts":' + text.encode() + b"}"
+    want = float(orjson.loads(text))
+    if want - NOW > events.MAX_FUTURE_SECONDS:
+        assert decode_columns([raw], NOW) is None
+        return
+    cols = decode_columns([raw], NOW)
+    if cols is None:  # an integer orjson reads but the column path leaves to parse_event
+        assert "." not in text and "e" not in text.lower()
+        return
+    got = cols[2][0]
+    assert got == want and math.copysign(1, got) == math.copysign(1, want), text
+
+
+def test_an_id_no_longer_valid_leaves_the_column_path() -> None:
+    """A component the column path saw before (the C decoder keeps its str) is checked
+    against the valid ids every time."""
+    events._valid_ids.add("gone-1")
+    raw = orjson.dumps({"component": "gone-1", "state": "up", "ts": NOW})
+    for _ in range(2):
+        cols = decode_columns([raw], NOW)
+        assert cols is not None and cols[0] == ["gone-1"]
+    events._valid_ids.discard("gone-1")
+    assert decode_columns([raw], NOW) is None
