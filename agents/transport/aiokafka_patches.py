@@ -284,6 +284,11 @@ def lean_records_for(topics: Iterable[str]) -> None:
             part._lean_bulk = part._lean_pos < len(part._records.data)
         self._update_position()
         self._partition_records = None
+        # The unstarted generator aiokafka made (``_unpack_records``) holds the partition
+        # and its fetched bytes in a cycle that only a full enough collection frees
+        # (aiokafka drops it when the iterator ends; this path never starts it): a 10 MiB
+        # message's fetch stayed in memory while the worker was quiet.
+        part._records_iterator = None
         return records
 
     records_class._unpack_records = _unpack_records

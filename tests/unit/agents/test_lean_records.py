@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import gc
 import struct
+import weakref
 from typing import Any
 
 import pytest
@@ -354,3 +355,30 @@ def test_record_attributes_of_a_varint_s_length_are_left_to_aiokafka() -> None:
     struct.pack_into(">I", data, 17, calc_crc32c(bytes(data[21:])))
     log = bytes(data)
     assert _outcome(FetchedBytes, LEAN, log, True) == _outcome(MemoryRecords, PLAIN, log, True)
+
+
+@needs_native
+@pytest.mark.parametrize("limit", [None, 1])
+def test_a_partition_read_to_its_end_frees_its_bytes_without_the_collector(
+        limit: int | None) -> None:
+    """Once ``getall`` has read a partition to its end, its fetched bytes are freed by
+    reference counting alone: a worker with the cyclic collector waiting (or quiet, far
+    from its threshold) held a 10 MiB message's fetch for as long as it stayed quiet."""
+    data, _ = _log([[(b"k", b"v" * 1000, [])] * 3], 5)
+    tp = TopicPartition(LEAN, 0)
+    assignment = _Assignment(5)
+    part = PartitionRecords(tp, FetchedBytes(data), None, 5, None, None, True, 0)
+    result = FetchResult(tp, assignment=assignment, partition_records=part, backoff=0)
+    gone = weakref.ref(part)  # it holds the fetched bytes (FetchedBytes has no weakref)
+    del part
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        got: list[Any] = []
+        while result.has_more():
+            got += result.getall(limit)
+        assert [r.offset for r in got] == [5, 6, 7]
+        assert gone() is None
+    finally:
+        if enabled:
+            gc.enable()
