@@ -2308,17 +2308,24 @@ done:
     return result;
 }
 
+/* ``arg``'s buffer into ``v`` if it holds doubles (format "d"); 0, or -1 with TypeError
+ * (nothing to release). */
+static int get_doubles(PyObject *arg, Py_buffer *v) {
+    if (PyObject_GetBuffer(arg, v, PyBUF_FORMAT) < 0) return -1;
+    if (v->format == NULL || v->format[0] != 'd' || v->format[1] != 0 || v->len % sizeof(double)) {
+        PyBuffer_Release(v);
+        PyErr_SetString(PyExc_TypeError, "a buffer of doubles is expected");
+        return -1;
+    }
+    return 0;
+}
+
 /* float_min(buffer of doubles) -> float or None: min() of the column (None if empty),
  * without a float object per item: stage 2 marks each service's day rollups dirty from
  * its earliest segment. NaN is never the minimum here (the segments message refuses it). */
 static PyObject *float_min(PyObject *self, PyObject *arg) {
     Py_buffer v;
-    if (PyObject_GetBuffer(arg, &v, PyBUF_FORMAT) < 0) return NULL;
-    if (v.format == NULL || v.format[0] != 'd' || v.format[1] != 0 || v.len % sizeof(double)) {
-        PyBuffer_Release(&v);
-        PyErr_SetString(PyExc_TypeError, "a buffer of doubles is expected");
-        return NULL;
-    }
+    if (get_doubles(arg, &v) < 0) return NULL;
     const double *a = v.buf;
     Py_ssize_t n = v.len / (Py_ssize_t)sizeof(double);
     if (n == 0) { PyBuffer_Release(&v); Py_RETURN_NONE; }
@@ -2333,12 +2340,7 @@ static PyObject *float_min(PyObject *self, PyObject *arg) {
  * message's time columns, without a float object per item. */
 static PyObject *float_kinds(PyObject *self, PyObject *arg) {
     Py_buffer v;
-    if (PyObject_GetBuffer(arg, &v, PyBUF_FORMAT) < 0) return NULL;
-    if (v.format == NULL || v.format[0] != 'd' || v.format[1] != 0 || v.len % sizeof(double)) {
-        PyBuffer_Release(&v);
-        PyErr_SetString(PyExc_TypeError, "a buffer of doubles is expected");
-        return NULL;
-    }
+    if (get_doubles(arg, &v) < 0) return NULL;
     const double *a = v.buf;
     Py_ssize_t n = v.len / (Py_ssize_t)sizeof(double);
     int nan = 0, inf = 0;

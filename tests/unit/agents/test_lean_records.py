@@ -95,15 +95,8 @@ def test_lean_records_are_aiokafkas_fields(batches: list[Any], base: int, data: 
     lean, lean_pos = _unpack(LEAN, log, fetch_offset, limit)
     plain, plain_pos = _unpack(PLAIN, log, fetch_offset, limit)
     assert lean_pos == plain_pos
-    assert len(lean) == len(plain) == end - fetch_offset
-    for a, b in zip(lean, plain, strict=True):
-        assert type(a) is LeanRecord
-        # Off the cyclic collector's lists: a worker holds tens of thousands of them.
-        assert not gc.is_tracked(a)
-        assert (a.partition, a.offset, a.timestamp, a.timestamp_type, a.key, a.value) == (
-            b.partition, b.offset, b.timestamp, b.timestamp_type, b.key, b.value)
-        assert a.topic == LEAN and b.topic == PLAIN
-        assert tuple(a.headers) == tuple(b.headers)
+    assert len(lean) == end - fetch_offset
+    _same_records(lean, plain)
 
 
 def test_a_corrupt_batch_is_refused_as_aiokafka_does() -> None:
@@ -220,6 +213,7 @@ def _same_records(lean: list[Any], plain: list[Any]) -> None:
     assert len(lean) == len(plain)
     for a, b in zip(lean, plain, strict=True):
         assert type(a) is LeanRecord
+        # Off the cyclic collector's lists: a worker holds tens of thousands of them.
         assert not gc.is_tracked(a)
         assert (a.partition, a.offset, a.timestamp, a.timestamp_type, a.key, a.value) == (
             b.partition, b.offset, b.timestamp, b.timestamp_type, b.key, b.value)
