@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -295,11 +296,56 @@ class WorkerProcess:
         return proc.returncode
 
     def log_tail(self, lines: int = 60) -> str:
+        """The last ``lines`` lines of the log, each message once: a line that repeats a
+        later one but for its time and numbers is left out (Faust's recovery warns every
+        5 s for every partition, which filled a failed test's tail and hid the lines
+        before the worker stalled)."""
         try:
             text = self.log_path.read_text(errors="replace")
         except OSError:
             return ""
-        return "\n".join(text.splitlines()[-lines:])
+        kept: list[str] = []
+        seen: set[str] = set()
+        left_out = 0
+        for line in reversed(text.splitlines()):
+            key = _DIGITS.sub("#", line)
+            if key in seen:
+                left_out += 1
+                continue
+            seen.add(key)
+            kept.append(line)
+            if len(kept) >= lines:
+                break
+        note = [f"({left_out} lines that repeat a later one left out)"] if left_out else []
+        return "\n".join(note + kept[::-1])
+
+    def task_stacks(self, lines: int = 60) -> str:
+        """The worker's asyncio tasks where they wait, as far as they are in slawatch or
+        Faust code: SIGUSR1 makes mode's worker write every task's stack to the log."""
+        if not self.alive():
+            return ""
+        start = self.log_path.stat().st_size
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGUSR1)
+        time.sleep(1.5)
+        with open(self.log_path, "rb") as f:
+            f.seek(start)
+            dump = f.read().decode(errors="replace").splitlines()
+        out: list[str] = []
+        head: list[str] = []  # the current task's header, until a frame of it is kept
+        for line in dump:
+            if line.startswith("  TASK "):
+                head = [line]
+            elif line.startswith("   -> ") and head:
+                head.append(line)
+            elif line.startswith("  File ") and ("/agents/" in line or "/faust/" in line):
+                out += [*head, line]
+                head = []
+        return "\n".join(out[:lines])
+
+
+#: Runs of digits (times, offsets, partitions) in a log line.
+_DIGITS = re.compile(r"\d+")
 
 
 @pytest.fixture
@@ -444,7 +490,8 @@ def wait_matches(workers: Sequence[WorkerProcess], engine: Any, timeout: float =
         if not problems:
             return union
         time.sleep(0.5)
-    logs = "\n".join(f"--- {w.name}\n{w.log_tail(30)}" for w in workers)
+    logs = "\n".join(f"--- {w.name}\n{w.log_tail(30)}\n--- {w.name}: tasks\n{w.task_stacks()}"
+                     for w in workers)
     raise AssertionError("metrics never matched the engine:\n  " + "\n  ".join(problems[:30])
                          + "\n" + logs)
 

@@ -58,7 +58,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from time import perf_counter
 from typing import Any
@@ -516,17 +516,26 @@ class BatchConsumer(faust_aiokafka.Consumer):
         if not records or self.should_stop:
             return
         if not self.flow_active:
-            await self.perform_seek()
+            # A rebalance stopped the flow while these were fetched: not processed,
+            # and their partitions' positions put back (``_unfetch``). Faust's getmany
+            # seeks everything to committed here instead; that left changelog records
+            # that arrived after Recovery's seek consumed and never delivered (the
+            # recovery then waited for them for good: the worker stayed unready), and
+            # its seek hooks ran while the tables were being recovered.
+            await self._unfetch(records)
             return
         generation = self.app.consumer_generation_id
         groups: dict[BatchHandler, dict[TP, Sequence[Any]]] = {}
+        unread: dict[TP, Sequence[Any]] = {}  # not processed: put back
         for tp, recs in records.items():
             if not recs:
                 continue
             if not (active is None or tp in active or tp in self._buffered_partitions):
+                unread[tp] = recs  # paused since the fetch began
                 continue
             if self.app.consumer_generation_id != generation or not self.flow_active:
-                break  # a rebalance started: Faust seeks back before resuming
+                unread[tp] = recs  # a rebalance started
+                continue
             monitor.track_tp_end_offset(tp, self.highwater(tp))
             handler = handlers.get(tp.topic)
             if handler is not None:
@@ -535,7 +544,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
                     groups.setdefault(handler, {})[tp] = admitted
                 continue
             # Faust's per-message path (changelogs during recovery, other agents).
-            for rec in recs:
+            for i, rec in enumerate(recs):
                 offset = rec.offset
                 r_offset = read_offset[tp]
                 if r_offset is None or offset >= r_offset:
@@ -543,13 +552,43 @@ class BatchConsumer(faust_aiokafka.Consumer):
                         await self._add_gap(tp, r_offset + 1, offset)
                     await self.wait_first(callback(to_message(tp, rec)),
                                           self.suspend_flow.wait())
+                    if not self.flow_active:
+                        # Stopped while this one was delivered (the wait gave up on it):
+                        # it and the rest are put back. A changelog record applied
+                        # twice sets its key to the same value again.
+                        unread[tp] = recs[i:]
+                        break
                     read_offset[tp] = offset
+        if unread:
+            await self._unfetch(unread)
         for handler, batch in groups.items():
             await self._run(handler, batch, generation)
         await self._maybe_checkpoint()
         if self._commit_every is not None and self._n_acked >= self._commit_every:
             self._n_acked = 0
             await self.commit()
+
+    async def _unfetch(self, records: Mapping[TP, Sequence[Any]]) -> None:
+        """Put the position of each partition of ``records`` back to its first record,
+        as if they had not been fetched; unless a seek moved it since (Recovery's,
+        or the seek to committed that ends a rebalance): that seek stands.
+
+        aiokafka advanced the positions when it handed the records over, and a
+        changelog partition is positioned only once per rebalance (by Recovery,
+        which then waits for every record up to the end it read): a changelog
+        record fetched after that seek and not delivered was lost to the recovery.
+        Stream partitions would come back through the seek to committed, but a
+        position put back costs nothing and holds without one."""
+        n = sum(len(r) for r in records.values())
+        self.batch_stats.dropped += n
+        firsts = {tp: (recs[0].offset, recs[-1].offset + 1)
+                  for tp, recs in records.items() if recs}
+        if firsts:
+            consumer = self._thread._ensure_consumer()
+            back = await self._thread.call_thread(_rewind, consumer, firsts)
+            log.info("%d fetched records of %d partitions paused or revoked since the "
+                     "fetch began (a rebalance): not processed, %d positions put back",
+                     n, len(firsts), back)
 
     async def _run(self, handler: BatchHandler, batch: dict[TP, Sequence[Any]],
                    generation: int) -> None:
@@ -656,6 +695,29 @@ class BatchConsumer(faust_aiokafka.Consumer):
         return asyncio.gather(*futures)
 
 
+async def _rewind(consumer: Any, firsts: Mapping[TP, tuple[int, int]]) -> int:
+    """On the consumer's thread: seek each partition of ``firsts`` to ``first`` if its
+    position is still at ``end`` or after it (``first``, ``end``: the offsets of the
+    records handed over, and after them; after it: a batch whose last records were
+    compacted away or a control batch ends past the last record). A seek since the
+    fetch went back (Recovery's, to committed) and stands. Nothing here awaits between
+    the check and the seek.
+
+    Reads aiokafka's partition state (``_subscription``, checked against the range in
+    ``agents.transport.versions``): its public ``position()`` waits when there is no
+    valid position, and a wait would let another seek in between."""
+    assigned = consumer.assignment()
+    back = 0
+    for tp, (first, end) in firsts.items():
+        if tp not in assigned:  # faust's TP and aiokafka's TopicPartition compare equal
+            continue
+        state = consumer._subscription.subscription.assignment.state_value(tp)
+        if state is not None and state.has_valid_position and state.position >= end:
+            consumer.seek(tp, first)
+            back += 1
+    return back
+
+
 def _held_again(runs: list[tuple[int, int]] | None, recs: Sequence[Any], done: int
                 ) -> list[tuple[int, int]]:
     """How often the records of ``recs`` after the first ``done`` were held, now that
@@ -673,6 +735,10 @@ def _held_again(runs: list[tuple[int, int]] | None, recs: Sequence[Any], done: i
 
 def install(app: Any) -> None:
     """Make ``app`` build a BatchConsumer (call before the app starts)."""
+    from agents.transport import versions
+
+    versions.require("faust-streaming", __name__)
+    versions.require("aiokafka", __name__)  # _rewind
     app.transport.Consumer = BatchConsumer
 
 
