@@ -426,43 +426,55 @@ static int arr_room(ArrayObj *a, Py_ssize_t itemsize) {
     return 0;
 }
 
-static inline int col_append(PyObject *col, PyObject *value) {
-    if (array_fast && Py_TYPE(col) == Array_type) {
-        ArrayObj *a = (ArrayObj *)col;
-        Py_ssize_t n = Py_SIZE(a);
-        char code = *a->ob_descr;
-        if (ARR_GROW && n >= a->allocated && a->ob_exports == 0
-                && ((code == 'd' && PyFloat_CheckExact(value))
-                    || ((code == 'b' || code == 'I') && PyLong_CheckExact(value)))
-                && arr_room(a, code == 'd' ? (Py_ssize_t)sizeof(double)
-                               : code == 'b' ? 1 : (Py_ssize_t)sizeof(unsigned int)) < 0)
-            return -1;
-        if (n < a->allocated && a->ob_exports == 0) {
-            if (code == 'd' && PyFloat_CheckExact(value)) {
-                ((double *)a->ob_item)[n] = PyFloat_AS_DOUBLE(value);
-                Py_SET_SIZE(a, n + 1);
-                return 0;
-            }
-            if ((code == 'b' || code == 'I') && PyLong_CheckExact(value)) {
-                long v = PyLong_AsLong(value);
-                if (v == -1 && PyErr_Occurred()) PyErr_Clear();  /* the generic call says why */
-                else if (code == 'b' && v >= -128 && v <= 127) {
-                    ((signed char *)a->ob_item)[n] = (signed char)v;
-                    Py_SET_SIZE(a, n + 1);
-                    return 0;
-                } else if (code == 'I' && v >= 0 && (unsigned long)v <= 0xffffffffUL) {
-                    ((unsigned int *)a->ob_item)[n] = (unsigned int)v;
-                    Py_SET_SIZE(a, n + 1);
-                    return 0;
-                }
-            }
-        }
-    }
+/* ``size`` bytes at ``value`` as one more item of ``col``, an array of typecode ``code``,
+ * written in place (grown as array.append grows it) when that may be done: 1 written,
+ * 0 not (not such an array, its buffer exported, or full without ARR_GROW: the caller
+ * appends through array.append), -1 error. The one fast path of every append below. */
+static inline int arr_put(PyObject *col, char code, const void *value, Py_ssize_t size) {
+    if (!arr_is(col, code)) return 0;
+    ArrayObj *a = (ArrayObj *)col;
+    Py_ssize_t n = Py_SIZE(a);
+    if (a->ob_exports != 0 || (n >= a->allocated && !ARR_GROW)) return 0;
+    if (arr_room(a, size) < 0) return -1;
+    memcpy(a->ob_item + n * size, value, (size_t)size);
+    Py_SET_SIZE(a, n + 1);
+    return 1;
+}
+
+/* ``value`` appended to ``col`` through array.append (a new reference is stolen). */
+static int arr_append_obj(PyObject *col, PyObject *value) {
+    if (value == NULL) return -1;
     PyObject *argv[2] = {col, value};
     PyObject *r = PyObject_Vectorcall(Array_append, argv, 2, NULL);
+    Py_DECREF(value);
     if (r == NULL) return -1;
     Py_DECREF(r);
     return 0;
+}
+
+static inline int col_append(PyObject *col, PyObject *value) {
+    if (array_fast && Py_TYPE(col) == Array_type) {
+        char code = *((ArrayObj *)col)->ob_descr;
+        int done = 0;
+        if (code == 'd' && PyFloat_CheckExact(value)) {
+            double x = PyFloat_AS_DOUBLE(value);
+            done = arr_put(col, 'd', &x, (Py_ssize_t)sizeof x);
+        } else if ((code == 'b' || code == 'I') && PyLong_CheckExact(value)) {
+            long v = PyLong_AsLong(value);
+            if (v == -1 && PyErr_Occurred()) {
+                PyErr_Clear();  /* the generic call says why */
+            } else if (code == 'b' && v >= -128 && v <= 127) {
+                signed char c = (signed char)v;
+                done = arr_put(col, 'b', &c, 1);
+            } else if (code == 'I' && v >= 0 && (unsigned long)v <= 0xffffffffUL) {
+                unsigned int u = (unsigned int)v;
+                done = arr_put(col, 'I', &u, (Py_ssize_t)sizeof u);
+            }
+        }
+        if (done) return done < 0 ? -1 : 0;
+    }
+    Py_INCREF(value);
+    return arr_append_obj(col, value);
 }
 
 /* Append a point (time, state, tag index) to a timeline's three columns. */
@@ -830,43 +842,20 @@ static inline int eq(PyObject *a, PyObject *b) {
  * object made per value: a segment appends five); the generic append of an object when
  * the fast path cannot. */
 static int col_append_d(PyObject *col, double x) {
-    if (array_fast && Py_TYPE(col) == Array_type) {
-        ArrayObj *a = (ArrayObj *)col;
-        Py_ssize_t n = Py_SIZE(a);
-        if (*a->ob_descr == 'd' && a->ob_exports == 0 && (n < a->allocated || ARR_GROW)) {
-            if (n >= a->allocated && arr_room(a, (Py_ssize_t)sizeof(double)) < 0) return -1;
-            ((double *)a->ob_item)[n] = x;
-            Py_SET_SIZE(a, n + 1);
-            return 0;
-        }
-    }
-    PyObject *o = PyFloat_FromDouble(x);
-    if (o == NULL) return -1;
-    int rc = col_append(col, o);
-    Py_DECREF(o);
-    return rc;
+    int done = arr_put(col, 'd', &x, (Py_ssize_t)sizeof x);
+    return done ? (done < 0 ? -1 : 0) : arr_append_obj(col, PyFloat_FromDouble(x));
 }
 
 /* ``v`` appended to a column of states ('b', v <= 2) or of tag indexes ('I'). */
 static int col_append_u(PyObject *col, char code, unsigned int v) {
-    if (array_fast && Py_TYPE(col) == Array_type) {
-        ArrayObj *a = (ArrayObj *)col;
-        Py_ssize_t n = Py_SIZE(a);
-        Py_ssize_t size = code == 'b' ? 1 : (Py_ssize_t)sizeof(unsigned int);
-        if (*a->ob_descr == code && a->ob_exports == 0 && (code != 'b' || v <= 127)
-                && (n < a->allocated || ARR_GROW)) {
-            if (n >= a->allocated && arr_room(a, size) < 0) return -1;
-            if (code == 'b') ((signed char *)a->ob_item)[n] = (signed char)v;
-            else ((unsigned int *)a->ob_item)[n] = v;
-            Py_SET_SIZE(a, n + 1);
-            return 0;
-        }
+    int done = 0;
+    if (code == 'b' && v <= 127) {
+        signed char c = (signed char)v;
+        done = arr_put(col, 'b', &c, 1);
+    } else if (code == 'I') {
+        done = arr_put(col, 'I', &v, (Py_ssize_t)sizeof v);
     }
-    PyObject *o = PyLong_FromUnsignedLong(v);
-    if (o == NULL) return -1;
-    int rc = col_append(col, o);
-    Py_DECREF(o);
-    return rc;
+    return done ? (done < 0 ? -1 : 0) : arr_append_obj(col, PyLong_FromUnsignedLong(v));
 }
 
 /* What one call of apply_many holds. Two memos, valid for the call only: each
@@ -2913,24 +2902,10 @@ done:
 /* One more item at the end of an array of typecode 'd' or 'i' (the attribution index):
  * written in place when it may be, else through array.append. */
 static int arr_push(PyObject *col, char code, double x, int i) {
-    if (ARR_GROW && arr_is(col, code) && ((ArrayObj *)col)->ob_exports == 0) {
-        ArrayObj *a = (ArrayObj *)col;
-        if (arr_room(a, code == 'd' ? (Py_ssize_t)sizeof(double) : (Py_ssize_t)sizeof(int)) < 0)
-            return -1;
-        Py_ssize_t n = Py_SIZE(a);
-        if (code == 'd') ((double *)a->ob_item)[n] = x;
-        else ((int *)a->ob_item)[n] = i;
-        Py_SET_SIZE(a, n + 1);
-        return 0;
-    }
-    PyObject *v = code == 'd' ? PyFloat_FromDouble(x) : PyLong_FromLong(i);
-    if (v == NULL) return -1;
-    PyObject *argv[2] = {col, v};
-    PyObject *r = PyObject_Vectorcall(Array_append, argv, 2, NULL);
-    Py_DECREF(v);
-    if (r == NULL) return -1;
-    Py_DECREF(r);
-    return 0;
+    int done = code == 'd' ? arr_put(col, 'd', &x, (Py_ssize_t)sizeof x)
+                           : arr_put(col, code, &i, (Py_ssize_t)sizeof i);
+    if (done) return done < 0 ? -1 : 0;
+    return arr_append_obj(col, code == 'd' ? PyFloat_FromDouble(x) : PyLong_FromLong(i));
 }
 
 /* att_extend(att, v, closed, ts, st, tag, tags): the pieces v .. closed - 1 added to the
