@@ -20,6 +20,7 @@ is too late to apply, go to the DLQ with the reason and their origin in headers.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -752,11 +753,8 @@ def _holds_before(tracker: ServiceTracker, cut: float) -> bool:
     """Whether ``tracker.prune`` at ``cut`` or earlier could drop a point: some timeline
     of it has a point before ``cut`` other than its first (the point in force at a cut
     stays)."""
-    ts = tracker.timeline.ts
-    if len(ts) > 1 and ts[1] <= cut:
-        return True
-    return any(len(ts) > 1 and ts[1] <= cut
-               for ts in (tl.ts for tl in tracker.components.values()))
+    timelines = itertools.chain((tracker.timeline,), tracker.components.values())
+    return any(len(tl.ts) > 1 and tl.ts[1] <= cut for tl in timelines)
 
 
 class InternalTopicError(RuntimeError):
