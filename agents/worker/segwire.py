@@ -258,6 +258,24 @@ def concat(parts: Sequence[Columns]) -> Columns:
 _INF_COLUMN = array("d", [_INF])
 
 
+def _times(raw: bytes, o: int, n: int) -> tuple[array[float], array[float] | None]:
+    """The ``n`` starts and ends at offset ``o`` of a message, as arrays of doubles; the
+    ends None when all are +inf (open-ended)."""
+    starts = array("d")
+    starts.frombytes(memoryview(raw)[o:o + 8 * n])
+    end_bytes = raw[o + 8 * n:o + 16 * n]
+    # n non-overlapping 8-byte matches in 8n bytes tile them: every end is +inf.
+    ends: array[float] | None = None
+    if end_bytes.count(_INF_BYTES) != n:
+        ends = array("d")
+        ends.frombytes(end_bytes)
+    if _BIG_ENDIAN:  # pragma: no cover
+        starts.byteswap()
+        if ends is not None:
+            ends.byteswap()
+    return starts, ends
+
+
 def decode_columns(raw: bytes) -> Columns:
     """The segments of a message as columns; ValueError if it is not one."""
     if not raw.startswith(MAGIC):
@@ -272,18 +290,7 @@ def decode_columns(raw: bytes) -> Columns:
     o += _HEAD.size
     if n == 0 or len(raw) < o + 17 * n:
         raise ValueError(f"segments message of {len(raw)} bytes cannot hold {n} segments")
-    starts = array("d")
-    starts.frombytes(view[o:o + 8 * n])
-    end_bytes = raw[o + 8 * n:o + 16 * n]
-    # n non-overlapping 8-byte matches in 8n bytes tile them: every end is +inf.
-    ends: array[float] | None = None
-    if end_bytes.count(_INF_BYTES) != n:
-        ends = array("d")
-        ends.frombytes(end_bytes)
-    if _BIG_ENDIAN:  # pragma: no cover
-        starts.byteswap()
-        if ends is not None:
-            ends.byteswap()
+    starts, ends = _times(raw, o, n)
     states = raw[o + 16 * n:o + 17 * n]
     # Interned, as the catalog's ids are: the trackers' dict lookups then match by identity.
     comps = list(map(_intern, bytes(view[o + 17 * n:]).decode().split("\n")))
@@ -307,23 +314,9 @@ def decode_many(raw: bytes) -> list[tuple[str, Columns]]:
     if k == 0 or n < k or len(raw) < o + 4 * k + 17 * n + j:
         raise ValueError(f"segments message of {len(raw)} bytes cannot hold {n} segments "
                          f"of {k} services")
-    counts = array("I")
-    if counts.itemsize != 4:  # pragma: no cover - no such machine here
-        counts = array("L")
-    counts.frombytes(view[o:o + 4 * k])
+    counts = _uint32s(view[o:o + 4 * k])
     o += 4 * k
-    starts = array("d")
-    starts.frombytes(view[o:o + 8 * n])
-    end_bytes = raw[o + 8 * n:o + 16 * n]
-    ends: array[float] | None = None
-    if end_bytes.count(_INF_BYTES) != n:  # see decode_columns
-        ends = array("d")
-        ends.frombytes(end_bytes)
-    if _BIG_ENDIAN:  # pragma: no cover
-        counts.byteswap()
-        starts.byteswap()
-        if ends is not None:
-            ends.byteswap()
+    starts, ends = _times(raw, o, n)
     states = raw[o + 16 * n:o + 17 * n]
     o += 17 * n
     try:
