@@ -120,6 +120,7 @@ class BatchStats:
     dropped: int = 0  # records fetched before a seek or a rebalance (delivered again)
     gaps: int = 0  # times a batch started after the expected offset
     held: int = 0  # records left for their partition's next batch (each time they are)
+    own: int = 0  # records this worker wrote, handed on from their send (``apply_own``)
     checkpoints: int = 0  # table writes of the batches since the one before
     wait_seconds: float = 0.0  # in the fetch
     waiting_since: float = 0.0  # perf_counter() when the fetch now waited for began; 0: none
@@ -198,6 +199,10 @@ class BatchConsumer(faust_aiokafka.Consumer):
         #: Awaited after every seek to committed, before any record is processed.
         self.seek_hooks: list[Callable[[], Awaitable[None]]] = []
         self._checkpoint_of: dict[str, _Checkpoint] = {}  # topic -> its checkpoint
+        #: records ``apply_own`` took, waiting for ``_apply_own``
+        self._own: dict[TP, list[Any]] = {}
+        self._own_task: asyncio.Future[None] | None = None
+        self._own_error: BaseException | None = None
 
     # -- positions -----------------------------------------------------------------
 
@@ -428,6 +433,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 stats.fetches += 1
                 if self._send_error is not None:
                     raise self._send_error
+                if self._own_error is not None:
+                    raise self._own_error
                 with gcpolicy.paused:  # see agents/process/gcpolicy.py
                     await self._handle_fetch(records, active)
                 unset_flag(CONSUMER_FETCHING)
@@ -600,7 +607,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
         async with self.batch_lock:
             for tp in list(batch):
                 if self._expect.get(tp) != expected[tp]:
-                    stats.dropped += len(batch.pop(tp))  # sought while we waited
+                    await self._moved(tp, batch, expected[tp], generation)
             if self.app.consumer_generation_id != generation or not batch:
                 stats.dropped += sum(len(r) for r in batch.values())
                 return  # a rebalance started: Faust seeks back before resuming
@@ -653,6 +660,92 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 if not stats.first_at:
                     stats.first_at = stats.last_at
 
+    async def _moved(self, tp: TP, batch: dict[TP, Sequence[Any]], was: int | None,
+                     generation: int) -> None:
+        """``tp``'s expected offset moved while its records of ``batch`` waited for the
+        lock. Forward, by ``apply_own`` handing on records of this worker's own sends:
+        what it processed leaves the batch, the rest goes on. Otherwise (a seek, a
+        revoke) none of them is processed."""
+        recs = batch.pop(tp)
+        now = self._expect.get(tp)
+        if (now is None or now == ANY or was is None or was == ANY or now < was
+                or self.app.consumer_generation_id != generation):
+            self.batch_stats.dropped += len(recs)  # sought while we waited
+            return
+        rest = [r for r in recs if r.offset >= now]
+        if not rest:
+            return  # all processed already
+        if rest[0].offset == now:
+            batch[tp] = rest
+            return
+        # Not expected: the log has no hole there. Fetched again from ``now``.
+        self.batch_stats.dropped += len(rest)
+        log.info("%s: batch goes on at %d, expected %d: seeking back", tp,
+                 rest[0].offset, now)
+        await self.seek(tp, now)
+
+    # -- records this worker wrote -------------------------------------------------
+
+    def apply_own(self, rec: Any) -> None:
+        """Hand ``rec``, a record this worker wrote to a batch topic and the broker
+        acknowledged at ``rec.offset``, to the topic's handler now rather than when a
+        fetch brings it back, if this worker processes its partition and everything
+        before it there is processed (a record of another writer before it: it waits
+        for the fetch, like the rest). Call from the send's done callback, in the order
+        of the sends. The fetch that brings it later finds it processed
+        (``_expect`` is past it) and skips it.
+
+        Why: stage 2 of a live event waited for a second broker round trip (its
+        segment fetched back from the broker), which with tansu was half of the
+        slowest events' latency (``bench/latency_trace.py``: hop2). The record is on
+        the broker when its send is acknowledged, so processing it from memory is
+        what the fetch would do, one hop sooner; commits, checkpoints and a restart
+        see no difference."""
+        tp = TP(rec.topic, rec.partition)
+        expect = self._expect.get(tp)
+        if expect is None or expect == ANY or not self.flow_active:
+            return
+        pending = self._own.get(tp)
+        if rec.offset != (pending[-1].offset + 1 if pending else expect):
+            return  # behind (a backlog) or after a record of another writer
+        if pending is None:
+            pending = self._own[tp] = []
+        pending.append(rec)
+        if self._own_task is None:
+            self._own_task = asyncio.ensure_future(self._apply_own())
+
+    async def _apply_own(self) -> None:
+        try:
+            while self._own and not self.should_stop:
+                own, self._own = self._own, {}
+                if not (self.flow_active and self._sought.is_set()):
+                    continue  # a rebalance: the fetch after it brings them
+                generation = self.app.consumer_generation_id
+                groups: dict[BatchHandler, dict[TP, Sequence[Any]]] = {}
+                for tp, recs in own.items():
+                    handler = self.batch_handlers.get(tp.topic)
+                    expect = self._expect.get(tp)
+                    if handler is None or expect is None or expect == ANY or tp in self._carry:
+                        continue
+                    run = _run_from(sorted(recs, key=_offset_of), expect)
+                    if run:
+                        groups.setdefault(handler, {})[tp] = run
+                for handler, batch in groups.items():
+                    firsts = {tp: recs[0].offset for tp, recs in batch.items()}
+                    with gcpolicy.paused:
+                        await self._run(handler, batch, generation)
+                    for tp, first in firsts.items():
+                        self.batch_stats.own += max(0, self._expect.get(tp, first) - first)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            # A handler's error stops the worker as in the drain loop (which raises it).
+            log.exception("processing records of this worker's own sends failed")
+            if self._own_error is None:
+                self._own_error = exc
+        finally:
+            self._own_task = None
+
     def _align(self, aligner: alignment.Aligner[TP], batch: dict[TP, Sequence[Any]]) -> None:
         """Hold back, of ``aligner``'s topics' partitions in ``batch``, what ran ahead of
         the event time all of them reached (``alignment.cuts``): their lists become
@@ -693,6 +786,25 @@ class BatchConsumer(faust_aiokafka.Consumer):
         if len(futures) == 1:
             return futures[0]
         return asyncio.gather(*futures)
+
+
+def _offset_of(rec: Any) -> int:
+    return int(rec.offset)
+
+
+def _run_from(recs: Sequence[Any], start: int) -> list[Any]:
+    """The records of ``recs`` (in offset order) at ``start``, ``start + 1``, ... without
+    a hole; those before ``start`` are left out."""
+    out: list[Any] = []
+    nxt = start
+    for rec in recs:
+        if rec.offset < nxt:
+            continue
+        if rec.offset != nxt:
+            break
+        out.append(rec)
+        nxt += 1
+    return out
 
 
 async def _rewind(consumer: Any, firsts: Mapping[TP, tuple[int, int]]) -> int:

@@ -3,7 +3,10 @@
 The union of the two workers' /metrics must be the engine's whole reference with every
 service/component series exported by exactly one worker (``wait_matches`` fails on a
 series exported twice); after SIGTERM of one worker the other owns everything, with
-the history of the moved services intact (restored from the changelogs).
+the history of the moved services intact (restored from the changelogs). Both
+workers write segments to the partitions of both: a worker's stage 2 may apply its own
+from their sends (``BatchConsumer.apply_own``) only where no record of the other's
+comes first, and the numbers must be the engine's whichever way each record went.
 """
 
 from __future__ import annotations

@@ -115,3 +115,28 @@ def test_worker_matches_engine_dlq_and_reload(
            frozenset({("service", "email"), ("kind", "external")}))
     _wait_for(lambda: worker.scrape().get(key) == 0.995, 15, "the new catalog")
     assert worker.alive()
+
+
+def test_live_segments_are_applied_from_their_send(
+    kafka_broker: EmbeddedBroker, worker_factory: Any, tmp_path: Path
+) -> None:
+    """Events published a few at a time to a ready worker: its stage 2 applies their
+    segments when the broker acknowledges them, not a fetch later
+    (``BatchConsumer.apply_own``), and the numbers are the engine's."""
+    import orjson
+
+    messages = scenario(COMPONENTS, 150, seed=9, now=time.time())
+    catalog = tmp_path / "services.yaml"
+    catalog.write_text(EXAMPLE_CATALOG)
+    engine, _ = reference_engine(EXAMPLE_CATALOG, messages)
+    worker = worker_factory(kafka_broker, catalog)
+    worker.wait_ready(timeout=40)
+    for i in range(0, len(messages), 10):
+        chunk = messages[i:i + 10]
+        publish_messages(kafka_broker, chunk)
+        wait_counted(worker, i + len(chunk), timeout=30)
+    wait_matches([worker], engine)
+    status, body = worker.get("/api/worker")
+    assert status == 200, body
+    stats = orjson.loads(body)["stats"]
+    assert stats["own"] > 0, stats
