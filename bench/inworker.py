@@ -188,9 +188,11 @@ def _install_trace(built: Any) -> None:
                 for r in recs:
                     with contextlib.suppress(Exception):  # a measurement, never fatal
                         ts.append(float(orjson.loads(r.value)["ts"]))
+        # a batch of the worker's own segments, handed on from their sends (apply_own)
+        own = asyncio.current_task() is getattr(self, "_own_task", None)
         t = wall()
         await run(self, handler, batch, generation)
-        trace["batch"].append((t, wall() - t, parts, ts))
+        trace["batch"].append((t, wall() - t, parts, ts, own))
 
     async def traced_wait(self: Any, timeout: float) -> Any:
         t = wall()

@@ -13,8 +13,10 @@ scrape. Its latency is split into those steps:
   queue1  that fetch's end -> its stage-1 batch began (the drain loop: checkpoints, the
           other stage's batch, anything else on the event loop)
   stage1  the stage-1 batch
-  hop2    stage 1's end -> the end of the fetch that returned the segment
-  queue2  that fetch's end -> its stage-2 batch began
+  hop2    stage 1's end -> the end of the fetch that returned the segment; for a
+          segment stage 2 applied from its send (``BatchConsumer.apply_own``): stage
+          1's end -> that stage-2 batch began (the broker's acknowledgement)
+  queue2  that fetch's end -> its stage-2 batch began (0 for a segment from its send)
   stage2  the stage-2 batch
   visible stage 2's end -> the scrape that counted it began (scrapes every 10 ms)
 
@@ -71,14 +73,14 @@ def attribute(events: list[tuple[float, float, float, int]], trace: dict[str, An
     """Each event's latency split into PHASES (None where the trace has no match)."""
     batches = sorted(trace["batch"], key=lambda b: b[0])
     s1_of: dict[float, tuple[float, float]] = {}
-    s2: dict[int, list[tuple[float, float, list[int]]]] = {}
-    for t, dur, parts, ts in batches:
+    s2: dict[int, list[tuple[float, float, list[int], bool]]] = {}
+    for t, dur, parts, ts, *own in batches:
         for v in ts:
             s1_of[v] = (t, dur)
         for key, stamps in parts.items():
             topic, _, p = key.rpartition("|")
             if topic.endswith("segments"):
-                s2.setdefault(int(p), []).append((t, dur, stamps))
+                s2.setdefault(int(p), []).append((t, dur, stamps, bool(own and own[0])))
     fetch_ends = sorted(t + d for t, d, n in trace["fetch"] if n)
     part = Partitioner(partitions)
     out = []
@@ -95,8 +97,9 @@ def attribute(events: list[tuple[float, float, float, int]], trace: dict[str, An
         match = next((b for b in s2.get(part(f"lat{c}"), [])
                       if b[0] >= t1 + d1 - 1e-6 and any(lo <= s <= hi for s in b[2])), None)
         if match is not None:
-            t2, d2, _ = match
-            f2 = fetch_ends[max(0, bisect.bisect_right(fetch_ends, t2 + 1e-6) - 1)]
+            t2, d2, _, from_send = match
+            f2 = t2 if from_send else fetch_ends[
+                max(0, bisect.bisect_right(fetch_ends, t2 + 1e-6) - 1)]
             row.update(hop2=f2 - (t1 + d1), queue2=t2 - f2, stage2=d2, visible=seen - (t2 + d2))
         out.append(row)
     return out
@@ -178,7 +181,9 @@ def summary(trace: dict[str, Any], lo: float, hi: float) -> str:
     if bs:
         d = sorted(r[1] for r in bs)
         lines.append(f"batches: {len(bs)}, p50 {d[len(d) // 2] * 1000:.1f} ms, p99 "
-                     f"{d[int(0.99 * len(d))] * 1000:.1f} ms, max {d[-1] * 1000:.1f} ms")
+                     f"{d[int(0.99 * len(d))] * 1000:.1f} ms, max {d[-1] * 1000:.1f} ms; "
+                     f"{sum(1 for r in bs if len(r) > 4 and r[4])} of them segments from "
+                     "their sends")
     bf = inside(trace.get("bfetch", []))
     if bf:
         d = sorted(r[1] for r in bf)
