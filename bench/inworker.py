@@ -179,7 +179,8 @@ def _install_trace(built: Any) -> None:
     cls = batching.BatchConsumer
     run, wait_next, checkpoint = cls._run, cls._wait_next_records, cls.checkpoint
 
-    async def traced_run(self: Any, handler: Any, batch: dict[Any, Any], generation: int) -> None:
+    async def traced_run(self: Any, handler: Any, batch: dict[Any, Any], generation: int,
+                         *args: Any, **kwargs: Any) -> None:
         parts = {f"{tp.topic}|{tp.partition}": [r.timestamp for r in recs]
                  for tp, recs in batch.items()}
         ts: list[float] = []
@@ -189,9 +190,9 @@ def _install_trace(built: Any) -> None:
                     with contextlib.suppress(Exception):  # a measurement, never fatal
                         ts.append(float(orjson.loads(r.value)["ts"]))
         # a batch of the worker's own segments, handed on from their sends (apply_own)
-        own = asyncio.current_task() is getattr(self, "_own_task", None)
+        own = bool(kwargs.get("own"))
         t = wall()
-        await run(self, handler, batch, generation)
+        await run(self, handler, batch, generation, *args, **kwargs)
         trace["batch"].append((t, wall() - t, parts, ts, own))
 
     async def traced_wait(self: Any, timeout: float) -> Any:

@@ -208,3 +208,29 @@ def test_a_run_starts_at_the_position_and_stops_at_a_hole() -> None:
     assert [r.offset for r in _run_from(recs, 4)] == [4, 5, 6]
     assert _run_from(recs, 7) == []
     assert [r.offset for r in _run_from(recs, 8)] == [8, 9]
+
+
+def test_a_revoke_that_begins_while_the_record_waits_for_the_lock_leaves_it_to_the_log() -> None:
+    """The revoke's checkpoint holds the batch lock; what the own path applied after it
+    would be in no checkpoint of this owner. The fetch path's batches are judged by
+    the generation; these are not applied once the flow stopped."""
+    got: list[int] = []
+
+    async def handler(batch: dict[TP, Any]) -> list[Any]:
+        got.extend(r.offset for recs in batch.values() for r in recs)
+        return []
+
+    async def run() -> Any:
+        tp = TP(TOPIC, 0)
+        consumer = _consumer([tp], handler)
+        await consumer.batch_lock.acquire()  # the revoke's checkpoint
+        consumer.apply_own(Record(TOPIC, 0, 0))
+        await asyncio.sleep(0)
+        consumer.flow_active = False
+        consumer.batch_lock.release()
+        while consumer._own_task is not None:
+            await asyncio.sleep(0)
+        return consumer
+
+    consumer = asyncio.run(run())
+    assert got == [] and consumer._expect[TP(TOPIC, 0)] == 0
