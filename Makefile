@@ -26,7 +26,7 @@ test: system-deps $(STAMP)
 
 ## test-fast: the unit tests (no process started), without those marked slow
 test-fast: $(STAMP)
-	$(PY) -m pytest -q tests/unit -m 'not slow'
+	$(PY) -m pytest -q -n 2 tests/unit -m 'not slow'
 
 ## lock: requirements.lock (the Docker image's pinned dependencies, with hashes)
 lock: $(STAMP)
