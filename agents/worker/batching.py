@@ -733,7 +733,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
                     expect = self._expect.get(tp)
                     if handler is None or expect is None or expect == ANY or tp in self._carry:
                         continue
-                    run = _run_from(sorted(recs, key=_offset_of), expect)
+                    run = _run_from(recs, expect)  # in offset order: apply_own
                     if run:
                         groups.setdefault(handler, {})[tp] = run
                 for handler, batch in groups.items():
@@ -792,10 +792,6 @@ class BatchConsumer(faust_aiokafka.Consumer):
         if len(futures) == 1:
             return futures[0]
         return asyncio.gather(*futures)
-
-
-def _offset_of(rec: Any) -> int:
-    return int(rec.offset)
 
 
 def _run_from(recs: Sequence[Any], start: int) -> list[Any]:
