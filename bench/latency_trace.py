@@ -74,13 +74,13 @@ def attribute(events: list[tuple[float, float, float, int]], trace: dict[str, An
     batches = sorted(trace["batch"], key=lambda b: b[0])
     s1_of: dict[float, tuple[float, float]] = {}
     s2: dict[int, list[tuple[float, float, list[int], bool]]] = {}
-    for t, dur, parts, ts, *own in batches:
+    for t, dur, parts, ts, own in batches:
         for v in ts:
             s1_of[v] = (t, dur)
         for key, stamps in parts.items():
             topic, _, p = key.rpartition("|")
             if topic.endswith("segments"):
-                s2.setdefault(int(p), []).append((t, dur, stamps, bool(own and own[0])))
+                s2.setdefault(int(p), []).append((t, dur, stamps, own))
     fetch_ends = sorted(t + d for t, d, n in trace["fetch"] if n)
     part = Partitioner(partitions)
     out = []
@@ -182,7 +182,7 @@ def summary(trace: dict[str, Any], lo: float, hi: float) -> str:
         d = sorted(r[1] for r in bs)
         lines.append(f"batches: {len(bs)}, p50 {d[len(d) // 2] * 1000:.1f} ms, p99 "
                      f"{d[int(0.99 * len(d))] * 1000:.1f} ms, max {d[-1] * 1000:.1f} ms; "
-                     f"{sum(1 for r in bs if len(r) > 4 and r[4])} of them segments from "
+                     f"{sum(1 for r in bs if r[4])} of them segments from "
                      "their sends")
     bf = inside(trace.get("bfetch", []))
     if bf:
