@@ -64,6 +64,23 @@ def _consumer(tps: list[TP], handler: Any) -> Any:
     return consumer
 
 
+def _recorder() -> tuple[list[int], Any]:
+    """A handler that records the offsets it is handed, and that list."""
+    got: list[int] = []
+
+    async def handler(batch: dict[TP, Any]) -> list[Any]:
+        got.extend(r.offset for recs in batch.values() for r in recs)
+        return []
+
+    return got, handler
+
+
+async def _settle(consumer: Any) -> None:
+    """Until the own path has handled (or left) everything it took."""
+    while consumer._own_task is not None:
+        await asyncio.sleep(0)
+
+
 @st.composite
 def logs(draw: st.DrawFn) -> tuple[dict[TP, list[bool]], dict[TP, list[list[int]]],
                                    dict[TP, list[int]], list[int]]:
@@ -126,8 +143,7 @@ def test_every_record_is_handled_once_in_order(case: tuple[Any, Any, Any, list[i
                         batch[tp] = admitted
             if batch:
                 await consumer._run(handler, batch, 1)
-        while consumer._own_task is not None:
-            await asyncio.sleep(0)
+        await _settle(consumer)
         return consumer
 
     consumer = asyncio.run(drive())
@@ -140,11 +156,7 @@ def test_every_record_is_handled_once_in_order(case: tuple[Any, Any, Any, list[i
 
 def test_an_acknowledged_record_is_handled_before_any_fetch() -> None:
     """The point of the path: no fetch needed for a record at the position."""
-    got: list[int] = []
-
-    async def handler(batch: dict[TP, Any]) -> list[Any]:
-        got.extend(r.offset for recs in batch.values() for r in recs)
-        return []
+    got, handler = _recorder()
 
     async def run() -> Any:
         tp = TP(TOPIC, 0)
@@ -153,8 +165,7 @@ def test_an_acknowledged_record_is_handled_before_any_fetch() -> None:
         consumer.apply_own(Record(TOPIC, 0, 5))
         consumer.apply_own(Record(TOPIC, 0, 6))
         consumer.apply_own(Record(TOPIC, 0, 8))  # after another writer's 7: waits
-        while consumer._own_task is not None:
-            await asyncio.sleep(0)
+        await _settle(consumer)
         return consumer
 
     consumer = asyncio.run(run())
@@ -163,11 +174,7 @@ def test_an_acknowledged_record_is_handled_before_any_fetch() -> None:
 
 
 def test_nothing_is_handled_from_sends_while_a_rebalance_stops_the_flow() -> None:
-    got: list[int] = []
-
-    async def handler(batch: dict[TP, Any]) -> list[Any]:
-        got.extend(r.offset for recs in batch.values() for r in recs)
-        return []
+    got, handler = _recorder()
 
     async def run() -> None:
         tp, other = TP(TOPIC, 0), TP(TOPIC, 1)
@@ -178,8 +185,7 @@ def test_nothing_is_handled_from_sends_while_a_rebalance_stops_the_flow() -> Non
         consumer.flow_active = True
         consumer._sought.clear()  # assigned, the seek to committed not done yet
         consumer.apply_own(Record(TOPIC, 0, 0))
-        while consumer._own_task is not None:
-            await asyncio.sleep(0)
+        await _settle(consumer)
         assert consumer._expect == {tp: 0} and other not in consumer._expect
 
     asyncio.run(run())
@@ -195,8 +201,7 @@ def test_a_handler_error_on_the_own_path_is_kept_for_the_drain_loop() -> None:
     async def run() -> Any:
         consumer = _consumer([TP(TOPIC, 0)], handler)
         consumer.apply_own(Record(TOPIC, 0, 0))
-        while consumer._own_task is not None:
-            await asyncio.sleep(0)
+        await _settle(consumer)
         return consumer
 
     consumer = asyncio.run(run())
@@ -214,11 +219,7 @@ def test_a_revoke_that_begins_while_the_record_waits_for_the_lock_leaves_it_to_t
     """The revoke's checkpoint holds the batch lock; what the own path applied after it
     would be in no checkpoint of this owner. The fetch path's batches are judged by
     the generation; these are not applied once the flow stopped."""
-    got: list[int] = []
-
-    async def handler(batch: dict[TP, Any]) -> list[Any]:
-        got.extend(r.offset for recs in batch.values() for r in recs)
-        return []
+    got, handler = _recorder()
 
     async def run() -> Any:
         tp = TP(TOPIC, 0)
@@ -228,8 +229,7 @@ def test_a_revoke_that_begins_while_the_record_waits_for_the_lock_leaves_it_to_t
         await asyncio.sleep(0)
         consumer.flow_active = False
         consumer.batch_lock.release()
-        while consumer._own_task is not None:
-            await asyncio.sleep(0)
+        await _settle(consumer)
         return consumer
 
     consumer = asyncio.run(run())
