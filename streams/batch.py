@@ -257,5 +257,6 @@ def _fan_out(fanout: dict[str, list[WireSegment]], services: tuple[str, ...], se
 def take(cols: Columns, keep: Sequence[int]) -> Columns:
     """The columns at the indexes ``keep``, in that order."""
     comps, states, tss = cols
-    return [comps[k] for k in keep], [states[k] for k in keep], [tss[k] for k in keep]
+    return (list(map(comps.__getitem__, keep)), list(map(states.__getitem__, keep)),
+            list(map(tss.__getitem__, keep)))
 

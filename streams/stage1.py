@@ -178,7 +178,8 @@ def _unmapped(out: Classified, comp: str, state: State, ts: float, first: bool,
         out.trackers[comp] = tracker
 
 
-def split(values: Sequence[bytes], now: float, partition_of: Callable[[str], int],
+def split(values: Sequence[bytes], now: float,
+          partitions_of: Callable[[Sequence[str]], Sequence[int]],
           invalid: int) -> dict[int, tuple[list[int], Decoded]]:
     """Consecutive records of one input partition grouped by the partition of their
     component, decoded once: per partition, the positions of its records in ``values``
@@ -194,12 +195,10 @@ def split(values: Sequence[bytes], now: float, partition_of: Callable[[str], int
     if not n:
         return {}
     cols, index, rejects = decode(values, now)
-    comps = cols[0]
-    of = {c: partition_of(c) for c in set(comps)}
-    dest = list(map(of.__getitem__, comps))
+    dest = partitions_of(cols[0])
     if index is None or (not rejects and len(index) == n):
         # Every record is a valid event: positions are column indexes.
-        if len(of) == 1 or len(set(dest)) == 1:
+        if len(set(dest)) == 1:
             return {dest[0]: (list(range(n)), (cols, None, []))}
         return {q: (at, (take(cols, at), None, [])) for q, at in _positions_by(dest).items()}
     q_of = [invalid] * n

@@ -11,7 +11,7 @@ re-routed instead of splitting one component's history over two partitions.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from streams import native
 
@@ -40,6 +40,17 @@ class Partitioner:
                 self._memo.clear()
             self._memo[key] = p
         return p
+
+    def many(self, keys: Sequence[str]) -> list[int]:
+        """``[self(k) for k in keys]``, the memo's hits read in one C loop (``map``):
+        stage 1 asks it of every record of an input partition read where it is (a
+        Python call per distinct component of a slice cost more than the grouping)."""
+        out: list[int | None] = list(map(self._memo.get, keys))
+        if None in out:
+            for i, p in enumerate(out):
+                if p is None:
+                    out[i] = self(keys[i])
+        return out  # type: ignore[return-value]
 
     def others(self, keys: Iterable[str], partition: int) -> set[str]:
         """The keys of ``keys`` not in ``partition``. Stage 1 asks it of every

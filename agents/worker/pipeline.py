@@ -239,11 +239,11 @@ class Pipeline:
             # classified too, so its origin mark there covers it.
             for lo in range(0, len(records), SLICE):
                 chunk = records[lo:lo + SLICE]
-                groups = stage1.split([rec.value for rec in chunk], now,
-                                      rt.component_partition, tp.partition % nparts)
+                groups = stage1.split(list(map(_value, chunk)), now,
+                                      rt.component_partition.many, tp.partition % nparts)
                 for q, (positions, decoded) in groups.items():
                     if direct(q):
-                        await self._classify_spread(tp, [chunk[i] for i in positions],
+                        await self._classify_spread(tp, list(map(chunk.__getitem__, positions)),
                                                     decoded, q, now, fanout, out)
                     else:
                         for i in positions:

@@ -10,6 +10,7 @@ changes nothing but the segments it re-sends.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from itertools import pairwise
 from typing import Any
 
@@ -132,6 +133,10 @@ def _partition_of(comp: str) -> int:
     return sum(comp.encode()) % 3
 
 
+def _partitions_of(comps: Sequence[str]) -> list[int]:
+    return [_partition_of(c) for c in comps]
+
+
 def _normal(decoded: stage1.Decoded, n: int) -> stage1.Decoded:
     cols, index, rejects = decoded
     return cols, list(range(n)) if index is None else index, rejects
@@ -145,7 +150,7 @@ def test_split_groups_each_record_once_decoded_as_alone(values: list[bytes]) -> 
     decoding its records alone gives."""
     from streams.batch import decode
 
-    groups = stage1.split(values, NOW, _partition_of, invalid=7)
+    groups = stage1.split(values, NOW, _partitions_of, invalid=7)
     seen = sorted(i for positions, _ in groups.values() for i in positions)
     assert seen == list(range(len(values)))
     for q, (positions, decoded) in groups.items():
@@ -172,7 +177,7 @@ def test_split_then_classify_each_partition_is_the_reference(values: list[bytes]
     bounds = sorted({0, len(values), *[c % (len(values) + 1) for c in cuts]})
     for lo, hi in pairwise(bounds):
         batch = values[lo:hi]
-        for _q, (positions, decoded) in stage1.split(batch, NOW, _partition_of, 7).items():
+        for _q, (positions, decoded) in stage1.split(batch, NOW, _partitions_of, 7).items():
             group = [batch[i] for i in positions]
             done = stage1.classify(group, None, NOW, lookup=table.get, catalog=catalog,
                                    allowed_lateness=600.0, fanout={},
