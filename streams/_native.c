@@ -1968,11 +1968,51 @@ fail:
 }
 
 /* segment_ids(buffer, n) -> list: the ``n`` component ids of a segments message (UTF-8,
- * joined by newlines) as interned strings, each distinct id decoded once: a message
- * holds a few ids many times each (a component's every change, to each service reading
- * it), and a string made, hashed and interned per segment cost more than applying it.
- * ValueError unless there are exactly ``n`` ids, none empty, all UTF-8. */
+ * joined by newlines) as interned strings. A string made, hashed and interned per segment
+ * cost more than applying it, so each id's string is kept in a table that lives across
+ * messages (IDS_MAX ids at most: past that it starts again empty), keyed by its bytes:
+ * an id seen before costs a hash of its bytes and one probe. At 20,000 components most
+ * ids of a message are new to it, and decoding and interning each once per message was
+ * 6% of both stages. ValueError unless there are exactly ``n`` ids, none empty, all
+ * UTF-8. */
 typedef struct { const char *p; Py_ssize_t len; uint64_t h; PyObject *s; } IdSeen;
+
+#define IDS_MAX (1 << 17)
+static IdSeen *ids_tab = NULL;     /* holds a reference to each s; p is s's UTF-8 */
+static Py_ssize_t ids_cap = 0, ids_used = 0;
+
+static void ids_clear(void) {
+    for (Py_ssize_t j = 0; j < ids_cap; j++) Py_XDECREF(ids_tab[j].s);
+    PyMem_Free(ids_tab);
+    ids_tab = NULL;
+    ids_cap = ids_used = 0;
+}
+
+/* Room for one more id: 0, or -1 with an exception. */
+static int ids_room(void) {
+    if (ids_tab != NULL && 2 * (ids_used + 1) <= ids_cap) return 0;
+    if (ids_used >= IDS_MAX) ids_clear();  /* bounded: made-up ids cannot grow it */
+    Py_ssize_t cap = ids_cap ? ids_cap * 2 : 1024;
+    IdSeen *grown = PyMem_Calloc((size_t)cap, sizeof(IdSeen));
+    if (grown == NULL) { PyErr_NoMemory(); return -1; }
+    for (Py_ssize_t j = 0; j < ids_cap; j++) {
+        if (ids_tab[j].s == NULL) continue;
+        size_t m = (size_t)ids_tab[j].h & (size_t)(cap - 1);
+        while (grown[m].s != NULL) m = (m + 1) & (size_t)(cap - 1);
+        grown[m] = ids_tab[j];
+    }
+    PyMem_Free(ids_tab);
+    ids_tab = grown;
+    ids_cap = cap;
+    return 0;
+}
+
+/* segment_ids_forget() -> None: empty the table (tests: a table cleared between two
+ * messages gives the same strings). */
+static PyObject *segment_ids_forget(PyObject *self, PyObject *noargs) {
+    ids_clear();
+    Py_RETURN_NONE;
+}
 
 static PyObject *segment_ids(PyObject *self, PyObject *args) {
     Py_buffer v;
@@ -1984,14 +2024,11 @@ static PyObject *segment_ids(PyObject *self, PyObject *args) {
         return NULL;
     }
     PyObject *out = PyList_New(n);
-    Py_ssize_t cap = 64, used = 0, count = 0;
-    IdSeen *tab = PyMem_Calloc((size_t)cap, sizeof(IdSeen));
-    if (out == NULL || tab == NULL) {
-        Py_XDECREF(out);
-        PyMem_Free(tab);
+    if (out == NULL) {
         PyBuffer_Release(&v);
-        return tab == NULL ? PyErr_NoMemory() : NULL;
+        return NULL;
     }
+    Py_ssize_t count = 0;
     const char *p = v.buf, *end = p + v.len;
     for (;;) {
         const char *q = memchr(p, '\n', (size_t)(end - p));
@@ -2007,34 +2044,33 @@ static PyObject *segment_ids(PyObject *self, PyObject *args) {
         h ^= h >> 33;  /* mixed: FNV leaves the last bytes in few bits, and ids differ there */
         h *= 0xff51afd7ed558ccdULL;
         h ^= h >> 33;
-        size_t k = (size_t)h & (size_t)(cap - 1);
-        while (tab[k].p != NULL && !(tab[k].h == h && tab[k].len == len && memcmp(tab[k].p, p, (size_t)len) == 0))
-            k = (k + 1) & (size_t)(cap - 1);
-        PyObject *s = tab[k].s;
-        if (tab[k].p == NULL) {
+        PyObject *s = NULL;
+        if (ids_tab != NULL) {
+            size_t k = (size_t)h & (size_t)(ids_cap - 1);
+            while (ids_tab[k].s != NULL) {
+                if (ids_tab[k].h == h && ids_tab[k].len == len && memcmp(ids_tab[k].p, p, (size_t)len) == 0) {
+                    s = ids_tab[k].s;
+                    break;
+                }
+                k = (k + 1) & (size_t)(ids_cap - 1);
+            }
+        }
+        if (s != NULL) {
+            Py_INCREF(s);
+        } else {
             s = PyUnicode_DecodeUTF8(p, len, NULL);
             if (s == NULL) goto fail;
             PyUnicode_InternInPlace(&s);
-            PyList_SET_ITEM(out, count, s);  /* the list owns it; the table borrows */
-            tab[k].p = p; tab[k].len = len; tab[k].h = h; tab[k].s = s;
-            if (2 * ++used > cap) {  /* grow to keep probes short */
-                Py_ssize_t ncap = cap * 2;
-                IdSeen *grown = PyMem_Calloc((size_t)ncap, sizeof(IdSeen));
-                if (grown == NULL) { PyErr_NoMemory(); count++; goto fail; }
-                for (Py_ssize_t j = 0; j < cap; j++) {
-                    if (tab[j].p == NULL) continue;
-                    size_t m = (size_t)tab[j].h & (size_t)(ncap - 1);
-                    while (grown[m].p != NULL) m = (m + 1) & (size_t)(ncap - 1);
-                    grown[m] = tab[j];
-                }
-                PyMem_Free(tab);
-                tab = grown;
-                cap = ncap;
-            }
-        } else {
+            Py_ssize_t ulen;
+            const char *u = PyUnicode_AsUTF8AndSize(s, &ulen);  /* kept in s while it lives */
+            if (u == NULL || ids_room() < 0) { Py_DECREF(s); goto fail; }
+            size_t k = (size_t)h & (size_t)(ids_cap - 1);
+            while (ids_tab[k].s != NULL) k = (k + 1) & (size_t)(ids_cap - 1);
             Py_INCREF(s);
-            PyList_SET_ITEM(out, count, s);
+            ids_tab[k].p = u; ids_tab[k].len = ulen; ids_tab[k].h = h; ids_tab[k].s = s;
+            ids_used++;
         }
+        PyList_SET_ITEM(out, count, s);
         count++;
         if (q == end) break;
         p = q + 1;
@@ -2043,13 +2079,11 @@ static PyObject *segment_ids(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "fewer component ids than segments");
         goto fail;
     }
-    PyMem_Free(tab);
     PyBuffer_Release(&v);
     return out;
 fail:
     /* items [count, n) are still NULL: list_dealloc skips them */
     Py_DECREF(out);
-    PyMem_Free(tab);
     PyBuffer_Release(&v);
     return NULL;
 }
@@ -4372,6 +4406,7 @@ static PyMethodDef methods[] = {
     {"time_ordered", time_ordered, METH_VARARGS, "open-ended segment columns as tuples sorted by start"},
     {"apply_columns", svc_apply_columns, METH_VARARGS, "apply_many of open-ended segment columns in time order"},
     {"segment_ids", segment_ids, METH_VARARGS, "the component ids of a segments message, interned"},
+    {"segment_ids_forget", segment_ids_forget, METH_NOARGS, "empty segment_ids' table of ids"},
     {"float_kinds", float_kinds, METH_O, "(any NaN, any infinity) of a buffer of doubles"},
     {"float_min", float_min, METH_O, "the least of a buffer of doubles, None if empty"},
     {"recompute", svc_recompute, METH_VARARGS, "ServiceTracker._recompute"},

@@ -198,6 +198,32 @@ def test_ids_come_back_interned_however_often_they_repeat(ids: list[str],
     assert list(cols.starts) == [float(i) for i in range(len(picks))]
 
 
+def test_ids_are_the_same_strings_across_messages_and_past_the_table_bound() -> None:
+    """The C decoder keeps the strings of the ids it saw across messages, at most
+    IDS_MAX of them (131,072), then starts again: whatever it holds, a message's ids
+    come back equal, interned and in order, non-ASCII ones too, and a message refused
+    halfway leaves nothing behind that a later one would read wrong."""
+    import sys
+
+    fast = native.native
+    wide = [f"c{i}" if i % 7 else f"ü{i}-é" for i in range(140_000)]  # past the bound
+    small = ["a", "ü1-é", "c3", "c140001"]
+    messages = [small, wide[:1000], small, wide, small, wide[-5:], wide[:3]]
+    for k, ids in enumerate(messages):
+        if fast is not None and k == 4:
+            fast.segment_ids_forget()
+        segs = [(c, float(i), math.inf, i % 3) for i, c in enumerate(ids)]
+        [raw] = segwire.encode_many([("s", segs)], max_bytes=1 << 30)  # one message
+        [(_, cols)] = segwire.decode_many(raw)
+        assert cols.comps == ids
+        assert all(c is sys.intern(i) for c, i in zip(cols.comps, ids, strict=True))
+    bad = _many(("s", [("new-1", 1.0, math.inf, 2), ("new-2", 2.0, math.inf, 0)]))
+    with pytest.raises(ValueError):
+        segwire.decode_many(bad[:-1] + b"\xff")  # "new-1" read, then a bad id
+    [(_, cols)] = segwire.decode_many(bad)
+    assert cols.comps == ["new-1", "new-2"]
+
+
 @pytest.mark.parametrize("ids", [b"a\n\nb", b"\na", b"a\n", b"a\nb\xff", b"a\nb\nc", b"a"])
 def test_ids_other_than_three_non_empty_utf8_ones_are_a_value_error(ids: bytes) -> None:
     good = _many(("s", [("a", 1.0, math.inf, 2), ("b", 2.0, math.inf, 0), ("c", 3.0, math.inf, 1)]))
