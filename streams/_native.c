@@ -633,7 +633,23 @@ typedef struct {
     Py_ssize_t cache_max;    /* the memo's bound */
     long up_state;
     int small;      /* at most 64 bits: masks are uint64 */
+    /* With a program and names, the blame memo is this table keyed by the down mask
+     * itself (tag NULL: empty slot), not ``cache``: a Python int made and a dict probed
+     * per down state were half the cost of a blame in a storm, where most masks are new.
+     * At most cache_max tags, as the dict. */
+    uint64_t *memo_d;
+    PyObject **memo_tag;
+    Py_ssize_t memo_cap, memo_n;
 } Plan;
+
+static void plan_memo_free(Plan *p) {
+    for (Py_ssize_t i = 0; i < p->memo_cap; i++) Py_XDECREF(p->memo_tag[i]);
+    PyMem_Free(p->memo_d);
+    PyMem_Free(p->memo_tag);
+    p->memo_d = NULL;
+    p->memo_tag = NULL;
+    p->memo_cap = p->memo_n = 0;
+}
 
 static void plan_free(PyObject *capsule) {
     Plan *p = (Plan *)PyCapsule_GetPointer(capsule, "slawatch.plan");
@@ -647,6 +663,7 @@ static void plan_free(PyObject *capsule) {
     Py_XDECREF(p->cache);
     Py_XDECREF(p->state_mask);
     Py_XDECREF(p->names);
+    plan_memo_free(p);
     PyMem_Free(p);
 }
 
@@ -774,9 +791,68 @@ static PyObject *plan_blame_tag(const Plan *plan, uint64_t d) {
     return tag;
 }
 
+static inline size_t memo_slot(uint64_t d, Py_ssize_t cap) {
+    return (size_t)((d * 0x9E3779B97F4A7C15ULL) >> 32) & (size_t)(cap - 1);
+}
+
+/* The plan's memo of ``tag`` for ``d`` (``tag`` new; kept only while the memo has
+ * room): 0, or -1 with an exception. */
+static int plan_memo_put(Plan *p, uint64_t d, PyObject *tag) {
+    if (p->memo_n >= p->cache_max) return 0;
+    if (2 * (p->memo_n + 1) > p->memo_cap) {  /* grow to keep probes short */
+        Py_ssize_t cap = p->memo_cap ? p->memo_cap * 2 : 64;
+        uint64_t *keys = PyMem_Calloc((size_t)cap, sizeof(uint64_t));
+        PyObject **tags = PyMem_Calloc((size_t)cap, sizeof(PyObject *));
+        if (keys == NULL || tags == NULL) {
+            PyMem_Free(keys);
+            PyMem_Free(tags);
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (Py_ssize_t j = 0; j < p->memo_cap; j++) {
+            if (p->memo_tag[j] == NULL) continue;
+            size_t i = memo_slot(p->memo_d[j], cap);
+            while (tags[i] != NULL) i = (i + 1) & (size_t)(cap - 1);
+            keys[i] = p->memo_d[j];
+            tags[i] = p->memo_tag[j];
+        }
+        PyMem_Free(p->memo_d);
+        PyMem_Free(p->memo_tag);
+        p->memo_d = keys;
+        p->memo_tag = tags;
+        p->memo_cap = cap;
+    }
+    size_t i = memo_slot(d, p->memo_cap);
+    while (p->memo_tag[i] != NULL) i = (i + 1) & (size_t)(p->memo_cap - 1);
+    Py_INCREF(tag);
+    p->memo_d[i] = d;
+    p->memo_tag[i] = tag;
+    p->memo_n++;
+    return 0;
+}
+
 /* The blame tag for the down mask: the model's memo, else from the program, else
  * model.blame_mask(d). */
 static PyObject *blame_tag(Masks *k, const Plan *plan, PyObject *model) {
+    if (k->small && plan->names != NULL) {
+        /* from the program: in a storm most down sets of a large service are new. (The
+         * memo is the one part of a plan written after it is compiled.) */
+        Plan *p = (Plan *)plan;
+        uint64_t d = k->d;
+        if (p->memo_cap) {
+            size_t i = memo_slot(d, p->memo_cap);
+            while (p->memo_tag[i] != NULL) {
+                if (p->memo_d[i] == d) {
+                    Py_INCREF(p->memo_tag[i]);
+                    return p->memo_tag[i];
+                }
+                i = (i + 1) & (size_t)(p->memo_cap - 1);
+            }
+        }
+        PyObject *tag = plan_blame_tag(plan, d);
+        if (tag != NULL && plan_memo_put(p, d, tag) < 0) Py_CLEAR(tag);
+        return tag;
+    }
     PyObject *d = mask_obj(k, 0);
     if (d == NULL) return NULL;
     PyObject *tag = PyDict_GetItemWithError(plan->cache, d);
@@ -786,18 +862,23 @@ static PyObject *blame_tag(Masks *k, const Plan *plan, PyObject *model) {
         return tag;
     }
     if (PyErr_Occurred()) { Py_DECREF(d); return NULL; }
-    if (k->small && plan->names != NULL) {
-        /* from the program: in a storm most down sets of a large service are new */
-        tag = plan_blame_tag(plan, k->d);
-        if (tag != NULL && PyDict_GET_SIZE(plan->cache) < plan->cache_max
-                && PyDict_SetItem(plan->cache, d, tag) < 0)
-            Py_CLEAR(tag);
-        Py_DECREF(d);
-        return tag;
-    }
     tag = PyObject_CallMethodOneArg(model, s_blame_mask, d);
     Py_DECREF(d);
     return tag;
+}
+
+/* plan_memo(plan) -> {down mask: tag}: the plan's blame memo, for the tests. */
+static PyObject *plan_memo(PyObject *self, PyObject *cap) {
+    Plan *plan = PyCapsule_GetPointer(cap, "slawatch.plan");
+    if (plan == NULL) return NULL;
+    PyObject *out = PyDict_New();
+    for (Py_ssize_t i = 0; out != NULL && i < plan->memo_cap; i++) {
+        if (plan->memo_tag[i] == NULL) continue;
+        PyObject *d = PyLong_FromUnsignedLongLong(plan->memo_d[i]);
+        if (d == NULL || PyDict_SetItem(out, d, plan->memo_tag[i]) < 0) Py_CLEAR(out);
+        Py_XDECREF(d);
+    }
+    return out;
 }
 
 /* blame_plan(plan, down) -> tag: for the tests, against model.blame_mask. */
@@ -4407,6 +4488,7 @@ static PyMethodDef methods[] = {
     {"apply_columns", svc_apply_columns, METH_VARARGS, "apply_many of open-ended segment columns in time order"},
     {"segment_ids", segment_ids, METH_VARARGS, "the component ids of a segments message, interned"},
     {"segment_ids_forget", segment_ids_forget, METH_NOARGS, "empty segment_ids' table of ids"},
+    {"plan_memo", plan_memo, METH_O, "a plan's blame memo (tests)"},
     {"float_kinds", float_kinds, METH_O, "(any NaN, any infinity) of a buffer of doubles"},
     {"float_min", float_min, METH_O, "the least of a buffer of doubles, None if empty"},
     {"recompute", svc_recompute, METH_VARARGS, "ServiceTracker._recompute"},

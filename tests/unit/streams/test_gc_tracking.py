@@ -112,7 +112,10 @@ def test_untrack_leaves_objects_the_collector_never_tracked() -> None:
 
 def _tags_held(engine: Engine) -> list[tuple[str, ...]]:
     tags = [t for svc in engine.services.values() for t in svc.timeline.tags if t]
-    tags += [t for model in engine.catalog.models.values() for t in model.blame_cache.values()]
+    for model in engine.catalog.models.values():
+        tags += model.blame_cache.values()  # the Python path's memo
+        if model.plan is not None:  # the C loops' (``_native.plan_memo``)
+            tags += native.native.plan_memo(model.plan).values()  # type: ignore[union-attr]
     return tags
 
 
@@ -148,6 +151,38 @@ def test_blame_tags_are_not_tracked(size: int) -> None:
         back = type(svc).from_record(*record.decode(raw, svc.name))
         assert back.timeline.tags == svc.timeline.tags
         assert not any(map(gc.is_tracked, back.timeline.tags))
+
+
+@pytest.mark.parametrize("bound", [4096, 40])
+def test_the_c_loops_blame_memo_holds_what_blame_mask_gives_and_stays_bounded(
+        bound: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The C loops keep the blame tag of each down set in the model's plan (up to the
+    memo's bound): every tag kept is the one ``blame_mask`` computes for its set, past
+    the table's growth and at its bound, and the engine's outages blame the same."""
+    from streams import catalog as catalog_mod
+
+    if native.native is None:
+        pytest.skip("no C extension")
+    monkeypatch.setattr(catalog_mod, "_BLAME_CACHE_MAX", bound)
+    rng = random.Random(7)
+    comps = [f"c{i}" for i in range(12)]
+    engine = Engine(parse_catalog({
+        "components": {c: {} for c in comps},
+        "services": {"s": {"kind": "external", "sla": {"target": 0.99, "period": "30d"},
+                           "requires": [{"all": comps}]}},
+    }, "memo"))
+    raws = [orjson.dumps({"component": rng.choice(comps),
+                          "state": rng.choice(("up", "down", "down")), "ts": NOW - 3600 + i})
+            for i in range(3000)]
+    for k in range(0, len(raws), 97):
+        engine.apply_raw_many(raws[k:k + 97], NOW)
+    model = engine.catalog.models["s"]
+    memo = native.native.plan_memo(model.plan)
+    if bound < 200:
+        assert len(memo) == bound  # full: later down sets are computed, not kept
+    else:
+        assert len(memo) > 200  # grown well past its first table of 64 slots
+    assert all(tag == model.blame_mask(d) for d, tag in memo.items())
 
 
 def test_segments_and_blame_tags_the_loops_make_are_not_tracked() -> None:
