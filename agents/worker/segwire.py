@@ -264,8 +264,8 @@ def _times(raw: bytes, o: int, n: int) -> tuple[array[float], array[float] | Non
     starts = array("d")
     starts.frombytes(memoryview(raw)[o:o + 8 * n])
     end_bytes = raw[o + 8 * n:o + 16 * n]
-    # One comparison of the bytes (``count`` searched for each of the n ends in turn,
-    # ~100 instructions an end).
+    # All open-ended (every end +inf) when the bytes are n copies of +inf: one
+    # comparison, where a search per end cost ~100 instructions each.
     ends: array[float] | None = None
     if end_bytes != _INF_BYTES * n:
         ends = array("d")
