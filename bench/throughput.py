@@ -688,8 +688,9 @@ def stop_profile(spy: subprocess.Popen[bytes]) -> None:
         spy.wait()
 
 
-#: What a sweep round measures, in this order (rotated by one each round, so no kind
-#: always runs first): "raw" (``raw_getmany`` in the bench process), "pipeline" (this
+#: What a sweep round measures, in this order (rotated by one each round and each
+#: point, so no kind always runs first or right after another: with one round, each
+#: runs first at a third of the points): "raw" (``raw_getmany`` in the bench process), "pipeline" (this
 #: tree's worker), with ``--inproc`` "raw-ws" (``raw_getmany`` with the worker's fetch
 #: settings), "in-raw", "in-thread", "fetch" (bench/inworker.py modes raw, rawthread,
 #: fetch) and with ``--ab TREE`` "base" (TREE's worker).
@@ -793,7 +794,8 @@ def sweep(opts: argparse.Namespace) -> int:
             rates: dict[str, list[float]] = {k: [] for k in kinds}
             rss = 0.0
             for k in range(max(1, opts.rounds)):
-                order = kinds[k % len(kinds):] + kinds[:k % len(kinds)]
+                shift = (k + i) % len(kinds)
+                order = kinds[shift:] + kinds[:shift]
                 loads = []
                 for kind in order:
                     name = f"sweep-{i}-{k}-{kind}"
