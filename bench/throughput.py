@@ -690,10 +690,10 @@ def stop_profile(spy: subprocess.Popen[bytes]) -> None:
 
 #: What a sweep round measures, in this order (rotated by one each round and each
 #: point, so no kind always runs first or right after another: with one round, each
-#: runs first at a third of the points): "raw" (``raw_getmany`` in the bench process), "pipeline" (this
-#: tree's worker), with ``--inproc`` "raw-ws" (``raw_getmany`` with the worker's fetch
-#: settings), "in-raw", "in-thread", "fetch" (bench/inworker.py modes raw, rawthread,
-#: fetch) and with ``--ab TREE`` "base" (TREE's worker).
+#: runs first at a third of the points): "raw" (``raw_getmany`` in the bench process),
+#: "pipeline" (this tree's worker), with ``--inproc`` "raw-ws" (``raw_getmany`` with the
+#: worker's fetch settings), "in-raw", "in-thread", "fetch" (bench/inworker.py modes
+#: raw, rawthread, fetch) and with ``--ab TREE`` "base" (TREE's worker).
 INPROC_KINDS = ("raw-ws", "in-raw", "in-thread", "fetch")
 
 

@@ -184,7 +184,8 @@ def split(values: Sequence[bytes], now: float,
     """Consecutive records of one input partition grouped by the partition of their
     component, decoded once: per partition, the positions of its records in ``values``
     (ascending) and what ``decode`` returns for the values at those positions (to hand
-    to ``classify``). A record that is not a valid event has no component: it goes to
+    to ``classify``). ``partitions_of(comps)`` gives the partition of each component of
+    a list, in order. A record that is not a valid event has no component: it goes to
     partition ``invalid``.
 
     Read where it is, an input partition that is not co-partitioned with the tables
