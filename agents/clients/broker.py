@@ -102,6 +102,11 @@ class EmbeddedBroker:
     ``with EmbeddedBroker() as broker: ... broker.bootstrap`` — the broker answers Kafka
     metadata requests by the time ``start()`` returns, and is gone (process reaped, port
     free) when ``stop()`` returns.
+
+    Without ``log_path`` tansu logs to a temporary file, which ``stop()`` removes unless
+    something went wrong: a start that failed (its error names the file) or a broker
+    that exited on its own. Every test and benchmark starts brokers; the files of clean
+    runs piled up in the temporary directory.
     """
 
     def __init__(
@@ -122,6 +127,8 @@ class EmbeddedBroker:
         self.cluster_id = cluster_id
         self._log_path: Path | None = Path(log_path) if log_path is not None else None
         self._log_file: IO[bytes] | None = None
+        self._own_log = False  # the log is our temporary file
+        self._keep_log = False  # ... and is kept: it explains a failure
         self._proc: subprocess.Popen[bytes] | None = None
 
     # -- addresses -----------------------------------------------------------------
@@ -173,8 +180,10 @@ class EmbeddedBroker:
                 return self
             except _BrokerExited as exc:
                 last = exc
+                self._keep_log = True
                 self.stop()
             except BaseException:
+                self._keep_log = True
                 self.stop()
                 raise
         assert last is not None
@@ -185,6 +194,7 @@ class EmbeddedBroker:
             fd, name = tempfile.mkstemp(prefix="slawatch-tansu-", suffix=".log")
             os.close(fd)
             self._log_path = Path(name)
+            self._own_log = True
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = open(self._log_path, "ab")  # noqa: SIM115 - closed in stop()
         listener = f"tcp://{self.host}:{self.port}"
@@ -317,6 +327,10 @@ class EmbeddedBroker:
         """
         proc, self._proc = self._proc, None
         if proc is not None:
+            if proc.poll() is not None and self._own_log and not self._keep_log:
+                self._keep_log = True
+                log.warning("tansu pid %s exited by itself (code %s); its log is kept: %s",
+                            proc.pid, proc.returncode, self._log_path)
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     proc.send_signal(signal.SIGINT)
@@ -333,6 +347,10 @@ class EmbeddedBroker:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
+        if self._own_log and not self._keep_log and self._log_path is not None:
+            with contextlib.suppress(OSError):
+                self._log_path.unlink()
+            self._log_path, self._own_log = None, False  # a new one if started again
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()
@@ -360,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _interrupt)
     with EmbeddedBroker(port) as broker:
-        print(f"broker {broker.url} (pid {broker.pid}, log {broker.log_path}); Ctrl-C stops it", flush=True)
+        print(f"broker {broker.url} (pid {broker.pid}, log {broker.log_path}, removed when it "
+              "stops cleanly); Ctrl-C stops it", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             while True:
                 time.sleep(3600)

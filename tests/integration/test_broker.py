@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
+import signal
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -53,13 +56,53 @@ def test_start_produce_consume_stop() -> None:
             consumer.close()
         assert (got.key, got.value) == (b"dns-1", b'{"component":"dns-1"}')
         log_path = broker.log_path
-        assert log_path is not None
+        assert log_path is not None and log_path.exists()
 
     assert not broker.running()
     assert not _pid_alive(pid)
     assert port_is_free(broker.port)
-    assert log_path.exists() and "tansu" in log_path.read_text()
+    assert not log_path.exists()  # the temporary log of a clean run is removed
     broker.stop()  # a second stop is harmless
+
+
+def test_a_temporary_log_is_removed_after_a_clean_run_and_kept_after_a_crash() -> None:
+    broker = EmbeddedBroker()
+    logs = []
+    for _ in range(2):  # started again: a new log, removed as well
+        with broker:
+            assert broker.log_path is not None and broker.log_path.exists()
+            logs.append(broker.log_path)
+        assert not logs[-1].exists() and broker.log_path is None
+    assert logs[0] != logs[1]
+
+    with EmbeddedBroker() as crashed:
+        log_path = crashed.log_path
+        assert log_path is not None and crashed.pid is not None
+        os.kill(crashed.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while crashed.running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not crashed.running()
+    try:
+        assert log_path.exists()  # what it wrote before it died is what explains it
+    finally:
+        log_path.unlink(missing_ok=True)
+
+
+def test_a_failed_start_keeps_the_log_it_names(tmp_path: Path) -> None:
+    fake = tmp_path / "tansu"
+    fake.write_text("#!/bin/sh\necho 'tansu: cannot bind, giving up'\nexit 3\n")
+    fake.chmod(0o755)
+    with pytest.raises(BrokerError, match="exited with code 3") as err:
+        EmbeddedBroker(binary=str(fake), startup_timeout=5).start()
+    named = re.search(r"log (\S+):", str(err.value))
+    assert named is not None
+    kept = Path(named.group(1))
+    try:
+        assert "cannot bind, giving up" in kept.read_text()
+        assert "cannot bind, giving up" in str(err.value)
+    finally:
+        kept.unlink(missing_ok=True)
 
 
 def test_given_port_and_log_path(tmp_path: os.PathLike[str]) -> None:
