@@ -243,7 +243,8 @@ def run_shape(shape: dict[str, Any], index: int, args: argparse.Namespace) -> di
             prof.enable()
         every = args.checkpoint_every
         for k, batch in enumerate(batches, 1):
-            run.fetch(batch, now)
+            with gcpolicy.paused:  # as the worker handles a fetch (agents/worker/batching.py)
+                run.fetch(batch, now)
             if every and (k % every == 0 or k == len(batches)):
                 checkpoint(run)
         if prof is not None:

@@ -32,6 +32,22 @@ from streams.service import ServiceTracker
 from streams.unmapped import SpaceSaving, UnmappedTracker
 
 T = TypeVar("T")
+
+
+def _entry(raw: bytes, obj: T) -> tuple[bytes, T]:
+    """A cache entry ``(stored bytes, object)``, off the cyclic collector's lists.
+
+    A tuple holding a tracker stays on them (the tracker is a GC type), and a
+    checkpoint makes one per changed key: at 20,000 components the young collections
+    after each fetch walked tens of thousands of them, then a middle-aged collection
+    again (0.13-0.29 s of a 2.2 s storm's CPU). No cycle can pass through an entry: the
+    objects of a table never refer to the table or its cache.
+    """
+    entry = (raw, obj)
+    fast = native.native
+    if fast is not None:
+        fast.untrack(entry)
+    return entry
 _Tr = TypeVar("_Tr", ComponentTracker, ServiceTracker)
 
 #: Components table key of a partition's counters. '#' cannot occur in a component id
@@ -291,7 +307,7 @@ class TrackerTable(Generic[T]):
             obj = patchlog.assemble(key, raw, self.table.data, self._unpack)
         else:
             obj = self._decode(self._join(key, raw) if raw.startswith(CHUNKED) else raw)
-        self._cache[key] = (raw, obj)
+        self._cache[key] = _entry(raw, obj)
         return obj
 
     def get_many(self, keys: Iterable[str]) -> dict[str, T]:
@@ -410,7 +426,7 @@ class TrackerTable(Generic[T]):
         hit = self._cache.get(key)
         # The bytes an object came from (or was last written as) stay with it: the
         # next write of a head and patches counts from them (see ``flush``).
-        self._cache[key] = (hit[0] if hit is not None and hit[1] is obj else b"", obj)
+        self._cache[key] = _entry(hit[0] if hit is not None and hit[1] is obj else b"", obj)
         self._dirty[key] = partition
 
     def touch(self, key: str, partition: int) -> None:
@@ -508,7 +524,7 @@ class TrackerTable(Generic[T]):
                     whole = small(obj, limit)
                     if whole is not None and len(whole) <= chunk:
                         put(key, whole)
-                        cache[key] = (whole, obj)
+                        cache[key] = _entry(whole, obj)
                         out.append((key, whole))
                         continue
             old = self._chunks.pop(key, None)
@@ -559,7 +575,7 @@ class TrackerTable(Generic[T]):
                         del store[k]
                 else:
                     store[k] = v
-            cache[key] = (stored, obj)
+            cache[key] = _entry(stored, obj)
             out += writes
         return out
 
