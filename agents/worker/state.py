@@ -32,23 +32,24 @@ from streams.service import ServiceTracker
 from streams.unmapped import SpaceSaving, UnmappedTracker
 
 T = TypeVar("T")
+_Tr = TypeVar("_Tr", ComponentTracker, ServiceTracker)
 
 
 def _entry(raw: bytes, obj: T) -> tuple[bytes, T]:
     """A cache entry ``(stored bytes, object)``, off the cyclic collector's lists.
 
-    A tuple holding a tracker stays on them (the tracker is a GC type), and a
-    checkpoint makes one per changed key: at 20,000 components the young collections
-    after each fetch walked tens of thousands of them, then a middle-aged collection
-    again (0.13-0.29 s of a 2.2 s storm's CPU). No cycle can pass through an entry: the
-    objects of a table never refer to the table or its cache.
+    CPython keeps a tuple that holds a tracker on them (a tracker is a GC type), and a
+    checkpoint makes one per changed key: at 20,000 components the young collection
+    after each fetch walked tens of thousands of them, then a middle-aged one again.
+    No cycle can pass through an entry: a table's objects never refer to the table or
+    its cache.
     """
     entry = (raw, obj)
     fast = native.native
     if fast is not None:
         fast.untrack(entry)
     return entry
-_Tr = TypeVar("_Tr", ComponentTracker, ServiceTracker)
+
 
 #: Components table key of a partition's counters. '#' cannot occur in a component id
 #: (CONTRACT §1), so these keys never collide with a tracker.
