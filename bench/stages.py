@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 import orjson  # noqa: E402
 
+from agents.cli.worker import MODELS_AHEAD_MAX  # noqa: E402
 from agents.process import gcpolicy, mallocpolicy  # noqa: E402
 from agents.worker import alignment, segwire  # noqa: E402
 from agents.worker.partitioning import Partitioner  # noqa: E402
@@ -228,9 +229,12 @@ def run_shape(shape: dict[str, Any], index: int, args: argparse.Namespace) -> di
     results = []
     fault_counts: list[int] = []
     for r in range(max(1, args.repeat)):
-        # A fresh catalog each run: its models are built at first touch, as in a worker.
+        # A fresh catalog each run, its models built before the run as a worker builds
+        # them at start (up to MODELS_AHEAD_MAX services; past that at first touch).
         cat = parse_catalog(orjson.loads(make_shape_catalog(
             shape["components"], shape["size"], shape["fanout"])), "bench") if r else catalog
+        if len(cat.services) <= MODELS_AHEAD_MAX:
+            cat.build_models()
         run = Run(cat, shape["partitions"])
         now = time.time()
         gc.collect()

@@ -1794,39 +1794,90 @@ static int scan_plain(const char *p, Py_ssize_t size, Plain *out) {
     return p == end && (seen & 7) == 7;
 }
 
-/* The interned component ids of plain messages by their bytes: a direct-mapped table
- * (a slot holds the last id whose bytes hashed to it). Why: making the str of an id,
- * hashing it and finding it in the interned table took ~500 instructions an event;
- * an id seen before is found here by a hash of its bytes and one memcmp, and is
- * already hashed for the valid-id check. Only ids found valid are kept (they were
- * interned anyway), at most COMP_SLOTS of them. */
-#define COMP_SLOTS (1 << 15)
-#define COMP_MAX_LEN 64
-static struct { uint64_t hash; PyObject *str; } comp_slots[COMP_SLOTS];
+/* The component ids met so far, as interned strings, keyed by their UTF-8 bytes: one
+ * table for the input decoder (columns_raw) and the segments decoder (segment_ids), which
+ * meet the same ids. Why: making the str of an id, hashing it and interning it took ~500
+ * instructions and a miss in the interned dict an event; here an id seen before costs a
+ * hash of its bytes and one probe. Open addressing, grown to twice its ids; IDS_MAX ids
+ * at most (past that it starts again empty), so made-up ids cannot grow it. ``ok`` is
+ * set once the input decoder found the id in its set of well-formed ids: a segments
+ * message is not checked so, and must not make an id well formed. */
+typedef struct { const char *p; uint64_t h; PyObject *s; uint32_t len; uint32_t ok; } IdSeen;
 
-static inline uint64_t bytes_hash(const char *p, Py_ssize_t n) {
-    uint64_t h = 1469598103934665603ull;  /* FNV-1a */
-    for (Py_ssize_t i = 0; i < n; i++) h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
+#define IDS_MAX (1 << 17)
+#define ID_LEN_MAX 4096  /* longer ids are decoded every time, not kept */
+static IdSeen *ids_tab = NULL;     /* holds a reference to each s; p is s's UTF-8 */
+static Py_ssize_t ids_cap = 0, ids_used = 0;
+
+static inline uint64_t id_hash(const char *p, Py_ssize_t n) {
+    uint64_t h = 1469598103934665603ULL;  /* FNV-1a */
+    for (Py_ssize_t i = 0; i < n; i++) h = (h ^ (unsigned char)p[i]) * 1099511628211ULL;
+    h ^= h >> 33;  /* mixed: FNV leaves the last bytes in few bits, and ids differ there */
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
     return h;
 }
 
-/* A new reference to the cached str of the ASCII bytes p[0:n], or NULL (no error). */
-static inline PyObject *comp_cached(const char *p, Py_ssize_t n) {
-    if (n > COMP_MAX_LEN) return NULL;
-    uint64_t h = bytes_hash(p, n);
-    PyObject *s = comp_slots[h & (COMP_SLOTS - 1)].str;
-    if (s == NULL || comp_slots[h & (COMP_SLOTS - 1)].hash != h || PyUnicode_GET_LENGTH(s) != n
-        || memcmp(PyUnicode_1BYTE_DATA(s), p, (size_t)n) != 0)
-        return NULL;
-    return Py_NewRef(s);
+/* The entry of the id whose bytes are p[0:n] (hash h), or NULL. */
+static inline IdSeen *id_find(const char *p, Py_ssize_t n, uint64_t h) {
+    if (ids_tab == NULL) return NULL;
+    size_t k = (size_t)h & (size_t)(ids_cap - 1);
+    while (ids_tab[k].s != NULL) {
+        if (ids_tab[k].h == h && ids_tab[k].len == (uint32_t)n && memcmp(ids_tab[k].p, p, (size_t)n) == 0)
+            return &ids_tab[k];
+        k = (k + 1) & (size_t)(ids_cap - 1);
+    }
+    return NULL;
 }
 
-static inline void comp_remember(const char *p, Py_ssize_t n, PyObject *s) {
-    if (n > COMP_MAX_LEN || !PyUnicode_IS_COMPACT_ASCII(s)) return;
-    uint64_t h = bytes_hash(p, n);
-    Py_ssize_t k = (Py_ssize_t)(h & (COMP_SLOTS - 1));
-    comp_slots[k].hash = h;
-    Py_XSETREF(comp_slots[k].str, Py_NewRef(s));
+static void ids_clear(void) {
+    for (Py_ssize_t j = 0; j < ids_cap; j++) Py_XDECREF(ids_tab[j].s);
+    PyMem_Free(ids_tab);
+    ids_tab = NULL;
+    ids_cap = ids_used = 0;
+}
+
+/* Room for one more id: 0, or -1 with an exception. */
+static int ids_room(void) {
+    if (ids_tab != NULL && 2 * (ids_used + 1) <= ids_cap) return 0;
+    if (ids_used >= IDS_MAX) ids_clear();  /* bounded: made-up ids cannot grow it */
+    Py_ssize_t cap = ids_cap ? ids_cap * 2 : 1024;
+    IdSeen *grown = PyMem_Calloc((size_t)cap, sizeof(IdSeen));
+    if (grown == NULL) { PyErr_NoMemory(); return -1; }
+    for (Py_ssize_t j = 0; j < ids_cap; j++) {
+        if (ids_tab[j].s == NULL) continue;
+        size_t m = (size_t)ids_tab[j].h & (size_t)(cap - 1);
+        while (grown[m].s != NULL) m = (m + 1) & (size_t)(cap - 1);
+        grown[m] = ids_tab[j];
+    }
+    PyMem_Free(ids_tab);
+    ids_tab = grown;
+    ids_cap = cap;
+    return 0;
+}
+
+/* Keeps the interned str s (hash h of its UTF-8, not yet in the table): its entry, or
+ * NULL (an exception set, or an id too long to keep: then no exception). The pointer
+ * is good until the next id is kept. */
+static IdSeen *id_keep(PyObject *s, uint64_t h) {
+    Py_ssize_t ulen;
+    const char *u = PyUnicode_AsUTF8AndSize(s, &ulen);  /* kept in s while it lives */
+    if (u == NULL) return NULL;
+    if (ulen > ID_LEN_MAX) return NULL;
+    if (ids_room() < 0) return NULL;
+    size_t k = (size_t)h & (size_t)(ids_cap - 1);
+    while (ids_tab[k].s != NULL) k = (k + 1) & (size_t)(ids_cap - 1);
+    ids_tab[k].p = u; ids_tab[k].len = (uint32_t)ulen; ids_tab[k].h = h; ids_tab[k].ok = 0;
+    ids_tab[k].s = Py_NewRef(s);
+    ids_used++;
+    return &ids_tab[k];
+}
+
+/* ids_forget() -> None: empty the table of ids (tests: the decoders give the same
+ * strings from an empty table). */
+static PyObject *ids_forget(PyObject *self, PyObject *noargs) {
+    ids_clear();
+    Py_RETURN_NONE;
 }
 
 /* columns_raw(raws, valid_ids, state_of, now, max_future, loads) -> columns or None:
@@ -1855,18 +1906,23 @@ static PyObject *columns_raw(PyObject *self, PyObject *args) {
         Plain pl = {NULL, 0, 0, 0.0};
         PyObject *comp, *st, *ts;
         if (PyBytes_CheckExact(raw) && scan_plain(PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), &pl)) {
-            comp = comp_cached(pl.comp, pl.comp_len);
-            if (comp == NULL) {
-                comp = PyUnicode_FromStringAndSize(pl.comp, pl.comp_len);
+            uint64_t h = id_hash(pl.comp, pl.comp_len);
+            IdSeen *seen = id_find(pl.comp, pl.comp_len, h);
+            if (seen != NULL && seen->ok) {
+                /* found well formed before: a property of its bytes, which the set of
+                 * well-formed ids only caches (it never forgets one in a worker) */
+                comp = Py_NewRef(seen->s);
+            } else {
+                comp = seen != NULL ? Py_NewRef(seen->s) : PyUnicode_FromStringAndSize(pl.comp, pl.comp_len);
                 if (comp == NULL) goto fail;
                 int has = PySet_Contains(valid, comp);
                 if (has <= 0) { Py_DECREF(comp); if (has < 0) goto fail; goto plain_not; }
-                PyUnicode_InternInPlace(&comp);
-                comp_remember(pl.comp, pl.comp_len, comp);
-            } else {
-                /* still valid (a catalog change may have removed it) */
-                int has = PySet_Contains(valid, comp);
-                if (has <= 0) { Py_DECREF(comp); if (has < 0) goto fail; goto plain_not; }
+                if (seen == NULL) {
+                    PyUnicode_InternInPlace(&comp);
+                    seen = id_keep(comp, h);
+                    if (seen == NULL && PyErr_Occurred()) { Py_DECREF(comp); goto fail; }
+                }
+                if (seen != NULL) seen->ok = 1;
             }
             st = names[pl.state];
             Py_INCREF(st);
@@ -1946,6 +2002,8 @@ static PyObject *is_in_time_order(PyObject *self, PyObject *arg) {
  * newlines, in UTF-8; ``n`` the segments; ``sizes`` per service the bytes of its ids and
  * one newline each (uint32, host order), so a message too large is cut without reading
  * the ids again. */
+#define ENC_AHEAD 16
+
 static PyObject *encode_segments(PyObject *self, PyObject *items) {
     if (!PyList_CheckExact(items)) {
         PyErr_SetString(PyExc_TypeError, "items must be a list");
@@ -1973,10 +2031,20 @@ static PyObject *encode_segments(PyObject *self, PyObject *items) {
     PyObject *sizes = PyBytes_FromStringAndSize(NULL, 4 * k);
     size_t cap = (size_t)n * 12 + 64, used = 0;
     char *buf = PyMem_Malloc(cap);
-    if (body == NULL || sizes == NULL || buf == NULL) {
-        Py_XDECREF(body); Py_XDECREF(sizes); PyMem_Free(buf);
+    /* Every segment in order, to load ahead (below). */
+    PyObject **flat = PyMem_Malloc(sizeof(PyObject *) * (size_t)(n ? n : 1));
+    if (body == NULL || sizes == NULL || buf == NULL || flat == NULL) {
+        Py_XDECREF(body); Py_XDECREF(sizes); PyMem_Free(buf); PyMem_Free(flat);
         if (!PyErr_Occurred()) PyErr_NoMemory();
         return NULL;
+    }
+    Py_ssize_t filled = 0;  /* == n, unless a list grew (it cannot: no Python code ran) */
+    for (Py_ssize_t i = 0; i < k; i++) {
+        PyObject *segs = PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 1);
+        Py_ssize_t m = PyList_GET_SIZE(segs);
+        if (filled + m > n) break;
+        memcpy(flat + filled, ((PyListObject *)segs)->ob_item, sizeof(PyObject *) * (size_t)m);
+        filled += m;
     }
     char *b = PyBytes_AS_STRING(body);
     char *sz = PyBytes_AS_STRING(sizes);
@@ -1997,6 +2065,21 @@ static PyObject *encode_segments(PyObject *self, PyObject *items) {
         size_t from = used;
         Py_ssize_t q0 = q;
         for (Py_ssize_t j = 0; j < m; j++, q++) {
+            /* A fetch's segments are far larger than the caches and are read here in
+             * another order than they were made (by service): each tuple, its id and
+             * its start were a miss. Loaded ahead: the tuple ENC_AHEAD segments on,
+             * and what the tuple half as far on points to (its header was loaded
+             * then). A load ahead never faults, and the tuple's type is checked
+             * before its items are read. */
+            if (q + ENC_AHEAD < filled) __builtin_prefetch(flat[q + ENC_AHEAD]);
+            if (q + ENC_AHEAD / 2 < filled) {
+                PyObject *t = flat[q + ENC_AHEAD / 2];
+                if (PyTuple_CheckExact(t) && PyTuple_GET_SIZE(t) == 4) {
+                    __builtin_prefetch(PyTuple_GET_ITEM(t, 0));
+                    __builtin_prefetch((char *)PyTuple_GET_ITEM(t, 0) + 64);
+                    __builtin_prefetch(PyTuple_GET_ITEM(t, 1));
+                }
+            }
             PyObject *seg = PyList_GET_ITEM(segs, j);
             if (!PyTuple_Check(seg) || PyTuple_GET_SIZE(seg) != 4
                     || !PyUnicode_Check(PyTuple_GET_ITEM(seg, 0))) {
@@ -2039,62 +2122,24 @@ static PyObject *encode_segments(PyObject *self, PyObject *items) {
     }
     ids = PyBytes_FromStringAndSize(buf, (Py_ssize_t)used);
     PyMem_Free(buf);
+    PyMem_Free(flat);
     if (ids == NULL) { Py_DECREF(body); Py_DECREF(sizes); return NULL; }
     return Py_BuildValue("(nNNN)", n, body, ids, sizes);
 fail:
     Py_DECREF(body);
     Py_DECREF(sizes);
     PyMem_Free(buf);
+    PyMem_Free(flat);
     return NULL;
 }
 
 /* segment_ids(buffer, n) -> list: the ``n`` component ids of a segments message (UTF-8,
  * joined by newlines) as interned strings. A string made, hashed and interned per segment
- * cost more than applying it, so each id's string is kept in a table that lives across
- * messages (IDS_MAX ids at most: past that it starts again empty), keyed by its bytes:
- * an id seen before costs a hash of its bytes and one probe. At 20,000 components most
+ * cost more than applying it, so each id's string is kept in the table of ids above,
+ * which lives across messages. At 20,000 components most
  * ids of a message are new to it, and decoding and interning each once per message was
  * 6% of both stages. ValueError unless there are exactly ``n`` ids, none empty, all
  * UTF-8. */
-typedef struct { const char *p; Py_ssize_t len; uint64_t h; PyObject *s; } IdSeen;
-
-#define IDS_MAX (1 << 17)
-static IdSeen *ids_tab = NULL;     /* holds a reference to each s; p is s's UTF-8 */
-static Py_ssize_t ids_cap = 0, ids_used = 0;
-
-static void ids_clear(void) {
-    for (Py_ssize_t j = 0; j < ids_cap; j++) Py_XDECREF(ids_tab[j].s);
-    PyMem_Free(ids_tab);
-    ids_tab = NULL;
-    ids_cap = ids_used = 0;
-}
-
-/* Room for one more id: 0, or -1 with an exception. */
-static int ids_room(void) {
-    if (ids_tab != NULL && 2 * (ids_used + 1) <= ids_cap) return 0;
-    if (ids_used >= IDS_MAX) ids_clear();  /* bounded: made-up ids cannot grow it */
-    Py_ssize_t cap = ids_cap ? ids_cap * 2 : 1024;
-    IdSeen *grown = PyMem_Calloc((size_t)cap, sizeof(IdSeen));
-    if (grown == NULL) { PyErr_NoMemory(); return -1; }
-    for (Py_ssize_t j = 0; j < ids_cap; j++) {
-        if (ids_tab[j].s == NULL) continue;
-        size_t m = (size_t)ids_tab[j].h & (size_t)(cap - 1);
-        while (grown[m].s != NULL) m = (m + 1) & (size_t)(cap - 1);
-        grown[m] = ids_tab[j];
-    }
-    PyMem_Free(ids_tab);
-    ids_tab = grown;
-    ids_cap = cap;
-    return 0;
-}
-
-/* segment_ids_forget() -> None: empty the table (tests: a table cleared between two
- * messages gives the same strings). */
-static PyObject *segment_ids_forget(PyObject *self, PyObject *noargs) {
-    ids_clear();
-    Py_RETURN_NONE;
-}
-
 static PyObject *segment_ids(PyObject *self, PyObject *args) {
     Py_buffer v;
     Py_ssize_t n;
@@ -2120,36 +2165,16 @@ static PyObject *segment_ids(PyObject *self, PyObject *args) {
                                                   : "an empty component id");
             goto fail;
         }
-        uint64_t h = 1469598103934665603ULL;  /* FNV-1a */
-        for (Py_ssize_t i = 0; i < len; i++) h = (h ^ (unsigned char)p[i]) * 1099511628211ULL;
-        h ^= h >> 33;  /* mixed: FNV leaves the last bytes in few bits, and ids differ there */
-        h *= 0xff51afd7ed558ccdULL;
-        h ^= h >> 33;
-        PyObject *s = NULL;
-        if (ids_tab != NULL) {
-            size_t k = (size_t)h & (size_t)(ids_cap - 1);
-            while (ids_tab[k].s != NULL) {
-                if (ids_tab[k].h == h && ids_tab[k].len == len && memcmp(ids_tab[k].p, p, (size_t)len) == 0) {
-                    s = ids_tab[k].s;
-                    break;
-                }
-                k = (k + 1) & (size_t)(ids_cap - 1);
-            }
-        }
-        if (s != NULL) {
-            Py_INCREF(s);
+        uint64_t h = id_hash(p, len);
+        IdSeen *seen = id_find(p, len, h);
+        PyObject *s;
+        if (seen != NULL) {
+            s = Py_NewRef(seen->s);
         } else {
             s = PyUnicode_DecodeUTF8(p, len, NULL);
             if (s == NULL) goto fail;
             PyUnicode_InternInPlace(&s);
-            Py_ssize_t ulen;
-            const char *u = PyUnicode_AsUTF8AndSize(s, &ulen);  /* kept in s while it lives */
-            if (u == NULL || ids_room() < 0) { Py_DECREF(s); goto fail; }
-            size_t k = (size_t)h & (size_t)(ids_cap - 1);
-            while (ids_tab[k].s != NULL) k = (k + 1) & (size_t)(ids_cap - 1);
-            Py_INCREF(s);
-            ids_tab[k].p = u; ids_tab[k].len = ulen; ids_tab[k].h = h; ids_tab[k].s = s;
-            ids_used++;
+            if (id_keep(s, h) == NULL && PyErr_Occurred()) { Py_DECREF(s); goto fail; }
         }
         PyList_SET_ITEM(out, count, s);
         count++;
@@ -4487,7 +4512,7 @@ static PyMethodDef methods[] = {
     {"time_ordered", time_ordered, METH_VARARGS, "open-ended segment columns as tuples sorted by start"},
     {"apply_columns", svc_apply_columns, METH_VARARGS, "apply_many of open-ended segment columns in time order"},
     {"segment_ids", segment_ids, METH_VARARGS, "the component ids of a segments message, interned"},
-    {"segment_ids_forget", segment_ids_forget, METH_NOARGS, "empty segment_ids' table of ids"},
+    {"ids_forget", ids_forget, METH_NOARGS, "empty the decoders' table of component ids"},
     {"plan_memo", plan_memo, METH_O, "a plan's blame memo (tests)"},
     {"float_kinds", float_kinds, METH_O, "(any NaN, any infinity) of a buffer of doubles"},
     {"float_min", float_min, METH_O, "the least of a buffer of doubles, None if empty"},

@@ -183,13 +183,16 @@ def test_a_ts_is_read_as_orjson_reads_it(text: str) -> None:
     assert got == want and math.copysign(1, got) == math.copysign(1, want), text
 
 
-def test_an_id_no_longer_valid_leaves_the_column_path() -> None:
-    """A component the column path saw before (the C decoder keeps its str) is checked
-    against the valid ids every time."""
+def test_an_id_the_decoder_met_is_decoded_as_parse_event_decodes_it() -> None:
+    """The C decoder keeps the strings of the well-formed ids it met (being well formed
+    is a property of an id's bytes): after the set of known ids forgot one, an event
+    naming it is still accepted, with the same values, as ``parse_event`` accepts it."""
     events._valid_ids.add("gone-1")
     raw = orjson.dumps({"component": "gone-1", "state": "up", "ts": NOW})
     for _ in range(2):
         cols = decode_columns([raw], NOW)
         assert cols is not None and cols[0] == ["gone-1"]
     events._valid_ids.discard("gone-1")
-    assert decode_columns([raw], NOW) is None
+    (comps, states, tss), _, rejects = decode([raw], NOW)
+    e = parse_event(raw, NOW)
+    assert (comps, states, tss, rejects) == ([e.component], [int(e.state)], [e.ts], [])

@@ -11,7 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agents.worker import segwire
-from streams import native
+from streams import events, native
+from streams.batch import decode
+from streams.events import InvalidEvent, parse_event
 
 #: Every test here runs with the C encoder (streams/_native.c) and with the Python one.
 pytestmark = pytest.mark.usefixtures("engine_path")
@@ -211,7 +213,7 @@ def test_ids_are_the_same_strings_across_messages_and_past_the_table_bound() -> 
     messages = [small, wide[:1000], small, wide, small, wide[-5:], wide[:3]]
     for k, ids in enumerate(messages):
         if fast is not None and k == 4:
-            fast.segment_ids_forget()
+            fast.ids_forget()
         segs = [(c, float(i), math.inf, i % 3) for i, c in enumerate(ids)]
         [raw] = segwire.encode_many([("s", segs)], max_bytes=1 << 30)  # one message
         [(_, cols)] = segwire.decode_many(raw)
@@ -243,3 +245,25 @@ def test_earliest_is_the_least_start_of_each_service(
         for _, cols in segwire.decode_many(raw):
             assert segwire.earliest(cols) == min(cols.starts)
     assert segwire.earliest(segwire.Columns([], [], None, b"")) is None
+
+
+@pytest.mark.parametrize("comp", ["bad id", "bad\u00e9id", "c" * 201])
+def test_an_id_only_a_segments_message_brought_is_checked_when_an_event_names_it(comp: str) -> None:
+    """The C decoders of segments and of events keep the ids they meet in one table; the
+    segments topic is not checked for well-formed ids, so an ill-formed id it brought
+    must not pass for one in an event: the event is rejected with ``parse_event``'s
+    reason, and the next event of a well-formed id is still accepted."""
+    now = 1_709_251_200.0
+    events._valid_ids.discard(comp)
+    [(_, cols)] = segwire.decode_many(_many(("s", [(comp, 1.0, math.inf, 2)])))
+    assert cols.comps == [comp]
+    raw = orjson.dumps({"component": comp, "state": "down", "ts": now})
+    with pytest.raises(InvalidEvent) as exc:
+        parse_event(raw, now)
+    for _ in range(2):
+        (comps, _, _), _, rejects = decode([raw], now)
+        assert comps == [] and rejects == [(0, exc.value.reason)]
+    events._valid_ids.add("c1")
+    good = orjson.dumps({"component": "c1", "state": "down", "ts": now})
+    (comps, _, _), _, rejects = decode([good, raw], now)
+    assert comps == ["c1"] and rejects == [(1, exc.value.reason)]
