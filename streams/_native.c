@@ -2087,6 +2087,9 @@ static PyObject *encode_segments(PyObject *self, PyObject *items) {
                 goto fail;
             }
             PyObject *o0 = PyTuple_GET_ITEM(seg, 1), *o1 = PyTuple_GET_ITEM(seg, 2);
+            if (!PyFloat_CheckExact(o0) || !PyFloat_CheckExact(o1)
+                    || !PyLong_CheckExact(PyTuple_GET_ITEM(seg, 3)))
+                filled = 0;  /* Python code may run below: read no segment ahead from now on */
             double t0 = PyFloat_CheckExact(o0) ? PyFloat_AS_DOUBLE(o0) : PyFloat_AsDouble(o0);
             double t1 = PyFloat_CheckExact(o1) ? PyFloat_AS_DOUBLE(o1) : PyFloat_AsDouble(o1);
             long st = PyLong_AsLong(PyTuple_GET_ITEM(seg, 3));
