@@ -55,6 +55,25 @@ class Segment(NamedTuple):
 _ACCEPTED_NO_CHANGE: tuple[Outcome, Segment | None] = ("accepted", None)
 
 
+def _compact_keep(times: array[float], states: array[int], start: int, cut: int
+                  ) -> tuple[list[float], list[int]] | None:
+    """The points of ``[start, cut)`` a compaction keeps, as (times, states); None when it
+    keeps them all (``_native.compact_keep``'s twin). A point is kept if it is the last
+    at its ts and changes the state from the previous kept one (UP before the first)."""
+    keep_t: list[float] = []
+    keep_s: list[int] = []
+    prev = states[start - 1] if start > 0 else int(UP)
+    n = len(times)
+    for i in range(start, cut):
+        if i + 1 < n and times[i + 1] == times[i]:
+            continue
+        if states[i] != prev:
+            keep_t.append(times[i])
+            keep_s.append(states[i])
+            prev = states[i]
+    return None if len(keep_t) == cut - start else (keep_t, keep_s)
+
+
 class ComponentTracker:
     __slots__ = ("_clean", "_since_compact", "component", "history", "newest")
 
@@ -147,20 +166,13 @@ class ComponentTracker:
         start = self._clean
         if cut <= start:
             return
-        keep_t: list[float] = []
-        keep_s: list[int] = []
-        prev = states[start - 1] if start > 0 else UP
-        for i in range(start, cut):
-            # A point is kept if it is the last at its ts and changes the state.
-            if i + 1 < len(times) and times[i + 1] == times[i]:
-                continue
-            if states[i] != prev:
-                keep_t.append(times[i])
-                keep_s.append(states[i])
-                prev = states[i]
-        self._clean = start + len(keep_t)
-        if len(keep_t) == cut - start:
+        fast = native.native
+        keep = (fast.compact_keep if fast is not None else _compact_keep)(times, states, start, cut)
+        if keep is None:  # every point kept (a storm: each one a change)
+            self._clean = cut
             return
+        keep_t, keep_s = keep
+        self._clean = start + len(keep_t)
         times[start:cut] = float_column(keep_t)
         states[start:cut] = state_column(keep_s)
         h.tag[start:cut] = array("I", bytes(4 * len(keep_t)))
