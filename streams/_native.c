@@ -620,6 +620,87 @@ static PyObject *apply_in_order(PyObject *self, PyObject *args) {
     return Py_BuildValue("(nn)", i, accepted);
 }
 
+/* ---- Timeline() without its __init__ ---------------------------------------------------
+ * new_timeline() -> Timeline: what ``Timeline()`` makes, made here. Why: a storm's first
+ * touch makes a timeline per component and per service copy (64,000 at 20,000
+ * components), and ``Timeline.__init__`` (a dozen slot stores and three empty columns
+ * in Python) took ~3,900 instructions each, ~9% of both stages there. One source of
+ * truth: the first call makes a ``Timeline()`` as a template and reads its slots; a new
+ * timeline shares every value of the template but its columns (the arrays), which are
+ * new empty copies, and is off the collector's lists with them, as __init__ leaves it.
+ * Anything unexpected in the template (a slot left unset, more slots than kept here, a
+ * __dict__) and every call is ``Timeline()`` itself. */
+#define TL_SLOTS_MAX 32
+static int tl_state = 0;  /* 0 not looked at, 1 ready, -1 call the class */
+static Py_ssize_t tl_off[TL_SLOTS_MAX];
+static PyObject *tl_val[TL_SLOTS_MAX];   /* shared value, or NULL: a column, copied */
+static PyObject *tl_copy[TL_SLOTS_MAX];  /* the template column's bound __copy__ */
+static int tl_n = 0;
+
+static int tl_prepare(void) {
+    tl_state = -1;
+    for (int i = 0; i < tl_n; i++) { Py_CLEAR(tl_val[i]); Py_CLEAR(tl_copy[i]); }
+    tl_n = 0;
+    PyTypeObject *type = (PyTypeObject *)Timeline_cls;
+    if (type == NULL || type->tp_members == NULL || type->tp_dictoffset != 0
+            || type->tp_base != &PyBaseObject_Type || Array_type == NULL)
+        return 0;
+    /* Two of them: a value both hold is shared by every timeline; one each holds its own,
+     * which must be an empty array (a column) to be made here. */
+    PyObject *one = PyObject_CallNoArgs(Timeline_cls);
+    PyObject *two = one ? PyObject_CallNoArgs(Timeline_cls) : NULL;
+    if (two == NULL) { Py_XDECREF(one); return -1; }
+    int n = 0, ok = Py_TYPE(one) == type && Py_TYPE(two) == type, rc = 0;
+    for (PyMemberDef *m = type->tp_members; ok && m->name != NULL; m++) {
+        if (m->type != T_OBJECT_EX || (m->flags & READONLY) || n == TL_SLOTS_MAX) { ok = 0; break; }
+        PyObject *v = *(PyObject **)((char *)one + m->offset);
+        PyObject *w = *(PyObject **)((char *)two + m->offset);
+        if (v == NULL || w == NULL) { ok = 0; break; }
+        tl_off[n] = m->offset;
+        tl_val[n] = tl_copy[n] = NULL;
+        if (v == w) {
+            tl_val[n] = Py_NewRef(v);
+        } else if (Py_TYPE(v) == Array_type && PyObject_Length(v) == 0) {
+            tl_copy[n] = PyObject_GetAttrString(v, "__copy__");
+            if (tl_copy[n] == NULL) { rc = -1; ok = 0; }
+        } else {
+            ok = 0;
+        }
+        n++;
+    }
+    Py_DECREF(one);
+    Py_DECREF(two);
+    tl_n = n;
+    if (ok) tl_state = 1;
+    return rc;
+}
+
+/* A new reference to a new empty Timeline, or NULL with an exception. */
+static PyObject *new_timeline_obj(void) {
+    if (tl_state == 0 && tl_prepare() < 0) return NULL;
+    if (tl_state != 1) return PyObject_CallNoArgs(Timeline_cls);
+    PyTypeObject *type = (PyTypeObject *)Timeline_cls;
+    PyObject *tl = type->tp_alloc(type, 0);
+    if (tl == NULL) return NULL;
+    for (int i = 0; i < tl_n; i++) {
+        PyObject *v;
+        if (tl_val[i] != NULL) {
+            v = Py_NewRef(tl_val[i]);
+        } else {
+            v = PyObject_CallNoArgs(tl_copy[i]);
+            if (v == NULL) { Py_DECREF(tl); return NULL; }
+            if (PyObject_GC_IsTracked(v)) PyObject_GC_UnTrack(v);
+        }
+        *(PyObject **)((char *)tl + tl_off[i]) = v;
+    }
+    if (PyObject_GC_IsTracked(tl)) PyObject_GC_UnTrack(tl);
+    return tl;
+}
+
+static PyObject *new_timeline(PyObject *self, PyObject *noargs) {
+    return new_timeline_obj();
+}
+
 /* ---- stage 2: ServiceTracker.apply_many ----------------------------------------------- */
 
 /* What apply_many needs of a ServiceModel, gathered once per model (model.plan): the
@@ -1051,7 +1132,7 @@ static CompSeen *ap_comp(Applier *a, PyObject *comp) {
     PyObject *tl = PyDict_GetItemWithError(a->comps, comp);  /* borrowed */
     if (tl == NULL) {
         if (PyErr_Occurred()) return NULL;
-        tl = PyObject_CallNoArgs(Timeline_cls);
+        tl = new_timeline_obj();
         if (tl == NULL) return NULL;
         int r = PyDict_SetItem(a->comps, comp, tl);
         Py_DECREF(tl);
@@ -4230,6 +4311,7 @@ static PyObject *setup(PyObject *self, PyObject *args) {
     }
     Py_INCREF(tl); Py_XSETREF(Timeline_cls, tl);
     Py_INCREF(nt); Py_XSETREF(NO_TAG, nt);
+    tl_state = 0;  /* the template is made again from this class at the next new_timeline */
     Py_RETURN_NONE;
 }
 
@@ -4567,6 +4649,7 @@ static PyObject *kafka_records(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"setup", setup, METH_VARARGS, "setup(Timeline, NO_TAG)"},
+    {"new_timeline", new_timeline, METH_NOARGS, "Timeline(), made from a template (see _native.c)"},
     {"array_fast", get_array_fast, METH_VARARGS, "whether columns are appended to in place"},
     {"register", register_class, METH_VARARGS, "register(kind, cls)"},
     {"untrack", (PyCFunction)(void (*)(void))untrack, METH_FASTCALL, "take objects off the cyclic collector's lists"},

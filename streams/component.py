@@ -23,7 +23,7 @@ from streams import native
 from streams.events import ComponentEvent
 from streams.record import Packer, join
 from streams.states import UP, State
-from streams.timeline import Timeline, float_column, state_column
+from streams.timeline import Timeline, float_column, new_timeline, state_column
 
 Outcome = Literal["accepted", "duplicate", "late", "unmapped", "invalid"]
 OUTCOMES: tuple[Outcome, ...] = ("accepted", "invalid", "duplicate", "late", "unmapped")
@@ -80,7 +80,7 @@ class ComponentTracker:
     def __init__(self, component: str) -> None:
         self.component = component
         # Points sorted by (ts, state); at equal ts the most severe comes last and wins.
-        self.history = Timeline()
+        self.history = new_timeline()
         self.newest = -math.inf
         self._since_compact = 0
         self._clean = 0  # points before this index are known to be compact

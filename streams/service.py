@@ -25,7 +25,7 @@ from streams.calendars import ServiceCalendar
 from streams.catalog import ServiceModel
 from streams.record import Packer
 from streams.states import DOWN, MAINTENANCE, UP, State
-from streams.timeline import NO_TAG, Timeline
+from streams.timeline import NO_TAG, Timeline, new_timeline
 
 _INF = math.inf
 _UP, _MAINT, _DOWN = int(UP), int(MAINTENANCE), int(DOWN)
@@ -52,7 +52,7 @@ class ServiceTracker:
         self._down = 0
         self._bad = 0
         self._model: ServiceModel | None = None  # the model the masks are laid out for
-        self.timeline = Timeline()  # service state, tag = blamed components when down
+        self.timeline = new_timeline()  # service state, tag = blamed components when down
         self.frontier = -math.inf  # latest point of any component timeline
         self.pruned_outages = 0
         self.pruned_downtime = 0.0
@@ -143,7 +143,7 @@ class ServiceTracker:
             state = _PLAIN[state]  # plain ints in the lists (a State is an IntEnum)
             tl = comps.get(comp)
             if tl is None:
-                tl = comps[comp] = Timeline()
+                tl = comps[comp] = new_timeline()
             times = tl.ts
             if end == _INF and (not times or start >= times[-1]):
                 # In order for the component: its value from `start` on (append_state
