@@ -1,0 +1,314 @@
+"""The worker's two stages on one sweep shape, in one process, without a broker.
+
+What a worker does per fetch of a backlog, minus the I/O: the input partitions' records
+cut by ``alignment.cuts`` (every partition present in every fetch: the worker's
+``Aligner`` also holds partitions against ones a fetch did not bring), ``stage1.classify``
+per partition in slices, the component trackers stored in ``TrackerTable``s (over
+in-memory stand-ins of Faust's tables), the fetch's segments as ``segwire.messages`` (one
+or a few messages per segments partition), then stage 2: each message decoded and
+``stage2.apply`` per service. No changelog writes, day rollups, commits or scrapes: this
+is the per-event CPU of our stages alone, far less noisy than ``throughput.py --sweep``
+on a shared machine, and it can be profiled with many samples.
+
+    .venv/bin/python bench/stages.py --sweep-only size=1 --sweep-only fanout=5
+    .venv/bin/python bench/stages.py --sweep-only components=20000 --repeat 3
+    .venv/bin/python bench/stages.py --sweep-only base --cprofile 30
+    valgrind --tool=callgrind --instr-atstart=no .venv/bin/python bench/stages.py \
+        --sweep-only size=1 --events 20000 --repeat 1 --callgrind
+
+Prints, per shape, events/s of both stages (best of ``--repeat`` fresh runs) and the
+share of each stage. Times are this thread's CPU time, not wall time: on a shared
+machine, time spent waiting for a core is not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import gc
+import os
+import pstats
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import orjson  # noqa: E402
+
+from agents.cli.worker import MODELS_AHEAD_MAX  # noqa: E402
+from agents.process import gcpolicy, mallocpolicy  # noqa: E402
+from agents.worker import alignment, segwire  # noqa: E402
+from agents.worker.partitioning import Partitioner  # noqa: E402
+from agents.worker.state import (  # noqa: E402
+    TrackerTable,
+    decode_component,
+    decode_service,
+    encode_component,
+    encode_service,
+)
+from bench.throughput import (  # noqa: E402
+    _shape_label,
+    make_events,
+    make_shape_catalog,
+    sweep_shapes,
+)
+from streams import native, stage1, stage2  # noqa: E402
+from streams.catalog import parse_catalog  # noqa: E402
+from streams.component import ComponentTracker  # noqa: E402
+from streams.service import ServiceTracker  # noqa: E402
+from streams.unmapped import UnmappedTracker  # noqa: E402
+from tests.fake_tables import Table  # noqa: E402
+
+MANY = hasattr(segwire, "messages")
+#: ``classify``'s lookup of a slice's trackers at once, in trees that have it.
+MANY_LOOKUP: dict[str, Any] = {}
+#: The worker's slice of a partition's records (agents/worker/pipeline.py SLICE).
+SLICE = 2048
+LATENESS = 600.0
+
+
+class Run:
+    """One fresh worker state: tables, catalog, counters."""
+
+    def __init__(self, catalog: Any, partitions: int) -> None:
+        self.catalog = catalog
+        self.partitions = partitions
+        self.part = Partitioner(partitions)
+        # The worker's tables store records as a head and patches (runtime.bind_tables).
+        self.components: TrackerTable[ComponentTracker] = TrackerTable(
+            Table(), decode_component, encode_component,
+            ComponentTracker.to_record, ComponentTracker.from_record)
+        self.services: TrackerTable[ServiceTracker] = TrackerTable(
+            Table(), decode_service, encode_service,
+            ServiceTracker.to_record, ServiceTracker.from_record)
+        self.t3 = 0.0
+        self.checkpoints = 0
+        self.unmapped = UnmappedTracker()
+        if hasattr(self.components, "get_many"):
+            MANY_LOOKUP["lookup_many"] = self.components.get_many
+        self.t1 = 0.0
+        self.t2 = 0.0
+        self.segments = 0
+        self.messages = 0
+
+    def fetch(self, batch: dict[int, list[bytes]], now: float) -> None:
+        """Stage 1 on one fetch (all partitions), then stage 2 on its segments."""
+        t0 = time.thread_time()
+        fanout: dict[str, list[segwire.Segment]] = {}
+        table = self.components
+        for p, values in batch.items():
+            for lo in range(0, len(values), SLICE):
+                done = stage1.classify(
+                    values[lo:lo + SLICE], None, now, lookup=table.get, catalog=self.catalog,
+                    allowed_lateness=LATENESS, fanout=fanout, unmapped=self.unmapped,
+                    here=None, **MANY_LOOKUP)
+                if MANY_LOOKUP:  # as the pipeline does
+                    for c in done.created:
+                        table.put(c, done.trackers[c], p)
+                    table.touch_many(done.trackers.keys() - done.created, p)
+                    continue
+                for c, tracker in done.trackers.items():
+                    if c in done.created:
+                        table.put(c, tracker, p)
+                    else:
+                        table.touch(c, p)
+        part = self.part
+        messages: list[tuple[int, bytes | None, bytes]]
+        if MANY:  # the messages the pipeline sends
+            messages = segwire.messages(fanout, part)
+        else:  # the code of a tree from before many-services messages on the path
+            messages = [(part(name), name.encode(), segwire.encode(segs))
+                        for name, segs in fanout.items()]
+        t1 = time.thread_time()
+        svcs = self.services
+        catalog = self.catalog
+        by_service: dict[str, tuple[int, list[segwire.Columns]]] = {}
+        for p, key, value in messages:
+            if key is None:
+                shares = segwire.decode_many(value)
+            else:
+                shares = [(key.decode(), segwire.decode_columns(value))]
+            for name, share in shares:
+                entry = by_service.get(name)
+                if entry is None:
+                    by_service[name] = (p, [share])
+                else:
+                    entry[1].append(share)
+        for name, (p, parts) in by_service.items():
+            cols = segwire.concat(parts)
+            before = svcs.get(name)
+            service = stage2.apply(before, name, *cols, catalog)
+            if service is None:
+                continue
+            if before is None:
+                svcs.put(name, service, p)
+            else:
+                svcs.touch(name, p)
+            self.segments += len(cols.comps)
+        self.messages += len(messages)
+        t2 = time.thread_time()
+        self.t1 += t1 - t0
+        self.t2 += t2 - t1
+
+
+class _Sent:
+    def add_done_callback(self, fn: Any) -> None:
+        pass
+
+
+async def _send(topic: str, key: bytes, value: bytes | None, partition: int) -> Any:
+    return _SENT
+
+
+_SENT = _Sent()
+_LOOP: asyncio.AbstractEventLoop | None = None
+
+
+async def _flush_tables(run: Run) -> None:
+    for table in (run.components, run.services):
+        await table.flush(_send)
+
+
+def checkpoint(run: Run) -> None:
+    """What a worker's checkpoint computes of both tables (no producer, no rollups):
+    every tracker changed since the last one, written once, one send per record as the
+    worker sends them. ``flush`` sends the partitions side by side (``asyncio.gather``),
+    so it runs on an event loop; the fake sends never wait."""
+    global _LOOP
+    if _LOOP is None:
+        _LOOP = asyncio.new_event_loop()
+    t0 = time.thread_time()
+    _LOOP.run_until_complete(_flush_tables(run))
+    run.t3 += time.thread_time() - t0
+    run.checkpoints += 1
+
+
+def fetches(msgs: list[tuple[bytes, bytes]], partitions: int, per_fetch: int
+            ) -> list[dict[int, list[bytes]]]:
+    """The backlog as the worker's fetches: each takes up to ``per_fetch`` records of
+    every partition, cut by ``alignment.cuts``; what a cut leaves comes first in the
+    next fetch (as the worker's carry)."""
+    part = Partitioner(partitions)
+    queues: dict[int, list[bytes]] = {p: [] for p in range(partitions)}
+    for key, value in msgs:
+        queues[part(key.decode())].append(value)
+    pos = dict.fromkeys(queues, 0)
+    out = []
+    while any(pos[p] < len(q) for p, q in queues.items()):
+        batch = {p: q[pos[p]:pos[p] + per_fetch] for p, q in queues.items() if pos[p] < len(q)}
+        for p, n in alignment.cuts(batch, alignment.event_ts).items():
+            batch[p] = batch[p][:n]
+        for p, recs in batch.items():
+            pos[p] += len(recs)
+        out.append(batch)
+    return out
+
+
+def _callgrind(what: str) -> None:
+    """Instrumentation on or off (under ``valgrind --tool=callgrind --instr-atstart=no``):
+    instructions counted for the runs only, not for making the events."""
+    subprocess.run(["callgrind_control", "-i", what, str(os.getpid())], check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def run_shape(shape: dict[str, Any], index: int, args: argparse.Namespace) -> dict[str, float]:
+    catalog = parse_catalog(orjson.loads(make_shape_catalog(
+        shape["components"], shape["size"], shape["fanout"])), "bench")
+    start = time.time() - 7200
+    msgs = make_events(args.events or shape["events"], shape["components"], shape["change"],
+                       start, seed=index + 1)
+    batches = fetches(msgs, shape["partitions"], args.per_fetch)
+    n = len(msgs)
+    results = []
+    fault_counts: list[int] = []
+    for r in range(max(1, args.repeat)):
+        # A fresh catalog each run, its models built before the run as a worker builds
+        # them at start (up to MODELS_AHEAD_MAX services; past that at first touch).
+        cat = parse_catalog(orjson.loads(make_shape_catalog(
+            shape["components"], shape["size"], shape["fanout"])), "bench") if r else catalog
+        if len(cat.services) <= MODELS_AHEAD_MAX:
+            cat.build_models()
+        run = Run(cat, shape["partitions"])
+        now = time.time()
+        gc.collect()
+        prof = cProfile.Profile() if args.cprofile else None
+        if args.callgrind:
+            _callgrind("on")
+        faults = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+        t0 = time.thread_time()
+        if prof is not None:
+            prof.enable()
+        every = args.checkpoint_every
+        for k, batch in enumerate(batches, 1):
+            with gcpolicy.paused:  # as the worker handles a fetch (agents/worker/batching.py)
+                run.fetch(batch, now)
+            if every and (k % every == 0 or k == len(batches)):
+                checkpoint(run)
+        if prof is not None:
+            prof.disable()
+        took = time.thread_time() - t0
+        faults = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - faults
+        if args.callgrind:
+            _callgrind("off")
+        results.append((took, run))
+        fault_counts.append(faults)
+        if prof is not None and r == 0:
+            pstats.Stats(prof).sort_stats("tottime").print_stats(args.cprofile)
+    took, run = min(results, key=lambda tr: tr[0])
+    return {"ev/s": n / took, "median ev/s": n / statistics.median(t for t, _ in results),
+            "faults/event": statistics.median(fault_counts) / n,
+            "stage1 s": run.t1, "stage2 s": run.t2, "fetches": len(batches),
+            "segments": run.segments, "messages": run.messages,
+            "checkpoint s": run.t3, "checkpoints": run.checkpoints}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sweep-only", action="append", default=[], metavar="FACTOR=VALUE",
+                    help="the sweep points to run (as throughput.py); default: the three "
+                         "worst (size=1, fanout=5, components=20000) and base")
+    ap.add_argument("--repeat", type=int, default=3, help="fresh runs per shape (best is shown)")
+    ap.add_argument("--per-fetch", type=int, default=4096,
+                    help="records of each partition a fetch brings at most (default 4096)")
+    ap.add_argument("--events", type=int, default=0, help="override the shape's event count")
+    ap.add_argument("--python", action="store_true", help="the pure-Python loops (no C)")
+    ap.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+                    help="also write both tables as a checkpoint does (fake sends, no "
+                         "rollups) every N fetches and at the end; ev/s counts it")
+    ap.add_argument("--cprofile", type=int, default=0, metavar="N",
+                    help="cProfile the first run of each shape; print the top N by own time")
+    ap.add_argument("--callgrind", action="store_true",
+                    help="under valgrind --tool=callgrind --instr-atstart=no: instrument the "
+                         "runs only (instruction counts do not depend on the machine's load)")
+    args = ap.parse_args()
+    gcpolicy.apply()  # as a worker does (agents/cli/worker.py)
+    mallocpolicy.apply()
+    if args.python:
+        native.native = None
+    only = args.sweep_only or ["size=1", "fanout=5", "components=20000", "base"]
+    every = sweep_shapes()
+    print(f"{native.describe()}; {args.repeat} run(s) a shape, {args.per_fetch} records "
+          "per partition a fetch at most", flush=True)
+    for shape in sweep_shapes(only):
+        res = run_shape(shape, every.index(shape), args)
+        total = res["stage1 s"] + res["stage2 s"]
+        print(f"{_shape_label(shape)}: {res['ev/s']:>9,.0f} ev/s (median "
+              f"{res['median ev/s']:,.0f}); {res['faults/event']:.3f} page faults an event; "
+              f"stage 1 {res['stage1 s'] / total:.0%}, stage 2 "
+              f"{res['stage2 s'] / total:.0%}; {res['fetches']} fetches, "
+              f"{res['messages']:,} segment messages, {res['segments']:,} segments"
+              + (f"; {res['checkpoints']} checkpoints {res['checkpoint s']:.3f} s"
+                 if res["checkpoints"] else ""), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
