@@ -722,4 +722,3 @@ def new_timeline() -> Timeline:
     each costs."""
     fast = _nm.native
     return fast.new_timeline() if fast is not None else Timeline()
-
