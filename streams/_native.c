@@ -1901,7 +1901,7 @@ static inline uint64_t id_hash(const char *p, Py_ssize_t n) {
 
 /* The entry of the id whose bytes are p[0:n] (hash h), or NULL. */
 static inline IdSeen *id_find(const char *p, Py_ssize_t n, uint64_t h) {
-    if (ids_tab == NULL) return NULL;
+    if (ids_tab == NULL || n > ID_LEN_MAX) return NULL;  /* never kept (and len is 32 bits) */
     size_t k = (size_t)h & (size_t)(ids_cap - 1);
     while (ids_tab[k].s != NULL) {
         if (ids_tab[k].h == h && ids_tab[k].len == (uint32_t)n && memcmp(ids_tab[k].p, p, (size_t)n) == 0)
