@@ -10,6 +10,10 @@ $(STAMP): pyproject.toml setup.py streams/_native.c
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	@# The extension is optional (setup.py): a compile error installs without it and
+	@# says nothing, leaving no .so or an older one. Said here, not failed.
+	@test ! streams/_native.c -nt "$$(ls streams/_native*.so 2>/dev/null | head -1)" || \
+	  echo "make: streams/_native.c was not built (the loops run in Python, or on an older build): see $(PY) -m pip install -v -e ." >&2
 	@touch $(STAMP)
 
 ## demo: embedded Kafka-compatible broker + worker + failure simulator (Ctrl-C stops all)
