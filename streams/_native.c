@@ -2706,8 +2706,6 @@ static int col_read(PyObject *col, char fmt, const void **items, Py_ssize_t *n, 
     return 0;
 }
 
-/* The sums at point i (sums_at's loop); kept: the kept sums (nk of them), which must
- * hold i's block unless it is the first. 0, or -1 with an exception set. */
 /* compact_keep(ts, st, start, cut) -> None or (times, states): the points of [start, cut)
  * that ComponentTracker.compact keeps (the last at its ts that changes the state from
  * the previous kept one; UP before the first point), None when it keeps them all. In
@@ -2771,6 +2769,8 @@ done:
     return out;
 }
 
+/* The sums at point i (sums_at's loop); kept: the kept sums (nk of them), which must
+ * hold i's block unless it is the first. 0, or -1 with an exception set. */
 static int sums_point(const double *t, const signed char *sv, const double *kept, Py_ssize_t nk,
                       Py_ssize_t i, Sums *a) {
     Py_ssize_t k = i >> SUMS_SHIFT, j = k << SUMS_SHIFT;
