@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 import orjson  # noqa: E402
 
-from agents.cli.worker import MODELS_AHEAD_MAX  # noqa: E402
+from agents.cli.worker import build_models_ahead  # noqa: E402
 from agents.process import gcpolicy, mallocpolicy  # noqa: E402
 from agents.worker import alignment, segwire  # noqa: E402
 from agents.worker.partitioning import Partitioner  # noqa: E402
@@ -230,11 +230,10 @@ def run_shape(shape: dict[str, Any], index: int, args: argparse.Namespace) -> di
     fault_counts: list[int] = []
     for r in range(max(1, args.repeat)):
         # A fresh catalog each run, its models built before the run as a worker builds
-        # them at start (up to MODELS_AHEAD_MAX services; past that at first touch).
+        # them at start.
         cat = parse_catalog(orjson.loads(make_shape_catalog(
             shape["components"], shape["size"], shape["fanout"])), "bench") if r else catalog
-        if len(cat.services) <= MODELS_AHEAD_MAX:
-            cat.build_models()
+        build_models_ahead(cat)
         run = Run(cat, shape["partitions"])
         now = time.time()
         gc.collect()

@@ -12,9 +12,12 @@ import argparse
 import logging
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agents import settings as settings_mod
+
+if TYPE_CHECKING:
+    from streams.catalog import Catalog
 
 EXIT_CONFIG = 2
 #: Exit status when a stop did not finish within ``STOP_DEADLINE`` seconds.
@@ -27,6 +30,18 @@ STOP_DEADLINE = 30.0
 #: Catalogs of at most this many services have every model built at start (2-3 KiB and
 #: ~20-40 us each).
 MODELS_AHEAD_MAX = 10_000
+
+
+def build_models_ahead(catalog: Catalog) -> bool:
+    """Build every service's model now when the catalog has at most ``MODELS_AHEAD_MAX``
+    services (whether it did). Each model is ~20 GC objects: built at start, a storm
+    right after it does not build them, and the start-up freeze keeps the collector from
+    walking them. Past the limit a worker of several would hold too many of other
+    workers' services: those are built at first use."""
+    if len(catalog.services) > MODELS_AHEAD_MAX:
+        return False
+    catalog.build_models()
+    return True
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -76,12 +91,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     built = build_app(settings, catalog)
-    if len(catalog.services) <= MODELS_AHEAD_MAX:
-        # Each service's evaluator (~20 GC objects): built here, a storm right after the
-        # start does not build them, and the freeze below keeps the collector from
-        # walking them. Past the limit a worker of several would hold too many of other
-        # workers' services: those are built at first use.
-        catalog.build_models()
+    build_models_ahead(catalog)
     gcpolicy.freeze()  # the modules, the app and the catalog: built once, kept for good
     log = logging.getLogger("slawatch.worker")
     app: Any = built.app
