@@ -496,23 +496,31 @@ static inline int as_state(PyObject *o) {
 
 /* ---- stage 1: the in-order path of batch.apply_columns -------------------------------- */
 
+static PyObject *new_tracker_obj(PyObject *cls, PyObject *comp);
+
 /* apply_in_order(trackers, comps, states, tss, i, services_for, lateness, fanout,
- *                others, tracker_cls, compact_every) -> (next index, accepted)
+ *                others, tracker_cls, compact_every[, created]) -> (next index, accepted)
  *
  * From event i on, applies every event that is unmapped (listed in ``others``) or in
  * order for its component (ts after its newest), exactly as apply_columns' inlined
  * fast path does; returns at the first other event (for the caller's Python path) or
- * at the end. */
+ * at the end. A tracker it makes is added to ``trackers`` and, given a list
+ * ``created``, its component appended there. */
 static PyObject *apply_in_order(PyObject *self, PyObject *args) {
     PyObject *trackers, *comps, *states, *tss, *services_for, *fanout, *others, *tracker_cls;
+    PyObject *created = Py_None;
     Py_ssize_t i;
     double lateness;
     long compact_every;
-    if (!PyArg_ParseTuple(args, "O!O!O!O!nO!dO!O!Ol", &PyDict_Type, &trackers, &PyList_Type, &comps,
+    if (!PyArg_ParseTuple(args, "O!O!O!O!nO!dO!O!Ol|O", &PyDict_Type, &trackers, &PyList_Type, &comps,
                           &PyList_Type, &states, &PyList_Type, &tss, &i, &PyDict_Type, &services_for,
                           &lateness, &PyDict_Type, &fanout, &PyList_Type, &others, &tracker_cls,
-                          &compact_every))
+                          &compact_every, &created))
         return NULL;
+    if (created != Py_None && !PyList_Check(created)) {
+        PyErr_SetString(PyExc_TypeError, "created must be a list or None");
+        return NULL;
+    }
     Py_ssize_t n = PyList_GET_SIZE(comps);
     if (PyList_GET_SIZE(states) != n || PyList_GET_SIZE(tss) != n) {
         PyErr_SetString(PyExc_ValueError, "columns of different lengths");
@@ -535,11 +543,11 @@ static PyObject *apply_in_order(PyObject *self, PyObject *args) {
         PyObject *tracker = PyDict_GetItemWithError(trackers, comp);  /* borrowed */
         if (tracker == NULL) {
             if (PyErr_Occurred()) return NULL;
-            tracker = PyObject_CallOneArg(tracker_cls, comp);
+            tracker = new_tracker_obj(tracker_cls, comp);
             if (tracker == NULL) return NULL;
             int r = PyDict_SetItem(trackers, comp, tracker);
             Py_DECREF(tracker);  /* the dict holds it */
-            if (r < 0) return NULL;
+            if (r < 0 || (created != Py_None && PyList_Append(created, comp) < 0)) return NULL;
         }
         double ts = PyFloat_AsDouble(ts_obj);
         if (ts == -1.0 && PyErr_Occurred()) return NULL;
@@ -699,6 +707,102 @@ static PyObject *new_timeline_obj(void) {
 
 static PyObject *new_timeline(PyObject *self, PyObject *noargs) {
     return new_timeline_obj();
+}
+
+/* ---- ComponentTracker(comp) without its __init__ ---------------------------------------
+ * What the class registered as "component" makes, made here for stage 1's loop, which
+ * makes a tracker at each component's first event (20,000 in the first fetches at
+ * 20,000 components; ``__init__`` in Python cost ~3,900 instructions each). One source
+ * of truth, as new_timeline: the first call makes two trackers of the class and reads
+ * their slots: the one that holds the argument takes the component, a timeline each
+ * holds its own is a new one (new_timeline_obj), a value both hold (the same object, or
+ * equal floats or ints) is shared; anything else, and every call is the class itself.
+ * Left off the collector's lists when the templates were. */
+static int ct_state = 0;  /* 0 not looked at, 1 ready, -1 call the class */
+static PyObject *ct_cls = NULL;  /* the class the template was read from (borrowed) */
+static Py_ssize_t ct_off[TL_SLOTS_MAX];
+static PyObject *ct_val[TL_SLOTS_MAX];  /* shared value, or NULL: see ct_kind */
+static char ct_kind[TL_SLOTS_MAX];      /* 'v' shared, 'c' the component, 't' a timeline */
+static int ct_n = 0, ct_untracked = 0;
+
+static int ct_same_value(PyObject *v, PyObject *w) {
+    if (v == w) return 1;
+    if (PyFloat_CheckExact(v) && PyFloat_CheckExact(w))
+        return PyFloat_AS_DOUBLE(v) == PyFloat_AS_DOUBLE(w);
+    if (PyLong_CheckExact(v) && PyLong_CheckExact(w)) {
+        int r = PyObject_RichCompareBool(v, w, Py_EQ);
+        if (r < 0) PyErr_Clear();
+        return r == 1;
+    }
+    return 0;
+}
+
+static int ct_prepare(PyObject *cls) {
+    ct_state = -1;
+    for (int i = 0; i < ct_n; i++) Py_CLEAR(ct_val[i]);
+    ct_n = 0;
+    ct_cls = cls;
+    PyTypeObject *type = (PyTypeObject *)cls;
+    if (!PyType_Check(cls) || type->tp_members == NULL || type->tp_dictoffset != 0
+            || type->tp_base != &PyBaseObject_Type || Timeline_cls == NULL)
+        return 0;
+    PyObject *a = PyUnicode_FromString("template a"), *b = PyUnicode_FromString("template b");
+    PyObject *one = a && b ? PyObject_CallOneArg(cls, a) : NULL;
+    PyObject *two = one ? PyObject_CallOneArg(cls, b) : NULL;
+    if (two == NULL) { Py_XDECREF(a); Py_XDECREF(b); Py_XDECREF(one); return -1; }
+    int n = 0, ok = Py_TYPE(one) == type && Py_TYPE(two) == type, named = 0;
+    for (PyMemberDef *m = type->tp_members; ok && m->name != NULL; m++) {
+        if (m->type != T_OBJECT_EX || (m->flags & READONLY) || n == TL_SLOTS_MAX) { ok = 0; break; }
+        PyObject *v = *(PyObject **)((char *)one + m->offset);
+        PyObject *w = *(PyObject **)((char *)two + m->offset);
+        if (v == NULL || w == NULL) { ok = 0; break; }
+        ct_off[n] = m->offset;
+        ct_val[n] = NULL;
+        if (v == a && w == b) {
+            ct_kind[n] = 'c';
+            named++;
+        } else if ((PyObject *)Py_TYPE(v) == Timeline_cls && (PyObject *)Py_TYPE(w) == Timeline_cls
+                   && v != w) {
+            ct_kind[n] = 't';
+        } else if (ct_same_value(v, w)) {
+            ct_kind[n] = 'v';
+            ct_val[n] = Py_NewRef(v);
+        } else {
+            ok = 0;
+        }
+        n++;
+    }
+    ct_untracked = !PyObject_GC_IsTracked(one) && !PyObject_GC_IsTracked(two);
+    Py_DECREF(one); Py_DECREF(two); Py_DECREF(a); Py_DECREF(b);
+    ct_n = n;
+    if (ok && named == 1) ct_state = 1;
+    return 0;
+}
+
+/* A new reference to ``cls(comp)``, or NULL with an exception. */
+static PyObject *new_tracker_obj(PyObject *cls, PyObject *comp) {
+    if (cls != ct_cls || ct_state == 0) {
+        if ((PyTypeObject *)cls != CT_NEWEST.type) return PyObject_CallOneArg(cls, comp);
+        if (ct_prepare(cls) < 0) return NULL;
+    }
+    if (ct_state != 1 || !PyUnicode_CheckExact(comp)) return PyObject_CallOneArg(cls, comp);
+    PyTypeObject *type = (PyTypeObject *)cls;
+    PyObject *obj = type->tp_alloc(type, 0);
+    if (obj == NULL) return NULL;
+    for (int i = 0; i < ct_n; i++) {
+        PyObject *v = ct_kind[i] == 'c' ? Py_NewRef(comp)
+                      : ct_kind[i] == 't' ? new_timeline_obj() : Py_NewRef(ct_val[i]);
+        if (v == NULL) { Py_DECREF(obj); return NULL; }
+        *(PyObject **)((char *)obj + ct_off[i]) = v;
+    }
+    if (ct_untracked && PyObject_GC_IsTracked(obj)) PyObject_GC_UnTrack(obj);
+    return obj;
+}
+
+static PyObject *new_tracker(PyObject *self, PyObject *args) {
+    PyObject *cls, *comp;
+    if (!PyArg_ParseTuple(args, "OO", &cls, &comp)) return NULL;
+    return new_tracker_obj(cls, comp);
 }
 
 /* ---- stage 2: ServiceTracker.apply_many ----------------------------------------------- */
@@ -2445,11 +2549,21 @@ static PyObject *time_ordered(PyObject *self, PyObject *args) {
  * list of floats, the states as bytes) in time order, as service.in_time_order_columns
  * orders them (sorted by start, stably), without a tuple or a float object a segment.
  * False, with nothing applied, when a start is NaN (the caller takes the general path). */
+static PyObject *apply_cols(PyObject *tracker, PyObject *comps, PyObject *starts, PyObject *states,
+                            PyObject *model);
+
 static PyObject *svc_apply_columns(PyObject *self, PyObject *args) {
     PyObject *tracker, *comps, *starts, *states, *model;
     if (!PyArg_ParseTuple(args, "OO!OO!O", &tracker, &PyList_Type, &comps, &starts,
                           &PyBytes_Type, &states, &model))
         return NULL;
+    return apply_cols(tracker, comps, starts, states, model);
+}
+
+/* svc_apply_columns after its argument checks (``comps`` a list, ``states`` bytes):
+ * True, False (a start is NaN: nothing applied), or NULL with an exception. */
+static PyObject *apply_cols(PyObject *tracker, PyObject *comps, PyObject *starts, PyObject *states,
+                            PyObject *model) {
     Py_ssize_t n = PyList_GET_SIZE(comps);
     if (PyBytes_GET_SIZE(states) != n) {
         PyErr_SetString(PyExc_ValueError, "columns of different lengths");
@@ -2519,6 +2633,103 @@ done:
     ap_free(&a);
     PyMem_Free(keys);
     return result;
+}
+
+/* apply_services(items, trackers, models, tracker_cls, created, gone) -> None
+ *
+ * Stage 2's loop over a fetch's services (``stage2.apply_all``): for each ``(name,
+ * (comps, starts, ends, states))`` of ``items``, what ``stage2.apply`` does with the
+ * tracker ``trackers[name]`` (one made by ``tracker_cls(name)`` and added there when
+ * missing, its name appended to ``created``), the model ``models.get(name)`` (None:
+ * the name appended to ``gone``, nothing applied) and
+ * ``ServiceTracker.apply_columns``, whose fast path (open-ended columns, a compiled
+ * plan) is taken here and every other case is that method called. Why: at 20,000
+ * components a fetch applies a few segments to each of 4,000 services, and the Python
+ * calls around each service's C loop cost as much as a third of it. ``models`` is
+ * ``Catalog.models``: a model it holds is returned by its ``get`` (it holds only
+ * models of the catalog's services); any other name is asked of ``get``. */
+static PyObject *s_get, *s_bind, *s_apply_columns;
+static Slot SV_MODEL;
+
+static PyObject *apply_services(PyObject *self, PyObject *args) {
+    PyObject *items, *trackers, *models, *cls, *created, *gone;
+    if (!PyArg_ParseTuple(args, "O!O!O!OO!O!", &PyList_Type, &items, &PyDict_Type, &trackers,
+                          &PyDict_Type, &models, &cls, &PyList_Type, &created, &PyList_Type, &gone))
+        return NULL;
+    for (Py_ssize_t k = 0; k < PyList_GET_SIZE(items); k++) {
+        PyObject *item = PyList_GET_ITEM(items, k);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2 || !PyTuple_Check(PyTuple_GET_ITEM(item, 1))
+                || PyTuple_GET_SIZE(PyTuple_GET_ITEM(item, 1)) != 4) {
+            PyErr_SetString(PyExc_TypeError, "items must be (name, (comps, starts, ends, states))");
+            return NULL;
+        }
+        Py_INCREF(item);  /* held while Python code may run */
+        PyObject *name = PyTuple_GET_ITEM(item, 0), *cols = PyTuple_GET_ITEM(item, 1);
+        PyObject *model = PyDict_GetItemWithError(models, name), *tracker = NULL, *r = NULL;
+        if (model != NULL) {
+            Py_INCREF(model);
+        } else if (PyErr_Occurred()) {
+            goto fail;
+        } else {
+            model = PyObject_CallMethodOneArg(models, s_get, name);
+            if (model == NULL) goto fail;
+            if (model == Py_None) {
+                Py_DECREF(model);
+                int rc = PyList_Append(gone, name);
+                Py_DECREF(item);
+                if (rc < 0) return NULL;
+                continue;
+            }
+        }
+        tracker = PyDict_GetItemWithError(trackers, name);
+        if (tracker != NULL) {
+            Py_INCREF(tracker);
+        } else {
+            if (PyErr_Occurred()) goto fail;
+            tracker = PyObject_CallOneArg(cls, name);
+            if (tracker == NULL || PyDict_SetItem(trackers, name, tracker) < 0
+                    || PyList_Append(created, name) < 0)
+                goto fail;
+        }
+        PyObject *comps = PyTuple_GET_ITEM(cols, 0), *starts = PyTuple_GET_ITEM(cols, 1),
+                 *ends = PyTuple_GET_ITEM(cols, 2), *states = PyTuple_GET_ITEM(cols, 3);
+        if (ends == Py_None && PyList_CheckExact(comps) && PyBytes_CheckExact(states)) {
+            PyObject *plan = PyObject_GetAttr(model, s_plan);
+            if (plan == NULL) goto fail;
+            int planned = plan != Py_None;
+            Py_DECREF(plan);
+            if (planned) {
+                PyObject *bound = slot_get(tracker, &SV_MODEL);
+                if (bound == NULL) goto fail;
+                Py_DECREF(bound);  /* compared by identity only */
+                if (bound != model) {
+                    r = PyObject_CallMethodOneArg(tracker, s_bind, model);
+                    if (r == NULL) goto fail;
+                    Py_DECREF(r);
+                }
+                r = apply_cols(tracker, comps, starts, states, model);
+                if (r == NULL) goto fail;
+                int done = r == Py_True;
+                Py_DECREF(r);
+                if (done) {
+                    Py_DECREF(tracker); Py_DECREF(model); Py_DECREF(item);
+                    continue;
+                }
+            }
+        }
+        {
+            PyObject *argv[6] = {tracker, comps, starts, ends, states, model};
+            r = PyObject_VectorcallMethod(s_apply_columns, argv, 6, NULL);
+            if (r == NULL) goto fail;
+            Py_DECREF(r);
+        }
+        Py_DECREF(tracker); Py_DECREF(model); Py_DECREF(item);
+        continue;
+    fail:
+        Py_XDECREF(tracker); Py_XDECREF(model); Py_DECREF(item);
+        return NULL;
+    }
+    Py_RETURN_NONE;
 }
 
 /* ``arg``'s buffer into ``v`` if it holds doubles (format "d"); 0, or -1 with TypeError
@@ -3554,17 +3765,20 @@ fail:
     return NULL;
 }
 
-/* cached_many(keys, dirty, store, cache) -> (found, rest): ``TrackerTable.get_many``'s
+/* cached_many(keys, dirty, store, cache[, touch]) -> (found, rest): ``TrackerTable.get_many``'s
  * decoded-cache hits (agents/worker/state.py, whose Python loop is the twin). ``found``
  * maps each key of the iterable ``keys`` that is in ``dirty`` to ``cache[key][1]``, and
  * each other key whose ``cache[key]`` is (bytes, object) with the bytes ``store[key]``
  * holds (the same object or equal) to that object. A key neither stored nor cached is
  * left out (the table has none); every other key is in ``rest``, for ``get``. Stage 1
- * asks it of every component of a slice: at 20,000 components nearly one a record. */
+ * asks it of every component of a slice: at 20,000 components nearly one a record.
+ * With ``touch`` (not None), ``dirty[key] = touch`` for each key put in ``found``
+ * (stage 1 marks every tracker it looks up as changed: here, where the key's entry in
+ * ``dirty`` was just probed, instead of in a pass of its own). */
 static PyObject *cached_many(PyObject *self, PyObject *args) {
-    PyObject *keys, *dirty, *store, *cache;
-    if (!PyArg_ParseTuple(args, "OO!O!O!", &keys, &PyDict_Type, &dirty, &PyDict_Type, &store,
-                          &PyDict_Type, &cache))
+    PyObject *keys, *dirty, *store, *cache, *touch = Py_None;
+    if (!PyArg_ParseTuple(args, "OO!O!O!|O", &keys, &PyDict_Type, &dirty, &PyDict_Type, &store,
+                          &PyDict_Type, &cache, &touch))
         return NULL;
     PyObject *found = PyDict_New();
     PyObject *rest = PyList_New(0);
@@ -3595,6 +3809,7 @@ static PyObject *cached_many(PyObject *self, PyObject *args) {
         }
         int rc = into_rest ? PyList_Append(rest, key)
                            : PyDict_SetItem(found, key, PyTuple_GET_ITEM(hit, 1));
+        if (rc == 0 && !into_rest && touch != Py_None) rc = PyDict_SetItem(dirty, key, touch);
         Py_DECREF(key);
         if (rc < 0) goto fail;
     }
@@ -4322,11 +4537,14 @@ static PyObject *register_class(PyObject *self, PyObject *args) {
     PyObject *cls;
     if (!PyArg_ParseTuple(args, "sO!", &kind, &PyType_Type, &cls)) return NULL;
     int rc;
-    if (strcmp(kind, "component") == 0)
+    if (strcmp(kind, "component") == 0) {
         rc = slot_init(&CT_NEWEST, cls) || slot_init(&CT_HISTORY, cls) || slot_init(&CT_SINCE, cls);
+        ct_state = 0;  /* the template is read again from this class */
+        ct_cls = NULL;
+    }
     else if (strcmp(kind, "service") == 0)
         rc = slot_init(&SV_COMPONENTS, cls) || slot_init(&SV_DOWN, cls) || slot_init(&SV_BAD, cls)
-             || slot_init(&SV_TIMELINE, cls) || slot_init(&SV_FRONTIER, cls);
+             || slot_init(&SV_TIMELINE, cls) || slot_init(&SV_FRONTIER, cls) || slot_init(&SV_MODEL, cls);
     else {
         PyErr_Format(PyExc_ValueError, "unknown kind %s", kind);
         return NULL;
@@ -4660,6 +4878,8 @@ static PyMethodDef methods[] = {
     {"encode_segments", encode_segments, METH_O, "the columns of segwire.encode_many"},
     {"time_ordered", time_ordered, METH_VARARGS, "open-ended segment columns as tuples sorted by start"},
     {"apply_columns", svc_apply_columns, METH_VARARGS, "apply_many of open-ended segment columns in time order"},
+    {"apply_services", apply_services, METH_VARARGS, "stage 2's services of a fetch, each as stage2.apply"},
+    {"new_tracker", new_tracker, METH_VARARGS, "cls(comp) for the registered component class, without its __init__"},
     {"segment_ids", segment_ids, METH_VARARGS, "the component ids of a segments message, interned"},
     {"ids_forget", ids_forget, METH_NOARGS, "empty the decoders' table of component ids"},
     {"plan_memo", plan_memo, METH_O, "a plan's blame memo (tests)"},
@@ -4700,7 +4920,8 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native", NULL, -1, 
 PyMODINIT_FUNC PyInit__native(void) {
     INTERN(s_compact, "compact"); INTERN(s_append_state, "append_state"); INTERN(s_assign, "assign");
     INTERN(s_settle, "_settle"); INTERN(s_assign_columns, "assign_columns"); INTERN(s_intern, "intern"); INTERN(s_blame_mask, "blame_mask"); INTERN(s_plan, "plan");
-    INTERN(s_build, "_build");
+    INTERN(s_build, "_build"); INTERN(s_get, "get"); INTERN(s_bind, "bind");
+    INTERN(s_apply_columns, "apply_columns");
     INTERN(UNMAPPED, "unmapped");
     INTERN(s_component, "component"); INTERN(s_state, "state"); INTERN(s_ts_key, "ts");
     INTERN(s_source, "source"); INTERN(s_id, "id");
@@ -4710,7 +4931,8 @@ PyMODINIT_FUNC PyInit__native(void) {
         || slot_name(&CT_NEWEST, "newest") || slot_name(&CT_HISTORY, "history")
         || slot_name(&CT_SINCE, "_since_compact") || slot_name(&SV_COMPONENTS, "components")
         || slot_name(&SV_DOWN, "_down") || slot_name(&SV_BAD, "_bad")
-        || slot_name(&SV_TIMELINE, "timeline") || slot_name(&SV_FRONTIER, "frontier"))
+        || slot_name(&SV_TIMELINE, "timeline") || slot_name(&SV_FRONTIER, "frontier")
+        || slot_name(&SV_MODEL, "_model"))
         return NULL;
     for (int c = 0x20; c < 0x7f; c++) plain_byte[c] = c != '"' && c != '\\';
     if ((INF_obj = PyFloat_FromDouble(INFINITY)) == NULL) return NULL;

@@ -121,6 +121,9 @@ class Applied:
     others: list[tuple[int, Outcome]] = field(default_factory=list)
     #: ``(column index, exception)`` of events the tracker raised on (with ``catch``).
     errors: list[tuple[int, Exception]] = field(default_factory=list)
+    #: the components whose trackers this call made (and added to ``trackers``), in
+    #: the order made
+    created: list[str] = field(default_factory=list)
 
 
 def apply_columns(
@@ -140,10 +143,11 @@ def apply_columns(
     The same outcomes and trackers as ``ComponentTracker.apply`` on each event in turn:
     the in-order case (``ts`` after the component's newest event) is that method's fast
     path inlined, anything else calls it. Trackers missing from ``trackers`` are created
-    there. ``resend_duplicates`` forwards the current truth around a duplicate's ``ts``
-    (the pipeline's redelivery repair: the first delivery's forward may have been lost
-    in a crash). ``redelivered[i]`` marks event ``i`` as applied before: its current
-    truth is forwarded whatever the outcome, late included. After a crash the trackers
+    there and listed in ``created``. ``resend_duplicates`` forwards the current truth
+    around a duplicate's ``ts`` (the pipeline's redelivery repair: the first delivery's
+    forward may have been lost in a crash). ``redelivered[i]`` marks event ``i`` as
+    applied before: its current truth is forwarded whatever the outcome, late included.
+    After a crash the trackers
     may come back from a checkpoint written after the event was applied while its
     forward never reached the broker; then the event is a duplicate, or late behind
     the events that followed it, and nothing else would send it again. Every state
@@ -165,7 +169,8 @@ def apply_columns(
         accepted = 0
         while True:
             i, acc = fast.apply_in_order(trackers, comps, states, tss, i, services_for, lateness,
-                                         fanout, others, ComponentTracker, _COMPACT_EVERY)
+                                         fanout, others, ComponentTracker, _COMPACT_EVERY,
+                                         done.created)
             accepted += acc
             if i >= n:
                 break
@@ -183,6 +188,7 @@ def apply_columns(
         tracker = trackers.get(comp)
         if tracker is None:
             tracker = trackers[comp] = ComponentTracker(comp)
+            done.created.append(comp)
         if ts > tracker.newest:
             # ComponentTracker.apply's in-order path, inlined
             h = tracker.history

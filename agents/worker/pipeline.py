@@ -24,7 +24,7 @@ import functools
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from operator import attrgetter
 from time import perf_counter
 from typing import Any
@@ -58,6 +58,27 @@ DLQ_HEADROOM = 64 * 1024
 YIELD_EVERY = 0.02
 #: Records of one partition decoded and applied at a time (between yields).
 SLICE = 2048
+#: Segments of a fetch's services applied at a time by stage 2 (between yields), or
+#: services, whichever comes first.
+STAGE2_SEGMENTS = 4096
+STAGE2_SERVICES = 256
+
+
+def stage2_slices(items: list[tuple[str, segwire.Columns]]) -> Iterator[list[tuple[str, segwire.Columns]]]:
+    """``items`` (a fetch's services with their segments) in consecutive slices of at
+    most ``STAGE2_SERVICES`` services, cut after the service that brings a slice to
+    ``STAGE2_SEGMENTS`` segments: stage 2 applies a slice in one call."""
+    lo = 0
+    n = len(items)
+    while lo < n:
+        hi = lo
+        count = 0
+        top = min(n, lo + STAGE2_SERVICES)
+        while hi < top and count < STAGE2_SEGMENTS:
+            count += len(items[hi][1].comps)
+            hi += 1
+        yield items[lo:hi]
+        lo = hi
 
 #: Seconds between table writes of each stage. A service tracker holds its whole
 #: history (up to the SLA period), so in an alert storm writing it dominates stage 2;
@@ -486,7 +507,9 @@ class Pipeline:
         part = rt.component_partition
         done = stage1.classify(
             list(map(_value, records)), firsts, now,
-            lookup=rt.components.get, lookup_many=rt.components.get_many, catalog=rt.catalog,
+            lookup=rt.components.get, catalog=rt.catalog,
+            # every tracker stage 1 gets is marked changed as it is got
+            lookup_many=functools.partial(rt.components.get_many, touch=p),
             allowed_lateness=rt.settings.allowed_lateness, fanout=fanout,
             unmapped=stats.unmapped,
             elsewhere=((lambda cs: part.others(cs, p)) if origins is None and spill is not None
@@ -499,10 +522,9 @@ class Pipeline:
             for i, c in away:
                 spill.append((records[i], part(c)))
         table = rt.components
-        created = done.created
-        for c in created:
-            table.put(c, done.trackers[c], p)
-        table.touch_many(done.trackers.keys() - created if created else done.trackers, p)
+        trackers = done.trackers  # every one got was marked changed (``touch``) by then
+        for c in done.created:
+            table.put(c, trackers[c], p)
         for i, error in done.errors:
             # An engine bug must not stop the pipeline: the message is counted invalid
             # and dead-lettered with the error (``classify``); the log has the trace.
@@ -576,11 +598,13 @@ class Pipeline:
         time order, but interleaved by batch: applied as they came, every batch of one
         partition would land "in the past" of another's and make the tracker re-evaluate
         the interval each time. So all of a service's segments of the fetch are handed
-        to the domain at once (``stage2.apply``), which merges them into time order.
+        to the domain at once, which merges them into time order (``stage2.apply_all``,
+        a slice of the fetch's services a call).
         """
         catalog = self.rt.catalog
         svcs = self.rt.services
-        by_service: dict[str, tuple[int, list[segwire.Columns]]] = {}
+        by_service: dict[str, list[segwire.Columns]] = {}
+        part_of: dict[str, int] = {}  # service -> the segments partition it came on
         decode = segwire.decode_columns
         decode_many = segwire.decode_many
         many = segwire.MAGIC_MANY
@@ -600,24 +624,26 @@ class Pipeline:
                                              rec.topic, p, rec.offset, exc)
                     continue
                 for name, segments in shares:
-                    entry = by_service.get(name)
-                    if entry is None:
-                        by_service[name] = (p, [segments])
+                    parts = by_service.get(name)
+                    if parts is None:
+                        by_service[name] = [segments]
+                        part_of[name] = p
                     else:
-                        entry[1].append(segments)
-        for name, (p, parts) in by_service.items():
-            cols = segwire.concat(parts)
-            before = svcs.get(name)
-            tracker = stage2.apply(before, name, *cols, catalog)
-            if tracker is None:
-                continue  # the service left the catalog since this was sent
-            if before is None:
-                svcs.put(name, tracker, p)
-            else:
-                svcs.touch(name, p)
+                        parts.append(segments)
+        concat = segwire.concat
+        items = [(name, parts[0] if len(parts) == 1 else concat(parts))
+                 for name, parts in by_service.items()]
+        for chunk in stage2_slices(items):
+            trackers = svcs.get_many([name for name, _ in chunk])
+            done = stage2.apply_all(chunk, trackers, catalog)
+            # The services that left the catalog since: nothing applied, nothing stored.
+            gone = set(done.gone)
+            svcs.touch_each({name: part_of[name] for name, _ in chunk if name not in gone}
+                            if gone else {name: part_of[name] for name, _ in chunk})
+            for name in done.created:
+                svcs.put(name, trackers[name], part_of[name])
             if self.rollups is not None:
-                first = segwire.earliest(cols)
-                self.rollups.mark(name, () if first is None else (first,))
+                self.rollups.mark_columns(chunk, gone)
             if perf_counter() >= self._yield_at:
                 await self._yield()
         return []

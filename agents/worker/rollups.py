@@ -18,8 +18,10 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+from collections.abc import Container, Iterable
 from typing import Any
 
+from agents.worker import segwire
 from agents.worker.runtime import Runtime
 from agents.worker.state import CHUNKED, Send, SendMany, TrackerTable, compact_value
 from streams.periods import (
@@ -117,6 +119,18 @@ class RollupKeeper:
     def mark(self, service: str, starts: Any) -> None:
         if starts:
             self.book.mark(service, min(starts))
+
+    def mark_columns(self, items: Iterable[tuple[str, segwire.Columns]],
+                     skip: Container[str] = ()) -> None:
+        """``mark`` of each service's segment starts, but those in ``skip``."""
+        mark = self.book.mark
+        earliest = segwire.earliest
+        for name, cols in items:
+            if name in skip:
+                continue
+            first = earliest(cols)
+            if first is not None:
+                mark(name, first)
 
     def update(self, limit: int | None = None) -> bool:
         """Recompute the dirty days of every marked service (written by ``flush``), or

@@ -76,8 +76,11 @@ def messages(fanout: Mapping[str, Sequence[Sequence[Any]]], partition_of: Callab
     if single:
         return [(partition_of(name), name.encode(), encode(segs)) for name, segs in fanout.items()]
     by_part: dict[int, list[tuple[str, Sequence[Sequence[Any]]]]] = {}
-    for name, segs in fanout.items():
-        sp = partition_of(name)
+    # A Partitioner's ``many`` reads its memo in one C loop: a Python call a service
+    # (``__call__``) cost ~3,400 instructions, 4% of both stages at 20,000 components.
+    many = getattr(partition_of, "many", None)
+    parts = many(list(fanout)) if many is not None else map(partition_of, fanout)
+    for (name, segs), sp in zip(fanout.items(), parts, strict=True):
         shares = by_part.get(sp)
         if shares is None:
             by_part[sp] = [(name, segs)]

@@ -311,10 +311,12 @@ class TrackerTable(Generic[T]):
         self._cache[key] = _entry(raw, obj)
         return obj
 
-    def get_many(self, keys: Iterable[str]) -> dict[str, T]:
-        """``{key: get(key)}`` of the keys the table has. Stage 1 asks it of every
-        component of a slice (at 20,000 components nearly one a record), most of them
-        changed since the last checkpoint: those are read from the cache in one pass."""
+    def get_many(self, keys: Iterable[str], touch: int | None = None) -> dict[str, T]:
+        """``{key: get(key)}`` of the keys the table has (a new dict). Stage 1 asks it
+        of every component of a slice (at 20,000 components nearly one a record), most
+        of them changed since the last checkpoint: those are read from the cache in one
+        pass. With ``touch``, also ``touch(key, touch)`` of each key found (stage 1
+        changes or looks at every tracker it gets)."""
         dirty, cache = self._dirty, self._cache
         wanted = keys if isinstance(keys, (set, frozenset)) else set(keys)
         fast = native.native
@@ -323,13 +325,15 @@ class TrackerTable(Generic[T]):
             # The cache hits in one C loop (the loop below is its twin); the others
             # as ``get`` finds them.
             found: dict[str, T]
-            found, rest = fast.cached_many(wanted, dirty, store, cache)
+            found, rest = fast.cached_many(wanted, dirty, store, cache, touch)
             if rest:
                 get = self.get
                 for key in rest:
                     obj = get(key)
                     if obj is not None:
                         found[key] = obj
+                        if touch is not None:
+                            dirty[key] = touch
             return found
         changed = dirty.keys() & wanted
         out = {key: cache[key][1] for key in changed}
@@ -339,6 +343,8 @@ class TrackerTable(Generic[T]):
                 obj = get(key)
                 if obj is not None:
                     out[key] = obj
+        if touch is not None:
+            dirty.update(dict.fromkeys(out, touch))
         return out
 
     def get_stored(self, key: str) -> tuple[T | None, bytes | None]:
@@ -437,6 +443,10 @@ class TrackerTable(Generic[T]):
     def touch_many(self, keys: Iterable[str], partition: int) -> None:
         """``touch`` of each key."""
         self._dirty.update(dict.fromkeys(keys, partition))
+
+    def touch_each(self, partitions: dict[str, int]) -> None:
+        """``touch(key, partition)`` of each item of ``partitions``."""
+        self._dirty.update(partitions)
 
     @property
     def dirty(self) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 
 import orjson
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agents.worker import segwire
+from agents.worker.partitioning import Partitioner
 from streams import events, native
 from streams.batch import decode
 from streams.events import InvalidEvent, parse_event
@@ -113,15 +115,19 @@ def test_messages_are_cut_only_when_full(
 
 
 @given(fanout=st.dictionaries(_names, _segments, min_size=1, max_size=8),
-       partitions=st.integers(1, 5), single=st.booleans())
+       partitions=st.integers(1, 5), single=st.booleans(), kafka=st.booleans())
 def test_messages_put_each_service_on_its_partition_in_either_form(
         fanout: dict[str, list[tuple[str, float, float, int]]], partitions: int,
-        single: bool) -> None:
+        single: bool, kafka: bool) -> None:
     """What stage 1 sends: every service's segments, in order, on its own partition;
     keyed one-service messages with ``single`` (what 0.1.0 reads), else unkeyed
-    messages of many services."""
-    def partition_of(name: str) -> int:
+    messages of many services. The partition of a service is what ``partition_of``
+    says: any function, or the worker's ``Partitioner`` (whose memo is read for all
+    services at once)."""
+    def by_sum(name: str) -> int:
         return sum(name.encode()) % partitions
+
+    partition_of: Callable[[str], int] = Partitioner(partitions) if kafka else by_sum
 
     got: dict[str, list[tuple[str, float, float, int]]] = {}
     for p, key, raw in segwire.messages(fanout, partition_of, single):

@@ -79,3 +79,29 @@ def test_get_many_in_c_and_in_python_is_get_of_each_key(seed: int, path: str,
     assert got == want
     assert all(got[k] is other.get(k) for k in got)
     assert {k: v[0] for k, v in other._cache.items()} == {k: v[0] for k, v in one._cache.items()}
+
+
+@pytest.mark.parametrize("path", ["native", "python"])
+@pytest.mark.parametrize("seed", range(6))
+def test_get_many_with_touch_is_get_then_touch_of_each_key_found(
+        seed: int, path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stage 1 marks what it gets as changed in the same call (``touch``): the same
+    objects as without, and afterwards the changed keys are those of ``get`` and
+    ``touch(key, p)`` of each key found, in every state a key may be in; a missing key
+    is not marked."""
+    from streams import native
+
+    if path == "python":
+        monkeypatch.setattr(native, "native", None)
+    elif native.native is None:
+        pytest.skip("no C extension")
+    one, keys = _aged_table(seed)
+    want = {k: v for k in keys if (v := one.get(k)) is not None}
+    for k in want:
+        one.touch(k, 5)
+    other, _ = _aged_table(seed)
+    got = other.get_many(keys, touch=5)
+    assert got == want
+    assert other._dirty == one._dirty
+    assert {k: v[0] for k, v in other._cache.items()} == {k: v[0] for k, v in one._cache.items()}
+    assert any(k not in got for k in keys)  # the case of a missing key was there
