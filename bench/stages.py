@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import functools
 import gc
 import os
 import pstats
@@ -67,6 +68,25 @@ from streams.unmapped import UnmappedTracker  # noqa: E402
 from tests.fake_tables import Table  # noqa: E402
 
 MANY = hasattr(segwire, "messages")
+
+
+def _warm_before(catalog: Any, component_partition: Any, service_partition: Any) -> Any:
+    """A tree from before ``warm_steps`` (A/B runs): what its worker warmed alike."""
+    _ = catalog.reverse_index
+    for key in catalog.services:
+        service_partition(key)
+    yield
+
+
+try:
+    from agents.worker.app import warm_steps
+except ImportError:
+    warm_steps = _warm_before
+APPLY_ALL = hasattr(stage2, "apply_all")
+#: Whether the components table marks what stage 1 gets as changed (``get_many``'s touch).
+TOUCH_ON_GET = "touch" in TrackerTable.get_many.__code__.co_varnames
+if APPLY_ALL:
+    from agents.worker.pipeline import stage2_slices
 #: ``classify``'s lookup of a slice's trackers at once, in trees that have it.
 MANY_LOOKUP: dict[str, Any] = {}
 #: The worker's slice of a partition's records (agents/worker/pipeline.py SLICE).
@@ -104,15 +124,19 @@ class Run:
         fanout: dict[str, list[segwire.Segment]] = {}
         table = self.components
         for p, values in batch.items():
+            many = MANY_LOOKUP
+            if TOUCH_ON_GET:  # as the pipeline does
+                many = {"lookup_many": functools.partial(table.get_many, touch=p)}
             for lo in range(0, len(values), SLICE):
                 done = stage1.classify(
                     values[lo:lo + SLICE], None, now, lookup=table.get, catalog=self.catalog,
                     allowed_lateness=LATENESS, fanout=fanout, unmapped=self.unmapped,
-                    here=None, **MANY_LOOKUP)
+                    here=None, **many)
                 if MANY_LOOKUP:  # as the pipeline does
+                    if not TOUCH_ON_GET:
+                        table.touch_many(done.trackers.keys() - done.created, p)
                     for c in done.created:
                         table.put(c, done.trackers[c], p)
-                    table.touch_many(done.trackers.keys() - done.created, p)
                     continue
                 for c, tracker in done.trackers.items():
                     if c in done.created:
@@ -141,17 +165,30 @@ class Run:
                     by_service[name] = (p, [share])
                 else:
                     entry[1].append(share)
-        for name, (p, parts) in by_service.items():
-            cols = segwire.concat(parts)
-            before = svcs.get(name)
-            service = stage2.apply(before, name, *cols, catalog)
-            if service is None:
-                continue
-            if before is None:
-                svcs.put(name, service, p)
-            else:
-                svcs.touch(name, p)
-            self.segments += len(cols.comps)
+        if APPLY_ALL:  # as the pipeline does
+            items = [(name, parts[0] if len(parts) == 1 else segwire.concat(parts))
+                     for name, (p, parts) in by_service.items()]
+            for chunk in stage2_slices(items):
+                trackers = svcs.get_many([name for name, _ in chunk])
+                applied = stage2.apply_all(chunk, trackers, catalog)
+                gone = set(applied.gone)
+                svcs.touch_each({name: by_service[name][0] for name, _ in chunk
+                                 if name not in gone})
+                for name in applied.created:
+                    svcs.put(name, trackers[name], by_service[name][0])
+                self.segments += sum(len(cols.comps) for name, cols in chunk if name not in gone)
+        else:  # the code of a tree from before stage2.apply_all
+            for name, (p, parts) in by_service.items():
+                cols = segwire.concat(parts)
+                before = svcs.get(name)
+                service = stage2.apply(before, name, *cols, catalog)
+                if service is None:
+                    continue
+                if before is None:
+                    svcs.put(name, service, p)
+                else:
+                    svcs.touch(name, p)
+                self.segments += len(cols.comps)
         self.messages += len(messages)
         t2 = time.thread_time()
         self.t1 += t1 - t0
@@ -235,6 +272,8 @@ def run_shape(shape: dict[str, Any], index: int, args: argparse.Namespace) -> di
             shape["components"], shape["size"], shape["fanout"])), "bench") if r else catalog
         build_models_ahead(cat)
         run = Run(cat, shape["partitions"])
+        for _ in warm_steps(cat, Partitioner(shape["partitions"]), run.part):
+            pass  # what the worker builds while it joins its group
         now = time.time()
         gc.collect()
         prof = cProfile.Profile() if args.cprofile else None

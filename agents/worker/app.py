@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from agents.exposition.collector import SlawatchCollector, make_registry
@@ -160,8 +160,27 @@ SCRAPE_WAIT_SECONDS = 0.02
 #: a few per cent).
 BACKLOG_SHARE = 0.5
 #: Catalogs with more components (or services) than this are not partitioned ahead
-#: (``_warm_catalog``): the partitioner's memo keeps at most twice as many keys.
+#: (``warm_steps``): the partitioner's memo keeps at most twice as many keys.
 WARM_KEYS_MAX = 50_000
+
+
+def warm_steps(catalog: Catalog, component_partition: Callable[[str], int],
+               service_partition: Callable[[str], int]) -> Iterator[None]:
+    """What stage 1 would otherwise build at the first events of a storm, once per
+    catalog component or service, built ahead in steps (the caller may let others run
+    at each ``yield``): the reverse index, and the partition of every component and
+    service (murmur2 in Python, ~3 us a key: both memos are catalog-sized). At 20,000
+    components ~0.15 s of a 200k-event storm's CPU. The worker runs it while it joins
+    its group; ``bench/stages.py`` before its timed run."""
+    _ = catalog.reverse_index  # a cached property: built here, once
+    for part, keys in ((component_partition, list(catalog.components)),
+                       (service_partition, list(catalog.services))):
+        if len(keys) > WARM_KEYS_MAX:
+            continue  # the memo would not keep them all
+        for k in range(0, len(keys), 4096):
+            for key in keys[k:k + 4096]:
+                part(key)
+            yield
 #: The longest a prepare waits for a backlog to be worked off (s); then it runs
 #: alongside, as it would without the wait.
 PREPARE_HOLD_MAX = 30.0
@@ -344,23 +363,11 @@ def build_app(settings: WorkerSettings, catalog: Catalog) -> Built:
                     held = None
 
     async def _warm_catalog() -> None:
-        # While the worker joins its group (seconds of waiting after the start), what
-        # stage 1 would otherwise build at the first events of a storm, once per
-        # catalog component or service: the reverse index, and the partition of every
-        # component and service (murmur2 in Python, ~3 us a key: both memos are
-        # catalog-sized). At 20,000 components ~0.15 s of a 200k-event storm's CPU.
+        # While the worker joins its group (seconds of waiting after the start).
         import asyncio
 
-        catalog = rt.catalog
-        _ = catalog.reverse_index  # a cached property: built here, once
-        for part, keys in ((rt.component_partition, list(catalog.components)),
-                           (rt.service_partition, list(catalog.services))):
-            if len(keys) > WARM_KEYS_MAX:
-                continue  # the memo would not keep them all
-            for k in range(0, len(keys), 4096):
-                for key in keys[k:k + 4096]:
-                    part(key)
-                await asyncio.sleep(0)
+        for _ in warm_steps(rt.catalog, rt.component_partition, rt.service_partition):
+            await asyncio.sleep(0)
         # The catalog's constants the day rollups and the scrapes read (what of the
         # scrapes' preparation needs no partitions; the rest once ready).
         collector: SlawatchCollector = registry.slawatch_collector  # type: ignore[attr-defined]
