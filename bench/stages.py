@@ -82,6 +82,10 @@ try:
     from agents.worker.app import warm_steps
 except ImportError:
     warm_steps = _warm_before
+try:
+    from agents.worker.runtime import component_table, service_table
+except ImportError:
+    component_table = service_table = None  # type: ignore[assignment]
 APPLY_ALL = hasattr(stage2, "apply_all")
 #: Whether the components table marks what stage 1 gets as changed (``get_many``'s touch).
 TOUCH_ON_GET = "touch" in TrackerTable.get_many.__code__.co_varnames
@@ -102,12 +106,19 @@ class Run:
         self.partitions = partitions
         self.part = Partitioner(partitions)
         # The worker's tables store records as a head and patches (runtime.bind_tables).
-        self.components: TrackerTable[ComponentTracker] = TrackerTable(
-            Table(), decode_component, encode_component,
-            ComponentTracker.to_record, ComponentTracker.from_record)
-        self.services: TrackerTable[ServiceTracker] = TrackerTable(
-            Table(), decode_service, encode_service,
-            ServiceTracker.to_record, ServiceTracker.from_record)
+        self.components: TrackerTable[ComponentTracker]
+        self.services: TrackerTable[ServiceTracker]
+        if component_table is not None:  # the worker's tables (agents/worker/runtime.py)
+            self.components = component_table(Table())
+            self.services = service_table(Table())
+        else:  # a tree from before them (A/B runs)
+            self.components = TrackerTable(
+                Table(), decode_component, encode_component,
+                ComponentTracker.to_record, ComponentTracker.from_record,
+                getattr(ComponentTracker, "small_record", None))
+            self.services = TrackerTable(
+                Table(), decode_service, encode_service,
+                ServiceTracker.to_record, ServiceTracker.from_record)
         self.t3 = 0.0
         self.checkpoints = 0
         self.unmapped = UnmappedTracker()

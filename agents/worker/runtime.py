@@ -52,6 +52,20 @@ class Counters:
     ingest_events: dict[str, int] = field(default_factory=dict)
 
 
+def component_table(table: Any) -> TrackerTable[ComponentTracker]:
+    """The component trackers over a Faust table (or a stand-in with its interface): as
+    records with their columns packed, a small tracker stored whole."""
+    return TrackerTable(table, decode_component, encode_component, ComponentTracker.to_record,
+                        ComponentTracker.from_record, ComponentTracker.small_record)
+
+
+def service_table(table: Any) -> TrackerTable[ServiceTracker]:
+    """The service trackers over a Faust table (or a stand-in): as records with their
+    columns packed."""
+    return TrackerTable(table, decode_service, encode_service, ServiceTracker.to_record,
+                        ServiceTracker.from_record)
+
+
 class Runtime:
     """Catalog + tables + ownership for one worker; built by ``app.build_app``."""
 
@@ -79,12 +93,9 @@ class Runtime:
         self._owned_memo: dict[str, tuple[Any, Catalog, list[str]]] = {}
 
     def bind_tables(self, components_table: Any, services_table: Any) -> None:
-        self.components = TrackerTable(components_table, decode_component, encode_component,
-                                       ComponentTracker.to_record, ComponentTracker.from_record,
-                                       ComponentTracker.small_record)
+        self.components = component_table(components_table)
         self.stats = TrackerTable(components_table, PartitionStats.from_bytes, encode_stats)
-        self.services = TrackerTable(services_table, decode_service, encode_service,
-                                     ServiceTracker.to_record, ServiceTracker.from_record)
+        self.services = service_table(services_table)
 
     # -- catalog ---------------------------------------------------------------------
 
