@@ -336,6 +336,10 @@ def decode_many(raw: bytes) -> list[tuple[str, Columns]]:
         return [(names[0], Columns(comps, starts, ends, states))]
     # The times stay arrays of doubles (sliced per service): stage 2 applies them from
     # there (``ServiceTracker.apply_columns``), without a float object per segment.
+    fast = native.native
+    if fast is not None:
+        return fast.split_columns(names, counts, comps, starts, ends, states,  # type: ignore[no-any-return]
+                                  Columns)
     out: list[tuple[str, Columns]] = []
     a = 0
     for name, c in zip(names, counts, strict=True):

@@ -273,3 +273,44 @@ def test_an_id_only_a_segments_message_brought_is_checked_when_an_event_names_it
     good = orjson.dumps({"component": "c1", "state": "down", "ts": now})
     (comps, _, _), _, rejects = decode([good, raw], now)
     assert comps == ["c1"] and rejects == [(1, exc.value.reason)]
+
+
+@given(shares=st.lists(st.tuples(_names, _segments), min_size=2, max_size=8,
+                       unique_by=lambda share: share[0]))
+def test_decode_many_splits_a_message_alike_in_c_and_in_python(
+        shares: list[tuple[str, list[tuple[str, float, float, int]]]]) -> None:
+    """Each service's columns of a message of several: cut in C (``split_columns``) as
+    the Python loop cuts them, the same types (times as arrays, ends None when all are
+    open) and the same values."""
+    fast = native.native
+    if fast is None:
+        pytest.skip("no C extension")
+    raws = segwire.encode_many(shares)
+    native.native = None
+    try:
+        want = [segwire.decode_many(raw) for raw in raws]
+    finally:
+        native.native = fast
+    got = [segwire.decode_many(raw) for raw in raws]
+
+    def kinds(decoded: list[list[tuple[str, segwire.Columns]]]) -> list[tuple[type, ...]]:
+        return [(type(c), type(c.comps), type(c.starts), type(c.ends), type(c.states))
+                for shares in decoded for _, c in shares]
+
+    assert got == want and kinds(got) == kinds(want)
+
+
+def test_split_columns_refuses_counts_that_do_not_add_up() -> None:
+    from array import array
+
+    fast = native.native
+    if fast is None:
+        pytest.skip("no C extension")
+    comps, starts = ["a", "b", "c"], array("d", [1.0, 2.0, 3.0])
+    for counts in ([1, 1], [2, 2], [0, 3], [4, -1]):
+        with pytest.raises(ValueError):
+            fast.split_columns(["s", "t"], array("I", counts) if min(counts) >= 0 else counts,
+                               comps, starts, None, b"\x00\x01\x02", segwire.Columns)
+    with pytest.raises(ValueError):  # a column of another length
+        fast.split_columns(["s"], [3], comps, array("d", [1.0]), None, b"\x00\x01\x02",
+                           segwire.Columns)
