@@ -6,9 +6,12 @@ cut by ``alignment.cuts`` (every partition present in every fetch: the worker's
 per partition in slices, the component trackers stored in ``TrackerTable``s (over
 in-memory stand-ins of Faust's tables), the fetch's segments as ``segwire.messages`` (one
 or a few messages per segments partition), then stage 2: each message decoded and
-``stage2.apply`` per service. No changelog writes, day rollups, commits or scrapes: this
-is the per-event CPU of our stages alone, far less noisy than ``throughput.py --sweep``
-on a shared machine, and it can be profiled with many samples.
+``stage2.apply_all`` a slice of services at a time. Before the timed run it builds what
+the worker builds at start and while it joins its group (the models, ``warm_steps``).
+No changelog writes (but with ``--checkpoint-every``), day rollups, commits or scrapes:
+this is the per-event CPU of our stages alone, far less noisy than ``throughput.py
+--sweep`` on a shared machine, and it can be profiled with many samples. It runs in an
+older tree too (copied there for an A/B run), with that tree's loops.
 
     .venv/bin/python bench/stages.py --sweep-only size=1 --sweep-only fanout=5
     .venv/bin/python bench/stages.py --sweep-only components=20000 --repeat 3

@@ -77,8 +77,8 @@ def classify(
 
     ``firsts[i]`` says whether record ``i`` is delivered for the first time (None: all
     are). ``lookup`` finds a component's tracker (None: not seen yet); ``lookup_many``,
-    when given, the trackers of a set of components at once (those it has: a new dict
-    this call may add to). ``here(c)`` says
+    when given, the trackers of a set of components at once (those it has: a new dict,
+    which this call adds to and returns as ``trackers``). ``here(c)`` says
     whether component ``c`` belongs to this partition (None: every event is classified
     here, as for records already forwarded to their partition); ``elsewhere``, when
     given instead, the components of a set that do not belong to this partition (one
