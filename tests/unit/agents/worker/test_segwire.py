@@ -19,6 +19,9 @@ from streams.events import InvalidEvent, parse_event
 
 #: Every test here runs with the C encoder (streams/_native.c) and with the Python one.
 pytestmark = pytest.mark.usefixtures("engine_path")
+#: A Partitioner imports kafka-python's murmur2 when first made (~250 ms): done here, at
+#: collection, not inside a timed hypothesis example.
+Partitioner(1)
 
 _ids = st.from_regex(r"[A-Za-z0-9._:/@-]{1,20}", fullmatch=True)
 _times = st.floats(allow_nan=False, allow_infinity=False)
