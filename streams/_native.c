@@ -645,40 +645,55 @@ static PyObject *tl_val[TL_SLOTS_MAX];   /* shared value, or NULL: a column, cop
 static PyObject *tl_copy[TL_SLOTS_MAX];  /* the template column's bound __copy__ */
 static int tl_n = 0;
 
+/* The object slots of ``one`` and ``two``, two instances of ``type`` made as templates
+ * (new_timeline, new_tracker): for each member its offset and both values (borrowed),
+ * into ``off``, ``v`` and ``w``; the count, or -1 when the type or an instance is not
+ * plain (a __dict__, a base other than object, an instance of another type, a member
+ * that is not a writable object slot, a slot left unset, more than TL_SLOTS_MAX): then
+ * the class is called instead. */
+static int template_slots(PyTypeObject *type, PyObject *one, PyObject *two, Py_ssize_t *off,
+                          PyObject **v, PyObject **w) {
+    if (type->tp_members == NULL || type->tp_dictoffset != 0 || type->tp_base != &PyBaseObject_Type
+            || Py_TYPE(one) != type || Py_TYPE(two) != type)
+        return -1;
+    int n = 0;
+    for (PyMemberDef *m = type->tp_members; m->name != NULL; m++, n++) {
+        if (m->type != T_OBJECT_EX || (m->flags & READONLY) || n == TL_SLOTS_MAX) return -1;
+        off[n] = m->offset;
+        v[n] = *(PyObject **)((char *)one + m->offset);
+        w[n] = *(PyObject **)((char *)two + m->offset);
+        if (v[n] == NULL || w[n] == NULL) return -1;
+    }
+    return n;
+}
+
 static int tl_prepare(void) {
     tl_state = -1;
     for (int i = 0; i < tl_n; i++) { Py_CLEAR(tl_val[i]); Py_CLEAR(tl_copy[i]); }
     tl_n = 0;
-    PyTypeObject *type = (PyTypeObject *)Timeline_cls;
-    if (type == NULL || type->tp_members == NULL || type->tp_dictoffset != 0
-            || type->tp_base != &PyBaseObject_Type || Array_type == NULL)
-        return 0;
+    if (Timeline_cls == NULL || !PyType_Check(Timeline_cls) || Array_type == NULL) return 0;
     /* Two of them: a value both hold is shared by every timeline; one each holds its own,
      * which must be an empty array (a column) to be made here. */
     PyObject *one = PyObject_CallNoArgs(Timeline_cls);
     PyObject *two = one ? PyObject_CallNoArgs(Timeline_cls) : NULL;
     if (two == NULL) { Py_XDECREF(one); return -1; }
-    int n = 0, ok = Py_TYPE(one) == type && Py_TYPE(two) == type, rc = 0;
-    for (PyMemberDef *m = type->tp_members; ok && m->name != NULL; m++) {
-        if (m->type != T_OBJECT_EX || (m->flags & READONLY) || n == TL_SLOTS_MAX) { ok = 0; break; }
-        PyObject *v = *(PyObject **)((char *)one + m->offset);
-        PyObject *w = *(PyObject **)((char *)two + m->offset);
-        if (v == NULL || w == NULL) { ok = 0; break; }
-        tl_off[n] = m->offset;
-        tl_val[n] = tl_copy[n] = NULL;
-        if (v == w) {
-            tl_val[n] = Py_NewRef(v);
-        } else if (Py_TYPE(v) == Array_type && PyObject_Length(v) == 0) {
-            tl_copy[n] = PyObject_GetAttrString(v, "__copy__");
-            if (tl_copy[n] == NULL) { rc = -1; ok = 0; }
+    PyObject *v[TL_SLOTS_MAX], *w[TL_SLOTS_MAX];
+    int n = template_slots((PyTypeObject *)Timeline_cls, one, two, tl_off, v, w);
+    int ok = n >= 0, rc = 0;
+    for (int i = 0; i < n; i++) tl_val[i] = tl_copy[i] = NULL;
+    for (int i = 0; ok && i < n; i++) {
+        if (v[i] == w[i]) {
+            tl_val[i] = Py_NewRef(v[i]);
+        } else if (Py_TYPE(v[i]) == Array_type && PyObject_Length(v[i]) == 0) {
+            tl_copy[i] = PyObject_GetAttrString(v[i], "__copy__");
+            if (tl_copy[i] == NULL) { rc = -1; ok = 0; }
         } else {
             ok = 0;
         }
-        n++;
     }
     Py_DECREF(one);
     Py_DECREF(two);
-    tl_n = n;
+    tl_n = n > 0 ? n : 0;
     if (ok) tl_state = 1;
     return rc;
 }
@@ -742,39 +757,32 @@ static int ct_prepare(PyObject *cls) {
     for (int i = 0; i < ct_n; i++) Py_CLEAR(ct_val[i]);
     ct_n = 0;
     ct_cls = cls;
-    PyTypeObject *type = (PyTypeObject *)cls;
-    if (!PyType_Check(cls) || type->tp_members == NULL || type->tp_dictoffset != 0
-            || type->tp_base != &PyBaseObject_Type || Timeline_cls == NULL)
-        return 0;
+    if (!PyType_Check(cls) || Timeline_cls == NULL) return 0;
     PyObject *a = PyUnicode_FromString("template a"), *b = PyUnicode_FromString("template b");
     PyObject *one = a && b ? PyObject_CallOneArg(cls, a) : NULL;
     PyObject *two = one ? PyObject_CallOneArg(cls, b) : NULL;
     if (two == NULL) { Py_XDECREF(a); Py_XDECREF(b); Py_XDECREF(one); return -1; }
-    int n = 0, ok = Py_TYPE(one) == type && Py_TYPE(two) == type, named = 0;
-    for (PyMemberDef *m = type->tp_members; ok && m->name != NULL; m++) {
-        if (m->type != T_OBJECT_EX || (m->flags & READONLY) || n == TL_SLOTS_MAX) { ok = 0; break; }
-        PyObject *v = *(PyObject **)((char *)one + m->offset);
-        PyObject *w = *(PyObject **)((char *)two + m->offset);
-        if (v == NULL || w == NULL) { ok = 0; break; }
-        ct_off[n] = m->offset;
-        ct_val[n] = NULL;
-        if (v == a && w == b) {
-            ct_kind[n] = 'c';
+    PyObject *v[TL_SLOTS_MAX], *w[TL_SLOTS_MAX];
+    int n = template_slots((PyTypeObject *)cls, one, two, ct_off, v, w);
+    int ok = n >= 0, named = 0;
+    for (int i = 0; i < n; i++) ct_val[i] = NULL;
+    for (int i = 0; ok && i < n; i++) {
+        if (v[i] == a && w[i] == b) {
+            ct_kind[i] = 'c';
             named++;
-        } else if ((PyObject *)Py_TYPE(v) == Timeline_cls && (PyObject *)Py_TYPE(w) == Timeline_cls
-                   && v != w) {
-            ct_kind[n] = 't';
-        } else if (ct_same_value(v, w)) {
-            ct_kind[n] = 'v';
-            ct_val[n] = Py_NewRef(v);
+        } else if ((PyObject *)Py_TYPE(v[i]) == Timeline_cls
+                   && (PyObject *)Py_TYPE(w[i]) == Timeline_cls && v[i] != w[i]) {
+            ct_kind[i] = 't';
+        } else if (ct_same_value(v[i], w[i])) {
+            ct_kind[i] = 'v';
+            ct_val[i] = Py_NewRef(v[i]);
         } else {
             ok = 0;
         }
-        n++;
     }
     ct_untracked = !PyObject_GC_IsTracked(one) && !PyObject_GC_IsTracked(two);
     Py_DECREF(one); Py_DECREF(two); Py_DECREF(a); Py_DECREF(b);
-    ct_n = n;
+    ct_n = n > 0 ? n : 0;
     if (ok && named == 1) ct_state = 1;
     return 0;
 }
