@@ -93,7 +93,7 @@ APPLY_ALL = hasattr(stage2, "apply_all")
 #: Whether the components table marks what stage 1 gets as changed (``get_many``'s touch).
 TOUCH_ON_GET = "touch" in TrackerTable.get_many.__code__.co_varnames
 if APPLY_ALL:
-    from agents.worker.pipeline import stage2_slices
+    from agents.worker.pipeline import apply_stage2_slice, stage2_slices
 #: ``classify``'s lookup of a slice's trackers at once, in trees that have it.
 MANY_LOOKUP: dict[str, Any] = {}
 #: The worker's slice of a partition's records (agents/worker/pipeline.py SLICE).
@@ -182,14 +182,9 @@ class Run:
         if APPLY_ALL:  # as the pipeline does
             items = [(name, parts[0] if len(parts) == 1 else segwire.concat(parts))
                      for name, (p, parts) in by_service.items()]
+            part_of = {name: p for name, (p, _) in by_service.items()}
             for chunk in stage2_slices(items):
-                trackers = svcs.get_many([name for name, _ in chunk])
-                applied = stage2.apply_all(chunk, trackers, catalog)
-                gone = set(applied.gone)
-                svcs.touch_each({name: by_service[name][0] for name, _ in chunk
-                                 if name not in gone})
-                for name in applied.created:
-                    svcs.put(name, trackers[name], by_service[name][0])
+                gone = apply_stage2_slice(svcs, chunk, part_of, catalog)
                 self.segments += sum(len(cols.comps) for name, cols in chunk if name not in gone)
         else:  # the code of a tree from before stage2.apply_all
             for name, (p, parts) in by_service.items():

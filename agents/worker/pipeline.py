@@ -24,7 +24,7 @@ import functools
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from operator import attrgetter
 from time import perf_counter
 from typing import Any
@@ -33,9 +33,10 @@ from agents.transport.aiokafka_patches import LeanRecord
 from agents.worker import alignment, deadletters, faults, routing, segwire
 from agents.worker.rollups import RollupKeeper
 from agents.worker.runtime import Runtime
-from agents.worker.state import PartitionStats, stats_key
+from agents.worker.state import PartitionStats, TrackerTable, stats_key
 from streams import stage1, stage2
 from streams.batch import WireSegment
+from streams.catalog import Catalog
 from streams.component import ComponentTracker
 from streams.service import ServiceTracker
 from streams.stage1 import Decoded
@@ -79,6 +80,22 @@ def stage2_slices(items: list[tuple[str, segwire.Columns]]) -> Iterator[list[tup
             hi += 1
         yield items[lo:hi]
         lo = hi
+
+
+def apply_stage2_slice(services: TrackerTable[ServiceTracker],
+                       chunk: list[tuple[str, segwire.Columns]], part_of: Mapping[str, int],
+                       catalog: Catalog) -> set[str]:
+    """Stage 2 on one slice of a fetch's services (``stage2_slices``): their trackers got
+    from the table, ``stage2.apply_all``, each changed one marked in the segments
+    partition it came on (``part_of``) and each new one stored. Returns the services that
+    left the catalog since their segments were sent: nothing applied, nothing stored."""
+    trackers = services.get_many([name for name, _ in chunk])
+    done = stage2.apply_all(chunk, trackers, catalog)
+    gone = set(done.gone)
+    services.touch_each({name: part_of[name] for name, _ in chunk if name not in gone})
+    for name in done.created:
+        services.put(name, trackers[name], part_of[name])
+    return gone
 
 #: Seconds between table writes of each stage. A service tracker holds its whole
 #: history (up to the SLA period), so in an alert storm writing it dominates stage 2;
@@ -634,14 +651,7 @@ class Pipeline:
         items = [(name, parts[0] if len(parts) == 1 else concat(parts))
                  for name, parts in by_service.items()]
         for chunk in stage2_slices(items):
-            trackers = svcs.get_many([name for name, _ in chunk])
-            done = stage2.apply_all(chunk, trackers, catalog)
-            # The services that left the catalog since: nothing applied, nothing stored.
-            gone = set(done.gone)
-            svcs.touch_each({name: part_of[name] for name, _ in chunk if name not in gone}
-                            if gone else {name: part_of[name] for name, _ in chunk})
-            for name in done.created:
-                svcs.put(name, trackers[name], part_of[name])
+            gone = apply_stage2_slice(svcs, chunk, part_of, catalog)
             if self.rollups is not None:
                 self.rollups.mark_columns(chunk, gone)
             if perf_counter() >= self._yield_at:

@@ -344,7 +344,7 @@ class TrackerTable(Generic[T]):
                 if obj is not None:
                     out[key] = obj
         if touch is not None:
-            dirty.update(dict.fromkeys(out, touch))
+            self.touch_many(out, touch)
         return out
 
     def get_stored(self, key: str) -> tuple[T | None, bytes | None]:
