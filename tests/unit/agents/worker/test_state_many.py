@@ -59,19 +59,11 @@ def _aged_table(seed: int) -> tuple[TrackerTable[Any], set[str]]:
     return tt, {f"s{k}" for k in rng.sample(range(55), 35)}
 
 
-@pytest.mark.parametrize("path", ["native", "python"])
 @pytest.mark.parametrize("seed", range(6))
-def test_get_many_in_c_and_in_python_is_get_of_each_key(seed: int, path: str,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """The C loop of cache hits (``_native.cached_many``) and its Python twin give what
-    ``get`` of each key gives, on a table of the same history, and leave the cache as
-    ``get`` does."""
-    from streams import native
-
-    if path == "python":
-        monkeypatch.setattr(native, "native", None)
-    elif native.native is None:
-        pytest.skip("no C extension")
+def test_get_many_in_c_and_in_python_is_get_of_each_key(seed: int, engine_path: str) -> None:
+    """The C loop of cache hits (``_native.cached_many``) and its Python twin
+    (``engine_path``) give what ``get`` of each key gives, on a table of the same
+    history, and leave the cache as ``get`` does."""
     one, keys = _aged_table(seed)
     want = {k: v for k in keys if (v := one.get(k)) is not None}
     other, _ = _aged_table(seed)
@@ -81,20 +73,13 @@ def test_get_many_in_c_and_in_python_is_get_of_each_key(seed: int, path: str,
     assert {k: v[0] for k, v in other._cache.items()} == {k: v[0] for k, v in one._cache.items()}
 
 
-@pytest.mark.parametrize("path", ["native", "python"])
 @pytest.mark.parametrize("seed", range(6))
-def test_get_many_with_touch_is_get_then_touch_of_each_key_found(
-        seed: int, path: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Stage 1 marks what it gets as changed in the same call (``touch``): the same
-    objects as without, and afterwards the changed keys are those of ``get`` and
-    ``touch(key, p)`` of each key found, in every state a key may be in; a missing key
-    is not marked."""
-    from streams import native
-
-    if path == "python":
-        monkeypatch.setattr(native, "native", None)
-    elif native.native is None:
-        pytest.skip("no C extension")
+def test_get_many_with_touch_is_get_then_touch_of_each_key_found(seed: int,
+                                                                 engine_path: str) -> None:
+    """Stage 1 marks what it gets as changed in the same call (``touch``), in C and in
+    Python (``engine_path``): the same objects as without, and afterwards the changed
+    keys are those of ``get`` and ``touch(key, p)`` of each key found, in every state a
+    key may be in; a missing key is not marked."""
     one, keys = _aged_table(seed)
     want = {k: v for k in keys if (v := one.get(k)) is not None}
     for k in want:
