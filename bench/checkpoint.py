@@ -59,7 +59,7 @@ def _points(tracker: Any) -> int:
 def _tables(topic: str) -> tuple[TrackerTable[Any], TrackerTable[Any]]:
     comps = TrackerTable(Table(changelog=topic + "-c"), decode_component, lambda t: b"",
                          ComponentTracker.to_record, ComponentTracker.from_record,
-                         ComponentTracker.small_record)
+                         ComponentTracker.small_records)
     svcs = TrackerTable(Table(changelog=topic + "-s"), decode_service, lambda t: b"",
                         ServiceTracker.to_record, ServiceTracker.from_record)
     return comps, svcs

@@ -18,6 +18,8 @@ older tree too (copied there for an A/B run), with that tree's loops.
     .venv/bin/python bench/stages.py --sweep-only base --cprofile 30
     valgrind --tool=callgrind --instr-atstart=no .venv/bin/python bench/stages.py \
         --sweep-only size=1 --events 20000 --repeat 1 --callgrind
+    mkfifo /tmp/ctl && perf record -e cpu-clock -g -D -1 --control fifo:/tmp/ctl \
+        .venv/bin/python bench/stages.py --sweep-only components=20000 --perf-ctl /tmp/ctl
 
 Prints, per shape, events/s of both stages (best of ``--repeat`` fresh runs) and the
 share of each stage. Times are this thread's CPU time, not wall time: on a shared
@@ -222,16 +224,27 @@ async def _flush_tables(run: Run) -> None:
         await table.flush(_send)
 
 
+def checkpoint_loop() -> asyncio.AbstractEventLoop:
+    """The event loop checkpoints run on, made (and ``flush``'s first import done)
+    before a timed run: a worker has both long before its first checkpoint, and the
+    first ``partition_context`` imports ``faust.streams`` (~0.1 s, and most of a
+    checkpoint's instructions under callgrind)."""
+    global _LOOP
+    if _LOOP is None:
+        import faust.streams  # noqa: F401
+
+        _LOOP = asyncio.new_event_loop()
+    return _LOOP
+
+
 def checkpoint(run: Run) -> None:
     """What a worker's checkpoint computes of both tables (no producer, no rollups):
     every tracker changed since the last one, written once, one send per record as the
     worker sends them. ``flush`` sends the partitions side by side (``asyncio.gather``),
     so it runs on an event loop; the fake sends never wait."""
-    global _LOOP
-    if _LOOP is None:
-        _LOOP = asyncio.new_event_loop()
+    loop = checkpoint_loop()
     t0 = time.thread_time()
-    _LOOP.run_until_complete(_flush_tables(run))
+    loop.run_until_complete(_flush_tables(run))
     run.t3 += time.thread_time() - t0
     run.checkpoints += 1
 
@@ -264,6 +277,14 @@ def _callgrind(what: str) -> None:
                    stdout=subprocess.DEVNULL)
 
 
+def _perf(ctl: str | None, what: str) -> None:
+    """Sampling on or off (under ``perf record --control fifo:CTL -D -1``): samples of
+    the runs only, with the machine's real caches (callgrind simulates them)."""
+    if ctl:
+        with open(ctl, "w") as fifo:
+            fifo.write(f"{what}\n")
+
+
 def run_shape(shape: dict[str, Any], index: int, args: argparse.Namespace) -> dict[str, float]:
     catalog = parse_catalog(orjson.loads(make_shape_catalog(
         shape["components"], shape["size"], shape["fanout"])), "bench")
@@ -284,10 +305,13 @@ def run_shape(shape: dict[str, Any], index: int, args: argparse.Namespace) -> di
         for _ in warm_steps(cat, Partitioner(shape["partitions"]), run.part):
             pass  # what the worker builds while it joins its group
         now = time.time()
+        if args.checkpoint_every:
+            checkpoint_loop()
         gc.collect()
         prof = cProfile.Profile() if args.cprofile else None
         if args.callgrind:
             _callgrind("on")
+        _perf(args.perf_ctl, "enable")
         faults = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
         t0 = time.thread_time()
         if prof is not None:
@@ -301,6 +325,7 @@ def run_shape(shape: dict[str, Any], index: int, args: argparse.Namespace) -> di
         if prof is not None:
             prof.disable()
         took = time.thread_time() - t0
+        _perf(args.perf_ctl, "disable")
         faults = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - faults
         if args.callgrind:
             _callgrind("off")
@@ -335,6 +360,8 @@ def main() -> int:
     ap.add_argument("--callgrind", action="store_true",
                     help="under valgrind --tool=callgrind --instr-atstart=no: instrument the "
                          "runs only (instruction counts do not depend on the machine's load)")
+    ap.add_argument("--perf-ctl", metavar="FIFO",
+                    help="under perf record -D -1 --control fifo:FIFO: sample the runs only")
     args = ap.parse_args()
     gcpolicy.apply()  # as a worker does (agents/cli/worker.py)
     mallocpolicy.apply()

@@ -56,7 +56,7 @@ def component_table(table: Any) -> TrackerTable[ComponentTracker]:
     """The component trackers over a Faust table (or a stand-in with its interface): as
     records with their columns packed, a small tracker stored whole."""
     return TrackerTable(table, decode_component, encode_component, ComponentTracker.to_record,
-                        ComponentTracker.from_record, ComponentTracker.small_record)
+                        ComponentTracker.from_record, ComponentTracker.small_records)
 
 
 def service_table(table: Any) -> TrackerTable[ServiceTracker]:

@@ -20,7 +20,7 @@ import base64
 import contextlib
 import weakref
 import zlib
-from collections.abc import Awaitable, Callable, Container, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Container, Iterable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
 import orjson
@@ -259,14 +259,15 @@ class TrackerTable(Generic[T]):
         self, table: Any, decode: Callable[[bytes], T], encode: Callable[[T], bytes],
         pack: Callable[[T, record.Packer], dict[str, Any]] | None = None,
         unpack: Callable[[dict[str, Any], memoryview], T] | None = None,
-        small: Callable[[T, int], bytes | None] | None = None,
+        small: Callable[[list[T], int], list[bytes | None]] | None = None,
     ) -> None:
         """``pack``/``unpack`` (``to_record``/``from_record`` of a tracker: a record
         header and its columns, see streams/record.py) make the table store values of
         at least ``incremental_from`` bytes as a head and patches (agents/worker/
-        patchlog.py). ``small(obj, limit)``: the whole record ``pack`` makes of ``obj``
-        when its columns are under ``limit`` bytes, made without a packer (None: not
-        that simple), for tables of many small objects (``ComponentTracker.small_record``)."""
+        patchlog.py). ``small(objs, limit)``: per object, the whole record ``pack`` makes
+        of it when its columns are under ``limit`` bytes, made without a packer (None:
+        not that simple), for tables of many small objects
+        (``ComponentTracker.small_records``)."""
         self.table = table
         self._decode = decode
         self._encode = encode
@@ -495,7 +496,7 @@ class TrackerTable(Generic[T]):
             with partition_context(partition):
                 writes = self._write_partition(keys, before_write)
             versions[partition] = versions.get(partition, 0) + len(writes)
-            records.append((partition, [(k.encode(), v) for k, v in writes]))
+            records.append((partition, writes))
         topic = table.changelog_topic.get_topic_name()
         futures: list[Any] = []
         # The partitions side by side: a request to the broker carries one batch per
@@ -513,31 +514,51 @@ class TrackerTable(Generic[T]):
         return futures
 
     def _write_partition(self, keys: list[str], before_write: Callable[[str, T], None] | None
-                         ) -> list[tuple[str, bytes | None]]:
+                         ) -> list[tuple[bytes, bytes | None]]:
         """Write ``keys`` (dirty, of one partition) to the store; the changelog records,
-        in order (None: a tombstone)."""
+        in order, their keys encoded (a value None: a tombstone)."""
         cache, encode, store = self._cache, self._encode, self.table.data
         chunk = self.chunk_size
         lookup = self.stored_lookup()[0]
-        out: list[tuple[str, bytes | None]] = []
+        out: list[tuple[bytes, bytes | None]] = []
         small, limit, chunks = self._small, self.incremental_from, self._chunks
         inc_head = patchlog.HEAD
         # Faust's memory store is a dict behind a Python __setitem__: written directly.
-        put = getattr(self._store_dict(), "__setitem__", None) or store.__setitem__
-        for key in keys:
-            obj = cache[key][1]
-            if before_write is not None:
+        store_dict = self._store_dict()
+        put = getattr(store_dict, "__setitem__", None) or store.__setitem__
+        objs = [cache[key][1] for key in keys]
+        if before_write is not None:
+            for key, obj in zip(keys, objs, strict=True):
                 before_write(key, obj)
-            if small is not None and key not in chunks:
+        # Each object's whole record if it is small, all in one call (a components
+        # checkpoint in a storm writes thousands, each of a few points).
+        wholes: Sequence[bytes | None] = (small(objs, limit) if small is not None
+                                           else [None] * len(keys))
+        fast = native.native if small is not None else None
+        # A dict (or a subclass) whose reads and writes are dict's own: the C path
+        # stores into it as ``put`` does.
+        plain_store = (store_dict is not None and type(cache) is dict and type(chunks) is dict
+                       and type(store_dict).__setitem__ is dict.__setitem__)
+        total = len(keys)
+        at = 0
+        while at < total:
+            if fast is not None and plain_store and type(wholes) is list:
+                # The small path in C up to the next key that takes the one below (the
+                # same steps, in the same order).
+                at = fast.small_writes(keys, objs, wholes, at, chunks, store_dict, cache, chunk,
+                                       inc_head, out)
+                if at >= total:
+                    break
+            key, obj, whole = keys[at], objs[at], wholes[at]
+            at += 1
+            if whole is not None and len(whole) <= chunk and key not in chunks:
                 # A small object stored whole (or not yet): written whole, as below.
                 before = lookup(key)
                 if before is None or not before.startswith(inc_head):
-                    whole = small(obj, limit)
-                    if whole is not None and len(whole) <= chunk:
-                        put(key, whole)
-                        cache[key] = _entry(whole, obj)
-                        out.append((key, whole))
-                        continue
+                    put(key, whole)
+                    cache[key] = _entry(whole, obj)
+                    out.append((key.encode(), whole))
+                    continue
             old = self._chunks.pop(key, None)
             writes: list[tuple[str, bytes | None]] = []
             raw: bytes | None = None
@@ -587,7 +608,7 @@ class TrackerTable(Generic[T]):
                 else:
                     store[k] = v
             cache[key] = _entry(stored, obj)
-            out += writes
+            out += [(k.encode(), v) for k, v in writes]
         return out
 
     def versions(self) -> dict[int, int]:

@@ -108,7 +108,7 @@ def _tables(t: Table, svc: bool, chunk: int) -> TrackerTable[Any]:
         TrackerTable(t, decode_service, encode_service, ServiceTracker.to_record,
                      ServiceTracker.from_record) if svc else
         TrackerTable(t, decode_component, encode_component, ComponentTracker.to_record,
-                     ComponentTracker.from_record, ComponentTracker.small_record))
+                     ComponentTracker.from_record, ComponentTracker.small_records))
     tt.incremental_from = 400
     tt.chunk_size = chunk
     return tt

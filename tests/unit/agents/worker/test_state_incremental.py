@@ -22,7 +22,7 @@ import faust.streams  # noqa: F401  # flush imports it; its first import runs `f
 import orjson
 import pytest
 
-from agents.worker import patchlog
+from agents.worker import patchlog, state
 from agents.worker.patchlog import HEAD as INCREMENTAL
 from agents.worker.state import (
     TrackerTable,
@@ -31,6 +31,7 @@ from agents.worker.state import (
     encode_component,
     encode_service,
 )
+from streams import native
 from streams.catalog import parse_catalog
 from streams.component import ComponentTracker
 from streams.engine import Engine
@@ -47,7 +48,7 @@ def _few_patches(monkeypatch: pytest.MonkeyPatch) -> None:
 
 #: ``TrackerTable``'s ``small`` of the components tables (as the worker's); a test
 #: switches it off to compare with the packer's path.
-SMALL: Any = ComponentTracker.small_record
+SMALL: Any = ComponentTracker.small_records
 
 
 def comp_table(t: Table) -> TrackerTable[ComponentTracker]:
@@ -167,6 +168,28 @@ def test_small_component_records_are_what_the_packer_writes(
     assert any(v is not None and v.startswith(INCREMENTAL) for _, v, _ in clog), \
         "no component grew past the incremental threshold"
     assert any(v is not None and v.startswith(MAGIC) for _, v, _ in clog)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_c_small_path_writes_what_the_python_loop_writes(
+        seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``TrackerTable``'s path for small objects in C (``_native.small_records`` and
+    ``small_writes``) leaves the changelogs and the stores byte for byte as the Python
+    loop does, over keys in every state: small, grown past the incremental threshold
+    (heads of patches), small again after prunes, and records of more than a chunk
+    (stored in parts: here most of them, with a chunk of 300 bytes)."""
+    if native.native is None:
+        pytest.skip("the C extension is not built")
+    monkeypatch.setattr(state, "CHUNK_SIZE", 300)
+    clog, slog, _, _ = run(seed, 0.1, 7)
+    with monkeypatch.context() as m:
+        m.setattr(native, "native", None)
+        clog2, slog2, _, _ = run(seed, 0.1, 7)
+    assert clog == clog2
+    assert slog == slog2
+    assert any(b"\x1f" in k for k, _, _ in clog), "no record was stored in parts"
+    assert any(v is not None and v.startswith(MAGIC) for _, v, _ in clog)
+    assert any(v is not None and v.startswith(INCREMENTAL) for _, v, _ in clog)
 
 
 def test_a_checkpoint_writes_only_what_changed() -> None:
