@@ -536,9 +536,9 @@ class TrackerTable(Generic[T]):
                                            else [None] * len(keys))
         fast = native.native if small is not None else None
         # A dict (or a subclass) whose reads and writes are dict's own: the C path
-        # stores into it as ``put`` does.
-        plain_store = (store_dict is not None and type(cache) is dict and type(chunks) is dict
-                       and type(store_dict).__setitem__ is dict.__setitem__)
+        # stores into it as ``put`` does (the cache and the chunks are this table's own
+        # dicts).
+        plain_store = store_dict is not None and type(store_dict).__setitem__ is dict.__setitem__
         total = len(keys)
         at = 0
         while at < total:
